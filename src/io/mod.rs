@@ -1,0 +1,299 @@
+//! Input sources and output parts.
+//!
+//! A *source* is one input path after glob expansion: a JSONL or JSON file
+//! (optionally `.gz`/`.zst`), a Parquet file, or a directory of HTML pages.
+//! Readers turn a source into a stream of [`RawItem`]s. They do no JSON parsing
+//! themselves (that runs in parallel in the executor) and never fail on a bad
+//! record: a broken line, invalid UTF-8, an oversized record or a truncated
+//! compressed stream becomes a [`Payload::Malformed`] item with its position.
+//! Only a source that cannot be opened at all is an error.
+
+pub mod html;
+pub mod jsonl;
+pub mod parquet;
+pub mod writer;
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::config::{config_error, InputFormat};
+use crate::record::FieldMap;
+
+/// How a source's bytes are compressed, from its file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+/// The reader a source needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    Jsonl,
+    Json,
+    Parquet,
+    HtmlDir,
+    HtmlFile,
+}
+
+/// One input path, resolved.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub path: PathBuf,
+    /// The name used in derived ids and messages: the path relative to the common
+    /// folder of all sources, so ids do not depend on where the data lives.
+    pub name: Arc<str>,
+    pub kind: SourceKind,
+    pub codec: Codec,
+}
+
+/// Where a raw item sits in its source.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Position {
+    /// 0-based index of the item among its source's records.
+    pub index: u64,
+    /// 1-based line where it starts, 0 where lines do not apply.
+    pub line: u64,
+}
+
+/// What a reader produced for one record.
+#[derive(Debug)]
+pub enum Payload {
+    /// One JSON value's bytes, not yet parsed.
+    Json(Vec<u8>),
+    /// A row already turned into JSON text by a columnar reader.
+    Row(String),
+    /// An HTML page: its raw bytes and the file it came from (relative name).
+    Html { bytes: Vec<u8>, file: String },
+    /// Unreadable: why, and the first bytes of what was there.
+    Malformed {
+        detail: String,
+        raw: Vec<u8>,
+        raw_len: u64,
+    },
+}
+
+/// One record as read, before parsing.
+#[derive(Debug)]
+pub struct RawItem {
+    pub pos: Position,
+    pub payload: Payload,
+}
+
+impl RawItem {
+    /// Bytes this item holds, for batching and throughput numbers.
+    pub fn size(&self) -> usize {
+        match &self.payload {
+            Payload::Json(b) => b.len(),
+            Payload::Row(s) => s.len(),
+            Payload::Html { bytes, .. } => bytes.len(),
+            Payload::Malformed { raw_len, .. } => *raw_len as usize,
+        }
+    }
+}
+
+/// How many raw bytes of a malformed record are kept for the rejected file.
+pub const MALFORMED_KEEP_BYTES: usize = 64 << 10;
+
+/// A stream of items from one source.
+pub trait SourceReader: Send {
+    /// The next item, `None` at the end. Read problems come back as `Malformed` items.
+    fn next_item(&mut self) -> Option<RawItem>;
+    /// Notes about the source for the stats (blank lines skipped, ...).
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+fn codec_of(path: &Path) -> Codec {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("gz") => Codec::Gzip,
+        Some("zst") | Some("zstd") => Codec::Zstd,
+        _ => Codec::Plain,
+    }
+}
+
+/// The extension that says the format, below any compression suffix.
+fn inner_extension(path: &Path) -> String {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = name
+        .strip_suffix(".gz")
+        .or_else(|| name.strip_suffix(".zst"))
+        .or_else(|| name.strip_suffix(".zstd"))
+        .unwrap_or(name);
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn kind_of(path: &Path, format: InputFormat) -> Result<SourceKind> {
+    if path.is_dir() {
+        return match format {
+            InputFormat::Auto | InputFormat::Html => Ok(SourceKind::HtmlDir),
+            other => Err(config_error(format!(
+                "{}: is a directory; only format \"html\" reads directories (format is {other:?})",
+                path.display()
+            ))),
+        };
+    }
+    let ext = inner_extension(path);
+    Ok(match format {
+        InputFormat::Jsonl => SourceKind::Jsonl,
+        InputFormat::Json => SourceKind::Json,
+        InputFormat::Parquet => SourceKind::Parquet,
+        InputFormat::Html => SourceKind::HtmlFile,
+        InputFormat::Auto => match ext.as_str() {
+            "jsonl" | "ndjson" => SourceKind::Jsonl,
+            "json" => SourceKind::Json,
+            "parquet" => SourceKind::Parquet,
+            "html" | "htm" => SourceKind::HtmlFile,
+            _ => {
+                return Err(config_error(format!(
+                    "{}: cannot tell the format from the extension `.{ext}`; set [input] format",
+                    path.display()
+                )))
+            }
+        },
+    })
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Expand configured paths and globs into sources, in a stable order.
+///
+/// `base` resolves relative patterns (the config's folder, or the working
+/// directory for `--input`). Every pattern must match something.
+pub fn expand_inputs(patterns: &[String], base: &Path, format: InputFormat) -> Result<Vec<Source>> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for pat in patterns {
+        let full = if Path::new(pat).is_absolute() {
+            PathBuf::from(pat)
+        } else {
+            base.join(pat)
+        };
+        if has_glob(pat) {
+            let full_str = full.to_string_lossy().to_string();
+            let mut found: Vec<PathBuf> = glob::glob(&full_str)
+                .map_err(|e| config_error(format!("[input] paths: bad pattern `{pat}`: {e}")))?
+                .filter_map(|r| r.ok())
+                .filter(|p| !p.is_dir() || format == InputFormat::Html)
+                .collect();
+            found.sort();
+            if found.is_empty() {
+                return Err(config_error(format!(
+                    "[input] paths: `{pat}` matches no file (looked for {full_str})"
+                )));
+            }
+            paths.extend(found);
+        } else {
+            if !full.exists() {
+                return Err(config_error(format!(
+                    "[input] paths: `{pat}`: no such file or directory ({})",
+                    full.display()
+                )));
+            }
+            paths.push(full);
+        }
+    }
+    let common = common_parent(&paths);
+    paths
+        .into_iter()
+        .map(|path| {
+            let kind = kind_of(&path, format)?;
+            let name = path
+                .strip_prefix(&common)
+                .ok()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .to_string();
+            Ok(Source {
+                codec: if path.is_dir() {
+                    Codec::Plain
+                } else {
+                    codec_of(&path)
+                },
+                name: name.into(),
+                kind,
+                path,
+            })
+        })
+        .collect()
+}
+
+fn common_parent(paths: &[PathBuf]) -> PathBuf {
+    let parent = |p: &PathBuf| -> PathBuf {
+        if p.is_dir() {
+            p.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            p.parent().map(Path::to_path_buf).unwrap_or_default()
+        }
+    };
+    let Some(first) = paths.first() else {
+        return PathBuf::new();
+    };
+    let mut common = parent(first);
+    for p in &paths[1..] {
+        while !p.starts_with(&common) {
+            if !common.pop() {
+                return PathBuf::new();
+            }
+        }
+    }
+    common
+}
+
+/// Open a file for reading, decompressing by its extension.
+pub fn open_decompressed(path: &Path, codec: Codec) -> Result<Box<dyn Read + Send>> {
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let buffered = BufReader::with_capacity(1 << 16, file);
+    Ok(match codec {
+        Codec::Plain => Box::new(buffered),
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
+        Codec::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(buffered)
+                .with_context(|| format!("{}: cannot start zstd decoder", path.display()))?,
+        ),
+    })
+}
+
+/// Open the reader a source needs.
+pub fn open_source(
+    source: &Source,
+    max_record_bytes: u64,
+    fields: &FieldMap,
+) -> Result<Box<dyn SourceReader>> {
+    Ok(match source.kind {
+        SourceKind::Jsonl => Box::new(jsonl::JsonlReader::open(source, max_record_bytes, false)?),
+        SourceKind::Json => Box::new(jsonl::JsonlReader::open(source, max_record_bytes, true)?),
+        SourceKind::Parquet => Box::new(parquet::ParquetSource::open(source, fields)?),
+        SourceKind::HtmlDir | SourceKind::HtmlFile => {
+            Box::new(html::HtmlReader::open(source, max_record_bytes)?)
+        }
+    })
+}
+
+/// Describe a source's size for `curate validate` and progress.
+pub fn source_bytes(source: &Source) -> u64 {
+    if source.path.is_dir() {
+        html::list_pages(&source.path)
+            .map(|v| {
+                v.iter()
+                    .filter_map(|p| p.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    } else {
+        source.path.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+}

@@ -1,0 +1,171 @@
+//! The `curate` command line: a thin layer over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+use curate::config::{ConfigError, Pipeline};
+use curate::run::{self, RunOptions};
+use curate::stats::RunStats;
+
+#[derive(Parser)]
+#[command(
+    name = "curate",
+    version,
+    about = "Turn raw, messy text into a clean instruction-tuning set"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline: read, filter, write kept and rejected records, stats and a report.
+    Run {
+        /// The pipeline file (TOML).
+        pipeline: PathBuf,
+        /// Input files, directories or globs (replace `[input] paths`).
+        #[arg(long, num_args = 1..)]
+        input: Vec<PathBuf>,
+        /// Output directory (replaces `[output] dir`).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Worker threads (default: `[run] threads`, 0 = one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Stop after this many input records.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// No progress output and no summary table.
+        #[arg(long)]
+        quiet: bool,
+        /// Delete a previous run in the output directory instead of resuming it.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Check a pipeline file, its inputs and resources, and print the plan.
+    Validate {
+        pipeline: PathBuf,
+        #[arg(long, num_args = 1..)]
+        input: Vec<PathBuf>,
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Print the per-stage summary of a finished run.
+    Stats {
+        /// A run's output directory.
+        dir: PathBuf,
+        /// Print stats.json instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn validate(pipeline: PathBuf, input: Vec<PathBuf>, output: Option<PathBuf>) -> Result<()> {
+    let p = Pipeline::load(&pipeline)?;
+    let opts = RunOptions {
+        inputs: input,
+        output,
+        ..Default::default()
+    };
+    let plan = run::plan(&p, &opts)?;
+    println!("pipeline {}: ok", pipeline.display());
+    println!("input ({} sources):", plan.sources.len());
+    for s in &plan.sources {
+        println!(
+            "  {}  [{:?}, {:?}, {} bytes]",
+            s.path.display(),
+            s.kind,
+            s.codec,
+            curate::io::source_bytes(s)
+        );
+    }
+    println!("stages:");
+    for (spec, stage) in p.stages.iter().zip(&plan.stages) {
+        println!("  {:<16} {:<14} {}", spec.name, spec.kind, stage.describe());
+    }
+    println!(
+        "output: {} ({:?}, {:?}, {} input records per part)",
+        plan.output_dir.display(),
+        p.output.format,
+        p.output.compression,
+        p.output.part_records
+    );
+    Ok(())
+}
+
+fn main_inner(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run {
+            pipeline,
+            input,
+            output,
+            threads,
+            limit,
+            quiet,
+            overwrite,
+        } => {
+            let p = Pipeline::load(&pipeline)?;
+            let opts = RunOptions {
+                inputs: input,
+                output,
+                threads,
+                limit,
+                quiet,
+                overwrite,
+            };
+            let stats = run::run(&p, &opts)?;
+            if !quiet {
+                eprint!("{}", stats.table());
+                let out = opts.output.clone().unwrap_or_else(|| p.output_dir());
+                eprintln!(
+                    "output: {}  (report: {})",
+                    out.display(),
+                    out.join("report.html").display()
+                );
+            }
+            Ok(())
+        }
+        Command::Validate {
+            pipeline,
+            input,
+            output,
+        } => validate(pipeline, input, output),
+        Command::Stats { dir, json } => {
+            run::require_run_dir(&dir)?;
+            let stats = RunStats::load(&dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", stats.table());
+                stats.check_accounting()?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match main_inner(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("curate: error: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,982 @@
+//! The executor: reader -> stages -> writer, streaming, parallel, resumable.
+//!
+//! Three threads hand work along bounded channels, so memory is bounded by a
+//! few batches whatever the input size:
+//! - the reader thread splits sources into raw items and groups them into
+//!   batches; it also cuts the input into *units* (`part_records` items of one
+//!   source), the unit of output and of resumption;
+//! - the main thread parses, runs the stages (in parallel on a rayon pool,
+//!   sequential stages in input order) and serializes each batch; results keep
+//!   input order, so output never depends on the thread count;
+//! - the writer thread appends to the unit's part files and, when a unit ends,
+//!   commits them (fsync + rename) and then writes the checkpoint, so a unit is
+//!   marked done only once its output is durable. A rerun after a crash resumes
+//!   at the first unit not marked done and produces the same bytes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use crate::config::{config_error, Pipeline};
+use crate::io::writer::{part_file_name, sync_dir, write_atomic, PartWriter};
+use crate::io::{self, Payload, RawItem, Source};
+use crate::progress::Progress;
+use crate::record::{FieldMap, Origin, Record, Schema};
+use crate::stage::{FinishContext, Stage, Verdict};
+use crate::stats::{RejectSample, RunStats, SourceStats, StageStats};
+
+/// Command-line overrides and run options.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Replace `[input] paths` (resolved against the working directory).
+    pub inputs: Vec<PathBuf>,
+    /// Replace `[output] dir`.
+    pub output: Option<PathBuf>,
+    pub threads: Option<usize>,
+    /// Stop after this many input records.
+    pub limit: Option<u64>,
+    pub quiet: bool,
+    /// Delete a previous run in the output directory instead of resuming it.
+    pub overwrite: bool,
+}
+
+/// Where a run reads and writes, after overrides.
+pub struct Plan {
+    pub sources: Vec<Source>,
+    pub output_dir: PathBuf,
+    pub stages: Vec<Box<dyn Stage>>,
+}
+
+/// Resolve inputs, output and build the stages (what `curate validate` checks).
+pub fn plan(pipeline: &Pipeline, opts: &RunOptions) -> Result<Plan> {
+    let sources = if opts.inputs.is_empty() {
+        io::expand_inputs(&pipeline.input.paths, &pipeline.dir, pipeline.input.format)
+    } else {
+        let cwd = std::env::current_dir()?;
+        io::expand_inputs(
+            &crate::config::override_paths(&opts.inputs)?,
+            &cwd,
+            pipeline.input.format,
+        )
+    }
+    .map_err(|e| config_error(format!("{}: {e:#}", pipeline.path.display())))?;
+    let output_dir = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+    let stages = crate::stages::build_all(pipeline)?;
+    Ok(Plan {
+        sources,
+        output_dir,
+        stages,
+    })
+}
+
+/// The resume point and the books so far, written atomically after each unit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Checkpoint {
+    version: u32,
+    /// Hash of the config, the input list and the options that change output.
+    fingerprint: String,
+    /// The next unit to do: source index and chunk within it.
+    next_source: usize,
+    next_chunk: u64,
+    /// Input records consumed (for `--limit`).
+    records_read: u64,
+    stats: RunStats,
+    /// Per stage: file under `.curate/` holding its saved state, if any.
+    states: Vec<Option<String>>,
+}
+
+const CHECKPOINT_VERSION: u32 = 1;
+
+fn fingerprint(pipeline: &Pipeline, sources: &[Source], opts: &RunOptions) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(env!("CARGO_PKG_VERSION").as_bytes());
+    h.update(pipeline.source_text.as_bytes());
+    for s in sources {
+        h.update(s.name.as_bytes());
+        h.update(&io::source_bytes(s).to_le_bytes());
+    }
+    h.update(format!("{:?}", opts.limit).as_bytes());
+    format!("{:032x}", h.digest128())
+}
+
+/// A batch of raw items from one unit.
+struct ReadBatch {
+    source: usize,
+    chunk: u64,
+    items: Vec<RawItem>,
+    /// Last batch of its unit.
+    unit_end: bool,
+    /// Last batch of its source: notes for the stats.
+    source_end: Option<SourceStats>,
+}
+
+enum ReadMsg {
+    Batch(ReadBatch),
+    Failed(anyhow::Error),
+}
+
+/// What the writer needs to close a unit.
+struct UnitEnd {
+    checkpoint: Checkpoint,
+    states: Vec<Option<Vec<u8>>>,
+}
+
+struct WriteBatch {
+    source: usize,
+    chunk: u64,
+    kept: Vec<u8>,
+    n_kept: u64,
+    rejected: Vec<u8>,
+    n_rejected: u64,
+    end: Option<Box<UnitEnd>>,
+}
+
+/// One record's fate inside a batch.
+enum Slot {
+    Live(Box<Record>),
+    Gone(Box<Rejection>),
+}
+
+struct Rejection {
+    /// 0 = the reader; i + 1 = pipeline stage i.
+    stage: usize,
+    reason: String,
+    detail: String,
+    id: String,
+    origin: String,
+    /// The record as it was when dropped (None for malformed input).
+    record: Option<Map<String, Value>>,
+    preview: String,
+    raw: Option<(String, u64)>,
+}
+
+#[derive(Default)]
+struct Counters {
+    input: AtomicU64,
+    modified: AtomicU64,
+    nanos: AtomicU64,
+}
+
+fn preview(text: &str, max_chars: usize) -> String {
+    let mut s: String = text.chars().take(max_chars).collect();
+    if text.chars().nth(max_chars).is_some() {
+        s.push('…');
+    }
+    s
+}
+
+/// Everything the parallel parse step needs.
+struct ParseContext {
+    map: Arc<FieldMap>,
+    schema: Option<Schema>,
+    source_name: Arc<str>,
+}
+
+fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
+    let origin = Origin {
+        source: cx.source_name.clone(),
+        line: item.pos.line,
+        index: item.pos.index,
+    };
+    let malformed = |detail: String, raw: &[u8], raw_len: u64| {
+        let text = String::from_utf8_lossy(raw).to_string();
+        Slot::Gone(Box::new(Rejection {
+            stage: 0,
+            reason: "malformed".into(),
+            detail,
+            id: origin.to_string(),
+            origin: origin.to_string(),
+            record: None,
+            preview: preview(&text, 300),
+            raw: Some((text, raw_len)),
+        }))
+    };
+    let (fields, schema) = match item.payload {
+        Payload::Malformed {
+            detail,
+            raw,
+            raw_len,
+        } => return malformed(detail, &raw, raw_len),
+        Payload::Json(bytes) => {
+            let text = match std::str::from_utf8(&bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    let cut = &bytes[..bytes.len().min(io::MALFORMED_KEEP_BYTES)];
+                    return malformed(
+                        format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),
+                        cut,
+                        bytes.len() as u64,
+                    );
+                }
+            };
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => (m, cx.schema),
+                Ok(other) => {
+                    let cut = &bytes[..bytes.len().min(io::MALFORMED_KEEP_BYTES)];
+                    return malformed(
+                        format!(
+                            "expected a JSON object, found {}",
+                            crate::record::json_type(&other)
+                        ),
+                        cut,
+                        bytes.len() as u64,
+                    );
+                }
+                Err(e) => {
+                    let cut = &bytes[..bytes.len().min(io::MALFORMED_KEEP_BYTES)];
+                    return malformed(format!("invalid JSON: {e}"), cut, bytes.len() as u64);
+                }
+            }
+        }
+        Payload::Row(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => (m, cx.schema),
+            _ => {
+                return malformed(
+                    "row is not a JSON object".into(),
+                    text.as_bytes(),
+                    text.len() as u64,
+                )
+            }
+        },
+        Payload::Html { bytes, file } => {
+            let (html, encoding) = io::html::decode_html(&bytes);
+            let mut m = Map::new();
+            m.insert(cx.map.id.clone(), Value::String(file));
+            m.insert(cx.map.html.clone(), Value::String(html));
+            let mut rec =
+                match Record::from_object(m, Some(Schema::Html), cx.map.clone(), origin.clone()) {
+                    Ok(r) => r,
+                    Err(e) => return malformed(e, &[], 0),
+                };
+            rec.annotate("decode", json!({ "encoding": encoding }));
+            return Slot::Live(Box::new(rec));
+        }
+    };
+    match Record::try_from_object(fields, schema, cx.map.clone(), origin.clone()) {
+        Ok(r) => Slot::Live(Box::new(r)),
+        Err((detail, fields)) => {
+            let text = serde_json::to_string(&fields).unwrap_or_default();
+            Slot::Gone(Box::new(Rejection {
+                stage: 0,
+                reason: "malformed".into(),
+                detail,
+                id: origin.to_string(),
+                origin: origin.to_string(),
+                record: Some(fields),
+                preview: preview(&text, 300),
+                raw: None,
+            }))
+        }
+    }
+}
+
+fn rejection_line(r: &Rejection, stage_names: &[String]) -> Vec<u8> {
+    let mut m = Map::new();
+    m.insert("id".into(), Value::String(r.id.clone()));
+    m.insert("stage".into(), Value::String(stage_names[r.stage].clone()));
+    m.insert("reason".into(), Value::String(r.reason.clone()));
+    m.insert("detail".into(), Value::String(r.detail.clone()));
+    m.insert("source".into(), Value::String(r.origin.clone()));
+    if let Some(rec) = &r.record {
+        m.insert("record".into(), Value::Object(rec.clone()));
+    }
+    if let Some((raw, len)) = &r.raw {
+        m.insert("raw".into(), Value::String(raw.clone()));
+        m.insert("raw_bytes".into(), json!(len));
+    }
+    let mut line = serde_json::to_vec(&Value::Object(m)).expect("JSON values always serialize");
+    line.push(b'\n');
+    line
+}
+
+fn reader_thread(
+    sources: Vec<Source>,
+    start: (usize, u64),
+    records_read: u64,
+    limit: Option<u64>,
+    part_records: u64,
+    batch_records: usize,
+    batch_bytes: usize,
+    max_record_bytes: u64,
+    fields: FieldMap,
+    tx: SyncSender<ReadMsg>,
+) {
+    let mut remaining = limit.map(|l| l.saturating_sub(records_read));
+    for (si, source) in sources.iter().enumerate().skip(start.0) {
+        if remaining == Some(0) {
+            break;
+        }
+        let mut reader = match io::open_source(source, max_record_bytes, &fields) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(ReadMsg::Failed(e));
+                return;
+            }
+        };
+        let first_chunk = if si == start.0 { start.1 } else { 0 };
+        // Resuming inside a source: skip the items of finished units.
+        for _ in 0..first_chunk * part_records {
+            if reader.next_item().is_none() {
+                break;
+            }
+        }
+        let mut chunk = first_chunk;
+        let mut in_chunk: u64 = 0;
+        let mut items = Vec::new();
+        let mut bytes = 0usize;
+        let mut records: u64 = first_chunk * part_records;
+        let mut source_bytes: u64 = 0;
+        loop {
+            let next = if remaining == Some(0) {
+                None
+            } else {
+                reader.next_item()
+            };
+            let Some(item) = next else {
+                let notes = {
+                    let mut n = reader.notes();
+                    if records == 0 {
+                        n.push("no records (empty source)".into());
+                    }
+                    if remaining == Some(0) {
+                        n.push("stopped early by --limit".into());
+                    }
+                    n
+                };
+                let batch = ReadBatch {
+                    source: si,
+                    chunk,
+                    items: std::mem::take(&mut items),
+                    unit_end: true,
+                    source_end: Some(SourceStats {
+                        name: source.name.to_string(),
+                        records: records - first_chunk * part_records,
+                        bytes: source_bytes,
+                        notes,
+                    }),
+                };
+                if tx.send(ReadMsg::Batch(batch)).is_err() {
+                    return;
+                }
+                break;
+            };
+            if let Some(r) = remaining.as_mut() {
+                *r -= 1;
+            }
+            records += 1;
+            in_chunk += 1;
+            bytes += item.size();
+            source_bytes += item.size() as u64;
+            items.push(item);
+            let unit_end = in_chunk == part_records;
+            if unit_end || items.len() >= batch_records || bytes >= batch_bytes {
+                let batch = ReadBatch {
+                    source: si,
+                    chunk,
+                    items: std::mem::take(&mut items),
+                    unit_end,
+                    source_end: None,
+                };
+                bytes = 0;
+                if tx.send(ReadMsg::Batch(batch)).is_err() {
+                    return;
+                }
+                if unit_end {
+                    chunk += 1;
+                    in_chunk = 0;
+                }
+            }
+        }
+    }
+}
+
+struct WriterState {
+    out_dir: PathBuf,
+    cfg: crate::config::OutputConfig,
+    current: Option<(usize, u64, PartWriter, PartWriter)>,
+}
+
+fn writer_thread(mut st: WriterState, rx: Receiver<WriteBatch>) -> Result<()> {
+    for msg in rx {
+        let fresh =
+            !matches!(&st.current, Some((s, c, _, _)) if *s == msg.source && *c == msg.chunk);
+        if fresh {
+            let kept = st.out_dir.join("kept").join(part_file_name(
+                msg.source,
+                msg.chunk,
+                st.cfg.format,
+                st.cfg.compression,
+            ));
+            let rejected = st.out_dir.join("rejected").join(part_file_name(
+                msg.source,
+                msg.chunk,
+                crate::config::OutputFormat::Jsonl,
+                st.cfg.compression,
+            ));
+            st.current = Some((
+                msg.source,
+                msg.chunk,
+                PartWriter::new(
+                    kept,
+                    st.cfg.format,
+                    st.cfg.compression,
+                    st.cfg.compression_level,
+                ),
+                PartWriter::new(
+                    rejected,
+                    crate::config::OutputFormat::Jsonl,
+                    st.cfg.compression,
+                    st.cfg.compression_level,
+                ),
+            ));
+        }
+        let (_, _, kept, rejected) = st.current.as_mut().expect("set above");
+        kept.write_lines(&msg.kept, msg.n_kept)?;
+        rejected.write_lines(&msg.rejected, msg.n_rejected)?;
+        if let Some(end) = msg.end {
+            let (_, _, kept, rejected) = st.current.take().expect("set above");
+            let mut cp = end.checkpoint;
+            kept.commit()?;
+            rejected.commit()?;
+            commit_checkpoint(&st.out_dir, &mut cp, end.states)?;
+        }
+    }
+    Ok(())
+}
+
+fn state_dir(out: &Path) -> PathBuf {
+    out.join(".curate")
+}
+
+fn commit_checkpoint(out: &Path, cp: &mut Checkpoint, states: Vec<Option<Vec<u8>>>) -> Result<()> {
+    let dir = state_dir(out);
+    let tag = format!("{:05}-{:05}", cp.next_source, cp.next_chunk);
+    let mut names = Vec::with_capacity(states.len());
+    for (i, st) in states.into_iter().enumerate() {
+        match st {
+            Some(bytes) => {
+                let name = format!("stage-{i:03}-{tag}.state");
+                write_atomic(&dir.join(&name), &bytes)?;
+                names.push(Some(name));
+            }
+            None => names.push(None),
+        }
+    }
+    let old: Vec<String> = cp_states_on_disk(&dir)
+        .into_iter()
+        .filter(|n| !names.iter().flatten().any(|m| m == n))
+        .collect();
+    cp.states = names;
+    let text = serde_json::to_vec_pretty(cp)?;
+    write_atomic(&dir.join("checkpoint.json"), &text)?;
+    for n in old {
+        let _ = std::fs::remove_file(dir.join(n));
+    }
+    Ok(())
+}
+
+fn cp_states_on_disk(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.ends_with(".state"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn remove_previous(out: &Path) -> Result<()> {
+    for sub in ["kept", "rejected", ".curate"] {
+        let p = out.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p)
+                .with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+    }
+    for f in ["stats.json", "report.html"] {
+        let p = out.join(f);
+        if p.exists() {
+            std::fs::remove_file(&p)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_tmp_files(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// Run a pipeline to completion (or resume one); returns the final stats.
+pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
+    let started = Instant::now();
+    let Plan {
+        sources,
+        output_dir: out,
+        mut stages,
+    } = plan(pipeline, opts)?;
+    let fp = fingerprint(pipeline, &sources, opts);
+    if opts.overwrite {
+        remove_previous(&out)?;
+    }
+    for sub in ["kept", "rejected", ".curate"] {
+        std::fs::create_dir_all(out.join(sub)).with_context(|| {
+            format!(
+                "{}: cannot create output directory",
+                out.join(sub).display()
+            )
+        })?;
+    }
+    remove_tmp_files(&out.join("kept"));
+    remove_tmp_files(&out.join("rejected"));
+    remove_tmp_files(&state_dir(&out));
+
+    let stage_names: Vec<String> = std::iter::once("read".to_string())
+        .chain(pipeline.stages.iter().map(|s| s.name.clone()))
+        .collect();
+    let cp_path = state_dir(&out).join("checkpoint.json");
+    let mut cp = if cp_path.exists() {
+        let text = std::fs::read_to_string(&cp_path)?;
+        let cp: Checkpoint = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{}: unreadable checkpoint; rerun with --overwrite",
+                cp_path.display()
+            )
+        })?;
+        if cp.fingerprint != fp || cp.version != CHECKPOINT_VERSION {
+            return Err(config_error(format!(
+                "{}: holds a run of a different pipeline, input or --limit; use another --output or --overwrite",
+                out.display()
+            )));
+        }
+        for (i, st) in cp.states.iter().enumerate() {
+            if let (Some(name), Some(stage)) = (st, stages.get_mut(i)) {
+                let bytes = std::fs::read(state_dir(&out).join(name))?;
+                stage.load_state(&bytes).with_context(|| {
+                    format!("stage `{}`: cannot restore state", stage_names[i + 1])
+                })?;
+            }
+        }
+        if !opts.quiet && !cp.stats.complete {
+            eprintln!(
+                "curate: resuming in {} at source {} part {} ({} records done)",
+                out.display(),
+                cp.next_source,
+                cp.next_chunk,
+                cp.records_read
+            );
+        }
+        cp
+    } else {
+        let mut stats = RunStats::default();
+        stats.stages = stage_names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| StageStats {
+                name: name.clone(),
+                kind: if i == 0 {
+                    "read".into()
+                } else {
+                    pipeline.stages[i - 1].kind.clone()
+                },
+                ..Default::default()
+            })
+            .collect();
+        Checkpoint {
+            version: CHECKPOINT_VERSION,
+            fingerprint: fp,
+            next_source: 0,
+            next_chunk: 0,
+            records_read: 0,
+            stats,
+            states: vec![None; stages.len()],
+        }
+    };
+    if cp.stats.complete {
+        if !opts.quiet {
+            eprintln!("curate: {} already holds this completed run", out.display());
+        }
+        return Ok(cp.stats);
+    }
+
+    let threads = opts.threads.unwrap_or(pipeline.run.threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+
+    let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
+    let reader = {
+        let sources = sources.clone();
+        let start = (cp.next_source, cp.next_chunk);
+        let (rr, limit) = (cp.records_read, opts.limit);
+        let (pr, br, bb) = (
+            pipeline.output.part_records,
+            pipeline.run.batch_records,
+            pipeline.run.batch_bytes,
+        );
+        let mrb = pipeline.input.max_record_bytes;
+        let fields = pipeline.input.fields.clone();
+        std::thread::spawn(move || {
+            reader_thread(sources, start, rr, limit, pr, br, bb, mrb, fields, read_tx)
+        })
+    };
+    let (write_tx, write_rx) = sync_channel::<WriteBatch>(4);
+    let writer = {
+        let st = WriterState {
+            out_dir: out.clone(),
+            cfg: pipeline.output.clone(),
+            current: None,
+        };
+        std::thread::spawn(move || writer_thread(st, write_rx))
+    };
+
+    let counters: Vec<Counters> = (0..stages.len()).map(|_| Counters::default()).collect();
+    let base_counts: Vec<(u64, u64, f64)> = cp
+        .stats
+        .stages
+        .iter()
+        .skip(1)
+        .map(|s| (s.input, s.modified, s.seconds))
+        .collect();
+    let map = Arc::new(pipeline.input.fields.clone());
+    let schema = pipeline.input.schema()?;
+    let meta_field = pipeline.output.meta_field.clone();
+    let samples_per = pipeline.run.report_samples;
+    let mut progress = Progress::new(opts.quiet, cp.records_read, cp.stats.kept);
+    let prior_seconds = cp.stats.seconds;
+    let mut failure: Option<anyhow::Error> = None;
+    let (mut unit_kept, mut unit_rejected) = (0u64, 0u64);
+
+    for msg in read_rx {
+        let batch = match msg {
+            ReadMsg::Batch(b) => b,
+            ReadMsg::Failed(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        let cx = ParseContext {
+            map: map.clone(),
+            schema,
+            source_name: sources[batch.source].name.clone(),
+        };
+        let n_items = batch.items.len() as u64;
+        let batch_bytes: u64 = batch.items.iter().map(|i| i.size() as u64).sum();
+        let result = pool.install(|| -> Result<(Vec<u8>, u64, Vec<u8>, u64, Vec<Rejection>)> {
+            let mut slots: Vec<Slot> = batch
+                .items
+                .into_par_iter()
+                .map(|it| parse_item(it, &cx))
+                .collect();
+            run_stages(&mut stages, &counters, &mut slots, &meta_field)?;
+            let outs: Vec<(bool, Vec<u8>)> = slots
+                .par_iter()
+                .map(|slot| match slot {
+                    Slot::Live(r) => {
+                        let mut line = serde_json::to_vec(&Value::Object(r.to_output(&meta_field)))
+                            .expect("JSON values always serialize");
+                        line.push(b'\n');
+                        (true, line)
+                    }
+                    Slot::Gone(rej) => (false, rejection_line(rej, &stage_names)),
+                })
+                .collect();
+            let (mut kept, mut rejected) = (Vec::new(), Vec::new());
+            let (mut nk, mut nr) = (0, 0);
+            for (is_kept, line) in outs {
+                if is_kept {
+                    kept.extend_from_slice(&line);
+                    nk += 1;
+                } else {
+                    rejected.extend_from_slice(&line);
+                    nr += 1;
+                }
+            }
+            let gone = slots
+                .into_iter()
+                .filter_map(|s| match s {
+                    Slot::Gone(r) => Some(*r),
+                    Slot::Live(_) => None,
+                })
+                .collect();
+            Ok((kept, nk, rejected, nr, gone))
+        });
+        let (kept, nk, rejected, nr, gone) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        // Books, in input order so samples are deterministic.
+        let stats = &mut cp.stats;
+        stats.input += n_items;
+        stats.kept += nk;
+        stats.rejected += nr;
+        stats.bytes_in += batch_bytes;
+        cp.records_read += n_items;
+        for rej in &gone {
+            let st = &mut stats.stages[rej.stage];
+            st.dropped += 1;
+            *st.reasons.entry(rej.reason.clone()).or_default() += 1;
+            let shown = stats
+                .samples
+                .iter()
+                .filter(|s| s.stage == stage_names[rej.stage] && s.reason == rej.reason)
+                .count();
+            if shown < samples_per {
+                stats.samples.push(RejectSample {
+                    stage: stage_names[rej.stage].clone(),
+                    reason: rej.reason.clone(),
+                    id: rej.id.clone(),
+                    origin: rej.origin.clone(),
+                    detail: rej.detail.clone(),
+                    preview: rej.preview.clone(),
+                });
+            }
+        }
+        progress.update(cp.records_read, batch_bytes, nk);
+        unit_kept += nk;
+        unit_rejected += nr;
+        let source_done = batch.source_end.is_some();
+        if let Some(src) = batch.source_end {
+            stats.sources.push(src);
+        }
+        let end = if batch.unit_end {
+            let out_cfg = &pipeline.output;
+            if unit_kept > 0 {
+                let name = part_file_name(
+                    batch.source,
+                    batch.chunk,
+                    out_cfg.format,
+                    out_cfg.compression,
+                );
+                stats.kept_parts.push(format!("kept/{name}"));
+            }
+            if unit_rejected > 0 {
+                let name = part_file_name(
+                    batch.source,
+                    batch.chunk,
+                    crate::config::OutputFormat::Jsonl,
+                    out_cfg.compression,
+                );
+                stats.rejected_parts.push(format!("rejected/{name}"));
+            }
+            (unit_kept, unit_rejected) = (0, 0);
+            sync_stage_stats(&mut cp, &counters, &base_counts);
+            if source_done {
+                cp.next_source = batch.source + 1;
+                cp.next_chunk = 0;
+            } else {
+                cp.next_source = batch.source;
+                cp.next_chunk = batch.chunk + 1;
+            }
+            cp.stats.seconds = prior_seconds + started.elapsed().as_secs_f64();
+            let mut states = Vec::with_capacity(stages.len());
+            for (i, s) in stages.iter().enumerate() {
+                states.push(s.save_state().with_context(|| {
+                    format!("stage `{}`: cannot save state", stage_names[i + 1])
+                })?);
+            }
+            Some(Box::new(UnitEnd {
+                checkpoint: cp.clone(),
+                states,
+            }))
+        } else {
+            None
+        };
+        let msg = WriteBatch {
+            source: batch.source,
+            chunk: batch.chunk,
+            kept,
+            n_kept: nk,
+            rejected,
+            n_rejected: nr,
+            end,
+        };
+        if write_tx.send(msg).is_err() {
+            break;
+        }
+    }
+    drop(write_tx);
+    let writer_result = writer
+        .join()
+        .map_err(|_| anyhow!("writer thread panicked"))?;
+    let _ = reader.join();
+    progress.finish();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    writer_result?;
+
+    let mut stats = cp.stats.clone();
+    let finish = FinishContext {
+        output_dir: out.clone(),
+        kept_parts: stats.kept_parts.iter().map(|p| out.join(p)).collect(),
+    };
+    for (i, s) in stages.iter_mut().enumerate() {
+        s.finish(&finish)
+            .with_context(|| format!("stage `{}`: finish failed", stage_names[i + 1]))?;
+        stats.stages[i + 1].summary = s.summary();
+    }
+    stats.stages[0].input = stats.input;
+    stats.stages[0].kept = stats.input - stats.stages[0].dropped;
+    stats.complete = true;
+    stats.seconds = prior_seconds + started.elapsed().as_secs_f64();
+    stats.check_accounting()?;
+    let sections: Vec<(String, String)> = stages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((stage_names[i + 1].clone(), s.report_html()?)))
+        .collect();
+    write_atomic(&out.join("stats.json"), &serde_json::to_vec_pretty(&stats)?)?;
+    write_atomic(
+        &out.join("report.html"),
+        crate::report::render(&stats, pipeline, &sections).as_bytes(),
+    )?;
+    cp.stats = stats.clone();
+    write_atomic(&cp_path, &serde_json::to_vec_pretty(&cp)?)?;
+    sync_dir(&out)?;
+    Ok(stats)
+}
+
+fn sync_stage_stats(cp: &mut Checkpoint, counters: &[Counters], base: &[(u64, u64, f64)]) {
+    let n = cp.stats.stages.len();
+    cp.stats.stages[0].input = cp.stats.input;
+    cp.stats.stages[0].kept = cp.stats.input - cp.stats.stages[0].dropped;
+    for i in 1..n {
+        let c = &counters[i - 1];
+        let (bi, bm, bs) = base[i - 1];
+        let s = &mut cp.stats.stages[i];
+        s.input = bi + c.input.load(Ordering::Relaxed);
+        s.modified = bm + c.modified.load(Ordering::Relaxed);
+        s.seconds = bs + c.nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        s.kept = s.input - s.dropped;
+    }
+}
+
+fn drop_slot(slot: &mut Slot, stage: usize, reason: String, detail: String, meta_field: &str) {
+    let Slot::Live(rec) = slot else { return };
+    let origin = rec.origin.to_string();
+    let text = rec.full_text();
+    let gone = Rejection {
+        stage: stage + 1,
+        reason,
+        detail,
+        id: rec.id.clone(),
+        origin,
+        record: Some(rec.to_output(meta_field)),
+        preview: preview(&text, 300),
+        raw: None,
+    };
+    *slot = Slot::Gone(Box::new(gone));
+}
+
+fn apply(verdict: Verdict, slot: &mut Slot, stage: usize, c: &Counters, meta_field: &str) {
+    match verdict {
+        Verdict::Keep => {}
+        Verdict::Modified => {
+            c.modified.fetch_add(1, Ordering::Relaxed);
+        }
+        Verdict::Drop { reason, detail } => drop_slot(slot, stage, reason, detail, meta_field),
+    }
+}
+
+/// Run every stage over a batch: runs of parallel stages, then each sequential
+/// stage's `decide` in input order.
+fn run_stages(
+    stages: &mut [Box<dyn Stage>],
+    counters: &[Counters],
+    slots: &mut [Slot],
+    meta_field: &str,
+) -> Result<()> {
+    let n = stages.len();
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j < n && !stages[j].is_sequential() {
+            j += 1;
+        }
+        let end = if j < n { j + 1 } else { n };
+        {
+            let group = &stages[i..end];
+            slots.par_iter_mut().try_for_each(|slot| -> Result<()> {
+                for (k, stage) in group.iter().enumerate() {
+                    let idx = i + k;
+                    let Slot::Live(rec) = slot else { return Ok(()) };
+                    let c = &counters[idx];
+                    c.input.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    let v = stage.process(rec).with_context(|| {
+                        format!(
+                            "stage `{}` on record `{}` ({})",
+                            stage.kind(),
+                            rec.id,
+                            rec.origin
+                        )
+                    })?;
+                    c.nanos
+                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    apply(v, slot, idx, c, meta_field);
+                }
+                Ok(())
+            })?;
+        }
+        if j < n {
+            let stage = &mut stages[j];
+            let c = &counters[j];
+            let t = Instant::now();
+            for slot in slots.iter_mut() {
+                let Slot::Live(rec) = slot else { continue };
+                let v = stage.decide(rec).with_context(|| {
+                    format!(
+                        "stage `{}` on record `{}` ({})",
+                        stage.kind(),
+                        rec.id,
+                        rec.origin
+                    )
+                })?;
+                apply(v, slot, j, c, meta_field);
+            }
+            c.nanos
+                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        i = end;
+    }
+    Ok(())
+}
+
+/// Per-stage dropped counts by reason, for tests and tools.
+pub fn reasons_by_stage(stats: &RunStats) -> BTreeMap<String, BTreeMap<String, u64>> {
+    stats
+        .stages
+        .iter()
+        .map(|s| (s.name.clone(), s.reasons.clone()))
+        .collect()
+}
+
+/// Fail with a clear message when a directory is not a finished curate run.
+pub fn require_run_dir(dir: &Path) -> Result<()> {
+    if !dir.join("stats.json").exists() {
+        bail!(
+            "{}: no stats.json here; not the output directory of a finished `curate run`",
+            dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The stage interface: what every pipeline step implements.
+//!
+//! A stage sees one record at a time and returns a [`Verdict`]: keep it, say it
+//! was modified, or drop it with a reason. Stages write what they measured into
+//! `record.meta` so every decision can be inspected afterwards; the `action` in
+//! the stage's config decides whether a finding drops, tags or redacts.
+//!
+//! Most stages are pure per-record functions and run in parallel
+//! ([`Stage::process`]). A stage that needs a global view (dedup) does its
+//! expensive per-record work in `process` (in parallel) and then decides in
+//! input order in [`Stage::decide`], which the executor calls on one thread,
+//! so the result never depends on the thread count.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use crate::record::Record;
+
+/// What a stage decided about one record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Passed unchanged (annotations in `meta` do not count as a change).
+    Keep,
+    /// Passed with its text changed (normalized, redacted, extracted).
+    Modified,
+    /// Rejected: `reason` is a short stable code (`too_short`), `detail` says why in words.
+    Drop { reason: String, detail: String },
+}
+
+impl Verdict {
+    /// A drop with a reason code and a human-readable detail.
+    pub fn drop(reason: impl Into<String>, detail: impl Into<String>) -> Verdict {
+        Verdict::Drop {
+            reason: reason.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What a stage does with a record its check flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Reject the record (it goes to `rejected/` with the stage and reason).
+    #[default]
+    Drop,
+    /// Keep the record and only record the finding in `meta`.
+    Tag,
+    /// Keep the record with the offending spans replaced (PII).
+    Redact,
+}
+
+/// What a stage may look at while it is built: where relative resource paths resolve.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// Folder of the pipeline file; relative paths in stage tables resolve against it.
+    pub config_dir: PathBuf,
+}
+
+impl BuildContext {
+    /// Resolve a path from a stage table against the config file's folder.
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.config_dir.join(p)
+        }
+    }
+}
+
+/// What a stage may use after the last record: the finished output.
+#[derive(Debug, Clone)]
+pub struct FinishContext {
+    /// The run's output directory (kept parts under `kept/`).
+    pub output_dir: PathBuf,
+    /// Paths of the kept parts, in order.
+    pub kept_parts: Vec<PathBuf>,
+}
+
+/// One pipeline step. See the module docs for the execution model.
+pub trait Stage: Send + Sync {
+    /// The `kind` this stage was built from (`length`, `minhash_dedup`, ...).
+    fn kind(&self) -> &'static str;
+
+    /// Per-record work, called in parallel; must not depend on other records.
+    fn process(&self, record: &mut Record) -> Result<Verdict>;
+
+    /// True when the stage also needs [`Stage::decide`] in input order.
+    fn is_sequential(&self) -> bool {
+        false
+    }
+
+    /// Called in input order, on one thread, for records that `process` kept.
+    fn decide(&mut self, _record: &mut Record) -> Result<Verdict> {
+        Ok(Verdict::Keep)
+    }
+
+    /// The stage's accumulated state, saved with each checkpoint so a resumed run
+    /// continues exactly where it stopped. `None` for stateless stages.
+    fn save_state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Restore what [`Stage::save_state`] saved.
+    fn load_state(&mut self, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called once after the last record, with the output written (fine-tuning runs here).
+    fn finish(&mut self, _ctx: &FinishContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Stage-specific numbers for `stats.json` (histograms, thresholds in force).
+    fn summary(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// A stage-specific section for `report.html` (an HTML fragment, already escaped).
+    fn report_html(&self) -> Option<String> {
+        None
+    }
+
+    /// A one-line description of the configured stage for `curate validate`.
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,45 @@
+//! The stage registry: one file per stage kind, one line here to register it.
+
+pub mod length;
+
+use anyhow::Result;
+
+use crate::config::{config_error, Pipeline, StageSpec};
+use crate::stage::{BuildContext, Stage};
+
+/// Every stage kind this build knows, for error messages and docs.
+pub const KINDS: &[&str] = &["length"];
+
+/// Build one stage from its `[[stage]]` table.
+pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
+    let cx = BuildContext {
+        config_dir: pipeline.dir.clone(),
+    };
+    let file = &pipeline.path;
+    let built: Result<Box<dyn Stage>> = Ok(match spec.kind.as_str() {
+        "length" => Box::new(length::Length::new(
+            crate::config::stage_params(spec, file)?,
+            &cx,
+        )?),
+        other => {
+            return Err(config_error(format!(
+                "{}: unknown stage kind `{other}`; known kinds: {}",
+                spec.location(file),
+                KINDS.join(", ")
+            )))
+        }
+    });
+    // A stage that refuses its parameters is a config error: name where it is defined.
+    built.map_err(|e| {
+        if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+            e
+        } else {
+            config_error(format!("{}: {e:#}", spec.location(file)))
+        }
+    })
+}
+
+/// Build all stages of a pipeline, in order.
+pub fn build_all(pipeline: &Pipeline) -> Result<Vec<Box<dyn Stage>>> {
+    pipeline.stages.iter().map(|s| build(s, pipeline)).collect()
+}
