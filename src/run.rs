@@ -91,6 +91,8 @@ struct Checkpoint {
     stats: RunStats,
     /// Per stage: file under `.curate/` holding its saved state, if any.
     states: Vec<Option<String>>,
+    /// Counts of the source being read, carried across its units.
+    open_source: SourceStats,
 }
 
 const CHECKPOINT_VERSION: u32 = 1;
@@ -114,8 +116,8 @@ struct ReadBatch {
     items: Vec<RawItem>,
     /// Last batch of its unit.
     unit_end: bool,
-    /// Last batch of its source: notes for the stats.
-    source_end: Option<SourceStats>,
+    /// Last batch of its source: the reader's notes for the stats.
+    source_end: Option<Vec<String>>,
 }
 
 enum ReadMsg {
@@ -333,7 +335,6 @@ fn reader_thread(
         let mut items = Vec::new();
         let mut bytes = 0usize;
         let mut records: u64 = first_chunk * part_records;
-        let mut source_bytes: u64 = 0;
         loop {
             let next = if remaining == Some(0) {
                 None
@@ -356,12 +357,7 @@ fn reader_thread(
                     chunk,
                     items: std::mem::take(&mut items),
                     unit_end: true,
-                    source_end: Some(SourceStats {
-                        name: source.name.to_string(),
-                        records: records - first_chunk * part_records,
-                        bytes: source_bytes,
-                        notes,
-                    }),
+                    source_end: Some(notes),
                 };
                 if tx.send(ReadMsg::Batch(batch)).is_err() {
                     return;
@@ -374,7 +370,6 @@ fn reader_thread(
             records += 1;
             in_chunk += 1;
             bytes += item.size();
-            source_bytes += item.size() as u64;
             items.push(item);
             let unit_end = in_chunk == part_records;
             if unit_end || items.len() >= batch_records || bytes >= batch_bytes {
@@ -604,6 +599,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
             records_read: 0,
             stats,
             states: vec![None; stages.len()],
+            open_source: SourceStats::default(),
         }
     };
     if cp.stats.complete {
@@ -754,9 +750,15 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         unit_kept += nk;
         unit_rejected += nr;
         let source_done = batch.source_end.is_some();
-        if let Some(src) = batch.source_end {
-            stats.sources.push(src);
+        cp.open_source.records += n_items;
+        cp.open_source.bytes += batch_bytes;
+        if let Some(notes) = batch.source_end {
+            let mut done = std::mem::take(&mut cp.open_source);
+            done.name = sources[batch.source].name.to_string();
+            done.notes = notes;
+            cp.stats.sources.push(done);
         }
+        let stats = &mut cp.stats;
         let end = if batch.unit_end {
             let out_cfg = &pipeline.output;
             if unit_kept > 0 {
