@@ -16,7 +16,7 @@ fn every_record_is_kept_or_rejected_exactly_once() {
     let p = write_pipeline(
         d,
         &["a.jsonl", "b.jsonl"],
-        LENGTH_STAGE,
+        TEST_STAGES,
         "out",
         "part_records = 700",
     );

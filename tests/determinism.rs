@@ -9,7 +9,7 @@ fn run_with(
     out: &str,
     extra_output: &str,
 ) -> Vec<(String, Vec<u8>)> {
-    let p = write_pipeline(d, &["in/*.jsonl"], LENGTH_STAGE, out, extra_output);
+    let p = write_pipeline(d, &["in/*.jsonl"], TEST_STAGES, out, extra_output);
     // Small batches so records of one unit cross many parallel batches.
     let mut text = std::fs::read_to_string(&p).unwrap();
     text.push_str("\n[run]\nbatch_records = 97\n");

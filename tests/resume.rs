@@ -58,13 +58,13 @@ fn kill_9_and_resume_is_byte_identical() {
     }
     let extra = "part_records = 3000";
     // The reference: one uninterrupted run.
-    let p_ref = write_pipeline(d, &["in/*.jsonl"], LENGTH_STAGE, "ref", extra);
+    let p_ref = write_pipeline(d, &["in/*.jsonl"], TEST_STAGES, "ref", extra);
     std::fs::rename(&p_ref, d.join("ref.toml")).unwrap();
     run_ok(&["run", d.join("ref.toml").to_str().unwrap(), "--quiet"]);
     let reference = snapshot(&d.join("ref"), &["kept", "rejected"]);
     assert!(reference.len() > 20);
 
-    let p = write_pipeline(d, &["in/*.jsonl"], LENGTH_STAGE, "out", extra);
+    let p = write_pipeline(d, &["in/*.jsonl"], TEST_STAGES, "out", extra);
     let out = d.join("out");
     let mut kills = 0;
     let mut last = None;
@@ -137,7 +137,7 @@ fn a_changed_pipeline_does_not_resume_into_old_output() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     std::fs::write(d.join("a.jsonl"), synthetic_jsonl(100, 1)).unwrap();
-    let p = write_pipeline(d, &["a.jsonl"], LENGTH_STAGE, "out", "");
+    let p = write_pipeline(d, &["a.jsonl"], TEST_STAGES, "out", "");
     run_ok(&["run", p.to_str().unwrap(), "--quiet"]);
     let p = write_pipeline(d, &["a.jsonl"], "", "out", "");
     let o = run_curate(&["run", p.to_str().unwrap(), "--quiet"]);

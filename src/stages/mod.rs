@@ -1,5 +1,6 @@
 //! The stage registry: one file per stage kind, one line here to register it.
 
+pub mod exact_dedup;
 pub mod length;
 
 use anyhow::Result;
@@ -8,7 +9,7 @@ use crate::config::{config_error, Pipeline, StageSpec};
 use crate::stage::{BuildContext, Stage};
 
 /// Every stage kind this build knows, for error messages and docs.
-pub const KINDS: &[&str] = &["length"];
+pub const KINDS: &[&str] = &["length", "exact_dedup"];
 
 /// Build one stage from its `[[stage]]` table.
 pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {

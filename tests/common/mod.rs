@@ -192,5 +192,5 @@ pub fn synthetic_jsonl(n: usize, seed: u64) -> String {
 }
 
 /// A length stage that drops some of the synthetic records.
-pub const LENGTH_STAGE: &str =
+pub const TEST_STAGES: &str =
     "[[stage]]\nkind = \"length\"\nmin_chars = 12\nresponse = { min = 3 }\n";
