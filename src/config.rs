@@ -220,20 +220,15 @@ fn line_of(text: &str, byte: usize) -> usize {
 impl Pipeline {
     /// Read and check a pipeline file; errors are [`ConfigError`]s naming file and line.
     pub fn load(path: &Path) -> Result<Pipeline> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            config_error(format!(
-                "{}: cannot read pipeline file: {e}",
-                path.display()
-            ))
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| config_error(format!("{}: cannot read pipeline file: {e}", path.display())))?;
         Self::parse(path, &text)
     }
 
     /// Parse pipeline text as if read from `path`.
     pub fn parse(path: &Path, text: &str) -> Result<Pipeline> {
-        let raw: RawPipeline = toml::from_str(text).map_err(|e| {
-            config_error(format!("{}: {}", path.display(), e.to_string().trim_end()))
-        })?;
+        let raw: RawPipeline = toml::from_str(text)
+            .map_err(|e| config_error(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
         let dir = path
             .parent()
             .map(|p| {
@@ -445,11 +440,8 @@ dir = "out"
             msg.contains("p/x.toml") && msg.contains("line 14") && msg.contains("colour"),
             "{msg}"
         );
-        let err = parse(&OK.replace(
-            "[[stage]]\nkind = \"length\"\n\n",
-            "[[stage]]\nmin_chars = 1\n\n",
-        ))
-        .unwrap_err();
+        let err = parse(&OK.replace("[[stage]]\nkind = \"length\"\n\n", "[[stage]]\nmin_chars = 1\n\n"))
+            .unwrap_err();
         assert!(err.to_string().contains("missing key `kind`"), "{err}");
     }
 }

@@ -123,8 +123,7 @@ impl FieldMap {
                 None | Some(Value::Null) => {
                     return Err(format!("missing field `{key}` ({} schema)", schema.name()))
                 }
-                Some(Value::String(_))
-                    if !matches!(schema, Schema::Sharegpt | Schema::Messages) => {}
+                Some(Value::String(_)) if !matches!(schema, Schema::Sharegpt | Schema::Messages) => {}
                 Some(Value::Array(_)) if matches!(schema, Schema::Sharegpt | Schema::Messages) => {}
                 Some(other) => {
                     return Err(format!(
@@ -174,11 +173,7 @@ pub enum FieldPath {
     /// A top-level string field.
     Field(String),
     /// `list[index][key]`, a turn of a conversation.
-    Item {
-        list: String,
-        index: usize,
-        key: String,
-    },
+    Item { list: String, index: usize, key: String },
 }
 
 impl std::fmt::Display for FieldPath {
@@ -491,9 +486,8 @@ mod tests {
         assert_eq!(r.id, "7");
         let roles: Vec<Role> = r.segments().iter().map(|s| s.role).collect();
         assert_eq!(roles, vec![Role::Prompt, Role::Response]);
-        let r = rec(
-            json!({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}),
-        );
+        let r =
+            rec(json!({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]}));
         assert_eq!(r.schema, Schema::Messages);
         assert_eq!(r.full_text(), "s\n\nu");
         let r = rec(json!({"prompt": "p", "chosen": "c", "rejected": "r"}));

@@ -131,6 +131,9 @@ struct UnitEnd {
     states: Vec<Option<Vec<u8>>>,
 }
 
+/// A processed batch: serialized kept and rejected lines, and the rejections for the books.
+type BatchOutput = (Vec<u8>, u64, Vec<u8>, u64, Vec<Rejection>);
+
 struct WriteBatch {
     source: usize,
     chunk: u64,
@@ -202,11 +205,7 @@ fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
         }))
     };
     let (fields, schema) = match item.payload {
-        Payload::Malformed {
-            detail,
-            raw,
-            raw_len,
-        } => return malformed(detail, &raw, raw_len),
+        Payload::Malformed { detail, raw, raw_len } => return malformed(detail, &raw, raw_len),
         Payload::Json(bytes) => {
             let text = match std::str::from_utf8(&bytes) {
                 Ok(t) => t,
@@ -253,11 +252,10 @@ fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
             let mut m = Map::new();
             m.insert(cx.map.id.clone(), Value::String(file));
             m.insert(cx.map.html.clone(), Value::String(html));
-            let mut rec =
-                match Record::from_object(m, Some(Schema::Html), cx.map.clone(), origin.clone()) {
-                    Ok(r) => r,
-                    Err(e) => return malformed(e, &[], 0),
-                };
+            let mut rec = match Record::from_object(m, Some(Schema::Html), cx.map.clone(), origin.clone()) {
+                Ok(r) => r,
+                Err(e) => return malformed(e, &[], 0),
+            };
             rec.annotate("decode", json!({ "encoding": encoding }));
             return Slot::Live(Box::new(rec));
         }
@@ -299,8 +297,10 @@ fn rejection_line(r: &Rejection, stage_names: &[String]) -> Vec<u8> {
     line
 }
 
-fn reader_thread(
+/// What the reader thread needs: sources, where to start, and how to cut units.
+struct ReaderJob {
     sources: Vec<Source>,
+    /// (source, chunk) of the first unit not yet done.
     start: (usize, u64),
     records_read: u64,
     limit: Option<u64>,
@@ -309,8 +309,20 @@ fn reader_thread(
     batch_bytes: usize,
     max_record_bytes: u64,
     fields: FieldMap,
-    tx: SyncSender<ReadMsg>,
-) {
+}
+
+fn reader_thread(job: ReaderJob, tx: SyncSender<ReadMsg>) {
+    let ReaderJob {
+        sources,
+        start,
+        records_read,
+        limit,
+        part_records,
+        batch_records,
+        batch_bytes,
+        max_record_bytes,
+        fields,
+    } = job;
     let mut remaining = limit.map(|l| l.saturating_sub(records_read));
     for (si, source) in sources.iter().enumerate().skip(start.0) {
         if remaining == Some(0) {
@@ -401,8 +413,7 @@ struct WriterState {
 
 fn writer_thread(mut st: WriterState, rx: Receiver<WriteBatch>) -> Result<()> {
     for msg in rx {
-        let fresh =
-            !matches!(&st.current, Some((s, c, _, _)) if *s == msg.source && *c == msg.chunk);
+        let fresh = !matches!(&st.current, Some((s, c, _, _)) if *s == msg.source && *c == msg.chunk);
         if fresh {
             let kept = st.out_dir.join("kept").join(part_file_name(
                 msg.source,
@@ -419,12 +430,7 @@ fn writer_thread(mut st: WriterState, rx: Receiver<WriteBatch>) -> Result<()> {
             st.current = Some((
                 msg.source,
                 msg.chunk,
-                PartWriter::new(
-                    kept,
-                    st.cfg.format,
-                    st.cfg.compression,
-                    st.cfg.compression_level,
-                ),
+                PartWriter::new(kept, st.cfg.format, st.cfg.compression, st.cfg.compression_level),
                 PartWriter::new(
                     rejected,
                     crate::config::OutputFormat::Jsonl,
@@ -493,8 +499,7 @@ fn remove_previous(out: &Path) -> Result<()> {
     for sub in ["kept", "rejected", ".curate"] {
         let p = out.join(sub);
         if p.exists() {
-            std::fs::remove_dir_all(&p)
-                .with_context(|| format!("{}: cannot remove", p.display()))?;
+            std::fs::remove_dir_all(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
         }
     }
     for f in ["stats.json", "report.html"] {
@@ -529,12 +534,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         remove_previous(&out)?;
     }
     for sub in ["kept", "rejected", ".curate"] {
-        std::fs::create_dir_all(out.join(sub)).with_context(|| {
-            format!(
-                "{}: cannot create output directory",
-                out.join(sub).display()
-            )
-        })?;
+        std::fs::create_dir_all(out.join(sub))
+            .with_context(|| format!("{}: cannot create output directory", out.join(sub).display()))?;
     }
     remove_tmp_files(&out.join("kept"));
     remove_tmp_files(&out.join("rejected"));
@@ -559,11 +560,16 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
             )));
         }
         for (i, st) in cp.states.iter().enumerate() {
+            if cp.stats.complete {
+                break;
+            }
             if let (Some(name), Some(stage)) = (st, stages.get_mut(i)) {
-                let bytes = std::fs::read(state_dir(&out).join(name))?;
-                stage.load_state(&bytes).with_context(|| {
-                    format!("stage `{}`: cannot restore state", stage_names[i + 1])
-                })?;
+                let path = state_dir(&out).join(name);
+                let bytes = std::fs::read(&path)
+                    .with_context(|| format!("{}: cannot read saved stage state", path.display()))?;
+                stage
+                    .load_state(&bytes)
+                    .with_context(|| format!("stage `{}`: cannot restore state", stage_names[i + 1]))?;
             }
         }
         if !opts.quiet && !cp.stats.complete {
@@ -577,8 +583,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         }
         cp
     } else {
-        let mut stats = RunStats::default();
-        stats.stages = stage_names
+        let stages_stats = stage_names
             .iter()
             .enumerate()
             .map(|(i, name)| StageStats {
@@ -591,6 +596,10 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
                 ..Default::default()
             })
             .collect();
+        let stats = RunStats {
+            stages: stages_stats,
+            ..Default::default()
+        };
         Checkpoint {
             version: CHECKPOINT_VERSION,
             fingerprint: fp,
@@ -617,19 +626,18 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
 
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
     let reader = {
-        let sources = sources.clone();
-        let start = (cp.next_source, cp.next_chunk);
-        let (rr, limit) = (cp.records_read, opts.limit);
-        let (pr, br, bb) = (
-            pipeline.output.part_records,
-            pipeline.run.batch_records,
-            pipeline.run.batch_bytes,
-        );
-        let mrb = pipeline.input.max_record_bytes;
-        let fields = pipeline.input.fields.clone();
-        std::thread::spawn(move || {
-            reader_thread(sources, start, rr, limit, pr, br, bb, mrb, fields, read_tx)
-        })
+        let job = ReaderJob {
+            sources: sources.clone(),
+            start: (cp.next_source, cp.next_chunk),
+            records_read: cp.records_read,
+            limit: opts.limit,
+            part_records: pipeline.output.part_records,
+            batch_records: pipeline.run.batch_records,
+            batch_bytes: pipeline.run.batch_bytes,
+            max_record_bytes: pipeline.input.max_record_bytes,
+            fields: pipeline.input.fields.clone(),
+        };
+        std::thread::spawn(move || reader_thread(job, read_tx))
     };
     let (write_tx, write_rx) = sync_channel::<WriteBatch>(4);
     let writer = {
@@ -673,7 +681,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         };
         let n_items = batch.items.len() as u64;
         let batch_bytes: u64 = batch.items.iter().map(|i| i.size() as u64).sum();
-        let result = pool.install(|| -> Result<(Vec<u8>, u64, Vec<u8>, u64, Vec<Rejection>)> {
+        let result = pool.install(|| -> Result<BatchOutput> {
             let mut slots: Vec<Slot> = batch
                 .items
                 .into_par_iter()
@@ -762,12 +770,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         let end = if batch.unit_end {
             let out_cfg = &pipeline.output;
             if unit_kept > 0 {
-                let name = part_file_name(
-                    batch.source,
-                    batch.chunk,
-                    out_cfg.format,
-                    out_cfg.compression,
-                );
+                let name = part_file_name(batch.source, batch.chunk, out_cfg.format, out_cfg.compression);
                 stats.kept_parts.push(format!("kept/{name}"));
             }
             if unit_rejected > 0 {
@@ -791,9 +794,10 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
             cp.stats.seconds = prior_seconds + started.elapsed().as_secs_f64();
             let mut states = Vec::with_capacity(stages.len());
             for (i, s) in stages.iter().enumerate() {
-                states.push(s.save_state().with_context(|| {
-                    format!("stage `{}`: cannot save state", stage_names[i + 1])
-                })?);
+                states.push(
+                    s.save_state()
+                        .with_context(|| format!("stage `{}`: cannot save state", stage_names[i + 1]))?,
+                );
             }
             Some(Box::new(UnitEnd {
                 checkpoint: cp.clone(),
@@ -816,9 +820,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         }
     }
     drop(write_tx);
-    let writer_result = writer
-        .join()
-        .map_err(|_| anyhow!("writer thread panicked"))?;
+    let writer_result = writer.join().map_err(|_| anyhow!("writer thread panicked"))?;
     let _ = reader.join();
     progress.finish();
     if let Some(e) = failure {
@@ -851,8 +853,10 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         &out.join("report.html"),
         crate::report::render(&stats, pipeline, &sections).as_bytes(),
     )?;
-    cp.stats = stats.clone();
-    write_atomic(&cp_path, &serde_json::to_vec_pretty(&cp)?)?;
+    // The writer thread owns the on-disk checkpoint (with the state file names).
+    let mut final_cp: Checkpoint = serde_json::from_str(&std::fs::read_to_string(&cp_path)?)?;
+    final_cp.stats = stats.clone();
+    write_atomic(&cp_path, &serde_json::to_vec_pretty(&final_cp)?)?;
     sync_dir(&out)?;
     Ok(stats)
 }
@@ -925,12 +929,7 @@ fn run_stages(
                     c.input.fetch_add(1, Ordering::Relaxed);
                     let t = Instant::now();
                     let v = stage.process(rec).with_context(|| {
-                        format!(
-                            "stage `{}` on record `{}` ({})",
-                            stage.kind(),
-                            rec.id,
-                            rec.origin
-                        )
+                        format!("stage `{}` on record `{}` ({})", stage.kind(), rec.id, rec.origin)
                     })?;
                     c.nanos
                         .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
@@ -946,12 +945,7 @@ fn run_stages(
             for slot in slots.iter_mut() {
                 let Slot::Live(rec) = slot else { continue };
                 let v = stage.decide(rec).with_context(|| {
-                    format!(
-                        "stage `{}` on record `{}` ({})",
-                        stage.kind(),
-                        rec.id,
-                        rec.origin
-                    )
+                    format!("stage `{}` on record `{}` ({})", stage.kind(), rec.id, rec.origin)
                 })?;
                 apply(v, slot, j, c, meta_field);
             }

@@ -114,10 +114,9 @@ impl RunStats {
     /// Load `DIR/stats.json`.
     pub fn load(dir: &Path) -> Result<RunStats> {
         let path = dir.join("stats.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a curate stats file", path.display()))
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not a curate stats file", path.display()))
     }
 
     /// The per-stage summary table printed at the end of a run and by `curate stats`.

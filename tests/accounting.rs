@@ -24,10 +24,7 @@ fn every_record_is_kept_or_rejected_exactly_once() {
     let (kept, rejected) = check_books(&out);
     let s = stats(&out);
     assert_eq!(s["input"], 3053);
-    assert!(
-        !kept.is_empty() && rejected.len() > 3,
-        "the stage must drop some"
-    );
+    assert!(!kept.is_empty() && rejected.len() > 3, "the stage must drop some");
     // Ids are unique and cover every input record.
     let ids: BTreeSet<String> = kept
         .iter()
@@ -42,14 +39,12 @@ fn every_record_is_kept_or_rejected_exactly_once() {
     assert_eq!(stages[0]["reasons"]["malformed"], 3);
     assert_eq!(stages[1]["in"], 3050);
     assert_eq!(stages[1]["kind"], "length");
-    assert_eq!(
-        stages[1]["kept"].as_u64().unwrap(),
-        s["kept"].as_u64().unwrap()
-    );
+    assert_eq!(stages[2]["kind"], "exact_dedup");
+    assert!(stages[2]["reasons"]["duplicate"].as_u64().unwrap() > 0);
+    assert_eq!(stages[2]["in"], stages[1]["kept"]);
+    assert_eq!(stages[2]["kept"].as_u64().unwrap(), s["kept"].as_u64().unwrap());
     for st in stages {
-        for key in [
-            "name", "kind", "in", "kept", "dropped", "modified", "seconds",
-        ] {
+        for key in ["name", "kind", "in", "kept", "dropped", "modified", "seconds"] {
             assert!(st.get(key).is_some(), "stage stats without `{key}`");
         }
     }

@@ -14,10 +14,7 @@ fn run_on(d: &Path, input: &str, stages: &str) -> (Vec<serde_json::Value>, Vec<s
 }
 
 fn malformed(rejected: &[serde_json::Value]) -> Vec<&serde_json::Value> {
-    rejected
-        .iter()
-        .filter(|r| r["reason"] == "malformed")
-        .collect()
+    rejected.iter().filter(|r| r["reason"] == "malformed").collect()
 }
 
 #[test]
@@ -74,10 +71,7 @@ fn truncated_gzip() {
     let full = enc.finish().unwrap();
     std::fs::write(tmp.path().join("a.jsonl.gz"), &full[..full.len() / 2]).unwrap();
     let (kept, rej) = run_on(tmp.path(), "a.jsonl.gz", "");
-    assert!(
-        !kept.is_empty() && kept.len() < 5000,
-        "the readable head is kept"
-    );
+    assert!(!kept.is_empty() && kept.len() < 5000, "the readable head is kept");
     let m = malformed(&rej);
     assert_eq!(m.len(), 1, "one rejected record marks the lost tail");
     let detail = m[0]["detail"].as_str().unwrap();
@@ -189,10 +183,7 @@ fn parquet_with_the_wrong_schema_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let batch = RecordBatch::try_from_iter(vec![
-        (
-            "title",
-            Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef,
-        ),
+        ("title", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
         ("score", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
     ])
     .unwrap();

@@ -3,12 +3,7 @@
 mod common;
 use common::*;
 
-fn run_with(
-    d: &std::path::Path,
-    threads: &str,
-    out: &str,
-    extra_output: &str,
-) -> Vec<(String, Vec<u8>)> {
+fn run_with(d: &std::path::Path, threads: &str, out: &str, extra_output: &str) -> Vec<(String, Vec<u8>)> {
     let p = write_pipeline(d, &["in/*.jsonl"], TEST_STAGES, out, extra_output);
     // Small batches so records of one unit cross many parallel batches.
     let mut text = std::fs::read_to_string(&p).unwrap();

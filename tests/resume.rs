@@ -13,19 +13,9 @@ fn units_done(out: &Path) -> Option<(u64, u64)> {
 }
 
 /// Start a run and SIGKILL it once the checkpoint has moved past `after`.
-fn kill_after_progress(
-    pipeline: &Path,
-    out: &Path,
-    after: Option<(u64, u64)>,
-) -> Option<(u64, u64)> {
+fn kill_after_progress(pipeline: &Path, out: &Path, after: Option<(u64, u64)>) -> Option<(u64, u64)> {
     let mut child = curate()
-        .args([
-            "run",
-            pipeline.to_str().unwrap(),
-            "--quiet",
-            "--threads",
-            "2",
-        ])
+        .args(["run", pipeline.to_str().unwrap(), "--quiet", "--threads", "2"])
         .spawn()
         .unwrap();
     let start = Instant::now();
@@ -40,10 +30,7 @@ fn kill_after_progress(
         if let Ok(Some(_)) = child.try_wait() {
             return None; // finished before we could kill it
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "run made no progress"
-        );
+        assert!(start.elapsed() < Duration::from_secs(120), "run made no progress");
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -73,10 +60,7 @@ fn kill_9_and_resume_is_byte_identical() {
             Some(done) => {
                 kills += 1;
                 last = Some(done);
-                assert!(
-                    !out.join("stats.json").exists(),
-                    "a killed run has not finished"
-                );
+                assert!(!out.join("stats.json").exists(), "a killed run has not finished");
             }
             None => break,
         }

@@ -14,9 +14,7 @@ pub fn list_pages(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))?
-        {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))? {
             let path = entry?.path();
             if path.is_dir() {
                 stack.push(path);
@@ -57,11 +55,7 @@ impl HtmlReader {
             (source.path.clone(), list_pages(&source.path)?)
         } else {
             (
-                source
-                    .path
-                    .parent()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
+                source.path.parent().map(Path::to_path_buf).unwrap_or_default(),
                 vec![source.path.clone()],
             )
         };
@@ -97,12 +91,7 @@ impl SourceReader for HtmlReader {
         };
         let len = match path.metadata() {
             Ok(m) => m.len(),
-            Err(e) => {
-                return Some(malformed(
-                    format!("{}: cannot stat: {e}", path.display()),
-                    0,
-                ))
-            }
+            Err(e) => return Some(malformed(format!("{}: cannot stat: {e}", path.display()), 0)),
         };
         if len > self.max {
             return Some(malformed(
@@ -132,10 +121,7 @@ impl SourceReader for HtmlReader {
             ),
             Ok(b) if codec == Codec::Plain || !b.is_empty() => RawItem {
                 pos,
-                payload: Payload::Html {
-                    bytes: b,
-                    file: rel,
-                },
+                payload: Payload::Html { bytes: b, file: rel },
             },
             Ok(_) => malformed(format!("{rel}: empty after decompression"), 0),
         })

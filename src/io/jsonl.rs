@@ -12,9 +12,7 @@ use std::io::{BufRead, BufReader, Read};
 
 use anyhow::Result;
 
-use super::{
-    open_decompressed, Payload, Position, RawItem, Source, SourceReader, MALFORMED_KEEP_BYTES,
-};
+use super::{open_decompressed, Payload, Position, RawItem, Source, SourceReader, MALFORMED_KEEP_BYTES};
 
 enum Chunk {
     Eof,
@@ -200,11 +198,7 @@ impl JsonlReader {
         raw.truncate(MALFORMED_KEEP_BYTES);
         RawItem {
             pos,
-            payload: Payload::Malformed {
-                detail,
-                raw,
-                raw_len,
-            },
+            payload: Payload::Malformed { detail, raw, raw_len },
         }
     }
 
@@ -244,10 +238,7 @@ impl JsonlReader {
                         self.index += 1;
                         return Some(self.malformed(
                             pos,
-                            format!(
-                                "record of {total} bytes exceeds max_record_bytes ({})",
-                                self.max
-                            ),
+                            format!("record of {total} bytes exceeds max_record_bytes ({})", self.max),
                             bytes,
                             total,
                         ));
@@ -326,10 +317,7 @@ impl JsonlReader {
                 if total > self.max as u64 {
                     return Some(self.malformed(
                         pos,
-                        format!(
-                            "record of {total} bytes exceeds max_record_bytes ({})",
-                            self.max
-                        ),
+                        format!("record of {total} bytes exceeds max_record_bytes ({})", self.max),
                         bytes,
                         total,
                     ));
@@ -361,10 +349,7 @@ impl SourceReader for JsonlReader {
     fn notes(&self) -> Vec<String> {
         let mut v = Vec::new();
         if self.blank_lines > 0 {
-            v.push(format!(
-                "{} blank lines skipped (not records)",
-                self.blank_lines
-            ));
+            v.push(format!("{} blank lines skipped (not records)", self.blank_lines));
         }
         v
     }
@@ -379,10 +364,7 @@ mod tests {
     fn read_all(content: &[u8], array: bool, max: u64) -> Vec<RawItem> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x.json");
-        std::fs::File::create(&path)
-            .unwrap()
-            .write_all(content)
-            .unwrap();
+        std::fs::File::create(&path).unwrap().write_all(content).unwrap();
         let src = Source {
             path,
             name: "x.json".into(),

@@ -231,13 +231,7 @@ pub fn expand_inputs(patterns: &[String], base: &Path, format: InputFormat) -> R
 }
 
 fn common_parent(paths: &[PathBuf]) -> PathBuf {
-    let parent = |p: &PathBuf| -> PathBuf {
-        if p.is_dir() {
-            p.parent().map(Path::to_path_buf).unwrap_or_default()
-        } else {
-            p.parent().map(Path::to_path_buf).unwrap_or_default()
-        }
-    };
+    let parent = |p: &PathBuf| -> PathBuf { p.parent().map(Path::to_path_buf).unwrap_or_default() };
     let Some(first) = paths.first() else {
         return PathBuf::new();
     };
@@ -286,12 +280,7 @@ pub fn open_source(
 pub fn source_bytes(source: &Source) -> u64 {
     if source.path.is_dir() {
         html::list_pages(&source.path)
-            .map(|v| {
-                v.iter()
-                    .filter_map(|p| p.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
-            })
+            .map(|v| v.iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum())
             .unwrap_or(0)
     } else {
         source.path.metadata().map(|m| m.len()).unwrap_or(0)

@@ -149,8 +149,8 @@ pub fn jsonl_to_parquet(jsonl: &Path, out: &Path) -> Result<u64> {
     let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
     let mut n = 0;
     for batch in rows {
-        let batch = batch
-            .with_context(|| format!("{}: rows do not fit the inferred schema", jsonl.display()))?;
+        let batch =
+            batch.with_context(|| format!("{}: rows do not fit the inferred schema", jsonl.display()))?;
         n += batch.num_rows() as u64;
         writer.write(&batch)?;
     }

@@ -56,13 +56,11 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = tmp_name(path);
     {
-        let mut f =
-            File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let mut f = File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot rename into place", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot rename into place", path.display()))?;
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
@@ -77,12 +75,7 @@ pub fn tmp_name(path: &Path) -> PathBuf {
 }
 
 /// The file name of a part: `part-SSSSS-CCCCC` plus format and compression suffix.
-pub fn part_file_name(
-    source: usize,
-    chunk: u64,
-    format: OutputFormat,
-    compression: Compression,
-) -> String {
+pub fn part_file_name(source: usize, chunk: u64, format: OutputFormat, compression: Compression) -> String {
     match format {
         OutputFormat::Parquet => format!("part-{source:05}-{chunk:05}.parquet"),
         OutputFormat::Jsonl => format!("part-{source:05}-{chunk:05}.jsonl{}", compression.suffix()),
@@ -109,11 +102,7 @@ impl PartWriter {
             final_path,
             tmp_path,
             parquet,
-            compression: if parquet {
-                Compression::None
-            } else {
-                compression
-            },
+            compression: if parquet { Compression::None } else { compression },
             level,
             encoder: None,
             records: 0,
@@ -169,9 +158,8 @@ impl PartWriter {
             std::fs::remove_file(&self.tmp_path)?;
             std::fs::rename(&tmp_parquet, &self.final_path)?;
         } else {
-            std::fs::rename(&self.tmp_path, &self.final_path).with_context(|| {
-                format!("{}: cannot rename into place", self.final_path.display())
-            })?;
+            std::fs::rename(&self.tmp_path, &self.final_path)
+                .with_context(|| format!("{}: cannot rename into place", self.final_path.display()))?;
         }
         if let Some(dir) = self.final_path.parent() {
             sync_dir(dir)?;

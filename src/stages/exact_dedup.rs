@@ -134,10 +134,7 @@ impl Stage for ExactDedup {
             }
             Some(kept) => {
                 let kept = kept.clone();
-                record.annotate(
-                    "exact_dedup",
-                    json!({ "hash": hash_hex, "duplicate_of": kept }),
-                );
+                record.annotate("exact_dedup", json!({ "hash": hash_hex, "duplicate_of": kept }));
                 if self.cfg.action == Action::Tag {
                     Ok(Verdict::Keep)
                 } else {
@@ -168,11 +165,7 @@ impl Stage for ExactDedup {
             }
             let h = u128::from_le_bytes(state[..16].try_into()?);
             let n = u32::from_le_bytes(state[16..20].try_into()?) as usize;
-            let id = std::str::from_utf8(
-                state
-                    .get(20..20 + n)
-                    .context("exact_dedup: truncated state")?,
-            )?;
+            let id = std::str::from_utf8(state.get(20..20 + n).context("exact_dedup: truncated state")?)?;
             self.seen.insert(h, id.to_string());
             state = &state[20 + n..];
         }
@@ -201,10 +194,7 @@ mod tests {
             normalize_for_dedup("你好，世界！ Hello"),
             normalize_for_dedup("你好,世界!hello")
         );
-        assert_ne!(
-            normalize_for_dedup("你好世界"),
-            normalize_for_dedup("你好中国")
-        );
+        assert_ne!(normalize_for_dedup("你好世界"), normalize_for_dedup("你好中国"));
     }
 
     #[test]

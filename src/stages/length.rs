@@ -160,8 +160,7 @@ impl Stage for Length {
                 other => other,
             });
         }
-        let mut meta =
-            json!({ "chars": total, "prompt_chars": prompt, "response_chars": response });
+        let mut meta = json!({ "chars": total, "prompt_chars": prompt, "response_chars": response });
         if turns > 0 {
             meta["turns"] = json!(turns);
         }

@@ -5,7 +5,7 @@ pub mod length;
 
 use anyhow::Result;
 
-use crate::config::{config_error, Pipeline, StageSpec};
+use crate::config::{config_error, stage_params as params, Pipeline, StageSpec};
 use crate::stage::{BuildContext, Stage};
 
 /// Every stage kind this build knows, for error messages and docs.
@@ -18,10 +18,8 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
     };
     let file = &pipeline.path;
     let built: Result<Box<dyn Stage>> = Ok(match spec.kind.as_str() {
-        "length" => Box::new(length::Length::new(
-            crate::config::stage_params(spec, file)?,
-            &cx,
-        )?),
+        "length" => Box::new(length::Length::new(params(spec, file)?, &cx)?),
+        "exact_dedup" => Box::new(exact_dedup::ExactDedup::new(params(spec, file)?, &cx)?),
         other => {
             return Err(config_error(format!(
                 "{}: unknown stage kind `{other}`; known kinds: {}",

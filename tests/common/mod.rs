@@ -40,9 +40,8 @@ pub fn write_pipeline(
         .map(|p| format!("{p:?}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let text = format!(
-        "[input]\npaths = [{paths}]\n\n{stages}\n\n[output]\ndir = {output:?}\n{extra_output}\n"
-    );
+    let text =
+        format!("[input]\npaths = [{paths}]\n\n{stages}\n\n[output]\ndir = {output:?}\n{extra_output}\n");
     let path = dir.join("pipeline.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -54,12 +53,11 @@ pub fn read_part(path: &Path) -> String {
     let name = path.to_string_lossy();
     let mut out = String::new();
     if name.ends_with(".parquet") {
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            bytes::Bytes::from(bytes),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+                .unwrap()
+                .build()
+                .unwrap();
         let mut buf = Vec::new();
         {
             let mut w = arrow_json::LineDelimitedWriter::new(&mut buf);
@@ -120,17 +118,10 @@ pub fn check_books(dir: &Path) -> (Vec<serde_json::Value>, Vec<serde_json::Value
     let k = read_lines(dir, "kept");
     let r = read_lines(dir, "rejected");
     assert_eq!(k.len() as u64, kept, "kept parts hold the kept count");
-    assert_eq!(
-        r.len() as u64,
-        rejected,
-        "rejected parts hold the rejected count"
-    );
+    assert_eq!(r.len() as u64, rejected, "rejected parts hold the rejected count");
     for rej in &r {
         for key in ["id", "stage", "reason", "detail", "source"] {
-            assert!(
-                rej.get(key).is_some(),
-                "rejected record without `{key}`: {rej}"
-            );
+            assert!(rej.get(key).is_some(), "rejected record without `{key}`: {rej}");
         }
     }
     (k, r)
@@ -161,8 +152,7 @@ pub fn synthetic_jsonl(n: usize, seed: u64) -> String {
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
     let words = [
-        "数据", "清洗", "模型", "训练", "质量", "data", "clean", "model", "中文", "文本", "指令",
-        "回答",
+        "数据", "清洗", "模型", "训练", "质量", "data", "clean", "model", "中文", "文本", "指令", "回答",
     ];
     for i in 0..n {
         x = x
@@ -191,6 +181,6 @@ pub fn synthetic_jsonl(n: usize, seed: u64) -> String {
     s
 }
 
-/// A length stage that drops some of the synthetic records.
-pub const TEST_STAGES: &str =
-    "[[stage]]\nkind = \"length\"\nmin_chars = 12\nresponse = { min = 3 }\n";
+/// A length stage and a (stateful, sequential) exact dedup stage that each drop
+/// some of the synthetic records.
+pub const TEST_STAGES: &str = "[[stage]]\nkind = \"length\"\nmin_chars = 12\nresponse = { min = 3 }\n\n[[stage]]\nkind = \"exact_dedup\"\n";
