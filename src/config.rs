@@ -213,6 +213,27 @@ pub struct Pipeline {
     pub run: RunConfig,
 }
 
+/// Remove `.` and `name/..` pairs without touching the file system
+/// (`pipelines/../out` -> `out`), so messages show the path a user expects.
+pub fn lexical_clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
+}
+
 fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
 }
@@ -347,7 +368,7 @@ impl Pipeline {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
-            self.dir.join(p)
+            lexical_clean(&self.dir.join(p))
         }
     }
 

@@ -178,7 +178,7 @@ pub fn expand_inputs(patterns: &[String], base: &Path, format: InputFormat) -> R
         let full = if Path::new(pat).is_absolute() {
             PathBuf::from(pat)
         } else {
-            base.join(pat)
+            crate::config::lexical_clean(&base.join(pat))
         };
         if has_glob(pat) {
             let full_str = full.to_string_lossy().to_string();

@@ -1,0 +1,156 @@
+//! The default pipeline on the bundled samples, checked against the defects the
+//! samples were written with (`data-samples/labels.json`).
+
+mod common;
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn labels() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(repo().join("data-samples/labels.json")).unwrap()).unwrap()
+}
+
+/// For one sample file: line -> labels.
+fn defects(file: &str) -> BTreeMap<u64, Vec<String>> {
+    let l = labels();
+    l["files"][file]["defects"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let tags = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect();
+            (k.parse().unwrap(), tags)
+        })
+        .collect()
+}
+
+/// The line a record came from: parsed from `NAME:LINE` ids, or the rejected record's source.
+fn line_of(rec: &serde_json::Value, file_name: &str) -> Option<u64> {
+    let src = rec
+        .get("source")
+        .and_then(|s| s.as_str())
+        .or_else(|| rec["id"].as_str())?;
+    src.strip_prefix(&format!("{file_name}:"))?.parse().ok()
+}
+
+#[test]
+fn default_pipeline_on_samples_drops_labelled_duplicates_and_empty_answers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let pipeline = repo().join("pipelines/zh_sft.toml");
+    run_ok(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (kept, rejected) = check_books(&out);
+    assert!(kept.len() > 150, "most samples are fine");
+    for file in ["alpaca_zh.jsonl", "alpaca_en.jsonl"] {
+        let labels = defects(&format!("sft/{file}"));
+        let kept_lines: BTreeSet<u64> = kept.iter().filter_map(|r| line_of(r, file)).collect();
+        let short_reject: BTreeSet<u64> = rejected
+            .iter()
+            .filter(|r| r["stage"] == "length")
+            .filter_map(|r| line_of(r, file))
+            .collect();
+        // Each exact-duplicate group keeps exactly one copy.
+        let mut groups: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (line, tags) in &labels {
+            for t in tags {
+                if let Some(g) = t.strip_prefix("dup_group:") {
+                    groups.entry(g.to_string()).or_default().push(*line);
+                }
+            }
+        }
+        assert!(!groups.is_empty());
+        for (g, lines) in &groups {
+            let survivors = lines.iter().filter(|l| kept_lines.contains(l)).count();
+            assert_eq!(survivors, 1, "{file} group {g} {lines:?} keeps one copy");
+        }
+        // Empty and one-word answers are dropped by the length stage.
+        for (line, tags) in &labels {
+            if tags.iter().any(|t| t == "empty_output" || t == "empty_all") {
+                assert!(
+                    short_reject.contains(line),
+                    "{file}:{line} {tags:?} dropped as too short"
+                );
+            }
+        }
+    }
+    // ShareGPT duplicates carry their own ids: one of each pair survives.
+    let ids: BTreeSet<&str> = kept.iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(
+        ["sg-0005", "sg-0009"].iter().filter(|i| ids.contains(*i)).count(),
+        1
+    );
+    assert_eq!(
+        ["sg-0011", "sg-0019"].iter().filter(|i| ids.contains(*i)).count(),
+        1
+    );
+}
+
+#[test]
+fn bad_samples_are_each_accounted_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let pipeline = repo().join("pipelines/zh_sft.toml");
+    let bad = repo().join("data-samples/bad");
+    let inputs: Vec<String> = ["broken.jsonl", "invalid_utf8.jsonl", "empty.jsonl"]
+        .iter()
+        .map(|f| bad.join(f).to_string_lossy().to_string())
+        .collect();
+    let mut args = vec![
+        "run",
+        pipeline.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--input",
+    ];
+    args.extend(inputs.iter().map(String::as_str));
+    run_ok(&args);
+    let (_, rejected) = check_books(&out);
+    let malformed: BTreeSet<(String, u64)> = rejected
+        .iter()
+        .filter(|r| r["reason"] == "malformed")
+        .map(|r| {
+            let src = r["source"].as_str().unwrap();
+            let (f, l) = src.rsplit_once(':').unwrap();
+            (f.to_string(), l.parse().unwrap())
+        })
+        .collect();
+    for file in ["broken.jsonl", "invalid_utf8.jsonl"] {
+        for (line, tags) in defects(&format!("bad/{file}")) {
+            let expect_rejected = !tags.iter().any(|t| t == "blank_line");
+            assert_eq!(
+                malformed.contains(&(file.to_string(), line)),
+                expect_rejected,
+                "{file}:{line} {tags:?}"
+            );
+        }
+    }
+    let s = stats(&out);
+    let notes = s["sources"].to_string();
+    assert!(
+        notes.contains("blank lines skipped") && notes.contains("empty source"),
+        "{notes}"
+    );
+}
+
+#[test]
+fn samples_pipeline_validates() {
+    let pipeline = repo().join("pipelines/zh_sft.toml");
+    let o = run_ok(&["validate", pipeline.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("alpaca_zh.jsonl"));
+}
