@@ -692,9 +692,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
                 .par_iter()
                 .map(|slot| match slot {
                     Slot::Live(r) => {
-                        let mut line = serde_json::to_vec(&Value::Object(r.to_output(&meta_field)))
-                            .expect("JSON values always serialize");
-                        line.push(b'\n');
+                        let mut line = Vec::with_capacity(256);
+                        r.write_output_line(&meta_field, &mut line);
                         (true, line)
                     }
                     Slot::Gone(rej) => (false, rejection_line(rej, &stage_names)),
