@@ -2,6 +2,7 @@
 
 pub mod exact_dedup;
 pub mod length;
+pub mod pii;
 
 use anyhow::Result;
 
@@ -9,7 +10,7 @@ use crate::config::{config_error, stage_params as params, Pipeline, StageSpec};
 use crate::stage::{BuildContext, Stage};
 
 /// Every stage kind this build knows, for error messages and docs.
-pub const KINDS: &[&str] = &["length", "exact_dedup"];
+pub const KINDS: &[&str] = &["length", "exact_dedup", "pii"];
 
 /// Build one stage from its `[[stage]]` table.
 pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
@@ -20,6 +21,7 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
     let built: Result<Box<dyn Stage>> = Ok(match spec.kind.as_str() {
         "length" => Box::new(length::Length::new(params(spec, file)?, &cx)?),
         "exact_dedup" => Box::new(exact_dedup::ExactDedup::new(params(spec, file)?, &cx)?),
+        "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
         other => {
             return Err(config_error(format!(
                 "{}: unknown stage kind `{other}`; known kinds: {}",

@@ -1,0 +1,64 @@
+//! Throughput of the PII detector alone on synthetic mixed Chinese/English text.
+//!
+//! `cargo bench --bench pii [-- MB]` (default 50) builds a corpus of sentences,
+//! about one in four carrying PII, and prints MB/s on one core for detection
+//! and for detection plus redaction. Tests never check wall-clock time.
+
+use std::time::Instant;
+
+use curate::stages::pii::{redact, PiiDetector};
+
+fn corpus(megabytes: usize) -> Vec<String> {
+    let parts = [
+        "数据清洗是训练大模型之前最重要的一步，重复和低质量样本都会影响效果。",
+        "请联系我：手机13812345678，邮箱zhang.wei@example.com。",
+        "Data curation removes duplicates and boilerplate before training, version 10.0.19045.2965.",
+        "订单号2023050112345678于2023-05-01发货，金额¥1,299.00，时间戳1684838400。",
+        "身份证110101199003074573，银行卡6222 0229 1417 7763 174，服务器192.168.1.10。",
+        "The quick brown fox jumps over the lazy dog; call (814) 360 8593 tomorrow.",
+        "模型在多个基准上的表现都有明显提升，特别是在中文阅读理解任务上。",
+        "加我QQ：123456789 或微信：zhang_wei88，护照号 E12345678。",
+    ];
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    let mut i = 0usize;
+    while bytes < megabytes << 20 {
+        let doc: String = (0..8).map(|k| parts[(i * 3 + k * 5) % parts.len()]).collect();
+        bytes += doc.len();
+        out.push(doc);
+        i += 1;
+    }
+    out
+}
+
+fn main() {
+    let mb: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(50);
+    let docs = corpus(mb);
+    let bytes: usize = docs.iter().map(String::len).sum();
+    let det = PiiDetector::new(&[]);
+    let t = Instant::now();
+    let mut spans = 0usize;
+    for d in &docs {
+        spans += det.detect(d).len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "detect:          {:.1} MB in {secs:.2}s = {:.1} MB/s per core ({spans} spans)",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / secs
+    );
+    let t = Instant::now();
+    let mut out = 0usize;
+    for d in &docs {
+        let s = det.detect(d);
+        out += redact(d, &s, "<{type}>").len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "detect + redact: {:.1} MB/s per core ({out} bytes out)",
+        bytes as f64 / 1e6 / secs
+    );
+}

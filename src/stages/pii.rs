@@ -1,0 +1,1158 @@
+//! `pii`: find personal data (ID numbers, phone numbers, e-mail addresses, bank
+//! cards, IPs, credentials) in every text segment and redact, tag or drop.
+//!
+//! SFT data scraped from forums and chat logs carries real people's phone and
+//! ID numbers; a model trained on them can repeat them. Detection is regex
+//! candidates plus validation, tuned for precision: a Chinese resident ID must
+//! have a real province code, a real birth date and a correct ISO 7064 check
+//! digit; a bank card must pass Luhn and have a known issuer prefix; digit
+//! candidates must not be part of a longer digit run or a decimal/version
+//! (`10.0.19045.2965`), so order numbers, dates, prices, ISBNs, timestamps and
+//! arithmetic are left alone. Weak patterns (QQ, WeChat, passport, 15-digit
+//! legacy IDs) count only next to a context word (`QQ`, `微信`, `护照`,
+//! `身份证`). Full-width digits and letters (`１３８…`) are matched like ASCII.
+//!
+//! Types (`types`, default all) and their placeholders:
+//! `CN_ID` (18-digit with check digit; 15-digit legacy with context),
+//! `PHONE` (Chinese mobile `1[3-9]x` with optional `+86`/`0086`/`86` and 3-4-4
+//! groups; North American numbers written with separators or `+1`),
+//! `LANDLINE` (Chinese `0xx(x)-xxxxxxx(x)`, `(0xx)` form), `EMAIL`,
+//! `BANK_CARD` (15-19 digits, optionally in groups of 4, Luhn, issuer prefix),
+//! `IP` (IPv4 other than 0/8, 127/8 and 224+; IPv6 validated by the std parser),
+//! `PASSPORT` (Chinese `E`/`G`+8 digits, `E`+letter+7 digits, US 9 digits, with
+//! context), `QQ` (5-11 digits after `QQ`/`扣扣`), `WECHAT` (after `微信`/`WeChat`/
+//! `wx`/`vx`, and `wxid_…`), `URL_CREDENTIALS` (`scheme://user:pass@host`, and
+//! the value of `token=`/`access_token=`/`api_key=`/`key=`/`secret=`/`sig=` query
+//! parameters of 16+ characters), `API_KEY` (AWS `AKIA…`, GitHub `ghp_…`,
+//! OpenAI-style `sk-…`, Slack `xox?-…`, Google `AIza…`) and `PRIVATE_KEY`
+//! (a whole `-----BEGIN … PRIVATE KEY-----` block). Overlapping finds keep the
+//! longest, then the more specific type (in the order listed in [`PiiType`]).
+//!
+//! Actions: `redact` (default) replaces each span with the placeholder and
+//! reports `modified`; `tag` only annotates; `drop` rejects the record (reason
+//! `pii`) when PII characters / all characters exceed `max_density` or the
+//! number of spans exceeds `max_spans`, and redacts it otherwise. A dropped
+//! record is redacted too before it is rejected, so neither `rejected/` nor the
+//! report's samples show the personal data. The matched text itself is never
+//! written anywhere (meta, details, errors).
+//!
+//! ```toml
+//! [[stage]]
+//! kind = "pii"
+//! action = "redact"              # redact | tag | drop
+//! types = ["CN_ID", "PHONE", "EMAIL", "BANK_CARD", "IP"]   # default: all
+//! max_density = 0.3              # drop: PII chars / all chars above this drops
+//! max_spans = 20                 # drop: more spans than this drops (default: no limit)
+//! placeholder = "<{type}>"       # `{type}` becomes CN_ID, PHONE, ...
+//! ```
+//! `meta.pii = [{type, field, start, end}]` (only on records with finds), with
+//! `start`/`end` in characters (not bytes) of the segment's text before redaction.
+
+use std::collections::BTreeMap;
+use std::net::Ipv6Addr;
+
+use anyhow::{bail, Result};
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::record::{FieldPath, Record};
+use crate::stage::{Action, BuildContext, Stage, Verdict};
+
+/// A kind of personal data. The order is the tie-break between overlapping
+/// finds of equal length: earlier is more specific.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PiiType {
+    PrivateKey,
+    UrlCredentials,
+    ApiKey,
+    Email,
+    CnId,
+    BankCard,
+    Passport,
+    Phone,
+    Landline,
+    Ip,
+    Qq,
+    Wechat,
+}
+
+impl PiiType {
+    /// Every type, in priority order.
+    pub const ALL: [PiiType; 12] = [
+        PiiType::PrivateKey,
+        PiiType::UrlCredentials,
+        PiiType::ApiKey,
+        PiiType::Email,
+        PiiType::CnId,
+        PiiType::BankCard,
+        PiiType::Passport,
+        PiiType::Phone,
+        PiiType::Landline,
+        PiiType::Ip,
+        PiiType::Qq,
+        PiiType::Wechat,
+    ];
+
+    /// The name used in configs, `meta.pii` and placeholders.
+    pub fn name(self) -> &'static str {
+        match self {
+            PiiType::PrivateKey => "PRIVATE_KEY",
+            PiiType::UrlCredentials => "URL_CREDENTIALS",
+            PiiType::ApiKey => "API_KEY",
+            PiiType::Email => "EMAIL",
+            PiiType::CnId => "CN_ID",
+            PiiType::BankCard => "BANK_CARD",
+            PiiType::Passport => "PASSPORT",
+            PiiType::Phone => "PHONE",
+            PiiType::Landline => "LANDLINE",
+            PiiType::Ip => "IP",
+            PiiType::Qq => "QQ",
+            PiiType::Wechat => "WECHAT",
+        }
+    }
+
+    /// Parse a type name (case-insensitive).
+    pub fn parse(s: &str) -> Option<PiiType> {
+        PiiType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// One find: a type and a character range of the text it was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PiiSpan {
+    pub ty: PiiType,
+    /// Character offsets (Unicode scalar values), `start..end`.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A candidate in byte offsets of the normalized text.
+#[derive(Debug, Clone, Copy)]
+struct Cand {
+    ty: PiiType,
+    s: usize,
+    e: usize,
+}
+
+/// The compiled detectors; build once, share across threads.
+pub struct PiiDetector {
+    enabled: [bool; 12],
+    max_birth_year: u32,
+    private_key: Regex,
+    url_creds: Regex,
+    url_token: Regex,
+    api_key: Regex,
+    email: Regex,
+    cn_id: Regex,
+    mobile: Regex,
+    nanp: Regex,
+    landline: Regex,
+    bank: Regex,
+    ipv4: Regex,
+    ipv6: Regex,
+    passport: Regex,
+    qq: Regex,
+    wechat: Regex,
+    wxid: Regex,
+}
+
+fn re(p: &str) -> Regex {
+    Regex::new(p).expect("built-in PII pattern compiles")
+}
+
+/// The current year from the system clock (birth dates after it are not IDs).
+fn current_year() -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (1970 + secs / 31_556_952).max(2024) as u32
+}
+
+impl PiiDetector {
+    /// Compile the detectors for `types` (all when empty).
+    pub fn new(types: &[PiiType]) -> PiiDetector {
+        let mut enabled = [types.is_empty(); 12];
+        for t in types {
+            enabled[*t as usize] = true;
+        }
+        PiiDetector {
+            enabled,
+            max_birth_year: current_year(),
+            private_key: re(
+                r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?s:.*?)(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\z)",
+            ),
+            url_creds: re(
+                r"[A-Za-z][A-Za-z0-9+.-]{1,15}://[^\s/?#@:]*:[^\s/?#@]+@[A-Za-z0-9.-]+(?::[0-9]{1,5})?",
+            ),
+            url_token: re(
+                r"[?&](?i-u:access_token|refresh_token|id_token|auth_token|token|api_key|apikey|api-key|key|secret|client_secret|sig|signature)=([^&\s#'<>]{16,})",
+            ),
+            api_key: re(
+                r"AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{22,}|sk-[A-Za-z0-9_-]{20,}|xox[baprs]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{35}",
+            ),
+            email: re(
+                r"[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}",
+            ),
+            cn_id: re(r"[0-9]{17}[0-9Xx]|[0-9]{15}"),
+            mobile: re(
+                r"(?:(?:\+|00)86[ -]?|86[ -]?|\(\+?86\)[ -]?)?1[3-9][0-9](?:[0-9]{8}|-[0-9]{4}-[0-9]{4}| [0-9]{4} [0-9]{4})",
+            ),
+            nanp: re(
+                r"(?:\+?1[ .-]?)?(?:\([2-9][0-9]{2}\)[ .-]?|[2-9][0-9]{2}[ .-])[2-9][0-9]{2}[ .-][0-9]{4}|\+1[2-9][0-9]{2}[2-9][0-9]{6}",
+            ),
+            landline: re(
+                r"(?:\((?:010|02[0-9]|0[3-9][0-9]{2})\) ?|(?:010|02[0-9]|0[3-9][0-9]{2})[ -])[2-9][0-9]{6,7}",
+            ),
+            bank: re(
+                r"[0-9]{4}(?:[ -][0-9]{4}){3}(?:[ -][0-9]{1,3})?|3[47][0-9]{2}[ -][0-9]{6}[ -][0-9]{5}|[0-9]{15,19}",
+            ),
+            ipv4: re(r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}"),
+            ipv6: re(r"[0-9A-Fa-f]*:[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*"),
+            passport: re(r"[EG][0-9]{8}|E[A-Z][0-9]{7}|[0-9]{9}|[A-Z][0-9]{8}"),
+            qq: re(r"[1-9][0-9]{4,10}"),
+            wechat: re(
+                r"(?:微信号?|[vV]信|薇信|(?i-u:wechat(?: ?id)?|weixin|wx|vx))((?:\s|号|id|ID|是|为|:|=){0,4})([A-Za-z][A-Za-z0-9_-]{5,19})",
+            ),
+            wxid: re(r"wxid_[a-z0-9]{6,20}"),
+        }
+    }
+
+    fn on(&self, t: PiiType) -> bool {
+        self.enabled[t as usize]
+    }
+
+    /// Every find in `text`, non-overlapping, sorted by start, in character offsets.
+    pub fn detect(&self, text: &str) -> Vec<PiiSpan> {
+        let norm = normalize(text);
+        let t: &str = norm.as_deref().unwrap_or(text);
+        let mut c: Vec<Cand> = Vec::new();
+        let b = t.as_bytes();
+        let has_digit = b.iter().any(u8::is_ascii_digit);
+        let has_at = b.contains(&b'@');
+
+        if self.on(PiiType::PrivateKey) && t.contains("PRIVATE KEY-----") {
+            for m in self.private_key.find_iter(t) {
+                c.push(Cand {
+                    ty: PiiType::PrivateKey,
+                    s: m.start(),
+                    e: m.end(),
+                });
+            }
+        }
+        if self.on(PiiType::UrlCredentials) && t.contains("://") && has_at {
+            for m in self.url_creds.find_iter(t) {
+                c.push(Cand {
+                    ty: PiiType::UrlCredentials,
+                    s: m.start(),
+                    e: m.end(),
+                });
+            }
+        }
+        if self.on(PiiType::UrlCredentials) && b.contains(&b'=') {
+            for cap in self.url_token.captures_iter(t) {
+                let g = cap.get(1).expect("group 1");
+                c.push(Cand {
+                    ty: PiiType::UrlCredentials,
+                    s: g.start(),
+                    e: g.end(),
+                });
+            }
+        }
+        if self.on(PiiType::ApiKey) {
+            scan(&self.api_key, t, |s, e| {
+                let ok = !prev(t, s).is_some_and(|p| p.is_ascii_alphanumeric() || p == '_' || p == '-')
+                    && !next(t, e).is_some_and(|n| n.is_ascii_alphanumeric());
+                ok.then_some((s, e))
+            })
+            .into_iter()
+            .for_each(|(s, e)| {
+                c.push(Cand {
+                    ty: PiiType::ApiKey,
+                    s,
+                    e,
+                })
+            });
+        }
+        if self.on(PiiType::Email) && has_at {
+            for m in self.email.find_iter(t) {
+                if let Some((s, e)) = check_email(t, m.start(), m.end()) {
+                    c.push(Cand {
+                        ty: PiiType::Email,
+                        s,
+                        e,
+                    });
+                }
+            }
+        }
+        if has_digit {
+            self.digits(t, &mut c);
+        }
+        if self.on(PiiType::Ip) && b.contains(&b':') {
+            for m in self.ipv6.find_iter(t) {
+                if let Some((s, e)) = check_ipv6(t, m.start(), m.end()) {
+                    c.push(Cand {
+                        ty: PiiType::Ip,
+                        s,
+                        e,
+                    });
+                }
+            }
+        }
+        if self.on(PiiType::Wechat) {
+            self.wechat_ids(t, &mut c);
+        }
+        let kept = resolve(c);
+        to_chars(t, &kept)
+    }
+
+    fn digits(&self, t: &str, c: &mut Vec<Cand>) {
+        let mut push = |ty: PiiType, v: Vec<(usize, usize)>| {
+            c.extend(v.into_iter().map(|(s, e)| Cand { ty, s, e }));
+        };
+        if self.on(PiiType::CnId) || self.on(PiiType::BankCard) {
+            let ids = scan(&self.cn_id, t, |s, e| {
+                if !digit_bounded(t, s, e) {
+                    return None;
+                }
+                let v = &t[s..e];
+                let ok = if v.len() == 18 {
+                    valid_cn_id18(v, self.max_birth_year)
+                } else {
+                    valid_cn_id15(v)
+                        && has_context(t, s, e, 20, &["身份证", "证件", "id card", "id no", "id number"])
+                };
+                ok.then_some((s, e))
+            });
+            if self.on(PiiType::CnId) {
+                push(PiiType::CnId, ids);
+            }
+        }
+        if self.on(PiiType::BankCard) {
+            let cards = scan(&self.bank, t, |s, e| {
+                // A grouped card may have swallowed a short trailing group: try without it.
+                let mut ends = vec![e];
+                if let Some(cut) = t[s..e].rfind([' ', '-']) {
+                    if e - (s + cut) <= 4 && t[s..e].matches([' ', '-']).count() == 4 {
+                        ends.push(s + cut);
+                    }
+                }
+                ends.into_iter()
+                    .find(|&end| digit_bounded(t, s, end) && valid_card(&t[s..end], self.max_birth_year))
+                    .map(|end| (s, end))
+            });
+            push(PiiType::BankCard, cards);
+        }
+        if self.on(PiiType::Phone) {
+            let mobiles = scan(&self.mobile, t, |s, e| {
+                let plus = t[s..].starts_with('+') || t[s..].starts_with('(');
+                let ok_prev = plus || prev(t, s) != Some('+');
+                (ok_prev && digit_bounded(t, s, e)).then_some((s, e))
+            });
+            push(PiiType::Phone, mobiles);
+            let nanp = scan(&self.nanp, t, |s, e| {
+                let glued_before =
+                    prev(t, s).is_some_and(|p| p.is_ascii_alphanumeric() || matches!(p, '-' | '.' | '_'));
+                let glued_after = next(t, e).is_some_and(|n| n.is_ascii_alphanumeric() || n == '-');
+                let decimal = next(t, e) == Some('.') && next2(t, e).is_some_and(|n| n.is_ascii_digit());
+                (!glued_before && !glued_after && !decimal).then_some((s, e))
+            });
+            push(PiiType::Phone, nanp);
+        }
+        if self.on(PiiType::Landline) {
+            let v = scan(&self.landline, t, |s, e| digit_bounded(t, s, e).then_some((s, e)));
+            push(PiiType::Landline, v);
+        }
+        if self.on(PiiType::Ip) && t.as_bytes().contains(&b'.') {
+            let v = scan(&self.ipv4, t, |s, e| check_ipv4(t, s, e).then_some((s, e)));
+            push(PiiType::Ip, v);
+        }
+        if self.on(PiiType::Passport) {
+            let v = scan(&self.passport, t, |s, e| {
+                let ok = !prev(t, s).is_some_and(|p| p.is_ascii_alphanumeric() || p == '_')
+                    && !next(t, e).is_some_and(|n| n.is_ascii_alphanumeric() || n == '_')
+                    && has_context(t, s, e, 20, &["护照", "passport"]);
+                ok.then_some((s, e))
+            });
+            push(PiiType::Passport, v);
+        }
+        if self.on(PiiType::Qq) {
+            let v = scan(&self.qq, t, |s, e| {
+                let ok = !prev(t, s).is_some_and(|p| p.is_ascii_digit())
+                    && digit_bounded_after(t, e)
+                    && context_before(t, s, 10, &["qq", "扣扣", "企鹅号"]);
+                ok.then_some((s, e))
+            });
+            push(PiiType::Qq, v);
+        }
+    }
+
+    fn wechat_ids(&self, t: &str, c: &mut Vec<Cand>) {
+        for cap in self.wechat.captures_iter(t) {
+            let ctx = cap.get(0).expect("group 0");
+            let sep = cap.get(1).map_or("", |g| g.as_str());
+            let id = cap.get(2).expect("group 2");
+            let ascii_ctx = t.as_bytes()[ctx.start()].is_ascii();
+            if ascii_ctx
+                && (sep.is_empty() || prev(t, ctx.start()).is_some_and(|p| p.is_ascii_alphanumeric()))
+            {
+                continue;
+            }
+            if next(t, id.end()).is_some_and(|n| n.is_ascii_alphanumeric() || n == '_' || n == '-') {
+                continue;
+            }
+            let explicit = sep.contains([':', '是', '为', '=']);
+            let v = id.as_str();
+            if !explicit && !v.contains(|ch: char| ch.is_ascii_digit() || ch == '_' || ch == '-') {
+                continue;
+            }
+            c.push(Cand {
+                ty: PiiType::Wechat,
+                s: id.start(),
+                e: id.end(),
+            });
+        }
+        for m in self.wxid.find_iter(t) {
+            if !prev(t, m.start()).is_some_and(|p| p.is_ascii_alphanumeric())
+                && !next(t, m.end()).is_some_and(|n| n.is_ascii_alphanumeric() || n == '_')
+            {
+                c.push(Cand {
+                    ty: PiiType::Wechat,
+                    s: m.start(),
+                    e: m.end(),
+                });
+            }
+        }
+    }
+}
+
+/// Find candidates of `re` in `t`; `accept` validates one (and may shrink it).
+/// A rejected candidate does not hide one that starts at the next character.
+fn scan(
+    re: &Regex,
+    t: &str,
+    mut accept: impl FnMut(usize, usize) -> Option<(usize, usize)>,
+) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos <= t.len() {
+        let Some(m) = re.find_at(t, pos) else { break };
+        match accept(m.start(), m.end()) {
+            Some(span) => {
+                out.push(span);
+                pos = m.end().max(m.start() + 1);
+            }
+            None => {
+                pos = m.start() + t[m.start()..].chars().next().map_or(1, char::len_utf8);
+            }
+        }
+    }
+    out
+}
+
+/// Full-width ASCII forms (U+FF01..U+FF5E) and the ideographic space mapped to
+/// ASCII, one character for one, so character offsets are the same. `None`
+/// when there is nothing to map.
+fn normalize(text: &str) -> Option<String> {
+    let b = text.as_bytes();
+    if !b.contains(&0xEF) && !b.contains(&0xE3) {
+        return None;
+    }
+    let map = |c: char| match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        0x3000 => ' ',
+        _ => c,
+    };
+    if !text.chars().any(|c| map(c) != c) {
+        return None;
+    }
+    Some(text.chars().map(map).collect())
+}
+
+fn prev(t: &str, b: usize) -> Option<char> {
+    t[..b].chars().next_back()
+}
+
+fn prev2(t: &str, b: usize) -> Option<char> {
+    let mut it = t[..b].chars();
+    it.next_back();
+    it.next_back()
+}
+
+fn next(t: &str, b: usize) -> Option<char> {
+    t[b..].chars().next()
+}
+
+fn next2(t: &str, b: usize) -> Option<char> {
+    t[b..].chars().nth(1)
+}
+
+/// Not glued to a longer run of digits, letters, or a decimal/version number.
+fn digit_bounded(t: &str, s: usize, e: usize) -> bool {
+    let bad_prev = match prev(t, s) {
+        Some(p) if p.is_ascii_alphanumeric() || p == '_' => true,
+        Some('.') => prev2(t, s).is_some_and(|q| q.is_ascii_digit()),
+        _ => false,
+    };
+    !bad_prev && digit_bounded_after(t, e)
+}
+
+fn digit_bounded_after(t: &str, e: usize) -> bool {
+    !match next(t, e) {
+        Some(n) if n.is_ascii_alphanumeric() || n == '_' => true,
+        Some('.') => next2(t, e).is_some_and(|q| q.is_ascii_digit()),
+        _ => false,
+    }
+}
+
+/// The text of up to `n` characters before byte `s`, lower-cased.
+fn window_before(t: &str, s: usize, n: usize) -> String {
+    let start = t[..s].char_indices().rev().take(n).last().map_or(s, |(i, _)| i);
+    t[start..s].to_lowercase()
+}
+
+fn window_after(t: &str, e: usize, n: usize) -> String {
+    let end = t[e..].char_indices().nth(n).map_or(t.len(), |(i, _)| e + i);
+    t[e..end].to_lowercase()
+}
+
+fn context_before(t: &str, s: usize, n: usize, words: &[&str]) -> bool {
+    let w = window_before(t, s, n);
+    words.iter().any(|k| w.contains(k))
+}
+
+fn has_context(t: &str, s: usize, e: usize, n: usize, words: &[&str]) -> bool {
+    context_before(t, s, n, words) || {
+        let w = window_after(t, e, n);
+        words.iter().any(|k| w.contains(k))
+    }
+}
+
+/// Trim what the e-mail pattern over-matched; reject file names like `icon@2x.png`.
+fn check_email(t: &str, s: usize, e: usize) -> Option<(usize, usize)> {
+    let m = &t[s..e];
+    let at = m.find('@')?;
+    let local = m[..at].trim_start_matches(['.', '-', '+']);
+    let s = s + (at - local.len());
+    if local.is_empty() || local.ends_with('.') || local.contains("..") {
+        return None;
+    }
+    let tld = m.rsplit('.').next()?.to_ascii_lowercase();
+    const FILES: &[&str] = &[
+        "png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "js", "ts", "css", "py", "rs", "json",
+        "html", "md", "txt", "pdf",
+    ];
+    if FILES.contains(&tld.as_str()) {
+        return None;
+    }
+    if next(t, e).is_some_and(|n| n.is_ascii_alphanumeric() || n == '_') {
+        return None;
+    }
+    Some((s, e))
+}
+
+fn check_ipv4(t: &str, s: usize, e: usize) -> bool {
+    let octets: Vec<&str> = t[s..e].split('.').collect();
+    if octets
+        .iter()
+        .any(|o| (o.len() > 1 && o.starts_with('0')) || o.parse::<u32>().map_or(true, |v| v > 255))
+    {
+        return false;
+    }
+    let first: u32 = octets[0].parse().unwrap_or(0);
+    if first == 0 || first == 127 || first >= 224 {
+        return false;
+    }
+    let bad_prev = prev(t, s).is_some_and(|p| p.is_ascii_alphanumeric() || matches!(p, '_' | '.' | '-'));
+    let bad_next = match next(t, e) {
+        Some(n) if n.is_ascii_alphanumeric() || n == '_' => true,
+        Some('.') => next2(t, e).is_some_and(|q| q.is_ascii_alphanumeric()),
+        _ => false,
+    };
+    if bad_prev || bad_next {
+        return false;
+    }
+    !context_before(
+        t,
+        s,
+        12,
+        &[
+            "version", "ver.", "版本", "build", "release", "第", "section", "§",
+        ],
+    )
+}
+
+fn check_ipv6(t: &str, s: usize, e: usize) -> Option<(usize, usize)> {
+    let mut cand = &t[s..e];
+    cand = cand.trim_end_matches('.');
+    if cand.ends_with(':') && !cand.ends_with("::") {
+        cand = cand.trim_end_matches(':');
+    }
+    let e = s + cand.len();
+    if cand.bytes().filter(|b| b.is_ascii_hexdigit()).count() < 4 {
+        return None;
+    }
+    let addr: Ipv6Addr = cand.parse().ok()?;
+    if addr.is_loopback() || addr.is_unspecified() {
+        return None;
+    }
+    if prev(t, s).is_some_and(|p| p.is_ascii_alphanumeric() || p == '_' || p == ':')
+        || next(t, e).is_some_and(|n| n.is_ascii_alphanumeric() || n == '_')
+    {
+        return None;
+    }
+    Some((s, e))
+}
+
+/// Province-level codes of the resident ID's first two digits.
+const PROVINCES: &[u32] = &[
+    11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51, 52, 53, 54,
+    61, 62, 63, 64, 65, 71, 81, 82, 91,
+];
+
+/// A real calendar date (Gregorian leap years).
+pub fn valid_date(y: u32, m: u32, d: u32) -> bool {
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
+}
+
+fn num(s: &str) -> u32 {
+    s.parse().unwrap_or(0)
+}
+
+fn valid_region(s: &str) -> bool {
+    PROVINCES.contains(&num(&s[..2])) && &s[2..6] != "0000"
+}
+
+/// The ISO 7064 MOD 11-2 check character of the first 17 digits of a resident ID.
+pub fn cn_id_check_char(first17: &str) -> Option<char> {
+    const W: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    if first17.len() != 17 || !first17.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let sum: u32 = first17.bytes().zip(W).map(|(b, w)| (b - b'0') as u32 * w).sum();
+    Some(b"10X98765432"[(sum % 11) as usize] as char)
+}
+
+/// An 18-character resident ID: region, birth date (1900..=`max_year`), check digit.
+pub fn valid_cn_id18(s: &str, max_year: u32) -> bool {
+    if s.len() != 18 || !s.is_ascii() {
+        return false;
+    }
+    let (y, m, d) = (num(&s[6..10]), num(&s[10..12]), num(&s[12..14]));
+    valid_region(s)
+        && (1900..=max_year).contains(&y)
+        && valid_date(y, m, d)
+        && cn_id_check_char(&s[..17]) == Some(s.as_bytes()[17].to_ascii_uppercase() as char)
+}
+
+/// A 15-digit legacy resident ID: region and a 19YY birth date (no check digit).
+pub fn valid_cn_id15(s: &str) -> bool {
+    s.len() == 15
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && valid_region(s)
+        && valid_date(1900 + num(&s[6..8]), num(&s[8..10]), num(&s[10..12]))
+}
+
+/// The Luhn checksum over a digit string.
+pub fn luhn(digits: &str) -> bool {
+    if digits.len() < 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = (b - b'0') as u32;
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum % 10 == 0
+}
+
+/// A card number (separators allowed): length, issuer prefix, Luhn, and not a resident ID.
+pub fn valid_card(s: &str, max_year: u32) -> bool {
+    let d: String = s.chars().filter(char::is_ascii_digit).collect();
+    let n = d.len();
+    let p2 = num(&d[..2.min(n)]);
+    let p4 = num(&d[..4.min(n)]);
+    let prefix_ok = match n {
+        15 => p2 == 34 || p2 == 37,
+        16..=19 => {
+            d.starts_with('4')
+                || (51..=55).contains(&p2) && n == 16
+                || (2221..=2720).contains(&p4) && n == 16
+                || d.starts_with("62")
+                || d.starts_with("6011")
+                || d.starts_with("65")
+                || (644..=649).contains(&num(&d[..3]))
+                || (3528..=3589).contains(&p4)
+        }
+        _ => false,
+    };
+    prefix_ok && luhn(&d) && !(n == 18 && valid_cn_id18(&d, max_year))
+}
+
+/// Keep the longest candidates, then the more specific type, then the earlier;
+/// drop whatever overlaps a kept one. Result sorted by start.
+fn resolve(mut c: Vec<Cand>) -> Vec<Cand> {
+    c.retain(|x| x.e > x.s);
+    c.sort_by(|a, b| {
+        (b.e - b.s)
+            .cmp(&(a.e - a.s))
+            .then(a.ty.cmp(&b.ty))
+            .then(a.s.cmp(&b.s))
+    });
+    let mut kept: BTreeMap<usize, Cand> = BTreeMap::new();
+    for x in c {
+        let clash_before = kept.range(..x.e).next_back().is_some_and(|(_, k)| k.e > x.s);
+        if !clash_before {
+            kept.insert(x.s, x);
+        }
+    }
+    kept.into_values().collect()
+}
+
+/// Byte offsets of `t` to character offsets (one sweep; `kept` is sorted and disjoint).
+fn to_chars(t: &str, kept: &[Cand]) -> Vec<PiiSpan> {
+    let mut out = Vec::with_capacity(kept.len());
+    let (mut byte, mut ch) = (0usize, 0usize);
+    let mut at = |b: usize| {
+        ch += t[byte..b].chars().count();
+        byte = b;
+        ch
+    };
+    for k in kept {
+        let start = at(k.s);
+        let end = at(k.e);
+        out.push(PiiSpan { ty: k.ty, start, end });
+    }
+    out
+}
+
+/// `text` with every span replaced by `placeholder` (`{type}` filled in).
+pub fn redact(text: &str, spans: &[PiiSpan], placeholder: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut it = text.char_indices();
+    let mut ci = 0usize;
+    let mut byte_of = |target: usize| -> usize {
+        while ci < target {
+            if it.next().is_none() {
+                return text.len();
+            }
+            ci += 1;
+        }
+        it.offset()
+    };
+    let mut last = 0;
+    for sp in spans {
+        let s = byte_of(sp.start);
+        let e = byte_of(sp.end);
+        out.push_str(&text[last..s]);
+        out.push_str(&placeholder.replace("{type}", sp.ty.name()));
+        last = e;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
+fn default_action() -> Action {
+    Action::Redact
+}
+
+fn default_density() -> f64 {
+    0.3
+}
+
+fn default_placeholder() -> String {
+    "<{type}>".to_string()
+}
+
+/// `[[stage]] kind = "pii"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PiiConfig {
+    #[serde(default = "default_action")]
+    pub action: Action,
+    /// Enabled type names; all when absent.
+    pub types: Option<Vec<String>>,
+    #[serde(default = "default_density")]
+    pub max_density: f64,
+    pub max_spans: Option<u64>,
+    #[serde(default = "default_placeholder")]
+    pub placeholder: String,
+}
+
+/// The built stage.
+pub struct Pii {
+    cfg: PiiConfig,
+    det: PiiDetector,
+}
+
+impl Pii {
+    /// Check the config and build the stage (compiles every pattern once).
+    pub fn new(cfg: PiiConfig, _cx: &BuildContext) -> Result<Self> {
+        let mut types = Vec::new();
+        for name in cfg.types.iter().flatten() {
+            match PiiType::parse(name) {
+                Some(t) => types.push(t),
+                None => bail!(
+                    "pii: unknown type `{name}`; known types: {}",
+                    PiiType::ALL.map(PiiType::name).join(", ")
+                ),
+            }
+        }
+        if cfg.types.as_ref().is_some_and(|t| t.is_empty()) {
+            bail!("pii: `types` is empty; leave it out to enable every type");
+        }
+        if !(cfg.max_density > 0.0 && cfg.max_density <= 1.0) {
+            bail!("pii: max_density must be in (0, 1], got {}", cfg.max_density);
+        }
+        Ok(Pii {
+            det: PiiDetector::new(&types),
+            cfg,
+        })
+    }
+}
+
+impl Stage for Pii {
+    fn kind(&self) -> &'static str {
+        "pii"
+    }
+
+    fn process(&self, record: &mut Record) -> Result<Verdict> {
+        let mut found: Vec<(FieldPath, Vec<PiiSpan>, Option<String>)> = Vec::new();
+        let mut total_chars = 0usize;
+        for (seg, text) in record.texts() {
+            if self.cfg.action == Action::Drop {
+                total_chars += text.chars().count();
+            }
+            let spans = self.det.detect(text);
+            if spans.is_empty() {
+                continue;
+            }
+            let redacted =
+                (self.cfg.action != Action::Tag).then(|| redact(text, &spans, &self.cfg.placeholder));
+            found.push((seg.path, spans, redacted));
+        }
+        if found.is_empty() {
+            return Ok(Verdict::Keep);
+        }
+        let mut meta = Vec::new();
+        let mut counts: BTreeMap<PiiType, usize> = BTreeMap::new();
+        let (mut n_spans, mut pii_chars) = (0usize, 0usize);
+        for (path, spans, _) in &found {
+            let field = path.to_string();
+            for s in spans {
+                meta.push(json!({"type": s.ty.name(), "field": field, "start": s.start, "end": s.end}));
+                *counts.entry(s.ty).or_default() += 1;
+                n_spans += 1;
+                pii_chars += s.end - s.start;
+            }
+        }
+        record.annotate("pii", Value::Array(meta));
+        if self.cfg.action == Action::Tag {
+            return Ok(Verdict::Keep);
+        }
+        // Redact in every mode but tag: a dropped record is shown in rejected/ and the report.
+        for (path, _, redacted) in found {
+            if let Some(r) = redacted {
+                record.set_text(&path, r);
+            }
+        }
+        if self.cfg.action == Action::Drop {
+            let density = pii_chars as f64 / total_chars.max(1) as f64;
+            let what = counts
+                .iter()
+                .map(|(t, n)| format!("{n} {}", t.name()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if density > self.cfg.max_density {
+                return Ok(Verdict::drop(
+                    "pii",
+                    format!(
+                        "PII density {density:.2} > max_density {} ({n_spans} spans: {what})",
+                        self.cfg.max_density
+                    ),
+                ));
+            }
+            if let Some(max) = self.cfg.max_spans {
+                if n_spans as u64 > max {
+                    return Ok(Verdict::drop(
+                        "pii",
+                        format!("{n_spans} PII spans > max_spans {max} ({what})"),
+                    ));
+                }
+            }
+        }
+        Ok(Verdict::Modified)
+    }
+
+    fn describe(&self) -> String {
+        let types = match &self.cfg.types {
+            Some(t) => t.join(","),
+            None => "all types".to_string(),
+        };
+        let limits = match self.cfg.action {
+            Action::Drop => format!(
+                ", max_density {}, max_spans {}",
+                self.cfg.max_density,
+                self.cfg.max_spans.map_or("-".to_string(), |v| v.to_string())
+            ),
+            _ => String::new(),
+        };
+        format!("{types}, action {:?}{limits}", self.cfg.action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{FieldMap, Origin};
+    use std::sync::Arc;
+
+    fn rec(v: serde_json::Value) -> Record {
+        Record::from_object(
+            v.as_object().unwrap().clone(),
+            None,
+            Arc::new(FieldMap::default()),
+            Origin {
+                source: "t".into(),
+                line: 1,
+                index: 0,
+            },
+        )
+        .unwrap()
+    }
+
+    fn stage(toml_text: &str) -> Pii {
+        let cfg: PiiConfig = toml::from_str(toml_text).unwrap();
+        Pii::new(
+            cfg,
+            &BuildContext {
+                config_dir: ".".into(),
+            },
+        )
+        .unwrap()
+    }
+
+    /// (type, matched text) of every find.
+    fn finds(text: &str) -> Vec<(&'static str, String)> {
+        let det = PiiDetector::new(&[]);
+        let chars: Vec<char> = text.chars().collect();
+        det.detect(text)
+            .into_iter()
+            .map(|s| (s.ty.name(), chars[s.start..s.end].iter().collect()))
+            .collect()
+    }
+
+    fn one(text: &str, ty: &str, want: &str) {
+        assert_eq!(finds(text), vec![(ty, want.to_string())], "in {text:?}");
+    }
+
+    fn none(text: &str) {
+        assert_eq!(finds(text), vec![], "false positive in {text:?}");
+    }
+
+    #[test]
+    fn check_digit_and_luhn_helpers() {
+        assert_eq!(cn_id_check_char("11010119900307457"), Some('3'));
+        assert_eq!(cn_id_check_char("44030520000229123"), Some('2'));
+        assert_eq!(cn_id_check_char("1101011990030745"), None);
+        assert!(valid_cn_id18("110101199003074573", 2025));
+        assert!(!valid_cn_id18("110101199003074574", 2025), "wrong check digit");
+        assert!(valid_cn_id18("440305200002291232", 2025), "leap day 2000");
+        assert!(!valid_cn_id18("990101199003074573", 2025), "no province 99");
+        assert!(valid_date(2024, 2, 29) && !valid_date(2023, 2, 29) && !valid_date(1900, 2, 29));
+        assert!(!valid_date(2023, 4, 31) && !valid_date(2023, 13, 1));
+        assert!(valid_cn_id15("110101900307457"));
+        assert!(!valid_cn_id15("110101901307457"), "month 13");
+        assert!(luhn("4111111111111111") && !luhn("4111111111111112"));
+        assert!(luhn("6222022914177763174") && luhn("370008063608371") && luhn("79927398713"));
+        assert!(valid_card("4111 1111 1111 1111", 2025));
+        assert!(valid_card("370008063608371", 2025), "Amex 15");
+        assert!(!valid_card("7111111111111111", 2025), "no issuer 7");
+        assert!(
+            !valid_card("110101199003074573", 2025),
+            "a resident ID is not a card"
+        );
+    }
+
+    #[test]
+    fn cn_ids() {
+        one(
+            "身份证号：110101199003074573，请核对",
+            "CN_ID",
+            "110101199003074573",
+        );
+        one("ID 32010219880808100x ok", "CN_ID", "32010219880808100x");
+        one("身份证 110101900307457", "CN_ID", "110101900307457");
+        one(
+            "身份证号１１０１０１１９９００３０７４５７３",
+            "CN_ID",
+            "１１０１０１１９９００３０７４５７３",
+        );
+        none("编号 110101199003074574"); // wrong check digit
+        none("流水号 11010119900307457312"); // inside a longer run
+        none("订单 110101900307457"); // 15 digits need ID context
+    }
+
+    #[test]
+    fn phones_and_landlines() {
+        one("手机13812345678，", "PHONE", "13812345678");
+        one("call +86 138-1234-5678 now", "PHONE", "+86 138-1234-5678");
+        one("电话：0086 139 1234 5678", "PHONE", "0086 139 1234 5678");
+        one("You can call me at (814) 360 8593", "PHONE", "(814) 360 8593");
+        one("办公室 010-62345678 转", "LANDLINE", "010-62345678");
+        one("客服（0755）86001234", "LANDLINE", "（0755）86001234");
+        none("时间戳 1684838400 和 1684838400123");
+        none("订单号2023050112345678已发货");
+        none("日期 2023-05-01，价格 ¥1,299.00");
+        none("ISBN 978-7-111-12345-6");
+        none("123456*789=97406784");
+        none("12345678901 是十一位但不以1[3-9]开头吗？02345678901");
+    }
+
+    #[test]
+    fn emails_ips_and_cards() {
+        one("邮箱 zhang.san@example.com。", "EMAIL", "zhang.san@example.com");
+        none("图标 icon@2x.png 和 npm i lodash@4.17.21");
+        one("服务器 192.168.1.10 宕机", "IP", "192.168.1.10");
+        one("inet 10.41.21.72/24", "IP", "10.41.21.72");
+        one(
+            "addr 2001:db8:85a3::8a2e:370:7334 up",
+            "IP",
+            "2001:db8:85a3::8a2e:370:7334",
+        );
+        none("版本 10.0.19045.2965 与 v1.2.3.4，1.2.3.4.5，127.0.0.1，255.255.255.0");
+        none("会议 12:30:45 开始，std::vector");
+        one(
+            "卡号 6222 0229 1417 7763 174 已绑定",
+            "BANK_CARD",
+            "6222 0229 1417 7763 174",
+        );
+        one("card 4929-3813-3266-4295.", "BANK_CARD", "4929-3813-3266-4295");
+        one("Amex 370008063608371", "BANK_CARD", "370008063608371");
+        none("单号 4111111111111112"); // fails Luhn
+    }
+
+    #[test]
+    fn context_types_and_secrets() {
+        one("我的QQ：123456789，", "QQ", "123456789");
+        none("房间号 123456789");
+        one("加我微信：zhangsan_88", "WECHAT", "zhangsan_88");
+        one("微信号是 lileihan", "WECHAT", "lileihan");
+        none("WeChat account settings are here");
+        one("Passport No. E12345678", "PASSPORT", "E12345678");
+        none("型号 E12345678");
+        one(
+            "db postgres://admin:s3cret@db.example.com:5432/x",
+            "URL_CREDENTIALS",
+            "postgres://admin:s3cret@db.example.com:5432",
+        );
+        one(
+            "GET /api?access_token=abcdefghijklmnop1234&x=1",
+            "URL_CREDENTIALS",
+            "abcdefghijklmnop1234",
+        );
+        one("key AKIAIOSFODNN7EXAMPLE here", "API_KEY", "AKIAIOSFODNN7EXAMPLE");
+        one(
+            "OPENAI_API_KEY=sk-abcdefghijklmnopqrstuvwx",
+            "API_KEY",
+            "sk-abcdefghijklmnopqrstuvwx",
+        );
+        none("a task-abcdefghijklmnopqrstuvwxyz name");
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\n-----END RSA PRIVATE KEY-----";
+        one(&format!("key:\n{pem}\nend"), "PRIVATE_KEY", pem);
+    }
+
+    #[test]
+    fn redacts_with_char_offsets_and_never_leaks() {
+        let s = stage("");
+        let mut r =
+            rec(serde_json::json!({"instruction": "联系我", "output": "电话13812345678，邮箱a@b.cn"}));
+        assert_eq!(s.process(&mut r).unwrap(), Verdict::Modified);
+        assert_eq!(r.fields["output"], "电话<PHONE>，邮箱<EMAIL>");
+        let m = &r.meta["pii"];
+        assert_eq!(
+            m[0],
+            serde_json::json!({"type": "PHONE", "field": "output", "start": 2, "end": 13})
+        );
+        assert_eq!(m[1]["start"], 16);
+        assert!(!m.to_string().contains("13812345678"));
+        let mut r = rec(serde_json::json!({"text": "nothing here"}));
+        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        assert!(r.meta.get("pii").is_none());
+    }
+
+    #[test]
+    fn tag_keeps_text_and_drop_redacts_first() {
+        let s = stage("action = \"tag\"");
+        let mut r = rec(serde_json::json!({"text": "QQ 123456789"}));
+        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        assert_eq!(r.fields["text"], "QQ 123456789");
+        let s = stage("action = \"drop\"\nmax_density = 0.5");
+        let mut r = rec(serde_json::json!({"text": "13812345678 13912345678"}));
+        match s.process(&mut r).unwrap() {
+            Verdict::Drop { reason, detail } => {
+                assert_eq!(reason, "pii");
+                assert!(detail.contains("2 PHONE") && !detail.contains("138"), "{detail}");
+            }
+            v => panic!("{v:?}"),
+        }
+        assert_eq!(r.fields["text"], "<PHONE> <PHONE>");
+        let mut r = rec(serde_json::json!({"text": "请拨打13812345678联系客服人员，工作时间为周一至周五。"}));
+        assert_eq!(s.process(&mut r).unwrap(), Verdict::Modified);
+        let s = stage("action = \"drop\"\nmax_spans = 1");
+        let mut r = rec(
+            serde_json::json!({"text": "很长的一段文字，a@b.cn 和 c@d.cn 都在里面，还有更多的文字来稀释密度。"}),
+        );
+        assert!(matches!(s.process(&mut r).unwrap(), Verdict::Drop { .. }));
+    }
+
+    #[test]
+    fn rejects_bad_config() {
+        for bad in [
+            "types = [\"SSN\"]",
+            "types = []",
+            "max_density = 0.0",
+            "colour = 1",
+        ] {
+            let built = toml::from_str::<PiiConfig>(bad)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| {
+                    Pii::new(
+                        c,
+                        &BuildContext {
+                            config_dir: ".".into(),
+                        },
+                    )
+                });
+            assert!(built.is_err(), "{bad}");
+        }
+        let s = stage("types = [\"email\"]");
+        let mut r = rec(serde_json::json!({"text": "13812345678 a@b.cn"}));
+        s.process(&mut r).unwrap();
+        assert_eq!(r.fields["text"], "13812345678 <EMAIL>");
+    }
+}

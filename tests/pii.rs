@@ -1,0 +1,252 @@
+//! The `pii` stage: precision/recall on a labelled set written for curate, on
+//! NeMo-Curator's English fixtures (when the shared data is there), and end to
+//! end through the binary (redaction, offsets, stats, no leaks in the report).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::*;
+use curate::stages::pii::PiiDetector;
+
+type Gold = Vec<(String, usize, usize)>;
+
+/// Per type: (true positives, false positives, false negatives).
+fn score(cases: &[(String, Gold)]) -> BTreeMap<String, (u32, u32, u32)> {
+    let det = PiiDetector::new(&[]);
+    let mut t: BTreeMap<String, (u32, u32, u32)> = BTreeMap::new();
+    for (text, gold) in cases {
+        let got: Gold = det
+            .detect(text)
+            .into_iter()
+            .map(|s| (s.ty.name().to_string(), s.start, s.end))
+            .collect();
+        for g in &got {
+            let e = t.entry(g.0.clone()).or_default();
+            if gold.contains(g) {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+                eprintln!("FP {} in {:?}", g.0, text.chars().count());
+            }
+        }
+        for g in gold {
+            if !got.contains(g) {
+                t.entry(g.0.clone()).or_default().2 += 1;
+                eprintln!(
+                    "FN {} at {}..{} (text of {} chars)",
+                    g.0,
+                    g.1,
+                    g.2,
+                    text.chars().count()
+                );
+            }
+        }
+    }
+    t
+}
+
+fn pr(tp: u32, fp: u32, fn_: u32) -> (f64, f64) {
+    let p = if tp + fp == 0 {
+        1.0
+    } else {
+        tp as f64 / (tp + fp) as f64
+    };
+    let r = if tp + fn_ == 0 {
+        1.0
+    } else {
+        tp as f64 / (tp + fn_) as f64
+    };
+    (p, r)
+}
+
+fn print_table(title: &str, t: &BTreeMap<String, (u32, u32, u32)>) {
+    println!(
+        "{title}\n{:<16} {:>4} {:>4} {:>4} {:>6} {:>6}",
+        "type", "tp", "fp", "fn", "P", "R"
+    );
+    for (ty, &(tp, fp, fn_)) in t {
+        let (p, r) = pr(tp, fp, fn_);
+        println!("{ty:<16} {tp:>4} {fp:>4} {fn_:>4} {p:>6.3} {r:>6.3}");
+    }
+}
+
+#[test]
+fn labelled_set_precision_and_recall() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/pii_eval.jsonl");
+    let cases: Vec<(String, Gold)> = std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let gold = v["spans"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    (
+                        s["type"].as_str().unwrap().to_string(),
+                        s["start"].as_u64().unwrap() as usize,
+                        s["end"].as_u64().unwrap() as usize,
+                    )
+                })
+                .collect();
+            (v["text"].as_str().unwrap().to_string(), gold)
+        })
+        .collect();
+    assert!(cases.len() >= 140, "{} cases", cases.len());
+    let t = score(&cases);
+    print_table("pii_eval.jsonl", &t);
+    for ty in ["CN_ID", "PHONE", "EMAIL", "BANK_CARD", "IP"] {
+        let &(tp, fp, fn_) = t.get(ty).expect("type present in the set");
+        let (p, r) = pr(tp, fp, fn_);
+        assert!(p >= 0.97 && r >= 0.97, "{ty}: P {p:.3} R {r:.3}");
+    }
+}
+
+/// `<tag>text</tag>` lines to (plain text, gold spans) for the types we support.
+fn parse_tagged(line: &str) -> (String, Gold) {
+    let map = |tag: &str| match tag {
+        "email" => Some("EMAIL"),
+        "phone_number" => Some("PHONE"),
+        "ip_address" => Some("IP"),
+        "credit_card_number" => Some("BANK_CARD"),
+        _ => None,
+    };
+    let (mut text, mut gold, mut rest) = (String::new(), Vec::new(), line);
+    while let Some(open) = rest.find('<') {
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
+        let tag = &rest[open + 1..open + close];
+        let end_tag = format!("</{tag}>");
+        let Some(end) = rest.find(&end_tag) else {
+            text.push_str(&rest[..open + close + 1]);
+            rest = &rest[open + close + 1..];
+            continue;
+        };
+        text.push_str(&rest[..open]);
+        let inner = &rest[open + close + 1..end];
+        let start = text.chars().count();
+        text.push_str(inner);
+        if let Some(ty) = map(tag) {
+            gold.push((ty.to_string(), start, start + inner.chars().count()));
+        }
+        rest = &rest[end + end_tag.len()..];
+    }
+    text.push_str(rest);
+    (text, gold)
+}
+
+#[test]
+fn nemo_curator_fixtures() {
+    let root = std::env::var("CURATE_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let dir = root.join("nemo_curator_pii_fixtures_en");
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        println!(
+            "note: {} not found; skipping the NeMo-Curator PII fixtures",
+            dir.display()
+        );
+        return;
+    };
+    let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "txt"));
+    files.sort();
+    let mut cases = Vec::new();
+    for f in files {
+        for line in std::fs::read_to_string(&f).unwrap().lines() {
+            if !line.trim().is_empty() {
+                cases.push(parse_tagged(line));
+            }
+        }
+    }
+    let mut t = score(&cases);
+    for ty in ["EMAIL", "PHONE", "IP", "BANK_CARD"] {
+        t.entry(ty.to_string()).or_default();
+    }
+    print_table("NeMo-Curator fixtures (email, phone, IP, credit card)", &t);
+}
+
+#[test]
+fn end_to_end_redacts_and_never_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let phone = "13812345678";
+    let id = "110101199003074573";
+    let mail = "zhang.wei@example.com";
+    let lines = [
+        serde_json::json!({"instruction": "我的手机号是多少？", "output": format!("你的手机号是{phone}。")}),
+        serde_json::json!({"conversations": [{"from": "human", "value": format!("身份证{id}，邮箱{mail}")}, {"from": "gpt", "value": "已记录。"}]}),
+        serde_json::json!({"text": "没有任何个人信息的普通句子。"}),
+        serde_json::json!({"text": format!("{phone} {mail}")}),
+    ];
+    let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&input, body).unwrap();
+    for (action, extra) in [("redact", ""), ("drop", "max_density = 0.5\n")] {
+        let out = dir.path().join(format!("out-{action}"));
+        let stages = format!("[[stage]]\nkind = \"pii\"\naction = \"{action}\"\n{extra}");
+        let p = write_pipeline(
+            dir.path(),
+            &[input.to_str().unwrap()],
+            &stages,
+            out.to_str().unwrap(),
+            "compression = \"none\"",
+        );
+        run_ok(&["run", p.to_str().unwrap(), "--quiet"]);
+        let (kept, rejected) = check_books(&out);
+        let s = stats(&out);
+        let everything = format!(
+            "{}{}{}",
+            serde_json::to_string(&kept).unwrap(),
+            serde_json::to_string(&rejected).unwrap(),
+            std::fs::read_to_string(out.join("report.html")).unwrap()
+        );
+        for raw in [phone, id, mail] {
+            assert!(
+                !everything.contains(raw),
+                "{action}: raw PII leaked into output or report"
+            );
+        }
+        if action == "redact" {
+            assert_eq!(kept.len(), 4);
+            assert_eq!(kept[0]["output"], "你的手机号是<PHONE>。");
+            assert_eq!(
+                kept[0]["meta"]["pii"][0],
+                serde_json::json!({"type": "PHONE", "field": "output", "start": 6, "end": 17})
+            );
+            assert_eq!(kept[1]["conversations"][0]["value"], "身份证<CN_ID>，邮箱<EMAIL>");
+            let m = &kept[1]["meta"]["pii"];
+            assert_eq!(m[0]["field"], "conversations[0].value");
+            assert_eq!(
+                (m[0]["start"].as_u64(), m[0]["end"].as_u64()),
+                (Some(3), Some(21))
+            );
+            assert_eq!(
+                (m[1]["start"].as_u64(), m[1]["end"].as_u64()),
+                (Some(24), Some(45))
+            );
+            assert!(kept[2]["meta"].get("pii").is_none());
+            let st = s["stages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|st| st["kind"] == "pii")
+                .unwrap();
+            assert_eq!(st["modified"], 3, "{st}");
+        } else {
+            // Records 1 and 3 are mostly PII (density > 0.5); record 0 is redacted and kept.
+            assert_eq!(kept.len(), 2);
+            assert_eq!(kept[0]["output"], "你的手机号是<PHONE>。");
+            assert_eq!(rejected.len(), 2);
+            assert!(rejected.iter().all(|r| r["reason"] == "pii"));
+            assert!(
+                rejected[1].to_string().contains("<PHONE> <EMAIL>"),
+                "{}",
+                rejected[1]
+            );
+        }
+    }
+}
