@@ -743,13 +743,18 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
                 .filter(|s| s.stage == stage_names[rej.stage] && s.reason == rej.reason)
                 .count();
             if shown < samples_per {
+                // The report is for people: stages that find sensitive data mask it here,
+                // whichever stage dropped the record.
+                let preview = stages.iter().fold(rej.preview.clone(), |text, st| {
+                    st.scrub_for_display(&text).unwrap_or(text)
+                });
                 stats.samples.push(RejectSample {
                     stage: stage_names[rej.stage].clone(),
                     reason: rej.reason.clone(),
                     id: rej.id.clone(),
                     origin: rej.origin.clone(),
                     detail: rej.detail.clone(),
-                    preview: rej.preview.clone(),
+                    preview,
                 });
             }
         }

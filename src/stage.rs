@@ -123,6 +123,12 @@ pub trait Stage: Send + Sync {
         None
     }
 
+    /// Text as it may be shown to a person (report samples): a stage that finds
+    /// sensitive spans (PII) returns the text with them masked. `None`: nothing to mask.
+    fn scrub_for_display(&self, _text: &str) -> Option<String> {
+        None
+    }
+
     /// A one-line description of the configured stage for `curate validate`.
     fn describe(&self) -> String;
 }

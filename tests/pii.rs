@@ -250,3 +250,26 @@ fn end_to_end_redacts_and_never_leaks() {
         }
     }
 }
+
+#[test]
+fn report_masks_pii_of_records_dropped_before_the_pii_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let line =
+        r#"{"instruction":"怎么联系你？","output":"请拨打13812345678或发邮件到zhang.wei@example.com。"}"#;
+    std::fs::write(d.join("a.jsonl"), format!("{line}\n{line}\n")).unwrap();
+    let stages = "[[stage]]\nkind = \"exact_dedup\"\n\n[[stage]]\nkind = \"pii\"\n";
+    let p = write_pipeline(d, &["a.jsonl"], stages, "out", "");
+    run_ok(&["run", p.to_str().unwrap(), "--quiet"]);
+    let (kept, rejected) = check_books(&d.join("out"));
+    assert_eq!((kept.len(), rejected.len()), (1, 1));
+    let report = std::fs::read_to_string(d.join("out/report.html")).unwrap();
+    assert!(report.contains("duplicate"), "the dedup drop is shown");
+    assert!(!report.contains("13812345678") && !report.contains("zhang.wei@example.com"));
+    assert!(report.contains("&lt;PHONE&gt;"));
+    let stats = std::fs::read_to_string(d.join("out/stats.json")).unwrap();
+    assert!(
+        !stats.contains("13812345678"),
+        "stats.json samples are masked too"
+    );
+}

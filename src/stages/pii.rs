@@ -840,6 +840,11 @@ impl Stage for Pii {
         "pii"
     }
 
+    fn scrub_for_display(&self, text: &str) -> Option<String> {
+        let spans = self.det.detect(text);
+        (!spans.is_empty()).then(|| redact(text, &spans, &self.cfg.placeholder))
+    }
+
     fn process(&self, record: &mut Record) -> Result<Verdict> {
         let mut found: Vec<(FieldPath, Vec<PiiSpan>, Option<String>)> = Vec::new();
         let mut total_chars = 0usize;
