@@ -39,7 +39,7 @@ fn funnel_svg(stats: &RunStats) -> String {
         let drop_w = bar_w * s.dropped as f64 / max;
         let _ = write!(
             svg,
-            r##"<text x="{x}" y="{ty}" text-anchor="end" font-size="13">{name}</text><rect x="{bx}" y="{y}" width="{kept_w:.1}" height="18" fill="#3b82f6"><title>kept {kept}</title></rect><rect x="{dx:.1}" y="{y}" width="{drop_w:.1}" height="18" fill="#ef4444"><title>dropped {dropped}</title></rect><text x="{lx:.1}" y="{ty}" font-size="12">{kept} kept, {dropped} dropped</text>"##,
+            r##"<text x="{x}" y="{ty}" text-anchor="end" font-size="13">{name}</text><rect x="{bx}" y="{y}" width="{kept_w:.1}" height="18" fill="#3b82f6"><title>kept {kept}</title></rect><rect x="{dx:.1}" y="{y}" width="{drop_w:.1}" height="18" fill="#ef4444"><title>dropped {dropped}</title></rect><text x="{lx:.1}" y="{ty}" font-size="12">{kept} kept, {dropped} dropped{modified}</text>"##,
             x = label_w - 8.0,
             ty = y + 14.0,
             name = escape(&s.name),
@@ -48,6 +48,11 @@ fn funnel_svg(stats: &RunStats) -> String {
             lx = label_w + kept_w + drop_w + 6.0,
             kept = s.kept,
             dropped = s.dropped,
+            modified = if s.modified > 0 {
+                format!(", {} modified", s.modified)
+            } else {
+                String::new()
+            },
         );
     }
     svg.push_str("</svg>");
@@ -108,7 +113,17 @@ pub fn render(stats: &RunStats, pipeline: &Pipeline, sections: &[(String, String
     h.push_str("</table>");
     if !stats.samples.is_empty() {
         h.push_str("<h2>Rejected samples</h2><table><tr><th>stage / reason</th><th>record</th><th>detail</th><th>text</th></tr>");
-        for s in &stats.samples {
+        // Grouped by stage (pipeline order) and reason; input order within a group.
+        let pos = |name: &str| {
+            stats
+                .stages
+                .iter()
+                .position(|s| s.name == name)
+                .unwrap_or(usize::MAX)
+        };
+        let mut samples: Vec<&crate::stats::RejectSample> = stats.samples.iter().collect();
+        samples.sort_by(|a, b| pos(&a.stage).cmp(&pos(&b.stage)).then(a.reason.cmp(&b.reason)));
+        for s in samples {
             let _ = write!(
                 h,
                 "<tr><td>{} / {}</td><td>{}<br><span class=muted>{}</span></td><td>{}</td><td class=pre>{}</td></tr>",
