@@ -858,7 +858,11 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         crate::report::render(&stats, pipeline, &sections).as_bytes(),
     )?;
     // The writer thread owns the on-disk checkpoint (with the state file names).
-    let mut final_cp: Checkpoint = serde_json::from_str(&std::fs::read_to_string(&cp_path)?)?;
+    let mut final_cp: Checkpoint = match std::fs::read_to_string(&cp_path) {
+        Ok(text) => serde_json::from_str(&text)?,
+        // No unit was ever committed (e.g. `--limit 0`): nothing to resume from anyway.
+        Err(_) => cp.clone(),
+    };
     final_cp.stats = stats.clone();
     write_atomic(&cp_path, &serde_json::to_vec_pretty(&final_cp)?)?;
     sync_dir(&out)?;
