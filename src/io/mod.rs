@@ -286,3 +286,39 @@ pub fn source_bytes(source: &Source) -> u64 {
         source.path.metadata().map(|m| m.len()).unwrap_or(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_named_relative_to_their_common_folder_and_sorted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::create_dir_all(d.join("data/zh")).unwrap();
+        std::fs::create_dir_all(d.join("data/en")).unwrap();
+        for f in ["data/zh/b.jsonl", "data/zh/a.jsonl.zst", "data/en/c.parquet"] {
+            std::fs::write(d.join(f), "").unwrap();
+        }
+        let pats = vec!["data/zh/*".to_string(), "data/en/c.parquet".to_string()];
+        let s = expand_inputs(&pats, d, InputFormat::Auto).unwrap();
+        let names: Vec<&str> = s.iter().map(|s| &*s.name).collect();
+        assert_eq!(names, ["zh/a.jsonl.zst", "zh/b.jsonl", "en/c.parquet"]);
+        assert_eq!((s[0].kind, s[0].codec), (SourceKind::Jsonl, Codec::Zstd));
+        assert_eq!(s[2].kind, SourceKind::Parquet);
+        let err = expand_inputs(&["nope/*.jsonl".to_string()], d, InputFormat::Auto).unwrap_err();
+        assert!(err.to_string().contains("matches no file"));
+        std::fs::write(d.join("x.txt"), "").unwrap();
+        let err = expand_inputs(&["x.txt".to_string()], d, InputFormat::Auto).unwrap_err();
+        assert!(err.to_string().contains("set [input] format"));
+    }
+
+    #[test]
+    fn lexical_clean_removes_dot_dot() {
+        use crate::config::lexical_clean;
+        assert_eq!(lexical_clean(Path::new("pipelines/../out/x")), Path::new("out/x"));
+        assert_eq!(lexical_clean(Path::new("./a/./b")), Path::new("a/b"));
+        assert_eq!(lexical_clean(Path::new("../a")), Path::new("../a"));
+        assert_eq!(lexical_clean(Path::new("a/..")), Path::new("."));
+    }
+}
