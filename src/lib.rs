@@ -4,6 +4,7 @@
 //! [`run::run`] from a [`config::Pipeline`]. Stages annotate [`record::Record`]s
 //! and the config decides what a finding does (drop, tag, redact).
 
+pub mod classifier;
 pub mod config;
 pub mod io;
 pub mod progress;

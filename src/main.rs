@@ -54,6 +54,8 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Train a fastText classifier from labelled JSONL or CSV (deterministic: same bytes every run).
+    TrainClassifier(TrainArgs),
     /// Print the per-stage summary of a finished run.
     Stats {
         /// A run's output directory.
@@ -62,6 +64,115 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Labelled examples (JSON Lines or CSV with a header row).
+    #[arg(long)]
+    input: PathBuf,
+    /// Field (JSONL key or CSV column) holding the text.
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// Field holding the label (string or number).
+    #[arg(long, default_value = "label")]
+    label_field: String,
+    /// `auto` (by extension), `jsonl` or `csv`.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Where to write the model (fastText .bin).
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    epochs: u32,
+    #[arg(long, default_value_t = 0.5)]
+    lr: f64,
+    #[arg(long, default_value_t = 32)]
+    dim: u32,
+    /// Word n-grams; with --char-split these are character n-grams of Chinese.
+    #[arg(long, default_value_t = 3)]
+    word_ngrams: u32,
+    /// fastText subword (character n-gram) lengths inside each token; 0 = off.
+    #[arg(long, default_value_t = 0)]
+    minn: u32,
+    #[arg(long, default_value_t = 0)]
+    maxn: u32,
+    /// Hash buckets for n-grams.
+    #[arg(long, default_value_t = 200000)]
+    bucket: u32,
+    #[arg(long, default_value_t = 1)]
+    seed: i32,
+    /// Split CJK text into one token per character (`true` or `false`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    char_split: bool,
+    /// Product-quantize the embeddings (`true` or `false`); about 8x smaller.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    quantize: bool,
+    /// With --quantize: keep only the N largest-norm embedding rows (0 = all).
+    #[arg(long, default_value_t = 0)]
+    cutoff: usize,
+    /// A labelled file (same fields) to report precision/recall/F1 on after training.
+    #[arg(long)]
+    validation: Option<PathBuf>,
+    /// The positive label for the validation report.
+    #[arg(long, default_value = "1")]
+    positive: String,
+}
+
+fn train_classifier(a: TrainArgs) -> Result<()> {
+    use curate::classifier::{self, DataFormat, TrainOptions};
+    let format = DataFormat::parse(&a.format).ok_or_else(|| {
+        curate::config::config_error(format!(
+            "--format: expected auto, jsonl or csv, got `{}`",
+            a.format
+        ))
+    })?;
+    let opts = TrainOptions {
+        input: a.input,
+        format,
+        text_field: a.text_field,
+        label_field: a.label_field,
+        output: a.output,
+        epochs: a.epochs,
+        lr: a.lr,
+        dim: a.dim,
+        word_ngrams: a.word_ngrams,
+        minn: a.minn,
+        maxn: a.maxn,
+        bucket: a.bucket,
+        seed: a.seed,
+        char_split: a.char_split,
+        quantize: a.quantize,
+        cutoff: a.cutoff,
+        validation: a.validation,
+        positive: a.positive,
+    };
+    let started = std::time::Instant::now();
+    let report = classifier::train(&opts)?;
+    let labels: Vec<String> = report.labels.iter().map(|(l, n)| format!("{l}={n}")).collect();
+    eprintln!(
+        "trained on {} examples ({}) in {:.1} s: {} ({} bytes)",
+        report.examples,
+        labels.join(", "),
+        started.elapsed().as_secs_f64(),
+        opts.output.display(),
+        report.bytes
+    );
+    if let Some(m) = report.validation {
+        println!(
+            "validation (positive `{}`, threshold 0.5): precision {:.4} recall {:.4} F1 {:.4} accuracy {:.4} (tp {} fp {} tn {} fn {})",
+            opts.positive,
+            m.precision(),
+            m.recall(),
+            m.f1(),
+            m.accuracy(),
+            m.tp,
+            m.fp,
+            m.tn,
+            m.fn_
+        );
+    }
+    Ok(())
 }
 
 fn validate(pipeline: PathBuf, input: Vec<PathBuf>, output: Option<PathBuf>) -> Result<()> {
@@ -134,6 +245,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             input,
             output,
         } => validate(pipeline, input, output),
+        Command::TrainClassifier(a) => train_classifier(a),
         Command::Stats { dir, json } => {
             run::require_run_dir(&dir)?;
             let stats = RunStats::load(&dir)?;

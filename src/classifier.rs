@@ -1,0 +1,578 @@
+//! Text classifiers: a thin wrapper over the pure-Rust `fasttext` crate (0.8.0,
+//! pinned: it reads and writes the C++ fastText `.bin` format).
+//!
+//! What it does: read labelled JSONL or CSV, turn each text into fastText input,
+//! train a supervised model (softmax, seeded, one thread, so the `.bin` is the
+//! same bytes on every run), optionally quantize it, and score texts as
+//! P(label). `curate train-classifier` and the `toxicity` stage use it; the
+//! machine-text detector will too.
+//!
+//! Why the tokenization: fastText splits on whitespace, and Chinese has none, so a
+//! whole Chinese sentence would be one "word". With `char_split` (the default
+//! everywhere in curate) each CJK character becomes its own token, runs of ASCII
+//! letters and digits stay whole (lower-cased, full-width folded), punctuation is
+//! dropped; word n-grams (`word_ngrams` 2-3) then give character bigrams and
+//! trigrams, which is what carries the signal for Chinese. The alternative
+//! (no split, fastText character n-grams `minn`/`maxn` inside each whitespace
+//! token) was measured on COLD dev and is worse; see the README's evaluation.
+//!
+//! ```toml
+//! # used from a stage config, e.g. toxicity:
+//! model = "../filters/toxicity/cold_char.bin"
+//! ```
+//! ```sh
+//! curate train-classifier --input train.csv --text-field TEXT --label-field label \
+//!     --output model.bin --validation dev.csv
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use fasttext::args::{Args, LossName, ModelName};
+use fasttext::FastText;
+
+use crate::config::config_error;
+
+/// Label prefix fastText uses in its training files.
+pub const LABEL_PREFIX: &str = "__label__";
+
+/// Input layout of a labelled file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DataFormat {
+    /// By extension: `.csv` is CSV, anything else JSON Lines.
+    #[default]
+    Auto,
+    Jsonl,
+    Csv,
+}
+
+impl DataFormat {
+    /// Parse `auto`, `jsonl` or `csv`.
+    pub fn parse(s: &str) -> Option<DataFormat> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Some(DataFormat::Auto),
+            "jsonl" | "ndjson" => Some(DataFormat::Jsonl),
+            "csv" => Some(DataFormat::Csv),
+            _ => None,
+        }
+    }
+
+    fn resolve(self, path: &Path) -> DataFormat {
+        match self {
+            DataFormat::Auto => {
+                if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv")) {
+                    DataFormat::Csv
+                } else {
+                    DataFormat::Jsonl
+                }
+            }
+            f => f,
+        }
+    }
+}
+
+/// One labelled example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labelled {
+    pub text: String,
+    pub label: String,
+}
+
+/// Split one CSV document into rows (RFC 4180: quoted fields, `""` escapes,
+/// newlines inside quotes). A leading UTF-8 BOM is skipped.
+pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        any = true;
+        if quoted {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    field.push('"');
+                    chars.next();
+                } else {
+                    quoted = false;
+                }
+            } else {
+                field.push(c);
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            ',' => row.push(std::mem::take(&mut field)),
+            '\r' => {}
+            '\n' => {
+                row.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut row));
+                any = false;
+            }
+            _ => field.push(c),
+        }
+    }
+    if any {
+        row.push(field);
+        rows.push(row);
+    }
+    rows
+}
+
+fn label_string(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) => Some(s.trim().to_string()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(if *b { "1" } else { "0" }.to_string()),
+        _ => None,
+    }
+}
+
+/// Read labelled examples. A field missing from the CSV header is a usage error
+/// ([`crate::config::ConfigError`]); a record without the field is a runtime error
+/// naming the line.
+pub fn read_labelled(
+    path: &Path,
+    format: DataFormat,
+    text_field: &str,
+    label_field: &str,
+) -> Result<Vec<Labelled>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut out = Vec::new();
+    match format.resolve(path) {
+        DataFormat::Csv => {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut BufReader::new(file), &mut text)
+                .with_context(|| format!("{}: not UTF-8 text", path.display()))?;
+            let rows = parse_csv(&text);
+            let Some(header) = rows.first() else {
+                bail!("{}: empty CSV file", path.display());
+            };
+            let col = |name: &str| {
+                header.iter().position(|h| h.trim() == name).ok_or_else(|| {
+                    config_error(format!(
+                        "{}: no column `{name}` (columns: {})",
+                        path.display(),
+                        header.join(", ")
+                    ))
+                })
+            };
+            let (tc, lc) = (col(text_field)?, col(label_field)?);
+            for (i, row) in rows.iter().enumerate().skip(1) {
+                if row.len() == 1 && row[0].trim().is_empty() {
+                    continue;
+                }
+                let (Some(t), Some(l)) = (row.get(tc), row.get(lc)) else {
+                    bail!("{}: row {}: too few columns", path.display(), i + 1);
+                };
+                out.push(Labelled {
+                    text: t.clone(),
+                    label: l.trim().to_string(),
+                });
+            }
+        }
+        _ => {
+            for (i, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.with_context(|| format!("{}:{}: read error", path.display(), i + 1))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .with_context(|| format!("{}:{}: invalid JSON", path.display(), i + 1))?;
+                let text = v.get(text_field).and_then(|t| t.as_str());
+                let label = v.get(label_field).and_then(label_string);
+                let (Some(text), Some(label)) = (text, label) else {
+                    bail!(
+                        "{}:{}: missing string `{text_field}` or scalar `{label_field}`",
+                        path.display(),
+                        i + 1
+                    );
+                };
+                out.push(Labelled {
+                    text: text.to_string(),
+                    label,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F
+        | 0x3040..=0x30FF | 0xAC00..=0xD7AF)
+}
+
+/// Fold full-width ASCII to ASCII and lower-case.
+pub fn fold_char(c: char) -> char {
+    let c = match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        0x3000 => ' ',
+        _ => c,
+    };
+    if c.is_ascii() {
+        c.to_ascii_lowercase()
+    } else {
+        c.to_lowercase().next().unwrap_or(c)
+    }
+}
+
+/// The fastText input for a text. With `char_split`: CJK characters one token
+/// each, runs of other letters/digits one token, punctuation and whitespace dropped.
+/// Without: the text with whitespace runs collapsed (fastText splits on them).
+pub fn to_fasttext_input(text: &str, char_split: bool) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    if !char_split {
+        for w in text.split_whitespace() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.extend(w.chars().map(fold_char));
+        }
+        return out;
+    }
+    let mut in_word = false;
+    for c in text.chars().map(fold_char) {
+        if is_cjk(c) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.push(c);
+            in_word = false;
+        } else if c.is_alphanumeric() {
+            if !in_word && !out.is_empty() {
+                out.push(' ');
+            }
+            out.push(c);
+            in_word = true;
+        } else {
+            in_word = false;
+        }
+    }
+    out
+}
+
+/// A loaded model. `FastText::predict` takes `&self` and the model holds no
+/// interior mutability, so one instance is shared by all worker threads.
+pub struct Classifier {
+    model: FastText,
+    char_split: bool,
+    nlabels: usize,
+}
+
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<Classifier>()
+};
+
+impl Classifier {
+    /// Load a `.bin` model (C++ fastText format, quantized or not).
+    pub fn load(path: &Path, char_split: bool) -> Result<Classifier> {
+        let model = FastText::load_model(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot load fastText model: {e}", path.display()))?;
+        let nlabels = model.get_labels().0.len();
+        if nlabels == 0 {
+            bail!(
+                "{}: the model has no labels (not a supervised model)",
+                path.display()
+            );
+        }
+        Ok(Classifier {
+            model,
+            char_split,
+            nlabels,
+        })
+    }
+
+    /// The model's labels, without the `__label__` prefix.
+    pub fn labels(&self) -> Vec<String> {
+        self.model
+            .get_labels()
+            .0
+            .into_iter()
+            .map(|l| l.strip_prefix(LABEL_PREFIX).unwrap_or(&l).to_string())
+            .collect()
+    }
+
+    /// P(`label` | text); 0 for a text without tokens.
+    pub fn prob(&self, text: &str, label: &str) -> f32 {
+        let input = to_fasttext_input(text, self.char_split);
+        self.model
+            .predict(&input, self.nlabels, 0.0)
+            .into_iter()
+            .find(|p| p.label.strip_prefix(LABEL_PREFIX) == Some(label))
+            .map_or(0.0, |p| p.prob.clamp(0.0, 1.0))
+    }
+}
+
+/// Hyperparameters of `curate train-classifier`.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub input: PathBuf,
+    pub format: DataFormat,
+    pub text_field: String,
+    pub label_field: String,
+    pub output: PathBuf,
+    pub epochs: u32,
+    pub lr: f64,
+    pub dim: u32,
+    pub word_ngrams: u32,
+    pub minn: u32,
+    pub maxn: u32,
+    pub bucket: u32,
+    pub seed: i32,
+    pub char_split: bool,
+    /// Product-quantize the input matrix (fastText `quantize`, `dsub` 2, `qnorm`).
+    pub quantize: bool,
+    /// With `quantize`: keep only this many embedding rows (0 = all).
+    pub cutoff: usize,
+    /// Labelled file scored after training (same fields and format).
+    pub validation: Option<PathBuf>,
+    /// The label counted as positive in the validation report.
+    pub positive: String,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            input: PathBuf::new(),
+            format: DataFormat::Auto,
+            text_field: "text".into(),
+            label_field: "label".into(),
+            output: PathBuf::new(),
+            epochs: 10,
+            lr: 0.5,
+            dim: 32,
+            word_ngrams: 3,
+            minn: 0,
+            maxn: 0,
+            bucket: 200_000,
+            seed: 1,
+            char_split: true,
+            quantize: true,
+            cutoff: 0,
+            validation: None,
+            positive: "1".into(),
+        }
+    }
+}
+
+/// Binary-classification counts at one threshold.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Metrics {
+    pub tp: u64,
+    pub fp: u64,
+    pub tn: u64,
+    pub fn_: u64,
+}
+
+impl Metrics {
+    pub fn add(&mut self, predicted: bool, actual: bool) {
+        match (predicted, actual) {
+            (true, true) => self.tp += 1,
+            (true, false) => self.fp += 1,
+            (false, false) => self.tn += 1,
+            (false, true) => self.fn_ += 1,
+        }
+    }
+    fn ratio(a: u64, b: u64) -> f64 {
+        if b == 0 {
+            0.0
+        } else {
+            a as f64 / b as f64
+        }
+    }
+    pub fn precision(&self) -> f64 {
+        Self::ratio(self.tp, self.tp + self.fp)
+    }
+    pub fn recall(&self) -> f64 {
+        Self::ratio(self.tp, self.tp + self.fn_)
+    }
+    pub fn f1(&self) -> f64 {
+        let (p, r) = (self.precision(), self.recall());
+        if p + r == 0.0 {
+            0.0
+        } else {
+            2.0 * p * r / (p + r)
+        }
+    }
+    pub fn accuracy(&self) -> f64 {
+        Self::ratio(self.tp + self.tn, self.tp + self.tn + self.fp + self.fn_)
+    }
+    /// Flagged negatives / all negatives.
+    pub fn fp_rate(&self) -> f64 {
+        Self::ratio(self.fp, self.fp + self.tn)
+    }
+}
+
+/// Score labelled examples: P(`positive`) >= `threshold` counts as positive.
+pub fn evaluate(model: &Classifier, rows: &[Labelled], positive: &str, threshold: f32) -> Metrics {
+    let mut m = Metrics::default();
+    for r in rows {
+        m.add(model.prob(&r.text, positive) >= threshold, r.label == positive);
+    }
+    m
+}
+
+/// What training produced.
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub examples: usize,
+    pub labels: Vec<(String, usize)>,
+    pub bytes: u64,
+    pub validation: Option<Metrics>,
+}
+
+fn check_options(o: &TrainOptions) -> Result<()> {
+    let bad = |m: String| Err(config_error(format!("train-classifier: {m}")));
+    if o.epochs == 0 || o.dim == 0 {
+        return bad("--epochs and --dim must be > 0".into());
+    }
+    if !(o.lr > 0.0 && o.lr.is_finite()) {
+        return bad(format!("--lr must be > 0, got {}", o.lr));
+    }
+    if o.minn > o.maxn {
+        return bad(format!("--minn {} > --maxn {}", o.minn, o.maxn));
+    }
+    if o.word_ngrams == 0 {
+        return bad("--word-ngrams must be >= 1".into());
+    }
+    if o.bucket == 0 && (o.word_ngrams > 1 || o.maxn > 0) {
+        return bad("--bucket must be > 0 with --word-ngrams > 1 or --maxn > 0".into());
+    }
+    if !o.input.is_file() {
+        return bad(format!("input {} is not a file", o.input.display()));
+    }
+    Ok(())
+}
+
+/// Train a supervised model on a labelled file and save it to `opts.output`.
+/// Deterministic: the same input and options give the same bytes (one thread,
+/// fixed seed, input order kept).
+pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
+    check_options(opts)?;
+    let rows = read_labelled(&opts.input, opts.format, &opts.text_field, &opts.label_field)?;
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let tmp = {
+        let mut name = opts.output.as_os_str().to_owned();
+        name.push(".train.tmp");
+        PathBuf::from(name)
+    };
+    {
+        let mut w = std::io::BufWriter::new(
+            std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?,
+        );
+        for r in &rows {
+            let input = to_fasttext_input(&r.text, opts.char_split);
+            let label: String = r.label.split_whitespace().collect::<Vec<_>>().join("_");
+            if input.is_empty() || label.is_empty() {
+                continue;
+            }
+            *counts.entry(label.clone()).or_default() += 1;
+            writeln!(w, "{LABEL_PREFIX}{label} {input}")?;
+        }
+        w.flush()?;
+    }
+    let result = (|| -> Result<TrainReport> {
+        if counts.len() < 2 {
+            bail!(
+                "{}: need at least two labels, found {:?}",
+                opts.input.display(),
+                counts.keys().collect::<Vec<_>>()
+            );
+        }
+        let mut args = Args::default();
+        args.apply_supervised_defaults();
+        args.input = tmp.clone();
+        args.output = opts.output.clone();
+        args.model = ModelName::Supervised;
+        args.loss = LossName::Softmax;
+        args.epoch = opts.epochs as i32;
+        args.lr = opts.lr;
+        args.dim = opts.dim as i32;
+        args.word_ngrams = opts.word_ngrams as i32;
+        args.minn = opts.minn as i32;
+        args.maxn = opts.maxn as i32;
+        args.bucket = if opts.word_ngrams <= 1 && opts.maxn == 0 {
+            0
+        } else {
+            opts.bucket as i32
+        };
+        args.seed = opts.seed;
+        args.thread = 1;
+        args.verbose = 0;
+        let mut model = FastText::train(args.clone()).map_err(|e| anyhow::anyhow!("training failed: {e}"))?;
+        if opts.quantize {
+            let mut q = args;
+            q.dsub = 2;
+            q.qnorm = true;
+            q.qout = false;
+            q.retrain = false;
+            q.cutoff = opts.cutoff;
+            model
+                .quantize(&q)
+                .map_err(|e| anyhow::anyhow!("quantization failed: {e}"))?;
+        }
+        model
+            .save_model(&opts.output)
+            .map_err(|e| anyhow::anyhow!("{}: cannot save model: {e}", opts.output.display()))?;
+        let bytes = std::fs::metadata(&opts.output)?.len();
+        let validation = match &opts.validation {
+            Some(v) => {
+                let rows = read_labelled(v, opts.format, &opts.text_field, &opts.label_field)?;
+                let c = Classifier::load(&opts.output, opts.char_split)?;
+                Some(evaluate(&c, &rows, &opts.positive, 0.5))
+            }
+            None => None,
+        };
+        Ok(TrainReport {
+            examples: counts.values().sum(),
+            labels: counts.into_iter().collect(),
+            bytes,
+            validation,
+        })
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_chinese_per_character_and_keeps_latin_words() {
+        assert_eq!(
+            to_fasttext_input("你好，World 2024年！", true),
+            "你 好 world 2024 年"
+        );
+        assert_eq!(to_fasttext_input("ＡＢＣ  你好\n吗", false), "abc 你好 吗");
+        assert_eq!(to_fasttext_input("，。！", true), "");
+    }
+
+    #[test]
+    fn parses_csv_with_quotes_bom_and_newlines() {
+        let rows = parse_csv("\u{feff},a,b\r\n1,\"x, \"\"y\"\"\nz\",0\n2,w,1");
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0], vec!["", "a", "b"]);
+        assert_eq!(rows[1], vec!["1", "x, \"y\"\nz", "0"]);
+        assert_eq!(rows[2], vec!["2", "w", "1"]);
+    }
+
+    #[test]
+    fn metrics() {
+        let mut m = Metrics::default();
+        for (p, a) in [(true, true), (true, false), (false, true), (false, false)] {
+            m.add(p, a);
+        }
+        assert_eq!(m.precision(), 0.5);
+        assert_eq!(m.recall(), 0.5);
+        assert_eq!(m.f1(), 0.5);
+        assert_eq!(m.fp_rate(), 0.5);
+    }
+}
