@@ -13,6 +13,8 @@ use curate::stages::toxicity::Lexicon;
 
 /// The threshold the default pipeline (pipelines/zh_sft.toml) uses.
 const THRESHOLD: f32 = 0.9;
+/// `min_lexicon_hits` of the default pipeline: one hit flags too many law and medicine questions.
+const MIN_HITS: usize = 2;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -167,7 +169,8 @@ fn shipped_model_and_lexicon_on_cold_dev_and_exam_questions() {
         .collect();
     assert_eq!(cold.len(), 6431);
     let scores: Vec<f32> = cold.iter().map(|(t, _)| model.prob(t, "1")).collect();
-    let lex_hit: Vec<bool> = cold.iter().map(|(t, _)| !lex.find(t).is_empty()).collect();
+    let lex_hit: Vec<bool> = cold.iter().map(|(t, _)| lex.find(t).len() >= MIN_HITS).collect();
+    let lex_any: Vec<bool> = cold.iter().map(|(t, _)| !lex.find(t).is_empty()).collect();
     let at = |th: f32, with_lex: bool| {
         let mut m = Metrics::default();
         for (i, (_, y)) in cold.iter().enumerate() {
@@ -177,7 +180,7 @@ fn shipped_model_and_lexicon_on_cold_dev_and_exam_questions() {
     };
     let mut lex_only = Metrics::default();
     for (i, (_, y)) in cold.iter().enumerate() {
-        lex_only.add(lex_hit[i], *y);
+        lex_only.add(lex_any[i], *y);
     }
 
     let mut exams = csv_column(&data.join("ceval/val"), "question");
@@ -215,10 +218,10 @@ fn shipped_model_and_lexicon_on_cold_dev_and_exam_questions() {
     let exam_both = exams
         .iter()
         .zip(&exam_scores)
-        .filter(|(t, s)| **s >= THRESHOLD || !lex.find(t).is_empty())
+        .filter(|(t, s)| **s >= THRESHOLD || lex.find(t).len() >= MIN_HITS)
         .count();
     line(
-        &format!("model {THRESHOLD} + lexicon (stage default)"),
+        &format!("model {THRESHOLD} + lexicon >= {MIN_HITS} hits (stage default)"),
         &both,
         rate(exam_both, exams.len()),
     );
@@ -236,7 +239,7 @@ fn shipped_model_and_lexicon_on_cold_dev_and_exam_questions() {
     assert!(at(0.5, false).f1() >= 0.85, "model F1 at 0.5");
     assert!(rate(exam_lex, exams.len()) <= 0.01, "lexicon FP on exams");
     assert!(both.f1() >= 0.80, "stage default F1 on COLD dev {:.3}", both.f1());
-    assert!(rate(exam_both, exams.len()) <= 0.013, "stage default FP on exams");
+    assert!(rate(exam_both, exams.len()) <= 0.01, "stage default FP on exams");
 }
 
 #[test]
