@@ -5,6 +5,7 @@
 //! and the config decides what a finding does (drop, tag, redact).
 
 pub mod config;
+pub mod decontam;
 pub mod io;
 pub mod progress;
 pub mod record;
