@@ -2,6 +2,7 @@
 //! normalization, and the n-gram index shared by the `decontaminate` stage and
 //! `curate audit`.
 
+pub mod audit;
 pub mod index;
 pub mod loaders;
 pub mod normalize;
