@@ -72,7 +72,7 @@ enum Command {
         /// Input schema: auto, text, html, alpaca, sharegpt, messages, preference.
         #[arg(long, default_value = "auto")]
         schema: String,
-        /// Overlap from which a record is contaminated (default 0.5).
+        /// Overlap from which a record is contaminated (default 0.35).
         #[arg(long)]
         threshold: Option<f64>,
         /// Worker threads (0 = one per core).

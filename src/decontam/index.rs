@@ -12,7 +12,8 @@
 //! n-grams of question plus options. A text matches an item with
 //! `overlap = max(|Q ∩ T| / |Q|, |F ∩ T| / |F|)` (distinct, non-common n-grams;
 //! `Q` only counts when it has at least [`MIN_Q`] n-grams), and is
-//! contaminated by it when `overlap >= threshold`. `Q` catches the question
+//! contaminated by it when `overlap >= threshold`; a fraction counts only with at
+//! least [`MIN_HITS`] matched n-grams behind it (all of them for smaller sets). `Q` catches the question
 //! without its options, or with options reordered; `F` catches items whose
 //! question alone is short or generic.
 //!
@@ -34,6 +35,9 @@ use super::normalize::{mix, tokenize, Token};
 
 /// Fewest n-grams the question should have at the item's size before the short size is used.
 pub const MIN_GRAMS: usize = 3;
+
+/// Matched n-grams needed before an overlap fraction counts (all, for smaller sets).
+pub const MIN_HITS: u32 = 3;
 
 /// Fewest question n-grams for the question alone to decide a match.
 pub const MIN_Q: usize = 2;
@@ -59,7 +63,7 @@ impl Default for MatchConfig {
         MatchConfig {
             ngram_en: 13,
             ngram_zh: 8,
-            threshold: 0.5,
+            threshold: 0.35,
             max_items_per_ngram: 10,
         }
     }
@@ -286,9 +290,14 @@ impl Index {
             .into_iter()
             .filter_map(|(item, (hq, hf))| {
                 let g = self.grams[item as usize];
-                let mut o = hf as f64 / g.f.max(1) as f64;
-                if g.q as usize >= MIN_Q {
-                    o = o.max(hq as f64 / g.q as f64);
+                // A fraction counts only with at least MIN_HITS n-grams behind it
+                // (or all of them, for items with fewer).
+                let mut o = 0.0;
+                if hf >= g.f.min(MIN_HITS) {
+                    o = hf as f64 / g.f.max(1) as f64;
+                }
+                if g.q as usize >= MIN_Q && hq >= g.q.min(MIN_HITS) {
+                    o = f64::max(o, hq as f64 / g.q as f64);
                 }
                 (o >= self.cfg.threshold).then_some(Hit { item, overlap: o })
             })

@@ -22,7 +22,7 @@
 //! action = "drop"                  # drop | tag
 //! ngram_en = 13                    # word n-grams for English items
 //! ngram_zh = 8                     # character n-grams for Chinese items
-//! threshold = 0.5                  # overlap from which a record is contaminated
+//! threshold = 0.35                 # overlap from which a record is contaminated
 //! max_items_per_ngram = 10         # n-grams shared by more items are ignored
 //! report_records = 10              # worst records shown in the report
 //! ```
