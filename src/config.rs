@@ -1,4 +1,5 @@
-//! The pipeline file: `[input]`, an ordered list of `[[stage]]` tables, `[output]`, `[run]`.
+//! The pipeline file: `[input]`, an ordered list of `[[stage]]` tables, `[output]`, `[run]`,
+//! and `[[benchmark]]` tables (for the `decontaminate` stage).
 //!
 //! Unknown keys are errors everywhere, and every error names the file and the
 //! line (toml's own messages carry line and column; stage tables add their line).
@@ -177,6 +178,8 @@ struct RawPipeline {
     output: OutputConfig,
     #[serde(default)]
     run: RunConfig,
+    #[serde(default)]
+    benchmark: Vec<crate::decontam::BenchmarkSpec>,
 }
 
 /// One `[[stage]]` table, before the stage is built from it.
@@ -211,6 +214,9 @@ pub struct Pipeline {
     pub stages: Vec<StageSpec>,
     pub output: OutputConfig,
     pub run: RunConfig,
+    /// `[[benchmark]]` tables: benchmarks the `decontaminate` stage matches against
+    /// (paths relative to the pipeline file, resolved by the stage).
+    pub benchmark: Vec<crate::decontam::BenchmarkSpec>,
 }
 
 /// Remove `.` and `name/..` pairs without touching the file system
@@ -314,6 +320,7 @@ impl Pipeline {
             stages,
             output: raw.output,
             run: raw.run,
+            benchmark: raw.benchmark,
         };
         p.check()?;
         Ok(p)
@@ -354,6 +361,14 @@ impl Pipeline {
                     self.output.compression
                 )));
             }
+        }
+        let mut names: Vec<&str> = self.benchmark.iter().map(|b| b.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            bail!(config_error(format!(
+                "{f}: [[benchmark]] name `{}` is used twice",
+                w[0]
+            )));
         }
         if self.run.batch_records == 0 || self.run.batch_bytes == 0 {
             bail!(config_error(format!(

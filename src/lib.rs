@@ -6,6 +6,7 @@
 
 pub mod classifier;
 pub mod config;
+pub mod decontam;
 pub mod io;
 pub mod progress;
 pub mod record;

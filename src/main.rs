@@ -56,6 +56,31 @@ enum Command {
     },
     /// Train a fastText classifier from labelled JSONL or CSV (deterministic: same bytes every run).
     TrainClassifier(TrainArgs),
+    /// Match inputs against benchmarks (MMLU, C-Eval, CMMLU) without cleaning them:
+    /// writes audit.json and audit.html into --output and prints a line per benchmark.
+    Audit {
+        /// Input files, directories or globs.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// A benchmark: NAME=PATH (NAME is mmlu, ceval or cmmlu) or NAME:FORMAT=PATH.
+        #[arg(long = "bench", required = true)]
+        bench: Vec<String>,
+        /// Output directory for audit.json and audit.html.
+        #[arg(long, default_value = "audit")]
+        output: PathBuf,
+        /// Input format: auto, jsonl, json, parquet, html.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// Input schema: auto, text, html, alpaca, sharegpt, messages, preference.
+        #[arg(long, default_value = "auto")]
+        schema: String,
+        /// Overlap from which a record is contaminated (default 0.35).
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Worker threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+    },
     /// Print the per-stage summary of a finished run.
     Stats {
         /// A run's output directory.
@@ -246,6 +271,60 @@ fn main_inner(cli: Cli) -> Result<()> {
             output,
         } => validate(pipeline, input, output),
         Command::TrainClassifier(a) => train_classifier(a),
+        Command::Audit {
+            inputs,
+            bench,
+            output,
+            format,
+            schema,
+            threshold,
+            threads,
+        } => {
+            use curate::config::config_error;
+            use curate::decontam::audit;
+            let benchmarks = bench
+                .iter()
+                .map(|b| audit::parse_bench(b).map_err(|e| config_error(format!("{e:#}"))))
+                .collect::<Result<Vec<_>>>()?;
+            let format: curate::config::InputFormat =
+                serde_json::from_value(serde_json::Value::String(format.clone()))
+                    .map_err(|_| config_error(format!("--format: unknown format `{format}`")))?;
+            let schema: Option<curate::record::Schema> = if schema == "auto" {
+                None
+            } else {
+                Some(
+                    serde_json::from_value(serde_json::Value::String(schema.clone()))
+                        .map_err(|_| config_error(format!("--schema: unknown schema `{schema}`")))?,
+                )
+            };
+            let mut matching = curate::decontam::MatchConfig::default();
+            if let Some(t) = threshold {
+                matching.threshold = t;
+            }
+            let opts = audit::AuditOptions {
+                benchmarks,
+                inputs: curate::config::override_paths(&inputs)?,
+                output: output.clone(),
+                format,
+                schema,
+                matching,
+                threads,
+                report_records: 20,
+            };
+            let a = audit::audit(&opts)?;
+            for line in a.summary_lines() {
+                println!("{line}");
+            }
+            println!(
+                "{} of {} records contaminated ({} malformed skipped); wrote {} and {}",
+                a.tally.contaminated,
+                a.tally.scanned,
+                a.malformed,
+                output.join("audit.json").display(),
+                output.join("audit.html").display()
+            );
+            Ok(())
+        }
         Command::Stats { dir, json } => {
             run::require_run_dir(&dir)?;
             let stats = RunStats::load(&dir)?;

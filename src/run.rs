@@ -185,6 +185,25 @@ struct ParseContext {
     source_name: Arc<str>,
 }
 
+/// Turn one raw input item into a [`Record`] as `curate run` does; `Err` gives the
+/// `malformed` detail. For tools that read inputs without running a pipeline (`curate audit`).
+pub fn parse_record(
+    item: RawItem,
+    map: &Arc<FieldMap>,
+    schema: Option<Schema>,
+    source_name: &Arc<str>,
+) -> std::result::Result<Record, String> {
+    let cx = ParseContext {
+        map: map.clone(),
+        schema,
+        source_name: source_name.clone(),
+    };
+    match parse_item(item, &cx) {
+        Slot::Live(r) => Ok(*r),
+        Slot::Gone(rej) => Err(rej.detail),
+    }
+}
+
 fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
     let origin = Origin {
         source: cx.source_name.clone(),

@@ -154,3 +154,74 @@ fn samples_pipeline_validates() {
     let o = run_ok(&["validate", pipeline.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("alpaca_zh.jsonl"));
 }
+
+#[test]
+fn default_pipeline_drops_labelled_exam_leaks_and_keeps_hard_negatives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let pipeline = repo().join("pipelines/zh_sft.toml");
+    run_ok(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (kept, rejected) = check_books(&out);
+    let l = labels();
+    let (mut leaks, mut negatives) = (0, 0);
+    for (path, f) in l["files"].as_object().unwrap() {
+        let Some(file) = path.strip_prefix("sft/") else {
+            continue;
+        };
+        let contaminated: BTreeSet<u64> = rejected
+            .iter()
+            .filter(|r| r["stage"] == "decontaminate")
+            .filter_map(|r| line_of(r, file))
+            .collect();
+        let rejected_lines: BTreeSet<u64> = rejected.iter().filter_map(|r| line_of(r, file)).collect();
+        let kept_lines: BTreeSet<u64> = kept.iter().filter_map(|r| line_of(r, file)).collect();
+        for (line, tags) in f["defects"].as_object().unwrap() {
+            let line: u64 = line.parse().unwrap();
+            let tags: Vec<&str> = tags
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|t| t.as_str())
+                .collect();
+            if tags.contains(&"exam_leak") {
+                leaks += 1;
+                // A leak that is also an exact duplicate may go to exact_dedup first.
+                assert!(
+                    contaminated.contains(&line) || rejected_lines.contains(&line),
+                    "{file}:{line} {tags:?} dropped"
+                );
+                assert!(!kept_lines.contains(&line), "{file}:{line} {tags:?} not kept");
+            }
+            if tags.contains(&"exam_hard_negative") {
+                negatives += 1;
+                assert!(
+                    !contaminated.contains(&line),
+                    "{file}:{line} {tags:?} is not a leak"
+                );
+            }
+        }
+    }
+    assert!(
+        leaks >= 15 && negatives >= 5,
+        "{leaks} leaks, {negatives} negatives"
+    );
+    let s = stats(&out);
+    let stage = s["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["name"] == "decontaminate")
+        .unwrap();
+    assert!(
+        stage["summary"]["contaminated"].as_u64().unwrap() >= 15,
+        "{stage}"
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains("<mark>"), "report highlights matched spans");
+}

@@ -1,5 +1,6 @@
 //! The stage registry: one file per stage kind, one line here to register it.
 
+pub mod decontaminate;
 pub mod exact_dedup;
 pub mod length;
 pub mod pii;
@@ -11,7 +12,7 @@ use crate::config::{config_error, stage_params as params, Pipeline, StageSpec};
 use crate::stage::{BuildContext, Stage};
 
 /// Every stage kind this build knows, for error messages and docs.
-pub const KINDS: &[&str] = &["length", "exact_dedup", "pii", "toxicity"];
+pub const KINDS: &[&str] = &["length", "exact_dedup", "decontaminate", "pii", "toxicity"];
 
 /// Build one stage from its `[[stage]]` table.
 pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
@@ -24,6 +25,12 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
         "exact_dedup" => Box::new(exact_dedup::ExactDedup::new(params(spec, file)?, &cx)?),
         "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
         "toxicity" => Box::new(toxicity::Toxicity::new(params(spec, file)?, &cx)?),
+        "decontaminate" => {
+            // The benchmarks are top-level `[[benchmark]]` tables; the stage names which.
+            let mut cfg: decontaminate::DecontamConfig = params(spec, file)?;
+            cfg.available = pipeline.benchmark.clone();
+            Box::new(decontaminate::Decontaminate::new(cfg, &cx)?)
+        }
         other => {
             return Err(config_error(format!(
                 "{}: unknown stage kind `{other}`; known kinds: {}",

@@ -1,0 +1,458 @@
+//! The n-gram index over benchmark items, and matching a text against it.
+//!
+//! Every item (question plus options, see [`super::normalize`]) becomes a token
+//! stream; English items (most tokens are words) are cut into word n-grams
+//! (`ngram_en`, 13 as in GPT-3 and lm-eval-harness), Chinese items into character
+//! n-grams (`ngram_zh`). Each n-gram is hashed (polynomial rolling hash over the
+//! token hashes, 64 bits) into one map `n-gram -> items`. N-grams shared by more
+//! than `max_items_per_ngram` items (`下列说法正确的是…`, `which of the following`)
+//! are dropped: they say nothing about one item.
+//!
+//! An item has two n-gram sets: `Q`, the n-grams inside the question, and `F`, all
+//! n-grams of question plus options. A text matches an item with
+//! `overlap = max(|Q ∩ T| / |Q|, |F ∩ T| / |F|)` (distinct, non-common n-grams;
+//! `Q` only counts when it has at least [`MIN_Q`] n-grams), and is
+//! contaminated by it when `overlap >= threshold`; a fraction counts only with at
+//! least [`MIN_HITS`] matched n-grams behind it (all of them for smaller sets). `Q` catches the question
+//! without its options, or with options reordered; `F` catches items whose
+//! question alone is short or generic.
+//!
+//! Short items: an item whose question has fewer than `n + MIN_GRAMS - 1` tokens
+//! uses the short size `ceil(n / 2)` (7 words, 4 characters by default) for all
+//! its n-grams, so a short question still gives `Q` n-grams and options still
+//! count; an item with fewer tokens than the short size in all is skipped
+//! (counted in [`Index::skipped`]). An item whose n-grams are all common cannot
+//! match.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::loaders::BenchItem;
+use super::normalize::{mix, tokenize, Token};
+
+/// Fewest n-grams the question should have at the item's size before the short size is used.
+pub const MIN_GRAMS: usize = 3;
+
+/// Matched n-grams needed before an overlap fraction counts (all, for smaller sets).
+pub const MIN_HITS: u32 = 3;
+
+/// Fewest question n-grams for the question alone to decide a match.
+pub const MIN_Q: usize = 2;
+
+const P: u64 = 0x9e37_79b9_7f4a_7c15 | 1;
+
+/// Matching parameters (shared by the `decontaminate` stage and `curate audit`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MatchConfig {
+    /// Word n-gram size for English items.
+    pub ngram_en: usize,
+    /// Character n-gram size for Chinese items.
+    pub ngram_zh: usize,
+    /// Overlap (fraction of the item's n-grams found) from which a text is contaminated.
+    pub threshold: f64,
+    /// N-grams shared by more items than this are ignored.
+    pub max_items_per_ngram: usize,
+}
+
+impl Default for MatchConfig {
+    fn default() -> Self {
+        MatchConfig {
+            ngram_en: 13,
+            ngram_zh: 8,
+            threshold: 0.35,
+            max_items_per_ngram: 10,
+        }
+    }
+}
+
+/// Identity hasher: keys are already mixed 64-bit hashes.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys")
+    }
+    fn write_u64(&mut self, x: u64) {
+        self.0 = x;
+    }
+}
+
+type Map<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Per-item n-gram bookkeeping.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ItemGrams {
+    pub n: u8,
+    /// Distinct non-common n-grams inside the question.
+    pub q: u32,
+    /// Distinct non-common n-grams of question plus options.
+    pub f: u32,
+}
+
+/// One item a text matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit {
+    pub item: u32,
+    pub overlap: f64,
+}
+
+/// The index over all items of the configured benchmarks.
+pub struct Index {
+    pub cfg: MatchConfig,
+    pub items: Vec<BenchItem>,
+    pub grams: Vec<ItemGrams>,
+    /// n-gram key -> (start, len) into `postings`.
+    map: Map<(u32, u32)>,
+    /// `item << 1 | in_question`.
+    postings: Vec<u32>,
+    /// The n-gram sizes in use, ascending.
+    sizes: Vec<usize>,
+    /// Items too short to index.
+    pub skipped: usize,
+    /// N-grams dropped as shared by too many items.
+    pub common: usize,
+}
+
+fn key(h: u64, n: usize) -> u64 {
+    mix(h ^ ((n as u64) << 58))
+}
+
+/// Call `f(start_token, key)` for every n-gram of `toks`.
+fn for_grams(toks: &[Token], n: usize, mut f: impl FnMut(usize, u64)) {
+    if n == 0 || toks.len() < n {
+        return;
+    }
+    let pn = (0..n).fold(1u64, |a, _| a.wrapping_mul(P));
+    let mut h = 0u64;
+    for (i, t) in toks.iter().enumerate() {
+        h = h.wrapping_mul(P).wrapping_add(t.hash);
+        if i >= n {
+            h = h.wrapping_sub(toks[i - n].hash.wrapping_mul(pn));
+        }
+        if i + 1 >= n {
+            f(i + 1 - n, key(h, n));
+        }
+    }
+}
+
+impl MatchConfig {
+    /// The n-gram size for an item of these tokens (0: too short to index).
+    fn size_for(&self, toks: &[Token], q: usize) -> usize {
+        let cjk = toks.iter().filter(|t| t.cjk).count();
+        let n = if cjk * 2 >= toks.len() {
+            self.ngram_zh
+        } else {
+            self.ngram_en
+        };
+        let short = n.div_ceil(2);
+        if q + 1 >= n + MIN_GRAMS {
+            n
+        } else if toks.len() >= short {
+            short
+        } else {
+            0
+        }
+    }
+
+    /// Check the parameters.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !(2..=50).contains(&self.ngram_en) || !(2..=50).contains(&self.ngram_zh) {
+            anyhow::bail!("ngram_en and ngram_zh must be in 2..=50");
+        }
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            anyhow::bail!("threshold must be in (0, 1]");
+        }
+        if self.max_items_per_ngram == 0 {
+            anyhow::bail!("max_items_per_ngram must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Tokens of an item: question, then options (labels are not part of the text).
+fn item_tokens(item: &BenchItem) -> (Vec<Token>, usize) {
+    let (_, mut toks) = tokenize(&item.question);
+    let q = toks.len();
+    for o in &item.options {
+        toks.extend(tokenize(o).1);
+    }
+    (toks, q)
+}
+
+/// (n, [(key, in_question)]) of one item, deduplicated.
+fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> (usize, Vec<(u64, bool)>) {
+    let (toks, q) = item_tokens(item);
+    let n = cfg.size_for(&toks, q);
+    let mut g = Vec::new();
+    for_grams(&toks, n, |i, k| g.push((k, i + n <= q)));
+    // Keep one entry per key, `in_question` if any occurrence is.
+    g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    g.dedup_by_key(|x| x.0);
+    (n, g)
+}
+
+impl Index {
+    /// Build the index (in parallel) over `items`.
+    pub fn build(cfg: MatchConfig, items: Vec<BenchItem>) -> Index {
+        let per: Vec<(usize, Vec<(u64, bool)>)> = items.par_iter().map(|it| item_grams(&cfg, it)).collect();
+        let mut sizes: Vec<usize> = per.iter().map(|p| p.0).filter(|&n| n > 0).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let skipped = per.iter().filter(|p| p.0 == 0).count();
+        let mut grams: Vec<ItemGrams> = per
+            .iter()
+            .map(|p| ItemGrams {
+                n: p.0 as u8,
+                q: 0,
+                f: 0,
+            })
+            .collect();
+        let mut all: Vec<(u64, u32)> = Vec::with_capacity(per.iter().map(|p| p.1.len()).sum());
+        for (i, (_, g)) in per.into_iter().enumerate() {
+            all.extend(g.into_iter().map(|(k, q)| (k, (i as u32) << 1 | q as u32)));
+        }
+        all.par_sort_unstable();
+        let mut map: Map<(u32, u32)> = Map::default();
+        map.reserve(all.len());
+        let mut postings = Vec::with_capacity(all.len());
+        let mut common = 0;
+        let mut i = 0;
+        while i < all.len() {
+            let k = all[i].0;
+            let mut j = i;
+            while j < all.len() && all[j].0 == k {
+                j += 1;
+            }
+            if j - i > cfg.max_items_per_ngram {
+                common += 1;
+            } else {
+                map.insert(k, (postings.len() as u32, (j - i) as u32));
+                for &(_, p) in &all[i..j] {
+                    postings.push(p);
+                    let g = &mut grams[(p >> 1) as usize];
+                    g.f += 1;
+                    g.q += p & 1;
+                }
+            }
+            i = j;
+        }
+        Index {
+            cfg,
+            items,
+            grams,
+            map,
+            postings,
+            sizes,
+            skipped,
+            common,
+        }
+    }
+
+    /// Items `text` is contaminated by, best first.
+    pub fn scan(&self, text: &str) -> Vec<Hit> {
+        let (_, toks) = tokenize(text);
+        self.scan_tokens(&toks)
+    }
+
+    /// [`Index::scan`] on tokens already made.
+    pub fn scan_tokens(&self, toks: &[Token]) -> Vec<Hit> {
+        let mut found: Vec<u64> = Vec::new();
+        for &n in &self.sizes {
+            for_grams(toks, n, |_, k| {
+                if self.map.contains_key(&k) {
+                    found.push(k);
+                }
+            });
+        }
+        if found.is_empty() {
+            return Vec::new();
+        }
+        found.sort_unstable();
+        found.dedup();
+        let mut counts: HashMap<u32, (u32, u32)> = HashMap::new();
+        for k in found {
+            let (s, l) = self.map[&k];
+            for &p in &self.postings[s as usize..(s + l) as usize] {
+                let c = counts.entry(p >> 1).or_default();
+                c.0 += p & 1;
+                c.1 += 1;
+            }
+        }
+        let mut hits: Vec<Hit> = counts
+            .into_iter()
+            .filter_map(|(item, (hq, hf))| {
+                let g = self.grams[item as usize];
+                // A fraction counts only with at least MIN_HITS n-grams behind it
+                // (or all of them, for items with fewer).
+                let mut o = 0.0;
+                if hf >= g.f.min(MIN_HITS) {
+                    o = hf as f64 / g.f.max(1) as f64;
+                }
+                if g.q as usize >= MIN_Q && hq >= g.q.min(MIN_HITS) {
+                    o = f64::max(o, hq as f64 / g.q as f64);
+                }
+                (o >= self.cfg.threshold).then_some(Hit { item, overlap: o })
+            })
+            .collect();
+        hits.sort_by(|a, b| b.overlap.total_cmp(&a.overlap).then(a.item.cmp(&b.item)));
+        hits
+    }
+
+    /// Byte spans of `text` (after t2s conversion, returned too) covered by n-grams of `item`,
+    /// merged; for highlighting.
+    pub fn spans(&self, text: &str, item: u32) -> (String, Vec<(usize, usize)>) {
+        let (conv, toks) = tokenize(text);
+        let g = self.grams[item as usize];
+        let (_, own) = item_grams(&self.cfg, &self.items[item as usize]);
+        let own: std::collections::HashSet<u64> = own.into_iter().map(|x| x.0).collect();
+        let n = g.n as usize;
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for_grams(&toks, n, |i, k| {
+            if own.contains(&k) {
+                let (s, e) = (toks[i].start as usize, toks[i + n - 1].end as usize);
+                match spans.last_mut() {
+                    Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                    _ => spans.push((s, e)),
+                }
+            }
+        });
+        (conv, spans)
+    }
+
+    /// Distinct n-grams in the index.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no n-gram is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Items that cannot match anything (too short, or only common n-grams).
+    pub fn unmatchable(&self) -> usize {
+        self.grams.iter().filter(|g| g.f == 0).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(q: &str, o: [&str; 4], row: u32) -> BenchItem {
+        BenchItem {
+            benchmark: "b".into(),
+            split: "val".into(),
+            subject: "s".into(),
+            row,
+            question: q.into(),
+            options: o.iter().map(|s| s.to_string()).collect(),
+            answer: Some("B".into()),
+        }
+    }
+
+    fn index() -> Index {
+        let items = vec![
+            item(
+                "TCP 协议建立连接的过程通常称为____",
+                ["两次握手", "三次握手", "四次挥手", "滑动窗口"],
+                0,
+            ),
+            item(
+                "根据《马关条约》，清政府割让给日本的地区不包括（　　）",
+                ["香港岛", "辽东半岛", "澎湖列岛", "台湾岛及所有附属各岛屿"],
+                1,
+            ),
+            item(
+                "Enzymes increase the rate of a chemical reaction by",
+                [
+                    "increasing the amount of reactant available",
+                    "lowering the activation energy of the reaction",
+                    "raising the temperature of the cell",
+                    "changing the equilibrium constant of the reaction",
+                ],
+                2,
+            ),
+            item(
+                "The Louisiana Purchase of 1803 was a land deal between the United States and which European country in the end",
+                ["Spain", "Great Britain", "France", "Mexico"],
+                3,
+            ),
+        ];
+        Index::build(MatchConfig::default(), items)
+    }
+
+    fn best(ix: &Index, t: &str) -> Option<u32> {
+        ix.scan(t).first().map(|h| h.item)
+    }
+
+    #[test]
+    fn matches_each_kind() {
+        let ix = index();
+        // verbatim with options
+        assert_eq!(
+            best(
+                &ix,
+                "TCP 协议建立连接的过程通常称为____\nA. 两次握手\nB. 三次握手\nC. 四次挥手\nD. 滑动窗口"
+            ),
+            Some(0)
+        );
+        // full-width letters, reformatted
+        assert_eq!(
+            best(
+                &ix,
+                "TCP 协议建立连接的过程通常称为____　Ａ．两次握手　Ｂ．三次握手　Ｃ．四次挥手　Ｄ．滑动窗口"
+            ),
+            Some(0)
+        );
+        // re-lettered, embedded in a longer prompt
+        assert_eq!(best(&ix, "老师布置的作业：根据《马关条约》，清政府割让给日本的地区不包括（　　）\n①香港岛　②辽东半岛　③澎湖列岛　④台湾岛及所有附属各岛屿。请解释。"), Some(1));
+        // without options
+        assert_eq!(
+            best(
+                &ix,
+                "请回答：根据《马关条约》，清政府割让给日本的地区不包括哪里？"
+            ),
+            Some(1)
+        );
+        // light edit
+        assert_eq!(best(&ix, "根据马关条约，清政府割让给日本的地方不包括（　　）香港岛 辽东半岛 澎湖列岛 台湾岛及所有附属各岛屿"), Some(1));
+        // English, options re-lettered and shuffled
+        assert_eq!(best(&ix, "Enzymes increase the rate of a chemical reaction by\n(i) lowering the activation energy of the reaction\n(ii) increasing the amount of reactant available\n(iii) changing the equilibrium constant of the reaction\n(iv) raising the temperature of the cell"), Some(2));
+        // English, question only, with the answer
+        assert_eq!(best(&ix, "Q: The Louisiana Purchase of 1803 was a land deal between the United States and which European country in the end? A: France."), Some(3));
+    }
+
+    #[test]
+    fn ignores_other_questions_and_common_ngrams() {
+        let ix = index();
+        assert!(ix
+            .scan("UDP 协议是无连接的传输层协议，下列关于它的说法正确的是")
+            .is_empty());
+        assert!(ix
+            .scan("Enzymes are proteins that speed up reactions in the cell without being consumed.")
+            .is_empty());
+        let many: Vec<BenchItem> = (0..20)
+            .map(|i| item(&format!("下列说法正确的是第{i}题"), ["甲", "乙", "丙", "丁"], i))
+            .collect();
+        let ix = Index::build(MatchConfig::default(), many);
+        assert!(ix.common > 0);
+    }
+
+    #[test]
+    fn spans_cover_the_matched_question() {
+        let ix = index();
+        let text = "题目：TCP 协议建立连接的过程通常称为____";
+        let (conv, spans) = ix.spans(text, 0);
+        assert_eq!(spans.len(), 1);
+        assert_eq!(&conv[spans[0].0..spans[0].1], "TCP 协议建立连接的过程通常称为");
+    }
+}

@@ -1,0 +1,208 @@
+//! Text normalization and tokenization for benchmark matching.
+//!
+//! Both benchmark items and records go through the same steps, so any change
+//! applied to one is applied to the other:
+//! 1. traditional -> simplified Chinese (`fast2s`, MIT: a character-for-character
+//!    table, so offsets do not move; only when the text has CJK characters),
+//! 2. NFKC per character (full-width `Ａ．` -> `A.`, `①` -> `1`, ligatures),
+//! 3. lower case,
+//! 4. tokens: every CJK character (and kana/hangul) is one token; a run of other
+//!    letters and digits is one word token; punctuation, symbols, blanks (`____`)
+//!    and whitespace only separate tokens,
+//! 5. option labels are dropped as tokens everywhere: `a`-`d`, `i`-`iv`, and the
+//!    single digits `1`-`4` (`①②③④`, `(1)`), so re-lettered or reformatted
+//!    options give the same token stream as the benchmark's `A. … B. …`.
+//!
+//! Each token carries the byte span it came from in the (t2s-converted) text, so
+//! matched n-grams can be highlighted.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// One token: a 64-bit hash and its byte span in the converted text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token {
+    pub hash: u64,
+    pub start: u32,
+    pub end: u32,
+    /// A CJK (or kana/hangul) character rather than a word.
+    pub cjk: bool,
+}
+
+/// A 64-bit finalizer (splitmix64): spreads a small key over all bits.
+#[inline]
+pub fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[inline]
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF      // kana
+        | 0x3400..=0x4DBF    // CJK ext A
+        | 0x4E00..=0x9FFF    // CJK unified
+        | 0xAC00..=0xD7AF    // hangul
+        | 0xF900..=0xFAFF    // compatibility ideographs
+        | 0x20000..=0x3134F) // ext B-G
+}
+
+/// Traditional -> simplified, when the text has CJK characters at all.
+pub fn to_simplified(text: &str) -> std::borrow::Cow<'_, str> {
+    // fast2s maps character for character, so character offsets are unchanged.
+    if text.chars().any(is_cjk) {
+        return std::borrow::Cow::Owned(fast2s::convert(text));
+    }
+    std::borrow::Cow::Borrowed(text)
+}
+
+/// Word hashing state: FNV-1a over the normalized characters of a word.
+struct Word {
+    hash: u64,
+    len: u32,
+    start: u32,
+    end: u32,
+    /// First characters, to recognise option labels (`a`, `iv`, `3`).
+    head: [u8; 3],
+}
+
+const FNV: u64 = 0x100_0000_01b3;
+
+impl Word {
+    fn new() -> Word {
+        Word {
+            hash: 0xcbf2_9ce4_8422_2325,
+            len: 0,
+            start: 0,
+            end: 0,
+            head: [0; 3],
+        }
+    }
+
+    fn push(&mut self, c: char, start: u32, end: u32) {
+        if self.len == 0 {
+            self.start = start;
+        }
+        if (self.len as usize) < 3 {
+            self.head[self.len as usize] = if c.is_ascii() { c as u8 } else { 0xff };
+        }
+        self.len += 1;
+        self.end = end;
+        self.hash = (self.hash ^ c as u64).wrapping_mul(FNV);
+    }
+
+    fn is_label(&self) -> bool {
+        match self.len {
+            1 => matches!(self.head[0], b'a'..=b'd' | b'i' | b'1'..=b'4'),
+            2 => &self.head[..2] == b"ii" || &self.head[..2] == b"iv",
+            3 => &self.head == b"iii",
+            _ => false,
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<Token>) {
+        if self.len > 0 && !self.is_label() {
+            out.push(Token {
+                hash: mix(self.hash ^ 0x5745_4f52_4400_0000),
+                start: self.start,
+                end: self.end,
+                cjk: false,
+            });
+        }
+        *self = Word::new();
+    }
+}
+
+/// Append the tokens of already t2s-converted `text` to `out` (see module docs).
+pub fn tokenize_into(text: &str, out: &mut Vec<Token>) {
+    let mut word = Word::new();
+    let mut lower = [char::default(); 3];
+    for (i, c) in text.char_indices() {
+        let (s, e) = (i as u32, (i + c.len_utf8()) as u32);
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                word.push(c.to_ascii_lowercase(), s, e);
+            } else {
+                word.flush(out);
+            }
+            continue;
+        }
+        if is_cjk(c) && !(0xF900..=0xFAFF).contains(&(c as u32)) {
+            word.flush(out);
+            out.push(Token {
+                hash: mix(c as u64),
+                start: s,
+                end: e,
+                cjk: true,
+            });
+            continue;
+        }
+        // Rare characters: NFKC may give several (full-width letters, circled digits).
+        for n in std::iter::once(c).nfkc() {
+            if is_cjk(n) {
+                word.flush(out);
+                out.push(Token {
+                    hash: mix(n as u64),
+                    start: s,
+                    end: e,
+                    cjk: true,
+                });
+            } else if n.is_alphanumeric() {
+                let mut k = 0;
+                for l in n.to_lowercase() {
+                    if k < lower.len() {
+                        lower[k] = l;
+                        k += 1;
+                    }
+                }
+                for &l in &lower[..k] {
+                    word.push(l, s, e);
+                }
+            } else {
+                word.flush(out);
+            }
+        }
+    }
+    word.flush(out);
+}
+
+/// Tokens of `text` after t2s conversion; also returns the converted text the spans point into.
+pub fn tokenize(text: &str) -> (String, Vec<Token>) {
+    let conv = to_simplified(text).into_owned();
+    let mut out = Vec::with_capacity(conv.len() / 2);
+    tokenize_into(&conv, &mut out);
+    (conv, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hashes(t: &str) -> Vec<u64> {
+        tokenize(t).1.iter().map(|t| t.hash).collect()
+    }
+
+    #[test]
+    fn folds_width_case_punctuation_and_labels() {
+        assert_eq!(
+            hashes("TCP 协议称为____　Ａ．两次握手　Ｂ．三次握手"),
+            hashes("tcp协议称为：\nA. 两次握手\nB) 三次握手")
+        );
+        assert_eq!(hashes("①香港岛 ②辽东半岛"), hashes("A.香港岛\nB.辽东半岛"));
+        assert_eq!(
+            hashes("(i) lowering the energy (iv) x"),
+            hashes("A. Lowering the ENERGY; D. x")
+        );
+        assert_ne!(hashes("energy"), hashes("energi"));
+        let (_, toks) = tokenize("Hello, 世界!");
+        assert_eq!(toks.len(), 3);
+        assert_eq!((toks[0].start, toks[0].end, toks[1].cjk), (0, 5, true));
+    }
+
+    #[test]
+    fn traditional_folds_to_simplified() {
+        assert_eq!(hashes("負責路由選擇的層"), hashes("负责路由选择的层"));
+    }
+}
