@@ -31,11 +31,61 @@ fn corpus(megabytes: usize) -> Vec<String> {
     out
 }
 
+/// Real SFT text (Alpaca zh + en from the shared data), where PII is rare: the
+/// common case a pipeline sees. `None` when the shared data is not there.
+fn real_corpus() -> Option<Vec<String>> {
+    let root = std::env::var_os("CURATE_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let mut docs = Vec::new();
+    for f in [
+        "alpaca_en/alpaca_data.json",
+        "alpaca_zh_hikariming/translated/zh_00000-03252_proofread_done.json",
+        "alpaca_zh_hikariming/translated/zh_03252-06382_proofread_done.json",
+        "alpaca_zh_hikariming/translated/zh_06382-09407_proofread_done.json",
+    ] {
+        let text = std::fs::read_to_string(root.join(f)).ok()?;
+        let v: Vec<serde_json::Value> = serde_json::from_str(&text).ok()?;
+        for r in v {
+            let parts: Vec<&str> = ["instruction", "input", "output"]
+                .iter()
+                .filter_map(|k| r[*k].as_str())
+                .collect();
+            docs.push(parts.join("\n"));
+        }
+    }
+    Some(docs)
+}
+
+fn time_detect(name: &str, docs: &[String], det: &PiiDetector) {
+    let bytes: usize = docs.iter().map(String::len).sum();
+    let t = Instant::now();
+    let mut spans = 0usize;
+    for d in docs {
+        spans += det.detect(d).len();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "{name}: {:.1} MB in {secs:.2}s = {:.1} MB/s per core ({spans} spans)",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / secs
+    );
+}
+
 fn main() {
     let mb: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(50);
+    if let Some(real) = real_corpus() {
+        time_detect(
+            "detect, Alpaca en+zh (real SFT text)",
+            &real,
+            &PiiDetector::new(&[]),
+        );
+    } else {
+        println!("shared data not found: skipping the real-text measurement");
+    }
     let docs = corpus(mb);
     let bytes: usize = docs.iter().map(String::len).sum();
     let det = PiiDetector::new(&[]);
