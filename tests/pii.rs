@@ -273,3 +273,76 @@ fn report_masks_pii_of_records_dropped_before_the_pii_stage() {
         "stats.json samples are masked too"
     );
 }
+
+/// An independent check: the bundled samples were written (by another author than the
+/// detector's) with PII and look-alikes labelled per line in `data-samples/labels.json`.
+#[test]
+fn bundled_samples_labelled_independently() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let labels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo.join("data-samples/labels.json")).unwrap())
+            .unwrap();
+    let map = |tag: &str| -> Option<&'static str> {
+        Some(match tag {
+            "pii:cn_id" => "CN_ID",
+            "pii:cn_mobile" | "pii:us_phone" => "PHONE",
+            "pii:cn_landline" => "LANDLINE",
+            "pii:email" => "EMAIL",
+            "pii:bank_card" | "pii:credit_card" => "BANK_CARD",
+            "pii:qq" => "QQ",
+            "pii:wechat" => "WECHAT",
+            "pii:ipv4" => "IP",
+            _ => return None, // addresses: not a type we detect
+        })
+    };
+    let det = PiiDetector::new(&[]);
+    let (mut expected, mut found, mut negatives, mut clean_negatives) = (0, 0, 0, 0);
+    for (file, v) in labels["files"].as_object().unwrap() {
+        if !file.starts_with("sft/") {
+            continue;
+        }
+        let lines: Vec<String> = std::fs::read_to_string(repo.join("data-samples").join(file))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+        for (line, tags) in v["defects"].as_object().unwrap() {
+            let n: usize = line.parse().unwrap();
+            let rec: serde_json::Value = serde_json::from_str(&lines[n - 1]).unwrap();
+            let text = rec.to_string();
+            let types: Vec<&str> = det.detect(&text).iter().map(|s| s.ty.name()).collect();
+            let tags: Vec<&str> = tags
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect();
+            for want in tags.iter().filter_map(|t| map(t)) {
+                expected += 1;
+                if types.contains(&want) {
+                    found += 1;
+                } else {
+                    println!("missed {want} in {file}:{n}");
+                }
+            }
+            if tags.contains(&"pii_hard_negative") {
+                negatives += 1;
+                if types.is_empty() {
+                    clean_negatives += 1;
+                } else {
+                    println!("false positive {types:?} in {file}:{n}");
+                }
+            }
+        }
+    }
+    println!("samples: found {found} of {expected} labelled PII types; {clean_negatives} of {negatives} look-alike records clean");
+    assert!(expected >= 20 && negatives >= 5);
+    assert!(
+        found as f64 / expected as f64 >= 0.9,
+        "record-level recall {found}/{expected}"
+    );
+    assert_eq!(
+        clean_negatives, negatives,
+        "look-alikes (order numbers, ISBNs, versions) stay clean"
+    );
+}
