@@ -237,7 +237,26 @@ fn evaluate(ix: &Index, d: &Path, clean: &[String], sample_every: usize) -> Eval
             recall.push((b.to_string(), kind.to_string(), found, ids.len()));
         }
     }
-    let fp_clean = clean.iter().filter(|t| !ix.scan(t).is_empty()).count();
+    let verbose = std::env::var_os("CURATE_DECONTAM_VERBOSE").is_some();
+    let fp_clean = clean
+        .iter()
+        .filter(|t| {
+            let hits = ix.scan(t);
+            if !hits.is_empty() && verbose {
+                let m = &ix.items[hits[0].item as usize];
+                let short: String = t.chars().take(300).collect();
+                eprintln!(
+                    "clean hit: {} {:.2} | {} | {:?} || {}",
+                    m.benchmark,
+                    hits[0].overlap,
+                    m.question,
+                    m.options,
+                    short.replace('\n', " ")
+                );
+            }
+            !hits.is_empty()
+        })
+        .count();
     let mut hard_items = curate::decontam::loaders::load(&BenchmarkSpec {
         name: "mmlu_val".into(),
         format: BenchFormat::Mmlu,
@@ -355,15 +374,13 @@ fn recall_and_false_positives_on_real_benchmarks() {
             );
         }
     }
-    // The targets are met for verbatim, reformatted and embedded copies.
-    // Light edits (target 0.90) and false positives on clean data (target 0.1%)
-    // are NOT met yet (README, "Evaluation"): the bounds below guard against
-    // regressions at today's level and must be raised to the targets.
+    // The targets: recall >= 0.98 on verbatim, reformatted and embedded
+    // copies, >= 0.90 on light edits; false positives on clean data <= 0.1%.
     for (kind, target) in [
         ("verbatim", 0.98),
         ("reformatted", 0.98),
         ("embedded", 0.98),
-        ("light_edit", 0.80),
+        ("light_edit", 0.90),
     ] {
         let (f, t) = kind_recall(&e, kind);
         assert!(
@@ -372,7 +389,7 @@ fn recall_and_false_positives_on_real_benchmarks() {
         );
     }
     assert!(
-        e.fp_clean as f64 <= 0.002 * e.clean as f64,
+        e.fp_clean as f64 <= 0.001 * e.clean as f64,
         "false positives on clean data: {}/{}",
         e.fp_clean,
         e.clean

@@ -42,6 +42,11 @@ pub const MIN_HITS: u32 = 3;
 /// Fewest question n-grams for the question alone to decide a match.
 pub const MIN_Q: usize = 2;
 
+/// Fewest question tokens (English words, Chinese characters) for a short
+/// item's question alone to decide a match (and then only when all its n-grams
+/// are found).
+pub const MIN_SHORT_Q_TOKENS: [u32; 2] = [8, 10];
+
 const P: u64 = 0x9e37_79b9_7f4a_7c15 | 1;
 
 /// Matching parameters (shared by the `decontaminate` stage and `curate audit`).
@@ -56,6 +61,12 @@ pub struct MatchConfig {
     pub threshold: f64,
     /// N-grams shared by more items than this are ignored.
     pub max_items_per_ngram: usize,
+    /// Word n-gram size of the verified candidate path for English items (0: off):
+    /// an item whose `verify_ngram_en`-gram overlap reaches `threshold` matches when
+    /// its question aligns with the text with `min_similarity`.
+    pub verify_ngram_en: usize,
+    /// Share of the question's tokens the best local alignment must match.
+    pub min_similarity: f64,
 }
 
 impl Default for MatchConfig {
@@ -65,6 +76,8 @@ impl Default for MatchConfig {
             ngram_zh: 8,
             threshold: 0.35,
             max_items_per_ngram: 10,
+            verify_ngram_en: 5,
+            min_similarity: 0.8,
         }
     }
 }
@@ -91,6 +104,15 @@ type Map<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ItemGrams {
     pub n: u8,
+    /// Indexed at the short size (the question alone is too short for `n`).
+    pub short: bool,
+    /// Tokens in the question.
+    pub qtoks: u32,
+    /// The question alone may decide a match.
+    pub q_alone: bool,
+    /// Distinct non-common candidate (`verify_ngram_en`) n-grams: question, all.
+    pub cq: u32,
+    pub cf: u32,
     /// Distinct non-common n-grams inside the question.
     pub q: u32,
     /// Distinct non-common n-grams of question plus options.
@@ -111,8 +133,11 @@ pub struct Index {
     pub grams: Vec<ItemGrams>,
     /// n-gram key -> (start, len) into `postings`.
     map: Map<(u32, u32)>,
-    /// `item << 1 | in_question`.
+    /// `item << 2 | candidate << 1 | in_question`.
     postings: Vec<u32>,
+    /// Question token hashes of items with candidate n-grams: `qspan[item]` into `qhash`.
+    qhash: Vec<u64>,
+    qspan: Vec<(u32, u32)>,
     /// The n-gram sizes in use, ascending.
     sizes: Vec<usize>,
     /// Items too short to index.
@@ -144,21 +169,24 @@ fn for_grams(toks: &[Token], n: usize, mut f: impl FnMut(usize, u64)) {
 }
 
 impl MatchConfig {
-    /// The n-gram size for an item of these tokens (0: too short to index).
-    fn size_for(&self, toks: &[Token], q: usize) -> usize {
+    /// The n-gram size for an item of these tokens (0: too short to index), and
+    /// whether it is the short size.
+    fn size_for(&self, toks: &[Token], q: usize) -> (usize, bool, bool) {
         let cjk = toks.iter().filter(|t| t.cjk).count();
-        let n = if cjk * 2 >= toks.len() {
-            self.ngram_zh
-        } else {
-            self.ngram_en
-        };
+        let zh = cjk * 2 >= toks.len();
+        let (n, short) = self.size_for_(toks, q, zh);
+        (n, short, zh)
+    }
+
+    fn size_for_(&self, toks: &[Token], q: usize, zh: bool) -> (usize, bool) {
+        let n = if zh { self.ngram_zh } else { self.ngram_en };
         let short = n.div_ceil(2);
         if q + 1 >= n + MIN_GRAMS {
-            n
+            (n, false)
         } else if toks.len() >= short {
-            short
+            (short, true)
         } else {
-            0
+            (0, true)
         }
     }
 
@@ -169,6 +197,12 @@ impl MatchConfig {
         }
         if !(self.threshold > 0.0 && self.threshold <= 1.0) {
             anyhow::bail!("threshold must be in (0, 1]");
+        }
+        if self.verify_ngram_en == 1 || self.verify_ngram_en > 50 {
+            anyhow::bail!("verify_ngram_en must be 0 (off) or in 2..=50");
+        }
+        if !(self.min_similarity > 0.0 && self.min_similarity <= 1.0) {
+            anyhow::bail!("min_similarity must be in (0, 1]");
         }
         if self.max_items_per_ngram == 0 {
             anyhow::bail!("max_items_per_ngram must be at least 1");
@@ -187,37 +221,138 @@ fn item_tokens(item: &BenchItem) -> (Vec<Token>, usize) {
     (toks, q)
 }
 
+/// Per-item grams: n, question tokens, and [(key, in_question)] deduplicated.
+struct Per {
+    n: usize,
+    qtoks: usize,
+    short: bool,
+    zh: bool,
+    /// (key, candidate, in_question)
+    grams: Vec<(u64, bool, bool)>,
+    /// Question token hashes, for items with candidate n-grams.
+    qhash: Vec<u64>,
+}
+
 /// (n, [(key, in_question)]) of one item, deduplicated.
-fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> (usize, Vec<(u64, bool)>) {
+fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
     let (toks, q) = item_tokens(item);
-    let n = cfg.size_for(&toks, q);
+    let (n, short, zh) = cfg.size_for(&toks, q);
     let mut g = Vec::new();
-    for_grams(&toks, n, |i, k| g.push((k, i + n <= q)));
-    // Keep one entry per key, `in_question` if any occurrence is.
-    g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    g.dedup_by_key(|x| x.0);
-    (n, g)
+    for_grams(&toks, n, |i, k| g.push((k, false, i + n <= q)));
+    let c = cfg.verify_ngram_en;
+    let mut qhash = Vec::new();
+    if !zh && n > 0 && c >= 2 && c < n && q >= c {
+        for_grams(&toks, c, |i, k| g.push((k, true, i + c <= q)));
+        qhash = toks[..q].iter().map(|t| t.hash).collect();
+    }
+    // Keep one entry per (key, candidate), `in_question` if any occurrence is.
+    g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(&a.2)));
+    g.dedup_by_key(|x| (x.0, x.1));
+    Per {
+        n,
+        qtoks: q,
+        short,
+        zh,
+        grams: g,
+        qhash,
+    }
+}
+
+/// Overlap of an item from its found (`hq`, `hf`) and indexed (`q`, `f`) n-grams.
+///
+/// A fraction counts only with at least MIN_HITS n-grams behind it (or all of
+/// them, for items with fewer). A short item's question is generic
+/// (`教育是一种`, `4的平方根是`): it needs an n-gram reaching into the options,
+/// or its whole question found with at least [`MIN_SHORT_Q_TOKENS`] tokens.
+fn overlap(g: &ItemGrams, hq: u32, hf: u32, q: u32, f: u32, short: bool) -> f64 {
+    let mut o = 0.0;
+    if hf >= f.min(MIN_HITS) && (!short || hf > hq) {
+        o = hf as f64 / f.max(1) as f64;
+    }
+    let q_ok = !short || (hq == q && g.q_alone);
+    if q_ok && q as usize >= MIN_Q && hq >= q.min(MIN_HITS) {
+        o = f64::max(o, hq as f64 / q as f64);
+    }
+    o
+}
+
+/// Share of `q`'s tokens matched by the best local alignment (Smith-Waterman:
+/// match +1, substitution and gap -1) of `q` against `text`.
+pub fn similarity(q: &[u64], text: &[Token]) -> f64 {
+    if q.is_empty() {
+        return 0.0;
+    }
+    // (score, matches) of the best alignment ending at q[i], text[j].
+    let mut prev = vec![(0i32, 0u32); q.len() + 1];
+    let mut cur = prev.clone();
+    let mut best = (0i32, 0u32);
+    for t in text {
+        for i in 1..=q.len() {
+            let (ds, dm) = prev[i - 1];
+            let diag = if q[i - 1] == t.hash {
+                (ds + 1, dm + 1)
+            } else {
+                (ds - 1, dm)
+            };
+            let up = (prev[i].0 - 1, prev[i].1);
+            let left = (cur[i - 1].0 - 1, cur[i - 1].1);
+            let mut c = diag;
+            if up.0 > c.0 {
+                c = up;
+            }
+            if left.0 > c.0 {
+                c = left;
+            }
+            if c.0 <= 0 {
+                c = (0, 0);
+            }
+            if c > best {
+                best = c;
+            }
+            cur[i] = c;
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    best.1 as f64 / q.len() as f64
 }
 
 impl Index {
     /// Build the index (in parallel) over `items`.
     pub fn build(cfg: MatchConfig, items: Vec<BenchItem>) -> Index {
-        let per: Vec<(usize, Vec<(u64, bool)>)> = items.par_iter().map(|it| item_grams(&cfg, it)).collect();
-        let mut sizes: Vec<usize> = per.iter().map(|p| p.0).filter(|&n| n > 0).collect();
+        let per: Vec<Per> = items.par_iter().map(|it| item_grams(&cfg, it)).collect();
+        let mut sizes: Vec<usize> = per.iter().map(|p| p.n).filter(|&n| n > 0).collect();
+        if per.iter().any(|p| !p.qhash.is_empty()) {
+            sizes.push(cfg.verify_ngram_en);
+        }
         sizes.sort_unstable();
         sizes.dedup();
-        let skipped = per.iter().filter(|p| p.0 == 0).count();
+        let skipped = per.iter().filter(|p| p.n == 0).count();
         let mut grams: Vec<ItemGrams> = per
             .iter()
             .map(|p| ItemGrams {
-                n: p.0 as u8,
+                n: p.n as u8,
+                short: p.short,
+                qtoks: p.qtoks as u32,
+                q_alone: !p.short || p.qtoks as u32 >= MIN_SHORT_Q_TOKENS[p.zh as usize],
+                cq: 0,
+                cf: 0,
                 q: 0,
                 f: 0,
             })
             .collect();
-        let mut all: Vec<(u64, u32)> = Vec::with_capacity(per.iter().map(|p| p.1.len()).sum());
-        for (i, (_, g)) in per.into_iter().enumerate() {
-            all.extend(g.into_iter().map(|(k, q)| (k, (i as u32) << 1 | q as u32)));
+        let mut qhash = Vec::new();
+        let mut qspan = Vec::with_capacity(per.len());
+        for p in &per {
+            qspan.push((qhash.len() as u32, p.qhash.len() as u32));
+            qhash.extend_from_slice(&p.qhash);
+        }
+        let mut all: Vec<(u64, u32)> = Vec::with_capacity(per.iter().map(|p| p.grams.len()).sum());
+        for (i, p) in per.into_iter().enumerate() {
+            all.extend(
+                p.grams
+                    .into_iter()
+                    .map(|(k, c, q)| (k, (i as u32) << 2 | (c as u32) << 1 | q as u32)),
+            );
         }
         all.par_sort_unstable();
         let mut map: Map<(u32, u32)> = Map::default();
@@ -237,9 +372,14 @@ impl Index {
                 map.insert(k, (postings.len() as u32, (j - i) as u32));
                 for &(_, p) in &all[i..j] {
                     postings.push(p);
-                    let g = &mut grams[(p >> 1) as usize];
-                    g.f += 1;
-                    g.q += p & 1;
+                    let g = &mut grams[(p >> 2) as usize];
+                    if p & 2 == 0 {
+                        g.f += 1;
+                        g.q += p & 1;
+                    } else {
+                        g.cf += 1;
+                        g.cq += p & 1;
+                    }
                 }
             }
             i = j;
@@ -250,6 +390,8 @@ impl Index {
             grams,
             map,
             postings,
+            qhash,
+            qspan,
             sizes,
             skipped,
             common,
@@ -277,29 +419,37 @@ impl Index {
         }
         found.sort_unstable();
         found.dedup();
-        let mut counts: HashMap<u32, (u32, u32)> = HashMap::new();
+        // [question, all, candidate question, candidate all] n-grams found per item.
+        let mut counts: HashMap<u32, [u32; 4]> = HashMap::new();
         for k in found {
             let (s, l) = self.map[&k];
             for &p in &self.postings[s as usize..(s + l) as usize] {
-                let c = counts.entry(p >> 1).or_default();
-                c.0 += p & 1;
-                c.1 += 1;
+                let c = counts.entry(p >> 2).or_default();
+                let base = (p & 2) as usize;
+                c[base] += p & 1;
+                c[base + 1] += 1;
             }
         }
+        let thr = self.cfg.threshold;
         let mut hits: Vec<Hit> = counts
             .into_iter()
-            .filter_map(|(item, (hq, hf))| {
+            .filter_map(|(item, [hq, hf, cq, cf])| {
                 let g = self.grams[item as usize];
-                // A fraction counts only with at least MIN_HITS n-grams behind it
-                // (or all of them, for items with fewer).
-                let mut o = 0.0;
-                if hf >= g.f.min(MIN_HITS) {
-                    o = hf as f64 / g.f.max(1) as f64;
+                let o = overlap(&g, hq, hf, g.q, g.f, g.short);
+                if o >= thr {
+                    return Some(Hit { item, overlap: o });
                 }
-                if g.q as usize >= MIN_Q && hq >= g.q.min(MIN_HITS) {
-                    o = f64::max(o, hq as f64 / g.q as f64);
+                // Candidate path: smaller n-grams, then the question must align.
+                if g.cf == 0 {
+                    return None;
                 }
-                (o >= self.cfg.threshold).then_some(Hit { item, overlap: o })
+                let oc = overlap(&g, cq, cf, g.cq, g.cf, g.short);
+                if oc < thr {
+                    return None;
+                }
+                let (s, l) = self.qspan[item as usize];
+                let q = &self.qhash[s as usize..(s + l) as usize];
+                (similarity(q, toks) >= self.cfg.min_similarity).then_some(Hit { item, overlap: oc })
             })
             .collect();
         hits.sort_by(|a, b| b.overlap.total_cmp(&a.overlap).then(a.item.cmp(&b.item)));
@@ -311,8 +461,8 @@ impl Index {
     pub fn spans(&self, text: &str, item: u32) -> (String, Vec<(usize, usize)>) {
         let (conv, toks) = tokenize(text);
         let g = self.grams[item as usize];
-        let (_, own) = item_grams(&self.cfg, &self.items[item as usize]);
-        let own: std::collections::HashSet<u64> = own.into_iter().map(|x| x.0).collect();
+        let own = item_grams(&self.cfg, &self.items[item as usize]).grams;
+        let own: std::collections::HashSet<u64> = own.into_iter().filter(|x| !x.1).map(|x| x.0).collect();
         let n = g.n as usize;
         let mut spans: Vec<(usize, usize)> = Vec::new();
         for_grams(&toks, n, |i, k| {

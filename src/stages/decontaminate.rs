@@ -24,6 +24,8 @@
 //! ngram_zh = 8                     # character n-grams for Chinese items
 //! threshold = 0.35                 # overlap from which a record is contaminated
 //! max_items_per_ngram = 10         # n-grams shared by more items are ignored
+//! verify_ngram_en = 5              # verified candidate word n-grams (0: off)
+//! min_similarity = 0.8             # question alignment a candidate needs
 //! report_records = 10              # worst records shown in the report
 //! ```
 //! `meta.decontam = {hits: [{benchmark, split, subject, row, overlap}]}` on
@@ -52,6 +54,8 @@ pub struct DecontamConfig {
     pub ngram_zh: Option<usize>,
     pub threshold: Option<f64>,
     pub max_items_per_ngram: Option<usize>,
+    pub verify_ngram_en: Option<usize>,
+    pub min_similarity: Option<f64>,
     #[serde(default = "default_report_records")]
     pub report_records: usize,
     /// The pipeline's `[[benchmark]]` tables (paths resolved), filled in by the registry.
@@ -80,6 +84,8 @@ impl DecontamConfig {
             ngram_zh: self.ngram_zh.unwrap_or(d.ngram_zh),
             threshold: self.threshold.unwrap_or(d.threshold),
             max_items_per_ngram: self.max_items_per_ngram.unwrap_or(d.max_items_per_ngram),
+            verify_ngram_en: self.verify_ngram_en.unwrap_or(d.verify_ngram_en),
+            min_similarity: self.min_similarity.unwrap_or(d.min_similarity),
         }
     }
 }
