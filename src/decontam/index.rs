@@ -49,6 +49,9 @@ pub const MIN_SHORT_Q_TOKENS: [u32; 2] = [8, 10];
 
 const P: u64 = 0x9e37_79b9_7f4a_7c15 | 1;
 
+/// Bits of the prefilter (2^24 bits = 2 MiB, fits in cache, unlike the map).
+const FILTER_BITS: u32 = 24;
+
 /// Matching parameters (shared by the `decontaminate` stage and `curate audit`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -140,6 +143,8 @@ pub struct Index {
     qspan: Vec<(u32, u32)>,
     /// The n-gram sizes in use, ascending.
     sizes: Vec<usize>,
+    /// One bit per key (low `FILTER_BITS` bits): a cheap check before the map.
+    filter: Vec<u64>,
     /// Items too short to index.
     pub skipped: usize,
     /// N-grams dropped as shared by too many items.
@@ -384,7 +389,13 @@ impl Index {
             }
             i = j;
         }
+        let mut filter = vec![0u64; 1 << (FILTER_BITS - 6)];
+        for &k in map.keys() {
+            let b = (k & ((1 << FILTER_BITS) - 1)) as usize;
+            filter[b >> 6] |= 1 << (b & 63);
+        }
         Index {
+            filter,
             cfg,
             items,
             grams,
@@ -409,7 +420,8 @@ impl Index {
         let mut found: Vec<u64> = Vec::new();
         for &n in &self.sizes {
             for_grams(toks, n, |_, k| {
-                if self.map.contains_key(&k) {
+                let b = (k & ((1 << FILTER_BITS) - 1)) as usize;
+                if self.filter[b >> 6] & (1 << (b & 63)) != 0 && self.map.contains_key(&k) {
                     found.push(k);
                 }
             });

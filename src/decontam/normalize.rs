@@ -139,6 +139,13 @@ pub fn tokenize_into(text: &str, out: &mut Vec<Token>) {
             });
             continue;
         }
+        // Common punctuation (CJK `，。、「」《》`, quotes, dashes) only separates
+        // words: skip NFKC for it.
+        if matches!(c as u32, 0x2010..=0x2027 | 0x2030..=0x205E | 0x3001..=0x3004 | 0x3008..=0x3020 | 0xFF01..=0xFF0F | 0xFF1A..=0xFF20)
+        {
+            word.flush(out);
+            continue;
+        }
         // Rare characters: NFKC may give several (full-width letters, circled digits).
         for n in std::iter::once(c).nfkc() {
             if is_cjk(n) {
