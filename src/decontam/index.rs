@@ -22,7 +22,20 @@
 //! its n-grams, so a short question still gives `Q` n-grams and options still
 //! count; an item with fewer tokens than the short size in all is skipped
 //! (counted in [`Index::skipped`]). An item whose n-grams are all common cannot
-//! match.
+//! match. A short question is generic (`教育是一种`), so for short items the
+//! question alone decides only when all its n-grams are found and it has at least
+//! [`MIN_SHORT_Q_TOKENS`] tokens; otherwise a matched n-gram must reach into the
+//! options.
+//!
+//! Verified candidates (English light edits): with n = 13, two changed words leave
+//! hardly any intact n-gram. English items are therefore also indexed with
+//! `verify_ngram_en`-word candidate n-grams (5; flagged in the postings). When the
+//! main overlap misses but the candidate overlap (same rules) reaches `threshold`,
+//! the item's question is aligned with the text ([`similarity`], Smith-Waterman)
+//! and the item matches when at least `min_similarity` of its question tokens are
+//! matched. The main n = 13 path is unchanged; `verify_ngram_en = 0` turns it off.
+//!
+//! Scanning probes a 2 MiB bit filter of the keys before the map.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
