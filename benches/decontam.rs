@@ -70,6 +70,24 @@ fn main() {
             }
         }
         let secs = t.elapsed().as_secs_f64();
+        // Where the time goes: traditional->simplified and tokenizing alone.
+        let t2 = Instant::now();
+        let mut ntok = 0;
+        for s in &sel {
+            ntok += curate::decontam::normalize::tokenize(s).1.len();
+        }
+        let tok_secs = t2.elapsed().as_secs_f64();
+        let t3 = Instant::now();
+        let mut nconv = 0;
+        for s in &sel {
+            nconv += curate::decontam::normalize::to_simplified(s).len();
+        }
+        let conv_secs = t3.elapsed().as_secs_f64();
+        println!(
+            "  {name}: t2s alone {:.1} MB/s, t2s + tokenize {:.1} MB/s ({ntok} tokens, {nconv} bytes)",
+            bytes as f64 / 1e6 / conv_secs,
+            bytes as f64 / 1e6 / tok_secs
+        );
         println!(
             "scan {name}: {} records, {:.1} MB x2 in {:.2} s = {:.1} MB/s on one core ({} hits)",
             sel.len(),

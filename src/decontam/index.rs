@@ -430,15 +430,27 @@ impl Index {
 
     /// [`Index::scan`] on tokens already made.
     pub fn scan_tokens(&self, toks: &[Token]) -> Vec<Hit> {
-        let mut found: Vec<u64> = Vec::new();
+        // All keys first, then the prefilter in a tight loop without data-dependent
+        // branches between probes, so the cache misses overlap; the map sees only the
+        // few keys that pass.
+        let mut keys: Vec<u64> = Vec::with_capacity(toks.len() * self.sizes.len());
         for &n in &self.sizes {
-            for_grams(toks, n, |_, k| {
-                let b = (k & ((1 << FILTER_BITS) - 1)) as usize;
-                if self.filter[b >> 6] & (1 << (b & 63)) != 0 && self.map.contains_key(&k) {
-                    found.push(k);
-                }
-            });
+            for_grams(toks, n, |_, k| keys.push(k));
         }
+        let mask = (1u64 << FILTER_BITS) - 1;
+        let pass: Vec<bool> = keys
+            .iter()
+            .map(|&k| {
+                let b = (k & mask) as usize;
+                self.filter[b >> 6] & (1 << (b & 63)) != 0
+            })
+            .collect();
+        let mut found: Vec<u64> = keys
+            .iter()
+            .zip(&pass)
+            .filter(|(k, p)| **p && self.map.contains_key(*k))
+            .map(|(k, _)| *k)
+            .collect();
         if found.is_empty() {
             return Vec::new();
         }
