@@ -1,12 +1,12 @@
 //! How the `quality` defaults were chosen: the metric distributions on clean
 //! text (Chinese instruction answers from alpaca_zh_hikariming and BELLE's eval
-//! set in /work/shared/data, and the hand-checked web gold texts in
+//! set in the shared data (`CURATE_SHARED_DATA`, else ../shared/data), and the hand-checked web gold texts in
 //! data-samples/web/gold), and the same metrics on the planted repetition loops
 //! of data-samples (`repetition_loop` in labels.json).
 //!
 //! Run `cargo test --test quality_measure -- --nocapture` to print the
 //! percentiles (the README table comes from it). The shared sets are skipped
-//! when /work/shared/data is not there; the guards below then use the bundled
+//! when the shared data is not there; the guards below then use the bundled
 //! samples only.
 
 use std::path::{Path, PathBuf};
@@ -17,7 +17,12 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-const SHARED: &str = "/work/shared/data";
+/// The shared data sets: `CURATE_SHARED_DATA`, else `../shared/data`.
+fn shared() -> PathBuf {
+    std::env::var_os("CURATE_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/data"))
+}
 
 /// Outputs of every alpaca-style JSON list under `dir`.
 fn alpaca_outputs(dir: &Path) -> Vec<String> {
@@ -164,7 +169,7 @@ fn report(name: &str, texts: &[String], cfg: &QualityConfig) -> (usize, usize) {
 #[test]
 fn quality_defaults_keep_clean_text_and_catch_planted_loops() {
     let cfg = QualityConfig::default();
-    let shared = Path::new(SHARED);
+    let shared = &shared();
     let mut clean_failed = 0;
     let mut clean_total = 0;
     if shared.join("alpaca_zh_hikariming").exists() {
@@ -177,7 +182,7 @@ fn quality_defaults_keep_clean_text_and_catch_planted_loops() {
         clean_total += n;
         assert!(f as f64 <= 0.01 * n as f64, "alpaca_zh: {f} of {n} dropped");
     } else {
-        eprintln!("skipping alpaca_zh_hikariming: {SHARED} missing");
+        eprintln!("skipping alpaca_zh_hikariming: not under {}", shared.display());
     }
     if shared.join("belle_zh_eval/eval_set.json").exists() {
         let (f, n) = report(
@@ -189,7 +194,7 @@ fn quality_defaults_keep_clean_text_and_catch_planted_loops() {
         clean_total += n;
         assert!(f as f64 <= 0.01 * n as f64, "belle: {f} of {n} dropped");
     } else {
-        eprintln!("skipping belle_zh_eval: {SHARED} missing");
+        eprintln!("skipping belle_zh_eval: not under {}", shared.display());
     }
     let (f, n) = report("data-samples web gold", &gold_texts(), &cfg);
     assert_eq!(f, 0, "web gold texts are clean");
