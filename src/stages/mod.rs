@@ -2,8 +2,11 @@
 
 pub mod decontaminate;
 pub mod exact_dedup;
+pub mod language;
 pub mod length;
+pub mod normalize;
 pub mod pii;
+pub mod quality;
 pub mod toxicity;
 
 use anyhow::Result;
@@ -12,7 +15,16 @@ use crate::config::{config_error, stage_params as params, Pipeline, StageSpec};
 use crate::stage::{BuildContext, Stage};
 
 /// Every stage kind this build knows, for error messages and docs.
-pub const KINDS: &[&str] = &["length", "exact_dedup", "decontaminate", "pii", "toxicity"];
+pub const KINDS: &[&str] = &[
+    "normalize",
+    "length",
+    "quality",
+    "language",
+    "exact_dedup",
+    "decontaminate",
+    "pii",
+    "toxicity",
+];
 
 /// Build one stage from its `[[stage]]` table.
 pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
@@ -21,7 +33,10 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
     };
     let file = &pipeline.path;
     let built: Result<Box<dyn Stage>> = Ok(match spec.kind.as_str() {
+        "normalize" => Box::new(normalize::Normalize::new(params(spec, file)?, &cx)?),
         "length" => Box::new(length::Length::new(params(spec, file)?, &cx)?),
+        "quality" => Box::new(quality::Quality::new(params(spec, file)?, &cx)?),
+        "language" => Box::new(language::Language::new(params(spec, file)?, &cx)?),
         "exact_dedup" => Box::new(exact_dedup::ExactDedup::new(params(spec, file)?, &cx)?),
         "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
         "toxicity" => Box::new(toxicity::Toxicity::new(params(spec, file)?, &cx)?),
