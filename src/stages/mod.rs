@@ -3,6 +3,7 @@
 pub mod decontaminate;
 pub mod exact_dedup;
 pub mod length;
+pub mod minhash_dedup;
 pub mod pii;
 pub mod toxicity;
 
@@ -12,7 +13,14 @@ use crate::config::{config_error, stage_params as params, Pipeline, StageSpec};
 use crate::stage::{BuildContext, Stage};
 
 /// Every stage kind this build knows, for error messages and docs.
-pub const KINDS: &[&str] = &["length", "exact_dedup", "decontaminate", "pii", "toxicity"];
+pub const KINDS: &[&str] = &[
+    "length",
+    "exact_dedup",
+    "minhash_dedup",
+    "decontaminate",
+    "pii",
+    "toxicity",
+];
 
 /// Build one stage from its `[[stage]]` table.
 pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
@@ -23,6 +31,7 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
     let built: Result<Box<dyn Stage>> = Ok(match spec.kind.as_str() {
         "length" => Box::new(length::Length::new(params(spec, file)?, &cx)?),
         "exact_dedup" => Box::new(exact_dedup::ExactDedup::new(params(spec, file)?, &cx)?),
+        "minhash_dedup" => Box::new(minhash_dedup::MinhashDedup::new(params(spec, file)?, &cx)?),
         "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
         "toxicity" => Box::new(toxicity::Toxicity::new(params(spec, file)?, &cx)?),
         "decontaminate" => {
