@@ -253,3 +253,100 @@ fn tag_keeps_near_duplicates_and_bad_banding_is_a_config_error() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("bands * rows"));
 }
+
+fn units_done(out: &Path) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(out.join(".curate/checkpoint.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((v["next_source"].as_u64()?, v["next_chunk"].as_u64()?))
+}
+
+/// Many near duplicates: each record is one of 300 random paragraphs with one word changed.
+fn near_dup_corpus(n: usize, seed: u64) -> String {
+    let words = [
+        "数据", "清洗", "模型", "训练", "质量", "中文", "文本", "指令", "回答", "问题", "方法", "系统",
+    ];
+    let mut x = seed.wrapping_add(1);
+    let mut next = move || {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        x >> 33
+    };
+    let bases: Vec<Vec<usize>> = (0..300)
+        .map(|_| (0..60).map(|_| 0).collect::<Vec<usize>>())
+        .collect();
+    let mut bases = bases;
+    let mut base_rng = 12345u64;
+    for b in bases.iter_mut() {
+        for w in b.iter_mut() {
+            base_rng = base_rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            *w = (base_rng >> 33) as usize % words.len();
+        }
+    }
+    let mut s = String::new();
+    for i in 0..n {
+        let mut b = bases[next() as usize % bases.len()].clone();
+        let pos = next() as usize % b.len();
+        b[pos] = next() as usize % words.len();
+        let text: String = b.iter().map(|&w| words[w]).collect();
+        s += &json!({"id": format!("s{seed}-{i}"), "text": text}).to_string();
+        s.push('\n');
+    }
+    s
+}
+
+#[test]
+fn kill_9_and_resume_keeps_the_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("in")).unwrap();
+    for i in 0..3u64 {
+        std::fs::write(d.join(format!("in/{i}.jsonl")), near_dup_corpus(6000, i)).unwrap();
+    }
+    let extra = "part_records = 300";
+    let p_ref = write_pipeline(d, &["in/*.jsonl"], STAGE, "ref", extra);
+    std::fs::rename(&p_ref, d.join("ref.toml")).unwrap();
+    run_ok(&["run", d.join("ref.toml").to_str().unwrap(), "--quiet"]);
+    let reference = snapshot(&d.join("ref"), &["kept", "rejected"]);
+    let (kept, rejected) = check_books(&d.join("ref"));
+    // 300 paragraphs, one word changed per copy: most copies go.
+    assert!(kept.len() < 2000 && rejected.len() > 16000, "{} kept", kept.len());
+
+    let p = write_pipeline(d, &["in/*.jsonl"], STAGE, "out", extra);
+    let out = d.join("out");
+    let mut child = curate()
+        .args(["run", p.to_str().unwrap(), "--quiet", "--threads", "2"])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut killed = false;
+    loop {
+        if units_done(&out).is_some_and(|done| done > (0, 1)) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            killed = true;
+            break;
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 120, "run made no progress");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    assert!(killed, "the run finished before it could be killed");
+    run_ok(&["run", p.to_str().unwrap(), "--quiet"]);
+    check_books(&out);
+    assert_eq!(snapshot(&out, &["kept", "rejected"]), reference);
+    let summary = |dir: &Path| {
+        stats(dir)["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|st| st["kind"] == "minhash_dedup")
+            .unwrap()["summary"]
+            .clone()
+    };
+    assert_eq!(summary(&out), summary(&d.join("ref")));
+}

@@ -489,11 +489,14 @@ impl MinhashDedup {
 }
 
 fn sig_to_hex(sig: &[u32]) -> String {
-    let mut s = String::with_capacity(sig.len() * 8);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = Vec::with_capacity(sig.len() * 8);
     for v in sig {
-        s.push_str(&format!("{v:08x}"));
+        for shift in (0..8).rev() {
+            s.push(HEX[((v >> (shift * 4)) & 0xf) as usize]);
+        }
     }
-    s
+    String::from_utf8(s).expect("hex digits are ASCII")
 }
 
 fn sig_from_hex(s: &str) -> Result<Vec<u32>> {
@@ -863,6 +866,14 @@ mod tests {
         assert_eq!(sig.len(), 128);
         let again = stage(MinhashConfig::default()).signature("数据清洗是训练大模型的第一步");
         assert_eq!(Some(sig), again);
+    }
+
+    #[test]
+    fn signature_hex_round_trips() {
+        let sig = vec![0, 1, 0xdead_beef, u32::MAX];
+        assert_eq!(sig_to_hex(&sig), "0000000000000001deadbeefffffffff");
+        assert_eq!(sig_from_hex(&sig_to_hex(&sig)).unwrap(), sig);
+        assert!(sig_from_hex("123").is_err());
     }
 
     #[test]
