@@ -216,6 +216,11 @@ fn near_duplicates_are_dropped_and_template_neighbours_kept() {
     assert_eq!(sum["cluster_sizes"]["5"], json!(null));
     assert_eq!(sum["cluster_sizes"]["5-9"], 6, "{sum}");
     assert_eq!((sum["bands"].as_u64(), sum["rows"].as_u64()), (Some(14), Some(9)));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("24 near duplicates dropped into 6 clusters"),
+        "report section"
+    );
 }
 
 #[test]

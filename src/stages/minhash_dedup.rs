@@ -663,6 +663,53 @@ impl Stage for MinhashDedup {
         }))
     }
 
+    fn report_html(&self) -> Option<String> {
+        use crate::report::escape;
+        use std::fmt::Write;
+        let sum = self.summary()?;
+        let mut h = String::new();
+        let _ = write!(
+            h,
+            "<p>{} near duplicates dropped into {} clusters; {} records kept and indexed, {} without text exempt. \
+             Threshold {} (estimated Jaccard), {} bands x {} rows.</p>",
+            self.dropped,
+            sum["clusters_with_duplicates"],
+            self.kept_ids.len(),
+            self.exempt,
+            self.cfg.threshold,
+            self.bands,
+            self.rows
+        );
+        h.push_str("<table><tr><th>cluster size</th><th>clusters</th></tr>");
+        if let Some(hist) = sum["cluster_sizes"].as_object() {
+            for (k, v) in hist {
+                let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", escape(k), v);
+            }
+        }
+        h.push_str("</table>");
+        // The largest clusters, by size then input order.
+        let mut big: Vec<(u32, usize)> = self
+            .sizes
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 1)
+            .map(|(i, &n)| (n, i))
+            .collect();
+        big.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        if !big.is_empty() {
+            h.push_str("<table><tr><th>cluster</th><th>kept record</th><th>records</th></tr>");
+            for (n, i) in big.into_iter().take(10) {
+                let _ = write!(
+                    h,
+                    "<tr><td>{i}</td><td>{}</td><td>{n}</td></tr>",
+                    escape(&self.kept_ids[i])
+                );
+            }
+            h.push_str("</table>");
+        }
+        Some(h)
+    }
+
     fn describe(&self) -> String {
         format!(
             "fields {:?}, shingle {:?} (char {}, word {}), num_perm {}, threshold {}, {} bands x {} rows, action {:?}",
@@ -895,6 +942,8 @@ mod tests {
         assert_eq!(t.save_state().unwrap().unwrap(), bytes);
         assert_eq!(t.find(&sig2).map(|(c, _)| c), Some(1));
         assert!(t.load_state(&bytes[..bytes.len() - 3]).is_err());
+        let html = t.report_html().unwrap();
+        assert!(html.contains("<td>a:1</td><td>3</td>"), "{html}");
         let mut other = stage(MinhashConfig {
             num_perm: 64,
             ..MinhashConfig::default()
