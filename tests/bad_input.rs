@@ -251,6 +251,21 @@ fn config_errors_exit_2_and_name_file_line_key() {
     let out = run_curate(&["validate", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown stage kind `nope`"));
+    // A stage that refuses its parameters is a config error naming the stage's line.
+    let p = write_pipeline(
+        d,
+        &["a.jsonl"],
+        "[[stage]]\nkind = \"length\"\nmin_chars = 5\nmax_chars = 2",
+        "out",
+        "",
+    );
+    let out = run_curate(&["validate", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pipeline.toml:4") && err.contains("min 5 > max 2"),
+        "{err}"
+    );
     let out = run_curate(&["run"]);
     assert_eq!(out.status.code(), Some(2), "usage error");
     let out = run_curate(&["run", d.join("nonexistent.toml").to_str().unwrap()]);

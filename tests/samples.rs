@@ -225,3 +225,80 @@ fn default_pipeline_drops_labelled_exam_leaks_and_keeps_hard_negatives() {
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains("<mark>"), "report highlights matched spans");
 }
+
+#[test]
+fn default_pipeline_drops_labelled_near_duplicates_and_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let pipeline = repo().join("pipelines/zh_sft.toml");
+    run_ok(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (kept, rejected) = check_books(&out);
+    let (mut groups_total, mut groups_ok, mut by_minhash) = (0, 0, 0);
+    for file in ["alpaca_zh.jsonl", "alpaca_en.jsonl"] {
+        let labels = defects(&format!("sft/{file}"));
+        // A near-duplicate group: its original, its variants, and exact copies of the original.
+        let mut groups: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+        for (line, tags) in &labels {
+            for t in tags {
+                if let Some(g) = t
+                    .strip_prefix("near_dup_group:")
+                    .or_else(|| t.strip_prefix("near_dup_of:"))
+                {
+                    groups.entry(g.to_string()).or_default().insert(*line);
+                }
+            }
+        }
+        for (line, tags) in &labels {
+            for t in tags {
+                if let Some(g) = t.strip_prefix("dup_group:") {
+                    if let Some(members) = groups.get_mut(g) {
+                        members.insert(*line);
+                    }
+                }
+            }
+        }
+        let labelled: BTreeSet<u64> = labels
+            .iter()
+            .filter(|(_, tags)| tags.iter().any(|t| t.contains("dup")))
+            .map(|(l, _)| *l)
+            .collect();
+        let kept_lines: BTreeSet<u64> = kept.iter().filter_map(|r| line_of(r, file)).collect();
+        for (g, members) in &groups {
+            if members.len() < 2 {
+                continue;
+            }
+            groups_total += 1;
+            let survivors = members.iter().filter(|l| kept_lines.contains(l)).count();
+            if survivors <= 1 {
+                groups_ok += 1;
+            } else {
+                eprintln!("{file} near-duplicate group {g} {members:?}: {survivors} kept");
+            }
+        }
+        for r in rejected.iter().filter(|r| r["stage"] == "minhash_dedup") {
+            if let Some(line) = line_of(r, file) {
+                by_minhash += 1;
+                assert!(
+                    labelled.contains(&line),
+                    "{file}:{line} dropped as a near duplicate without a label: {}",
+                    r["detail"]
+                );
+            }
+        }
+    }
+    eprintln!(
+        "near-duplicate groups with one survivor: {groups_ok}/{groups_total}; minhash drops {by_minhash}"
+    );
+    assert!(groups_total >= 15, "{groups_total} labelled groups");
+    assert_eq!(
+        groups_ok, groups_total,
+        "every labelled near-duplicate group keeps one record"
+    );
+    assert!(by_minhash >= 10);
+}

@@ -4,6 +4,7 @@ pub mod decontaminate;
 pub mod exact_dedup;
 pub mod language;
 pub mod length;
+pub mod minhash_dedup;
 pub mod normalize;
 pub mod pii;
 pub mod quality;
@@ -21,6 +22,7 @@ pub const KINDS: &[&str] = &[
     "quality",
     "language",
     "exact_dedup",
+    "minhash_dedup",
     "decontaminate",
     "pii",
     "toxicity",
@@ -32,28 +34,33 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
         config_dir: pipeline.dir.clone(),
     };
     let file = &pipeline.path;
-    let built: Result<Box<dyn Stage>> = Ok(match spec.kind.as_str() {
-        "normalize" => Box::new(normalize::Normalize::new(params(spec, file)?, &cx)?),
-        "length" => Box::new(length::Length::new(params(spec, file)?, &cx)?),
-        "quality" => Box::new(quality::Quality::new(params(spec, file)?, &cx)?),
-        "language" => Box::new(language::Language::new(params(spec, file)?, &cx)?),
-        "exact_dedup" => Box::new(exact_dedup::ExactDedup::new(params(spec, file)?, &cx)?),
-        "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
-        "toxicity" => Box::new(toxicity::Toxicity::new(params(spec, file)?, &cx)?),
-        "decontaminate" => {
-            // The benchmarks are top-level `[[benchmark]]` tables; the stage names which.
-            let mut cfg: decontaminate::DecontamConfig = params(spec, file)?;
-            cfg.available = pipeline.benchmark.clone();
-            Box::new(decontaminate::Decontaminate::new(cfg, &cx)?)
-        }
-        other => {
-            return Err(config_error(format!(
-                "{}: unknown stage kind `{other}`; known kinds: {}",
-                spec.location(file),
-                KINDS.join(", ")
-            )))
-        }
-    });
+    // In a closure so that `?` inside a constructor still passes through the
+    // config-error wrapping below (exit code 2 with the stage's file and line).
+    let built = (|| -> Result<Box<dyn Stage>> {
+        Ok(match spec.kind.as_str() {
+            "normalize" => Box::new(normalize::Normalize::new(params(spec, file)?, &cx)?),
+            "length" => Box::new(length::Length::new(params(spec, file)?, &cx)?),
+            "quality" => Box::new(quality::Quality::new(params(spec, file)?, &cx)?),
+            "language" => Box::new(language::Language::new(params(spec, file)?, &cx)?),
+            "exact_dedup" => Box::new(exact_dedup::ExactDedup::new(params(spec, file)?, &cx)?),
+            "minhash_dedup" => Box::new(minhash_dedup::MinhashDedup::new(params(spec, file)?, &cx)?),
+            "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
+            "toxicity" => Box::new(toxicity::Toxicity::new(params(spec, file)?, &cx)?),
+            "decontaminate" => {
+                // The benchmarks are top-level `[[benchmark]]` tables; the stage names which.
+                let mut cfg: decontaminate::DecontamConfig = params(spec, file)?;
+                cfg.available = pipeline.benchmark.clone();
+                Box::new(decontaminate::Decontaminate::new(cfg, &cx)?)
+            }
+            other => {
+                return Err(config_error(format!(
+                    "{}: unknown stage kind `{other}`; known kinds: {}",
+                    spec.location(file),
+                    KINDS.join(", ")
+                )))
+            }
+        })
+    })();
     // A stage that refuses its parameters is a config error: name where it is defined.
     built.map_err(|e| {
         if e.downcast_ref::<crate::config::ConfigError>().is_some() {
