@@ -26,7 +26,7 @@ pub fn escape(s: &str) -> String {
 fn funnel_svg(stats: &RunStats) -> String {
     let width = 760.0;
     let label_w = 170.0;
-    let bar_w = width - label_w - 150.0;
+    let bar_w = width - label_w - 250.0;
     let row_h = 26.0;
     let h = row_h * stats.stages.len() as f64 + 10.0;
     let max = stats.input.max(1) as f64;
