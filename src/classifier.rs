@@ -33,6 +33,7 @@ use fasttext::args::{Args, LossName, ModelName};
 use fasttext::FastText;
 
 use crate::config::config_error;
+use crate::io::csv::parse_csv;
 
 /// Label prefix fastText uses in its training files.
 pub const LABEL_PREFIX: &str = "__label__";
@@ -77,50 +78,6 @@ impl DataFormat {
 pub struct Labelled {
     pub text: String,
     pub label: String,
-}
-
-/// Split one CSV document into rows (RFC 4180: quoted fields, `""` escapes,
-/// newlines inside quotes). A leading UTF-8 BOM is skipped.
-pub fn parse_csv(text: &str) -> Vec<Vec<String>> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        any = true;
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    field.push('"');
-                    chars.next();
-                } else {
-                    quoted = false;
-                }
-            } else {
-                field.push(c);
-            }
-            continue;
-        }
-        match c {
-            '"' => quoted = true,
-            ',' => row.push(std::mem::take(&mut field)),
-            '\r' => {}
-            '\n' => {
-                row.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut row));
-                any = false;
-            }
-            _ => field.push(c),
-        }
-    }
-    if any {
-        row.push(field);
-        rows.push(row);
-    }
-    rows
 }
 
 fn label_string(v: &serde_json::Value) -> Option<String> {

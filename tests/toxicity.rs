@@ -8,7 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use curate::classifier::{parse_csv, Classifier, Metrics};
+use curate::classifier::{Classifier, Metrics};
+use curate::io::csv::parse_csv;
 use curate::stages::toxicity::Lexicon;
 
 /// The threshold the default pipeline (pipelines/zh_sft.toml) uses.

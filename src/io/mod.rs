@@ -8,6 +8,7 @@
 //! compressed stream becomes a [`Payload::Malformed`] item with its position.
 //! Only a source that cannot be opened at all is an error.
 
+pub mod csv;
 pub mod html;
 pub mod jsonl;
 pub mod parquet;
