@@ -506,6 +506,22 @@ impl Serialize for OutputView<'_> {
     }
 }
 
+/// A record from a JSON object, as stage unit tests build them (source `t`, line 1).
+#[cfg(test)]
+pub(crate) fn test_record(v: Value) -> Record {
+    Record::from_object(
+        v.as_object().expect("a JSON object").clone(),
+        None,
+        Arc::new(FieldMap::default()),
+        Origin {
+            source: "t".into(),
+            line: 1,
+            index: 0,
+        },
+    )
+    .expect("a valid record")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

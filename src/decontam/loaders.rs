@@ -71,20 +71,9 @@ fn csv_files(path: &Path) -> Result<Vec<PathBuf>> {
     if !path.is_dir() {
         bail!("{}: no such file or folder", path.display());
     }
-    let mut out = Vec::new();
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).with_context(|| format!("{}: cannot list", dir.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv")) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::io::walk_files(path, |p| {
+        p.extension().is_some_and(|x| x.eq_ignore_ascii_case("csv"))
+    })
 }
 
 const SPLITS: &[&str] = &["dev", "val", "validation", "test", "train", "auxiliary_train"];

@@ -11,20 +11,7 @@ use super::{Codec, Payload, Position, RawItem, Source, SourceReader, MALFORMED_K
 
 /// All HTML files under `dir`, sorted by path so the order never depends on the file system.
 pub fn list_pages(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))? {
-            let path = entry?.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if is_html_name(&path) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
+    super::walk_files(dir, is_html_name)
 }
 
 fn is_html_name(p: &Path) -> bool {

@@ -247,6 +247,25 @@ fn common_parent(paths: &[PathBuf]) -> PathBuf {
     common
 }
 
+/// Every file under `dir` (recursively) that `keep` accepts, sorted by path so the
+/// order never depends on the file system.
+pub fn walk_files(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).with_context(|| format!("{}: cannot list", d.display()))? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if keep(&path) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Open a file for reading, decompressing by its extension.
 pub fn open_decompressed(path: &Path, codec: Codec) -> Result<Box<dyn Read + Send>> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;

@@ -226,20 +226,9 @@ impl Stage for Decontaminate {
 mod tests {
     use super::*;
     use crate::decontam::BenchFormat;
-    use crate::record::{FieldMap, Origin};
 
     fn rec(v: Value) -> Record {
-        Record::from_object(
-            v.as_object().unwrap().clone(),
-            None,
-            Arc::new(FieldMap::default()),
-            Origin {
-                source: "t".into(),
-                line: 1,
-                index: 0,
-            },
-        )
-        .unwrap()
+        crate::record::test_record(v)
     }
 
     fn stage(extra: &str, dir: &std::path::Path) -> Result<Decontaminate> {

@@ -573,21 +573,9 @@ impl Stage for Quality {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{FieldMap, Origin};
-    use std::sync::Arc;
 
     fn rec(v: serde_json::Value) -> Record {
-        Record::from_object(
-            v.as_object().unwrap().clone(),
-            None,
-            Arc::new(FieldMap::default()),
-            Origin {
-                source: "t".into(),
-                line: 1,
-                index: 0,
-            },
-        )
-        .unwrap()
+        crate::record::test_record(v)
     }
 
     fn stage(toml_text: &str) -> Quality {
