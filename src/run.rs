@@ -974,6 +974,7 @@ fn run_stages(
                 let v = stage.decide(rec).with_context(|| {
                     format!("stage `{}` on record `{}` ({})", stage.kind(), rec.id, rec.origin)
                 })?;
+                rec.scratch.clear();
                 apply(v, slot, j, c, meta_field);
             }
             c.nanos

@@ -113,7 +113,9 @@ impl Stage for ExactDedup {
                 h.update(&[0xff]);
             }
         }
-        record.annotate("exact_dedup", json!({ "hash": hex(h.digest128()) }));
+        let hash = h.digest128();
+        record.annotate("exact_dedup", json!({ "hash": hex(hash) }));
+        record.scratch = vec![(hash >> 64) as u64, hash as u64];
         Ok(Verdict::Keep)
     }
 
@@ -122,11 +124,10 @@ impl Stage for ExactDedup {
     }
 
     fn decide(&mut self, record: &mut Record) -> Result<Verdict> {
-        let hash_hex = record.meta["exact_dedup"]["hash"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let hash = u128::from_str_radix(&hash_hex, 16).context("exact_dedup: bad hash")?;
+        let [hi, lo] = record.scratch[..] else {
+            bail!("exact_dedup: no hash from process");
+        };
+        let hash = (u128::from(hi) << 64) | u128::from(lo);
         match self.seen.get(&hash) {
             None => {
                 self.seen.insert(hash, record.id.clone());
@@ -134,7 +135,7 @@ impl Stage for ExactDedup {
             }
             Some(kept) => {
                 let kept = kept.clone();
-                record.annotate("exact_dedup", json!({ "hash": hash_hex, "duplicate_of": kept }));
+                record.annotate("exact_dedup", json!({ "hash": hex(hash), "duplicate_of": kept }));
                 if self.cfg.action == Action::Tag {
                     Ok(Verdict::Keep)
                 } else {

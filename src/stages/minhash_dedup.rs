@@ -19,8 +19,8 @@
 //! signature (only identical ones do). A text with no letter or digit at all is
 //! exempt: kept, `meta.dedup = {exempt: true}`, never indexed.
 //!
-//! The signature travels from `process` to `decide` in `meta.dedup.sig` (hex) and
-//! is replaced there by the final annotation, so it never reaches the output.
+//! The signature travels from `process` to `decide` in `record.scratch`, which is
+//! never written out.
 //!
 //! **In input order (`decide`)**: the signature is cut into `bands` x `rows`; each
 //! band hash is looked up in the index of *kept* records. Every kept record that
@@ -71,7 +71,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
@@ -488,26 +488,6 @@ impl MinhashDedup {
     }
 }
 
-fn sig_to_hex(sig: &[u32]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = Vec::with_capacity(sig.len() * 8);
-    for v in sig {
-        for shift in (0..8).rev() {
-            s.push(HEX[((v >> (shift * 4)) & 0xf) as usize]);
-        }
-    }
-    String::from_utf8(s).expect("hex digits are ASCII")
-}
-
-fn sig_from_hex(s: &str) -> Result<Vec<u32>> {
-    if s.len() % 8 != 0 {
-        bail!("minhash_dedup: bad signature");
-    }
-    (0..s.len() / 8)
-        .map(|i| u32::from_str_radix(&s[i * 8..i * 8 + 8], 16).context("minhash_dedup: bad signature"))
-        .collect()
-}
-
 impl Stage for MinhashDedup {
     fn kind(&self) -> &'static str {
         "minhash_dedup"
@@ -515,11 +495,11 @@ impl Stage for MinhashDedup {
 
     fn process(&self, record: &mut Record) -> Result<Verdict> {
         let text = self.selected_text(record);
-        let v = match self.signature(&text) {
-            Some(sig) => json!({ "sig": sig_to_hex(&sig) }),
-            None => json!({ "exempt": true }),
-        };
-        record.annotate("dedup", v);
+        // An empty scratch marks the record exempt (no letter or digit).
+        record.scratch = self
+            .signature(&text)
+            .map(|sig| sig.into_iter().map(u64::from).collect())
+            .unwrap_or_default();
         Ok(Verdict::Keep)
     }
 
@@ -528,17 +508,12 @@ impl Stage for MinhashDedup {
     }
 
     fn decide(&mut self, record: &mut Record) -> Result<Verdict> {
-        let Some(hex) = record
-            .meta
-            .get("dedup")
-            .and_then(|d| d.get("sig"))
-            .and_then(Value::as_str)
-        else {
+        if record.scratch.is_empty() {
             self.exempt += 1;
             record.annotate("dedup", json!({ "exempt": true }));
             return Ok(Verdict::Keep);
-        };
-        let sig = sig_from_hex(hex)?;
+        }
+        let sig: Vec<u32> = record.scratch.iter().map(|&v| v as u32).collect();
         if sig.len() != self.cfg.num_perm {
             bail!(
                 "minhash_dedup: signature of {} values, expected {}",
@@ -913,14 +888,6 @@ mod tests {
         assert_eq!(sig.len(), 128);
         let again = stage(MinhashConfig::default()).signature("数据清洗是训练大模型的第一步");
         assert_eq!(Some(sig), again);
-    }
-
-    #[test]
-    fn signature_hex_round_trips() {
-        let sig = vec![0, 1, 0xdead_beef, u32::MAX];
-        assert_eq!(sig_to_hex(&sig), "0000000000000001deadbeefffffffff");
-        assert_eq!(sig_from_hex(&sig_to_hex(&sig)).unwrap(), sig);
-        assert!(sig_from_hex("123").is_err());
     }
 
     #[test]
