@@ -2,15 +2,12 @@
 //! on one core. `cargo bench --bench decontam` (needs `../shared/data` or
 //! `CURATE_SHARED_DATA`).
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use curate::decontam::{build_index, BenchFormat, BenchmarkSpec, MatchConfig};
 
 fn main() {
-    let d = std::env::var_os("CURATE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let d = curate::shared_data_dir();
     if !d.join("mmlu").is_dir() {
         eprintln!("no benchmarks under {}; skipped", d.display());
         return;

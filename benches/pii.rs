@@ -34,9 +34,7 @@ fn corpus(megabytes: usize) -> Vec<String> {
 /// Real SFT text (Alpaca zh + en from the shared data), where PII is rare: the
 /// common case a pipeline sees. `None` when the shared data is not there.
 fn real_corpus() -> Option<Vec<String>> {
-    let root = std::env::var_os("CURATE_SHARED_DATA")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let root = curate::shared_data_dir();
     let mut docs = Vec::new();
     for f in [
         "alpaca_en/alpaca_data.json",

@@ -15,3 +15,11 @@ pub mod run;
 pub mod stage;
 pub mod stages;
 pub mod stats;
+
+/// Where the external data sets live, for tests and benchmarks: `CURATE_SHARED_DATA`,
+/// else `../shared/data` beside the source tree.
+pub fn shared_data_dir() -> std::path::PathBuf {
+    std::env::var_os("CURATE_SHARED_DATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+}

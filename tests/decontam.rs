@@ -21,9 +21,7 @@ use std::time::Instant;
 use curate::decontam::{build_index, BenchFormat, BenchItem, BenchmarkSpec, Index, MatchConfig};
 
 fn shared() -> Option<PathBuf> {
-    let p = std::env::var_os("CURATE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let p = curate::shared_data_dir();
     if p.join("mmlu").is_dir() && p.join("ceval").is_dir() && p.join("cmmlu").is_dir() {
         Some(p)
     } else {

@@ -141,9 +141,7 @@ fn parse_tagged(line: &str) -> (String, Gold) {
 
 #[test]
 fn nemo_curator_fixtures() {
-    let root = std::env::var("CURATE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    let root = curate::shared_data_dir();
     let dir = root.join("nemo_curator_pii_fixtures_en");
     let Ok(rd) = std::fs::read_dir(&dir) else {
         println!(

@@ -19,9 +19,7 @@ fn repo() -> PathBuf {
 
 /// The shared data sets: `CURATE_SHARED_DATA`, else `../shared/data`.
 fn shared() -> PathBuf {
-    std::env::var_os("CURATE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data"))
+    curate::shared_data_dir()
 }
 
 /// Outputs of every alpaca-style JSON list under `dir`.

@@ -22,9 +22,7 @@ fn repo() -> PathBuf {
 }
 
 fn shared_data() -> Option<PathBuf> {
-    let p = std::env::var_os("CURATE_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("../shared/data"));
+    let p = curate::shared_data_dir();
     if p.join("cold/dev.csv").is_file() {
         Some(p)
     } else {
