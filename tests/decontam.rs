@@ -207,9 +207,21 @@ struct Eval {
     clean: usize,
     fp_hard: usize,
     hard: usize,
+    /// Texts where the fast scan and the plain one (`Index::scan_reference`) differ.
+    disagree: usize,
+}
+
+/// Scan `text`, and count it in `disagree` when the plain scan finds otherwise.
+fn scan_checked(ix: &Index, text: &str, disagree: &std::cell::Cell<usize>) -> Vec<curate::decontam::Hit> {
+    let hits = ix.scan(text);
+    if hits != ix.scan_reference(text) {
+        disagree.set(disagree.get() + 1);
+    }
+    hits
 }
 
 fn evaluate(ix: &Index, d: &Path, clean: &[String], sample_every: usize) -> Eval {
+    let disagree = std::cell::Cell::new(0);
     let mut recall = Vec::new();
     let mut pos_sets: Vec<(&str, Vec<usize>)> = Vec::new();
     for b in ["ceval", "cmmlu", "mmlu"] {
@@ -228,7 +240,10 @@ fn evaluate(ix: &Index, d: &Path, clean: &[String], sample_every: usize) -> Eval
             for (k, &i) in ids.iter().enumerate() {
                 let it = &ix.items[i];
                 let text = positive(it, kind, &clean[(k * 7919) % clean.len()]);
-                if ix.scan(&text).iter().any(|h| h.item as usize == i) {
+                if scan_checked(ix, &text, &disagree)
+                    .iter()
+                    .any(|h| h.item as usize == i)
+                {
                     found += 1;
                 }
             }
@@ -239,7 +254,7 @@ fn evaluate(ix: &Index, d: &Path, clean: &[String], sample_every: usize) -> Eval
     let fp_clean = clean
         .iter()
         .filter(|t| {
-            let hits = ix.scan(t);
+            let hits = scan_checked(ix, t, &disagree);
             if !hits.is_empty() && verbose {
                 let m = &ix.items[hits[0].item as usize];
                 let short: String = t.chars().take(300).collect();
@@ -272,7 +287,7 @@ fn evaluate(ix: &Index, d: &Path, clean: &[String], sample_every: usize) -> Eval
     let fp_hard = hard_items
         .iter()
         .filter(|it| {
-            let hits = ix.scan(&negative(it));
+            let hits = scan_checked(ix, &negative(it), &disagree);
             if !hits.is_empty() && std::env::var_os("CURATE_DECONTAM_VERBOSE").is_some() {
                 let m = &ix.items[hits[0].item as usize];
                 eprintln!(
@@ -289,6 +304,7 @@ fn evaluate(ix: &Index, d: &Path, clean: &[String], sample_every: usize) -> Eval
         clean: clean.len(),
         fp_hard,
         hard: hard_items.len(),
+        disagree: disagree.get(),
     }
 }
 
@@ -354,6 +370,7 @@ fn recall_and_false_positives_on_real_benchmarks() {
     );
     let e = evaluate(&ix, &d, &clean, 10);
     print_table(&e, "default config (ngram_zh 8, ngram_en 13, threshold 0.35)");
+    println!("fast scan vs plain scan: {} texts differ", e.disagree);
     // CURATE_DECONTAM_SWEEP="ZH:EN:THRESHOLD,..." also scores other settings.
     if let Ok(sweep) = std::env::var("CURATE_DECONTAM_SWEEP") {
         for c in sweep.split(',').filter(|c| !c.is_empty()) {
@@ -386,6 +403,7 @@ fn recall_and_false_positives_on_real_benchmarks() {
             "{kind}: recall {f}/{t} below {target}"
         );
     }
+    assert_eq!(e.disagree, 0, "fast and plain scans disagree");
     assert!(
         e.fp_clean as f64 <= 0.001 * e.clean as f64,
         "false positives on clean data: {}/{}",

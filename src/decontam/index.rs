@@ -35,7 +35,17 @@
 //! and the item matches when at least `min_similarity` of its question tokens are
 //! matched. The main n = 13 path is unchanged; `verify_ngram_en = 0` turns it off.
 //!
-//! Scanning probes a 2 MiB bit filter of the keys before the map.
+//! Scanning (the hot path, >= 50 MB/s per core) never builds an n-gram list per
+//! size: one pass makes prefix hashes of the tokens, then probes a Bloom filter of
+//! every item's n-grams of the smallest size in use (`present`, common ones
+//! included) once per token. A text n-gram of any size can only be indexed when
+//! all its smallest-size n-grams are present, so a running count of consecutive
+//! present ones rules out nearly every window of clean text for all five sizes at
+//! once. The few windows left go through a Bloom filter of the map's keys
+//! (`filter`), then the map. The filters have no false negatives, so the keys found
+//! are exactly those of checking every window of every size against the map.
+//! Both filters take 16 bits per key (8 + 8 MiB for MMLU + C-Eval + CMMLU).
+//! Buffers are per thread and reused (no allocation per record).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -44,7 +54,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::loaders::BenchItem;
-use super::normalize::{mix, tokenize, Token};
+use super::normalize::{mix, tokenize, tokenize_into, Token};
 
 /// Fewest n-grams the question should have at the item's size before the short size is used.
 pub const MIN_GRAMS: usize = 3;
@@ -62,8 +72,13 @@ pub const MIN_SHORT_Q_TOKENS: [u32; 2] = [8, 10];
 
 const P: u64 = 0x9e37_79b9_7f4a_7c15 | 1;
 
-/// Bits of the prefilter (2^24 bits = 2 MiB, fits in cache, unlike the map).
-const FILTER_BITS: u32 = 24;
+/// Bloom filter bits per key (three bits set per key in one 64-bit word: about
+/// 1% false positives).
+const BLOOM_BITS_PER_KEY: usize = 16;
+
+/// Largest Bloom filter (2^27 bits = 16 MiB); past it false positives rise,
+/// results do not change.
+const BLOOM_MAX_BITS: usize = 1 << 27;
 
 /// Matching parameters (shared by the `decontaminate` stage and `curate audit`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +131,92 @@ impl Hasher for IdHasher {
 
 type Map<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
+/// A blocked Bloom filter over 64-bit keys that are already mixed: each key sets
+/// three bits of one 64-bit word, so a probe touches one cache line. No false
+/// negatives; a cheap "no" before the map, which lives in main memory.
+struct Bloom {
+    words: Vec<u64>,
+    mask: usize,
+    /// Bits of the key the word index comes from (filters over the same keys use
+    /// different bits, so their false positives are independent).
+    rotate: u32,
+}
+
+impl Bloom {
+    fn new(keys: usize, rotate: u32) -> Bloom {
+        let bits = (keys.max(1) * BLOOM_BITS_PER_KEY)
+            .next_power_of_two()
+            .clamp(64, BLOOM_MAX_BITS);
+        Bloom {
+            words: vec![0; bits / 64],
+            mask: bits / 64 - 1,
+            rotate,
+        }
+    }
+
+    #[inline]
+    fn slot(&self, key: u64) -> (usize, u64) {
+        let h = key.rotate_left(self.rotate);
+        // Word from the low bits, the three bit positions from the top 18.
+        let bits = 1u64 << (h >> 58) | 1u64 << ((h >> 52) & 63) | 1u64 << ((h >> 46) & 63);
+        (h as usize & self.mask, bits)
+    }
+
+    fn insert(&mut self, key: u64) {
+        let (w, b) = self.slot(key);
+        self.words[w] |= b;
+    }
+
+    #[inline]
+    fn contains(&self, key: u64) -> bool {
+        let (w, b) = self.slot(key);
+        self.words[w] & b == b
+    }
+
+    fn bytes(&self) -> usize {
+        self.words.len() * 8
+    }
+}
+
+/// Per-thread buffers reused by every scan (no allocation per record).
+#[derive(Default)]
+struct Scratch {
+    toks: Vec<Token>,
+    /// `prefix[k]`: rolling hash of the first `k` tokens.
+    prefix: Vec<u64>,
+    /// Consecutive present presence-size n-grams from each token on.
+    run: Vec<u32>,
+    keys: Vec<u64>,
+    found: Vec<u64>,
+    /// (item, posting flags) of every found n-gram.
+    counts: Vec<(u32, u32)>,
+}
+
+impl Scratch {
+    /// Let go of buffers a huge record grew (memory stays bounded per thread).
+    fn trim(&mut self) {
+        const KEEP: usize = 1 << 20;
+        if self.toks.capacity() > KEEP {
+            self.toks = Vec::new();
+        }
+        for v in [&mut self.prefix, &mut self.keys, &mut self.found] {
+            if v.capacity() > KEEP {
+                *v = Vec::new();
+            }
+        }
+        if self.run.capacity() > KEEP {
+            self.run = Vec::new();
+        }
+        if self.counts.capacity() > KEEP {
+            self.counts = Vec::new();
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 /// Per-item n-gram bookkeeping.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ItemGrams {
@@ -154,10 +255,14 @@ pub struct Index {
     /// Question token hashes of items with candidate n-grams: `qspan[item]` into `qhash`.
     qhash: Vec<u64>,
     qspan: Vec<(u32, u32)>,
-    /// The n-gram sizes in use, ascending.
-    sizes: Vec<usize>,
-    /// One bit per key (low `FILTER_BITS` bits): a cheap check before the map.
-    filter: Vec<u64>,
+    /// The n-gram sizes in use, ascending, with `P^n` for each.
+    sizes: Vec<(usize, u64)>,
+    /// Every key of the map: a cheap check before it.
+    filter: Bloom,
+    /// Every n-gram of the smallest size in use (`sizes[0]`) of every item,
+    /// common ones included: a text n-gram can only be indexed when all its
+    /// smaller n-grams are present here.
+    present: Bloom,
     /// Items too short to index.
     pub skipped: usize,
     /// N-grams dropped as shared by too many items.
@@ -168,17 +273,22 @@ fn key(h: u64, n: usize) -> u64 {
     mix(h ^ ((n as u64) << 58))
 }
 
-/// Call `f(start_token, key)` for every n-gram of `toks`.
-fn for_grams(toks: &[Token], n: usize, mut f: impl FnMut(usize, u64)) {
+/// `P^n`: removes a token `n` places back from the rolling hash.
+fn pow_p(n: usize) -> u64 {
+    (0..n).fold(1u64, |a, _| a.wrapping_mul(P))
+}
+
+/// Call `f(start_token, key)` for every n-gram of the token hashes `toks`.
+fn for_grams(toks: &[u64], n: usize, mut f: impl FnMut(usize, u64)) {
     if n == 0 || toks.len() < n {
         return;
     }
-    let pn = (0..n).fold(1u64, |a, _| a.wrapping_mul(P));
+    let pn = pow_p(n);
     let mut h = 0u64;
-    for (i, t) in toks.iter().enumerate() {
-        h = h.wrapping_mul(P).wrapping_add(t.hash);
+    for (i, &t) in toks.iter().enumerate() {
+        h = h.wrapping_mul(P).wrapping_add(t);
         if i >= n {
-            h = h.wrapping_sub(toks[i - n].hash.wrapping_mul(pn));
+            h = h.wrapping_sub(toks[i - n].wrapping_mul(pn));
         }
         if i + 1 >= n {
             f(i + 1 - n, key(h, n));
@@ -249,19 +359,22 @@ struct Per {
     grams: Vec<(u64, bool, bool)>,
     /// Question token hashes, for items with candidate n-grams.
     qhash: Vec<u64>,
+    /// All token hashes (question, then options), for the presence filter.
+    hashes: Vec<u64>,
 }
 
 /// (n, [(key, in_question)]) of one item, deduplicated.
 fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
     let (toks, q) = item_tokens(item);
     let (n, short, zh) = cfg.size_for(&toks, q);
+    let hashes: Vec<u64> = toks.iter().map(|t| t.hash).collect();
     let mut g = Vec::new();
-    for_grams(&toks, n, |i, k| g.push((k, false, i + n <= q)));
+    for_grams(&hashes, n, |i, k| g.push((k, false, i + n <= q)));
     let c = cfg.verify_ngram_en;
     let mut qhash = Vec::new();
     if !zh && n > 0 && c >= 2 && c < n && q >= c {
-        for_grams(&toks, c, |i, k| g.push((k, true, i + c <= q)));
-        qhash = toks[..q].iter().map(|t| t.hash).collect();
+        for_grams(&hashes, c, |i, k| g.push((k, true, i + c <= q)));
+        qhash = hashes[..q].to_vec();
     }
     // Keep one entry per (key, candidate), `in_question` if any occurrence is.
     g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(&a.2)));
@@ -273,6 +386,7 @@ fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
         zh,
         grams: g,
         qhash,
+        hashes,
     }
 }
 
@@ -344,6 +458,14 @@ impl Index {
         }
         sizes.sort_unstable();
         sizes.dedup();
+        let m = sizes.first().copied().unwrap_or(0);
+        let mut present = Bloom::new(
+            per.iter().map(|p| (p.hashes.len() + 1).saturating_sub(m)).sum(),
+            32,
+        );
+        for p in &per {
+            for_grams(&p.hashes, m, |_, k| present.insert(k));
+        }
         let skipped = per.iter().filter(|p| p.n == 0).count();
         let mut grams: Vec<ItemGrams> = per
             .iter()
@@ -402,13 +524,13 @@ impl Index {
             }
             i = j;
         }
-        let mut filter = vec![0u64; 1 << (FILTER_BITS - 6)];
+        let mut filter = Bloom::new(map.len(), 0);
         for &k in map.keys() {
-            let b = (k & ((1 << FILTER_BITS) - 1)) as usize;
-            filter[b >> 6] |= 1 << (b & 63);
+            filter.insert(k);
         }
         Index {
             filter,
+            present,
             cfg,
             items,
             grams,
@@ -416,7 +538,7 @@ impl Index {
             postings,
             qhash,
             qspan,
-            sizes,
+            sizes: sizes.into_iter().map(|n| (n, pow_p(n))).collect(),
             skipped,
             common,
         }
@@ -424,71 +546,154 @@ impl Index {
 
     /// Items `text` is contaminated by, best first.
     pub fn scan(&self, text: &str) -> Vec<Hit> {
-        let (_, toks) = tokenize(text);
-        self.scan_tokens(&toks)
+        let mut toks = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().toks));
+        toks.clear();
+        tokenize_into(text, &mut toks);
+        let hits = self.scan_tokens(&toks);
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            s.toks = toks;
+            s.trim();
+        });
+        hits
     }
 
     /// [`Index::scan`] on tokens already made.
     pub fn scan_tokens(&self, toks: &[Token]) -> Vec<Hit> {
-        // All keys first, then the prefilter in a tight loop without data-dependent
-        // branches between probes, so the cache misses overlap; the map sees only the
-        // few keys that pass.
-        let mut keys: Vec<u64> = Vec::with_capacity(toks.len() * self.sizes.len());
-        for &n in &self.sizes {
-            for_grams(toks, n, |_, k| keys.push(k));
+        SCRATCH.with(|s| self.scan_with(toks, &mut s.borrow_mut()))
+    }
+
+    /// The n-gram keys of `toks` that are in the index, sorted and distinct, into `s.found`.
+    ///
+    /// A text n-gram of size n can only equal an item's n-gram when each of its
+    /// n - m + 1 n-grams of the smallest size m is an item's m-gram too. So one
+    /// probe per token of the `present` filter (m-grams) and a running count of
+    /// consecutive present m-grams rule out nearly every window of clean text for
+    /// every size at once; the few left are checked against `filter`, then the map.
+    /// The result is the set the plain way (every size, every window, the map)
+    /// finds: the filters have no false negatives.
+    fn find_keys(&self, toks: &[Token], s: &mut Scratch) {
+        s.found.clear();
+        let Some(&(m, pm)) = self.sizes.first() else {
+            return;
+        };
+        if toks.len() < m {
+            return;
         }
-        let mask = (1u64 << FILTER_BITS) - 1;
-        let pass: Vec<bool> = keys
-            .iter()
-            .map(|&k| {
-                let b = (k & mask) as usize;
-                self.filter[b >> 6] & (1 << (b & 63)) != 0
-            })
-            .collect();
-        let mut found: Vec<u64> = keys
-            .iter()
-            .zip(&pass)
-            .filter(|(k, p)| **p && self.map.contains_key(*k))
-            .map(|(k, _)| *k)
-            .collect();
-        if found.is_empty() {
+        s.prefix.clear();
+        s.prefix.push(0);
+        let mut h = 0u64;
+        for t in toks {
+            h = h.wrapping_mul(P).wrapping_add(t.hash);
+            s.prefix.push(h);
+        }
+        let pre = &s.prefix;
+        let windows = toks.len() + 1 - m;
+        // Probes first, in a loop without data-dependent branches, so the cache
+        // misses overlap; then the runs, back to front.
+        s.run.clear();
+        s.run.extend((0..windows).map(|i| {
+            let k = key(pre[i + m].wrapping_sub(pre[i].wrapping_mul(pm)), m);
+            self.present.contains(k) as u32
+        }));
+        s.run.push(0);
+        for i in (0..windows).rev() {
+            if s.run[i] != 0 {
+                s.run[i] = s.run[i + 1] + 1;
+            }
+        }
+        s.keys.clear();
+        for (i, &r) in s.run[..windows].iter().enumerate() {
+            if r == 0 {
+                continue;
+            }
+            for &(n, pn) in &self.sizes {
+                if n - m + 1 > r as usize {
+                    break;
+                }
+                s.keys
+                    .push(key(pre[i + n].wrapping_sub(pre[i].wrapping_mul(pn)), n));
+            }
+        }
+        s.keys.retain(|&k| self.filter.contains(k));
+        s.found
+            .extend(s.keys.iter().copied().filter(|k| self.map.contains_key(k)));
+        s.found.sort_unstable();
+        s.found.dedup();
+    }
+
+    /// [`Index::scan`] the plain way (fast2s, every window of every size looked up
+    /// in the map), for checking that the fast path finds the same.
+    #[doc(hidden)]
+    pub fn scan_reference(&self, text: &str) -> Vec<Hit> {
+        let toks = super::normalize::tokenize_reference(text);
+        let hashes: Vec<u64> = toks.iter().map(|t| t.hash).collect();
+        let mut s = Scratch::default();
+        for &(n, _) in &self.sizes {
+            for_grams(&hashes, n, |_, k| {
+                if self.map.contains_key(&k) {
+                    s.found.push(k);
+                }
+            });
+        }
+        s.found.sort_unstable();
+        s.found.dedup();
+        self.hits(&toks, &mut s)
+    }
+
+    fn scan_with(&self, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
+        self.find_keys(toks, s);
+        self.hits(toks, s)
+    }
+
+    /// Items matched by the keys in `s.found`, best first.
+    fn hits(&self, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
+        if s.found.is_empty() {
             return Vec::new();
         }
-        found.sort_unstable();
-        found.dedup();
-        // [question, all, candidate question, candidate all] n-grams found per item.
-        let mut counts: HashMap<u32, [u32; 4]> = HashMap::new();
-        for k in found {
-            let (s, l) = self.map[&k];
-            for &p in &self.postings[s as usize..(s + l) as usize] {
-                let c = counts.entry(p >> 2).or_default();
+        // (item, posting) for every found n-gram, grouped by item.
+        s.counts.clear();
+        for k in &s.found {
+            let (start, len) = self.map[k];
+            s.counts.extend(
+                self.postings[start as usize..(start + len) as usize]
+                    .iter()
+                    .map(|&p| (p >> 2, p & 3)),
+            );
+        }
+        s.counts.sort_unstable();
+        let thr = self.cfg.threshold;
+        let mut hits = Vec::new();
+        for group in s.counts.chunk_by(|a, b| a.0 == b.0) {
+            let item = group[0].0;
+            // [question, all, candidate question, candidate all] n-grams found.
+            let mut c = [0u32; 4];
+            for &(_, p) in group {
                 let base = (p & 2) as usize;
                 c[base] += p & 1;
                 c[base + 1] += 1;
             }
+            let [hq, hf, cq, cf] = c;
+            let g = self.grams[item as usize];
+            let o = overlap(&g, hq, hf, g.q, g.f, g.short);
+            if o >= thr {
+                hits.push(Hit { item, overlap: o });
+                continue;
+            }
+            // Candidate path: smaller n-grams, then the question must align.
+            if g.cf == 0 {
+                continue;
+            }
+            let oc = overlap(&g, cq, cf, g.cq, g.cf, g.short);
+            if oc < thr {
+                continue;
+            }
+            let (qs, ql) = self.qspan[item as usize];
+            let q = &self.qhash[qs as usize..(qs + ql) as usize];
+            if similarity(q, toks) >= self.cfg.min_similarity {
+                hits.push(Hit { item, overlap: oc });
+            }
         }
-        let thr = self.cfg.threshold;
-        let mut hits: Vec<Hit> = counts
-            .into_iter()
-            .filter_map(|(item, [hq, hf, cq, cf])| {
-                let g = self.grams[item as usize];
-                let o = overlap(&g, hq, hf, g.q, g.f, g.short);
-                if o >= thr {
-                    return Some(Hit { item, overlap: o });
-                }
-                // Candidate path: smaller n-grams, then the question must align.
-                if g.cf == 0 {
-                    return None;
-                }
-                let oc = overlap(&g, cq, cf, g.cq, g.cf, g.short);
-                if oc < thr {
-                    return None;
-                }
-                let (s, l) = self.qspan[item as usize];
-                let q = &self.qhash[s as usize..(s + l) as usize];
-                (similarity(q, toks) >= self.cfg.min_similarity).then_some(Hit { item, overlap: oc })
-            })
-            .collect();
         hits.sort_by(|a, b| b.overlap.total_cmp(&a.overlap).then(a.item.cmp(&b.item)));
         hits
     }
@@ -497,12 +702,13 @@ impl Index {
     /// merged; for highlighting.
     pub fn spans(&self, text: &str, item: u32) -> (String, Vec<(usize, usize)>) {
         let (conv, toks) = tokenize(text);
+        let hashes: Vec<u64> = toks.iter().map(|t| t.hash).collect();
         let g = self.grams[item as usize];
         let own = item_grams(&self.cfg, &self.items[item as usize]).grams;
         let own: std::collections::HashSet<u64> = own.into_iter().filter(|x| !x.1).map(|x| x.0).collect();
         let n = g.n as usize;
         let mut spans: Vec<(usize, usize)> = Vec::new();
-        for_grams(&toks, n, |i, k| {
+        for_grams(&hashes, n, |i, k| {
             if own.contains(&k) {
                 let (s, e) = (toks[i].start as usize, toks[i + n - 1].end as usize);
                 match spans.last_mut() {
@@ -512,6 +718,11 @@ impl Index {
             }
         });
         (conv, spans)
+    }
+
+    /// Bytes of the two Bloom filters scanning probes before the map.
+    pub fn filter_bytes(&self) -> usize {
+        self.filter.bytes() + self.present.bytes()
     }
 
     /// Distinct n-grams in the index.
@@ -632,6 +843,29 @@ mod tests {
             .collect();
         let ix = Index::build(MatchConfig::default(), many);
         assert!(ix.common > 0);
+    }
+
+    #[test]
+    fn fast_scan_finds_what_the_plain_scan_finds() {
+        let ix = index();
+        let texts = [
+            "TCP 协议建立连接的过程通常称为____\nA. 两次握手\nB. 三次握手",
+            "TCP 協議建立連接的過程通常稱為____ 兩次握手 三次握手 四次揮手 滑動窗口",
+            "老师布置的作业：根据《马关条约》，清政府割让给日本的地区不包括（　　）①香港岛",
+            "根据马关条约，清政府割让给日本的地方不包括（　　）香港岛 辽东半岛 澎湖列岛",
+            "Enzymes increase the rate of a chemical reaction by lowering the activation energy of the reaction",
+            "Q: The Louisiana Purchase of 1803 was a land deal between the United States and which European country? A: France.",
+            "Enzymes are proteins that speed up reactions in the cell without being consumed.",
+            "",
+            "TCP",
+        ];
+        let mut matched = 0;
+        for t in texts {
+            let hits = ix.scan(t);
+            assert_eq!(hits, ix.scan_reference(t), "{t}");
+            matched += !hits.is_empty() as usize;
+        }
+        assert_eq!(matched, 6);
     }
 
     #[test]
