@@ -589,13 +589,15 @@ impl Index {
         }
         let pre = &s.prefix;
         let windows = toks.len() + 1 - m;
-        // Probes first, in a loop without data-dependent branches, so the cache
-        // misses overlap; then the runs, back to front.
+        // Keys first, then the probes in a loop of a few instructions without
+        // data-dependent branches, so many cache misses are in flight at once;
+        // then the runs, back to front.
+        s.keys.clear();
+        s.keys
+            .extend((0..windows).map(|i| key(pre[i + m].wrapping_sub(pre[i].wrapping_mul(pm)), m)));
         s.run.clear();
-        s.run.extend((0..windows).map(|i| {
-            let k = key(pre[i + m].wrapping_sub(pre[i].wrapping_mul(pm)), m);
-            self.present.contains(k) as u32
-        }));
+        s.run
+            .extend(s.keys.iter().map(|&k| self.present.contains(k) as u32));
         s.run.push(0);
         for i in (0..windows).rev() {
             if s.run[i] != 0 {
