@@ -617,9 +617,12 @@ impl Index {
                     .push(key(pre[i + n].wrapping_sub(pre[i].wrapping_mul(pn)), n));
             }
         }
-        s.keys.retain(|&k| self.filter.contains(k));
-        s.found
-            .extend(s.keys.iter().copied().filter(|k| self.map.contains_key(k)));
+        s.found.extend(
+            s.keys
+                .iter()
+                .copied()
+                .filter(|&k| self.filter.contains(k) && self.map.contains_key(&k)),
+        );
         s.found.sort_unstable();
         s.found.dedup();
     }
@@ -641,6 +644,25 @@ impl Index {
         s.found.sort_unstable();
         s.found.dedup();
         self.hits(&toks, &mut s)
+    }
+
+    /// How far the windows of `text` get: [tokens, present smallest-size n-grams,
+    /// windows probed in `filter`, passing it, found in the map]. For measuring.
+    #[doc(hidden)]
+    pub fn probe_counts(&self, text: &str) -> [usize; 5] {
+        let mut s = Scratch::default();
+        let mut toks = Vec::new();
+        tokenize_into(text, &mut toks);
+        self.find_keys(&toks, &mut s);
+        let probed = s.keys.len();
+        s.keys.retain(|&k| self.filter.contains(k));
+        [
+            toks.len(),
+            s.run.iter().filter(|&&r| r > 0).count(),
+            probed,
+            s.keys.len(),
+            s.found.len(),
+        ]
     }
 
     fn scan_with(&self, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
