@@ -44,7 +44,7 @@
 //! once. The few windows left go through a Bloom filter of the map's keys
 //! (`filter`), then the map. The filters have no false negatives, so the keys found
 //! are exactly those of checking every window of every size against the map.
-//! Both filters take 16 bits per key (8 + 8 MiB for MMLU + C-Eval + CMMLU).
+//! Both filters take 8 bits per key (4 + 4 MiB for MMLU + C-Eval + CMMLU).
 //! Buffers are per thread and reused (no allocation per record).
 
 use std::collections::HashMap;
