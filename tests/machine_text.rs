@@ -265,3 +265,81 @@ fn held_out_evaluation() {
         );
     }
 }
+
+/// The record's source line from ids like `alpaca_zh.jsonl:42`, or `sg-0026` (the
+/// ShareGPT sample's own ids are its line numbers).
+fn file_line(id: &str) -> Option<(String, u64)> {
+    if let Some(n) = id.strip_prefix("sg-") {
+        return Some(("sharegpt_zh.jsonl".into(), n.parse().ok()?));
+    }
+    let (file, line) = id.rsplit_once(':')?;
+    let name = file.rsplit('/').next()?;
+    Some((name.to_string(), line.parse().ok()?))
+}
+
+/// The shipped stage (model + phrase lists) over the bundled samples, tagging: every
+/// labelled refusal / AI identity / loop / template record is flagged by its signal,
+/// and the books balance. Runs without the shared data.
+#[test]
+fn stage_tags_the_labelled_machine_samples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let filters = repo().join("filters/machine_text");
+    let stage = format!(
+        "[[stage]]\nkind = \"machine_text\"\nmodel = {:?}\nphrases = [{:?}, {:?}]\nthreshold = {THRESHOLD}\naction = \"tag\"\n",
+        filters.join("mgt_char.bin").to_str().unwrap(),
+        filters.join("indicating_zh.txt").to_str().unwrap(),
+        filters.join("indicating_en.txt").to_str().unwrap(),
+    );
+    let input = repo().join("data-samples/sft");
+    let out = tmp.path().join("out");
+    let pipeline = write_pipeline(
+        tmp.path(),
+        &[&format!("{}/*.jsonl", input.display())],
+        &stage,
+        out.to_str().unwrap(),
+        "",
+    );
+    run_ok(&["run", pipeline.to_str().unwrap(), "--quiet"]);
+    let (kept, rejected) = check_books(&out);
+    assert!(rejected.iter().all(|r| r["stage"] != "machine_text"), "tag keeps everything");
+
+    let labels: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("data-samples/labels.json")).unwrap()).unwrap();
+    let tags_of = |file: &str, line: u64| -> Vec<String> {
+        labels["files"][format!("sft/{file}")]["defects"][line.to_string()]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+            .unwrap_or_default()
+    };
+    let (mut machine, mut machine_flagged, mut clean, mut clean_flagged) = (0, 0, 0, 0);
+    for r in &kept {
+        let Some((file, line)) = r["id"].as_str().and_then(file_line) else {
+            continue;
+        };
+        let tags = tags_of(&file, line);
+        let m = &r["meta"]["machine_text"];
+        let flagged = m["flag"] == "machine_text";
+        let sig = |k: &str| m["signals"][k].as_u64().unwrap_or(0);
+        let has = |t: &str| tags.iter().any(|x| x == t);
+        if has("ai_refusal") || has("ai_identity") {
+            assert!(sig("refusal") >= 1, "{file}:{line} {tags:?}: {m}");
+        }
+        if has("repetition_loop") {
+            assert!(sig("loop_tokens") > 0, "{file}:{line} {tags:?}: {m}");
+        }
+        if has("template_filler") {
+            assert!(sig("template") >= 3, "{file}:{line} {tags:?}: {m}");
+        }
+        if has("machine") {
+            machine += 1;
+            machine_flagged += usize::from(flagged);
+            assert!(flagged, "{file}:{line} {tags:?} not flagged: {m}");
+        } else {
+            clean += 1;
+            clean_flagged += usize::from(flagged);
+        }
+    }
+    println!(
+        "data-samples/sft: {machine_flagged}/{machine} labelled machine records flagged, {clean_flagged}/{clean} other records flagged"
+    );
+    assert_eq!(machine, 18, "every labelled machine record is read");
+}

@@ -26,6 +26,7 @@ import csv
 import glob
 import json
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -70,7 +71,9 @@ for f in sorted(glob.glob(p("zh_similarity_pairs_text2vec", "sohu2021", "*.jsonl
         for k in ("sentence1", "sentence2"):
             if r[k] not in seen:
                 seen.add(r[k])
-                sohu.append(r[k])
+                # The SOHU export turned paragraph breaks into two spaces; put them back,
+                # else the only human documents with paragraphs would be English (C4).
+                sohu.append(re.sub(r" {2,}", "\n\n", r[k].strip()))
 sources.append(("sohu_news", "0", sohu))
 
 # ---- machine, Chinese

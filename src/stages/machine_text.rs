@@ -139,9 +139,10 @@ impl Default for MachineTextConfig {
 /// ShareGPT / BELLE answers or is the English form of one.
 static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?:作为|身为|我是|我只是)(?:一个|一款|一名|一种)?(?:由\S{1,12}(?:开发|训练|创建)的)?",
-        r"(?:ai|人工智能|机器|大型|大|虚拟)(?:语言模型|助手|助理|模型|程序|机器人|\s?语言\s?模型)",
-        r"|我(?:是|只是)(?:一个|一款)?(?:由openai|openai)(?:开发|训练)",
+        r"(?:作为|身为|我是|我只是)(?:一个|一款|一名|一种)?[^，。,.\n]{0,8}?(?:ai|人工智能|机器|大型|大|虚拟)",
+        r"(?:语言模型|助手|助理|模型|程序|机器人|\s?语言\s?模型|[，,。])",
+        r"|一个由\S{0,12}?(?:openai|谷歌|google|百度|阿里|智谱)\S{0,6}?(?:开发|训练|创建)的",
+        r"|我是(?:chatgpt|gpt-?\d|claude|文心一言|通义千问|chatglm)",
         r"|(?:很|非常)?抱歉[，,]\s?(?:作为|我(?:无法|不能|没有办法|不会))",
         r"|我(?:无法|不能)(?:提供|回答|给出|访问|浏览|预测)(?:任何)?(?:实时|个人|具体)?",
         r"|我没有(?:个人|自己的)(?:观点|意见|感情|情感|经历|偏好|喜好)",
@@ -285,7 +286,12 @@ pub fn signals(text: &str, phrases: Option<&Lexicon>) -> Signals {
     });
     let list_items = LIST_ITEM.find_iter(text).count();
     let markers = TEMPLATE_MARKERS.iter().filter(|m| folded.contains(*m)).count();
-    let toks = tokens(&folded);
+    // Numbers are left out of the loop search: a list that repeats its items under
+    // new numbers (`1. 苹果 2. 香蕉 3. 苹果 4. 香蕉`) is still a loop.
+    let toks: Vec<&str> = tokens(&folded)
+        .into_iter()
+        .filter(|t| !t.bytes().all(|b| b.is_ascii_digit()))
+        .collect();
     let loop_tokens = longest_loop(&toks);
     Signals {
         refusal,
@@ -508,6 +514,9 @@ mod tests {
             "作为一个AI语言模型，我没有个人观点。",
             "作为一款人工智能助手，我建议你咨询医生。",
             "我是由OpenAI训练的大型语言模型。",
+            "我是ChatGPT，一个由OpenAI训练的大型语言模型。",
+            "作为一个负责任的AI助手，我鼓励大家以和平的方式解决问题。",
+            "作为一个人工智能，我无法真正理解幽默。",
             "很抱歉，我无法回答这个问题。",
             "As an AI language model, I don't have personal opinions.",
             "I'm sorry, but I cannot help with that.",
@@ -517,6 +526,7 @@ mod tests {
         }
         for text in [
             "我是一个医生，建议你去医院检查。",
+            "我是人工智能专业的学生。",
             "人工智能语言模型是近年的研究热点。",
             "I am sorry to hear that, my friend.",
             "Researchers trained the model at OpenAI's office.",
@@ -540,6 +550,8 @@ mod tests {
         assert_eq!(signals("哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈", None).loop_tokens, 0);
         assert_eq!(signals("谢谢谢谢谢谢谢谢", None).loop_tokens, 0);
         assert_eq!(signals("我们一起去公园。我们一起去公园。", None).loop_tokens, 0);
+        assert!(signals("1. 苹果\n2. 香蕉\n3. 橙子\n4. 苹果\n5. 香蕉\n6. 橙子\n7. 苹果\n8. 香蕉\n9. 橙子", None).loop_tokens > 0);
+        assert_eq!(signals("1. 苹果\n2. 香蕉\n3. 橙子\n4. 葡萄\n5. 西瓜\n6. 桃子", None).loop_tokens, 0);
         assert_eq!(longest_loop(&[]), 0);
     }
 
