@@ -183,6 +183,18 @@ pub fn fold_char(c: char) -> char {
 /// each, runs of other letters/digits one token, punctuation and whitespace dropped.
 /// Without: the text with whitespace runs collapsed (fastText splits on them).
 pub fn to_fasttext_input(text: &str, char_split: bool) -> String {
+    to_fasttext_input_with(text, char_split, false)
+}
+
+/// The token a line break becomes with `keep_punct` (fastText would end the example at `\n`).
+pub const LINE_BREAK_TOKEN: &str = "¶";
+
+/// [`to_fasttext_input`] with `keep_punct`: in `char_split` mode, every punctuation
+/// or symbol character (as written, not width-folded: `，` and `,` differ) becomes a
+/// token of its own and each line break becomes [`LINE_BREAK_TOKEN`]. Writing style
+/// (full-width punctuation, `~~~`, `！！`, list layout) is a signal for the
+/// machine-text detector; toxicity does without it.
+pub fn to_fasttext_input_with(text: &str, char_split: bool, keep_punct: bool) -> String {
     let mut out = String::with_capacity(text.len() * 2);
     if !char_split {
         for w in text.split_whitespace() {
@@ -194,8 +206,19 @@ pub fn to_fasttext_input(text: &str, char_split: bool) -> String {
         return out;
     }
     let mut in_word = false;
-    for c in text.chars().map(fold_char) {
-        if is_cjk(c) {
+    for raw in text.chars() {
+        let c = fold_char(raw);
+        if keep_punct && (raw == '\n' || !(raw.is_whitespace() || is_cjk(c) || c.is_alphanumeric())) {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            if raw == '\n' {
+                out.push_str(LINE_BREAK_TOKEN);
+            } else {
+                out.push(raw);
+            }
+            in_word = false;
+        } else if is_cjk(c) {
             if !out.is_empty() {
                 out.push(' ');
             }
@@ -219,6 +242,7 @@ pub fn to_fasttext_input(text: &str, char_split: bool) -> String {
 pub struct Classifier {
     model: FastText,
     char_split: bool,
+    keep_punct: bool,
     nlabels: usize,
 }
 
@@ -242,8 +266,15 @@ impl Classifier {
         Ok(Classifier {
             model,
             char_split,
+            keep_punct: false,
             nlabels,
         })
+    }
+
+    /// Feed punctuation tokens as [`to_fasttext_input_with`] does (must match training).
+    pub fn with_keep_punct(mut self, keep_punct: bool) -> Classifier {
+        self.keep_punct = keep_punct;
+        self
     }
 
     /// The model's labels, without the `__label__` prefix.
@@ -258,7 +289,7 @@ impl Classifier {
 
     /// P(`label` | text); 0 for a text without tokens.
     pub fn prob(&self, text: &str, label: &str) -> f32 {
-        let input = to_fasttext_input(text, self.char_split);
+        let input = to_fasttext_input_with(text, self.char_split, self.keep_punct);
         self.model
             .predict(&input, self.nlabels, 0.0)
             .into_iter()
@@ -284,6 +315,8 @@ pub struct TrainOptions {
     pub bucket: u32,
     pub seed: i32,
     pub char_split: bool,
+    /// With `char_split`: punctuation and line breaks as tokens ([`to_fasttext_input_with`]).
+    pub keep_punct: bool,
     /// Product-quantize the input matrix (fastText `quantize`, `dsub` 2, `qnorm`).
     pub quantize: bool,
     /// With `quantize`: keep only this many embedding rows (0 = all).
@@ -311,6 +344,7 @@ impl Default for TrainOptions {
             bucket: 200_000,
             seed: 1,
             char_split: true,
+            keep_punct: false,
             quantize: true,
             cutoff: 0,
             validation: None,
@@ -425,7 +459,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
             std::fs::File::create(&tmp).with_context(|| format!("{}: cannot create", tmp.display()))?,
         );
         for r in &rows {
-            let input = to_fasttext_input(&r.text, opts.char_split);
+            let input = to_fasttext_input_with(&r.text, opts.char_split, opts.keep_punct);
             let label: String = r.label.split_whitespace().collect::<Vec<_>>().join("_");
             if input.is_empty() || label.is_empty() {
                 continue;
@@ -482,7 +516,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport> {
         let validation = match &opts.validation {
             Some(v) => {
                 let rows = read_labelled(v, opts.format, &opts.text_field, &opts.label_field)?;
-                let c = Classifier::load(&opts.output, opts.char_split)?;
+                let c = Classifier::load(&opts.output, opts.char_split)?.with_keep_punct(opts.keep_punct);
                 Some(evaluate(&c, &rows, &opts.positive, 0.5))
             }
             None => None,
@@ -510,6 +544,10 @@ mod tests {
         );
         assert_eq!(to_fasttext_input("ＡＢＣ  你好\n吗", false), "abc 你好 吗");
         assert_eq!(to_fasttext_input("，。！", true), "");
+        assert_eq!(
+            to_fasttext_input_with("你好，World~~\r\n1. 好", true, true),
+            "你 好 ， world ~ ~ ¶ 1 . 好"
+        );
     }
 
     #[test]

@@ -130,6 +130,9 @@ struct TrainArgs {
     /// Split CJK text into one token per character (`true` or `false`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     char_split: bool,
+    /// With --char-split: punctuation and line breaks become tokens too (style features).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    keep_punct: bool,
     /// Product-quantize the embeddings (`true` or `false`); about 8x smaller.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     quantize: bool,
@@ -167,6 +170,7 @@ fn train_classifier(a: TrainArgs) -> Result<()> {
         bucket: a.bucket,
         seed: a.seed,
         char_split: a.char_split,
+        keep_punct: a.keep_punct,
         quantize: a.quantize,
         cutoff: a.cutoff,
         validation: a.validation,

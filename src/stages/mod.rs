@@ -4,6 +4,7 @@ pub mod decontaminate;
 pub mod exact_dedup;
 pub mod language;
 pub mod length;
+pub mod machine_text;
 pub mod minhash_dedup;
 pub mod normalize;
 pub mod pii;
@@ -26,6 +27,7 @@ pub const KINDS: &[&str] = &[
     "decontaminate",
     "pii",
     "toxicity",
+    "machine_text",
 ];
 
 /// Build one stage from its `[[stage]]` table.
@@ -46,6 +48,7 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
             "minhash_dedup" => Box::new(minhash_dedup::MinhashDedup::new(params(spec, file)?, &cx)?),
             "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
             "toxicity" => Box::new(toxicity::Toxicity::new(params(spec, file)?, &cx)?),
+            "machine_text" => Box::new(machine_text::MachineText::new(params(spec, file)?, &cx)?),
             "decontaminate" => {
                 // The benchmarks are top-level `[[benchmark]]` tables; the stage names which.
                 let mut cfg: decontaminate::DecontamConfig = params(spec, file)?;

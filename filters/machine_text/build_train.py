@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""Write the training file of mgt_char.bin (JSON Lines, {"text", "label", "source"}):
+
+    python3 filters/machine_text/build_train.py [SHARED_DATA] > mgt_train.jsonl
+
+label 1 = machine-written (LLM answers), 0 = human-written. Sources are chosen so
+that the evaluation in tests/machine_text.rs runs on sources that are NOT here:
+AGT-2025 (M4GT human vs GPT-4.5 / DeepSeek-R1), MedicalGPT medical answers
+(human) vs MedicalGPT ShareGPT assistant turns (ChatGPT), magic-html gold texts
+(human web pages) and Fast-DetectGPT's gpt3to4 folder (English, davinci /
+GPT-3.5 / GPT-4). Holding the medical answers out means the model cannot learn
+"medical topic = human"; the held-out pair measures whether it learned style.
+
+Human (0): COLD train texts (social media; every 3rd row), C-Eval test and CMMLU
+dev questions (every 2nd), SOHU news texts; English: Fast-DetectGPT main/
+originals (XSum, SQuAD, WritingPrompts), MMLU test questions (every 7th), C4 docs.
+Machine (1): BELLE eval answers, alpaca-gpt4-zh demo outputs, LLaMA-Factory and
+MedicalGPT DPO chosen+rejected answers, hikariming supplementary ChatGPT/ERNIE
+answers (code questions: every 9th); English: Fast-DetectGPT main/ samples
+(GPT-J, NeoX), Alpaca outputs (text-davinci-003, every 17th), alpaca-gpt4 demo.
+
+Deterministic: sorted files, input order kept, fixed strides, no randomness; rows
+are spread evenly by source so every stretch of the training pass sees a mix.
+"""
+import csv
+import glob
+import json
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared", "data")
+MIN_CHARS = 10
+
+
+def p(*parts):
+    return os.path.join(DATA, *parts)
+
+
+def jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def csv_column(path, name):
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return [row[name] for row in csv.DictReader(f)]
+
+
+def every(rows, k):
+    return rows[::k]
+
+
+def turn_text(t):
+    return t["value"] if isinstance(t, dict) else t
+
+
+sources = []  # (name, label, [texts])
+
+# ---- human, Chinese
+sources.append(("cold_train", "0", every(csv_column(p("cold", "train.csv"), "TEXT"), 3)))
+exam = []
+for pattern, col in (("ceval/test/*.csv", "question"), ("cmmlu/dev/*.csv", "Question")):
+    for f in sorted(glob.glob(p(pattern))):
+        exam.extend(csv_column(f, col))
+sources.append(("exam_questions", "0", every(exam, 2)))
+sohu, seen = [], set()
+for f in sorted(glob.glob(p("zh_similarity_pairs_text2vec", "sohu2021", "*.jsonl"))):
+    for r in jsonl(f):
+        for k in ("sentence1", "sentence2"):
+            if r[k] not in seen:
+                seen.add(r[k])
+                # The SOHU export turned paragraph breaks into two spaces; put them back,
+                # else the only human documents with paragraphs would be English (C4).
+                sohu.append(re.sub(r" {2,}", "\n\n", r[k].strip()))
+sources.append(("sohu_news", "0", sohu))
+
+# ---- machine, Chinese
+sources.append(("belle_answers", "1", [r["std_answer"] for r in jsonl(p("belle_zh_eval", "eval_set.json"))]))
+with open(p("llamafactory_demo", "alpaca_zh_demo.json"), encoding="utf-8") as f:
+    sources.append(("alpaca_gpt4_zh", "1", [r["output"] for r in json.load(f)]))
+dpo = []
+with open(p("llamafactory_demo", "dpo_zh_demo.json"), encoding="utf-8") as f:
+    for r in json.load(f):
+        dpo += [turn_text(r["chosen"]), turn_text(r["rejected"])]
+for r in jsonl(p("medicalgpt_zh_sft_samples", "dpo_zh_500.jsonl")):
+    dpo += [turn_text(r["chosen"]), turn_text(r["rejected"])]
+sources.append(("dpo_answers_zh", "1", dpo))
+supp = []
+for f in sorted(glob.glob(p("alpaca_zh_hikariming", "supplementary", "*.json"))):
+    with open(f, encoding="utf-8") as fh:
+        rows = [r["output"] for r in json.load(fh)]
+    supp += every(rows, 9) if "code_questions" in f else rows
+sources.append(("hikariming_supp", "1", supp))
+
+# ---- English
+held_out = set()
+for f in glob.glob(p("fast_detect_gpt_mgt_en", "gpt3to4", "*.raw_data.json")):
+    with open(f, encoding="utf-8") as fh:
+        held_out.update(json.load(fh)["original"])
+orig, samp, seen = [], [], set()
+for f in sorted(glob.glob(p("fast_detect_gpt_mgt_en", "main", "*.raw_data.json"))):
+    with open(f, encoding="utf-8") as fh:
+        d = json.load(fh)
+    for o in d["original"]:
+        if o not in held_out and o not in seen:
+            seen.add(o)
+            orig.append(o)
+    samp += d["sampled"]
+sources.append(("fdgpt_main_human", "0", orig))
+mmlu = []
+for f in sorted(glob.glob(p("mmlu", "final", "test", "*.csv"))):
+    with open(f, encoding="utf-8", newline="") as fh:
+        mmlu += [row[0] for row in csv.reader(fh) if row]
+sources.append(("mmlu_questions", "0", every(mmlu, 7)))
+sources.append(("c4_docs", "0", [r["text"] for r in jsonl(p("llamafactory_demo", "c4_demo.jsonl"))]))
+sources.append(("fdgpt_main_machine", "1", samp))
+with open(p("alpaca_en", "alpaca_data.json"), encoding="utf-8") as f:
+    sources.append(("alpaca_davinci", "1", every([r["output"] for r in json.load(f)], 17)))
+with open(p("llamafactory_demo", "alpaca_en_demo.json"), encoding="utf-8") as f:
+    sources.append(("alpaca_gpt4_en", "1", [r["output"] for r in json.load(f)]))
+
+queues = [(n, l, [t for t in texts if t and len(t.strip()) >= MIN_CHARS]) for n, l, texts in sources]
+for n, l, texts in queues:
+    print(f"{n}\t{l}\t{len(texts)}", file=sys.stderr)
+# Spread each source evenly over the file (row i of n at position (i + 0.5) / n;
+# ties by source order), so every stretch of fastText's pass sees every source.
+rows = [((i + 0.5) / len(texts), k, i) for k, (_, _, texts) in enumerate(queues) for i in range(len(texts))]
+rows.sort()
+out = sys.stdout
+for _, k, i in rows:
+    n, l, texts = queues[k]
+    out.write(json.dumps({"text": texts[i], "label": l, "source": n}, ensure_ascii=False) + "\n")
