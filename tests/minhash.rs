@@ -215,7 +215,7 @@ fn near_duplicates_are_dropped_and_template_neighbours_kept() {
     assert_eq!(sum["clusters_with_duplicates"], 6, "{sum}");
     assert_eq!(sum["cluster_sizes"]["5"], json!(null));
     assert_eq!(sum["cluster_sizes"]["5-9"], 6, "{sum}");
-    assert_eq!((sum["bands"].as_u64(), sum["rows"].as_u64()), (Some(14), Some(9)));
+    assert_eq!((sum["bands"].as_u64(), sum["rows"].as_u64()), (Some(20), Some(6)));
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(
         html.contains("24 near duplicates in 6 clusters with more than one record"),
