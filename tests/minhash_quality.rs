@@ -15,16 +15,18 @@
 //!   template (same template, different content). Distractors: other records,
 //!   unchanged.
 //!
-//! `cargo test --release --test minhash_quality -- --nocapture` prints the sweep
-//! over shingle size and threshold (the README table); the test asserts floors at
-//! the defaults. Without the shared data it prints a note and returns.
+//! `cargo test --test minhash_quality -- --nocapture` prints the scores at the
+//! defaults and asserts floors; with `CURATE_DEDUP_SWEEP=1` it sweeps shingle
+//! size and threshold (the README table); `CURATE_DEDUP_HASHING=classic`
+//! scores classic signatures instead of one-permutation ones. Without the shared
+//! data it prints a note and returns.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use curate::minhash_prepass::{DecisionKind, DecisionReader, KeepRule, Observer, Params};
 use curate::stage::BuildContext;
-use curate::stages::minhash_dedup::{MinhashConfig, MinhashDedup, ShingleMode};
+use curate::stages::minhash_dedup::{Hashing, MinhashConfig, MinhashDedup, ShingleMode};
 use rayon::prelude::*;
 
 /// One labelled record: its text, its true group, and how it was made.
@@ -323,7 +325,12 @@ fn english_set(data: &Path) -> Vec<Item> {
 }
 
 fn stage(char_ngram: usize, word_ngram: usize, threshold: f64, shingle: ShingleMode) -> MinhashDedup {
+    let hashing = match std::env::var("CURATE_DEDUP_HASHING").as_deref() {
+        Ok("classic") => Hashing::Classic,
+        _ => Hashing::OnePermutation,
+    };
     let cfg = MinhashConfig {
+        hashing,
         char_ngram,
         word_ngram,
         threshold,
