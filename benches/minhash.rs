@@ -7,7 +7,7 @@
 //! JSON in, prepass, main pass, JSONL out).
 //!
 //! `cargo bench --bench minhash -- scale 2000000 [MEMORY_LIMIT]` generates that
-//! many records (~250 characters of Chinese each, one in ten a near copy of an
+//! many records (~150 characters of Chinese each, one in ten a near copy of an
 //! earlier one), runs `curate run` with only this stage on 2 threads, and prints
 //! the time, records/s and the peak resident memory of the process (VmHWM).
 
@@ -187,7 +187,7 @@ fn scale_bench(n: usize, memory_limit: &str) {
             }
             c.into_iter().collect()
         } else {
-            (0..250).map(|_| vocab[next() as usize % vocab.len()]).collect()
+            (0..150).map(|_| vocab[next() as usize % vocab.len()]).collect()
         };
         if recent.len() < 1000 {
             recent.push(text.clone());

@@ -38,7 +38,7 @@
 //!
 //! While observing: the band entries buffer (16 bytes per entry, `bands` entries
 //! per record) up to `memory_limit`, then spilled as a sorted run. While
-//! clustering: ~21 bytes per record (parent, characters, quality, flag,
+//! clustering: ~29 bytes per record (parent, size, kept, characters, quality, flag,
 //! similarity), the merge buffers, a window of signatures, and the ids of records
 //! in clusters with duplicates. Signatures are read from `signatures.bin` by
 //! offset (the page cache does the rest), never held all at once.

@@ -18,8 +18,10 @@
 //! `cargo test --test minhash_quality -- --nocapture` prints the scores at the
 //! defaults and asserts floors; with `CURATE_DEDUP_SWEEP=1` it sweeps shingle
 //! size and threshold (the README table); `CURATE_DEDUP_HASHING=classic`
-//! scores classic signatures instead of one-permutation ones. Without the shared
-//! data it prints a note and returns.
+//! scores classic signatures instead of one-permutation ones;
+//! `CURATE_DEDUP_DUMP=FILE` writes the labelled set as JSON Lines (`set`, `group`,
+//! `kind`, `text`) for `benches/dedup_peers.sh`. Without the shared data it prints a
+//! note and returns.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -552,6 +554,18 @@ fn near_duplicate_quality_on_labelled_sets() {
 
     let zh = chinese_set(&data);
     let en = english_set(&data);
+    if let Some(path) = std::env::var_os("CURATE_DEDUP_DUMP") {
+        // The labelled set for other tools (benches/dedup_peers.sh scores peers on it).
+        let mut out = String::new();
+        for (set, items) in [("zh", &zh), ("en", &en)] {
+            for it in items.iter() {
+                let line =
+                    serde_json::json!({"set": set, "group": it.group, "kind": it.kind, "text": it.text});
+                out += &(line.to_string() + "\n");
+            }
+        }
+        std::fs::write(&path, out).unwrap();
+    }
     let z = sweep(
         "Chinese (alpaca_zh perturbations)",
         &zh,
