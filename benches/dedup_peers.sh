@@ -16,8 +16,12 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import datasketch, da
     # datatrove 0.10.1 imports regex and tokenizers and hashes str with xxhash (xxhash 4 refuses str).
     "$VENV/bin/pip" install -q datasketch==2.0.0 datatrove==0.10.1 regex tokenizers "xxhash==3.5.0"
 fi
-cargo build --release --quiet
+# CURATE_BIN: a curate binary built already (else a release build here).
+if [ -z "${CURATE_BIN:-}" ]; then
+    cargo build --release --quiet
+    CURATE_BIN="$(pwd)/target/release/curate"
+fi
 LABELLED=target/dedup_labelled.jsonl
-CURATE_DEDUP_DUMP="$(pwd)/$LABELLED" CURATE_SHARED_DATA="$DATA" cargo test --release --quiet --test minhash_quality >/dev/null
+CURATE_DEDUP_DUMP="$(pwd)/$LABELLED" CURATE_SHARED_DATA="$DATA" cargo test --quiet --test minhash_quality >/dev/null
 # One core for everyone.
-taskset -c 0 "$VENV/bin/python" benches/dedup_peers.py "$DATA" "$LABELLED" "$(pwd)/target/release/curate"
+taskset -c 0 "$VENV/bin/python" benches/dedup_peers.py "$DATA" "$LABELLED" "$CURATE_BIN"

@@ -12,6 +12,11 @@
 //!   commits them (fsync + rename) and then writes the checkpoint, so a unit is
 //!   marked done only once its output is durable. A rerun after a crash resumes
 //!   at the first unit not marked done and produces the same bytes.
+//!
+//! A stage that asks for a prepass (`Stage::needs_prepass`) gets one before the
+//! main pass of a fresh run (`run_prepass`): the input read once more, fresh
+//! copies of the stages before it, `observe` in input order, then `prepare`.
+//! A resumed run (one with a checkpoint) reuses the finished prepass on disk.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

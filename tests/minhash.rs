@@ -303,6 +303,13 @@ fn chains_form_one_cluster_and_keep_rules_choose_the_survivor() {
     let (kept, rejected) = run_with("first", "first");
     let ids: Vec<&str> = kept.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["b", "other"]);
+    // A run that died before its first checkpoint (here: in the prepass) starts the
+    // prepass over instead of trusting what it left.
+    let before = snapshot(&d.join("first"), &["kept", "rejected"]);
+    std::fs::write(d.join("first/.curate/prepass-000/prepared.json"), "half-written").unwrap();
+    std::fs::remove_file(d.join("first/.curate/checkpoint.json")).unwrap();
+    run_with("first", "first");
+    assert_eq!(snapshot(&d.join("first"), &["kept", "rejected"]), before);
     for r in &rejected {
         assert_eq!(r["record"]["meta"]["dedup"]["kept_id"], "b", "{r}");
         assert_eq!(r["record"]["meta"]["dedup"]["cluster"], 0, "{r}");
