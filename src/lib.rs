@@ -8,6 +8,7 @@ pub mod classifier;
 pub mod config;
 pub mod decontam;
 pub mod io;
+pub mod minhash_prepass;
 pub mod progress;
 pub mod record;
 pub mod report;

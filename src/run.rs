@@ -12,6 +12,11 @@
 //!   commits them (fsync + rename) and then writes the checkpoint, so a unit is
 //!   marked done only once its output is durable. A rerun after a crash resumes
 //!   at the first unit not marked done and produces the same bytes.
+//!
+//! A stage that asks for a prepass (`Stage::needs_prepass`) gets one before the
+//! main pass of a fresh run (`run_prepass`): the input read once more, fresh
+//! copies of the stages before it, `observe` in input order, then `prepare`.
+//! A resumed run (one with a checkpoint) reuses the finished prepass on disk.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -521,7 +526,7 @@ fn remove_previous(out: &Path) -> Result<()> {
             std::fs::remove_dir_all(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
         }
     }
-    for f in ["stats.json", "report.html"] {
+    for f in ["stats.json", "report.html", "clusters.jsonl"] {
         let p = out.join(f);
         if p.exists() {
             std::fs::remove_file(&p)?;
@@ -564,7 +569,8 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         .chain(pipeline.stages.iter().map(|s| s.name.clone()))
         .collect();
     let cp_path = state_dir(&out).join("checkpoint.json");
-    let mut cp = if cp_path.exists() {
+    let resuming = cp_path.exists();
+    let mut cp = if resuming {
         let text = std::fs::read_to_string(&cp_path)?;
         let cp: Checkpoint = serde_json::from_str(&text).with_context(|| {
             format!(
@@ -642,6 +648,32 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         .num_threads(threads)
         .build()
         .context("cannot start worker threads")?;
+
+    // Prepasses (see `stage.rs`): done before the first checkpoint, so a run with a
+    // checkpoint has them on disk; a fresh run starts them over.
+    for k in 0..stages.len() {
+        if !stages[k].needs_prepass() {
+            continue;
+        }
+        let dir = prepass_dir(&out, k);
+        if !resuming {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
+            }
+            std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+            if !opts.quiet {
+                eprintln!(
+                    "curate: prepass for stage `{}` (reading the input once)",
+                    stage_names[k + 1]
+                );
+            }
+            run_prepass(pipeline, &sources, opts, &out, k, &pool)
+                .with_context(|| format!("stage `{}`: prepass failed", stage_names[k + 1]))?;
+        }
+        stages[k]
+            .open_prepass(&dir, true)
+            .with_context(|| format!("stage `{}`: cannot load its prepass", stage_names[k + 1]))?;
+    }
 
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
     let reader = {
@@ -886,6 +918,112 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     write_atomic(&cp_path, &serde_json::to_vec_pretty(&final_cp)?)?;
     sync_dir(&out)?;
     Ok(stats)
+}
+
+fn prepass_dir(out: &Path, stage: usize) -> PathBuf {
+    state_dir(out).join(format!("prepass-{stage:03}"))
+}
+
+/// The prepass of stage `k`: read the whole input, run fresh copies of the stages
+/// before it (earlier prepass stages use their finished prepass), then `process`
+/// and `observe` stage `k` in input order, and `prepare` it.
+fn run_prepass(
+    pipeline: &Pipeline,
+    sources: &[Source],
+    opts: &RunOptions,
+    out: &Path,
+    k: usize,
+    pool: &rayon::ThreadPool,
+) -> Result<()> {
+    let mut pre = pipeline.stages[..=k]
+        .iter()
+        .map(|spec| crate::stages::build(spec, pipeline))
+        .collect::<Result<Vec<_>>>()?;
+    for (j, st) in pre.iter_mut().enumerate() {
+        if st.needs_prepass() {
+            st.open_prepass(&prepass_dir(out, j), j < k)?;
+        }
+    }
+    let (target, before) = pre.split_last_mut().expect("stage k is built");
+    let counters: Vec<Counters> = (0..before.len()).map(|_| Counters::default()).collect();
+    let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
+    let job = ReaderJob {
+        sources: sources.to_vec(),
+        start: (0, 0),
+        records_read: 0,
+        limit: opts.limit,
+        part_records: pipeline.output.part_records,
+        batch_records: pipeline.run.batch_records,
+        batch_bytes: pipeline.run.batch_bytes,
+        max_record_bytes: pipeline.input.max_record_bytes,
+        fields: pipeline.input.fields.clone(),
+    };
+    let reader = std::thread::spawn(move || reader_thread(job, read_tx));
+    let map = Arc::new(pipeline.input.fields.clone());
+    let schema = pipeline.input.schema()?;
+    let meta_field = &pipeline.output.meta_field;
+    let mut result = Ok(());
+    for msg in read_rx {
+        let batch = match msg {
+            ReadMsg::Batch(b) => b,
+            ReadMsg::Failed(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        let cx = ParseContext {
+            map: map.clone(),
+            schema,
+            source_name: sources[batch.source].name.clone(),
+        };
+        let step = pool.install(|| -> Result<Vec<Slot>> {
+            let mut slots: Vec<Slot> = batch
+                .items
+                .into_par_iter()
+                .map(|it| parse_item(it, &cx))
+                .collect();
+            run_stages(before, &counters, &mut slots, meta_field)?;
+            let target: &dyn Stage = &**target;
+            slots.par_iter_mut().try_for_each(|slot| -> Result<()> {
+                let Slot::Live(rec) = slot else { return Ok(()) };
+                let v = target.process(rec).with_context(|| {
+                    format!(
+                        "stage `{}` on record `{}` ({})",
+                        target.kind(),
+                        rec.id,
+                        rec.origin
+                    )
+                })?;
+                if let Verdict::Drop { reason, detail } = v {
+                    drop_slot(slot, k, reason, detail, meta_field);
+                }
+                Ok(())
+            })?;
+            Ok(slots)
+        });
+        let slots = match step {
+            Ok(s) => s,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
+        // In input order, on this thread.
+        for slot in &slots {
+            if let Slot::Live(rec) = slot {
+                if let Err(e) = target.observe(rec) {
+                    result = Err(e.context(format!("record `{}` ({})", rec.id, rec.origin)));
+                    break;
+                }
+            }
+        }
+        if result.is_err() {
+            break;
+        }
+    }
+    let _ = reader.join();
+    result?;
+    target.prepare()
 }
 
 fn sync_stage_stats(cp: &mut Checkpoint, counters: &[Counters], base: &[(u64, u64, f64)]) {

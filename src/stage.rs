@@ -10,6 +10,18 @@
 //! expensive per-record work in `process` (in parallel) and then decides in
 //! input order in [`Stage::decide`], which the executor calls on one thread,
 //! so the result never depends on the thread count.
+//!
+//! A stage whose decision for one record depends on records *after* it (batch
+//! clustering, "keep the longest copy") asks for a **prepass**
+//! ([`Stage::needs_prepass`]): before the main pass, the executor reads the input
+//! once, runs the stages before it (a fresh copy of them, so their state is not
+//! touched), calls `process` and then [`Stage::observe`] in input order for every
+//! record that reaches it, and finally [`Stage::prepare`], which computes all
+//! decisions and writes them under the folder given to [`Stage::open_prepass`]
+//! (inside the output's `.curate/`). The main pass then calls `decide` as usual,
+//! which looks the decision up. A run resumed from a checkpoint does not redo
+//! the prepass; a run that crashed before its first checkpoint redoes it (same
+//! input, same result).
 
 use std::path::{Path, PathBuf};
 
@@ -95,6 +107,28 @@ pub trait Stage: Send + Sync {
     /// Called in input order, on one thread, for records that `process` kept.
     fn decide(&mut self, _record: &mut Record) -> Result<Verdict> {
         Ok(Verdict::Keep)
+    }
+
+    /// True when the stage needs a prepass over the whole input (see the module docs).
+    fn needs_prepass(&self) -> bool {
+        false
+    }
+
+    /// Give a prepass stage its folder. `complete = false`: a prepass starts now
+    /// (`observe` and `prepare` follow; start from an empty folder); `true`: the
+    /// prepass finished earlier (in this run or before a resume), load its results.
+    fn open_prepass(&mut self, _dir: &Path, _complete: bool) -> Result<()> {
+        Ok(())
+    }
+
+    /// Prepass: called in input order, after `process`, for each record that reaches the stage.
+    fn observe(&mut self, _record: &Record) -> Result<()> {
+        Ok(())
+    }
+
+    /// Prepass: called once after the last `observe`; computes and stores the decisions.
+    fn prepare(&mut self) -> Result<()> {
+        Ok(())
     }
 
     /// The stage's accumulated state, saved with each checkpoint so a resumed run

@@ -1,9 +1,10 @@
-//! `minhash_dedup`: drop near-duplicate records (MinHash signatures + LSH banding).
+//! `minhash_dedup`: drop near-duplicate records (MinHash signatures, LSH bands,
+//! union-find clusters over verified candidate pairs, a deterministic keep rule).
 //!
-//! **Per record, in parallel (`process`)**: the selected text views are joined and
-//! normalized (traditional -> simplified Chinese when `fold_traditional`, full-width
-//! ASCII folded to half-width, lower case, every character that is not a letter or
-//! digit dropped). Then shingled:
+//! **Signatures, per record, in parallel (`process`)**: the selected text views are
+//! joined and normalized (traditional -> simplified Chinese when `fold_traditional`,
+//! full-width ASCII folded to half-width, lower case, every character that is not
+//! a letter or digit dropped). Then shingled:
 //! - CJK-majority text (`shingle = "auto"`: at least as many CJK characters as
 //!   non-CJK words): overlapping character `char_ngram`-grams (default 5) over the
 //!   letters and digits, so punctuation width and spacing never matter;
@@ -13,29 +14,50 @@
 //! Each shingle is hashed with xxh3-64 and `num_perm` (default 128) minimums are
 //! taken under multiply-shift permutations `(a*x + b) >> 32` whose constants come
 //! from a fixed seed, so signatures are identical on every run and machine.
+//! Hand-written rather than a crate: gaoya gives short texts an all-zero
+//! signature (they would all collide) and probabilistic-collections has no LSH,
+//! panics on short input and is unseeded (GUIDE.md).
 //!
 //! **Short texts**: a text with fewer units than the n-gram size gets one shingle,
 //! the whole normalized text, so two different short texts never share a
 //! signature (only identical ones do). A text with no letter or digit at all is
 //! exempt: kept, `meta.dedup = {exempt: true}`, never indexed.
 //!
-//! The signature travels from `process` to `decide` in `record.scratch`, which is
-//! never written out.
+//! **Clusters need the whole input (a prepass)**: with union-find over all pairs
+//! and a keep rule such as "longest", a record's fate can depend on records after
+//! it, which a single in-order pass cannot know. So the stage asks the executor
+//! for a prepass (`Stage::needs_prepass`): the input is read once, the stages
+//! before this one run, and every record that reaches it hands its signature to
+//! `observe`, which writes it to disk with its `bands` band hashes. `prepare` then
+//! sorts the band entries (external sort, spilling at `memory_limit`), compares
+//! the members of each LSH bucket (estimated Jaccard = the fraction of equal
+//! minimums), unites pairs at or above `threshold`, picks each cluster's kept
+//! record by `keep`, and writes one decision per record. In the main pass `decide`
+//! only reads the next decision. Files, formats and the bucket rule are in
+//! `src/minhash_prepass.rs`; they are the signature / bucket / cluster / filter
+//! steps a sharded run splits over machines. Alternatives considered: a star
+//! index of kept records in `decide` (the previous version) is one pass but
+//! cannot merge chains (A~B, B~C) or keep anything but the first; holding every
+//! signature in memory until the end would break the streaming bound. The price
+//! of the prepass is reading the input and running the earlier stages twice.
 //!
-//! **In input order (`decide`)**: the signature is cut into `bands` x `rows`; each
-//! band hash is looked up in the index of *kept* records. Every kept record that
-//! shares a band is a candidate; its stored signature gives the estimated Jaccard
-//! similarity (fraction of equal minimums over all `num_perm`). The candidate with
-//! the highest similarity (ties: the earlier one) at or above `threshold` makes
-//! the record a near duplicate: dropped with reason `near_duplicate` and a detail
-//! naming the kept id and similarity (or kept, with `action = "tag"`). Otherwise
-//! the record is kept and its bands are indexed. So the first record in input
-//! order is always the one kept, whatever the thread count.
+//! **Keep rule** (`keep`): `first` (input order), `longest` (most characters of
+//! the compared text), or `quality` (the highest number at the `meta` path
+//! `quality_meta` written by an earlier stage, e.g. `"quality.punct_end_frac"`;
+//! records without a number there rank last). Ties go to the earlier record.
+//! Decisions are computed once, in a fixed order, so they do not depend on the
+//! thread count, and a resumed run reads them from where it stopped.
 //!
-//! Clusters are *stars* around kept records: a record joins the cluster of one
-//! kept record it is similar to; chains (A~B, B~C, A!~C) are not merged, because
-//! B is dropped and never indexed. Full union-find clustering over all candidate
-//! pairs (and transitive clusters in `clusters.jsonl`) is the next step.
+//! **Defaults** (`char_ngram = 5`, `word_ngram = 3`, `threshold = 0.7`) come from
+//! `tests/minhash_quality.rs` (README table): on perturbed alpaca_zh records
+//! character 5-grams beat 3, 4 and 6 at every threshold from 0.6 up. On real MMLU
+//! edits word 3-grams (F1 0.972) and 5-grams (0.981) are close at 0.7; 5-grams
+//! keep their precision lower down (short shingles chain the shared
+//! `moral_scenarios` template into one giant cluster at 0.6), but lose two of the
+//! 16 labelled groups of the bundled samples (an added sentence on a 35-word
+//! answer), so 3 stays. Threshold 0.6 scores a little higher on both sets, but
+//! precision falls off a cliff just below it (template neighbours merge at 0.5),
+//! so the default keeps one step of margin.
 //!
 //! `bands` and `rows` default to the datasketch search for `threshold`: the pair
 //! with `bands * rows <= num_perm` minimizing the weighted false-positive area
@@ -47,10 +69,12 @@
 //! signature, so an LSH false positive costs one comparison while a false
 //! negative is a missed duplicate. Set `bands` and `rows` to override.
 //!
-//! Memory: per kept record its signature (`num_perm * 4` bytes, 512 B at 128), its
-//! id, and `bands` index entries (~16-24 bytes each): ~1 KB per kept record at the
-//! defaults. All of it is the checkpointed state (ids and signatures in kept order;
-//! the band index is rebuilt on load), so resumed runs continue exactly.
+//! Outputs: `meta.dedup = {cluster, kept_id, similarity}` (`similarity` to the
+//! kept record, only on duplicates; `cluster` is the position of the cluster's
+//! first record among the records this stage saw), reason `near_duplicate` naming
+//! the kept id; `clusters.jsonl` in the output folder (one line per cluster with
+//! duplicates); `stats.json` counts and cluster-size histogram; a `report.html`
+//! section with the histogram and the largest clusters' texts side by side.
 //!
 //! ```toml
 //! [[stage]]
@@ -60,24 +84,30 @@
 //! char_ngram = 5
 //! word_ngram = 3
 //! num_perm = 128
-//! threshold = 0.8         # estimated Jaccard for a near duplicate
+//! hashing = "one_permutation"  # one_permutation | classic
+//! threshold = 0.7         # estimated Jaccard for a near duplicate
 //! # bands = 16            # with rows: override the derived banding
 //! # rows = 8
 //! false_negative_weight = 0.9  # for the derived banding; datasketch uses 0.5
 //! fold_traditional = true
+//! keep = "first"          # first | longest | quality
+//! # quality_meta = "quality.punct_end_frac"  # with keep = "quality": higher wins
+//! memory_limit = "1GiB"   # band entries held before spilling a sorted run
 //! action = "drop"         # drop | tag
 //! ```
-//! `meta.dedup = {cluster, kept_id, similarity}` (`similarity` only on duplicates).
 
-use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
-use serde::Deserialize;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+use crate::minhash_prepass::{
+    self as prepass, round3, DecisionKind, DecisionReader, KeepRule, Observer, Summary,
+};
 use crate::record::{Record, Role};
-use crate::stage::{Action, BuildContext, Stage, Verdict};
+use crate::stage::{Action, BuildContext, FinishContext, Stage, Verdict};
 use crate::stages::exact_dedup::DedupFields;
 
 /// How a text is cut into shingles.
@@ -89,6 +119,17 @@ pub enum ShingleMode {
     Auto,
     Char,
     Word,
+}
+
+/// How a signature is computed from the shingle hashes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hashing {
+    /// `num_perm` independent permutations (multiply-shift), a minimum each.
+    Classic,
+    /// One permutation split into `num_perm` bins, empty bins densified.
+    #[default]
+    OnePermutation,
 }
 
 /// `[[stage]] kind = "minhash_dedup"`.
@@ -105,6 +146,8 @@ pub struct MinhashConfig {
     pub word_ngram: usize,
     #[serde(default = "d_num_perm")]
     pub num_perm: usize,
+    #[serde(default)]
+    pub hashing: Hashing,
     #[serde(default = "d_threshold")]
     pub threshold: f64,
     #[serde(default)]
@@ -115,6 +158,14 @@ pub struct MinhashConfig {
     pub false_negative_weight: f64,
     #[serde(default = "yes")]
     pub fold_traditional: bool,
+    #[serde(default)]
+    pub keep: KeepRule,
+    /// Dotted `meta` path of the number `keep = "quality"` ranks by.
+    #[serde(default)]
+    pub quality_meta: Option<String>,
+    /// Bytes of band entries held in memory before a sorted run is spilled.
+    #[serde(default = "d_memory_limit", deserialize_with = "de_bytes")]
+    pub memory_limit: u64,
     #[serde(default)]
     pub action: Action,
 }
@@ -129,13 +180,54 @@ fn d_num_perm() -> usize {
     128
 }
 fn d_threshold() -> f64 {
-    0.8
+    0.7
 }
 fn d_fn_weight() -> f64 {
     0.9
 }
+fn d_memory_limit() -> u64 {
+    1 << 30
+}
 fn yes() -> bool {
     true
+}
+
+/// A byte count: an integer, or a string such as `"512MiB"`, `"2GB"`, `"64k"`.
+fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Bytes {
+        N(u64),
+        S(String),
+    }
+    match Bytes::deserialize(d)? {
+        Bytes::N(n) => Ok(n),
+        Bytes::S(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
+    }
+}
+
+/// Parse `"512MiB"`, `"2GB"`, `"64k"`, `"1000"` (binary multiples for K/M/G with or without `i`/`B`).
+pub fn parse_bytes(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like \"512MiB\""))?;
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_lowercase()
+        .trim_end_matches('b')
+        .trim_end_matches('i')
+    {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(format!("`{s}`: unknown unit (use K, M, G, T)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 impl Default for MinhashConfig {
@@ -146,21 +238,32 @@ impl Default for MinhashConfig {
             char_ngram: d_char_ngram(),
             word_ngram: d_word_ngram(),
             num_perm: d_num_perm(),
+            hashing: Hashing::default(),
             threshold: d_threshold(),
             bands: None,
             rows: None,
             false_negative_weight: d_fn_weight(),
             fold_traditional: true,
+            keep: KeepRule::First,
+            quality_meta: None,
+            memory_limit: d_memory_limit(),
             action: Action::Drop,
         }
     }
 }
 
-/// One LSH bucket: the kept records (by index) whose band hashed here.
-enum Bucket {
-    One(u32),
-    Many(Vec<u32>),
+/// A record's text captured for the report (members of the largest clusters).
+#[derive(Debug, Clone, PartialEq)]
+struct Shown {
+    cluster: u32,
+    kept: bool,
+    similarity: f32,
+    id: String,
+    text: String,
 }
+
+/// Characters of a record's text shown in the report.
+const SHOWN_CHARS: usize = 400;
 
 /// The built stage.
 pub struct MinhashDedup {
@@ -169,15 +272,17 @@ pub struct MinhashDedup {
     rows: usize,
     /// Permutation constants `(a, b)`, `a` odd.
     perms: Vec<(u64, u64)>,
-    /// Ids of kept records, in input order; index = cluster number.
-    kept_ids: Vec<String>,
-    /// Their signatures, `num_perm` each, flat.
-    kept_sigs: Vec<u32>,
-    /// Records per cluster (the kept one included).
-    sizes: Vec<u32>,
-    dropped: u64,
-    exempt: u64,
-    index: HashMap<u64, Bucket>,
+    /// The prepass folder, once the executor gave it.
+    dir: Option<PathBuf>,
+    /// While the prepass observes records.
+    observer: Option<Observer>,
+    /// The finished prepass: from here on `process` does nothing and `decide` reads decisions.
+    prepared: Option<Summary>,
+    decisions: Option<DecisionReader>,
+    /// Byte offset of the next decision (the saved state).
+    cursor: u64,
+    decided: u64,
+    shown: Vec<Shown>,
 }
 
 const PERM_SEED: u64 = 0x6d69_6e68_6173_6801; // "minhash" + 1
@@ -218,6 +323,48 @@ pub fn optimal_bands_rows(threshold: f64, num_perm: usize, fn_weight: f64) -> (u
         }
     }
     (best.1, best.2)
+}
+
+const OPH_SEED: u64 = 0x6f70_6800_6d69_6e68; // "oph" "minh"
+
+/// One-permutation hashing with optimal densification (Li, Owen & Zhang 2012;
+/// Shrivastava 2017): one hash per shingle; its high bits pick one of `bins`
+/// bins and its low 32 bits compete for that bin's minimum. An empty bin takes
+/// the value of the first non-empty bin on its own fixed pseudo-random probe
+/// sequence, which depends only on the bin number, so two texts' signatures
+/// still agree in a bin with probability equal to their Jaccard similarity.
+/// Cost: one multiply per shingle instead of `bins`.
+pub fn one_permutation_signature(hashes: &[u64], bins: usize) -> Vec<u32> {
+    let mut mins = vec![u32::MAX; bins];
+    let mut filled = vec![false; bins];
+    for &x in hashes {
+        let mut st = x ^ OPH_SEED;
+        let h = splitmix(&mut st);
+        let bin = (((h >> 32) * bins as u64) >> 32) as usize;
+        let v = h as u32;
+        if !filled[bin] || v < mins[bin] {
+            mins[bin] = v;
+            filled[bin] = true;
+        }
+    }
+    if filled.iter().all(|&f| f) || hashes.is_empty() {
+        return mins;
+    }
+    let original = mins.clone();
+    for j in 0..bins {
+        if filled[j] {
+            continue;
+        }
+        let mut st = OPH_SEED ^ ((j as u64) << 32);
+        loop {
+            let k = (splitmix(&mut st) % bins as u64) as usize;
+            if filled[k] {
+                mins[j] = original[k];
+                break;
+            }
+        }
+    }
+    mins
 }
 
 #[inline]
@@ -336,10 +483,6 @@ pub fn estimate(a: &[u32], b: &[u32]) -> f64 {
     eq as f64 / a.len().max(1) as f64
 }
 
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
-}
-
 impl MinhashDedup {
     /// Check the config and build the stage.
     pub fn new(cfg: MinhashConfig, _cx: &BuildContext) -> Result<Self> {
@@ -360,6 +503,18 @@ impl MinhashDedup {
         }
         if cfg.char_ngram == 0 || cfg.word_ngram == 0 {
             bail!("minhash_dedup: char_ngram and word_ngram must be at least 1");
+        }
+        match (cfg.keep, &cfg.quality_meta) {
+            (KeepRule::Quality, None) => {
+                bail!("minhash_dedup: keep = \"quality\" needs `quality_meta`, the meta path of a number")
+            }
+            (KeepRule::First | KeepRule::Longest, Some(_)) => {
+                bail!("minhash_dedup: `quality_meta` applies only with keep = \"quality\"")
+            }
+            _ => {}
+        }
+        if cfg.memory_limit < 1 << 20 {
+            bail!("minhash_dedup: memory_limit must be at least 1MiB");
         }
         let (bands, rows) = match (cfg.bands, cfg.rows) {
             (Some(b), Some(r)) => {
@@ -383,12 +538,13 @@ impl MinhashDedup {
             bands,
             rows,
             perms,
-            kept_ids: Vec::new(),
-            kept_sigs: Vec::new(),
-            sizes: Vec::new(),
-            dropped: 0,
-            exempt: 0,
-            index: HashMap::new(),
+            dir: None,
+            observer: None,
+            prepared: None,
+            decisions: None,
+            cursor: 0,
+            decided: 0,
+            shown: Vec::new(),
         })
     }
 
@@ -398,8 +554,16 @@ impl MinhashDedup {
         if hashes.is_empty() {
             return None;
         }
+        Some(match self.cfg.hashing {
+            Hashing::Classic => self.classic_signature(&hashes),
+            Hashing::OnePermutation => one_permutation_signature(&hashes, self.cfg.num_perm),
+        })
+    }
+
+    /// `num_perm` multiply-shift permutations, the minimum of each.
+    fn classic_signature(&self, hashes: &[u64]) -> Vec<u32> {
         let mut mins = vec![u32::MAX; self.perms.len()];
-        for &x in &hashes {
+        for &x in hashes {
             for (m, &(a, b)) in mins.iter_mut().zip(&self.perms) {
                 let v = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
                 if v < *m {
@@ -407,10 +571,11 @@ impl MinhashDedup {
                 }
             }
         }
-        Some(mins)
+        mins
     }
 
-    fn band_keys(&self, sig: &[u32]) -> Vec<u64> {
+    /// The LSH band hashes of a signature (`bands` of them, each over `rows` values).
+    pub fn band_keys(&self, sig: &[u32]) -> Vec<u64> {
         let mut buf = Vec::with_capacity(self.rows * 4);
         (0..self.bands)
             .map(|b| {
@@ -421,54 +586,6 @@ impl MinhashDedup {
                 xxh3_64_with_seed(&buf, b as u64)
             })
             .collect()
-    }
-
-    fn kept_sig(&self, i: u32) -> &[u32] {
-        let p = self.cfg.num_perm;
-        &self.kept_sigs[i as usize * p..(i as usize + 1) * p]
-    }
-
-    /// Add a kept record to the index; returns its cluster number.
-    fn insert(&mut self, id: String, sig: &[u32], size: u32) -> u32 {
-        let i = self.kept_ids.len() as u32;
-        for key in self.band_keys(sig) {
-            match self.index.get_mut(&key) {
-                None => {
-                    self.index.insert(key, Bucket::One(i));
-                }
-                Some(Bucket::One(j)) => {
-                    let j = *j;
-                    self.index.insert(key, Bucket::Many(vec![j, i]));
-                }
-                Some(Bucket::Many(v)) => v.push(i),
-            }
-        }
-        self.kept_ids.push(id);
-        self.kept_sigs.extend_from_slice(sig);
-        self.sizes.push(size);
-        i
-    }
-
-    /// The most similar kept record at or above the threshold.
-    fn find(&self, sig: &[u32]) -> Option<(u32, f64)> {
-        let mut cands: Vec<u32> = Vec::new();
-        for key in self.band_keys(sig) {
-            match self.index.get(&key) {
-                None => {}
-                Some(Bucket::One(j)) => cands.push(*j),
-                Some(Bucket::Many(v)) => cands.extend_from_slice(v),
-            }
-        }
-        cands.sort_unstable();
-        cands.dedup();
-        let mut best: Option<(u32, f64)> = None;
-        for c in cands {
-            let s = estimate(sig, self.kept_sig(c));
-            if s >= self.cfg.threshold && best.is_none_or(|(_, bs)| s > bs) {
-                best = Some((c, s));
-            }
-        }
-        best
     }
 
     fn selected_text(&self, record: &Record) -> String {
@@ -486,6 +603,40 @@ impl MinhashDedup {
         }
         out
     }
+
+    /// `(bands, rows)` in force.
+    pub fn banding(&self) -> (usize, usize) {
+        (self.bands, self.rows)
+    }
+
+    fn params(&self) -> prepass::Params {
+        prepass::Params {
+            num_perm: self.cfg.num_perm,
+            bands: self.bands,
+            threshold: self.cfg.threshold,
+            keep: self.cfg.keep,
+            memory_limit: self.cfg.memory_limit,
+            show_clusters: 10,
+            show_members: 4,
+        }
+    }
+
+    /// The number at the dotted `quality_meta` path, if there is one.
+    fn quality_of(&self, record: &Record) -> Option<f64> {
+        let path = self.cfg.quality_meta.as_deref()?;
+        let mut parts = path.split('.');
+        let mut v = record.meta.get(parts.next()?)?;
+        for p in parts {
+            v = v.get(p)?;
+        }
+        v.as_f64().filter(|x| x.is_finite())
+    }
+
+    fn prepass_dir(&self) -> Result<&Path> {
+        self.dir
+            .as_deref()
+            .context("minhash_dedup: no prepass folder (the executor runs a prepass first)")
+    }
 }
 
 impl Stage for MinhashDedup {
@@ -494,12 +645,18 @@ impl Stage for MinhashDedup {
     }
 
     fn process(&self, record: &mut Record) -> Result<Verdict> {
+        if self.prepared.is_some() {
+            return Ok(Verdict::Keep); // the main pass: decisions are made
+        }
+        // Scratch for `observe`: characters, then the signature and band keys (none: exempt).
         let text = self.selected_text(record);
-        // An empty scratch marks the record exempt (no letter or digit).
-        record.scratch = self
-            .signature(&text)
-            .map(|sig| sig.into_iter().map(u64::from).collect())
-            .unwrap_or_default();
+        record.scratch.clear();
+        record.scratch.push(text.chars().count() as u64);
+        if let Some(sig) = self.signature(&text) {
+            let keys = self.band_keys(&sig);
+            record.scratch.extend(sig.into_iter().map(u64::from));
+            record.scratch.extend(keys);
+        }
         Ok(Verdict::Keep)
     }
 
@@ -507,61 +664,121 @@ impl Stage for MinhashDedup {
         true
     }
 
-    fn decide(&mut self, record: &mut Record) -> Result<Verdict> {
-        if record.scratch.is_empty() {
-            self.exempt += 1;
-            record.annotate("dedup", json!({ "exempt": true }));
-            return Ok(Verdict::Keep);
+    fn needs_prepass(&self) -> bool {
+        true
+    }
+
+    fn open_prepass(&mut self, dir: &Path, complete: bool) -> Result<()> {
+        self.dir = Some(dir.to_path_buf());
+        if complete {
+            self.prepared = Some(prepass::load_summary(dir)?);
+        } else {
+            self.observer = Some(Observer::create(dir, self.params())?);
         }
-        let sig: Vec<u32> = record.scratch.iter().map(|&v| v as u32).collect();
-        if sig.len() != self.cfg.num_perm {
+        Ok(())
+    }
+
+    fn observe(&mut self, record: &Record) -> Result<()> {
+        let quality = self.quality_of(record);
+        let (p, b) = (self.cfg.num_perm, self.bands);
+        let s = &record.scratch;
+        let chars = s.first().copied().unwrap_or(0).min(u32::MAX as u64) as u32;
+        let observer = self
+            .observer
+            .as_mut()
+            .context("minhash_dedup: observe before open_prepass")?;
+        if s.len() == 1 + p + b {
+            let sig: Vec<u32> = s[1..1 + p].iter().map(|&v| v as u32).collect();
+            observer.add(&record.id, Some((&sig, &s[1 + p..])), chars, quality)
+        } else if s.len() == 1 {
+            observer.add(&record.id, None, chars, quality)
+        } else {
             bail!(
-                "minhash_dedup: signature of {} values, expected {}",
-                sig.len(),
-                self.cfg.num_perm
-            );
-        }
-        match self.find(&sig) {
-            Some((c, sim)) => {
-                self.sizes[c as usize] += 1;
-                self.dropped += 1;
-                let kept = self.kept_ids[c as usize].clone();
-                let sim = round3(sim);
-                record.annotate(
-                    "dedup",
-                    json!({ "cluster": c, "kept_id": kept, "similarity": sim }),
-                );
-                if self.cfg.action == Action::Tag {
-                    Ok(Verdict::Keep)
-                } else {
-                    Ok(Verdict::drop(
-                        "near_duplicate",
-                        format!("near duplicate of `{kept}` (estimated Jaccard {sim:.3})"),
-                    ))
-                }
-            }
-            None => {
-                let c = self.insert(record.id.clone(), &sig, 1);
-                record.annotate("dedup", json!({ "cluster": c, "kept_id": record.id }));
-                Ok(Verdict::Keep)
-            }
+                "minhash_dedup: {} scratch values, expected 1 or {}",
+                s.len(),
+                1 + p + b
+            )
         }
     }
 
+    fn prepare(&mut self) -> Result<()> {
+        let observer = self
+            .observer
+            .take()
+            .context("minhash_dedup: prepare before open_prepass")?;
+        self.prepared = Some(observer.finish()?);
+        Ok(())
+    }
+
+    fn decide(&mut self, record: &mut Record) -> Result<Verdict> {
+        if self.decisions.is_none() {
+            let dir = self.prepass_dir()?.to_path_buf();
+            self.decisions = Some(DecisionReader::open(&dir, self.cursor)?);
+        }
+        let reader = self.decisions.as_mut().expect("opened above");
+        let d = reader
+            .next_decision()?
+            .context("minhash_dedup: more records than the prepass saw (input changed?)")?;
+        self.cursor = reader.position();
+        if d.id_hash != xxh3_64(record.id.as_bytes()) {
+            bail!(
+                "minhash_dedup: record {} is not the one the prepass saw at this position (input changed?)",
+                self.decided
+            );
+        }
+        self.decided += 1;
+        let kept_id = match d.kind {
+            DecisionKind::Exempt => {
+                record.annotate("dedup", json!({ "exempt": true }));
+                return Ok(Verdict::Keep);
+            }
+            DecisionKind::Duplicate => d.kept_id.clone(),
+            DecisionKind::Unique | DecisionKind::Kept => record.id.clone(),
+        };
+        if d.shown {
+            let text: String = record.full_text().chars().take(SHOWN_CHARS).collect();
+            self.shown.push(Shown {
+                cluster: d.cluster,
+                kept: d.kind == DecisionKind::Kept,
+                similarity: d.similarity,
+                id: record.id.clone(),
+                text,
+            });
+        }
+        if d.kind != DecisionKind::Duplicate {
+            record.annotate("dedup", json!({ "cluster": d.cluster, "kept_id": kept_id }));
+            return Ok(Verdict::Keep);
+        }
+        let sim = round3(d.similarity as f64);
+        record.annotate(
+            "dedup",
+            json!({ "cluster": d.cluster, "kept_id": kept_id, "similarity": sim }),
+        );
+        if self.cfg.action == Action::Tag {
+            return Ok(Verdict::Keep);
+        }
+        Ok(Verdict::drop(
+            "near_duplicate",
+            format!(
+                "near duplicate of `{kept_id}` (cluster {} of {} records, estimated Jaccard {sim:.3})",
+                d.cluster, d.size
+            ),
+        ))
+    }
+
     fn save_state(&self) -> Result<Option<Vec<u8>>> {
-        // Kept records in input order: deterministic bytes; the index is rebuilt on load.
-        let p = self.cfg.num_perm;
-        let mut out = Vec::with_capacity(24 + self.kept_ids.len() * (p * 4 + 40));
-        out.extend_from_slice(b"MH01");
-        out.extend_from_slice(&(p as u32).to_le_bytes());
-        out.extend_from_slice(&self.dropped.to_le_bytes());
-        out.extend_from_slice(&self.exempt.to_le_bytes());
-        for (i, id) in self.kept_ids.iter().enumerate() {
-            out.extend_from_slice(&(id.len() as u32).to_le_bytes());
-            out.extend_from_slice(id.as_bytes());
-            out.extend_from_slice(&self.sizes[i].to_le_bytes());
-            for v in self.kept_sig(i as u32) {
-                out.extend_from_slice(&v.to_le_bytes());
+        // Where the main pass is in decisions.bin, and the texts captured for the report.
+        let mut out = Vec::new();
+        out.extend_from_slice(b"MH02");
+        out.extend_from_slice(&self.cursor.to_le_bytes());
+        out.extend_from_slice(&self.decided.to_le_bytes());
+        for s in &self.shown {
+            out.extend_from_slice(&s.cluster.to_le_bytes());
+            out.push(u8::from(s.kept));
+            out.extend_from_slice(&s.similarity.to_le_bytes());
+            for t in [&s.id, &s.text] {
+                out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+                out.extend_from_slice(t.as_bytes());
             }
         }
         Ok(Some(out))
@@ -576,64 +793,70 @@ impl Stage for MinhashDedup {
             *s = b;
             Ok(a)
         }
+        fn string(s: &mut &[u8]) -> Result<String> {
+            let n = u32::from_le_bytes(take(s, 4)?.try_into()?) as usize;
+            Ok(std::str::from_utf8(take(s, n)?)?.to_string())
+        }
         let mut s = state;
-        if take(&mut s, 4)? != b"MH01" {
+        if take(&mut s, 4)? != b"MH02" {
             bail!("minhash_dedup: state of another version");
         }
-        let p = u32::from_le_bytes(take(&mut s, 4)?.try_into()?) as usize;
-        if p != self.cfg.num_perm {
-            bail!(
-                "minhash_dedup: state has num_perm {p}, config {}",
-                self.cfg.num_perm
-            );
-        }
-        self.kept_ids.clear();
-        self.kept_sigs.clear();
-        self.sizes.clear();
-        self.index.clear();
-        self.dropped = u64::from_le_bytes(take(&mut s, 8)?.try_into()?);
-        self.exempt = u64::from_le_bytes(take(&mut s, 8)?.try_into()?);
-        let mut sig = vec![0u32; p];
+        self.cursor = u64::from_le_bytes(take(&mut s, 8)?.try_into()?);
+        self.decided = u64::from_le_bytes(take(&mut s, 8)?.try_into()?);
+        self.decisions = None;
+        self.shown.clear();
         while !s.is_empty() {
-            let n = u32::from_le_bytes(take(&mut s, 4)?.try_into()?) as usize;
-            let id = std::str::from_utf8(take(&mut s, n)?)?.to_string();
-            let size = u32::from_le_bytes(take(&mut s, 4)?.try_into()?);
-            for v in sig.iter_mut() {
-                *v = u32::from_le_bytes(take(&mut s, 4)?.try_into()?);
-            }
-            self.insert(id, &sig, size);
+            let cluster = u32::from_le_bytes(take(&mut s, 4)?.try_into()?);
+            let kept = take(&mut s, 1)?[0] == 1;
+            let similarity = f32::from_le_bytes(take(&mut s, 4)?.try_into()?);
+            let id = string(&mut s)?;
+            let text = string(&mut s)?;
+            self.shown.push(Shown {
+                cluster,
+                kept,
+                similarity,
+                id,
+                text,
+            });
         }
         Ok(())
     }
 
+    fn finish(&mut self, cx: &FinishContext) -> Result<()> {
+        // clusters.jsonl next to stats.json, copied whole (tmp + rename).
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let src = dir.join("clusters.jsonl");
+        let dst = cx.output_dir.join("clusters.jsonl");
+        let tmp = cx.output_dir.join("clusters.jsonl.tmp");
+        std::fs::copy(&src, &tmp).with_context(|| format!("{}: cannot copy", src.display()))?;
+        std::fs::rename(&tmp, &dst).with_context(|| format!("{}: cannot write", dst.display()))?;
+        Ok(())
+    }
+
     fn summary(&self) -> Option<Value> {
-        // Cluster sizes in buckets: 1 (no duplicate), 2, 3, 4, 5-9, 10-99, 100+.
-        let labels = ["1", "2", "3", "4", "5-9", "10-99", "100+"];
-        let mut hist = [0u64; 7];
-        for &s in &self.sizes {
-            let b = match s {
-                0..=4 => s.max(1) as usize - 1,
-                5..=9 => 4,
-                10..=99 => 5,
-                _ => 6,
-            };
-            hist[b] += 1;
-        }
-        let histogram: serde_json::Map<String, Value> = labels
+        let sum = self.prepared.as_ref()?;
+        let histogram: serde_json::Map<String, Value> = sum
+            .cluster_sizes
             .iter()
-            .zip(hist)
-            .map(|(l, n)| (l.to_string(), json!(n)))
+            .map(|(l, n)| (l.clone(), json!(n)))
             .collect();
         Some(json!({
-            "kept": self.kept_ids.len(),
-            "clusters_with_duplicates": self.sizes.iter().filter(|&&s| s > 1).count(),
-            "dropped": self.dropped,
-            "exempt": self.exempt,
+            "records": sum.records,
+            "kept": sum.clusters,
+            "dropped": if self.cfg.action == Action::Drop { sum.duplicates } else { 0 },
+            "duplicates": sum.duplicates,
+            "exempt": sum.exempt,
+            "clusters_with_duplicates": sum.clusters_with_duplicates,
             "cluster_sizes": histogram,
-            "largest_cluster": self.sizes.iter().max().copied().unwrap_or(0),
+            "largest_cluster": sum.largest_cluster,
+            "largest": sum.largest,
+            "keep": sum.keep,
+            "pairs_compared": sum.pairs_compared,
+            "pairs_similar": sum.pairs_similar,
+            "band_runs": sum.band_runs,
             "bands": self.bands,
-            "false_negative_weight": self.cfg.false_negative_weight,
             "rows": self.rows,
+            "false_negative_weight": self.cfg.false_negative_weight,
             "threshold": self.cfg.threshold,
         }))
     }
@@ -641,61 +864,76 @@ impl Stage for MinhashDedup {
     fn report_html(&self) -> Option<String> {
         use crate::report::escape;
         use std::fmt::Write;
-        let sum = self.summary()?;
+        let sum = self.prepared.as_ref()?;
         let mut h = String::new();
         let _ = write!(
             h,
-            "<p>{} near duplicates dropped into {} clusters; {} records kept and indexed, {} without text exempt. \
-             Threshold {} (estimated Jaccard), {} bands x {} rows.</p>",
-            self.dropped,
-            sum["clusters_with_duplicates"],
-            self.kept_ids.len(),
-            self.exempt,
+            "<p>{} near duplicates in {} clusters with more than one record ({}: {:?}); {} records without text exempt. \
+             Threshold {} (estimated Jaccard), {} bands x {} rows; {} candidate pairs compared, {} similar. \
+             Every cluster is listed in <code>clusters.jsonl</code>.</p>",
+            sum.duplicates,
+            sum.clusters_with_duplicates,
+            if self.cfg.action == Action::Drop { "dropped, kept by" } else { "tagged, kept by" },
+            sum.keep,
+            sum.exempt,
             self.cfg.threshold,
             self.bands,
-            self.rows
+            self.rows,
+            sum.pairs_compared,
+            sum.pairs_similar,
         );
         h.push_str("<table><tr><th>cluster size</th><th>clusters</th></tr>");
-        if let Some(hist) = sum["cluster_sizes"].as_object() {
-            for (k, v) in hist {
-                let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", escape(k), v);
-            }
+        for (k, v) in &sum.cluster_sizes {
+            let _ = write!(h, "<tr><td>{}</td><td>{v}</td></tr>", escape(k));
         }
         h.push_str("</table>");
-        // The largest clusters, by size then input order.
-        let mut big: Vec<(u32, usize)> = self
-            .sizes
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n > 1)
-            .map(|(i, &n)| (n, i))
-            .collect();
-        big.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        if !big.is_empty() {
-            h.push_str("<table><tr><th>cluster</th><th>kept record</th><th>records</th></tr>");
-            for (n, i) in big.into_iter().take(10) {
+        if !sum.largest.is_empty() {
+            h.push_str("<h3>Largest clusters (kept record first)</h3>");
+        }
+        for big in &sum.largest {
+            let _ = write!(
+                h,
+                "<p>cluster {}: {} records, kept <code>{}</code></p><table><tr>",
+                big.cluster,
+                big.size,
+                escape(&big.kept_id)
+            );
+            let mut members: Vec<&Shown> = self.shown.iter().filter(|s| s.cluster == big.cluster).collect();
+            members.sort_by_key(|s| !s.kept); // stable: the kept record, then input order
+            for m in &members {
+                let label = if m.kept {
+                    "kept".to_string()
+                } else {
+                    format!("similarity {:.3}", m.similarity)
+                };
+                let _ = write!(h, "<th>{} ({label})</th>", escape(&m.id));
+            }
+            h.push_str("</tr><tr>");
+            for m in &members {
                 let _ = write!(
                     h,
-                    "<tr><td>{i}</td><td>{}</td><td>{n}</td></tr>",
-                    escape(&self.kept_ids[i])
+                    "<td style=\"vertical-align:top;white-space:pre-wrap\">{}</td>",
+                    escape(&m.text)
                 );
             }
-            h.push_str("</table>");
+            h.push_str("</tr></table>");
         }
         Some(h)
     }
 
     fn describe(&self) -> String {
         format!(
-            "fields {:?}, shingle {:?} (char {}, word {}), num_perm {}, threshold {}, {} bands x {} rows, action {:?}",
+            "fields {:?}, shingle {:?} (char {}, word {}), num_perm {} ({:?}), threshold {}, {} bands x {} rows, keep {:?}, action {:?}",
             self.cfg.fields,
             self.cfg.shingle,
             self.cfg.char_ngram,
             self.cfg.word_ngram,
             self.cfg.num_perm,
+            self.cfg.hashing,
             self.cfg.threshold,
             self.bands,
             self.rows,
+            self.cfg.keep,
             self.cfg.action
         )
     }
@@ -773,23 +1011,53 @@ mod tests {
 
     #[test]
     fn jaccard_estimate_tracks_exact_jaccard() {
-        let s = stage(MinhashConfig::default());
-        let mut errs = Vec::new();
-        for i in 0..200u64 {
-            let chinese = i % 2 == 0;
-            let a = random_text(i, 150, chinese);
-            let b = mutate(i, &a, chinese, (i % 10) as f64 / 12.0);
-            let exact = exact_jaccard(&s.cfg, &a, &b);
-            let est = estimate(&s.signature(&a).unwrap(), &s.signature(&b).unwrap());
-            // Standard error sqrt(J(1-J)/128) <= 0.044; 4 sigma never fails by chance here.
-            assert!(
-                (est - exact).abs() < 0.18,
-                "pair {i}: exact {exact:.3} est {est:.3}"
-            );
-            errs.push((est - exact).abs());
+        for hashing in [Hashing::Classic, Hashing::OnePermutation] {
+            let s = stage(MinhashConfig {
+                hashing,
+                ..MinhashConfig::default()
+            });
+            let mut errs = Vec::new();
+            for i in 0..300u64 {
+                let chinese = i % 2 == 0;
+                // From 20 words (fewer shingles than bins: densification at work) to 300.
+                let a = random_text(i, 20 + (i as usize * 7) % 280, chinese);
+                let b = mutate(i, &a, chinese, (i % 10) as f64 / 12.0);
+                let exact = exact_jaccard(&s.cfg, &a, &b);
+                let est = estimate(&s.signature(&a).unwrap(), &s.signature(&b).unwrap());
+                // Standard error sqrt(J(1-J)/128) <= 0.044; 4 sigma never fails by chance here.
+                assert!(
+                    (est - exact).abs() < 0.18,
+                    "{hashing:?} pair {i}: exact {exact:.3} est {est:.3}"
+                );
+                errs.push(est - exact);
+            }
+            let n = errs.len() as f64;
+            let mean_abs = errs.iter().map(|e| e.abs()).sum::<f64>() / n;
+            let bias = errs.iter().sum::<f64>() / n;
+            assert!(mean_abs < 0.04, "{hashing:?}: mean abs error {mean_abs:.4}");
+            assert!(bias.abs() < 0.01, "{hashing:?}: bias {bias:.4}");
         }
-        let mean = errs.iter().sum::<f64>() / errs.len() as f64;
-        assert!(mean < 0.04, "mean abs error {mean:.4}");
+    }
+
+    #[test]
+    fn one_permutation_handles_short_and_identical_texts() {
+        let s = stage(MinhashConfig {
+            hashing: Hashing::OnePermutation,
+            ..MinhashConfig::default()
+        });
+        let a = s.signature("好").unwrap();
+        let b = s.signature("是的").unwrap();
+        assert!(estimate(&a, &b) < 0.1);
+        assert_eq!(s.signature("好！"), Some(a));
+        let t = random_text(3, 100, true);
+        assert_eq!(
+            estimate(&s.signature(&t).unwrap(), &s.signature(&t).unwrap()),
+            1.0
+        );
+        // Pinned values: a change here changes every stored signature.
+        let sig = one_permutation_signature(&[1, 2, 3], 8);
+        assert_eq!(sig.len(), 8);
+        assert_eq!(sig, one_permutation_signature(&[3, 2, 1], 8));
     }
 
     #[test]
@@ -807,8 +1075,8 @@ mod tests {
         // Weighing false negatives more gives more, shorter bands (the default).
         assert_eq!(optimal_bands_rows(0.8, 128, 0.9), (14, 9));
         let s = stage(MinhashConfig::default());
-        assert_eq!((s.bands, s.rows), (14, 9));
-        // Higher thresholds need more rows per band.
+        assert_eq!((s.bands, s.rows), (20, 6)); // threshold 0.7
+                                                // Higher thresholds need more rows per band.
         assert!(optimal_bands_rows(0.9, 128, 0.5).1 > optimal_bands_rows(0.5, 128, 0.5).1);
         let s = stage(MinhashConfig {
             bands: Some(16),
@@ -891,30 +1159,60 @@ mod tests {
     }
 
     #[test]
-    fn state_round_trips_and_index_is_rebuilt() {
+    fn state_round_trips() {
         let mut s = stage(MinhashConfig::default());
-        let t1 = random_text(1, 100, true);
-        let t2 = random_text(2, 100, true);
-        let sig1 = s.signature(&t1).unwrap();
-        let sig2 = s.signature(&t2).unwrap();
-        s.insert("a:1".into(), &sig1, 3);
-        s.insert("b:2".into(), &sig2, 1);
-        s.dropped = 2;
+        s.cursor = 1234;
+        s.decided = 17;
+        s.shown.push(Shown {
+            cluster: 3,
+            kept: true,
+            similarity: 0.75,
+            id: "a:1".into(),
+            text: "长城是中国古代的军事防御工程".into(),
+        });
         let bytes = s.save_state().unwrap().unwrap();
         let mut t = stage(MinhashConfig::default());
         t.load_state(&bytes).unwrap();
-        assert_eq!(t.kept_ids, s.kept_ids);
-        assert_eq!(t.sizes, s.sizes);
-        assert_eq!(t.dropped, 2);
+        assert_eq!((t.cursor, t.decided), (1234, 17));
+        assert_eq!(t.shown, s.shown);
         assert_eq!(t.save_state().unwrap().unwrap(), bytes);
-        assert_eq!(t.find(&sig2).map(|(c, _)| c), Some(1));
         assert!(t.load_state(&bytes[..bytes.len() - 3]).is_err());
-        let html = t.report_html().unwrap();
-        assert!(html.contains("<td>a:1</td><td>3</td>"), "{html}");
-        let mut other = stage(MinhashConfig {
-            num_perm: 64,
+        assert!(t.load_state(b"MH01").is_err());
+    }
+
+    #[test]
+    fn sizes_and_keep_rules_are_checked() {
+        assert_eq!(parse_bytes("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_bytes("2GB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("64k"), Ok(64 << 10));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("lots").is_err());
+        let cx = BuildContext {
+            config_dir: ".".into(),
+        };
+        let quality_without_path = MinhashConfig {
+            keep: KeepRule::Quality,
+            ..MinhashConfig::default()
+        };
+        assert!(MinhashDedup::new(quality_without_path, &cx).is_err());
+        let path_without_quality = MinhashConfig {
+            quality_meta: Some("quality.x".into()),
+            ..MinhashConfig::default()
+        };
+        assert!(MinhashDedup::new(path_without_quality, &cx).is_err());
+        let mut r = crate::record::test_record(json!({"text": "abc"}));
+        r.annotate("quality", json!({"score": 0.5, "flag": "x"}));
+        let s = stage(MinhashConfig {
+            keep: KeepRule::Quality,
+            quality_meta: Some("quality.score".into()),
             ..MinhashConfig::default()
         });
-        assert!(other.load_state(&bytes).is_err());
+        assert_eq!(s.quality_of(&r), Some(0.5));
+        let s = stage(MinhashConfig {
+            keep: KeepRule::Quality,
+            quality_meta: Some("quality.flag".into()),
+            ..MinhashConfig::default()
+        });
+        assert_eq!(s.quality_of(&r), None);
     }
 }
