@@ -795,3 +795,60 @@ fn real_qwen2_gguf_vocab_matches_qwen3_tokenizer_json() {
     }
     assert!(checked > 100, "only {checked} lines checked");
 }
+
+#[test]
+fn tokstats_counts_per_group_for_json_and_gguf_tokenizers() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"text\": \"hello world\"}\n{\"text\": \"你好世界\"}\n{\"instruction\": \"hello\", \"input\": \"\", \"output\": \"ab c\"}\n{broken\n",
+    )
+    .unwrap();
+    let json_tok = dir.path().join("tokenizer.json");
+    std::fs::write(&json_tok, word_level_tokenizer().to_string()).unwrap();
+    // A vocabulary-only GGUF: metadata, no tensors.
+    let spm = dir.path().join("vocab-spm.gguf");
+    let md = spm_vocab_metadata();
+    let md_refs: Vec<(&str, &G)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut buf = Cursor::new(Vec::new());
+    gguf_file::write(&mut buf, &md_refs, &[]).unwrap();
+    std::fs::write(&spm, buf.into_inner()).unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curate"))
+        .args(["tokstats", "--json", "--threads", "2", "--tokenizer"])
+        .arg(format!("{},{}", json_tok.display(), spm.display()))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["malformed"], 1);
+    let word = &doc["tokenizers"][0];
+    assert_eq!((word["name"].as_str(), word["vocab_size"].as_u64()), (Some("tokenizer.json"), Some(3)));
+    // 你好世界 is one whitespace word (unknown): 1 token for 4 characters, 12 bytes.
+    assert_eq!(
+        word["groups"]["cjk"],
+        json!({"records": 1, "chars": 4, "bytes": 12, "tokens": 1, "tokens_per_char": 0.25, "tokens_per_byte": 0.083333})
+    );
+    // "hello world" + "hello\n\nab c" (alpaca segments joined by a blank line; empty input left out).
+    let other = &word["groups"]["other"];
+    assert_eq!((other["records"].as_u64(), other["chars"].as_u64(), other["tokens"].as_u64()), (Some(2), Some(22), Some(5)));
+    // The GGUF tokenizer's counts are what the library's encoder gives, record by record.
+    let spm_md: HashMap<String, G> = spm_vocab_metadata().into_iter().collect();
+    let tok = tokenizer_from_metadata(&spm_md).unwrap().tokenizer;
+    let n = |s: &str| tok.encode(s, false).unwrap().get_ids().len() as u64;
+    let g = &doc["tokenizers"][1]["groups"];
+    assert_eq!(g["cjk"]["tokens"].as_u64(), Some(n("你好世界")));
+    assert_eq!(g["other"]["tokens"].as_u64(), Some(n("hello world") + n("hello\n\nab c")));
+    assert_eq!(g["all"]["records"].as_u64(), Some(3));
+    // The table names each tokenizer and group.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_curate"))
+        .args(["tokstats", "--tokenizer"])
+        .arg(&spm)
+        .arg(&input)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("vocab-spm.gguf") && table.contains("cjk") && table.contains("1 malformed"), "{table}");
+}

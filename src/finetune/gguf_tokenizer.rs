@@ -232,7 +232,7 @@ pub fn tokenizer_json(md: &HashMap<String, Value>) -> Result<(Json, bool)> {
 fn spm_merges(tokens: &[&str], scores: &[f32], types: &[i32]) -> Vec<Json> {
     let mut ids: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
     for (i, t) in tokens.iter().enumerate() {
-        ids.entry(t).or_insert(i);
+        ids.entry(*t).or_insert(i);
     }
     let mut merges: Vec<(f32, usize, usize, usize)> = Vec::new();
     for (id, piece) in tokens.iter().enumerate() {
