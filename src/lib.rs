@@ -7,6 +7,7 @@
 pub mod classifier;
 pub mod config;
 pub mod decontam;
+pub mod finetune;
 pub mod io;
 pub mod minhash_prepass;
 pub mod progress;
@@ -16,6 +17,7 @@ pub mod run;
 pub mod stage;
 pub mod stages;
 pub mod stats;
+pub mod tokstats;
 
 /// Where the external data sets live, for tests and benchmarks: `CURATE_SHARED_DATA`,
 /// else `../shared/data` beside the source tree.

@@ -81,6 +81,31 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         threads: usize,
     },
+    /// Tokens per character and per byte of a data set under each tokenizer (tokenizer.json or
+    /// GGUF vocabulary), for CJK-majority and other records.
+    Tokstats {
+        /// A tokenizer.json or GGUF file; repeat the flag or separate with commas.
+        #[arg(long = "tokenizer", required = true, value_delimiter = ',')]
+        tokenizers: Vec<PathBuf>,
+        /// Input files, directories or globs.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Input format: auto, jsonl, json, parquet, html.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// Input schema: auto, text, html, alpaca, sharegpt, messages, preference.
+        #[arg(long, default_value = "auto")]
+        schema: String,
+        /// Stop after this many input records.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Worker threads (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the per-stage summary of a finished run.
     Stats {
         /// A run's output directory.
@@ -327,6 +352,42 @@ fn main_inner(cli: Cli) -> Result<()> {
                 output.join("audit.json").display(),
                 output.join("audit.html").display()
             );
+            Ok(())
+        }
+        Command::Tokstats {
+            tokenizers,
+            inputs,
+            format,
+            schema,
+            limit,
+            threads,
+            json,
+        } => {
+            use curate::config::config_error;
+            let format: curate::config::InputFormat =
+                serde_json::from_value(serde_json::Value::String(format.clone()))
+                    .map_err(|_| config_error(format!("--format: unknown format `{format}`")))?;
+            let schema: Option<curate::record::Schema> = match schema.as_str() {
+                "auto" => None,
+                s => Some(
+                    serde_json::from_value(serde_json::Value::String(s.to_string()))
+                        .map_err(|_| config_error(format!("--schema: unknown schema `{s}`")))?,
+                ),
+            };
+            let opts = curate::tokstats::TokstatsOptions {
+                tokenizers,
+                inputs: curate::config::override_paths(&inputs)?,
+                format,
+                schema,
+                threads,
+                limit,
+            };
+            let stats = curate::tokstats::tokstats(&opts)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats.to_json())?);
+            } else {
+                print!("{}", stats.table());
+            }
             Ok(())
         }
         Command::Stats { dir, json } => {
