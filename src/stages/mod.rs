@@ -2,6 +2,7 @@
 
 pub mod decontaminate;
 pub mod exact_dedup;
+pub mod finetune;
 pub mod language;
 pub mod length;
 pub mod minhash_dedup;
@@ -26,6 +27,7 @@ pub const KINDS: &[&str] = &[
     "decontaminate",
     "pii",
     "toxicity",
+    "finetune",
 ];
 
 /// Build one stage from its `[[stage]]` table.
@@ -46,6 +48,12 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
             "minhash_dedup" => Box::new(minhash_dedup::MinhashDedup::new(params(spec, file)?, &cx)?),
             "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
             "toxicity" => Box::new(toxicity::Toxicity::new(params(spec, file)?, &cx)?),
+            // Reads the kept parts back after the run, so it needs the input's field names.
+            "finetune" => Box::new(finetune::Finetune::new(
+                params(spec, file)?,
+                pipeline.input.fields.clone(),
+                &cx,
+            )?),
             "decontaminate" => {
                 // The benchmarks are top-level `[[benchmark]]` tables; the stage names which.
                 let mut cfg: decontaminate::DecontamConfig = params(spec, file)?;
