@@ -106,6 +106,42 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a model on a data set (a TOML file with `[input]` and `[finetune]`) and
+    /// write finetune.json, weights, adapters and loss.svg.
+    Finetune {
+        /// The fine-tune file (TOML).
+        config: PathBuf,
+        /// Output directory (replaces `[finetune] output`).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Train the same model on a pipeline's raw input and on its cleaned output, score
+    /// both on one clean held-out set, over several seeds: compare.json and compare.html.
+    Compare {
+        /// The pipeline file; a `finetune` stage table in it gives the training settings.
+        pipeline: PathBuf,
+        /// Output directory (cleaned data under clean/, compare.json, compare.html).
+        #[arg(long, default_value = "out/compare")]
+        output: PathBuf,
+        /// Seeds, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        seeds: Vec<u64>,
+        /// Optimizer steps per run (the token budget); default: the stage's max_steps, else 300.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// A clean validation file instead of holding out part of the cleaned output.
+        #[arg(long)]
+        validation: Option<PathBuf>,
+        /// Share of the cleaned records held out for validation.
+        #[arg(long, default_value_t = 0.2)]
+        val_fraction: f64,
+        /// Training records sharing a window of this many characters with a validation record are left out.
+        #[arg(long, default_value_t = 24)]
+        overlap_chars: usize,
+        /// Worker threads for the cleaning run (0 = one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Print the per-stage summary of a finished run.
     Stats {
         /// A run's output directory.
@@ -388,6 +424,55 @@ fn main_inner(cli: Cli) -> Result<()> {
             } else {
                 print!("{}", stats.table());
             }
+            Ok(())
+        }
+        Command::Finetune { config, output } => {
+            let (outcome, dir) = curate::finetune::session::run_file(&config, output)?;
+            let r = &outcome.report;
+            let num = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+            println!(
+                "trained {} steps ({} tokens, {:.0} tokens/s): train {} val {} gap {}; best val {} at step {}{}",
+                r.steps,
+                r.tokens_seen,
+                r.tokens_per_second,
+                num(r.final_train_loss),
+                num(r.final_val_loss),
+                num(r.final_gap),
+                num(r.best_val_loss),
+                r.best_step.map_or("-".into(), |s| s.to_string()),
+                r.overfitting
+                    .as_ref()
+                    .map_or(String::new(), |o| format!("; OVERFITTING since step {}", o.since_step))
+            );
+            println!("wrote {}", dir.display());
+            Ok(())
+        }
+        Command::Compare {
+            pipeline,
+            output,
+            seeds,
+            steps,
+            validation,
+            val_fraction,
+            overlap_chars,
+            threads,
+        } => {
+            use curate::finetune::compare;
+            let opts = compare::CompareOptions {
+                pipeline,
+                output: output.clone(),
+                seeds,
+                steps,
+                val_fraction,
+                validation,
+                overlap_chars,
+                threads,
+            };
+            let c = compare::compare(&opts)?;
+            for line in compare::summary_lines(&c) {
+                println!("{line}");
+            }
+            println!("wrote {} and {}", output.join("compare.json").display(), output.join("compare.html").display());
             Ok(())
         }
         Command::Stats { dir, json } => {

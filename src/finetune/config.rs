@@ -1,7 +1,18 @@
-//! The model's shape: what a Llama-family checkpoint needs to be rebuilt.
+//! The model's shape: a Llama-family configuration with Hugging Face `config.json` names.
+//!
+//! One struct describes every model the fine-tune stage runs: the tiny from-scratch
+//! default, Llama and Qwen2 checkpoint folders, and dequantized GGUF files. Fields that
+//! HF configs may leave out have serde defaults, so a `config.json` deserializes
+//! directly (unknown keys are ignored: HF configs carry many we do not use).
+//! Two fields are not HF keys: `rope_interleaved` (llama.cpp's GGUF `llama` files
+//! reorder Q/K rows and need the interleaved rotation) and `rope_scaling_factor`
+//! (HF's `rope_scaling = {type = "linear", factor}`, flattened by the loaders).
 
-/// Hyperparameters of a Llama-family decoder (Llama, Qwen2, SmolLM2), in Hugging Face's terms.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+/// A Llama-family model's hyper-parameters (HF `config.json` names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelConfig {
     pub vocab_size: usize,
     pub hidden_size: usize,
@@ -9,13 +20,115 @@ pub struct ModelConfig {
     pub num_hidden_layers: usize,
     pub num_attention_heads: usize,
     pub num_key_value_heads: usize,
+    #[serde(default = "default_rms_norm_eps")]
     pub rms_norm_eps: f64,
+    #[serde(default = "default_rope_theta")]
     pub rope_theta: f64,
+    /// Rotate adjacent pairs (x0,x1),(x2,x3).. instead of the two halves (GGUF `llama`).
+    #[serde(default)]
     pub rope_interleaved: bool,
+    /// Linear position interpolation: positions are divided by this factor.
+    #[serde(default)]
     pub rope_scaling_factor: Option<f64>,
+    #[serde(default = "default_max_position_embeddings")]
     pub max_position_embeddings: usize,
+    #[serde(default)]
     pub tie_word_embeddings: bool,
+    /// Biases on the q, k and v projections (Qwen2).
+    #[serde(default)]
     pub attention_bias: bool,
+    #[serde(default)]
     pub bos_token_id: Option<u32>,
+    #[serde(default)]
     pub eos_token_id: Option<u32>,
+}
+
+fn default_rms_norm_eps() -> f64 {
+    1e-6
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_max_position_embeddings() -> usize {
+    2048
+}
+
+impl ModelConfig {
+    /// The width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Check the shape is consistent (heads divide the width, KV heads divide the heads).
+    pub fn validate(&self) -> Result<()> {
+        let c = self;
+        if c.vocab_size == 0 || c.hidden_size == 0 || c.intermediate_size == 0 || c.num_hidden_layers == 0 {
+            bail!("model config: vocab_size, hidden_size, intermediate_size and num_hidden_layers must be > 0");
+        }
+        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+            bail!(
+                "model config: hidden_size {} is not a multiple of num_attention_heads {}",
+                c.hidden_size,
+                c.num_attention_heads
+            );
+        }
+        if c.head_dim() % 2 != 0 {
+            bail!("model config: head dimension {} must be even for RoPE", c.head_dim());
+        }
+        if c.num_key_value_heads == 0 || c.num_attention_heads % c.num_key_value_heads != 0 {
+            bail!(
+                "model config: num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                c.num_attention_heads,
+                c.num_key_value_heads
+            );
+        }
+        if let Some(f) = c.rope_scaling_factor {
+            if !(f.is_finite() && f > 0.0) {
+                bail!("model config: rope_scaling_factor must be > 0, got {f}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of parameters of a model of this shape.
+    pub fn parameter_count(&self) -> usize {
+        let c = self;
+        let (d, kv) = (c.hidden_size, c.num_key_value_heads * c.head_dim());
+        let bias = if c.attention_bias { d + 2 * kv } else { 0 };
+        let layer = d * d * 2 + d * kv * 2 + bias + 3 * d * c.intermediate_size + 2 * d;
+        let head = if c.tie_word_embeddings { 0 } else { c.vocab_size * d };
+        c.vocab_size * d + c.num_hidden_layers * layer + d + head
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hf_llama_config_json_deserializes_with_defaults() {
+        let json = r#"{"architectures":["LlamaForCausalLM"],"vocab_size":49152,"hidden_size":576,
+            "intermediate_size":1536,"num_hidden_layers":30,"num_attention_heads":9,
+            "num_key_value_heads":3,"rms_norm_eps":1e-5,"rope_theta":100000.0,
+            "tie_word_embeddings":true,"bos_token_id":1,"eos_token_id":2,"torch_dtype":"bfloat16"}"#;
+        let c: ModelConfig = serde_json::from_str(json).unwrap();
+        assert_eq!(c.head_dim(), 64);
+        assert!(!c.rope_interleaved && !c.attention_bias && c.rope_scaling_factor.is_none());
+        assert_eq!(c.max_position_embeddings, 2048);
+        c.validate().unwrap();
+        // SmolLM2-135M's published parameter count.
+        assert_eq!(c.parameter_count(), 134_515_008);
+    }
+
+    #[test]
+    fn inconsistent_heads_are_refused() {
+        let mut c: ModelConfig = serde_json::from_str(
+            r#"{"vocab_size":10,"hidden_size":12,"intermediate_size":8,"num_hidden_layers":1,
+                "num_attention_heads":3,"num_key_value_heads":2}"#,
+        )
+        .unwrap();
+        assert!(c.validate().is_err());
+        c.num_key_value_heads = 1;
+        c.validate().unwrap();
+    }
 }

@@ -1,5 +1,19 @@
-//! Fine-tuning: the model's configuration and loaders for pretrained checkpoints.
+//! Fine-tuning: an own compact Llama-family model in candle, trained on the kept records.
+//!
+//! [`model`] is the network (full, LoRA, prefix tuning), [`data`] turns records into
+//! chat-templated token rows with a loss mask, [`train`] runs AdamW with the
+//! validation gap, [`session`] ties them together and writes the files, [`compare`]
+//! trains on raw and on cleaned data and reports the difference. [`checkpoint`] loads
+//! pretrained Llama/Qwen2 checkpoints (HF folders, GGUF files) and [`gguf_tokenizer`]
+//! rebuilds their tokenizers.
 
+pub mod chart;
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
+pub mod data;
 pub mod gguf_tokenizer;
+pub mod model;
+pub mod rng;
+pub mod session;
+pub mod train;

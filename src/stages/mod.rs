@@ -2,6 +2,7 @@
 
 pub mod decontaminate;
 pub mod exact_dedup;
+pub mod finetune;
 pub mod language;
 pub mod length;
 pub mod machine_text;
@@ -28,6 +29,7 @@ pub const KINDS: &[&str] = &[
     "pii",
     "toxicity",
     "machine_text",
+    "finetune",
 ];
 
 /// Build one stage from its `[[stage]]` table.
@@ -49,6 +51,12 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
             "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
             "toxicity" => Box::new(toxicity::Toxicity::new(params(spec, file)?, &cx)?),
             "machine_text" => Box::new(machine_text::MachineText::new(params(spec, file)?, &cx)?),
+            // Reads the kept parts back after the run, so it needs the input's field names.
+            "finetune" => Box::new(finetune::Finetune::new(
+                params(spec, file)?,
+                pipeline.input.fields.clone(),
+                &cx,
+            )?),
             "decontaminate" => {
                 // The benchmarks are top-level `[[benchmark]]` tables; the stage names which.
                 let mut cfg: decontaminate::DecontamConfig = params(spec, file)?;

@@ -1,0 +1,737 @@
+//! An own compact Llama-family decoder in candle, with LoRA and prefix tuning.
+//!
+//! Covers Llama, SmolLM2 and Qwen2: RMSNorm, rotary position embeddings (rotate-half
+//! or interleaved, linear position interpolation), multi-head / grouped-query /
+//! multi-query attention, SwiGLU MLP, tied or untied embeddings, optional q/k/v bias.
+//! Weights live under their Hugging Face names (`model.layers.0.self_attn.q_proj.weight`),
+//! so checkpoints load and save without renaming.
+//!
+//! Why not candle-transformers: its models return only the last token's logits and
+//! keep projections private (no LoRA). Why not candle-nn's fused ops: `rms_norm`,
+//! `softmax_last_dim` and `rope` were seen not to pass gradients to their input, so
+//! RMSNorm, softmax and RoPE here are written from basic tensor ops, and a test checks
+//! that every trainable tensor receives a gradient.
+//!
+//! What trains is chosen by [`Method`]: everything (full fine-tuning), LoRA pairs on
+//! chosen projections (base frozen: base weights are plain tensors, never variables),
+//! or a trained prefix of key/value vectors per layer (PEFT's prefix tuning).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, Var, D};
+use serde::{Deserialize, Serialize};
+
+use super::config::ModelConfig;
+use super::rng::Rng;
+
+/// Which parameters train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Method {
+    /// Every weight trains.
+    Full,
+    /// Low-rank adapters `B·A·(alpha/r)` beside the frozen base projections.
+    Lora(LoraConfig),
+    /// `num_virtual_tokens` trained key/value vectors prepended in every layer.
+    Prefix { num_virtual_tokens: usize },
+}
+
+/// LoRA settings (PEFT's names and defaults: r=8, alpha=16, on q and v).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Projection names: `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`,
+    /// `down_proj`, or `all` for every linear layer of the blocks.
+    pub target_modules: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.05,
+            target_modules: vec!["q_proj".into(), "v_proj".into()],
+        }
+    }
+}
+
+/// Every linear projection of a block, attention first.
+pub const ALL_PROJECTIONS: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
+impl LoraConfig {
+    /// The projections (`self_attn.q_proj`, ...) this config adapts; errors on unknown names.
+    pub fn projections(&self) -> Result<Vec<&'static str>> {
+        if self.r == 0 {
+            bail!("lora: r must be > 0");
+        }
+        if self.target_modules.iter().any(|t| t == "all") {
+            return Ok(ALL_PROJECTIONS.to_vec());
+        }
+        let mut out = Vec::new();
+        for t in &self.target_modules {
+            match ALL_PROJECTIONS.iter().find(|p| p.rsplit('.').next() == Some(t.as_str())) {
+                Some(p) => out.push(*p),
+                None => bail!(
+                    "lora: unknown target module `{t}`; expected q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj or all"
+                ),
+            }
+        }
+        if out.is_empty() {
+            bail!("lora: target_modules is empty");
+        }
+        Ok(out)
+    }
+}
+
+/// A LoRA pair for one projection: `A` is r x in, `B` is out x r.
+struct LoraPair {
+    a: Tensor,
+    b: Tensor,
+}
+
+/// The model: weights by HF name, the adapters, and the trainable variables.
+pub struct Model {
+    pub config: ModelConfig,
+    pub method: Method,
+    device: Device,
+    weights: BTreeMap<String, Tensor>,
+    /// Keyed by module path, e.g. `model.layers.0.self_attn.q_proj`.
+    lora: BTreeMap<String, LoraPair>,
+    lora_scale: f64,
+    lora_dropout: f64,
+    /// PEFT layout: `[num_virtual_tokens, layers * 2 * kv_dim]`, (layer, key|value) major.
+    prefix: Option<Tensor>,
+    /// What the optimizer updates, with stable names (HF names; PEFT-style for adapters).
+    vars: Vec<(String, Var)>,
+}
+
+/// The HF tensor names a model of this shape needs.
+pub fn tensor_names(c: &ModelConfig) -> Vec<String> {
+    let mut names = vec!["model.embed_tokens.weight".to_string()];
+    for i in 0..c.num_hidden_layers {
+        let p = format!("model.layers.{i}");
+        names.push(format!("{p}.input_layernorm.weight"));
+        names.push(format!("{p}.post_attention_layernorm.weight"));
+        for proj in ALL_PROJECTIONS {
+            names.push(format!("{p}.{proj}.weight"));
+        }
+        if c.attention_bias {
+            for proj in ["q_proj", "k_proj", "v_proj"] {
+                names.push(format!("{p}.self_attn.{proj}.bias"));
+            }
+        }
+    }
+    names.push("model.norm.weight".to_string());
+    if !c.tie_word_embeddings {
+        names.push("lm_head.weight".to_string());
+    }
+    names
+}
+
+/// The shape of an HF tensor for this config.
+fn expected_shape(c: &ModelConfig, name: &str) -> Vec<usize> {
+    let (d, kv, ff, v) = (
+        c.hidden_size,
+        c.num_key_value_heads * c.head_dim(),
+        c.intermediate_size,
+        c.vocab_size,
+    );
+    let last = name.rsplit('.').nth(1).unwrap_or("");
+    let is_bias = name.ends_with(".bias");
+    match last {
+        "embed_tokens" | "lm_head" => vec![v, d],
+        "input_layernorm" | "post_attention_layernorm" | "norm" => vec![d],
+        "q_proj" if is_bias => vec![d],
+        "k_proj" | "v_proj" if is_bias => vec![kv],
+        "q_proj" | "o_proj" => vec![d, d],
+        "k_proj" | "v_proj" => vec![kv, d],
+        "gate_proj" | "up_proj" => vec![ff, d],
+        "down_proj" => vec![d, ff],
+        _ => vec![],
+    }
+}
+
+/// Fresh weights for training from scratch: N(0, 0.02), residual outputs scaled by
+/// 1/sqrt(2·layers) (GPT-2), norms at 1, biases at 0.
+pub fn init_weights(c: &ModelConfig, seed: u64, device: &Device) -> Result<HashMap<String, Tensor>> {
+    c.validate()?;
+    let mut rng = Rng::new(seed, 1);
+    let mut out = HashMap::new();
+    let resid_std = 0.02 / (2.0 * c.num_hidden_layers as f64).sqrt();
+    for name in tensor_names(c) {
+        let shape = expected_shape(c, &name);
+        let n: usize = shape.iter().product();
+        let data = if name.ends_with("norm.weight") {
+            vec![1f32; n]
+        } else if name.ends_with(".bias") {
+            vec![0f32; n]
+        } else if name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") {
+            rng.normal_vec(n, resid_std)
+        } else {
+            rng.normal_vec(n, 0.02)
+        };
+        out.insert(name, Tensor::from_vec(data, shape, device)?);
+    }
+    Ok(out)
+}
+
+impl Model {
+    /// Build from HF-named tensors (any float dtype; converted to f32), adding what `method` trains.
+    pub fn new(
+        config: ModelConfig,
+        tensors: HashMap<String, Tensor>,
+        method: Method,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Model> {
+        config.validate()?;
+        let mut weights = BTreeMap::new();
+        let mut vars = Vec::new();
+        for name in tensor_names(&config) {
+            let t = tensors
+                .get(&name)
+                .with_context(|| format!("checkpoint has no tensor `{name}`"))?;
+            let want = expected_shape(&config, &name);
+            if t.dims() != want.as_slice() {
+                bail!("tensor `{name}`: shape {:?}, the config needs {want:?}", t.dims());
+            }
+            let t = t.to_dtype(DType::F32)?.to_device(device)?;
+            if method == Method::Full {
+                let var = Var::from_tensor(&t)?;
+                weights.insert(name.clone(), var.as_tensor().clone());
+                vars.push((name, var));
+            } else {
+                weights.insert(name, t.detach());
+            }
+        }
+        let mut model = Model {
+            config,
+            method: method.clone(),
+            device: device.clone(),
+            weights,
+            lora: BTreeMap::new(),
+            lora_scale: 0.0,
+            lora_dropout: 0.0,
+            prefix: None,
+            vars,
+        };
+        let mut rng = Rng::new(seed, 2);
+        match &method {
+            Method::Full => {}
+            Method::Lora(lc) => {
+                let projections = lc.projections()?;
+                model.lora_scale = lc.alpha / lc.r as f64;
+                model.lora_dropout = lc.dropout;
+                for i in 0..model.config.num_hidden_layers {
+                    for proj in &projections {
+                        let module = format!("model.layers.{i}.{proj}");
+                        let w = &model.weights[&format!("{module}.weight")];
+                        let (out_dim, in_dim) = w.dims2()?;
+                        // PEFT: A ~ kaiming-uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)); B = 0,
+                        // so the adapted model starts exactly at the base model.
+                        let a = Var::from_vec(
+                            rng.uniform_vec(lc.r * in_dim, 1.0 / (in_dim as f64).sqrt()),
+                            (lc.r, in_dim),
+                            device,
+                        )?;
+                        let b = Var::zeros((out_dim, lc.r), DType::F32, device)?;
+                        model.lora.insert(
+                            module.clone(),
+                            LoraPair {
+                                a: a.as_tensor().clone(),
+                                b: b.as_tensor().clone(),
+                            },
+                        );
+                        model.vars.push((format!("{module}.lora_A.weight"), a));
+                        model.vars.push((format!("{module}.lora_B.weight"), b));
+                    }
+                }
+            }
+            Method::Prefix { num_virtual_tokens } => {
+                if *num_virtual_tokens == 0 {
+                    bail!("prefix tuning: num_virtual_tokens must be > 0");
+                }
+                let c = &model.config;
+                let width = c.num_hidden_layers * 2 * c.num_key_value_heads * c.head_dim();
+                let p = Var::from_vec(
+                    rng.normal_vec(num_virtual_tokens * width, 0.02),
+                    (*num_virtual_tokens, width),
+                    device,
+                )?;
+                model.prefix = Some(p.as_tensor().clone());
+                model.vars.push(("prompt_embeddings".to_string(), p));
+            }
+        }
+        Ok(model)
+    }
+
+    /// A fresh from-scratch model of this shape (full training).
+    pub fn from_scratch(config: ModelConfig, method: Method, seed: u64, device: &Device) -> Result<Model> {
+        let tensors = init_weights(&config, seed, device)?;
+        Model::new(config, tensors, method, seed, device)
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The trainable variables with their names.
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    /// Number of trainable scalars.
+    pub fn trainable_parameters(&self) -> usize {
+        self.vars.iter().map(|(_, v)| v.elem_count()).sum()
+    }
+
+    /// The base weights by HF name (current values).
+    pub fn weights(&self) -> &BTreeMap<String, Tensor> {
+        &self.weights
+    }
+
+    fn w(&self, name: &str) -> Result<&Tensor> {
+        self.weights
+            .get(name)
+            .with_context(|| format!("model has no tensor `{name}`"))
+    }
+
+    /// `x·Wᵀ (+ b) (+ LoRA)` for the projection `module` (x is [N, in]).
+    fn linear(&self, module: &str, x: &Tensor, dropout: Option<&mut Rng>) -> Result<Tensor> {
+        let w = self.w(&format!("{module}.weight"))?;
+        let mut y = x.matmul(&w.t()?)?;
+        if let Some(b) = self.weights.get(&format!("{module}.bias")) {
+            y = y.broadcast_add(b)?;
+        }
+        if let Some(pair) = self.lora.get(module) {
+            let xin = match dropout {
+                Some(rng) if self.lora_dropout > 0.0 => {
+                    let keep = 1.0 - self.lora_dropout;
+                    let n = x.elem_count();
+                    let mask: Vec<f32> = (0..n)
+                        .map(|_| if rng.uniform() < keep { (1.0 / keep) as f32 } else { 0.0 })
+                        .collect();
+                    x.mul(&Tensor::from_vec(mask, x.shape(), &self.device)?)?
+                }
+                _ => x.clone(),
+            };
+            let delta = xin.matmul(&pair.a.t()?)?.matmul(&pair.b.t()?)?;
+            y = (y + delta.affine(self.lora_scale, 0.0)?)?;
+        }
+        Ok(y)
+    }
+
+    /// Logits `[B, T, vocab]` for token ids `[B, T]`. `dropout` (training) drives LoRA dropout.
+    pub fn forward(&self, ids: &Tensor, mut dropout: Option<&mut Rng>) -> Result<Tensor> {
+        let c = &self.config;
+        let (b, t) = ids.dims2()?;
+        let (d, h, kvh, hd) = (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim());
+        let n_prefix = self.prefix.as_ref().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
+        let (cos, sin) = rope_tables(c, n_prefix, t, &self.device)?;
+        let mask = causal_mask(t, n_prefix, &self.device)?;
+        let mut x = self
+            .w("model.embed_tokens.weight")?
+            .index_select(&ids.flatten_all()?, 0)?; // [B*T, d]
+        for i in 0..c.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let hn = rms_norm(&x, self.w(&format!("{p}.input_layernorm.weight"))?, c.rms_norm_eps)?;
+            let q = self.linear(&format!("{p}.self_attn.q_proj"), &hn, dropout.as_deref_mut())?;
+            let k = self.linear(&format!("{p}.self_attn.k_proj"), &hn, dropout.as_deref_mut())?;
+            let v = self.linear(&format!("{p}.self_attn.v_proj"), &hn, dropout.as_deref_mut())?;
+            let q = q.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?;
+            let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
+            let mut v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
+            let q = rope(&q, &cos, &sin, c.rope_interleaved)?;
+            let mut k = rope(&k, &cos, &sin, c.rope_interleaved)?;
+            if let Some(prefix) = &self.prefix {
+                // PEFT layout: columns (layer*2 + 0) hold keys, (layer*2 + 1) values.
+                let kv_dim = kvh * hd;
+                let take = |slot: usize| -> Result<Tensor> {
+                    Ok(prefix
+                        .narrow(1, (i * 2 + slot) * kv_dim, kv_dim)?
+                        .reshape((n_prefix, kvh, hd))?
+                        .transpose(0, 1)?
+                        .unsqueeze(0)?
+                        .broadcast_as((b, kvh, n_prefix, hd))?
+                        .contiguous()?)
+                };
+                k = Tensor::cat(&[&take(0)?, &k], 2)?;
+                v = Tensor::cat(&[&take(1)?, &v], 2)?;
+            }
+            let k = repeat_kv(&k, h / kvh)?;
+            let v = repeat_kv(&v, h / kvh)?;
+            let scores = q
+                .matmul(&k.t()?.contiguous()?)?
+                .affine(1.0 / (hd as f64).sqrt(), 0.0)?
+                .broadcast_add(&mask)?;
+            let attn = softmax_last_dim(&scores)?.matmul(&v)?; // [B, H, T, hd]
+            let attn = attn.transpose(1, 2)?.contiguous()?.reshape((b * t, d))?;
+            let o = self.linear(&format!("{p}.self_attn.o_proj"), &attn, dropout.as_deref_mut())?;
+            x = (x + o)?;
+            let hn = rms_norm(&x, self.w(&format!("{p}.post_attention_layernorm.weight"))?, c.rms_norm_eps)?;
+            let gate = self.linear(&format!("{p}.mlp.gate_proj"), &hn, dropout.as_deref_mut())?;
+            let up = self.linear(&format!("{p}.mlp.up_proj"), &hn, dropout.as_deref_mut())?;
+            let m = self.linear(&format!("{p}.mlp.down_proj"), &(gate.silu()? * up)?, dropout.as_deref_mut())?;
+            x = (x + m)?;
+        }
+        let x = rms_norm(&x, self.w("model.norm.weight")?, c.rms_norm_eps)?;
+        let head = if c.tie_word_embeddings {
+            self.w("model.embed_tokens.weight")?
+        } else {
+            self.w("lm_head.weight")?
+        };
+        Ok(x.matmul(&head.t()?)?.reshape((b, t, c.vocab_size))?)
+    }
+
+    /// Mean cross-entropy over positions where `mask` is 1 (`targets`, `mask`: [B, T]),
+    /// and the number of such positions.
+    pub fn loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor, dropout: Option<&mut Rng>) -> Result<(Tensor, f64)> {
+        let logits = self.forward(ids, dropout)?;
+        let v = self.config.vocab_size;
+        let logits = logits.reshape(((), v))?;
+        let nll = nll_per_position(&logits, &targets.flatten_all()?)?;
+        let mask = mask.flatten_all()?.to_dtype(DType::F32)?;
+        let count = mask.sum_all()?.to_scalar::<f32>()? as f64;
+        let total = (nll * &mask)?.sum_all()?;
+        Ok((total.affine(1.0 / count.max(1.0), 0.0)?, count))
+    }
+
+    /// The base weights with LoRA merged in (`W + scale·B·A`), by HF name.
+    pub fn merged_weights(&self) -> Result<BTreeMap<String, Tensor>> {
+        let mut out = BTreeMap::new();
+        for (name, w) in &self.weights {
+            let module = name.trim_end_matches(".weight");
+            let merged = match self.lora.get(module) {
+                Some(pair) if name.ends_with(".weight") => {
+                    (w + pair.b.matmul(&pair.a)?.affine(self.lora_scale, 0.0)?)?
+                }
+                _ => w.clone(),
+            };
+            out.insert(name.clone(), merged.detach());
+        }
+        Ok(out)
+    }
+
+    /// The adapter tensors under PEFT's names (`base_model.model.<module>.lora_A.weight`,
+    /// `prompt_embeddings` for prefix tuning); empty for full fine-tuning.
+    pub fn adapter_tensors(&self) -> HashMap<String, Tensor> {
+        let mut out = HashMap::new();
+        if self.method == Method::Full {
+            return out;
+        }
+        for (name, var) in &self.vars {
+            let key = if name == "prompt_embeddings" {
+                name.clone()
+            } else {
+                format!("base_model.model.{name}")
+            };
+            out.insert(key, var.as_tensor().detach());
+        }
+        out
+    }
+
+    /// Load adapter tensors saved by [`Model::adapter_tensors`] into this model's variables.
+    pub fn load_adapter_tensors(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, var) in &self.vars {
+            let key = if name == "prompt_embeddings" {
+                name.clone()
+            } else {
+                format!("base_model.model.{name}")
+            };
+            let t = tensors.get(&key).with_context(|| format!("adapter has no tensor `{key}`"))?;
+            if t.dims() != var.dims() {
+                bail!("adapter tensor `{key}`: shape {:?}, expected {:?}", t.dims(), var.dims());
+            }
+            var.set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
+        }
+        Ok(())
+    }
+
+    /// Current values of the trainable variables (a snapshot: best weights so far).
+    pub fn snapshot(&self) -> Result<Vec<Tensor>> {
+        self.vars.iter().map(|(_, v)| Ok(v.as_tensor().copy()?.detach())).collect()
+    }
+
+    /// Put a [`Model::snapshot`] back.
+    pub fn restore(&self, snapshot: &[Tensor]) -> Result<()> {
+        for ((_, v), t) in self.vars.iter().zip(snapshot) {
+            v.set(t)?;
+        }
+        Ok(())
+    }
+
+    /// Write the (merged) weights as one safetensors file with HF names, plus `config.json`.
+    pub fn save_full(&self, dir: &Path) -> Result<()> {
+        let merged: HashMap<String, Tensor> = self.merged_weights()?.into_iter().collect();
+        candle_core::safetensors::save(&merged, dir.join("model.safetensors"))
+            .with_context(|| format!("{}: cannot write model.safetensors", dir.display()))?;
+        let mut config = serde_json::to_value(&self.config)?;
+        config["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+        config["model_type"] = serde_json::json!("llama");
+        config["torch_dtype"] = serde_json::json!("float32");
+        crate::io::writer::write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&config)?)?;
+        Ok(())
+    }
+}
+
+/// RMSNorm from basic ops: `x / sqrt(mean(x²) + eps) · w` over the last dimension.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok(x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)?)
+}
+
+/// Softmax over the last dimension from basic ops (max subtracted for stability).
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    Ok(e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?)
+}
+
+/// Negative log-likelihood of `targets` [N] under `logits` [N, V] (log-softmax from basic ops).
+pub fn nll_per_position(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    // The max is a constant shift of log-sum-exp: detaching it leaves the gradient exact.
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    let picked = shifted.gather(&targets.unsqueeze(1)?.to_dtype(DType::U32)?, 1)?;
+    Ok((lse - picked)?.squeeze(1)?)
+}
+
+/// cos and sin tables `[T, head_dim/2]` for positions `offset..offset+t`, divided by the
+/// linear interpolation factor.
+fn rope_tables(c: &ModelConfig, offset: usize, t: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = c.head_dim() / 2;
+    let scale = c.rope_scaling_factor.unwrap_or(1.0);
+    let mut cos = Vec::with_capacity(t * half);
+    let mut sin = Vec::with_capacity(t * half);
+    for pos in offset..offset + t {
+        for i in 0..half {
+            let inv_freq = c.rope_theta.powf(-(2.0 * i as f64) / c.head_dim() as f64);
+            let angle = pos as f64 / scale * inv_freq;
+            cos.push(angle.cos() as f32);
+            sin.push(angle.sin() as f32);
+        }
+    }
+    Ok((
+        Tensor::from_vec(cos, (t, half), device)?,
+        Tensor::from_vec(sin, (t, half), device)?,
+    ))
+}
+
+/// Rotary embedding of `x` [B, H, T, hd]: rotate-half pairs (i, i+hd/2) or interleaved (2i, 2i+1).
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
+    let (b, h, t, hd) = x.dims4()?;
+    let half = hd / 2;
+    if interleaved {
+        let pairs = x.reshape((b, h, t, half, 2))?;
+        let even = pairs.narrow(4, 0, 1)?.squeeze(4)?;
+        let odd = pairs.narrow(4, 1, 1)?.squeeze(4)?;
+        let new_even = (even.broadcast_mul(cos)? - odd.broadcast_mul(sin)?)?;
+        let new_odd = (even.broadcast_mul(sin)? + odd.broadcast_mul(cos)?)?;
+        Ok(Tensor::stack(&[&new_even, &new_odd], 4)?.reshape((b, h, t, hd))?)
+    } else {
+        let x1 = x.narrow(3, 0, half)?;
+        let x2 = x.narrow(3, half, half)?;
+        let r1 = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
+        let r2 = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
+        Ok(Tensor::cat(&[&r1, &r2], 3)?)
+    }
+}
+
+/// Additive causal mask `[T, P+T]`: prefix slots always visible, token j visible from i >= j.
+fn causal_mask(t: usize, prefix: usize, device: &Device) -> Result<Tensor> {
+    let mut m = vec![0f32; t * (prefix + t)];
+    for i in 0..t {
+        for j in (i + 1)..t {
+            m[i * (prefix + t) + prefix + j] = -1e9;
+        }
+    }
+    Ok(Tensor::from_vec(m, (t, prefix + t), device)?)
+}
+
+/// Grouped-query attention: each KV head serves `rep` query heads.
+fn repeat_kv(x: &Tensor, rep: usize) -> Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kvh, s, hd) = x.dims4()?;
+    Ok(x.unsqueeze(2)?
+        .broadcast_as((b, kvh, rep, s, hd))?
+        .contiguous()?
+        .reshape((b, kvh * rep, s, hd))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tiny_config(kv_heads: usize, tied: bool, bias: bool, interleaved: bool) -> ModelConfig {
+        ModelConfig {
+            vocab_size: 32,
+            hidden_size: 16,
+            intermediate_size: 24,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: kv_heads,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10_000.0,
+            rope_interleaved: interleaved,
+            rope_scaling_factor: Some(2.0),
+            max_position_embeddings: 64,
+            tie_word_embeddings: tied,
+            attention_bias: bias,
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+
+    fn batch(device: &Device) -> (Tensor, Tensor, Tensor) {
+        let ids: Vec<u32> = (0..2 * 9).map(|i| (i * 7 % 32) as u32).collect();
+        let ids = Tensor::from_vec(ids, (2, 9), device).unwrap();
+        let x = ids.narrow(1, 0, 8).unwrap();
+        let y = ids.narrow(1, 1, 8).unwrap();
+        let m = Tensor::ones((2, 8), DType::F32, device).unwrap();
+        (x, y, m)
+    }
+
+    #[test]
+    fn rope_preserves_norm_and_position_zero() {
+        let d = Device::Cpu;
+        let c = tiny_config(4, true, false, false);
+        let (cos, sin) = rope_tables(&c, 0, 3, &d).unwrap();
+        let x = Tensor::from_vec(Rng::new(1, 1).normal_vec(3 * 4, 1.0), (1, 1, 3, 4), &d).unwrap();
+        for interleaved in [false, true] {
+            let y = rope(&x, &cos, &sin, interleaved).unwrap();
+            let nx: Vec<f32> = x.sqr().unwrap().sum(3).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let ny: Vec<f32> = y.sqr().unwrap().sum(3).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            for (a, b) in nx.iter().zip(&ny) {
+                assert!((a - b).abs() < 1e-5);
+            }
+            // Position 0 is not rotated.
+            let x0: Vec<f32> = x.narrow(2, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let y0: Vec<f32> = y.narrow(2, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(x0, y0);
+        }
+    }
+
+    #[test]
+    fn softmax_and_nll_match_direct_formulas() {
+        let d = Device::Cpu;
+        let logits = Tensor::from_vec(vec![1f32, 2.0, 3.0, 0.5, 0.5, 0.5], (2, 3), &d).unwrap();
+        let p: Vec<Vec<f32>> = softmax_last_dim(&logits).unwrap().to_vec2().unwrap();
+        let z: f32 = [1f32, 2.0, 3.0].iter().map(|v| v.exp()).sum();
+        assert!((p[0][2] - 3f32.exp() / z).abs() < 1e-6);
+        let nll: Vec<f32> = nll_per_position(&logits, &Tensor::new(&[2u32, 0], &d).unwrap())
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!((nll[0] - (z.ln() - 3.0)).abs() < 1e-5);
+        assert!((nll[1] - 3f32.ln()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn every_variant_runs_and_every_trainable_tensor_gets_a_gradient() {
+        let d = Device::Cpu;
+        let lora_all = Method::Lora(LoraConfig {
+            target_modules: vec!["all".into()],
+            dropout: 0.1,
+            ..LoraConfig::default()
+        });
+        for (kv, tied, bias, inter) in [(4, true, false, false), (2, false, true, true), (1, true, true, false)] {
+            for method in [Method::Full, lora_all.clone(), Method::Prefix { num_virtual_tokens: 3 }] {
+                let c = tiny_config(kv, tied, bias, inter);
+                let model = Model::from_scratch(c, method.clone(), 3, &d).unwrap();
+                // LoRA B starts at zero, so A's gradient is zero until B moves: give B a value first.
+                for (name, var) in model.vars() {
+                    if name.ends_with("lora_B.weight") {
+                        let n = var.elem_count();
+                        var.set(&Tensor::from_vec(Rng::new(9, 9).normal_vec(n, 0.1), var.shape(), &d).unwrap())
+                            .unwrap();
+                    }
+                }
+                let (x, y, m) = batch(&d);
+                let mut rng = Rng::new(5, 5);
+                let (loss, count) = model.loss(&x, &y, &m, Some(&mut rng)).unwrap();
+                assert_eq!(count, 16.0);
+                let l = loss.to_scalar::<f32>().unwrap();
+                assert!(l.is_finite() && l > 0.0, "{method:?}: loss {l}");
+                let grads = loss.backward().unwrap();
+                for (name, var) in model.vars() {
+                    let g = grads
+                        .get(var.as_tensor())
+                        .unwrap_or_else(|| panic!("{method:?} kv={kv}: no gradient for {name}"));
+                    let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+                    assert!(norm > 0.0, "{method:?} kv={kv} tied={tied}: zero gradient for {name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lora_and_prefix_start_at_the_base_model_and_merge_exactly() {
+        let d = Device::Cpu;
+        let c = tiny_config(2, false, true, false);
+        let base = init_weights(&c, 11, &d).unwrap();
+        let full = Model::new(c.clone(), base.clone(), Method::Full, 1, &d).unwrap();
+        let lora = Model::new(c.clone(), base.clone(), Method::Lora(LoraConfig::default()), 1, &d).unwrap();
+        let (x, _, _) = batch(&d);
+        let a: Vec<f32> = full.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = lora.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a, b, "B = 0: LoRA starts exactly at the base model");
+        // Move B, then the merged weights must give the same logits as the adapter path.
+        for (name, var) in lora.vars() {
+            if name.ends_with("lora_B.weight") {
+                let n = var.elem_count();
+                var.set(&Tensor::from_vec(Rng::new(2, 2).normal_vec(n, 0.2), var.shape(), &d).unwrap())
+                    .unwrap();
+            }
+        }
+        let merged: HashMap<String, Tensor> = lora.merged_weights().unwrap().into_iter().collect();
+        let m = Model::new(c, merged, Method::Full, 1, &d).unwrap();
+        let a: Vec<f32> = lora.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = m.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for (p, q) in a.iter().zip(&b) {
+            assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn causal_mask_hides_the_future() {
+        let d = Device::Cpu;
+        let c = tiny_config(2, true, false, false);
+        let model = Model::from_scratch(c, Method::Full, 4, &d).unwrap();
+        let x1 = Tensor::new(&[[1u32, 2, 3, 4]], &d).unwrap();
+        let x2 = Tensor::new(&[[1u32, 2, 9, 9]], &d).unwrap();
+        let a: Vec<f32> = model.forward(&x1, None).unwrap().narrow(1, 0, 2).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = model.forward(&x2, None).unwrap().narrow(1, 0, 2).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn wrong_shapes_and_missing_tensors_are_clear_errors() {
+        let d = Device::Cpu;
+        let c = tiny_config(2, true, false, false);
+        let mut t = init_weights(&c, 1, &d).unwrap();
+        t.remove("model.norm.weight");
+        let e = Model::new(c.clone(), t, Method::Full, 1, &d).err().unwrap();
+        assert!(format!("{e:#}").contains("model.norm.weight"));
+        let mut t = init_weights(&c, 1, &d).unwrap();
+        t.insert("model.norm.weight".into(), Tensor::zeros(3, DType::F32, &d).unwrap());
+        assert!(Model::new(c, t, Method::Full, 1, &d).is_err());
+    }
+}

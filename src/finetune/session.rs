@@ -1,0 +1,544 @@
+//! One fine-tuning session end to end: conversations -> split -> tokenizer -> model ->
+//! training -> files. Used by the `finetune` stage, `curate finetune` and `curate compare`.
+//!
+//! Files written into the output folder:
+//! - `finetune.json`: the settings, the data counts and every loss ([`TrainReport`]).
+//! - `model.safetensors` + `config.json` + `tokenizer.json`: the full weights under HF
+//!   names (LoRA merged in), a folder HF-style loaders read.
+//! - LoRA and prefix tuning also write `adapter_model.safetensors` (PEFT key names,
+//!   `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`, `prompt_embeddings`)
+//!   and `adapter_config.json`.
+//! - `loss.svg`: the loss curves.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use super::chart::{self, Series};
+use super::config::ModelConfig;
+use super::data::{self, Conversation, Example, ReadTally, Template};
+use super::model::{LoraConfig, Method, Model};
+use super::train::{self, TrainConfig, TrainData, TrainReport};
+use crate::io::writer::write_atomic;
+
+/// The shape of the from-scratch model (`[finetune.tiny]`); ~0.6M parameters by default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TinyModel {
+    /// Vocabulary of the byte-level BPE trained on the training split.
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub rope_theta: f64,
+    pub tie_word_embeddings: bool,
+}
+
+impl Default for TinyModel {
+    fn default() -> Self {
+        TinyModel {
+            vocab_size: 2048,
+            hidden_size: 128,
+            intermediate_size: 384,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            rope_theta: 10_000.0,
+            tie_word_embeddings: true,
+        }
+    }
+}
+
+/// A chat template: a preset name or the four parts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TemplateSpec {
+    Preset(String),
+    Custom(Template),
+}
+
+/// `[finetune]` (and the `finetune` stage's table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinetuneConfig {
+    /// `tiny`: a from-scratch model with a tokenizer trained on the training split.
+    pub model: String,
+    pub tiny: TinyModel,
+    /// `full`, `lora` or `prefix`.
+    pub method: String,
+    pub lora: LoraConfig,
+    /// Prefix tuning: trained key/value slots per layer.
+    pub num_virtual_tokens: usize,
+    pub template: TemplateSpec,
+    /// Share of records held out for validation (by a hash of the text, seeded).
+    pub val_fraction: f64,
+    /// A validation file (any input format) instead of the split.
+    pub validation: Option<PathBuf>,
+    /// Where the files go (stage default: `finetune/` in the run's output folder).
+    pub output: Option<PathBuf>,
+    /// Print a line per evaluation to stderr.
+    pub progress: bool,
+    pub train: TrainConfig,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        FinetuneConfig {
+            model: "tiny".into(),
+            tiny: TinyModel::default(),
+            method: "full".into(),
+            lora: LoraConfig::default(),
+            num_virtual_tokens: 16,
+            template: TemplateSpec::Preset("default".into()),
+            val_fraction: 0.1,
+            validation: None,
+            output: None,
+            progress: true,
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+impl FinetuneConfig {
+    /// The training method as the model understands it.
+    pub fn method(&self) -> Result<Method> {
+        Ok(match self.method.as_str() {
+            "full" => Method::Full,
+            "lora" => {
+                self.lora.projections()?;
+                Method::Lora(self.lora.clone())
+            }
+            "prefix" => Method::Prefix {
+                num_virtual_tokens: self.num_virtual_tokens,
+            },
+            other => bail!("finetune: unknown method `{other}`; expected full, lora or prefix"),
+        })
+    }
+
+    /// The chat template in force.
+    pub fn template(&self) -> Result<Template> {
+        let t = match &self.template {
+            TemplateSpec::Preset(name) => Template::preset(name)?,
+            TemplateSpec::Custom(t) => t.clone(),
+        };
+        t.validate()?;
+        Ok(t)
+    }
+
+    /// Check everything that can be checked before any data is read.
+    pub fn validate(&self) -> Result<()> {
+        if self.model != "tiny" {
+            bail!(
+                "finetune: model `{}`: only `tiny` (from scratch) is built in; pretrained checkpoints load through the library (Session::with_base)",
+                self.model
+            );
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            bail!("finetune: val_fraction must be in [0, 1)");
+        }
+        if self.tiny.vocab_size < 300 {
+            bail!("finetune: tiny.vocab_size must be >= 300 (256 bytes + merges + markers)");
+        }
+        self.method()?;
+        self.template()?;
+        self.train.validate()
+    }
+
+    /// The tiny model's config for a tokenizer of `vocab` ids.
+    pub fn tiny_config(&self, vocab: usize, eos: Option<u32>) -> ModelConfig {
+        let t = &self.tiny;
+        ModelConfig {
+            vocab_size: vocab,
+            hidden_size: t.hidden_size,
+            intermediate_size: t.intermediate_size,
+            num_hidden_layers: t.num_hidden_layers,
+            num_attention_heads: t.num_attention_heads,
+            num_key_value_heads: t.num_key_value_heads,
+            rms_norm_eps: 1e-6,
+            rope_theta: t.rope_theta,
+            rope_interleaved: false,
+            rope_scaling_factor: None,
+            max_position_embeddings: self.train.seq_len.max(512),
+            tie_word_embeddings: t.tie_word_embeddings,
+            attention_bias: false,
+            bos_token_id: None,
+            eos_token_id: eos,
+        }
+    }
+}
+
+/// Conversations split into training and validation.
+#[derive(Debug, Clone, Default)]
+pub struct Split {
+    pub train: Vec<Conversation>,
+    pub val: Vec<Conversation>,
+}
+
+/// Split by a seeded hash of the rendered text (or take a given validation set).
+pub fn split(all: Vec<Conversation>, given_val: Option<Vec<Conversation>>, template: &Template, cfg: &FinetuneConfig) -> Split {
+    match given_val {
+        Some(val) => Split { train: all, val },
+        None => {
+            let (val, train): (Vec<Conversation>, Vec<Conversation>) = all
+                .into_iter()
+                .partition(|c| data::is_validation(&template.render(&c.turns), cfg.val_fraction, cfg.train.seed));
+            Split { train, val }
+        }
+    }
+}
+
+/// Train the tiny model's tokenizer on the training conversations.
+pub fn tiny_tokenizer(cfg: &FinetuneConfig, template: &Template, train: &[Conversation]) -> Result<Tokenizer> {
+    let texts: Vec<String> = train.iter().map(|c| template.render(&c.turns)).collect();
+    data::train_tokenizer(&texts, cfg.tiny.vocab_size, &template.markers())
+}
+
+/// What a finished session produced.
+pub struct Outcome {
+    pub report: TrainReport,
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    /// The body of `finetune.json`.
+    pub json: serde_json::Value,
+}
+
+/// Tokenize, build the model, train. `tokenizer`: `None` trains the tiny one on the split.
+pub fn run(cfg: &FinetuneConfig, split: &Split, tokenizer: Option<Tokenizer>, tally: Option<&ReadTally>) -> Result<Outcome> {
+    cfg.validate()?;
+    let template = cfg.template()?;
+    if split.train.is_empty() {
+        bail!("finetune: no training records with a response to learn from");
+    }
+    let tokenizer = match tokenizer {
+        Some(t) => t,
+        None => tiny_tokenizer(cfg, &template, &split.train)?,
+    };
+    let eos = template
+        .markers()
+        .iter()
+        .find(|m| m.contains("end"))
+        .and_then(|m| tokenizer.token_to_id(m));
+    let encode = |cs: &[Conversation]| -> Result<Vec<Example>> {
+        cs.iter()
+            .map(|c| data::encode(&tokenizer, &template, &c.turns, None).with_context(|| format!("record {}", c.id)))
+            .collect()
+    };
+    let train_data = TrainData {
+        train: encode(&split.train)?,
+        val: encode(&split.val)?,
+        pad: eos.unwrap_or(0),
+    };
+    let device = Device::Cpu;
+    let config = cfg.tiny_config(tokenizer.get_vocab_size(true), eos);
+    let model = Model::from_scratch(config, cfg.method()?, cfg.train.seed, &device)?;
+    let mut print = |s: &train::StepLog, e: Option<&train::EvalLog>| {
+        if let Some(e) = e {
+            eprintln!(
+                "finetune: step {:>5} epoch {:>5.2} lr {:.2e} train {:.4} val {:.4} gap {:+.4}",
+                s.step, s.epoch, s.lr, e.train_loss, e.val_loss, e.gap
+            );
+        }
+    };
+    let progress: train::Progress = if cfg.progress { Some(&mut print) } else { None };
+    let report = train::train(&model, &train_data, &cfg.train, progress)?;
+    let json = serde_json::json!({
+        "model": {
+            "source": cfg.model,
+            "config": model.config,
+            "parameters": model.config.parameter_count(),
+            "method": cfg.method,
+            "method_settings": model.method,
+            "trainable_parameters": model.trainable_parameters(),
+        },
+        "template": template,
+        "data": {
+            "read": tally,
+            "train_records": split.train.len(),
+            "val_records": split.val.len(),
+            "val_fraction": cfg.val_fraction,
+            "validation_file": cfg.validation,
+        },
+        "train_config": cfg.train,
+        "report": report,
+    });
+    Ok(Outcome {
+        report,
+        model,
+        tokenizer,
+        json,
+    })
+}
+
+/// The loss chart of one run: smoothed per-step training loss, validation loss at evaluations.
+pub fn loss_chart(report: &TrainReport, title: &str) -> String {
+    let steps: Vec<(f64, f64)> = report.step_log.iter().map(|s| (s.step as f64, s.train_loss)).collect();
+    let k = (steps.len() / 50).max(1);
+    let series = [
+        Series {
+            name: "train (per step, smoothed)".into(),
+            color: chart::PALETTE[0],
+            dashed: true,
+            points: chart::smooth(&steps, k),
+        },
+        Series {
+            name: "train (eval windows)".into(),
+            color: chart::PALETTE[0],
+            dashed: false,
+            points: report.evals.iter().map(|e| (e.step as f64, e.train_loss)).collect(),
+        },
+        Series {
+            name: "validation".into(),
+            color: chart::PALETTE[1],
+            dashed: false,
+            points: report.evals.iter().map(|e| (e.step as f64, e.val_loss)).collect(),
+        },
+    ];
+    chart::line_chart(title, "optimizer step", "loss (nats / token)", &series)
+}
+
+/// Write the session's files into `dir` (created); returns the paths written.
+pub fn save(outcome: &Outcome, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let mut written = Vec::new();
+    outcome.model.save_full(dir)?;
+    written.push(dir.join("model.safetensors"));
+    written.push(dir.join("config.json"));
+    let tk = outcome
+        .tokenizer
+        .to_string(false)
+        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+    write_atomic(&dir.join("tokenizer.json"), tk.as_bytes())?;
+    written.push(dir.join("tokenizer.json"));
+    let adapter = outcome.model.adapter_tensors();
+    if !adapter.is_empty() {
+        candle_core::safetensors::save(&adapter, dir.join("adapter_model.safetensors"))
+            .with_context(|| format!("{}: cannot write adapter_model.safetensors", dir.display()))?;
+        write_atomic(
+            &dir.join("adapter_config.json"),
+            &serde_json::to_vec_pretty(&adapter_config(&outcome.model))?,
+        )?;
+        written.push(dir.join("adapter_model.safetensors"));
+        written.push(dir.join("adapter_config.json"));
+    }
+    write_atomic(&dir.join("finetune.json"), &serde_json::to_vec_pretty(&outcome.json)?)?;
+    written.push(dir.join("finetune.json"));
+    write_atomic(&dir.join("loss.svg"), loss_chart(&outcome.report, "loss").as_bytes())?;
+    written.push(dir.join("loss.svg"));
+    Ok(written)
+}
+
+/// PEFT's `adapter_config.json` for the model's adapter.
+pub fn adapter_config(model: &Model) -> serde_json::Value {
+    let c = &model.config;
+    match &model.method {
+        Method::Lora(l) => {
+            let targets: Vec<String> = l
+                .projections()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.rsplit('.').next().unwrap_or(p).to_string())
+                .collect();
+            serde_json::json!({
+                "peft_type": "LORA",
+                "task_type": "CAUSAL_LM",
+                "base_model_name_or_path": null,
+                "r": l.r,
+                "lora_alpha": l.alpha,
+                "lora_dropout": l.dropout,
+                "target_modules": targets,
+                "bias": "none",
+                "fan_in_fan_out": false,
+                "inference_mode": true,
+            })
+        }
+        Method::Prefix { num_virtual_tokens } => serde_json::json!({
+            "peft_type": "PREFIX_TUNING",
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": null,
+            "num_virtual_tokens": num_virtual_tokens,
+            "num_layers": c.num_hidden_layers,
+            "num_attention_heads": c.num_key_value_heads,
+            "token_dim": c.num_key_value_heads * c.head_dim(),
+            "num_transformer_submodules": 1,
+            "prefix_projection": false,
+            "inference_mode": true,
+        }),
+        Method::Full => serde_json::Value::Null,
+    }
+}
+
+/// Load `model.safetensors` written by [`save`] (HF names) as a plain map.
+pub fn load_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
+    candle_core::safetensors::load(dir.join("model.safetensors"), device)
+        .with_context(|| format!("{}: cannot read model.safetensors", dir.display()))
+}
+
+/// The file `curate finetune CONFIG` reads: `[input]` (as in a pipeline) and `[finetune]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneFile {
+    pub input: crate::config::InputConfig,
+    #[serde(default)]
+    pub finetune: FinetuneConfig,
+}
+
+/// `curate finetune CONFIG`: read the input, split, train, write the files into
+/// `output` (else `[finetune] output` relative to the config file, else `out/finetune`).
+pub fn run_file(path: &Path, output: Option<PathBuf>) -> Result<(Outcome, PathBuf)> {
+    use crate::config::config_error;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| config_error(format!("{}: cannot read: {e}", path.display())))?;
+    let file: FinetuneFile = toml::from_str(&text)
+        .map_err(|e| config_error(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let cfg = file.finetune;
+    cfg.validate()
+        .map_err(|e| config_error(format!("{}: [finetune]: {e:#}", path.display())))?;
+    let template = cfg.template()?;
+    let (all, tally) = data::read_conversations(&file.input, &dir)?;
+    let given_val = match &cfg.validation {
+        Some(v) => {
+            let v = crate::config::lexical_clean(&dir.join(v));
+            let input = data::input_for_files(std::slice::from_ref(&v), &file.input.fields);
+            Some(data::read_conversations(&input, Path::new("."))?.0)
+        }
+        None => None,
+    };
+    let out_dir = output
+        .or_else(|| cfg.output.as_ref().map(|o| crate::config::lexical_clean(&dir.join(o))))
+        .unwrap_or_else(|| PathBuf::from("out/finetune"));
+    let split = split(all, given_val, &template, &cfg);
+    let outcome = run(&cfg, &split, None, Some(&tally))?;
+    save(&outcome, &out_dir)?;
+    Ok((outcome, out_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finetune::train::evaluate;
+    use crate::record::Role;
+
+    fn conversations(n: usize) -> Vec<Conversation> {
+        (0..n)
+            .map(|i| Conversation {
+                id: format!("r{i}"),
+                turns: vec![
+                    (Role::Prompt, format!("第{i}个问题：{}加{}等于几？", i % 7, i % 5)),
+                    (Role::Response, format!("{}加{}等于{}。", i % 7, i % 5, i % 7 + i % 5)),
+                ],
+            })
+            .collect()
+    }
+
+    fn small(method: &str) -> FinetuneConfig {
+        FinetuneConfig {
+            method: method.into(),
+            tiny: TinyModel {
+                vocab_size: 320,
+                hidden_size: 32,
+                intermediate_size: 64,
+                num_hidden_layers: 2,
+                num_attention_heads: 4,
+                num_key_value_heads: 2,
+                ..TinyModel::default()
+            },
+            progress: false,
+            val_fraction: 0.2,
+            train: TrainConfig {
+                seq_len: 32,
+                batch_size: 4,
+                max_steps: Some(8),
+                eval_every: 4,
+                lr: 5e-3,
+                warmup_steps: 2,
+                ..TrainConfig::default()
+            },
+            ..FinetuneConfig::default()
+        }
+    }
+
+    #[test]
+    fn saved_weights_and_adapters_load_back_to_the_same_model() {
+        let dir = tempfile::tempdir().unwrap();
+        for method in ["full", "lora", "prefix"] {
+            let cfg = small(method);
+            let template = cfg.template().unwrap();
+            let sp = split(conversations(40), None, &template, &cfg);
+            assert!(!sp.val.is_empty() && !sp.train.is_empty());
+            let out = run(&cfg, &sp, None, None).unwrap();
+            let d = dir.path().join(method);
+            let written = save(&out, &d).unwrap();
+            assert!(written.iter().all(|p| p.exists()));
+            let tk = Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
+            assert_eq!(tk.get_vocab_size(true), out.tokenizer.get_vocab_size(true));
+            let config: ModelConfig =
+                serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+            assert_eq!(config, out.model.config);
+            let val: Vec<Example> = sp
+                .val
+                .iter()
+                .map(|c| data::encode(&tk, &template, &c.turns, None).unwrap())
+                .collect();
+            let rows = data::pack(&val, 32, 0);
+            let trained = evaluate(&out.model, &rows, 4).unwrap();
+            let weights = load_weights(&d, &Device::Cpu).unwrap();
+            let reloaded = match method {
+                // Full weights (LoRA merged in): the same model up to float rounding of the merge.
+                "full" | "lora" => Model::new(config, weights, Method::Full, 1, &Device::Cpu).unwrap(),
+                _ => {
+                    let mut m = Model::new(config, weights, cfg.method().unwrap(), 99, &Device::Cpu).unwrap();
+                    let adapter = candle_core::safetensors::load(d.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+                    m.load_adapter_tensors(&adapter).unwrap();
+                    m
+                }
+            };
+            let again = evaluate(&reloaded, &rows, 4).unwrap();
+            if method == "lora" {
+                assert!((trained - again).abs() < 1e-4, "{method}: {trained} vs {again}");
+            } else {
+                assert_eq!(trained, again, "{method}");
+            }
+            if method != "full" {
+                let adapter = candle_core::safetensors::load(d.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+                let mut keys: Vec<&String> = adapter.keys().collect();
+                keys.sort();
+                if method == "lora" {
+                    assert!(keys.contains(&&"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".to_string()));
+                    assert!(keys.contains(&&"base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight".to_string()));
+                    assert_eq!(keys.len(), 2 * 2 * 2);
+                } else {
+                    assert_eq!(keys, vec!["prompt_embeddings"]);
+                }
+                let ac: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(d.join("adapter_config.json")).unwrap()).unwrap();
+                assert_eq!(ac["peft_type"], if method == "lora" { "LORA" } else { "PREFIX_TUNING" });
+            }
+            // Every loss is in finetune.json.
+            let j: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("finetune.json")).unwrap()).unwrap();
+            assert_eq!(j["report"]["step_log"].as_array().unwrap().len(), 8);
+            assert_eq!(j["report"]["evals"].as_array().unwrap().len(), 2);
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused_before_training() {
+        let mut c = small("dora");
+        assert!(c.validate().is_err());
+        c = small("lora");
+        c.lora.target_modules = vec!["qq_proj".into()];
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("qq_proj"));
+        c = small("full");
+        c.model = "llama-7b".into();
+        assert!(c.validate().is_err());
+        c = small("full");
+        c.template = TemplateSpec::Preset("alpaca".into());
+        assert!(c.validate().is_err());
+    }
+}

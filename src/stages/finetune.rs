@@ -1,0 +1,222 @@
+//! `finetune`: train a model on the kept records after the run, and report the
+//! validation gap (last in a pipeline).
+//!
+//! Records pass unchanged; each gets `meta.finetune = {split}` (`train`, `validation`,
+//! or `none` when it has no response to learn from). After the last record
+//! ([`Stage::finish`]) the stage reads the kept parts back, splits them, trains (a
+//! tiny from-scratch model with a byte-level BPE trained on the training split by
+//! default) and writes `finetune/` beside `kept/`: `finetune.json` (every loss),
+//! `model.safetensors` + `config.json` + `tokenizer.json`, PEFT adapter files for LoRA
+//! and prefix tuning, `loss.svg`. `report.html` gets the loss curves, the gap and the
+//! overfitting flag.
+//!
+//! ```toml
+//! [[stage]]
+//! kind = "finetune"
+//! model = "tiny"              # from scratch; see [stage.tiny] for its shape
+//! method = "full"             # full | lora | prefix
+//! template = "default"        # default | chatml | {system, user, assistant, document}
+//! val_fraction = 0.1          # held out by a seeded hash of the text
+//! # validation = "val.jsonl"  # a validation file instead of the split
+//! # output = "finetune"       # relative to the run's output folder
+//! [stage.train]
+//! seed = 1
+//! seq_len = 128
+//! batch_size = 16
+//! epochs = 3                  # or max_steps = 500
+//! lr = 2e-3
+//! warmup_steps = 20
+//! eval_every = 50             # steps; and at every epoch end
+//! overfit_patience = 3        # K rising evaluations while training loss falls
+//! early_stopping = false
+//! keep_best = true
+//! [stage.lora]                # method = "lora"
+//! r = 8
+//! alpha = 16
+//! dropout = 0.05
+//! target_modules = ["q_proj", "v_proj"]   # or ["all"]
+//! ```
+//!
+//! The run's output folder is only known in `finish`, so a relative `output` resolves
+//! there, not against the pipeline file.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde_json::json;
+
+use crate::finetune::data::{self, Template};
+use crate::finetune::session::{self, FinetuneConfig, Split};
+use crate::finetune::train::TrainReport;
+use crate::record::{FieldMap, Record};
+use crate::stage::{BuildContext, FinishContext, Stage, Verdict};
+
+/// The `finetune` stage.
+pub struct Finetune {
+    cfg: FinetuneConfig,
+    template: Template,
+    fields: FieldMap,
+    validation: Option<PathBuf>,
+    /// Filled by `finish`.
+    result: Option<Finished>,
+}
+
+struct Finished {
+    report: TrainReport,
+    output: PathBuf,
+    train_records: usize,
+    val_records: usize,
+    parameters: usize,
+    trainable: usize,
+}
+
+impl Finetune {
+    /// Build from the stage table; `fields` are the pipeline's `[input.fields]` (to read the kept parts back).
+    pub fn new(cfg: FinetuneConfig, fields: FieldMap, cx: &BuildContext) -> Result<Finetune> {
+        cfg.validate()?;
+        let validation = cfg.validation.as_ref().map(|p| cx.resolve(p));
+        if let Some(v) = &validation {
+            if !v.exists() {
+                anyhow::bail!("key `validation`: file not found: {}", v.display());
+            }
+        }
+        Ok(Finetune {
+            template: cfg.template()?,
+            cfg,
+            fields,
+            validation,
+            result: None,
+        })
+    }
+}
+
+impl Stage for Finetune {
+    fn kind(&self) -> &'static str {
+        "finetune"
+    }
+
+    fn process(&self, record: &mut Record) -> Result<Verdict> {
+        let turns = data::turns_of(record);
+        let split = if turns.is_empty() {
+            "none"
+        } else if self.validation.is_none()
+            && data::is_validation(&self.template.render(&turns), self.cfg.val_fraction, self.cfg.train.seed)
+        {
+            "validation"
+        } else {
+            "train"
+        };
+        record.annotate("finetune", json!({ "split": split }));
+        Ok(Verdict::Keep)
+    }
+
+    fn finish(&mut self, ctx: &FinishContext) -> Result<()> {
+        let input = data::input_for_files(&ctx.kept_parts, &self.fields);
+        let (all, tally) = data::read_conversations(&input, std::path::Path::new("."))?;
+        let given_val = match &self.validation {
+            Some(path) => Some(data::read_conversations(&data::input_for_files(std::slice::from_ref(path), &self.fields), std::path::Path::new("."))?.0),
+            None => None,
+        };
+        let split: Split = session::split(all, given_val, &self.template, &self.cfg);
+        let output = match &self.cfg.output {
+            Some(p) if p.is_absolute() => p.clone(),
+            Some(p) => ctx.output_dir.join(p),
+            None => ctx.output_dir.join("finetune"),
+        };
+        let outcome = session::run(&self.cfg, &split, None, Some(&tally))?;
+        session::save(&outcome, &output)?;
+        self.result = Some(Finished {
+            report: outcome.report,
+            output,
+            train_records: split.train.len(),
+            val_records: split.val.len(),
+            parameters: outcome.model.config.parameter_count(),
+            trainable: outcome.model.trainable_parameters(),
+        });
+        Ok(())
+    }
+
+    fn summary(&self) -> Option<serde_json::Value> {
+        let f = self.result.as_ref()?;
+        let r = &f.report;
+        Some(json!({
+            "output": f.output,
+            "method": self.cfg.method,
+            "parameters": f.parameters,
+            "trainable_parameters": f.trainable,
+            "train_records": f.train_records,
+            "val_records": f.val_records,
+            "steps": r.steps,
+            "tokens_per_second": r.tokens_per_second,
+            "final_train_loss": r.final_train_loss,
+            "final_val_loss": r.final_val_loss,
+            "gap": r.final_gap,
+            "best_step": r.best_step,
+            "best_epoch": r.best_epoch,
+            "best_val_loss": r.best_val_loss,
+            "overfitting": r.overfitting,
+            "early_stopped_at_step": r.early_stopped_at_step,
+        }))
+    }
+
+    fn report_html(&self) -> Option<String> {
+        let f = self.result.as_ref()?;
+        let r = &f.report;
+        let num = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.4}"));
+        let overfit = match &r.overfitting {
+            Some(o) => format!(
+                "<b>yes</b>: validation loss rose for {} evaluations in a row while training loss fell, since step {} (epoch {:.2})",
+                self.cfg.train.overfit_patience, o.since_step, o.since_epoch
+            ),
+            None => "no".to_string(),
+        };
+        let rows = [
+            ("method", format!("{} ({} of {} parameters train)", self.cfg.method, f.trainable, f.parameters)),
+            ("records", format!("{} train, {} validation", f.train_records, f.val_records)),
+            ("steps", format!("{} ({} tokens, {:.0} tokens/s on CPU)", r.steps, r.tokens_seen, r.tokens_per_second)),
+            ("final train / validation loss", format!("{} / {}", num(r.final_train_loss), num(r.final_val_loss))),
+            ("gap (validation − train)", num(r.final_gap)),
+            (
+                "best",
+                format!(
+                    "validation loss {} at step {} (epoch {}){}",
+                    num(r.best_val_loss),
+                    r.best_step.map_or("–".into(), |s| s.to_string()),
+                    r.best_epoch.map_or("–".into(), |e| format!("{e:.2}")),
+                    if r.restored_best { "; these weights were saved" } else { "" }
+                ),
+            ),
+            ("overfitting", overfit),
+            (
+                "early stopping",
+                r.early_stopped_at_step.map_or("no".into(), |s| format!("stopped at step {s}")),
+            ),
+        ];
+        let table: String = rows
+            .iter()
+            .map(|(k, v)| format!("<tr><th style=\"text-align:left\">{k}</th><td>{v}</td></tr>"))
+            .collect();
+        Some(format!(
+            "<p>Files in <code>{}</code>.</p><table>{table}</table>{}",
+            html_escape(&f.output.display().to_string()),
+            session::loss_chart(r, "training and validation loss")
+        ))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} {} model, template {:?}, {} validation, seed {}",
+            self.cfg.method,
+            self.cfg.model,
+            self.cfg.template,
+            self.validation
+                .as_ref()
+                .map_or(format!("{:.0}% held out", self.cfg.val_fraction * 100.0), |p| p.display().to_string()),
+            self.cfg.train.seed
+        )
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
