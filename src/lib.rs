@@ -7,6 +7,7 @@
 pub mod classifier;
 pub mod config;
 pub mod decontam;
+pub mod extract;
 pub mod io;
 pub mod progress;
 pub mod record;
