@@ -3,6 +3,7 @@
 pub mod decontaminate;
 pub mod exact_dedup;
 pub mod finetune;
+pub mod extract;
 pub mod language;
 pub mod length;
 pub mod machine_text;
@@ -19,6 +20,7 @@ use crate::stage::{BuildContext, Stage};
 
 /// Every stage kind this build knows, for error messages and docs.
 pub const KINDS: &[&str] = &[
+    "extract",
     "normalize",
     "length",
     "quality",
@@ -42,6 +44,7 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
     // config-error wrapping below (exit code 2 with the stage's file and line).
     let built = (|| -> Result<Box<dyn Stage>> {
         Ok(match spec.kind.as_str() {
+            "extract" => Box::new(extract::Extract::new(params(spec, file)?, &cx)?),
             "normalize" => Box::new(normalize::Normalize::new(params(spec, file)?, &cx)?),
             "length" => Box::new(length::Length::new(params(spec, file)?, &cx)?),
             "quality" => Box::new(quality::Quality::new(params(spec, file)?, &cx)?),

@@ -1,0 +1,911 @@
+//! Main-text extraction from HTML: what the `extract` stage runs on each page.
+//!
+//! Hand-written on top of html5ever (via `scraper`'s tree) because none of the
+//! Rust crates that do this reached the Chinese targets on the magic-html pages
+//! (README, "Web text extraction"): forum threads and WeChat/gov.cn layouts are
+//! where readability-style scoring and trafilatura's English-tuned rules lose
+//! text. The algorithm, in one pass over the tree plus one over its blocks:
+//!
+//! 1. **Blocks.** The page is cut into text blocks at block-level elements
+//!    (`p`, `div`, `li`, `td`, headings, ...); `<br>` is a line break inside a
+//!    block. Each block counts its letters and digits (a CJK character is one),
+//!    those inside links, and its sentence punctuation (`，。！？；` and ASCII).
+//!    `script`, `style`, form controls, hidden elements and the like give no text.
+//! 2. **Boilerplate marks.** Elements that are navigation, footers, sidebars,
+//!    share bars, ads, cookie banners, breadcrumbs, related/recommended lists or
+//!    copyright lines, by tag (`nav`, `footer`, `aside`, `header` outside
+//!    `article`) or by a word of their `class`/`id` (split at `-`, `_`, spaces
+//!    and case changes, so `header` never matches `ad`), mark their blocks
+//!    *hard*: never output, and counted against the container holding them.
+//!    Comment sections (`comment`, `reply`, `discuss`, ...) are *soft*: left out
+//!    when the page has a main text of its own, kept when the comments are all
+//!    there is (a forum thread, a review page).
+//! 3. **Container.** Each block gets a weight: its non-link characters when it
+//!    reads like text (punctuation, or 30+ characters), minus its characters
+//!    when it is mostly links or hard boilerplate, zero otherwise. Weights are
+//!    summed up the tree and the element with the largest sum is the main
+//!    container: it holds the most text net of the boilerplate around it, and
+//!    on a forum it is the list of all posts rather than one post.
+//! 4. **Output.** The container's blocks in document order, without hard or
+//!    (if excluded) soft boilerplate and without link lists; list items get
+//!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
+//!    separate lines. Runs of whitespace fold to one space.
+//!
+//! Limits: the parser is fed in 64 KiB chunks and the deadline is checked
+//! between chunks and every few thousand nodes, so a pathological page ends as
+//! [`ExtractError::Timeout`] instead of holding a worker; the traversal is
+//! iterative, so nesting depth cannot overflow the stack.
+
+pub mod score;
+
+use std::time::Instant;
+
+use ego_tree::iter::Edge;
+use html5ever::tendril::TendrilSink;
+use scraper::{Html, HtmlTreeSink, Node};
+
+/// The main text of a page and what was learned on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extracted {
+    /// The main text: blocks separated by newlines.
+    pub text: String,
+    /// `og:title`, else the first `<h1>`, else `<title>` (trimmed; may be empty).
+    pub title: String,
+    /// The `lang` attribute of `<html>`, if any.
+    pub lang_attr: Option<String>,
+    /// Letters and digits in the main text.
+    pub chars_kept: usize,
+    /// Letters and digits in all visible text of the page.
+    pub chars_total: usize,
+}
+
+/// Why a page gave no main text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExtractError {
+    /// The deadline passed before the page was done.
+    Timeout,
+}
+
+/// Extract the main text of `html`; `deadline` (if any) bounds the work.
+pub fn extract(html: &str, deadline: Option<Instant>) -> Result<Extracted, ExtractError> {
+    let doc = parse(&strip_invisible(html), deadline)?;
+    let page = collect_blocks(&doc, deadline)?;
+    let chars_total = page.blocks.iter().map(|b| b.chars).sum();
+    let text = select_main_text(&page);
+    let chars_kept = text.chars().filter(|c| c.is_alphanumeric()).count();
+    Ok(Extracted {
+        text,
+        title: page.title(),
+        lang_attr: page.lang_attr,
+        chars_kept,
+        chars_total,
+    })
+}
+
+/// Parse with html5ever, in chunks so the deadline is checked during parsing.
+fn parse(html: &str, deadline: Option<Instant>) -> Result<Html, ExtractError> {
+    const CHUNK: usize = 64 * 1024;
+    let mut parser =
+        html5ever::driver::parse_document(HtmlTreeSink::new(Html::new_document()), Default::default());
+    let mut rest = html;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(CHUNK);
+        while !rest.is_char_boundary(cut) {
+            cut += 1;
+        }
+        parser.process(rest[..cut].into());
+        rest = &rest[cut..];
+        if past(deadline) {
+            return Err(ExtractError::Timeout);
+        }
+    }
+    Ok(parser.finish())
+}
+
+/// Cut `<script>`, `<style>`, `<svg>` elements and comments out before parsing.
+///
+/// They hold no visible text and are often more than half of a page's bytes;
+/// html5ever would tokenize them only for the walk to skip them. The ends are
+/// found as the tokenizer finds them (`</script` in any case, `-->`); an element
+/// or comment that never ends runs to the end of the page, as in a browser.
+fn strip_invisible(html: &str) -> String {
+    let bytes = html.as_bytes();
+    let mut out = String::with_capacity(html.len());
+    let mut copied = 0; // bytes[..copied] are handled
+    let mut i = 0;
+    while let Some(off) = bytes[i..].iter().position(|&b| b == b'<') {
+        let at = i + off;
+        let rest = &bytes[at + 1..];
+        let end = if rest.starts_with(b"!--") {
+            Some(find(bytes, at + 4, b"-->").map_or(bytes.len(), |e| e + 3))
+        } else {
+            ["script", "style", "svg"].iter().find_map(|tag| {
+                let t = tag.as_bytes();
+                let named = rest.len() > t.len()
+                    && rest[..t.len()].eq_ignore_ascii_case(t)
+                    && matches!(
+                        rest[t.len()],
+                        b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0c'
+                    );
+                named.then(|| {
+                    let mut close = Vec::with_capacity(t.len() + 2);
+                    close.extend_from_slice(b"</");
+                    close.extend_from_slice(t);
+                    match find_ignore_case(bytes, at + 1 + t.len(), &close) {
+                        Some(e) => find(bytes, e, b">").map_or(bytes.len(), |g| g + 1),
+                        None => bytes.len(),
+                    }
+                })
+            })
+        };
+        match end {
+            Some(end) => {
+                out.push_str(&html[copied..at]);
+                copied = end;
+                i = end;
+            }
+            None => i = at + 1,
+        }
+        if i >= bytes.len() {
+            break;
+        }
+    }
+    out.push_str(&html[copied.min(html.len())..]);
+    out
+}
+
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| from + p)
+}
+
+fn find_ignore_case(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w.eq_ignore_ascii_case(needle))
+        .map(|p| from + p)
+}
+
+fn past(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+/// How a block is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Plain,
+    Heading,
+    ListItem,
+    Code,
+}
+
+/// Boilerplate level of an element or block (higher wins when nested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Mark {
+    None,
+    /// Comment sections: dropped only when the page has other main text.
+    Soft,
+    /// Navigation, footers, ads, share bars, ...: never main text.
+    Hard,
+}
+
+/// A run of text between block-level boundaries.
+#[derive(Debug)]
+struct Block {
+    text: String,
+    /// Letters and digits.
+    chars: usize,
+    /// Letters and digits inside `<a>`.
+    link_chars: usize,
+    /// Sentence punctuation marks.
+    punct: usize,
+    /// The innermost element holding the block (index into `Page::elements`).
+    owner: usize,
+    kind: BlockKind,
+    mark: Mark,
+}
+
+/// An element of the tree, as far as scoring needs it.
+#[derive(Debug)]
+struct El {
+    parent: usize,
+    /// Blocks of this element's subtree: `first_block..end_block`.
+    first_block: usize,
+    end_block: usize,
+}
+
+/// Everything the selection needs from the parsed page.
+#[derive(Debug, Default)]
+struct Page {
+    blocks: Vec<Block>,
+    elements: Vec<El>,
+    title_tag: String,
+    og_title: String,
+    first_h1: String,
+    lang_attr: Option<String>,
+}
+
+impl Page {
+    fn title(&self) -> String {
+        [&self.og_title, &self.first_h1, &self.title_tag]
+            .into_iter()
+            .map(|t| collapse_ws(t))
+            .find(|t| !t.is_empty())
+            .unwrap_or_default()
+    }
+}
+
+/// Elements whose content is never text a reader sees.
+fn is_ignored(tag: &str) -> bool {
+    matches!(
+        tag,
+        "script"
+            | "style"
+            | "noscript"
+            | "template"
+            | "svg"
+            | "math"
+            | "iframe"
+            | "object"
+            | "embed"
+            | "canvas"
+            | "select"
+            | "option"
+            | "button"
+            | "input"
+            | "textarea"
+            | "head"
+            | "video"
+            | "audio"
+            | "map"
+    )
+}
+
+/// Elements that start a new block (CSS `display: block` and table parts by default).
+fn is_block(tag: &str) -> bool {
+    matches!(
+        tag,
+        "address"
+            | "article"
+            | "aside"
+            | "blockquote"
+            | "body"
+            | "center"
+            | "dd"
+            | "details"
+            | "dialog"
+            | "dir"
+            | "div"
+            | "dl"
+            | "dt"
+            | "fieldset"
+            | "figcaption"
+            | "figure"
+            | "footer"
+            | "form"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "header"
+            | "hgroup"
+            | "hr"
+            | "html"
+            | "li"
+            | "main"
+            | "menu"
+            | "nav"
+            | "ol"
+            | "p"
+            | "pre"
+            | "section"
+            | "summary"
+            | "table"
+            | "caption"
+            | "tbody"
+            | "thead"
+            | "tfoot"
+            | "tr"
+            | "td"
+            | "th"
+            | "ul"
+            | "legend"
+    )
+}
+
+/// Words of a `class`/`id` value that name page furniture.
+const HARD_WORDS: &[&str] = &[
+    "nav",
+    "navbar",
+    "navigation",
+    "menu",
+    "menubar",
+    "submenu",
+    "topbar",
+    "footer",
+    "foot",
+    "ft",
+    "breadcrumb",
+    "breadcrumbs",
+    "crumb",
+    "crumbs",
+    "share",
+    "sharing",
+    "social",
+    "bshare",
+    "jiathis",
+    "ad",
+    "ads",
+    "adv",
+    "advert",
+    "advertisement",
+    "adsbygoogle",
+    "banner",
+    "sponsor",
+    "sponsored",
+    "promo",
+    "cookie",
+    "cookies",
+    "consent",
+    "gdpr",
+    "related",
+    "recommend",
+    "recommended",
+    "sidebar",
+    "aside",
+    "widget",
+    "login",
+    "signin",
+    "toolbar",
+    "pagination",
+    "pager",
+    "copyright",
+    "subscribe",
+    "newsletter",
+    "popup",
+    "modal",
+    "qrcode",
+    "hotlist",
+    "sitemap",
+];
+
+/// Words of a `class`/`id` value that name a comment section.
+const SOFT_WORDS: &[&str] = &["comment", "comments", "reply", "replies", "discuss", "discussion"];
+
+/// The boilerplate mark an element's tag and `class`/`id` give it.
+fn mark_of(tag: &str, el: &scraper::node::Element, in_article: bool) -> Mark {
+    match tag {
+        "nav" | "footer" | "aside" | "menu" => return Mark::Hard,
+        "header" if !in_article => return Mark::Hard,
+        _ => {}
+    }
+    let mut mark = Mark::None;
+    for (name, value) in el.attrs() {
+        if name != "class" && name != "id" {
+            continue;
+        }
+        for word in class_words(value) {
+            if HARD_WORDS.contains(&word.as_str()) {
+                return Mark::Hard;
+            }
+            if SOFT_WORDS.contains(&word.as_str()) {
+                mark = Mark::Soft;
+            }
+        }
+    }
+    mark
+}
+
+/// `class`/`id` words, lower-cased: split at non-alphanumerics, digits and
+/// lower-to-upper case changes (`shareBar` -> `share`, `bar`).
+fn class_words(value: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in value.chars() {
+        if c.is_ascii_alphabetic() {
+            if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+            prev_lower = c.is_ascii_lowercase();
+            cur.push(c.to_ascii_lowercase());
+        } else {
+            prev_lower = false;
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+/// Whether an element is hidden by its attributes (`hidden`, `display:none`, `aria-hidden`).
+fn is_hidden(el: &scraper::node::Element) -> bool {
+    el.attrs().any(|(name, value)| match name {
+        "hidden" => true,
+        "aria-hidden" => value.eq_ignore_ascii_case("true"),
+        "style" => {
+            let v: String = value
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            v.contains("display:none") || v.contains("visibility:hidden")
+        }
+        _ => false,
+    })
+}
+
+fn is_sentence_punct(c: char) -> bool {
+    matches!(
+        c,
+        '，' | '。' | '！' | '？' | '；' | '：' | '、' | ',' | '.' | '!' | '?' | ';' | ':'
+    )
+}
+
+/// Per-open-element state during the walk.
+struct Open {
+    /// Index in `Page::elements` (block elements only; inline ones borrow their parent's).
+    el: usize,
+    is_block: bool,
+    mark: Mark,
+    in_link: bool,
+    in_pre: bool,
+    in_article: bool,
+    kind: BlockKind,
+}
+
+/// The block being filled.
+#[derive(Default)]
+struct Pending {
+    text: String,
+    chars: usize,
+    link_chars: usize,
+    punct: usize,
+    /// Whether the last character pushed was whitespace (for folding).
+    space: bool,
+}
+
+/// Walk the tree once and cut it into blocks; see the module docs.
+fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, ExtractError> {
+    let mut page = Page::default();
+    page.elements.push(El {
+        parent: 0,
+        first_block: 0,
+        end_block: 0,
+    });
+    let mut stack: Vec<Open> = vec![Open {
+        el: 0,
+        is_block: true,
+        mark: Mark::None,
+        in_link: false,
+        in_pre: false,
+        in_article: false,
+        kind: BlockKind::Plain,
+    }];
+    let mut pending = Pending::default();
+    // While inside an ignored or hidden subtree: the node that opened it.
+    let mut skipping: Option<ego_tree::NodeId> = None;
+    // Inside the first <h1> (collected for the title).
+    let mut in_first_h1 = false;
+    let mut seen_h1 = false;
+    let mut steps = 0usize;
+
+    for edge in doc.tree.root().traverse() {
+        steps += 1;
+        if steps % 4096 == 0 && past(deadline) {
+            return Err(ExtractError::Timeout);
+        }
+        match edge {
+            Edge::Open(node) => {
+                if skipping.is_some() {
+                    continue;
+                }
+                match node.value() {
+                    Node::Element(el) => {
+                        let tag = el.name();
+                        if tag == "title" && page.title_tag.is_empty() {
+                            for t in node.descendants().filter_map(|n| n.value().as_text()) {
+                                page.title_tag.push_str(t);
+                            }
+                        }
+                        if tag == "meta" {
+                            let prop = el.attr("property").or_else(|| el.attr("name"));
+                            if prop == Some("og:title") && page.og_title.is_empty() {
+                                page.og_title = el.attr("content").unwrap_or("").to_string();
+                            }
+                        }
+                        if tag == "html" {
+                            page.lang_attr = el.attr("lang").map(|s| s.trim().to_string());
+                        }
+                        if is_ignored(tag) || is_hidden(el) {
+                            skipping = Some(node.id());
+                            continue;
+                        }
+                        if tag == "h1" && !seen_h1 {
+                            seen_h1 = true;
+                            in_first_h1 = true;
+                        }
+                        let top = stack.last().expect("root stays open");
+                        let in_article = top.in_article || tag == "article" || tag == "main";
+                        let mark = top.mark.max(mark_of(tag, el, top.in_article));
+                        let kind = match tag {
+                            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => BlockKind::Heading,
+                            "li" => BlockKind::ListItem,
+                            "pre" => BlockKind::Code,
+                            _ => top.kind,
+                        };
+                        let in_link = top.in_link || tag == "a";
+                        let in_pre = top.in_pre || tag == "pre";
+                        if tag == "br" {
+                            push_newline(&mut pending);
+                            continue;
+                        }
+                        let block = is_block(tag);
+                        let el_index = if block {
+                            flush(&mut page, &mut pending, &stack);
+                            page.elements.push(El {
+                                parent: top.el,
+                                first_block: page.blocks.len(),
+                                end_block: 0,
+                            });
+                            page.elements.len() - 1
+                        } else {
+                            top.el
+                        };
+                        stack.push(Open {
+                            el: el_index,
+                            is_block: block,
+                            mark,
+                            in_link,
+                            in_pre,
+                            in_article,
+                            kind,
+                        });
+                    }
+                    Node::Text(t) => {
+                        let top = stack.last().expect("root stays open");
+                        push_text(&mut pending, t, top.in_link, top.in_pre);
+                        if in_first_h1 {
+                            page.first_h1.push_str(t);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Edge::Close(node) => {
+                if let Some(id) = skipping {
+                    if id == node.id() {
+                        skipping = None;
+                    }
+                    continue;
+                }
+                let Node::Element(el) = node.value() else {
+                    continue;
+                };
+                let tag = el.name();
+                if tag == "h1" {
+                    in_first_h1 = false;
+                }
+                if tag == "br" {
+                    continue;
+                }
+                if stack.len() > 1 {
+                    if stack.last().is_some_and(|o| o.is_block) {
+                        flush(&mut page, &mut pending, &stack);
+                        let o = stack.last().expect("checked");
+                        page.elements[o.el].end_block = page.blocks.len();
+                    }
+                    stack.pop();
+                }
+            }
+        }
+    }
+    flush(&mut page, &mut pending, &stack);
+    page.elements[0].end_block = page.blocks.len();
+    Ok(page)
+}
+
+fn push_newline(p: &mut Pending) {
+    while p.text.ends_with(' ') {
+        p.text.pop();
+    }
+    if !p.text.is_empty() && !p.text.ends_with('\n') {
+        p.text.push('\n');
+    }
+    p.space = true;
+}
+
+/// Append a text node to the pending block, folding whitespace outside `<pre>`.
+fn push_text(p: &mut Pending, t: &str, in_link: bool, in_pre: bool) {
+    for c in t.chars() {
+        if c.is_alphanumeric() {
+            p.chars += 1;
+            if in_link {
+                p.link_chars += 1;
+            }
+        } else if is_sentence_punct(c) {
+            p.punct += 1;
+        }
+        if in_pre {
+            p.text.push(c);
+            continue;
+        }
+        if c.is_whitespace() {
+            if !p.space && !p.text.is_empty() {
+                p.text.push(' ');
+            }
+            p.space = true;
+        } else {
+            p.text.push(c);
+            p.space = false;
+        }
+    }
+}
+
+/// Close the pending block into `page.blocks`, owned by the innermost open block element.
+fn flush(page: &mut Page, p: &mut Pending, stack: &[Open]) {
+    let done = std::mem::take(p);
+    if done.chars == 0 && done.text.trim().is_empty() {
+        return;
+    }
+    let owner = stack.iter().rev().find(|o| o.is_block).expect("root is a block");
+    let top = stack.last().expect("root stays open");
+    let text = if top.in_pre {
+        done.text.trim_matches('\n').to_string()
+    } else {
+        done.text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if text.is_empty() {
+        return;
+    }
+    page.blocks.push(Block {
+        text,
+        chars: done.chars,
+        link_chars: done.link_chars,
+        punct: done.punct,
+        owner: owner.el,
+        kind: owner.kind,
+        mark: top.mark,
+    });
+}
+
+impl Block {
+    fn link_density(&self) -> f64 {
+        if self.chars == 0 {
+            0.0
+        } else {
+            self.link_chars as f64 / self.chars as f64
+        }
+    }
+
+    /// Mostly link text: a menu, a list of related articles, a tag cloud.
+    fn is_link_list(&self) -> bool {
+        self.chars > 0 && self.link_density() > 0.5
+    }
+
+    /// The block's contribution to its containers' scores (see the module docs).
+    fn weight(&self, soft_counts: bool) -> f64 {
+        let text = (self.chars - self.link_chars) as f64;
+        if self.mark == Mark::Hard || self.is_link_list() {
+            return -(self.chars as f64);
+        }
+        if self.mark == Mark::Soft && !soft_counts {
+            return 0.0;
+        }
+        if self.punct > 0 || self.chars - self.link_chars >= 30 {
+            text
+        } else {
+            0.0
+        }
+    }
+
+    /// Whether the block belongs in the output once its container is chosen.
+    fn is_output(&self, soft_counts: bool) -> bool {
+        match self.mark {
+            Mark::Hard => false,
+            Mark::Soft if !soft_counts => false,
+            _ => !self.is_link_list(),
+        }
+    }
+}
+
+/// The element with the largest summed block weight (the deepest one on ties).
+fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
+    let mut sum = vec![0.0f64; page.elements.len()];
+    for b in &page.blocks {
+        sum[b.owner] += b.weight(soft_counts);
+    }
+    // Elements were pushed in document (pre-)order: children come after parents.
+    for i in (1..page.elements.len()).rev() {
+        let parent = page.elements[i].parent;
+        sum[parent] += sum[i];
+    }
+    let mut best = (0, f64::MIN);
+    for (i, &s) in sum.iter().enumerate() {
+        // `>` keeps the first (outermost) of equal sums; prefer the deeper one
+        // only when it holds the same weight, i.e. the outer adds nothing.
+        if s > best.1 || (s == best.1 && is_inside(page, i, best.0)) {
+            best = (i, s);
+        }
+    }
+    best
+}
+
+fn is_inside(page: &Page, mut el: usize, ancestor: usize) -> bool {
+    while el != 0 {
+        el = page.elements[el].parent;
+        if el == ancestor {
+            return true;
+        }
+    }
+    false
+}
+
+/// Choose the container and print its blocks.
+fn select_main_text(page: &Page) -> String {
+    // Minimum main text, in letters/digits, for comment sections to be left out.
+    const MIN_MAIN_CHARS: usize = 100;
+    let strict = render(page, false);
+    if strict.1 >= MIN_MAIN_CHARS {
+        return strict.0;
+    }
+    let loose = render(page, true);
+    if loose.1 > strict.1 {
+        loose.0
+    } else {
+        strict.0
+    }
+}
+
+/// Render the best container's output blocks; returns the text and its letter/digit count.
+fn render(page: &Page, soft_counts: bool) -> (String, usize) {
+    let (best, score) = best_container(page, soft_counts);
+    // No block reads like text anywhere: fall back to every output block.
+    let el = if score <= 0.0 { 0 } else { best };
+    let range = page.elements[el].first_block..page.elements[el].end_block;
+    let mut out = String::new();
+    let mut chars = 0;
+    let mut in_code = false;
+    for b in &page.blocks[range] {
+        if !b.is_output(soft_counts) {
+            continue;
+        }
+        let code = b.kind == BlockKind::Code;
+        if code != in_code {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str("```");
+            in_code = code;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        if b.kind == BlockKind::ListItem {
+            out.push_str("- ");
+        }
+        out.push_str(&b.text);
+        chars += b.chars;
+    }
+    if in_code {
+        out.push_str("\n```");
+    }
+    (out, chars)
+}
+
+fn collapse_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(html: &str) -> String {
+        extract(html, None).unwrap().text
+    }
+
+    #[test]
+    fn keeps_article_drops_furniture() {
+        let html = r#"<html lang="zh-CN"><head><title>标题 - 网站</title>
+            <meta property="og:title" content="真正的标题"><style>p{}</style></head><body>
+            <nav><a href="/">首页</a><a href="/a">新闻</a></nav>
+            <div class="share-bar">分享到：微信，微博</div>
+            <div id="content"><h2>小标题</h2>
+              <p>第一段正文，讲的是一件很重要的事情。</p>
+              <ul><li>要点一，说明。</li><li>要点二，说明。</li></ul>
+              <pre>fn main() {
+    println!("hi");
+}</pre>
+              <p>第二段正文，继续讲这件事情的来龙去脉。</p>
+              <div class="ad">广告：买买买，低价促销！</div>
+            </div>
+            <footer>版权所有 © 2023，保留一切权利。</footer>
+            <script>var x = "正文";</script></body></html>"#;
+        let got = extract(html, None).unwrap();
+        assert_eq!(
+            got.text,
+            "小标题\n第一段正文，讲的是一件很重要的事情。\n- 要点一，说明。\n- 要点二，说明。\n```\nfn main() {\n    println!(\"hi\");\n}\n```\n第二段正文，继续讲这件事情的来龙去脉。"
+        );
+        assert_eq!(got.title, "真正的标题");
+        assert_eq!(got.lang_attr.as_deref(), Some("zh-CN"));
+        assert!(got.chars_total > got.chars_kept && got.chars_kept > 40);
+    }
+
+    #[test]
+    fn comments_are_dropped_beside_an_article_and_kept_when_they_are_the_page() {
+        let body = "这是文章的正文内容，篇幅足够长，能够说明这是一篇真正的文章。".repeat(5);
+        let html = format!(
+            r#"<div><article><p>{body}</p></article>
+            <section class="comments"><p>沙发，说得好！</p><p>同意楼上的看法。</p></section></div>"#
+        );
+        let got = text(&html);
+        assert!(got.contains("真正的文章") && !got.contains("沙发"), "{got}");
+        let html = r#"<div class="comment-list"><p>很好看的一部剧，演员演技在线，推荐。</p>
+            <p>剧情有点拖沓，不过结尾还不错。</p></div>"#;
+        let got = text(html);
+        assert!(got.contains("剧情有点拖沓"), "{got}");
+    }
+
+    #[test]
+    fn broken_markup_and_odd_input_do_not_panic() {
+        for html in [
+            "",
+            "<",
+            "<p>未闭合的段落<div><span>嵌套错误</p></div></span>",
+            "<table><tr><td>单元格，内容<td>另一个",
+            "\u{0}\u{feff}<p>控制字符，测试</p>",
+            "<br><br><br>",
+            "纯文本，没有标签。",
+        ] {
+            let _ = extract(html, None).unwrap();
+        }
+        assert!(text("<p>未闭合的段落，内容<div><span>嵌套错误</p></div></span>").contains("未闭合的段落"));
+        assert_eq!(text("纯文本，没有标签。"), "纯文本，没有标签。");
+    }
+
+    #[test]
+    fn deep_nesting_and_deadline() {
+        let deep = format!(
+            "{}<p>深处的正文，内容。</p>{}",
+            "<div>".repeat(100_000),
+            "</div>".repeat(100_000)
+        );
+        assert!(text(&deep).contains("深处的正文"));
+        let past = Instant::now() - std::time::Duration::from_secs(1);
+        assert_eq!(extract(&deep, Some(past)), Err(ExtractError::Timeout));
+    }
+
+    #[test]
+    fn invisible_parts_are_cut_before_parsing() {
+        assert_eq!(
+            strip_invisible("a<script>x</p>y</SCRIPT >b<!-- c -->d<style type=x>e</style>f<svg><text>g</text></svg>h<scripts>i"),
+            "abdfh<scripts>i"
+        );
+        assert_eq!(strip_invisible("a<!-- never closed <p>b"), "a");
+        assert_eq!(strip_invisible("a<script>never closed"), "a");
+        assert_eq!(strip_invisible("中文<p>正文</p><"), "中文<p>正文</p><");
+    }
+
+    #[test]
+    fn class_words_split_on_case_and_separators() {
+        assert_eq!(
+            class_words("shareBar post_ad-2 HEADER"),
+            ["share", "bar", "post", "ad", "header"]
+        );
+        assert!(!class_words("header").contains(&"ad".to_string()));
+    }
+}

