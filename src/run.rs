@@ -46,6 +46,44 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Delete a previous run in the output directory instead of resuming it.
     pub overwrite: bool,
+    /// Process only this rank's share of the input files (`--rank`, `--world-size`).
+    pub shard: Option<Shard>,
+}
+
+/// One rank of a sharded run: input file `i` (in sorted input order) belongs to
+/// rank `i % world_size`. Part names keep the global file index, so the parts of
+/// all ranks together are named exactly as a single-process run names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world_size: usize,
+}
+
+impl Shard {
+    /// Check `rank < world_size` and `world_size >= 1`.
+    pub fn new(rank: usize, world_size: usize) -> Result<Shard> {
+        if world_size == 0 || rank >= world_size {
+            return Err(config_error(format!(
+                "--rank {rank} --world-size {world_size}: need 0 <= rank < world-size"
+            )));
+        }
+        Ok(Shard { rank, world_size })
+    }
+
+    /// Whether input file `source` (global index) is this rank's.
+    pub fn owns(&self, source: usize) -> bool {
+        source % self.world_size == self.rank
+    }
+
+    /// This rank's output directory under the run's output directory.
+    pub fn dir(&self, out: &Path) -> PathBuf {
+        out.join("ranks").join(format!("rank-{:05}", self.rank))
+    }
+
+    /// The completion marker, written last and atomically when the rank is done.
+    pub fn marker(&self, out: &Path) -> PathBuf {
+        out.join("ranks").join(format!("rank-{:05}.done", self.rank))
+    }
 }
 
 /// Where a run reads and writes, after overrides.
@@ -68,7 +106,10 @@ pub fn plan(pipeline: &Pipeline, opts: &RunOptions) -> Result<Plan> {
         )
     }
     .map_err(|e| config_error(format!("{}: {e:#}", pipeline.path.display())))?;
-    let output_dir = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+    let mut output_dir = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+    if let Some(shard) = opts.shard {
+        output_dir = shard.dir(&output_dir);
+    }
     let stages = crate::stages::build_all(pipeline)?;
     Ok(Plan {
         sources,
@@ -106,6 +147,9 @@ fn fingerprint(pipeline: &Pipeline, sources: &[Source], opts: &RunOptions) -> St
         h.update(&io::source_bytes(s).to_le_bytes());
     }
     h.update(format!("{:?}", opts.limit).as_bytes());
+    if let Some(shard) = opts.shard {
+        h.update(format!("rank {} of {}", shard.rank, shard.world_size).as_bytes());
+    }
     format!("{:032x}", h.digest128())
 }
 
@@ -328,6 +372,7 @@ struct ReaderJob {
     batch_bytes: usize,
     max_record_bytes: u64,
     fields: FieldMap,
+    shard: Option<Shard>,
 }
 
 fn reader_thread(job: ReaderJob, tx: SyncSender<ReadMsg>) {
@@ -341,9 +386,16 @@ fn reader_thread(job: ReaderJob, tx: SyncSender<ReadMsg>) {
         batch_bytes,
         max_record_bytes,
         fields,
+        shard,
     } = job;
     let mut remaining = limit.map(|l| l.saturating_sub(records_read));
-    for (si, source) in sources.iter().enumerate().skip(start.0) {
+    let mine = |si: &usize| shard.is_none_or(|s| s.owns(*si));
+    for (si, source) in sources
+        .iter()
+        .enumerate()
+        .skip(start.0)
+        .filter(|(si, _)| mine(si))
+    {
         if remaining == Some(0) {
             break;
         }
@@ -472,6 +524,33 @@ fn writer_thread(mut st: WriterState, rx: Receiver<WriteBatch>) -> Result<()> {
     Ok(())
 }
 
+/// What a rank's completion marker holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankMarker {
+    pub rank: usize,
+    pub world_size: usize,
+    /// The run fingerprint (config, inputs, options, rank): a rerun with other settings is refused.
+    pub fingerprint: String,
+    /// The pipeline file, for `curate merge-stats`.
+    pub pipeline: PathBuf,
+    pub input: u64,
+    pub kept: u64,
+    pub rejected: u64,
+}
+
+/// Read a rank's completion marker, if it exists.
+pub fn read_marker(path: &Path) -> Result<Option<RankMarker>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{}: unreadable marker", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    }
+}
+
 fn state_dir(out: &Path) -> PathBuf {
     out.join(".curate")
 }
@@ -549,6 +628,42 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         mut stages,
     } = plan(pipeline, opts)?;
     let fp = fingerprint(pipeline, &sources, opts);
+    if let Some(shard) = opts.shard {
+        if shard.world_size > 1 {
+            if let Some(i) = stages.iter().position(|s| s.is_sequential()) {
+                return Err(config_error(format!(
+                    "stage `{}` ({}) compares records across the whole input; a sharded run cannot \
+                     apply it rank by rank",
+                    pipeline.stages[i].name,
+                    stages[i].kind()
+                )));
+            }
+        }
+        let base = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+        let marker = shard.marker(&base);
+        if opts.overwrite && marker.exists() {
+            std::fs::remove_file(&marker).with_context(|| format!("{}: cannot remove", marker.display()))?;
+        }
+        if let Some(done) = read_marker(&marker)? {
+            if done.fingerprint != fp {
+                return Err(config_error(format!(
+                    "{}: marks a rank of a different pipeline, input or --limit; use another --output or --overwrite",
+                    marker.display()
+                )));
+            }
+            if !opts.quiet {
+                eprintln!(
+                    "curate: rank {} of {} is already complete ({})",
+                    shard.rank,
+                    shard.world_size,
+                    marker.display()
+                );
+            }
+            let text = std::fs::read(out.join("stats.json"))
+                .with_context(|| format!("{}: cannot read stats.json", out.display()))?;
+            return Ok(serde_json::from_slice(&text)?);
+        }
+    }
     if opts.overwrite {
         remove_previous(&out)?;
     }
@@ -621,7 +736,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         };
         Checkpoint {
             version: CHECKPOINT_VERSION,
-            fingerprint: fp,
+            fingerprint: fp.clone(),
             next_source: 0,
             next_chunk: 0,
             records_read: 0,
@@ -655,6 +770,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
             batch_bytes: pipeline.run.batch_bytes,
             max_record_bytes: pipeline.input.max_record_bytes,
             fields: pipeline.input.fields.clone(),
+            shard: opts.shard,
         };
         std::thread::spawn(move || reader_thread(job, read_tx))
     };
@@ -885,6 +1001,23 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     final_cp.stats = stats.clone();
     write_atomic(&cp_path, &serde_json::to_vec_pretty(&final_cp)?)?;
     sync_dir(&out)?;
+    if let Some(shard) = opts.shard {
+        // The merged report of a sharded run needs each rank's stage sections.
+        write_atomic(&out.join("sections.json"), &serde_json::to_vec(&sections)?)?;
+        let base = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+        let done = RankMarker {
+            rank: shard.rank,
+            world_size: shard.world_size,
+            fingerprint: fp.clone(),
+            pipeline: std::path::absolute(&pipeline.path).unwrap_or_else(|_| pipeline.path.clone()),
+            input: stats.input,
+            kept: stats.kept,
+            rejected: stats.rejected,
+        };
+        sync_dir(&out)?;
+        write_atomic(&shard.marker(&base), &serde_json::to_vec_pretty(&done)?)?;
+        sync_dir(&base.join("ranks"))?;
+    }
     Ok(stats)
 }
 
