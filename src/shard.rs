@@ -116,7 +116,10 @@ pub fn merge_stats(out: &Path) -> Result<RunStats> {
 }
 
 /// Add up the ranks' books; parts and sources come back in global input order.
-fn combine(ranks: &[(PathBuf, RunStats, Vec<(String, String)>)], samples_per: usize) -> Result<RunStats> {
+/// A finished rank: its directory, books and report sections.
+type RankRun = (PathBuf, RunStats, Vec<(String, String)>);
+
+fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
     let world = ranks.len();
     let mut m = RunStats {
         stages: ranks[0].1.stages.clone(),
