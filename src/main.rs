@@ -416,9 +416,13 @@ fn main_inner(cli: Cli) -> Result<()> {
                 println!("ranks to run: {}", curate::shard::array_spec(&plan.ranks));
             }
             for (i, c) in plan.commands.iter().enumerate() {
+                let line: Vec<String> = c
+                    .iter()
+                    .map(|a| curate::shard::shell_quote_if_needed(a))
+                    .collect();
                 match plan.job_ids.get(i) {
-                    Some(id) => println!("submitted job {id}: {}", c.join(" ")),
-                    None => println!("would run: {}", c.join(" ")),
+                    Some(id) => println!("submitted job {id}: {}", line.join(" ")),
+                    None => println!("would run: {}", line.join(" ")),
                 }
             }
             Ok(())

@@ -205,6 +205,18 @@ pub fn shell_quote(s: &str) -> String {
     q
 }
 
+/// [`shell_quote`] unless the value is plainly safe (letters, digits, `-_=.,:/%@+`).
+pub fn shell_quote_if_needed(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=.,:/%@+".contains(c));
+    if safe {
+        s.to_string()
+    } else {
+        shell_quote(s)
+    }
+}
+
 /// `curate slurm` settings.
 #[derive(Debug, Clone)]
 pub struct SlurmOptions {
@@ -256,14 +268,13 @@ pub fn array_spec(ranks: &[usize]) -> String {
     out.join(",")
 }
 
-fn sbatch_header(o: &SlurmOptions, name: &str, log: &Path) -> String {
+/// The script's `#SBATCH` lines. sbatch splits them on spaces without shell quoting, so only
+/// values checked by [`check_directive_value`] go here; paths (log files) go on sbatch's argv.
+fn sbatch_header(o: &SlurmOptions) -> String {
     let mut h = String::from("#!/bin/bash\n");
     let mut opt = |k: &str, v: &str| {
         let _ = writeln!(h, "#SBATCH --{k}={v}");
     };
-    // #SBATCH lines are not shell-parsed; values with spaces or quotes are refused upstream.
-    opt("job-name", name);
-    opt("output", &log.display().to_string());
     if let Some(p) = &o.partition {
         opt("partition", p);
     }
@@ -345,13 +356,13 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
         shell_quote(&out.display().to_string()),
     );
 
-    let mut run_sh = sbatch_header(o, "curate-run", &logs.join("rank-%a.log"));
+    let mut run_sh = sbatch_header(o);
     let _ = writeln!(
         run_sh,
         "exec {curate} run {pq} --output {oq} --rank \"$SLURM_ARRAY_TASK_ID\" --world-size {} --quiet",
         o.tasks
     );
-    let mut merge_sh = sbatch_header(o, "curate-merge", &logs.join("merge-%j.log"));
+    let mut merge_sh = sbatch_header(o);
     let _ = writeln!(merge_sh, "exec {curate} merge-stats {oq}");
     let run_path = slurm_dir.join("run.sbatch");
     let merge_path = slurm_dir.join("merge.sbatch");
@@ -363,8 +374,16 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
         ranks: ranks.clone(),
         ..Default::default()
     };
+    let sbatch_cmd = |name: &str, log: &str| -> Vec<String> {
+        vec![
+            "sbatch".to_string(),
+            "--parsable".to_string(),
+            format!("--job-name={name}"),
+            format!("--output={}", logs.join(log).display()),
+        ]
+    };
     let run_cmd = |dep: Option<&str>| -> Vec<String> {
-        let mut c = vec!["sbatch".to_string(), "--parsable".to_string()];
+        let mut c = sbatch_cmd("curate-run", "rank-%a.log");
         c.push(format!("--array={}", array_spec(&ranks)));
         if let Some(d) = dep {
             c.push(format!("--dependency=afterok:{d}"));
@@ -374,7 +393,7 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
         c
     };
     let merge_cmd = |dep: Option<&str>| -> Vec<String> {
-        let mut c = vec!["sbatch".to_string(), "--parsable".to_string()];
+        let mut c = sbatch_cmd("curate-merge", "merge-%j.log");
         if let Some(d) = dep {
             c.push(format!("--dependency=afterok:{d}"));
             c.push("--kill-on-invalid-dep=yes".into());
@@ -386,8 +405,11 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
         if !ranks.is_empty() {
             plan.commands.push(run_cmd(None));
         }
-        plan.commands
-            .push(merge_cmd(if ranks.is_empty() { None } else { Some("$RUN_JOB") }));
+        plan.commands.push(merge_cmd(if ranks.is_empty() {
+            None
+        } else {
+            Some("RUN_JOB_ID")
+        }));
         return Ok(plan);
     }
     let mut dep = None;
