@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{config_error, Pipeline};
 use crate::io::writer::{part_file_name, sync_dir, write_atomic, PartWriter};
-use crate::io::{self, Payload, RawItem, Source};
+use crate::io::{self, remote, Payload, RawItem, Source};
 use crate::progress::Progress;
 use crate::record::{FieldMap, Origin, Record, Schema};
 use crate::stage::{FinishContext, Stage, Verdict};
@@ -620,7 +620,87 @@ fn remove_tmp_files(dir: &Path) {
 }
 
 /// Run a pipeline to completion (or resume one); returns the final stats.
+///
+/// An `s3://` output is staged in a local folder (`CURATE_STAGING_DIR`, else the
+/// system temp folder; a crashed run resumes from it on the same machine), uploaded
+/// when complete (checkpoint state stays local), and for a rank the completion marker
+/// is created last with an atomic create-if-absent.
 pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
+    let base = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+    let Some(url) = base.to_str().filter(|u| remote::is_remote(u)).map(str::to_string) else {
+        return run_local(pipeline, opts);
+    };
+    let (bucket, prefix) = remote::Bucket::for_url(&url)?;
+    let marker_key = opts.shard.map(|s| {
+        remote::join_key(&prefix, &format!("ranks/rank-{:05}.done", s.rank))
+    });
+    if let (Some(key), false) = (&marker_key, opts.overwrite) {
+        if let Some(bytes) = bucket.get_small(key)? {
+            let done: RankMarker = serde_json::from_slice(&bytes)
+                .with_context(|| format!("s3 marker {key}: unreadable"))?;
+            let fp = fingerprint(pipeline, &plan(pipeline, opts)?.sources, opts);
+            if done.fingerprint != fp {
+                return Err(config_error(format!(
+                    "{url}: rank {} is marked done by a different pipeline, input or --limit",
+                    done.rank
+                )));
+            }
+            if !opts.quiet {
+                eprintln!("curate: rank {} of {} is already complete ({url})", done.rank, done.world_size);
+            }
+            let sub = opts.shard.map(|s| format!("ranks/rank-{:05}/", s.rank)).unwrap_or_default();
+            let stats = bucket
+                .get_small(&remote::join_key(&prefix, &format!("{sub}stats.json")))?
+                .ok_or_else(|| anyhow!("{url}: rank marked done but its stats.json is missing"))?;
+            return Ok(serde_json::from_slice(&stats)?);
+        }
+    }
+    let staging = match std::env::var_os("CURATE_STAGING_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::temp_dir().join("curate-staging"),
+    }
+    .join(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(url.as_bytes())));
+    let local_opts = RunOptions {
+        output: Some(staging.clone()),
+        ..opts.clone()
+    };
+    let mut local_pipeline = pipeline.clone();
+    local_pipeline.output.dir = staging.clone();
+    // A rank's local marker is not the truth for an S3 output: the remote one is.
+    if let Some(s) = opts.shard {
+        let _ = std::fs::remove_file(s.marker(&staging));
+    }
+    let stats = run_local(&local_pipeline, &local_opts)?;
+    let (local_dir, key_prefix) = match opts.shard {
+        Some(s) => (
+            s.dir(&staging),
+            remote::join_key(&prefix, &format!("ranks/rank-{:05}", s.rank)),
+        ),
+        None => (staging.clone(), prefix.clone()),
+    };
+    // stats.json goes last: for an unsharded run it says the upload is complete.
+    let is_state = |rel: &Path| rel.starts_with(".curate") || rel == Path::new("stats.json");
+    let n = bucket.upload_dir(&local_dir, &key_prefix, &is_state)?;
+    bucket.upload_file(&local_dir.join("stats.json"), &remote::join_key(&key_prefix, "stats.json"))?;
+    if let (Some(key), Some(s)) = (marker_key, opts.shard) {
+        let marker = std::fs::read(s.marker(&staging))
+            .with_context(|| format!("{}: the rank's marker is missing", staging.display()))?;
+        if opts.overwrite {
+            bucket.put(&key, marker)?;
+        } else if !bucket.create_if_absent(&key, marker)? {
+            return Err(anyhow!(
+                "{url}: rank {} was completed by another process meanwhile",
+                s.rank
+            ));
+        }
+    }
+    if !opts.quiet {
+        eprintln!("curate: uploaded {} files to {url}", n + 1);
+    }
+    Ok(stats)
+}
+
+fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     let started = Instant::now();
     let Plan {
         sources,

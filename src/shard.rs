@@ -25,12 +25,28 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::config::{config_error, Pipeline};
+use crate::io::remote::{self, Bucket};
 use crate::io::writer::write_atomic;
 use crate::run::{read_marker, RankMarker, Shard};
 use crate::stats::RunStats;
 
-/// The completion markers found under `out/ranks/`, by rank.
+/// The completion markers found under `out/ranks/` (a folder or an `s3://` prefix), by rank.
 pub fn markers(out: &Path) -> Result<BTreeMap<usize, RankMarker>> {
+    if let Some(url) = out.to_str().filter(|u| remote::is_remote(u)) {
+        let (bucket, prefix) = Bucket::for_url(url)?;
+        let mut found = BTreeMap::new();
+        for (key, _) in bucket.list(&remote::join_key(&prefix, "ranks"))? {
+            let name = key.rsplit('/').next().unwrap_or("");
+            if name.starts_with("rank-") && name.ends_with(".done") {
+                if let Some(bytes) = bucket.get_small(&key)? {
+                    let m: RankMarker = serde_json::from_slice(&bytes)
+                        .with_context(|| format!("s3://{key}: unreadable marker"))?;
+                    found.insert(m.rank, m);
+                }
+            }
+        }
+        return Ok(found);
+    }
     let dir = out.join("ranks");
     let mut found = BTreeMap::new();
     let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -50,6 +66,9 @@ pub fn markers(out: &Path) -> Result<BTreeMap<usize, RankMarker>> {
 
 /// Combine the finished ranks under `out` into `out/stats.json` and `out/report.html`.
 pub fn merge_stats(out: &Path) -> Result<RunStats> {
+    if let Some(url) = out.to_str().filter(|u| remote::is_remote(u)) {
+        return merge_remote(url);
+    }
     let found = markers(out)?;
     let Some(first) = found.values().next() else {
         bail!(
@@ -113,6 +132,34 @@ pub fn merge_stats(out: &Path) -> Result<RunStats> {
         crate::report::render(&merged, &pipeline, &sections).as_bytes(),
     )?;
     Ok(merged)
+}
+
+/// Merge a sharded run whose output is an `s3://` prefix: the markers, stats and report
+/// sections come down into a temporary folder, the merged stats and report go up.
+fn merge_remote(url: &str) -> Result<RunStats> {
+    let (bucket, prefix) = Bucket::for_url(url)?;
+    let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let found = markers(Path::new(url))?;
+    std::fs::create_dir_all(tmp.path().join("ranks"))?;
+    for (r, m) in &found {
+        let shard = Shard {
+            rank: *r,
+            world_size: m.world_size,
+        };
+        write_atomic(&shard.marker(tmp.path()), &serde_json::to_vec(m)?)?;
+        let dir = shard.dir(tmp.path());
+        std::fs::create_dir_all(&dir)?;
+        for f in ["stats.json", "sections.json"] {
+            let key = remote::join_key(&prefix, &format!("ranks/rank-{r:05}/{f}"));
+            if let Some(bytes) = bucket.get_small(&key)? {
+                std::fs::write(dir.join(f), bytes)?;
+            }
+        }
+    }
+    let stats = merge_stats(tmp.path())?;
+    bucket.upload_file(&tmp.path().join("report.html"), &remote::join_key(&prefix, "report.html"))?;
+    bucket.upload_file(&tmp.path().join("stats.json"), &remote::join_key(&prefix, "stats.json"))?;
+    Ok(stats)
 }
 
 /// Add up the ranks' books; parts and sources come back in global input order.
@@ -325,7 +372,9 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
     }
     let pipeline = Pipeline::load(&o.pipeline)?;
     let pipeline_path = std::path::absolute(&o.pipeline)?;
-    let out = std::path::absolute(o.output.clone().unwrap_or_else(|| pipeline.output_dir()))?;
+    let out = o.output.clone().unwrap_or_else(|| pipeline.output_dir());
+    let is_remote = out.to_str().is_some_and(remote::is_remote);
+    let out = if is_remote { out } else { std::path::absolute(out)? };
     // A rank's stages are built now, so a config error shows before anything is queued.
     let stages = crate::stages::build_all(&pipeline)?;
     if o.tasks > 1 {
@@ -337,7 +386,17 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
             )));
         }
     }
-    let slurm_dir = out.join("slurm");
+    // Scripts and logs need a shared file system; for an s3:// output they go beside the
+    // pipeline file.
+    let slurm_dir = if is_remote {
+        let tag = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(out.to_string_lossy().as_bytes()));
+        pipeline_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(format!("slurm-{tag}"))
+    } else {
+        out.join("slurm")
+    };
     let logs = slurm_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("{}: cannot create", logs.display()))?;
 
