@@ -380,7 +380,7 @@ impl Pipeline {
 
     /// Resolve a path from the config file against its folder.
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
+        if p.to_str().is_some_and(crate::io::remote::is_remote) || p.is_absolute() {
             p.to_path_buf()
         } else {
             lexical_clean(&self.dir.join(p))

@@ -15,6 +15,7 @@ pub mod progress;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod shard;
 pub mod stage;
 pub mod stages;
 pub mod stats;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use curate::config::{ConfigError, Pipeline};
@@ -45,6 +45,44 @@ enum Command {
         /// Delete a previous run in the output directory instead of resuming it.
         #[arg(long)]
         overwrite: bool,
+        /// This process's rank in a sharded run (input file i goes to rank i % world-size).
+        #[arg(long, requires = "world_size")]
+        rank: Option<usize>,
+        /// Number of ranks in a sharded run; outputs go to OUTPUT/ranks/rank-RRRRR/.
+        #[arg(long, requires = "rank")]
+        world_size: Option<usize>,
+    },
+    /// Combine the ranks of a sharded run into OUTPUT/stats.json and OUTPUT/report.html.
+    MergeStats {
+        /// The sharded run's output directory (holding ranks/).
+        dir: PathBuf,
+    },
+    /// Write sbatch scripts for a sharded run (a job array of ranks, then merge-stats) and submit
+    /// the ranks that are not complete.
+    Slurm {
+        pipeline: PathBuf,
+        /// Number of ranks (array tasks).
+        #[arg(long)]
+        tasks: usize,
+        /// Output directory (replaces `[output] dir`); must be on storage every node sees.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Time limit per task, e.g. 04:00:00.
+        #[arg(long)]
+        time: Option<String>,
+        /// Memory per task, e.g. 8G.
+        #[arg(long)]
+        mem: Option<String>,
+        #[arg(long)]
+        cpus_per_task: Option<usize>,
+        /// An extra sbatch option for every job, e.g. --sbatch-arg=--account=nlp (repeatable).
+        #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+        sbatch_arg: Vec<String>,
+        /// Write the scripts and print the sbatch commands without submitting.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Check a pipeline file, its inputs and resources, and print the plan.
     Validate {
@@ -308,8 +346,14 @@ fn main_inner(cli: Cli) -> Result<()> {
             limit,
             quiet,
             overwrite,
+            rank,
+            world_size,
         } => {
             let p = Pipeline::load(&pipeline)?;
+            let shard = match (rank, world_size) {
+                (Some(r), Some(n)) => Some(run::Shard::new(r, n)?),
+                _ => None,
+            };
             let opts = RunOptions {
                 inputs: input,
                 output,
@@ -317,11 +361,15 @@ fn main_inner(cli: Cli) -> Result<()> {
                 limit,
                 quiet,
                 overwrite,
+                shard,
             };
             let stats = run::run(&p, &opts)?;
             if !quiet {
                 eprint!("{}", stats.table());
-                let out = opts.output.clone().unwrap_or_else(|| p.output_dir());
+                let mut out = opts.output.clone().unwrap_or_else(|| p.output_dir());
+                if let Some(s) = shard {
+                    out = s.dir(&out);
+                }
                 eprintln!(
                     "output: {}  (report: {})",
                     out.display(),
@@ -473,6 +521,58 @@ fn main_inner(cli: Cli) -> Result<()> {
                 println!("{line}");
             }
             println!("wrote {} and {}", output.join("compare.json").display(), output.join("compare.html").display());
+        Command::MergeStats { dir } => {
+            let stats = curate::shard::merge_stats(&dir)?;
+            eprint!("{}", stats.table());
+            eprintln!(
+                "merged: {}  (report: {})",
+                dir.join("stats.json").display(),
+                dir.join("report.html").display()
+            );
+            Ok(())
+        }
+        Command::Slurm {
+            pipeline,
+            tasks,
+            output,
+            partition,
+            time,
+            mem,
+            cpus_per_task,
+            sbatch_arg,
+            dry_run,
+        } => {
+            let opts = curate::shard::SlurmOptions {
+                pipeline,
+                tasks,
+                output,
+                partition,
+                time,
+                mem,
+                cpus_per_task,
+                sbatch_args: sbatch_arg,
+                dry_run,
+                curate: std::env::current_exe().context("cannot locate the curate binary")?,
+            };
+            let plan = curate::shard::slurm(&opts)?;
+            for s in &plan.scripts {
+                println!("wrote {}", s.display());
+            }
+            if plan.ranks.is_empty() {
+                println!("all {tasks} ranks are complete; only merge-stats is queued");
+            } else {
+                println!("ranks to run: {}", curate::shard::array_spec(&plan.ranks));
+            }
+            for (i, c) in plan.commands.iter().enumerate() {
+                let line: Vec<String> = c
+                    .iter()
+                    .map(|a| curate::shard::shell_quote_if_needed(a))
+                    .collect();
+                match plan.job_ids.get(i) {
+                    Some(id) => println!("submitted job {id}: {}", line.join(" ")),
+                    None => println!("would run: {}", line.join(" ")),
+                }
+            }
             Ok(())
         }
         Command::Stats { dir, json } => {

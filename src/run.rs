@@ -32,7 +32,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::{config_error, Pipeline};
 use crate::io::writer::{part_file_name, sync_dir, write_atomic, PartWriter};
-use crate::io::{self, Payload, RawItem, Source};
+use crate::io::{self, remote, Payload, RawItem, Source};
 use crate::progress::Progress;
 use crate::record::{FieldMap, Origin, Record, Schema};
 use crate::stage::{FinishContext, Stage, Verdict};
@@ -51,6 +51,44 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Delete a previous run in the output directory instead of resuming it.
     pub overwrite: bool,
+    /// Process only this rank's share of the input files (`--rank`, `--world-size`).
+    pub shard: Option<Shard>,
+}
+
+/// One rank of a sharded run: input file `i` (in sorted input order) belongs to
+/// rank `i % world_size`. Part names keep the global file index, so the parts of
+/// all ranks together are named exactly as a single-process run names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world_size: usize,
+}
+
+impl Shard {
+    /// Check `rank < world_size` and `world_size >= 1`.
+    pub fn new(rank: usize, world_size: usize) -> Result<Shard> {
+        if world_size == 0 || rank >= world_size {
+            return Err(config_error(format!(
+                "--rank {rank} --world-size {world_size}: need 0 <= rank < world-size"
+            )));
+        }
+        Ok(Shard { rank, world_size })
+    }
+
+    /// Whether input file `source` (global index) is this rank's.
+    pub fn owns(&self, source: usize) -> bool {
+        source % self.world_size == self.rank
+    }
+
+    /// This rank's output directory under the run's output directory.
+    pub fn dir(&self, out: &Path) -> PathBuf {
+        out.join("ranks").join(format!("rank-{:05}", self.rank))
+    }
+
+    /// The completion marker, written last and atomically when the rank is done.
+    pub fn marker(&self, out: &Path) -> PathBuf {
+        out.join("ranks").join(format!("rank-{:05}.done", self.rank))
+    }
 }
 
 /// Where a run reads and writes, after overrides.
@@ -73,7 +111,10 @@ pub fn plan(pipeline: &Pipeline, opts: &RunOptions) -> Result<Plan> {
         )
     }
     .map_err(|e| config_error(format!("{}: {e:#}", pipeline.path.display())))?;
-    let output_dir = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+    let mut output_dir = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+    if let Some(shard) = opts.shard {
+        output_dir = shard.dir(&output_dir);
+    }
     let stages = crate::stages::build_all(pipeline)?;
     Ok(Plan {
         sources,
@@ -111,6 +152,9 @@ fn fingerprint(pipeline: &Pipeline, sources: &[Source], opts: &RunOptions) -> St
         h.update(&io::source_bytes(s).to_le_bytes());
     }
     h.update(format!("{:?}", opts.limit).as_bytes());
+    if let Some(shard) = opts.shard {
+        h.update(format!("rank {} of {}", shard.rank, shard.world_size).as_bytes());
+    }
     format!("{:032x}", h.digest128())
 }
 
@@ -333,6 +377,7 @@ struct ReaderJob {
     batch_bytes: usize,
     max_record_bytes: u64,
     fields: FieldMap,
+    shard: Option<Shard>,
 }
 
 fn reader_thread(job: ReaderJob, tx: SyncSender<ReadMsg>) {
@@ -346,9 +391,16 @@ fn reader_thread(job: ReaderJob, tx: SyncSender<ReadMsg>) {
         batch_bytes,
         max_record_bytes,
         fields,
+        shard,
     } = job;
     let mut remaining = limit.map(|l| l.saturating_sub(records_read));
-    for (si, source) in sources.iter().enumerate().skip(start.0) {
+    let mine = |si: &usize| shard.is_none_or(|s| s.owns(*si));
+    for (si, source) in sources
+        .iter()
+        .enumerate()
+        .skip(start.0)
+        .filter(|(si, _)| mine(si))
+    {
         if remaining == Some(0) {
             break;
         }
@@ -477,6 +529,33 @@ fn writer_thread(mut st: WriterState, rx: Receiver<WriteBatch>) -> Result<()> {
     Ok(())
 }
 
+/// What a rank's completion marker holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RankMarker {
+    pub rank: usize,
+    pub world_size: usize,
+    /// The run fingerprint (config, inputs, options, rank): a rerun with other settings is refused.
+    pub fingerprint: String,
+    /// The pipeline file, for `curate merge-stats`.
+    pub pipeline: PathBuf,
+    pub input: u64,
+    pub kept: u64,
+    pub rejected: u64,
+}
+
+/// Read a rank's completion marker, if it exists.
+pub fn read_marker(path: &Path) -> Result<Option<RankMarker>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{}: unreadable marker", path.display())
+            })?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    }
+}
+
 fn state_dir(out: &Path) -> PathBuf {
     out.join(".curate")
 }
@@ -546,7 +625,87 @@ fn remove_tmp_files(dir: &Path) {
 }
 
 /// Run a pipeline to completion (or resume one); returns the final stats.
+///
+/// An `s3://` output is staged in a local folder (`CURATE_STAGING_DIR`, else the
+/// system temp folder; a crashed run resumes from it on the same machine), uploaded
+/// when complete (checkpoint state stays local), and for a rank the completion marker
+/// is created last with an atomic create-if-absent.
 pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
+    let base = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+    let Some(url) = base.to_str().filter(|u| remote::is_remote(u)).map(str::to_string) else {
+        return run_local(pipeline, opts);
+    };
+    let (bucket, prefix) = remote::Bucket::for_url(&url)?;
+    let marker_key = opts.shard.map(|s| {
+        remote::join_key(&prefix, &format!("ranks/rank-{:05}.done", s.rank))
+    });
+    if let (Some(key), false) = (&marker_key, opts.overwrite) {
+        if let Some(bytes) = bucket.get_small(key)? {
+            let done: RankMarker = serde_json::from_slice(&bytes)
+                .with_context(|| format!("s3 marker {key}: unreadable"))?;
+            let fp = fingerprint(pipeline, &plan(pipeline, opts)?.sources, opts);
+            if done.fingerprint != fp {
+                return Err(config_error(format!(
+                    "{url}: rank {} is marked done by a different pipeline, input or --limit",
+                    done.rank
+                )));
+            }
+            if !opts.quiet {
+                eprintln!("curate: rank {} of {} is already complete ({url})", done.rank, done.world_size);
+            }
+            let sub = opts.shard.map(|s| format!("ranks/rank-{:05}/", s.rank)).unwrap_or_default();
+            let stats = bucket
+                .get_small(&remote::join_key(&prefix, &format!("{sub}stats.json")))?
+                .ok_or_else(|| anyhow!("{url}: rank marked done but its stats.json is missing"))?;
+            return Ok(serde_json::from_slice(&stats)?);
+        }
+    }
+    let staging = match std::env::var_os("CURATE_STAGING_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => std::env::temp_dir().join("curate-staging"),
+    }
+    .join(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(url.as_bytes())));
+    let local_opts = RunOptions {
+        output: Some(staging.clone()),
+        ..opts.clone()
+    };
+    let mut local_pipeline = pipeline.clone();
+    local_pipeline.output.dir = staging.clone();
+    // A rank's local marker is not the truth for an S3 output: the remote one is.
+    if let Some(s) = opts.shard {
+        let _ = std::fs::remove_file(s.marker(&staging));
+    }
+    let stats = run_local(&local_pipeline, &local_opts)?;
+    let (local_dir, key_prefix) = match opts.shard {
+        Some(s) => (
+            s.dir(&staging),
+            remote::join_key(&prefix, &format!("ranks/rank-{:05}", s.rank)),
+        ),
+        None => (staging.clone(), prefix.clone()),
+    };
+    // stats.json goes last: for an unsharded run it says the upload is complete.
+    let is_state = |rel: &Path| rel.starts_with(".curate") || rel == Path::new("stats.json");
+    let n = bucket.upload_dir(&local_dir, &key_prefix, &is_state)?;
+    bucket.upload_file(&local_dir.join("stats.json"), &remote::join_key(&key_prefix, "stats.json"))?;
+    if let (Some(key), Some(s)) = (marker_key, opts.shard) {
+        let marker = std::fs::read(s.marker(&staging))
+            .with_context(|| format!("{}: the rank's marker is missing", staging.display()))?;
+        if opts.overwrite {
+            bucket.put(&key, marker)?;
+        } else if !bucket.create_if_absent(&key, marker)? {
+            return Err(anyhow!(
+                "{url}: rank {} was completed by another process meanwhile",
+                s.rank
+            ));
+        }
+    }
+    if !opts.quiet {
+        eprintln!("curate: uploaded {} files to {url}", n + 1);
+    }
+    Ok(stats)
+}
+
+fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     let started = Instant::now();
     let Plan {
         sources,
@@ -554,6 +713,42 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         mut stages,
     } = plan(pipeline, opts)?;
     let fp = fingerprint(pipeline, &sources, opts);
+    if let Some(shard) = opts.shard {
+        if shard.world_size > 1 {
+            if let Some(i) = stages.iter().position(|s| s.is_sequential()) {
+                return Err(config_error(format!(
+                    "stage `{}` ({}) compares records across the whole input; a sharded run cannot \
+                     apply it rank by rank",
+                    pipeline.stages[i].name,
+                    stages[i].kind()
+                )));
+            }
+        }
+        let base = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+        let marker = shard.marker(&base);
+        if opts.overwrite && marker.exists() {
+            std::fs::remove_file(&marker).with_context(|| format!("{}: cannot remove", marker.display()))?;
+        }
+        if let Some(done) = read_marker(&marker)? {
+            if done.fingerprint != fp {
+                return Err(config_error(format!(
+                    "{}: marks a rank of a different pipeline, input or --limit; use another --output or --overwrite",
+                    marker.display()
+                )));
+            }
+            if !opts.quiet {
+                eprintln!(
+                    "curate: rank {} of {} is already complete ({})",
+                    shard.rank,
+                    shard.world_size,
+                    marker.display()
+                );
+            }
+            let text = std::fs::read(out.join("stats.json"))
+                .with_context(|| format!("{}: cannot read stats.json", out.display()))?;
+            return Ok(serde_json::from_slice(&text)?);
+        }
+    }
     if opts.overwrite {
         remove_previous(&out)?;
     }
@@ -627,7 +822,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         };
         Checkpoint {
             version: CHECKPOINT_VERSION,
-            fingerprint: fp,
+            fingerprint: fp.clone(),
             next_source: 0,
             next_chunk: 0,
             records_read: 0,
@@ -687,6 +882,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
             batch_bytes: pipeline.run.batch_bytes,
             max_record_bytes: pipeline.input.max_record_bytes,
             fields: pipeline.input.fields.clone(),
+            shard: opts.shard,
         };
         std::thread::spawn(move || reader_thread(job, read_tx))
     };
@@ -917,6 +1113,23 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     final_cp.stats = stats.clone();
     write_atomic(&cp_path, &serde_json::to_vec_pretty(&final_cp)?)?;
     sync_dir(&out)?;
+    if let Some(shard) = opts.shard {
+        // The merged report of a sharded run needs each rank's stage sections.
+        write_atomic(&out.join("sections.json"), &serde_json::to_vec(&sections)?)?;
+        let base = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
+        let done = RankMarker {
+            rank: shard.rank,
+            world_size: shard.world_size,
+            fingerprint: fp.clone(),
+            pipeline: std::path::absolute(&pipeline.path).unwrap_or_else(|_| pipeline.path.clone()),
+            input: stats.input,
+            kept: stats.kept,
+            rejected: stats.rejected,
+        };
+        sync_dir(&out)?;
+        write_atomic(&shard.marker(&base), &serde_json::to_vec_pretty(&done)?)?;
+        sync_dir(&base.join("ranks"))?;
+    }
     Ok(stats)
 }
 

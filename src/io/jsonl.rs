@@ -370,6 +370,7 @@ mod tests {
             name: "x.json".into(),
             kind: SourceKind::Json,
             codec: Codec::Plain,
+            remote: None,
         };
         let mut r = JsonlReader::open(&src, max, array).unwrap();
         std::iter::from_fn(|| r.next_item()).collect()

@@ -12,6 +12,7 @@ pub mod csv;
 pub mod html;
 pub mod jsonl;
 pub mod parquet;
+pub mod remote;
 pub mod writer;
 
 use std::fs::File;
@@ -51,6 +52,15 @@ pub struct Source {
     pub name: Arc<str>,
     pub kind: SourceKind,
     pub codec: Codec,
+    /// For `s3://` inputs: the object's URL and size (`path` then only names it).
+    pub remote: Option<RemoteObject>,
+}
+
+/// An input object in an object store.
+#[derive(Debug, Clone)]
+pub struct RemoteObject {
+    pub url: String,
+    pub size: u64,
 }
 
 /// Where a raw item sits in its source.
@@ -174,6 +184,68 @@ fn has_glob(s: &str) -> bool {
 /// `base` resolves relative patterns (the config's folder, or the working
 /// directory for `--input`). Every pattern must match something.
 pub fn expand_inputs(patterns: &[String], base: &Path, format: InputFormat) -> Result<Vec<Source>> {
+    let (remote, local): (Vec<String>, Vec<String>) =
+        patterns.iter().cloned().partition(|p| remote::is_remote(p));
+    let mut sources = expand_local(&local, base, format)?;
+    sources.extend(expand_remote(&remote, format)?);
+    Ok(sources)
+}
+
+/// `s3://bucket/prefix/*.jsonl` patterns: listed, matched (glob syntax on the key), sorted.
+fn expand_remote(patterns: &[String], format: InputFormat) -> Result<Vec<Source>> {
+    let mut objects: Vec<(String, u64)> = Vec::new();
+    for pat in patterns {
+        let (bucket_name, key) = remote::split_url(pat).map_err(|e| config_error(format!("[input] paths: {e}")))?;
+        let bucket = remote::Bucket::open(&bucket_name)?;
+        if has_glob(&key) {
+            let fixed = &key[..key.find(['*', '?', '[']).unwrap_or(key.len())];
+            let prefix = fixed.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let matcher = glob::Pattern::new(&key)
+                .map_err(|e| config_error(format!("[input] paths: bad pattern `{pat}`: {e}")))?;
+            let found: Vec<(String, u64)> = bucket
+                .list(prefix)?
+                .into_iter()
+                .filter(|(k, _)| matcher.matches(k))
+                .map(|(k, n)| (format!("s3://{bucket_name}/{k}"), n))
+                .collect();
+            if found.is_empty() {
+                return Err(config_error(format!("[input] paths: `{pat}` matches no object")));
+            }
+            objects.extend(found);
+        } else {
+            match bucket.size(&key)? {
+                Some(n) => objects.push((pat.clone(), n)),
+                None => return Err(config_error(format!("[input] paths: `{pat}`: no such object"))),
+            }
+        }
+    }
+    let common = common_parent(&objects.iter().map(|(u, _)| PathBuf::from(u)).collect::<Vec<_>>());
+    objects
+        .into_iter()
+        .map(|(url, size)| {
+            let path = PathBuf::from(&url);
+            if format == InputFormat::Html && !url.ends_with(".html") && !url.ends_with(".htm") {
+                return Err(config_error(format!("{url}: HTML directories are not read from S3; list the pages")));
+            }
+            let kind = kind_of(&path, format)?;
+            let name = path
+                .strip_prefix(&common)
+                .ok()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| p.to_string_lossy().to_string())
+                .unwrap_or_else(|| url.clone());
+            Ok(Source {
+                codec: codec_of(&path),
+                name: name.into(),
+                kind,
+                path,
+                remote: Some(RemoteObject { url, size }),
+            })
+        })
+        .collect()
+}
+
+fn expand_local(patterns: &[String], base: &Path, format: InputFormat) -> Result<Vec<Source>> {
     let mut paths: Vec<PathBuf> = Vec::new();
     for pat in patterns {
         let full = if Path::new(pat).is_absolute() {
@@ -226,6 +298,7 @@ pub fn expand_inputs(patterns: &[String], base: &Path, format: InputFormat) -> R
                 name: name.into(),
                 kind,
                 path,
+                remote: None,
             })
         })
         .collect()
@@ -286,6 +359,9 @@ pub fn open_source(
     max_record_bytes: u64,
     fields: &FieldMap,
 ) -> Result<Box<dyn SourceReader>> {
+    if let Some(obj) = &source.remote {
+        return open_remote(source, obj, max_record_bytes, fields);
+    }
     Ok(match source.kind {
         SourceKind::Jsonl => Box::new(jsonl::JsonlReader::open(source, max_record_bytes, false)?),
         SourceKind::Json => Box::new(jsonl::JsonlReader::open(source, max_record_bytes, true)?),
@@ -296,8 +372,56 @@ pub fn open_source(
     })
 }
 
+/// A reader over a downloaded copy of an S3 object; the copy goes when the reader does.
+struct RemoteReader {
+    inner: Box<dyn SourceReader>,
+    _copy: tempfile::TempDir,
+}
+
+impl SourceReader for RemoteReader {
+    fn next_item(&mut self) -> Option<RawItem> {
+        self.inner.next_item()
+    }
+    fn notes(&self) -> Vec<String> {
+        self.inner.notes()
+    }
+}
+
+/// Stream the object into a temporary file (same base name, so the codec and messages
+/// still say what it is), then read that with the local reader.
+fn open_remote(
+    source: &Source,
+    obj: &RemoteObject,
+    max_record_bytes: u64,
+    fields: &FieldMap,
+) -> Result<Box<dyn SourceReader>> {
+    let (bucket, key) = remote::Bucket::for_url(&obj.url)?;
+    let dir = tempfile::Builder::new()
+        .prefix("curate-s3-")
+        .tempdir()
+        .context("cannot create a temporary folder for S3 input")?;
+    let base = key.rsplit('/').next().unwrap_or("object");
+    let local = dir.path().join(base);
+    let mut f = std::io::BufWriter::new(
+        File::create(&local).with_context(|| format!("{}: cannot create", local.display()))?,
+    );
+    bucket.download_to(&key, &mut f)?;
+    std::io::Write::flush(&mut f).with_context(|| format!("{}: cannot write", local.display()))?;
+    drop(f);
+    let copy = Source {
+        path: local,
+        remote: None,
+        ..source.clone()
+    };
+    let inner = open_source(&copy, max_record_bytes, fields)?;
+    Ok(Box::new(RemoteReader { inner, _copy: dir }))
+}
+
 /// Describe a source's size for `curate validate` and progress.
 pub fn source_bytes(source: &Source) -> u64 {
+    if let Some(obj) = &source.remote {
+        return obj.size;
+    }
     if source.path.is_dir() {
         html::list_pages(&source.path)
             .map(|v| v.iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum())

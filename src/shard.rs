@@ -1,0 +1,534 @@
+//! Sharded runs: combining the ranks of `curate run --rank R --world-size N`
+//! (`curate merge-stats`) and launching them as Slurm job arrays (`curate slurm`).
+//!
+//! The rank contract (see [`crate::run::Shard`]): input file `i` of the sorted
+//! input list belongs to rank `i % N`; rank `R` writes a complete run directory
+//! `OUT/ranks/rank-RRRRR/` (parts named by the *global* file index, its own
+//! checkpoint, `stats.json`, `report.html`, `sections.json`) and, last and
+//! atomically, the marker `OUT/ranks/rank-RRRRR.done`. A rerun of a marked rank
+//! returns at once. `merge-stats` needs every marker of the world and writes the
+//! whole run's `OUT/stats.json` and `OUT/report.html`; the kept parts of all ranks
+//! together carry the same names and bytes as a single-process run's.
+//!
+//! The Slurm scripts are plain sbatch files written under `OUT/slurm/`: one job
+//! array for the ranks and one merge job chained with `afterok` and
+//! `--kill-on-invalid-dep=yes`, so a failed rank cancels the merge instead of
+//! leaving it pending. Relaunched, `curate slurm` submits only the ranks without
+//! a marker. Every value that reaches a shell line is single-quoted
+//! ([`shell_quote`]; five lines, so no crate for it).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::{config_error, Pipeline};
+use crate::io::remote::{self, Bucket};
+use crate::io::writer::write_atomic;
+use crate::run::{read_marker, RankMarker, Shard};
+use crate::stats::RunStats;
+
+/// The completion markers found under `out/ranks/` (a folder or an `s3://` prefix), by rank.
+pub fn markers(out: &Path) -> Result<BTreeMap<usize, RankMarker>> {
+    if let Some(url) = out.to_str().filter(|u| remote::is_remote(u)) {
+        let (bucket, prefix) = Bucket::for_url(url)?;
+        let mut found = BTreeMap::new();
+        for (key, _) in bucket.list(&remote::join_key(&prefix, "ranks"))? {
+            let name = key.rsplit('/').next().unwrap_or("");
+            if name.starts_with("rank-") && name.ends_with(".done") {
+                if let Some(bytes) = bucket.get_small(&key)? {
+                    let m: RankMarker = serde_json::from_slice(&bytes)
+                        .with_context(|| format!("s3://{key}: unreadable marker"))?;
+                    found.insert(m.rank, m);
+                }
+            }
+        }
+        return Ok(found);
+    }
+    let dir = out.join("ranks");
+    let mut found = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(found);
+    };
+    for e in rd {
+        let e = e.with_context(|| format!("{}: cannot list", dir.display()))?;
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("rank-") && name.ends_with(".done") {
+            if let Some(m) = read_marker(&e.path())? {
+                found.insert(m.rank, m);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Combine the finished ranks under `out` into `out/stats.json` and `out/report.html`.
+pub fn merge_stats(out: &Path) -> Result<RunStats> {
+    if let Some(url) = out.to_str().filter(|u| remote::is_remote(u)) {
+        return merge_remote(url);
+    }
+    let found = markers(out)?;
+    let Some(first) = found.values().next() else {
+        bail!(
+            "{}: no completed ranks (no ranks/rank-*.done markers)",
+            out.display()
+        );
+    };
+    let world = first.world_size;
+    let pipeline_path = first.pipeline.clone();
+    if let Some(m) = found.values().find(|m| m.world_size != world) {
+        bail!(
+            "{}: rank {} was run with world size {}, rank {} with {}",
+            out.display(),
+            first.rank,
+            world,
+            m.rank,
+            m.world_size
+        );
+    }
+    let missing: Vec<String> = (0..world)
+        .filter(|r| !found.contains_key(r))
+        .map(|r| r.to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{}: {} of {} ranks are not complete (missing: {}); rerun them first",
+            out.display(),
+            missing.len(),
+            world,
+            missing.join(", ")
+        );
+    }
+    let pipeline = Pipeline::load(&pipeline_path)
+        .with_context(|| format!("the pipeline of the run in {}", out.display()))?;
+    let mut ranks = Vec::with_capacity(world);
+    for r in 0..world {
+        let dir = Shard {
+            rank: r,
+            world_size: world,
+        }
+        .dir(out);
+        let stats = RunStats::load(&dir)?;
+        let sections: Vec<(String, String)> = match std::fs::read(dir.join("sections.json")) {
+            Ok(b) => serde_json::from_slice(&b)
+                .with_context(|| format!("{}: unreadable sections.json", dir.display()))?,
+            Err(_) => Vec::new(),
+        };
+        ranks.push((dir, stats, sections));
+    }
+    let merged = combine(&ranks, pipeline.run.report_samples)?;
+    merged.check_accounting()?;
+    let mut sections = Vec::new();
+    for (r, (_, _, secs)) in ranks.iter().enumerate() {
+        for (name, html) in secs {
+            sections.push((format!("{name} (rank {r})"), html.clone()));
+        }
+    }
+    write_atomic(&out.join("stats.json"), &serde_json::to_vec_pretty(&merged)?)?;
+    write_atomic(
+        &out.join("report.html"),
+        crate::report::render(&merged, &pipeline, &sections).as_bytes(),
+    )?;
+    Ok(merged)
+}
+
+/// Merge a sharded run whose output is an `s3://` prefix: the markers, stats and report
+/// sections come down into a temporary folder, the merged stats and report go up.
+fn merge_remote(url: &str) -> Result<RunStats> {
+    let (bucket, prefix) = Bucket::for_url(url)?;
+    let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let found = markers(Path::new(url))?;
+    std::fs::create_dir_all(tmp.path().join("ranks"))?;
+    for (r, m) in &found {
+        let shard = Shard {
+            rank: *r,
+            world_size: m.world_size,
+        };
+        write_atomic(&shard.marker(tmp.path()), &serde_json::to_vec(m)?)?;
+        let dir = shard.dir(tmp.path());
+        std::fs::create_dir_all(&dir)?;
+        for f in ["stats.json", "sections.json"] {
+            let key = remote::join_key(&prefix, &format!("ranks/rank-{r:05}/{f}"));
+            if let Some(bytes) = bucket.get_small(&key)? {
+                std::fs::write(dir.join(f), bytes)?;
+            }
+        }
+    }
+    let stats = merge_stats(tmp.path())?;
+    bucket.upload_file(&tmp.path().join("report.html"), &remote::join_key(&prefix, "report.html"))?;
+    bucket.upload_file(&tmp.path().join("stats.json"), &remote::join_key(&prefix, "stats.json"))?;
+    Ok(stats)
+}
+
+/// Add up the ranks' books; parts and sources come back in global input order.
+/// A finished rank: its directory, books and report sections.
+type RankRun = (PathBuf, RunStats, Vec<(String, String)>);
+
+fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
+    let world = ranks.len();
+    let mut m = RunStats {
+        stages: ranks[0].1.stages.clone(),
+        complete: true,
+        ..Default::default()
+    };
+    for s in &mut m.stages {
+        s.input = 0;
+        s.kept = 0;
+        s.dropped = 0;
+        s.modified = 0;
+        s.seconds = 0.0;
+        s.reasons.clear();
+        s.summary = None;
+    }
+    let mut sources = Vec::new();
+    let mut kept_parts = Vec::new();
+    let mut rejected_parts = Vec::new();
+    for (r, (_, st, _)) in ranks.iter().enumerate() {
+        if st.stages.len() != m.stages.len() {
+            bail!("rank {r}: {} stages, rank 0: {}", st.stages.len(), m.stages.len());
+        }
+        m.input += st.input;
+        m.kept += st.kept;
+        m.rejected += st.rejected;
+        m.bytes_in += st.bytes_in;
+        // Ranks run side by side: the run took as long as its slowest rank.
+        m.seconds = m.seconds.max(st.seconds);
+        for (a, b) in m.stages.iter_mut().zip(&st.stages) {
+            a.input += b.input;
+            a.kept += b.kept;
+            a.dropped += b.dropped;
+            a.modified += b.modified;
+            a.seconds += b.seconds;
+            for (k, v) in &b.reasons {
+                *a.reasons.entry(k.clone()).or_default() += v;
+            }
+        }
+        // Rank r's k-th source is the global source r + k * world.
+        for (k, s) in st.sources.iter().enumerate() {
+            sources.push((r + k * world, s.clone()));
+        }
+        let prefix = format!("ranks/rank-{r:05}/");
+        kept_parts.extend(st.kept_parts.iter().map(|p| format!("{prefix}{p}")));
+        rejected_parts.extend(st.rejected_parts.iter().map(|p| format!("{prefix}{p}")));
+    }
+    for (i, s) in m.stages.iter_mut().enumerate() {
+        let per_rank: Vec<serde_json::Value> = ranks
+            .iter()
+            .map(|(_, st, _)| st.stages[i].summary.clone().unwrap_or(serde_json::Value::Null))
+            .collect();
+        if per_rank.iter().any(|v| !v.is_null()) {
+            s.summary = Some(serde_json::json!({ "ranks": per_rank }));
+        }
+    }
+    sources.sort_by_key(|(g, _)| *g);
+    m.sources = sources.into_iter().map(|(_, s)| s).collect();
+    let by_file_name = |p: &String| p.rsplit('/').next().unwrap_or(p).to_string();
+    kept_parts.sort_by_key(by_file_name);
+    rejected_parts.sort_by_key(by_file_name);
+    m.kept_parts = kept_parts;
+    m.rejected_parts = rejected_parts;
+    // Samples: rank order, at most `samples_per` per stage and reason, as one run shows them.
+    let mut shown: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for (_, st, _) in ranks {
+        for s in &st.samples {
+            let n = shown.entry((s.stage.clone(), s.reason.clone())).or_default();
+            if *n < samples_per {
+                *n += 1;
+                m.samples.push(s.clone());
+            }
+        }
+    }
+    Ok(m)
+}
+
+/// Quote a value for a POSIX shell line: `'...'` with embedded quotes as `'\''`.
+pub fn shell_quote(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('\'');
+    q.push_str(&s.replace('\'', r"'\''"));
+    q.push('\'');
+    q
+}
+
+/// [`shell_quote`] unless the value is plainly safe (letters, digits, `-_=.,:/%@+`).
+pub fn shell_quote_if_needed(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=.,:/%@+".contains(c));
+    if safe {
+        s.to_string()
+    } else {
+        shell_quote(s)
+    }
+}
+
+/// `curate slurm` settings.
+#[derive(Debug, Clone)]
+pub struct SlurmOptions {
+    pub pipeline: PathBuf,
+    pub tasks: usize,
+    pub output: Option<PathBuf>,
+    pub partition: Option<String>,
+    pub time: Option<String>,
+    pub mem: Option<String>,
+    pub cpus_per_task: Option<usize>,
+    /// Extra `#SBATCH` options, verbatim after `--` (e.g. `--account=x`), quoted.
+    pub sbatch_args: Vec<String>,
+    /// Write the scripts and print the sbatch commands without submitting.
+    pub dry_run: bool,
+    /// The curate binary the jobs run (default: this one).
+    pub curate: PathBuf,
+}
+
+/// What `curate slurm` wrote and submitted.
+#[derive(Debug, Clone, Default)]
+pub struct SlurmPlan {
+    pub scripts: Vec<PathBuf>,
+    /// Ranks submitted (those without a completion marker).
+    pub ranks: Vec<usize>,
+    /// The sbatch command lines, in submission order.
+    pub commands: Vec<Vec<String>>,
+    /// Job ids, when submitted.
+    pub job_ids: Vec<String>,
+}
+
+/// Compress rank numbers into a Slurm array spec: `0-3,5,7-8`.
+pub fn array_spec(ranks: &[usize]) -> String {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < ranks.len() {
+        let start = ranks[i];
+        let mut end = start;
+        while i + 1 < ranks.len() && ranks[i + 1] == end + 1 {
+            i += 1;
+            end = ranks[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
+}
+
+/// The script's `#SBATCH` lines. sbatch splits them on spaces without shell quoting, so only
+/// values checked by [`check_directive_value`] go here; paths (log files) go on sbatch's argv.
+fn sbatch_header(o: &SlurmOptions) -> String {
+    let mut h = String::from("#!/bin/bash\n");
+    let mut opt = |k: &str, v: &str| {
+        let _ = writeln!(h, "#SBATCH --{k}={v}");
+    };
+    if let Some(p) = &o.partition {
+        opt("partition", p);
+    }
+    if let Some(t) = &o.time {
+        opt("time", t);
+    }
+    if let Some(m) = &o.mem {
+        opt("mem", m);
+    }
+    if let Some(c) = o.cpus_per_task {
+        opt("cpus-per-task", &c.to_string());
+    }
+    for a in &o.sbatch_args {
+        let _ = writeln!(h, "#SBATCH {a}");
+    }
+    h.push_str("set -euo pipefail\n");
+    h
+}
+
+fn check_directive_value(what: &str, v: &str) -> Result<()> {
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || c == '\'' || c == '"' || c == '\\')
+    {
+        return Err(config_error(format!(
+            "{what}: `{v}` cannot go into an #SBATCH line (no spaces, quotes or backslashes)"
+        )));
+    }
+    Ok(())
+}
+
+/// Write the sbatch scripts for a sharded run and submit the incomplete ranks.
+pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
+    if o.tasks == 0 {
+        return Err(config_error("--tasks must be at least 1"));
+    }
+    for (what, v) in [
+        ("--partition", &o.partition),
+        ("--time", &o.time),
+        ("--mem", &o.mem),
+    ] {
+        if let Some(v) = v {
+            check_directive_value(what, v)?;
+        }
+    }
+    for a in &o.sbatch_args {
+        check_directive_value("sbatch option", a)?;
+    }
+    let pipeline = Pipeline::load(&o.pipeline)?;
+    let pipeline_path = std::path::absolute(&o.pipeline)?;
+    let out = o.output.clone().unwrap_or_else(|| pipeline.output_dir());
+    let is_remote = out.to_str().is_some_and(remote::is_remote);
+    let out = if is_remote { out } else { std::path::absolute(out)? };
+    // A rank's stages are built now, so a config error shows before anything is queued.
+    let stages = crate::stages::build_all(&pipeline)?;
+    if o.tasks > 1 {
+        if let Some(i) = stages.iter().position(|s| s.is_sequential()) {
+            return Err(config_error(format!(
+                "stage `{}` ({}) compares records across the whole input; it cannot run sharded yet",
+                pipeline.stages[i].name,
+                stages[i].kind()
+            )));
+        }
+    }
+    // Scripts and logs need a shared file system; for an s3:// output they go beside the
+    // pipeline file.
+    let slurm_dir = if is_remote {
+        let tag = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(out.to_string_lossy().as_bytes()));
+        pipeline_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(format!("slurm-{tag}"))
+    } else {
+        out.join("slurm")
+    };
+    let logs = slurm_dir.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("{}: cannot create", logs.display()))?;
+
+    let done = markers(&out)?;
+    if let Some(m) = done.values().find(|m| m.world_size != o.tasks) {
+        return Err(config_error(format!(
+            "{}: holds ranks of a {}-task run; use the same --tasks or another output",
+            out.display(),
+            m.world_size
+        )));
+    }
+    let ranks: Vec<usize> = (0..o.tasks).filter(|r| !done.contains_key(r)).collect();
+    let curate = shell_quote(&o.curate.display().to_string());
+    let (pq, oq) = (
+        shell_quote(&pipeline_path.display().to_string()),
+        shell_quote(&out.display().to_string()),
+    );
+
+    let mut run_sh = sbatch_header(o);
+    let _ = writeln!(
+        run_sh,
+        "exec {curate} run {pq} --output {oq} --rank \"$SLURM_ARRAY_TASK_ID\" --world-size {} --quiet",
+        o.tasks
+    );
+    let mut merge_sh = sbatch_header(o);
+    let _ = writeln!(merge_sh, "exec {curate} merge-stats {oq}");
+    let run_path = slurm_dir.join("run.sbatch");
+    let merge_path = slurm_dir.join("merge.sbatch");
+    write_atomic(&run_path, run_sh.as_bytes())?;
+    write_atomic(&merge_path, merge_sh.as_bytes())?;
+
+    let mut plan = SlurmPlan {
+        scripts: vec![run_path.clone(), merge_path.clone()],
+        ranks: ranks.clone(),
+        ..Default::default()
+    };
+    let sbatch_cmd = |name: &str, log: &str| -> Vec<String> {
+        vec![
+            "sbatch".to_string(),
+            "--parsable".to_string(),
+            format!("--job-name={name}"),
+            format!("--output={}", logs.join(log).display()),
+        ]
+    };
+    let run_cmd = |dep: Option<&str>| -> Vec<String> {
+        let mut c = sbatch_cmd("curate-run", "rank-%a.log");
+        c.push(format!("--array={}", array_spec(&ranks)));
+        if let Some(d) = dep {
+            c.push(format!("--dependency=afterok:{d}"));
+            c.push("--kill-on-invalid-dep=yes".into());
+        }
+        c.push(run_path.display().to_string());
+        c
+    };
+    let merge_cmd = |dep: Option<&str>| -> Vec<String> {
+        let mut c = sbatch_cmd("curate-merge", "merge-%j.log");
+        if let Some(d) = dep {
+            c.push(format!("--dependency=afterok:{d}"));
+            c.push("--kill-on-invalid-dep=yes".into());
+        }
+        c.push(merge_path.display().to_string());
+        c
+    };
+    if o.dry_run {
+        if !ranks.is_empty() {
+            plan.commands.push(run_cmd(None));
+        }
+        plan.commands.push(merge_cmd(if ranks.is_empty() {
+            None
+        } else {
+            Some("RUN_JOB_ID")
+        }));
+        return Ok(plan);
+    }
+    let mut dep = None;
+    if !ranks.is_empty() {
+        let c = run_cmd(None);
+        let id = sbatch(&c)?;
+        plan.commands.push(c);
+        plan.job_ids.push(id.clone());
+        dep = Some(id);
+    }
+    let c = merge_cmd(dep.as_deref());
+    let id = sbatch(&c)?;
+    plan.commands.push(c);
+    plan.job_ids.push(id);
+    Ok(plan)
+}
+
+/// Run one sbatch command line; returns the job id (`--parsable` prints `ID[;cluster]`).
+fn sbatch(cmd: &[String]) -> Result<String> {
+    let out = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .with_context(|| format!("cannot run `{}` (is Slurm installed?)", cmd.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed: {}",
+            cmd.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let id = text.trim().split(';').next().unwrap_or("").to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        bail!("`{}` printed no job id: {text}", cmd.join(" "));
+    }
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn array_specs() {
+        assert_eq!(array_spec(&[0, 1, 2, 3]), "0-3");
+        assert_eq!(array_spec(&[1, 3, 4, 7]), "1,3-4,7");
+        assert_eq!(array_spec(&[5]), "5");
+    }
+
+    #[test]
+    fn directive_values_without_spaces() {
+        assert!(check_directive_value("--time", "01:00:00").is_ok());
+        assert!(check_directive_value("--partition", "gpu a").is_err());
+        assert!(check_directive_value("--mem", "4G'").is_err());
+    }
+}
