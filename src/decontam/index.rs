@@ -196,7 +196,8 @@ struct Scratch {
 impl Scratch {
     /// Let go of buffers a huge record grew (memory stays bounded per thread).
     fn trim(&mut self) {
-        const KEEP: usize = 1 << 20;
+        // 64 Ki tokens (a few hundred KB of text): at most ~4 MB kept per thread.
+        const KEEP: usize = 1 << 16;
         if self.toks.capacity() > KEEP {
             self.toks = Vec::new();
         }
@@ -891,6 +892,11 @@ mod tests {
             matched += !hits.is_empty() as usize;
         }
         assert_eq!(matched, 6);
+        // A record longer than the kept buffers, then a short one after the trim.
+        let long = texts[2].repeat(3000);
+        assert_eq!(ix.scan(&long), ix.scan_reference(&long));
+        assert_eq!(ix.scan(&long)[0].item, 1);
+        assert_eq!(ix.scan(texts[0]), ix.scan_reference(texts[0]));
     }
 
     #[test]
