@@ -521,6 +521,8 @@ fn main_inner(cli: Cli) -> Result<()> {
                 println!("{line}");
             }
             println!("wrote {} and {}", output.join("compare.json").display(), output.join("compare.html").display());
+            Ok(())
+        }
         Command::MergeStats { dir } => {
             let stats = curate::shard::merge_stats(&dir)?;
             eprint!("{}", stats.table());
