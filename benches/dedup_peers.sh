@@ -23,5 +23,5 @@ if [ -z "${CURATE_BIN:-}" ]; then
 fi
 LABELLED=target/dedup_labelled.jsonl
 CURATE_DEDUP_DUMP="$(pwd)/$LABELLED" CURATE_SHARED_DATA="$DATA" cargo test --quiet --test minhash_quality >/dev/null
-# One core for everyone.
+# One core for everyone (times are CPU seconds anyway).
 taskset -c 0 "$VENV/bin/python" benches/dedup_peers.py "$DATA" "$LABELLED" "$CURATE_BIN"
