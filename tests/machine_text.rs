@@ -264,6 +264,18 @@ fn held_out_evaluation() {
             r.fpr
         );
     }
+    // Guards against regressions of the shipped model (measured 0.828 / 0.977 / 0.934;
+    // the 0.90 on AGT is not met, see the README).
+    let auc = |name: &str| {
+        table
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.auc_combined)
+            .unwrap()
+    };
+    assert!(auc("AGT-2025 zh: M4GT human vs both") >= 0.80);
+    assert!(auc("MedicalGPT zh: doctors' answers vs ShareGPT ChatGPT turns") >= 0.95);
+    assert!(auc("Fast-DetectGPT en: human vs GPT-4") >= 0.90);
 }
 
 /// The record's source line from ids like `alpaca_zh.jsonl:42`, or `sg-0026` (the
@@ -301,9 +313,14 @@ fn stage_tags_the_labelled_machine_samples() {
     );
     run_ok(&["run", pipeline.to_str().unwrap(), "--quiet"]);
     let (kept, rejected) = check_books(&out);
-    assert!(rejected.iter().all(|r| r["stage"] != "machine_text"), "tag keeps everything");
+    assert!(
+        rejected.iter().all(|r| r["stage"] != "machine_text"),
+        "tag keeps everything"
+    );
 
-    let labels: Value = serde_json::from_str(&std::fs::read_to_string(repo().join("data-samples/labels.json")).unwrap()).unwrap();
+    let labels: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("data-samples/labels.json")).unwrap())
+            .unwrap();
     let tags_of = |file: &str, line: u64| -> Vec<String> {
         labels["files"][format!("sft/{file}")]["defects"][line.to_string()]
             .as_array()

@@ -13,8 +13,9 @@
 //!          + indicating_weight * min(indicating, 3) + template_weight * min(template, 5)
 //!          + loop_weight * [loop])`
 //!
-//! so a refusal alone flags a record (3 + 0 on an undecided model is 0.95), while
-//! a few connectives only tip an undecided model. Texts shorter than `min_chars`
+//! so a refusal or a loop flags a record even when the model leans human (a loop
+//! with P(machine) 0.17 scores 0.97), while a few connectives only tip an
+//! undecided model. Texts shorter than `min_chars`
 //! are not given to the model (it is noise there): its part is then 0.5.
 //!
 //! The selected segments (by default the responses, or the document) are joined
@@ -28,10 +29,10 @@
 //! threshold = 0.9          # score at or above this flags the record
 //! fields = "response"      # response | prompt | all
 //! min_chars = 20           # shorter text: no model score
-//! refusal_weight = 3.0     # log-odds added per refusal/disclaimer match (at most 2)
+//! refusal_weight = 4.0     # log-odds added per refusal/disclaimer match (at most 2)
 //! indicating_weight = 0.7  # per distinct HC3 phrase (at most 3)
 //! template_weight = 0.3    # per template marker (at most 5)
-//! loop_weight = 3.0        # when a repetition loop is found
+//! loop_weight = 5.0        # when a repetition loop is found
 //! action = "tag"           # or "drop"
 //! ```
 //! `meta.machine_text = {score, model, signals: {refusal, indicating, template,
@@ -75,7 +76,7 @@ fn default_positive() -> String {
     "1".into()
 }
 fn default_refusal_weight() -> f32 {
-    3.0
+    4.0
 }
 fn default_indicating_weight() -> f32 {
     0.7
@@ -84,7 +85,7 @@ fn default_template_weight() -> f32 {
     0.3
 }
 fn default_loop_weight() -> f32 {
-    3.0
+    5.0
 }
 fn default_true() -> bool {
     true
@@ -142,6 +143,7 @@ static REFUSAL: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:作为|身为|我是|我只是)(?:一个|一款|一名|一种)?[^，。,.\n]{0,8}?(?:ai|人工智能|机器|大型|大|虚拟)",
         r"(?:语言模型|助手|助理|模型|程序|机器人|\s?语言\s?模型|[，,。])",
         r"|一个由\S{0,12}?(?:openai|谷歌|google|百度|阿里|智谱)\S{0,6}?(?:开发|训练|创建)的",
+        r"|(?:由|被)openai(?:开发|训练|创建)",
         r"|我是(?:chatgpt|gpt-?\d|claude|文心一言|通义千问|chatglm)",
         r"|(?:很|非常)?抱歉[，,]\s?(?:作为|我(?:无法|不能|没有办法|不会))",
         r"|我(?:无法|不能)(?:提供|回答|给出|访问|浏览|预测)(?:任何)?(?:实时|个人|具体)?",
@@ -550,8 +552,18 @@ mod tests {
         assert_eq!(signals("哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈", None).loop_tokens, 0);
         assert_eq!(signals("谢谢谢谢谢谢谢谢", None).loop_tokens, 0);
         assert_eq!(signals("我们一起去公园。我们一起去公园。", None).loop_tokens, 0);
-        assert!(signals("1. 苹果\n2. 香蕉\n3. 橙子\n4. 苹果\n5. 香蕉\n6. 橙子\n7. 苹果\n8. 香蕉\n9. 橙子", None).loop_tokens > 0);
-        assert_eq!(signals("1. 苹果\n2. 香蕉\n3. 橙子\n4. 葡萄\n5. 西瓜\n6. 桃子", None).loop_tokens, 0);
+        assert!(
+            signals(
+                "1. 苹果\n2. 香蕉\n3. 橙子\n4. 苹果\n5. 香蕉\n6. 橙子\n7. 苹果\n8. 香蕉\n9. 橙子",
+                None
+            )
+            .loop_tokens
+                > 0
+        );
+        assert_eq!(
+            signals("1. 苹果\n2. 香蕉\n3. 橙子\n4. 葡萄\n5. 西瓜\n6. 桃子", None).loop_tokens,
+            0
+        );
         assert_eq!(longest_loop(&[]), 0);
     }
 
