@@ -523,16 +523,8 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                 match node.value() {
                     Node::Element(el) => {
                         let tag = el.name();
-                        if tag == "title" && page.title_tag.is_empty() {
-                            for t in node.descendants().filter_map(|n| n.value().as_text()) {
-                                page.title_tag.push_str(t);
-                            }
-                        }
-                        if tag == "meta" {
-                            let prop = el.attr("property").or_else(|| el.attr("name"));
-                            if prop == Some("og:title") && page.og_title.is_empty() {
-                                page.og_title = el.attr("content").unwrap_or("").to_string();
-                            }
+                        if tag == "head" {
+                            read_head(&mut page, node);
                         }
                         if tag == "html" {
                             page.lang_attr = el.attr("lang").map(|s| s.trim().to_string());
@@ -656,6 +648,26 @@ fn resolve_marks(page: &mut Page) {
     }
     for b in &mut page.blocks {
         b.mark = mark[b.owner];
+    }
+}
+
+/// The `<title>` and `og:title` of the `<head>` (which is otherwise skipped).
+fn read_head(page: &mut Page, head: ego_tree::NodeRef<'_, Node>) {
+    for node in head.descendants() {
+        let Node::Element(el) = node.value() else {
+            continue;
+        };
+        if el.name() == "title" && page.title_tag.is_empty() {
+            for t in node.descendants().filter_map(|n| n.value().as_text()) {
+                page.title_tag.push_str(t);
+            }
+        }
+        if el.name() == "meta" && page.og_title.is_empty() {
+            let prop = el.attr("property").or_else(|| el.attr("name"));
+            if prop == Some("og:title") {
+                page.og_title = el.attr("content").unwrap_or("").to_string();
+            }
+        }
     }
 }
 
