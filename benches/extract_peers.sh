@@ -5,7 +5,9 @@
 # curate's build), and Python trafilatura, jusText and readability-lxml in a
 # virtual environment. Pages: the 81 Chinese magic-html pages (shared data,
 # `zh/article`, `zh/forum`) and the English pages of data-samples/web (`en/*`).
-# Prints a TSV table: tool group pages P R F1 pages/s (one thread).
+# Prints a TSV table: tool group pages P R F1 pages per CPU-second (one
+# thread, the thread's CPU time, so a busy machine does not change the numbers
+# much; the same clock for every tool).
 #
 #   bash benches/extract_peers.sh            # everything
 #   SKIP_PYTHON=1 bash benches/extract_peers.sh
@@ -47,7 +49,9 @@ if [ -z "${SKIP_PYTHON:-}" ]; then
   VENV=$PEERS/.venv
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet trafilatura==2.0.0 jusText readability-lxml lxml_html_clean
+    "$VENV/bin/pip" install --quiet trafilatura==2.0.0 jusText lxml_html_clean chardet cssselect
+    # readability-lxml's `lxml[html_clean]` extra trips a pip resolver bug: its deps are above.
+    "$VENV/bin/pip" install --quiet --no-deps readability-lxml
   fi
   for tool in trafilatura justext readability; do
     "$VENV/bin/python" "$PEERS/peers.py" "$WORK/manifest.jsonl" "$tool" "$WORK/py_$tool"

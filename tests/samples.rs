@@ -33,12 +33,15 @@ fn defects(file: &str) -> BTreeMap<u64, Vec<String>> {
         .collect()
 }
 
-/// The line a record came from: parsed from `NAME:LINE` ids, or the rejected record's source.
+/// The line a record came from: parsed from `[DIR/]NAME:LINE` ids, or the rejected record's source.
 fn line_of(rec: &serde_json::Value, file_name: &str) -> Option<u64> {
     let src = rec
         .get("source")
         .and_then(|s| s.as_str())
         .or_else(|| rec["id"].as_str())?;
+    // Sources are relative to the inputs' common folder (`sft/alpaca_zh.jsonl:5`
+    // since the default pipeline also reads `web/`): compare the file name.
+    let src = src.rsplit('/').next()?;
     src.strip_prefix(&format!("{file_name}:"))?.parse().ok()
 }
 
@@ -301,4 +304,48 @@ fn default_pipeline_drops_labelled_near_duplicates_and_nothing_else() {
         "every labelled near-duplicate group keeps one record"
     );
     assert!(by_minhash >= 10);
+}
+
+#[test]
+fn default_pipeline_extracts_web_pages_and_keeps_one_copy_of_each_crawled_duplicate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let pipeline = repo().join("pipelines/zh_sft.toml");
+    run_ok(&[
+        "run",
+        pipeline.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let (kept, rejected) = check_books(&out);
+    // Every page became a text record; none was lost in extraction.
+    assert!(
+        !rejected.iter().any(|r| r["stage"] == "extract"),
+        "bundled pages all have main text"
+    );
+    let web: Vec<&serde_json::Value> = kept.iter().filter(|r| r["meta"]["extract"].is_object()).collect();
+    assert!(web.len() >= 12, "{} web pages kept", web.len());
+    for r in &web {
+        assert!(r.get("html").is_none() && r["text"].is_string(), "{r}");
+    }
+    // The same article crawled twice with different ads: one copy survives.
+    let labels = defects("web/pages.jsonl");
+    let kept_lines: BTreeSet<u64> = kept.iter().filter_map(|r| line_of(r, "pages.jsonl")).collect();
+    let mut groups: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (line, tags) in &labels {
+        for t in tags {
+            if let Some(g) = t.strip_prefix("dup_group:") {
+                groups.entry(g.to_string()).or_default().push(*line);
+            }
+        }
+    }
+    assert_eq!(groups.len(), 3);
+    for (g, lines) in &groups {
+        let survivors = lines.iter().filter(|l| kept_lines.contains(l)).count();
+        assert!(
+            survivors <= 1,
+            "pages.jsonl group {g} {lines:?}: {survivors} kept"
+        );
+    }
 }
