@@ -182,13 +182,13 @@ pub fn smooth(points: &[(f64, f64)], k: usize) -> Vec<(f64, f64)> {
     }
     let mut out = Vec::with_capacity(points.len());
     let mut sum = 0.0;
-    for i in 0..points.len() {
-        sum += points[i].1;
+    for (i, &(x, y)) in points.iter().enumerate() {
+        sum += y;
         if i >= k {
             sum -= points[i - k].1;
         }
         let n = (i + 1).min(k) as f64;
-        out.push((points[i].0, sum / n));
+        out.push((x, sum / n));
     }
     out
 }
