@@ -520,7 +520,11 @@ fn main_inner(cli: Cli) -> Result<()> {
             for line in compare::summary_lines(&c) {
                 println!("{line}");
             }
-            println!("wrote {} and {}", output.join("compare.json").display(), output.join("compare.html").display());
+            println!(
+                "wrote {} and {}",
+                output.join("compare.json").display(),
+                output.join("compare.html").display()
+            );
             Ok(())
         }
         Command::MergeStats { dir } => {

@@ -63,7 +63,9 @@ fn stage_trains_on_kept_records_and_reports_the_gap() {
             let split = r["meta"]["finetune"]["split"].as_str().unwrap();
             assert!(["train", "validation", "none"].contains(&split), "{split}");
         }
-        assert!(kept.iter().any(|r| r["meta"]["finetune"]["split"] == "validation"));
+        assert!(kept
+            .iter()
+            .any(|r| r["meta"]["finetune"]["split"] == "validation"));
         let ft = out.join("finetune");
         for f in [
             "finetune.json",
@@ -80,13 +82,21 @@ fn stage_trains_on_kept_records_and_reports_the_gap() {
         let evals = report["report"]["evals"].as_array().unwrap();
         assert_eq!(evals.len(), 3);
         for e in evals {
-            let (t, v, g) = (e["train_loss"].as_f64().unwrap(), e["val_loss"].as_f64().unwrap(), e["gap"].as_f64().unwrap());
+            let (t, v, g) = (
+                e["train_loss"].as_f64().unwrap(),
+                e["val_loss"].as_f64().unwrap(),
+                e["gap"].as_f64().unwrap(),
+            );
             assert!(t.is_finite() && v.is_finite() && (v - t - g).abs() < 1e-9);
         }
         assert_eq!(report["report"]["step_log"].as_array().unwrap().len(), 12);
         // Only the adapters train.
         let trainable = report["model"]["trainable_parameters"].as_u64().unwrap();
-        assert_eq!(trainable, (4 * 32 + 32 * 4) + (4 * 32 + 16 * 4), "one layer: LoRA A and B on q and v");
+        assert_eq!(
+            trainable,
+            (4 * 32 + 32 * 4) + (4 * 32 + 16 * 4),
+            "one layer: LoRA A and B on q and v"
+        );
         let s = stats(&out);
         let summary = &s["stages"].as_array().unwrap().last().unwrap()["summary"];
         assert_eq!(summary["steps"], 12);
@@ -113,15 +123,27 @@ fn finetune_command_and_compare_command() {
     )
     .unwrap();
     let out = dir.path().join("ft");
-    let o = run_ok(&["finetune", cfg.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let o = run_ok(&[
+        "finetune",
+        cfg.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("trained 12 steps"));
     let report = json(&out.join("finetune.json"));
     assert_eq!(report["model"]["method"], "full");
-    assert!(report["data"]["read"]["empty"].as_u64().unwrap() >= 1, "empty answers are counted, not trained on");
+    assert!(
+        report["data"]["read"]["empty"].as_u64().unwrap() >= 1,
+        "empty answers are counted, not trained on"
+    );
     assert!(!out.join("adapter_model.safetensors").exists());
 
     // Bad config: exit 2 naming the file.
-    std::fs::write(&cfg, "[input]\npaths = [\"x.jsonl\"]\n[finetune]\nmethod = \"dora\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[input]\npaths = [\"x.jsonl\"]\n[finetune]\nmethod = \"dora\"\n",
+    )
+    .unwrap();
     let bad = common::run_curate(&["finetune", cfg.to_str().unwrap()]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("dora"));
@@ -162,10 +184,14 @@ fn finetune_command_and_compare_command() {
             assert_eq!(s[side]["tokens_seen"], 8 * 4 * 64);
             assert!(s[side]["final_val_loss"].as_f64().unwrap().is_finite());
         }
-        let diff = s["raw"]["final_val_loss"].as_f64().unwrap() - s["clean"]["final_val_loss"].as_f64().unwrap();
+        let diff =
+            s["raw"]["final_val_loss"].as_f64().unwrap() - s["clean"]["final_val_loss"].as_f64().unwrap();
         assert!((diff - s["final_val_diff"].as_f64().unwrap()).abs() < 1e-12);
     }
     let html = std::fs::read_to_string(cmp.join("compare.html")).unwrap();
     assert!(html.matches("<polyline").count() >= 4);
-    assert!(!dir.path().join("unused").exists(), "compare writes only into its own output");
+    assert!(
+        !dir.path().join("unused").exists(),
+        "compare writes only into its own output"
+    );
 }

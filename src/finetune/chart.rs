@@ -18,7 +18,10 @@ pub const PALETTE: [&str; 8] = [
 ];
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A round tick step giving about `n` ticks over `span`.
@@ -42,19 +45,30 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     let (w, h) = (720.0, 360.0);
     let (left, right, top, bottom) = (60.0, 170.0, 30.0, 45.0);
     let finite = |p: &&(f64, f64)| p.0.is_finite() && p.1.is_finite();
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().filter(finite).copied()).collect();
+    let all: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().filter(finite).copied())
+        .collect();
     let mut svg = String::new();
     let _ = write!(
         svg,
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
     );
-    let _ = write!(svg, r#"<text x="{left}" y="18" font-size="13" font-weight="bold">{}</text>"#, esc(title));
+    let _ = write!(
+        svg,
+        r#"<text x="{left}" y="18" font-size="13" font-weight="bold">{}</text>"#,
+        esc(title)
+    );
     if all.is_empty() {
         svg.push_str(r#"<text x="60" y="60">no data</text></svg>"#);
         return svg;
     }
-    let (mut x0, mut x1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (mut y0, mut y1) = all.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (mut x0, mut x1) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (mut y0, mut y1) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
@@ -119,7 +133,11 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         if pts.is_empty() {
             continue;
         }
-        let dash = if s.dashed { r#" stroke-dasharray="5,3""# } else { "" };
+        let dash = if s.dashed {
+            r#" stroke-dasharray="5,3""#
+        } else {
+            ""
+        };
         let _ = write!(
             svg,
             r#"<polyline fill="none" stroke="{}" stroke-width="1.6"{dash} points="{}"/>"#,
@@ -149,7 +167,11 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
 }
 
 fn trim_num(v: f64, step: f64) -> String {
-    let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()) as usize };
+    let decimals = if step >= 1.0 {
+        0
+    } else {
+        (-step.log10().floor()) as usize
+    };
     format!("{v:.decimals$}")
 }
 
@@ -160,13 +182,13 @@ pub fn smooth(points: &[(f64, f64)], k: usize) -> Vec<(f64, f64)> {
     }
     let mut out = Vec::with_capacity(points.len());
     let mut sum = 0.0;
-    for i in 0..points.len() {
-        sum += points[i].1;
+    for (i, &(x, y)) in points.iter().enumerate() {
+        sum += y;
         if i >= k {
             sum -= points[i - k].1;
         }
         let n = (i + 1).min(k) as f64;
-        out.push((points[i].0, sum / n));
+        out.push((x, sum / n));
     }
     out
 }
@@ -183,7 +205,12 @@ mod tests {
             dashed: false,
             points: vec![(1.0, 3.0), (2.0, 2.5), (3.0, 2.4)],
         };
-        let svg = line_chart("loss", "step", "nats", &[s("train <raw>", PALETTE[0]), s("val", PALETTE[1])]);
+        let svg = line_chart(
+            "loss",
+            "step",
+            "nats",
+            &[s("train <raw>", PALETTE[0]), s("val", PALETTE[1])],
+        );
         assert_eq!(svg.matches("<polyline").count(), 2);
         assert!(svg.contains("train &lt;raw&gt;"));
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));

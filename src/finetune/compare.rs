@@ -130,14 +130,23 @@ fn overlap_key(text: &str) -> Vec<char> {
 }
 
 fn windows(c: &Conversation, n: usize) -> Vec<u64> {
-    let text: String = c.turns.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join("\n");
+    let text: String = c
+        .turns
+        .iter()
+        .map(|(_, t)| t.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     let key = overlap_key(&text);
     let hash = |cs: &[char]| {
         let s: String = cs.iter().collect();
         xxhash_rust::xxh3::xxh3_64(s.as_bytes())
     };
     if key.len() <= n {
-        return if key.is_empty() { Vec::new() } else { vec![hash(&key)] };
+        return if key.is_empty() {
+            Vec::new()
+        } else {
+            vec![hash(&key)]
+        };
     }
     key.windows(n).map(hash).collect()
 }
@@ -182,9 +191,14 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     cfg.validate()?;
     let template = cfg.template()?;
 
-    std::fs::create_dir_all(&opts.output).with_context(|| format!("{}: cannot create", opts.output.display()))?;
+    std::fs::create_dir_all(&opts.output)
+        .with_context(|| format!("{}: cannot create", opts.output.display()))?;
     let clean_dir = opts.output.join("clean");
-    eprintln!("compare: cleaning {} into {}", opts.pipeline.display(), clean_dir.display());
+    eprintln!(
+        "compare: cleaning {} into {}",
+        opts.pipeline.display(),
+        clean_dir.display()
+    );
     let stats = run::run(
         &pipeline,
         &RunOptions {
@@ -197,7 +211,10 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     )?;
     let (raw, raw_read) = data::read_conversations(&pipeline.input, &pipeline.dir)?;
     let kept: Vec<PathBuf> = stats.kept_parts.iter().map(|p| clean_dir.join(p)).collect();
-    let (clean, clean_read) = data::read_conversations(&data::input_for_files(&kept, &pipeline.input.fields), Path::new("."))?;
+    let (clean, clean_read) = data::read_conversations(
+        &data::input_for_files(&kept, &pipeline.input.fields),
+        Path::new("."),
+    )?;
 
     let (mut clean_train, val): (Vec<Conversation>, Vec<Conversation>) = match &opts.validation {
         Some(path) => {
@@ -274,8 +291,14 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
         seeds,
         seconds: started.elapsed().as_secs_f64(),
     };
-    write_atomic(&opts.output.join("compare.json"), &serde_json::to_vec_pretty(&result)?)?;
-    write_atomic(&opts.output.join("compare.html"), html(&result, &opts.pipeline).as_bytes())?;
+    write_atomic(
+        &opts.output.join("compare.json"),
+        &serde_json::to_vec_pretty(&result)?,
+    )?;
+    write_atomic(
+        &opts.output.join("compare.html"),
+        html(&result, &opts.pipeline).as_bytes(),
+    )?;
     Ok(result)
 }
 
@@ -311,19 +334,32 @@ fn html(c: &Comparison, pipeline: &Path) -> String {
     let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut series = Vec::new();
     for (i, s) in c.seeds.iter().enumerate() {
-        for (name, run, color) in [("raw", &s.raw, chart::PALETTE[1]), ("clean", &s.clean, chart::PALETTE[0])] {
+        for (name, run, color) in [
+            ("raw", &s.raw, chart::PALETTE[1]),
+            ("clean", &s.clean, chart::PALETTE[0]),
+        ] {
             series.push(Series {
                 name: format!("{name} val, seed {}", s.seed),
                 color,
                 dashed: false,
-                points: run.report.evals.iter().map(|e| (e.step as f64, e.val_loss)).collect(),
+                points: run
+                    .report
+                    .evals
+                    .iter()
+                    .map(|e| (e.step as f64, e.val_loss))
+                    .collect(),
             });
             if i == 0 {
                 series.push(Series {
                     name: format!("{name} train, seed {}", s.seed),
                     color,
                     dashed: true,
-                    points: run.report.evals.iter().map(|e| (e.step as f64, e.train_loss)).collect(),
+                    points: run
+                        .report
+                        .evals
+                        .iter()
+                        .map(|e| (e.step as f64, e.train_loss))
+                        .collect(),
                 });
             }
         }
@@ -344,7 +380,10 @@ fn html(c: &Comparison, pipeline: &Path) -> String {
             )
         })
         .collect();
-    let lines: String = summary_lines(c).iter().map(|l| format!("<li>{}</li>", esc(l))).collect();
+    let lines: String = summary_lines(c)
+        .iter()
+        .map(|l| format!("<li>{}</li>", esc(l)))
+        .collect();
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>curate compare</title>\
 <style>body{{font-family:sans-serif;margin:2em;max-width:980px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>\

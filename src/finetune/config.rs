@@ -63,7 +63,9 @@ impl ModelConfig {
     pub fn validate(&self) -> Result<()> {
         let c = self;
         if c.vocab_size == 0 || c.hidden_size == 0 || c.intermediate_size == 0 || c.num_hidden_layers == 0 {
-            bail!("model config: vocab_size, hidden_size, intermediate_size and num_hidden_layers must be > 0");
+            bail!(
+                "model config: vocab_size, hidden_size, intermediate_size and num_hidden_layers must be > 0"
+            );
         }
         if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
             bail!(
@@ -73,7 +75,10 @@ impl ModelConfig {
             );
         }
         if c.head_dim() % 2 != 0 {
-            bail!("model config: head dimension {} must be even for RoPE", c.head_dim());
+            bail!(
+                "model config: head dimension {} must be even for RoPE",
+                c.head_dim()
+            );
         }
         if c.num_key_value_heads == 0 || c.num_attention_heads % c.num_key_value_heads != 0 {
             bail!(
@@ -96,7 +101,11 @@ impl ModelConfig {
         let (d, kv) = (c.hidden_size, c.num_key_value_heads * c.head_dim());
         let bias = if c.attention_bias { d + 2 * kv } else { 0 };
         let layer = d * d * 2 + d * kv * 2 + bias + 3 * d * c.intermediate_size + 2 * d;
-        let head = if c.tie_word_embeddings { 0 } else { c.vocab_size * d };
+        let head = if c.tie_word_embeddings {
+            0
+        } else {
+            c.vocab_size * d
+        };
         c.vocab_size * d + c.num_hidden_layers * layer + d + head
     }
 }

@@ -148,7 +148,10 @@ pub fn turns_of(record: &Record) -> Vec<(Role, String)> {
             _ => turns.push((seg.role, text.to_string())),
         }
     }
-    if !turns.iter().any(|(r, _)| matches!(r, Role::Response | Role::Document)) {
+    if !turns
+        .iter()
+        .any(|(r, _)| matches!(r, Role::Response | Role::Document))
+    {
         turns.clear();
     }
     turns
@@ -162,7 +165,12 @@ pub struct Example {
 }
 
 /// Tokenize a conversation through the template, piece by piece (exact loss mask).
-pub fn encode(tokenizer: &Tokenizer, template: &Template, turns: &[(Role, String)], bos: Option<u32>) -> Result<Example> {
+pub fn encode(
+    tokenizer: &Tokenizer,
+    template: &Template,
+    turns: &[(Role, String)],
+    bos: Option<u32>,
+) -> Result<Example> {
     let mut ex = Example {
         ids: Vec::new(),
         trained: Vec::new(),
@@ -176,7 +184,8 @@ pub fn encode(tokenizer: &Tokenizer, template: &Template, turns: &[(Role, String
             .encode(text, false)
             .map_err(|e| anyhow!("tokenizer: {e}"))?;
         ex.ids.extend_from_slice(enc.get_ids());
-        ex.trained.extend(std::iter::repeat_n(trained, enc.get_ids().len()));
+        ex.trained
+            .extend(std::iter::repeat_n(trained, enc.get_ids().len()));
     }
     Ok(ex)
 }
@@ -184,7 +193,10 @@ pub fn encode(tokenizer: &Tokenizer, template: &Template, turns: &[(Role, String
 /// Train a byte-level BPE tokenizer (GPT-2 style) on `texts`; the template markers are
 /// special tokens. Deterministic: merges are picked by count, ties by pair order.
 pub fn train_tokenizer(texts: &[String], vocab_size: usize, markers: &[String]) -> Result<Tokenizer> {
-    let specials: Vec<AddedToken> = markers.iter().map(|m| AddedToken::from(m.clone(), true)).collect();
+    let specials: Vec<AddedToken> = markers
+        .iter()
+        .map(|m| AddedToken::from(m.clone(), true))
+        .collect();
     let alphabet: HashSet<char> = ByteLevel::alphabet().into_iter().collect();
     let mut trainer = BpeTrainerBuilder::new()
         .vocab_size(vocab_size)
@@ -368,10 +380,16 @@ mod tests {
         let r = test_record(serde_json::json!({"instruction":"翻译","input":"hello","output":"你好"}));
         assert_eq!(
             turns_of(&r),
-            vec![(Role::Prompt, "翻译\n\nhello".to_string()), (Role::Response, "你好".to_string())]
+            vec![
+                (Role::Prompt, "翻译\n\nhello".to_string()),
+                (Role::Response, "你好".to_string())
+            ]
         );
         let r = test_record(serde_json::json!({"prompt":"p","chosen":"good","rejected":"bad"}));
-        assert_eq!(turns_of(&r), vec![(Role::Prompt, "p".into()), (Role::Response, "good".into())]);
+        assert_eq!(
+            turns_of(&r),
+            vec![(Role::Prompt, "p".into()), (Role::Response, "good".into())]
+        );
         let r = test_record(serde_json::json!({"instruction":"q","input":"","output":"  "}));
         assert!(turns_of(&r).is_empty(), "no response: nothing to train on");
     }
@@ -379,15 +397,33 @@ mod tests {
     #[test]
     fn loss_mask_covers_exactly_the_response_and_end_marker() {
         let t = Template::preset("default").unwrap();
-        let turns = vec![(Role::Prompt, "问题是什么".to_string()), (Role::Response, "答案在这里".to_string())];
+        let turns = vec![
+            (Role::Prompt, "问题是什么".to_string()),
+            (Role::Response, "答案在这里".to_string()),
+        ];
         let texts: Vec<String> = (0..20).map(|_| t.render(&turns)).collect();
         let tk = train_tokenizer(&texts, 300, &t.markers()).unwrap();
         let ex = encode(&tk, &t, &turns, None).unwrap();
-        let trained: Vec<u32> = ex.ids.iter().zip(&ex.trained).filter(|(_, &m)| m).map(|(&i, _)| i).collect();
+        let trained: Vec<u32> = ex
+            .ids
+            .iter()
+            .zip(&ex.trained)
+            .filter(|(_, &m)| m)
+            .map(|(&i, _)| i)
+            .collect();
         let text = tk.decode(&trained, false).unwrap();
         assert_eq!(text, "答案在这里<|end|>\n");
-        let untrained: Vec<u32> = ex.ids.iter().zip(&ex.trained).filter(|(_, &m)| !m).map(|(&i, _)| i).collect();
-        assert_eq!(tk.decode(&untrained, false).unwrap(), "<|user|>\n问题是什么\n<|assistant|>\n");
+        let untrained: Vec<u32> = ex
+            .ids
+            .iter()
+            .zip(&ex.trained)
+            .filter(|(_, &m)| !m)
+            .map(|(&i, _)| i)
+            .collect();
+        assert_eq!(
+            tk.decode(&untrained, false).unwrap(),
+            "<|user|>\n问题是什么\n<|assistant|>\n"
+        );
         // Markers are single special tokens.
         assert!(tk.token_to_id("<|end|>").is_some());
     }
@@ -397,8 +433,14 @@ mod tests {
         let texts: Vec<String> = (0..200)
             .map(|i| format!("第{i}条：今天天气很好，我们去公园散步。The quick brown fox {i}."))
             .collect();
-        let a = train_tokenizer(&texts, 400, &["<|end|>".into()]).unwrap().to_string(false).unwrap();
-        let b = train_tokenizer(&texts, 400, &["<|end|>".into()]).unwrap().to_string(false).unwrap();
+        let a = train_tokenizer(&texts, 400, &["<|end|>".into()])
+            .unwrap()
+            .to_string(false)
+            .unwrap();
+        let b = train_tokenizer(&texts, 400, &["<|end|>".into()])
+            .unwrap()
+            .to_string(false)
+            .unwrap();
         assert_eq!(a, b);
     }
 
@@ -410,14 +452,20 @@ mod tests {
         };
         let rows = pack([&ex], 3, 0);
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows.inputs, vec![1, 2, 3, 4, 5, 0]);
+        assert_eq!(
+            rows.inputs,
+            vec![1, 2, 3, 4, 0, 0],
+            "the last id has no target: padded"
+        );
         assert_eq!(rows.targets, vec![2, 3, 4, 5, 0, 0]);
         assert_eq!(rows.mask, vec![0.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
     }
 
     #[test]
     fn split_is_by_content_and_near_the_fraction() {
-        let n = (0..10_000).filter(|i| is_validation(&format!("text {i}"), 0.1, 0)).count();
+        let n = (0..10_000)
+            .filter(|i| is_validation(&format!("text {i}"), 0.1, 0))
+            .count();
         assert!((900..1100).contains(&n), "{n}");
         assert_eq!(is_validation("same", 0.5, 3), is_validation("same", 0.5, 3));
     }

@@ -324,7 +324,13 @@ impl Model {
                     let keep = 1.0 - self.lora_dropout;
                     let n = x.elem_count();
                     let mask: Vec<f32> = (0..n)
-                        .map(|_| if rng.uniform() < keep { (1.0 / keep) as f32 } else { 0.0 })
+                        .map(|_| {
+                            if rng.uniform() < keep {
+                                (1.0 / keep) as f32
+                            } else {
+                                0.0
+                            }
+                        })
                         .collect();
                     x.mul(&Tensor::from_vec(mask, x.shape(), &self.device)?)?
                 }
@@ -340,7 +346,12 @@ impl Model {
     pub fn forward(&self, ids: &Tensor, mut dropout: Option<&mut Rng>) -> Result<Tensor> {
         let c = &self.config;
         let (b, t) = ids.dims2()?;
-        let (d, h, kvh, hd) = (c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim());
+        let (d, h, kvh, hd) = (
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim(),
+        );
         let n_prefix = self.prefix.as_ref().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
         let (cos, sin) = rope_tables(c, n_prefix, t, &self.device)?;
         let mask = causal_mask(t, n_prefix, &self.device)?;
@@ -349,7 +360,11 @@ impl Model {
             .index_select(&ids.flatten_all()?, 0)?; // [B*T, d]
         for i in 0..c.num_hidden_layers {
             let p = format!("model.layers.{i}");
-            let hn = rms_norm(&x, self.w(&format!("{p}.input_layernorm.weight"))?, c.rms_norm_eps)?;
+            let hn = rms_norm(
+                &x,
+                self.w(&format!("{p}.input_layernorm.weight"))?,
+                c.rms_norm_eps,
+            )?;
             let q = self.linear(&format!("{p}.self_attn.q_proj"), &hn, dropout.as_deref_mut())?;
             let k = self.linear(&format!("{p}.self_attn.k_proj"), &hn, dropout.as_deref_mut())?;
             let v = self.linear(&format!("{p}.self_attn.v_proj"), &hn, dropout.as_deref_mut())?;
@@ -383,10 +398,18 @@ impl Model {
             let attn = attn.transpose(1, 2)?.contiguous()?.reshape((b * t, d))?;
             let o = self.linear(&format!("{p}.self_attn.o_proj"), &attn, dropout.as_deref_mut())?;
             x = (x + o)?;
-            let hn = rms_norm(&x, self.w(&format!("{p}.post_attention_layernorm.weight"))?, c.rms_norm_eps)?;
+            let hn = rms_norm(
+                &x,
+                self.w(&format!("{p}.post_attention_layernorm.weight"))?,
+                c.rms_norm_eps,
+            )?;
             let gate = self.linear(&format!("{p}.mlp.gate_proj"), &hn, dropout.as_deref_mut())?;
             let up = self.linear(&format!("{p}.mlp.up_proj"), &hn, dropout.as_deref_mut())?;
-            let m = self.linear(&format!("{p}.mlp.down_proj"), &(gate.silu()? * up)?, dropout.as_deref_mut())?;
+            let m = self.linear(
+                &format!("{p}.mlp.down_proj"),
+                &(gate.silu()? * up)?,
+                dropout.as_deref_mut(),
+            )?;
             x = (x + m)?;
         }
         let x = rms_norm(&x, self.w("model.norm.weight")?, c.rms_norm_eps)?;
@@ -400,7 +423,13 @@ impl Model {
 
     /// Mean cross-entropy over positions where `mask` is 1 (`targets`, `mask`: [B, T]),
     /// and the number of such positions.
-    pub fn loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor, dropout: Option<&mut Rng>) -> Result<(Tensor, f64)> {
+    pub fn loss(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        mask: &Tensor,
+        dropout: Option<&mut Rng>,
+    ) -> Result<(Tensor, f64)> {
         let logits = self.forward(ids, dropout)?;
         let v = self.config.vocab_size;
         let logits = logits.reshape(((), v))?;
@@ -453,9 +482,15 @@ impl Model {
             } else {
                 format!("base_model.model.{name}")
             };
-            let t = tensors.get(&key).with_context(|| format!("adapter has no tensor `{key}`"))?;
+            let t = tensors
+                .get(&key)
+                .with_context(|| format!("adapter has no tensor `{key}`"))?;
             if t.dims() != var.dims() {
-                bail!("adapter tensor `{key}`: shape {:?}, expected {:?}", t.dims(), var.dims());
+                bail!(
+                    "adapter tensor `{key}`: shape {:?}, expected {:?}",
+                    t.dims(),
+                    var.dims()
+                );
             }
             var.set(&t.to_dtype(DType::F32)?.to_device(&self.device)?)?;
         }
@@ -464,7 +499,10 @@ impl Model {
 
     /// Current values of the trainable variables (a snapshot: best weights so far).
     pub fn snapshot(&self) -> Result<Vec<Tensor>> {
-        self.vars.iter().map(|(_, v)| Ok(v.as_tensor().copy()?.detach())).collect()
+        self.vars
+            .iter()
+            .map(|(_, v)| Ok(v.as_tensor().copy()?.detach()))
+            .collect()
     }
 
     /// Put a [`Model::snapshot`] back.
@@ -617,14 +655,42 @@ mod tests {
         let x = Tensor::from_vec(Rng::new(1, 1).normal_vec(3 * 4, 1.0), (1, 1, 3, 4), &d).unwrap();
         for interleaved in [false, true] {
             let y = rope(&x, &cos, &sin, interleaved).unwrap();
-            let nx: Vec<f32> = x.sqr().unwrap().sum(3).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let ny: Vec<f32> = y.sqr().unwrap().sum(3).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let nx: Vec<f32> = x
+                .sqr()
+                .unwrap()
+                .sum(3)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let ny: Vec<f32> = y
+                .sqr()
+                .unwrap()
+                .sum(3)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             for (a, b) in nx.iter().zip(&ny) {
                 assert!((a - b).abs() < 1e-5);
             }
             // Position 0 is not rotated.
-            let x0: Vec<f32> = x.narrow(2, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-            let y0: Vec<f32> = y.narrow(2, 0, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let x0: Vec<f32> = x
+                .narrow(2, 0, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let y0: Vec<f32> = y
+                .narrow(2, 0, 1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             assert_eq!(x0, y0);
         }
     }
@@ -652,16 +718,28 @@ mod tests {
             dropout: 0.1,
             ..LoraConfig::default()
         });
-        for (kv, tied, bias, inter) in [(4, true, false, false), (2, false, true, true), (1, true, true, false)] {
-            for method in [Method::Full, lora_all.clone(), Method::Prefix { num_virtual_tokens: 3 }] {
+        for (kv, tied, bias, inter) in [
+            (4, true, false, false),
+            (2, false, true, true),
+            (1, true, true, false),
+        ] {
+            for method in [
+                Method::Full,
+                lora_all.clone(),
+                Method::Prefix {
+                    num_virtual_tokens: 3,
+                },
+            ] {
                 let c = tiny_config(kv, tied, bias, inter);
                 let model = Model::from_scratch(c, method.clone(), 3, &d).unwrap();
                 // LoRA B starts at zero, so A's gradient is zero until B moves: give B a value first.
                 for (name, var) in model.vars() {
                     if name.ends_with("lora_B.weight") {
                         let n = var.elem_count();
-                        var.set(&Tensor::from_vec(Rng::new(9, 9).normal_vec(n, 0.1), var.shape(), &d).unwrap())
-                            .unwrap();
+                        var.set(
+                            &Tensor::from_vec(Rng::new(9, 9).normal_vec(n, 0.1), var.shape(), &d).unwrap(),
+                        )
+                        .unwrap();
                     }
                 }
                 let (x, y, m) = batch(&d);
@@ -676,7 +754,10 @@ mod tests {
                         .get(var.as_tensor())
                         .unwrap_or_else(|| panic!("{method:?} kv={kv}: no gradient for {name}"));
                     let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-                    assert!(norm > 0.0, "{method:?} kv={kv} tied={tied}: zero gradient for {name}");
+                    assert!(
+                        norm > 0.0,
+                        "{method:?} kv={kv} tied={tied}: zero gradient for {name}"
+                    );
                 }
             }
         }
@@ -688,10 +769,29 @@ mod tests {
         let c = tiny_config(2, false, true, false);
         let base = init_weights(&c, 11, &d).unwrap();
         let full = Model::new(c.clone(), base.clone(), Method::Full, 1, &d).unwrap();
-        let lora = Model::new(c.clone(), base.clone(), Method::Lora(LoraConfig::default()), 1, &d).unwrap();
+        let lora = Model::new(
+            c.clone(),
+            base.clone(),
+            Method::Lora(LoraConfig::default()),
+            1,
+            &d,
+        )
+        .unwrap();
         let (x, _, _) = batch(&d);
-        let a: Vec<f32> = full.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = lora.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let a: Vec<f32> = full
+            .forward(&x, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = lora
+            .forward(&x, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_eq!(a, b, "B = 0: LoRA starts exactly at the base model");
         // Move B, then the merged weights must give the same logits as the adapter path.
         for (name, var) in lora.vars() {
@@ -703,8 +803,20 @@ mod tests {
         }
         let merged: HashMap<String, Tensor> = lora.merged_weights().unwrap().into_iter().collect();
         let m = Model::new(c, merged, Method::Full, 1, &d).unwrap();
-        let a: Vec<f32> = lora.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = m.forward(&x, None).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let a: Vec<f32> = lora
+            .forward(&x, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = m
+            .forward(&x, None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() < 1e-4, "{p} vs {q}");
         }
@@ -717,8 +829,24 @@ mod tests {
         let model = Model::from_scratch(c, Method::Full, 4, &d).unwrap();
         let x1 = Tensor::new(&[[1u32, 2, 3, 4]], &d).unwrap();
         let x2 = Tensor::new(&[[1u32, 2, 9, 9]], &d).unwrap();
-        let a: Vec<f32> = model.forward(&x1, None).unwrap().narrow(1, 0, 2).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = model.forward(&x2, None).unwrap().narrow(1, 0, 2).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let a: Vec<f32> = model
+            .forward(&x1, None)
+            .unwrap()
+            .narrow(1, 0, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f32> = model
+            .forward(&x2, None)
+            .unwrap()
+            .narrow(1, 0, 2)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         assert_eq!(a, b);
     }
 
@@ -731,7 +859,10 @@ mod tests {
         let e = Model::new(c.clone(), t, Method::Full, 1, &d).err().unwrap();
         assert!(format!("{e:#}").contains("model.norm.weight"));
         let mut t = init_weights(&c, 1, &d).unwrap();
-        t.insert("model.norm.weight".into(), Tensor::zeros(3, DType::F32, &d).unwrap());
+        t.insert(
+            "model.norm.weight".into(),
+            Tensor::zeros(3, DType::F32, &d).unwrap(),
+        );
         assert!(Model::new(c, t, Method::Full, 1, &d).is_err());
     }
 }

@@ -44,7 +44,9 @@ impl Rng {
 
     /// `n` values uniform in [-bound, bound).
     pub fn uniform_vec(&mut self, n: usize, bound: f64) -> Vec<f32> {
-        (0..n).map(|_| ((self.uniform() * 2.0 - 1.0) * bound) as f32).collect()
+        (0..n)
+            .map(|_| ((self.uniform() * 2.0 - 1.0) * bound) as f32)
+            .collect()
     }
 
     /// Fisher-Yates shuffle.
@@ -67,6 +69,9 @@ mod tests {
         assert_ne!(a, Rng::new(7, 2).normal_vec(20_000, 1.0));
         let mean = a.iter().map(|&x| x as f64).sum::<f64>() / a.len() as f64;
         let var = a.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / a.len() as f64;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean} var {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "mean {mean} var {var}"
+        );
     }
 }

@@ -181,20 +181,29 @@ pub struct Split {
 }
 
 /// Split by a seeded hash of the rendered text (or take a given validation set).
-pub fn split(all: Vec<Conversation>, given_val: Option<Vec<Conversation>>, template: &Template, cfg: &FinetuneConfig) -> Split {
+pub fn split(
+    all: Vec<Conversation>,
+    given_val: Option<Vec<Conversation>>,
+    template: &Template,
+    cfg: &FinetuneConfig,
+) -> Split {
     match given_val {
         Some(val) => Split { train: all, val },
         None => {
-            let (val, train): (Vec<Conversation>, Vec<Conversation>) = all
-                .into_iter()
-                .partition(|c| data::is_validation(&template.render(&c.turns), cfg.val_fraction, cfg.train.seed));
+            let (val, train): (Vec<Conversation>, Vec<Conversation>) = all.into_iter().partition(|c| {
+                data::is_validation(&template.render(&c.turns), cfg.val_fraction, cfg.train.seed)
+            });
             Split { train, val }
         }
     }
 }
 
 /// Train the tiny model's tokenizer on the training conversations.
-pub fn tiny_tokenizer(cfg: &FinetuneConfig, template: &Template, train: &[Conversation]) -> Result<Tokenizer> {
+pub fn tiny_tokenizer(
+    cfg: &FinetuneConfig,
+    template: &Template,
+    train: &[Conversation],
+) -> Result<Tokenizer> {
     let texts: Vec<String> = train.iter().map(|c| template.render(&c.turns)).collect();
     data::train_tokenizer(&texts, cfg.tiny.vocab_size, &template.markers())
 }
@@ -209,7 +218,12 @@ pub struct Outcome {
 }
 
 /// Tokenize, build the model, train. `tokenizer`: `None` trains the tiny one on the split.
-pub fn run(cfg: &FinetuneConfig, split: &Split, tokenizer: Option<Tokenizer>, tally: Option<&ReadTally>) -> Result<Outcome> {
+pub fn run(
+    cfg: &FinetuneConfig,
+    split: &Split,
+    tokenizer: Option<Tokenizer>,
+    tally: Option<&ReadTally>,
+) -> Result<Outcome> {
     cfg.validate()?;
     let template = cfg.template()?;
     if split.train.is_empty() {
@@ -226,7 +240,10 @@ pub fn run(cfg: &FinetuneConfig, split: &Split, tokenizer: Option<Tokenizer>, ta
         .and_then(|m| tokenizer.token_to_id(m));
     let encode = |cs: &[Conversation]| -> Result<Vec<Example>> {
         cs.iter()
-            .map(|c| data::encode(&tokenizer, &template, &c.turns, None).with_context(|| format!("record {}", c.id)))
+            .map(|c| {
+                data::encode(&tokenizer, &template, &c.turns, None)
+                    .with_context(|| format!("record {}", c.id))
+            })
             .collect()
     };
     let train_data = TrainData {
@@ -277,7 +294,11 @@ pub fn run(cfg: &FinetuneConfig, split: &Split, tokenizer: Option<Tokenizer>, ta
 
 /// The loss chart of one run: smoothed per-step training loss, validation loss at evaluations.
 pub fn loss_chart(report: &TrainReport, title: &str) -> String {
-    let steps: Vec<(f64, f64)> = report.step_log.iter().map(|s| (s.step as f64, s.train_loss)).collect();
+    let steps: Vec<(f64, f64)> = report
+        .step_log
+        .iter()
+        .map(|s| (s.step as f64, s.train_loss))
+        .collect();
     let k = (steps.len() / 50).max(1);
     let series = [
         Series {
@@ -290,7 +311,11 @@ pub fn loss_chart(report: &TrainReport, title: &str) -> String {
             name: "train (eval windows)".into(),
             color: chart::PALETTE[0],
             dashed: false,
-            points: report.evals.iter().map(|e| (e.step as f64, e.train_loss)).collect(),
+            points: report
+                .evals
+                .iter()
+                .map(|e| (e.step as f64, e.train_loss))
+                .collect(),
         },
         Series {
             name: "validation".into(),
@@ -326,9 +351,15 @@ pub fn save(outcome: &Outcome, dir: &Path) -> Result<Vec<PathBuf>> {
         written.push(dir.join("adapter_model.safetensors"));
         written.push(dir.join("adapter_config.json"));
     }
-    write_atomic(&dir.join("finetune.json"), &serde_json::to_vec_pretty(&outcome.json)?)?;
+    write_atomic(
+        &dir.join("finetune.json"),
+        &serde_json::to_vec_pretty(&outcome.json)?,
+    )?;
     written.push(dir.join("finetune.json"));
-    write_atomic(&dir.join("loss.svg"), loss_chart(&outcome.report, "loss").as_bytes())?;
+    write_atomic(
+        &dir.join("loss.svg"),
+        loss_chart(&outcome.report, "loss").as_bytes(),
+    )?;
     written.push(dir.join("loss.svg"));
     Ok(written)
 }
@@ -411,7 +442,11 @@ pub fn run_file(path: &Path, output: Option<PathBuf>) -> Result<(Outcome, PathBu
         None => None,
     };
     let out_dir = output
-        .or_else(|| cfg.output.as_ref().map(|o| crate::config::lexical_clean(&dir.join(o))))
+        .or_else(|| {
+            cfg.output
+                .as_ref()
+                .map(|o| crate::config::lexical_clean(&dir.join(o)))
+        })
         .unwrap_or_else(|| PathBuf::from("out/finetune"));
     let split = split(all, given_val, &template, &cfg);
     let outcome = run(&cfg, &split, None, Some(&tally))?;
@@ -431,7 +466,10 @@ mod tests {
                 id: format!("r{i}"),
                 turns: vec![
                     (Role::Prompt, format!("第{i}个问题：{}加{}等于几？", i % 7, i % 5)),
-                    (Role::Response, format!("{}加{}等于{}。", i % 7, i % 5, i % 7 + i % 5)),
+                    (
+                        Role::Response,
+                        format!("{}加{}等于{}。", i % 7, i % 5, i % 7 + i % 5),
+                    ),
                 ],
             })
             .collect()
@@ -494,7 +532,9 @@ mod tests {
                 "full" | "lora" => Model::new(config, weights, Method::Full, 1, &Device::Cpu).unwrap(),
                 _ => {
                     let mut m = Model::new(config, weights, cfg.method().unwrap(), 99, &Device::Cpu).unwrap();
-                    let adapter = candle_core::safetensors::load(d.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+                    let adapter =
+                        candle_core::safetensors::load(d.join("adapter_model.safetensors"), &Device::Cpu)
+                            .unwrap();
                     m.load_adapter_tensors(&adapter).unwrap();
                     m
                 }
@@ -506,24 +546,43 @@ mod tests {
                 assert_eq!(trained, again, "{method}");
             }
             if method != "full" {
-                let adapter = candle_core::safetensors::load(d.join("adapter_model.safetensors"), &Device::Cpu).unwrap();
+                let adapter =
+                    candle_core::safetensors::load(d.join("adapter_model.safetensors"), &Device::Cpu)
+                        .unwrap();
                 let mut keys: Vec<&String> = adapter.keys().collect();
                 keys.sort();
                 if method == "lora" {
-                    assert!(keys.contains(&&"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".to_string()));
-                    assert!(keys.contains(&&"base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight".to_string()));
+                    assert!(keys.contains(
+                        &&"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".to_string()
+                    ));
+                    assert!(keys.contains(
+                        &&"base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight".to_string()
+                    ));
                     assert_eq!(keys.len(), 2 * 2 * 2);
                 } else {
                     assert_eq!(keys, vec!["prompt_embeddings"]);
                 }
                 let ac: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(d.join("adapter_config.json")).unwrap()).unwrap();
-                assert_eq!(ac["peft_type"], if method == "lora" { "LORA" } else { "PREFIX_TUNING" });
+                assert_eq!(
+                    ac["peft_type"],
+                    if method == "lora" { "LORA" } else { "PREFIX_TUNING" }
+                );
             }
             // Every loss is in finetune.json.
-            let j: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("finetune.json")).unwrap()).unwrap();
+            let j: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(d.join("finetune.json")).unwrap()).unwrap();
             assert_eq!(j["report"]["step_log"].as_array().unwrap().len(), 8);
-            assert_eq!(j["report"]["evals"].as_array().unwrap().len(), 2);
+            let eval_steps: Vec<u64> = j["report"]["evals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["step"].as_u64().unwrap())
+                .collect();
+            assert!(
+                eval_steps.contains(&4) && eval_steps.contains(&8),
+                "{eval_steps:?}"
+            );
         }
     }
 

@@ -189,8 +189,16 @@ impl AdamW {
     fn new(model: &Model) -> Result<AdamW> {
         let zeros = |var: &candle_core::Var| var.as_tensor().zeros_like();
         Ok(AdamW {
-            m: model.vars().iter().map(|(_, v)| zeros(v)).collect::<candle_core::Result<_>>()?,
-            v: model.vars().iter().map(|(_, v)| zeros(v)).collect::<candle_core::Result<_>>()?,
+            m: model
+                .vars()
+                .iter()
+                .map(|(_, v)| zeros(v))
+                .collect::<candle_core::Result<_>>()?,
+            v: model
+                .vars()
+                .iter()
+                .map(|(_, v)| zeros(v))
+                .collect::<candle_core::Result<_>>()?,
             t: 0,
         })
     }
@@ -262,7 +270,12 @@ fn epoch_rows(data: &TrainData, cfg: &TrainConfig, epoch: usize) -> Rows {
 
 /// Train `model` on `data`; returns every loss. The model ends with the best weights
 /// when `keep_best` is set and a validation set exists.
-pub fn train(model: &Model, data: &TrainData, cfg: &TrainConfig, mut progress: Progress) -> Result<TrainReport> {
+pub fn train(
+    model: &Model,
+    data: &TrainData,
+    cfg: &TrainConfig,
+    mut progress: Progress,
+) -> Result<TrainReport> {
     cfg.validate()?;
     let device = model.device().clone();
     if model.vars().is_empty() {
@@ -280,7 +293,9 @@ pub fn train(model: &Model, data: &TrainData, cfg: &TrainConfig, mut progress: P
     let rows_per_step = cfg.batch_size * cfg.grad_accum;
     let total_steps = match cfg.max_steps {
         Some(s) => s,
-        None => ((cfg.epochs * rows_per_epoch as f64) / rows_per_step as f64).ceil().max(1.0) as usize,
+        None => ((cfg.epochs * rows_per_epoch as f64) / rows_per_step as f64)
+            .ceil()
+            .max(1.0) as usize,
     };
     let mut report = TrainReport {
         train_examples: data.train.len(),
@@ -371,7 +386,10 @@ pub fn train(model: &Model, data: &TrainData, cfg: &TrainConfig, mut progress: P
         let grad_norm = sq.sqrt();
         let grads = if cfg.max_grad_norm > 0.0 && grad_norm > cfg.max_grad_norm {
             let s = cfg.max_grad_norm / grad_norm;
-            grads.iter().map(|g| g * s).collect::<candle_core::Result<Vec<_>>>()?
+            grads
+                .iter()
+                .map(|g| g * s)
+                .collect::<candle_core::Result<Vec<_>>>()?
         } else {
             grads
         };
@@ -423,7 +441,14 @@ pub fn train(model: &Model, data: &TrainData, cfg: &TrainConfig, mut progress: P
                 report.best_step = Some(e.step);
                 report.best_epoch = Some(e.epoch);
                 report.best_val_loss = Some(val_loss);
-                best = Some((val_loss, if cfg.keep_best { model.snapshot()? } else { Vec::new() }));
+                best = Some((
+                    val_loss,
+                    if cfg.keep_best {
+                        model.snapshot()?
+                    } else {
+                        Vec::new()
+                    },
+                ));
             }
             report.final_train_loss = Some(e.train_loss);
             report.final_val_loss = Some(e.val_loss);
@@ -570,7 +595,10 @@ mod tests {
             r
         };
         let (a, b) = (run(), run());
-        assert_eq!(a.step_log.iter().map(|s| s.train_loss).collect::<Vec<_>>(), b.step_log.iter().map(|s| s.train_loss).collect::<Vec<_>>());
+        assert_eq!(
+            a.step_log.iter().map(|s| s.train_loss).collect::<Vec<_>>(),
+            b.step_log.iter().map(|s| s.train_loss).collect::<Vec<_>>()
+        );
         assert_eq!(a.evals, b.evals);
         assert!(a.step_log.last().unwrap().train_loss < a.step_log[0].train_loss);
     }
@@ -610,6 +638,10 @@ mod tests {
         assert!(stopped < 300);
         assert!(r.restored_best);
         let val = evaluate(&model, &pack(&data.val, 20, 0), 4).unwrap();
-        assert!((val - r.best_val_loss.unwrap()).abs() < 1e-5, "{val} vs {:?}", r.best_val_loss);
+        assert!(
+            (val - r.best_val_loss.unwrap()).abs() < 1e-5,
+            "{val} vs {:?}",
+            r.best_val_loss
+        );
     }
 }

@@ -100,7 +100,11 @@ impl Stage for Finetune {
         let split = if turns.is_empty() {
             "none"
         } else if self.validation.is_none()
-            && data::is_validation(&self.template.render(&turns), self.cfg.val_fraction, self.cfg.train.seed)
+            && data::is_validation(
+                &self.template.render(&turns),
+                self.cfg.val_fraction,
+                self.cfg.train.seed,
+            )
         {
             "validation"
         } else {
@@ -114,7 +118,13 @@ impl Stage for Finetune {
         let input = data::input_for_files(&ctx.kept_parts, &self.fields);
         let (all, tally) = data::read_conversations(&input, std::path::Path::new("."))?;
         let given_val = match &self.validation {
-            Some(path) => Some(data::read_conversations(&data::input_for_files(std::slice::from_ref(path), &self.fields), std::path::Path::new("."))?.0),
+            Some(path) => Some(
+                data::read_conversations(
+                    &data::input_for_files(std::slice::from_ref(path), &self.fields),
+                    std::path::Path::new("."),
+                )?
+                .0,
+            ),
             None => None,
         };
         let split: Split = session::split(all, given_val, &self.template, &self.cfg);
@@ -171,10 +181,28 @@ impl Stage for Finetune {
             None => "no".to_string(),
         };
         let rows = [
-            ("method", format!("{} ({} of {} parameters train)", self.cfg.method, f.trainable, f.parameters)),
-            ("records", format!("{} train, {} validation", f.train_records, f.val_records)),
-            ("steps", format!("{} ({} tokens, {:.0} tokens/s on CPU)", r.steps, r.tokens_seen, r.tokens_per_second)),
-            ("final train / validation loss", format!("{} / {}", num(r.final_train_loss), num(r.final_val_loss))),
+            (
+                "method",
+                format!(
+                    "{} ({} of {} parameters train)",
+                    self.cfg.method, f.trainable, f.parameters
+                ),
+            ),
+            (
+                "records",
+                format!("{} train, {} validation", f.train_records, f.val_records),
+            ),
+            (
+                "steps",
+                format!(
+                    "{} ({} tokens, {:.0} tokens/s on CPU)",
+                    r.steps, r.tokens_seen, r.tokens_per_second
+                ),
+            ),
+            (
+                "final train / validation loss",
+                format!("{} / {}", num(r.final_train_loss), num(r.final_val_loss)),
+            ),
             ("gap (validation − train)", num(r.final_gap)),
             (
                 "best",
@@ -183,13 +211,18 @@ impl Stage for Finetune {
                     num(r.best_val_loss),
                     r.best_step.map_or("–".into(), |s| s.to_string()),
                     r.best_epoch.map_or("–".into(), |e| format!("{e:.2}")),
-                    if r.restored_best { "; these weights were saved" } else { "" }
+                    if r.restored_best {
+                        "; these weights were saved"
+                    } else {
+                        ""
+                    }
                 ),
             ),
             ("overfitting", overfit),
             (
                 "early stopping",
-                r.early_stopped_at_step.map_or("no".into(), |s| format!("stopped at step {s}")),
+                r.early_stopped_at_step
+                    .map_or("no".into(), |s| format!("stopped at step {s}")),
             ),
         ];
         let table: String = rows
@@ -211,7 +244,9 @@ impl Stage for Finetune {
             self.cfg.template,
             self.validation
                 .as_ref()
-                .map_or(format!("{:.0}% held out", self.cfg.val_fraction * 100.0), |p| p.display().to_string()),
+                .map_or(format!("{:.0}% held out", self.cfg.val_fraction * 100.0), |p| p
+                    .display()
+                    .to_string()),
             self.cfg.train.seed
         )
     }
