@@ -1170,6 +1170,7 @@ fn run_prepass(
         batch_bytes: pipeline.run.batch_bytes,
         max_record_bytes: pipeline.input.max_record_bytes,
         fields: pipeline.input.fields.clone(),
+        shard: opts.shard,
     };
     let reader = std::thread::spawn(move || reader_thread(job, read_tx));
     let map = Arc::new(pipeline.input.fields.clone());
