@@ -6,15 +6,14 @@
 # Once installed, their absence is a test failure (CURATE_REQUIRE_*), not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    scripts/slurm/cluster.sh install
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && scripts/slurm/cluster.sh install; then
     export CURATE_REQUIRE_SLURM=1
 else
-    echo "note: not root or no apt-get: Slurm not installed; tests/slurm.rs skips its cluster test" >&2
+    echo "WARNING: Slurm could not be installed (needs root and apt-get); tests/slurm.rs skips its cluster test" >&2
 fi
 if scripts/s3/moto.sh install; then
     export CURATE_REQUIRE_S3=1
 else
-    echo "note: moto_server could not be installed; tests/s3.rs skips" >&2
+    echo "WARNING: moto_server could not be installed; tests/s3.rs skips" >&2
 fi
 cargo test "$@" 2>&1
