@@ -107,9 +107,9 @@ impl Stage for Extract {
             Err(ExtractError::Timeout) => {
                 return Ok(Verdict::drop(
                     "extract_timeout",
+                    // No elapsed time here: the rejected output must not depend on the machine.
                     format!(
-                        "extraction stopped after {} ms (max_page_millis = {}), {} bytes of HTML",
-                        start.elapsed().as_millis(),
+                        "extraction did not finish within max_page_millis = {} ({} bytes of HTML)",
                         self.cfg.max_page_millis,
                         html.len()
                     ),
