@@ -60,13 +60,50 @@ impl S3 {
     /// Plain HTTP against moto (it does not check signatures).
     fn http(&self, method: &str, path: &str, body: Option<&Path>) -> Vec<u8> {
         let mut c = Command::new("curl");
-        c.args(["-sf", "-X", method, &format!("{}/{path}", self.endpoint())]);
-        if let Some(b) = body {
-            c.arg("--data-binary").arg(format!("@{}", b.display()));
-        }
+        c.args(["-sf", "--max-time", "60"]);
+        match body {
+            // -T: a plain PUT of the file's bytes (no form encoding of binary data).
+            Some(b) => c.arg("-T").arg(b),
+            None => c.args(["-X", method]),
+        };
+        c.arg(format!("{}/{path}", self.endpoint()));
         let o = c.output().unwrap();
         assert!(o.status.success(), "curl {method} {path} failed");
         o.stdout
+    }
+}
+
+impl S3 {
+    /// Signed reads (moto refuses anonymous GETs) through boto3 from the moto venv.
+    fn boto3(&self, code: &str) -> Vec<u8> {
+        let prog = format!(
+            "import boto3, sys\ns3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='testing', \
+             aws_secret_access_key='testing', region_name='us-east-1')\n{code}",
+            self.endpoint()
+        );
+        let o = Command::new(venv().join("bin/python"))
+            .arg("-c")
+            .arg(prog)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "boto3: {}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    }
+
+    fn get(&self, bucket: &str, key: &str) -> Vec<u8> {
+        self.boto3(&format!(
+            "sys.stdout.buffer.write(s3.get_object(Bucket='{bucket}', Key='{key}')['Body'].read())"
+        ))
+    }
+
+    fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let out = self.boto3(&format!(
+            "p = s3.get_paginator('list_objects_v2')\nfor page in p.paginate(Bucket='{bucket}', Prefix='{prefix}'):\n    \
+             for o in page.get('Contents', []):\n        print(o['Key'])"
+        ));
+        let mut keys: Vec<String> = String::from_utf8_lossy(&out).lines().map(String::from).collect();
+        keys.sort();
+        keys
     }
 }
 
@@ -80,11 +117,14 @@ fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/s3/moto.sh")
 }
 
-fn have_moto() -> bool {
-    let venv = std::env::var_os("CURATE_MOTO_VENV")
+fn venv() -> PathBuf {
+    std::env::var_os("CURATE_MOTO_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-moto"));
-    venv.join("bin/moto_server").exists()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-moto"))
+}
+
+fn have_moto() -> bool {
+    venv().join("bin/moto_server").exists()
 }
 
 #[test]
@@ -149,14 +189,7 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
     s3.curate_ok(&["merge-stats", "s3://data/out"]);
 
     // What is in the bucket equals the local run, part by part.
-    let listing = String::from_utf8_lossy(&s3.http("GET", "data?list-type=2&prefix=out/", None)).to_string();
-    let mut keys: Vec<String> = listing
-        .split("<Key>")
-        .skip(1)
-        .filter_map(|s| s.split("</Key>").next())
-        .map(String::from)
-        .collect();
-    keys.sort();
+    let keys = s3.keys("data", "out/");
     assert!(keys.contains(&"out/stats.json".to_string()), "{keys:?}");
     assert!(keys.contains(&"out/report.html".to_string()), "{keys:?}");
     assert!(keys.contains(&"out/ranks/rank-00000.done".to_string()), "{keys:?}");
@@ -167,13 +200,13 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
         .map(|k| {
             let sub = if k.contains("/kept/") { "kept" } else { "rejected" };
             let name = k.rsplit('/').next().unwrap();
-            (format!("{sub}/{name}"), s3.http("GET", &format!("data/{k}"), None))
+            (format!("{sub}/{name}"), s3.get("data", k))
         })
         .collect();
     remote_parts.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(remote_parts, snapshot(&local, &["kept", "rejected"]));
     let merged: serde_json::Value =
-        serde_json::from_slice(&s3.http("GET", "data/out/stats.json", None)).unwrap();
+        serde_json::from_slice(&s3.get("data", "out/stats.json")).unwrap();
     let local_stats = stats(&local);
     for k in ["input", "kept", "rejected"] {
         assert_eq!(merged[k], local_stats[k], "{k}");
