@@ -7,8 +7,8 @@
 pub mod classifier;
 pub mod config;
 pub mod decontam;
-pub mod finetune;
 pub mod extract;
+pub mod finetune;
 pub mod io;
 pub mod minhash_prepass;
 pub mod progress;

@@ -636,13 +636,13 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         return run_local(pipeline, opts);
     };
     let (bucket, prefix) = remote::Bucket::for_url(&url)?;
-    let marker_key = opts.shard.map(|s| {
-        remote::join_key(&prefix, &format!("ranks/rank-{:05}.done", s.rank))
-    });
+    let marker_key = opts
+        .shard
+        .map(|s| remote::join_key(&prefix, &format!("ranks/rank-{:05}.done", s.rank)));
     if let (Some(key), false) = (&marker_key, opts.overwrite) {
         if let Some(bytes) = bucket.get_small(key)? {
-            let done: RankMarker = serde_json::from_slice(&bytes)
-                .with_context(|| format!("s3 marker {key}: unreadable"))?;
+            let done: RankMarker =
+                serde_json::from_slice(&bytes).with_context(|| format!("s3 marker {key}: unreadable"))?;
             let fp = fingerprint(pipeline, &plan(pipeline, opts)?.sources, opts);
             if done.fingerprint != fp {
                 return Err(config_error(format!(
@@ -651,9 +651,15 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
                 )));
             }
             if !opts.quiet {
-                eprintln!("curate: rank {} of {} is already complete ({url})", done.rank, done.world_size);
+                eprintln!(
+                    "curate: rank {} of {} is already complete ({url})",
+                    done.rank, done.world_size
+                );
             }
-            let sub = opts.shard.map(|s| format!("ranks/rank-{:05}/", s.rank)).unwrap_or_default();
+            let sub = opts
+                .shard
+                .map(|s| format!("ranks/rank-{:05}/", s.rank))
+                .unwrap_or_default();
             let stats = bucket
                 .get_small(&remote::join_key(&prefix, &format!("{sub}stats.json")))?
                 .ok_or_else(|| anyhow!("{url}: rank marked done but its stats.json is missing"))?;
@@ -686,7 +692,10 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     // stats.json goes last: for an unsharded run it says the upload is complete.
     let is_state = |rel: &Path| rel.starts_with(".curate") || rel == Path::new("stats.json");
     let n = bucket.upload_dir(&local_dir, &key_prefix, &is_state)?;
-    bucket.upload_file(&local_dir.join("stats.json"), &remote::join_key(&key_prefix, "stats.json"))?;
+    bucket.upload_file(
+        &local_dir.join("stats.json"),
+        &remote::join_key(&key_prefix, "stats.json"),
+    )?;
     if let (Some(key), Some(s)) = (marker_key, opts.shard) {
         let marker = std::fs::read(s.marker(&staging))
             .with_context(|| format!("{}: the rank's marker is missing", staging.display()))?;

@@ -157,8 +157,14 @@ fn merge_remote(url: &str) -> Result<RunStats> {
         }
     }
     let stats = merge_stats(tmp.path())?;
-    bucket.upload_file(&tmp.path().join("report.html"), &remote::join_key(&prefix, "report.html"))?;
-    bucket.upload_file(&tmp.path().join("stats.json"), &remote::join_key(&prefix, "stats.json"))?;
+    bucket.upload_file(
+        &tmp.path().join("report.html"),
+        &remote::join_key(&prefix, "report.html"),
+    )?;
+    bucket.upload_file(
+        &tmp.path().join("stats.json"),
+        &remote::join_key(&prefix, "stats.json"),
+    )?;
     Ok(stats)
 }
 
@@ -389,7 +395,10 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
     // Scripts and logs need a shared file system; for an s3:// output they go beside the
     // pipeline file.
     let slurm_dir = if is_remote {
-        let tag = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(out.to_string_lossy().as_bytes()));
+        let tag = format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(out.to_string_lossy().as_bytes())
+        );
         pipeline_path
             .parent()
             .unwrap_or(Path::new("."))

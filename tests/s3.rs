@@ -86,7 +86,11 @@ impl S3 {
             .arg(prog)
             .output()
             .unwrap();
-        assert!(o.status.success(), "boto3: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "boto3: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         o.stdout
     }
 
@@ -167,10 +171,22 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
     let local_glob = format!("{}/*", local_in.display());
     let p_local = write_pipeline(tmp.path(), &[&local_glob], stages, "local", "part_records = 40");
     std::fs::rename(&p_local, tmp.path().join("local.toml")).unwrap();
-    let p_remote = write_pipeline(tmp.path(), &["s3://data/in/*"], stages, "s3://data/out", "part_records = 40");
+    let p_remote = write_pipeline(
+        tmp.path(),
+        &["s3://data/in/*"],
+        stages,
+        "s3://data/out",
+        "part_records = 40",
+    );
 
     let local = tmp.path().join("local");
-    run_ok(&["run", tmp.path().join("local.toml").to_str().unwrap(), "--output", local.to_str().unwrap(), "--quiet"]);
+    run_ok(&[
+        "run",
+        tmp.path().join("local.toml").to_str().unwrap(),
+        "--output",
+        local.to_str().unwrap(),
+        "--quiet",
+    ]);
     let staging = tmp.path().join("staging");
     let pr = p_remote.to_str().unwrap();
     for r in ["1", "0"] {
@@ -180,7 +196,11 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
             .env("CURATE_STAGING_DIR", &staging)
             .output()
             .unwrap();
-        assert!(o.status.success(), "rank {r}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "rank {r}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     // A completed rank is found by its S3 marker, even with the local staging gone.
     std::fs::remove_dir_all(&staging).unwrap();
@@ -192,8 +212,14 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
     let keys = s3.keys("data", "out/");
     assert!(keys.contains(&"out/stats.json".to_string()), "{keys:?}");
     assert!(keys.contains(&"out/report.html".to_string()), "{keys:?}");
-    assert!(keys.contains(&"out/ranks/rank-00000.done".to_string()), "{keys:?}");
-    assert!(!keys.iter().any(|k| k.contains(".curate")), "checkpoint state stays local: {keys:?}");
+    assert!(
+        keys.contains(&"out/ranks/rank-00000.done".to_string()),
+        "{keys:?}"
+    );
+    assert!(
+        !keys.iter().any(|k| k.contains(".curate")),
+        "checkpoint state stays local: {keys:?}"
+    );
     let mut remote_parts: Vec<(String, Vec<u8>)> = keys
         .iter()
         .filter(|k| k.contains("/kept/") || k.contains("/rejected/"))
@@ -205,15 +231,20 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
         .collect();
     remote_parts.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(remote_parts, snapshot(&local, &["kept", "rejected"]));
-    let merged: serde_json::Value =
-        serde_json::from_slice(&s3.get("data", "out/stats.json")).unwrap();
+    let merged: serde_json::Value = serde_json::from_slice(&s3.get("data", "out/stats.json")).unwrap();
     let local_stats = stats(&local);
     for k in ["input", "kept", "rejected"] {
         assert_eq!(merged[k], local_stats[k], "{k}");
     }
 
     // A missing object is a config error naming it.
-    let p_missing = write_pipeline(tmp.path(), &["s3://data/in/nope.jsonl"], stages, "s3://data/o2", "");
+    let p_missing = write_pipeline(
+        tmp.path(),
+        &["s3://data/in/nope.jsonl"],
+        stages,
+        "s3://data/o2",
+        "",
+    );
     let miss = s3.curate(&["run", p_missing.to_str().unwrap()]);
     assert_eq!(miss.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&miss.stderr).contains("nope.jsonl"));

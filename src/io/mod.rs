@@ -195,7 +195,8 @@ pub fn expand_inputs(patterns: &[String], base: &Path, format: InputFormat) -> R
 fn expand_remote(patterns: &[String], format: InputFormat) -> Result<Vec<Source>> {
     let mut objects: Vec<(String, u64)> = Vec::new();
     for pat in patterns {
-        let (bucket_name, key) = remote::split_url(pat).map_err(|e| config_error(format!("[input] paths: {e}")))?;
+        let (bucket_name, key) =
+            remote::split_url(pat).map_err(|e| config_error(format!("[input] paths: {e}")))?;
         let bucket = remote::Bucket::open(&bucket_name)?;
         if has_glob(&key) {
             let fixed = &key[..key.find(['*', '?', '[']).unwrap_or(key.len())];
@@ -225,7 +226,9 @@ fn expand_remote(patterns: &[String], format: InputFormat) -> Result<Vec<Source>
         .map(|(url, size)| {
             let path = PathBuf::from(&url);
             if format == InputFormat::Html && !url.ends_with(".html") && !url.ends_with(".htm") {
-                return Err(config_error(format!("{url}: HTML directories are not read from S3; list the pages")));
+                return Err(config_error(format!(
+                    "{url}: HTML directories are not read from S3; list the pages"
+                )));
             }
             let kind = kind_of(&path, format)?;
             let name = path

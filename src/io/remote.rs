@@ -82,16 +82,18 @@ impl Bucket {
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let p = ObjectPath::from(prefix);
         let prefix_opt = if prefix.is_empty() { None } else { Some(&p) };
-        let mut out = self.rt.block_on(async {
-            let mut stream = self.store.list(prefix_opt);
-            let mut v = Vec::new();
-            while let Some(m) = stream.next().await {
-                let m = m?;
-                v.push((m.location.to_string(), m.size));
-            }
-            Ok::<_, object_store::Error>(v)
-        })
-        .with_context(|| format!("{}: cannot list", self.url(prefix)))?;
+        let mut out = self
+            .rt
+            .block_on(async {
+                let mut stream = self.store.list(prefix_opt);
+                let mut v = Vec::new();
+                while let Some(m) = stream.next().await {
+                    let m = m?;
+                    v.push((m.location.to_string(), m.size));
+                }
+                Ok::<_, object_store::Error>(v)
+            })
+            .with_context(|| format!("{}: cannot list", self.url(prefix)))?;
         out.sort();
         Ok(out)
     }
@@ -153,14 +155,13 @@ impl Bucket {
             mode: PutMode::Create,
             ..Default::default()
         };
-        match self
-            .rt
-            .block_on(self.store.put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts))
-        {
+        match self.rt.block_on(
+            self.store
+                .put_opts(&ObjectPath::from(key), PutPayload::from(bytes), opts),
+        ) {
             Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) | Err(object_store::Error::Precondition { .. }) => {
-                Ok(false)
-            }
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
             Err(e) => Err(e).with_context(|| format!("{}: cannot create", self.url(key))),
         }
     }
@@ -175,7 +176,8 @@ impl Bucket {
             return self.put(key, bytes);
         }
         let url = self.url(key);
-        let mut file = std::fs::File::open(local).with_context(|| format!("{}: cannot open", local.display()))?;
+        let mut file =
+            std::fs::File::open(local).with_context(|| format!("{}: cannot open", local.display()))?;
         self.rt.block_on(async {
             let upload = self
                 .store
@@ -196,7 +198,9 @@ impl Bucket {
                     .with_context(|| format!("{url}: upload failed"))?;
                 w.write(&buf[..n]);
             }
-            w.finish().await.with_context(|| format!("{url}: upload failed"))?;
+            w.finish()
+                .await
+                .with_context(|| format!("{url}: upload failed"))?;
             Ok(())
         })
     }

@@ -113,7 +113,7 @@ impl Stage for Extract {
                         self.cfg.max_page_millis,
                         html.len()
                     ),
-                ))
+                ));
             }
         };
         let (lang, _) = crate::stages::language::detect(&got.text);

@@ -2,8 +2,8 @@
 
 pub mod decontaminate;
 pub mod exact_dedup;
-pub mod finetune;
 pub mod extract;
+pub mod finetune;
 pub mod language;
 pub mod length;
 pub mod machine_text;
