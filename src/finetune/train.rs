@@ -89,7 +89,7 @@ impl TrainConfig {
         if self.seq_len < 2 || self.batch_size == 0 || self.grad_accum == 0 {
             bail!("finetune: seq_len must be >= 2, batch_size and grad_accum >= 1");
         }
-        if !(self.lr > 0.0 && self.lr.is_finite()) || !(0.0..=1.0).contains(&self.min_lr_ratio) {
+        if !(self.lr > 0.0 && self.lr.is_finite() && (0.0..=1.0).contains(&self.min_lr_ratio)) {
             bail!("finetune: lr must be > 0 and min_lr_ratio in [0, 1]");
         }
         if self.max_steps.is_none() && self.epochs <= 0.0 {
