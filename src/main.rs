@@ -336,6 +336,22 @@ fn validate(pipeline: PathBuf, input: Vec<PathBuf>, output: Option<PathBuf>) -> 
     Ok(())
 }
 
+/// `--format`: an input format name as in `[input] format`.
+fn parse_format(name: &str) -> Result<curate::config::InputFormat> {
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map_err(|_| curate::config::config_error(format!("--format: unknown format `{name}`")))
+}
+
+/// `--schema`: `auto` (None) or a schema name as in `[input] schema`.
+fn parse_schema(name: &str) -> Result<Option<curate::record::Schema>> {
+    if name == "auto" {
+        return Ok(None);
+    }
+    serde_json::from_value(serde_json::Value::String(name.to_string()))
+        .map(Some)
+        .map_err(|_| curate::config::config_error(format!("--schema: unknown schema `{name}`")))
+}
+
 fn main_inner(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run {
@@ -399,17 +415,7 @@ fn main_inner(cli: Cli) -> Result<()> {
                 .iter()
                 .map(|b| audit::parse_bench(b).map_err(|e| config_error(format!("{e:#}"))))
                 .collect::<Result<Vec<_>>>()?;
-            let format: curate::config::InputFormat =
-                serde_json::from_value(serde_json::Value::String(format.clone()))
-                    .map_err(|_| config_error(format!("--format: unknown format `{format}`")))?;
-            let schema: Option<curate::record::Schema> = if schema == "auto" {
-                None
-            } else {
-                Some(
-                    serde_json::from_value(serde_json::Value::String(schema.clone()))
-                        .map_err(|_| config_error(format!("--schema: unknown schema `{schema}`")))?,
-                )
-            };
+            let (format, schema) = (parse_format(&format)?, parse_schema(&schema)?);
             let mut matching = curate::decontam::MatchConfig::default();
             if let Some(t) = threshold {
                 matching.threshold = t;
@@ -447,17 +453,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             threads,
             json,
         } => {
-            use curate::config::config_error;
-            let format: curate::config::InputFormat =
-                serde_json::from_value(serde_json::Value::String(format.clone()))
-                    .map_err(|_| config_error(format!("--format: unknown format `{format}`")))?;
-            let schema: Option<curate::record::Schema> = match schema.as_str() {
-                "auto" => None,
-                s => Some(
-                    serde_json::from_value(serde_json::Value::String(s.to_string()))
-                        .map_err(|_| config_error(format!("--schema: unknown schema `{s}`")))?,
-                ),
-            };
+            let (format, schema) = (parse_format(&format)?, parse_schema(&schema)?);
             let opts = curate::tokstats::TokstatsOptions {
                 tokenizers,
                 inputs: curate::config::override_paths(&inputs)?,

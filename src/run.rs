@@ -80,14 +80,24 @@ impl Shard {
         source % self.world_size == self.rank
     }
 
+    /// This rank's output directory relative to the run's output (`ranks/rank-RRRRR`).
+    pub fn rel_dir(&self) -> String {
+        format!("ranks/rank-{:05}", self.rank)
+    }
+
+    /// The completion marker relative to the run's output (`ranks/rank-RRRRR.done`).
+    pub fn rel_marker(&self) -> String {
+        format!("{}.done", self.rel_dir())
+    }
+
     /// This rank's output directory under the run's output directory.
     pub fn dir(&self, out: &Path) -> PathBuf {
-        out.join("ranks").join(format!("rank-{:05}", self.rank))
+        out.join(self.rel_dir())
     }
 
     /// The completion marker, written last and atomically when the rank is done.
     pub fn marker(&self, out: &Path) -> PathBuf {
-        out.join("ranks").join(format!("rank-{:05}.done", self.rank))
+        out.join(self.rel_marker())
     }
 }
 
@@ -636,9 +646,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         return run_local(pipeline, opts);
     };
     let (bucket, prefix) = remote::Bucket::for_url(&url)?;
-    let marker_key = opts
-        .shard
-        .map(|s| remote::join_key(&prefix, &format!("ranks/rank-{:05}.done", s.rank)));
+    let marker_key = opts.shard.map(|s| remote::join_key(&prefix, &s.rel_marker()));
     if let (Some(key), false) = (&marker_key, opts.overwrite) {
         if let Some(bytes) = bucket.get_small(key)? {
             let done: RankMarker =
@@ -658,7 +666,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
             }
             let sub = opts
                 .shard
-                .map(|s| format!("ranks/rank-{:05}/", s.rank))
+                .map(|s| format!("{}/", s.rel_dir()))
                 .unwrap_or_default();
             let stats = bucket
                 .get_small(&remote::join_key(&prefix, &format!("{sub}stats.json")))?
@@ -683,10 +691,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     }
     let stats = run_local(&local_pipeline, &local_opts)?;
     let (local_dir, key_prefix) = match opts.shard {
-        Some(s) => (
-            s.dir(&staging),
-            remote::join_key(&prefix, &format!("ranks/rank-{:05}", s.rank)),
-        ),
+        Some(s) => (s.dir(&staging), remote::join_key(&prefix, &s.rel_dir())),
         None => (staging.clone(), prefix.clone()),
     };
     // stats.json goes last: for an unsharded run it says the upload is complete.

@@ -150,7 +150,7 @@ fn merge_remote(url: &str) -> Result<RunStats> {
         let dir = shard.dir(tmp.path());
         std::fs::create_dir_all(&dir)?;
         for f in ["stats.json", "sections.json"] {
-            let key = remote::join_key(&prefix, &format!("ranks/rank-{r:05}/{f}"));
+            let key = remote::join_key(&prefix, &format!("{}/{f}", shard.rel_dir()));
             if let Some(bytes) = bucket.get_small(&key)? {
                 std::fs::write(dir.join(f), bytes)?;
             }
@@ -215,7 +215,14 @@ fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
         for (k, s) in st.sources.iter().enumerate() {
             sources.push((r + k * world, s.clone()));
         }
-        let prefix = format!("ranks/rank-{r:05}/");
+        let prefix = format!(
+            "{}/",
+            Shard {
+                rank: r,
+                world_size: world
+            }
+            .rel_dir()
+        );
         kept_parts.extend(st.kept_parts.iter().map(|p| format!("{prefix}{p}")));
         rejected_parts.extend(st.rejected_parts.iter().map(|p| format!("{prefix}{p}")));
     }

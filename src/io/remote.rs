@@ -207,16 +207,14 @@ impl Bucket {
 
     /// Upload every file under `local` to `prefix/<relative path>`, in sorted order.
     pub fn upload_dir(&self, local: &Path, prefix: &str, skip: &dyn Fn(&Path) -> bool) -> Result<u64> {
-        let mut files = Vec::new();
-        collect_files(local, local, &mut files)?;
-        files.sort();
         let mut n = 0;
-        for rel in files {
-            if skip(&rel) {
+        for path in super::walk_files(local, |_| true)? {
+            let rel = path.strip_prefix(local).expect("walk_files stays under its root");
+            if skip(rel) {
                 continue;
             }
             let key = join_key(prefix, &rel.to_string_lossy());
-            self.upload_file(&local.join(&rel), &key)?;
+            self.upload_file(&path, &key)?;
             n += 1;
         }
         Ok(n)
@@ -231,19 +229,6 @@ pub fn join_key(prefix: &str, rest: &str) -> String {
     } else {
         format!("{p}/{}", rest.trim_start_matches('/'))
     }
-}
-
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))? {
-        let e = e?;
-        let p = e.path();
-        if e.file_type()?.is_dir() {
-            collect_files(root, &p, out)?;
-        } else {
-            out.push(p.strip_prefix(root).expect("under root").to_path_buf());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
