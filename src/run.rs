@@ -390,6 +390,30 @@ struct ReaderJob {
     shard: Option<Shard>,
 }
 
+impl ReaderJob {
+    /// The reader for this pipeline and run options, starting at `start` with `records_read` done.
+    fn new(
+        pipeline: &Pipeline,
+        sources: &[Source],
+        opts: &RunOptions,
+        start: (usize, u64),
+        records_read: u64,
+    ) -> Self {
+        ReaderJob {
+            sources: sources.to_vec(),
+            start,
+            records_read,
+            limit: opts.limit,
+            part_records: pipeline.output.part_records,
+            batch_records: pipeline.run.batch_records,
+            batch_bytes: pipeline.run.batch_bytes,
+            max_record_bytes: pipeline.input.max_record_bytes,
+            fields: pipeline.input.fields.clone(),
+            shard: opts.shard,
+        }
+    }
+}
+
 fn reader_thread(job: ReaderJob, tx: SyncSender<ReadMsg>) {
     let ReaderJob {
         sources,
@@ -886,18 +910,13 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
 
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
     let reader = {
-        let job = ReaderJob {
-            sources: sources.clone(),
-            start: (cp.next_source, cp.next_chunk),
-            records_read: cp.records_read,
-            limit: opts.limit,
-            part_records: pipeline.output.part_records,
-            batch_records: pipeline.run.batch_records,
-            batch_bytes: pipeline.run.batch_bytes,
-            max_record_bytes: pipeline.input.max_record_bytes,
-            fields: pipeline.input.fields.clone(),
-            shard: opts.shard,
-        };
+        let job = ReaderJob::new(
+            pipeline,
+            &sources,
+            opts,
+            (cp.next_source, cp.next_chunk),
+            cp.records_read,
+        );
         std::thread::spawn(move || reader_thread(job, read_tx))
     };
     let (write_tx, write_rx) = sync_channel::<WriteBatch>(4);
@@ -1174,18 +1193,7 @@ fn run_prepass(
     let (target, before) = pre.split_last_mut().expect("stage k is built");
     let counters: Vec<Counters> = (0..before.len()).map(|_| Counters::default()).collect();
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
-    let job = ReaderJob {
-        sources: sources.to_vec(),
-        start: (0, 0),
-        records_read: 0,
-        limit: opts.limit,
-        part_records: pipeline.output.part_records,
-        batch_records: pipeline.run.batch_records,
-        batch_bytes: pipeline.run.batch_bytes,
-        max_record_bytes: pipeline.input.max_record_bytes,
-        fields: pipeline.input.fields.clone(),
-        shard: opts.shard,
-    };
+    let job = ReaderJob::new(pipeline, sources, opts, (0, 0), 0);
     let reader = std::thread::spawn(move || reader_thread(job, read_tx));
     let map = Arc::new(pipeline.input.fields.clone());
     let schema = pipeline.input.schema()?;
