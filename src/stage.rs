@@ -51,6 +51,27 @@ impl Verdict {
     }
 }
 
+/// Record a finding under `meta.<kind>` and apply the action: `Tag` keeps the record with
+/// `flag = reason` and `detail` added to the annotation; any other action drops it.
+pub fn flag_or_drop(
+    record: &mut Record,
+    kind: &str,
+    mut meta: serde_json::Value,
+    action: Action,
+    reason: &str,
+    detail: String,
+) -> Verdict {
+    if action == Action::Tag {
+        meta["flag"] = serde_json::json!(reason);
+        meta["detail"] = serde_json::json!(detail);
+        record.annotate(kind, meta);
+        Verdict::Keep
+    } else {
+        record.annotate(kind, meta);
+        Verdict::drop(reason, detail)
+    }
+}
+
 /// What a stage does with a record its check flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]

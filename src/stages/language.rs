@@ -35,7 +35,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::record::{Record, Role};
-use crate::stage::{Action, BuildContext, Stage, Verdict};
+use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 
 fn d_allowed() -> Vec<String> {
     vec!["zh".into(), "en".into()]
@@ -182,16 +182,14 @@ impl Stage for Language {
                 record.annotate("language", meta);
                 Ok(Verdict::Keep)
             }
-            Some(detail) if self.cfg.action == Action::Tag => {
-                meta["flag"] = json!("language");
-                meta["detail"] = json!(detail);
-                record.annotate("language", meta);
-                Ok(Verdict::Keep)
-            }
-            Some(detail) => {
-                record.annotate("language", meta);
-                Ok(Verdict::drop("language", detail))
-            }
+            Some(detail) => Ok(flag_or_drop(
+                record,
+                "language",
+                meta,
+                self.cfg.action,
+                "language",
+                detail,
+            )),
         }
     }
 

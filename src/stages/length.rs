@@ -41,7 +41,7 @@ use serde_json::json;
 use tokenizers::Tokenizer;
 
 use crate::record::{Record, Role};
-use crate::stage::{Action, BuildContext, Stage, Verdict};
+use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 
 /// An inclusive range; either end may be open.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -256,11 +256,8 @@ impl Stage for Length {
             meta["turns"] = json!(turns);
         }
         match (failure, self.cfg.action) {
-            (Some(Verdict::Drop { reason, detail }), Action::Tag) => {
-                meta["flag"] = json!(reason);
-                meta["detail"] = json!(detail);
-                record.annotate("length", meta);
-                Ok(Verdict::Keep)
+            (Some(Verdict::Drop { reason, detail }), action) => {
+                Ok(flag_or_drop(record, "length", meta, action, &reason, detail))
             }
             (Some(v), _) => {
                 record.annotate("length", meta);

@@ -50,7 +50,7 @@ use serde_json::json;
 
 use crate::classifier::{fold_char, Classifier};
 use crate::record::{Record, Role};
-use crate::stage::{Action, BuildContext, Stage, Verdict};
+use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 use crate::stages::toxicity::Lexicon;
 
 /// Which text views are scored.
@@ -437,7 +437,7 @@ impl Stage for MachineText {
             return Ok(Verdict::Keep);
         }
         let (s, p, score) = self.score(&joined);
-        let mut meta = json!({
+        let meta = json!({
             "score": r4(score),
             "model": p.map(|p| r4(p as f64)),
             "signals": {
@@ -462,18 +462,14 @@ impl Stage for MachineText {
             s.template,
             s.loop_tokens
         );
-        match self.cfg.action {
-            Action::Tag => {
-                meta["flag"] = json!("machine_text");
-                meta["detail"] = json!(detail);
-                record.annotate("machine_text", meta);
-                Ok(Verdict::Keep)
-            }
-            _ => {
-                record.annotate("machine_text", meta);
-                Ok(Verdict::drop("machine_text", detail))
-            }
-        }
+        Ok(flag_or_drop(
+            record,
+            "machine_text",
+            meta,
+            self.cfg.action,
+            "machine_text",
+            detail,
+        ))
     }
 
     fn describe(&self) -> String {

@@ -68,7 +68,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::record::{Record, Role};
-use crate::stage::{Action, BuildContext, Stage, Verdict};
+use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 use crate::stages::normalize::{cjk_ratio, is_cjk};
 
 fn d_line() -> f64 {
@@ -531,22 +531,20 @@ impl Stage for Quality {
             .map(|t| Metrics::compute(t, &self.cfg))
             .collect();
         let m = Metrics::worst(&each);
-        let mut meta = m.to_json();
+        let meta = m.to_json();
         match m.failure(&self.cfg) {
             None => {
                 record.annotate("quality", meta);
                 Ok(Verdict::Keep)
             }
-            Some((reason, detail)) if self.cfg.action == Action::Tag => {
-                meta["flag"] = json!(reason);
-                meta["detail"] = json!(detail);
-                record.annotate("quality", meta);
-                Ok(Verdict::Keep)
-            }
-            Some((reason, detail)) => {
-                record.annotate("quality", meta);
-                Ok(Verdict::drop(reason, detail))
-            }
+            Some((reason, detail)) => Ok(flag_or_drop(
+                record,
+                "quality",
+                meta,
+                self.cfg.action,
+                reason,
+                detail.to_string(),
+            )),
         }
     }
 

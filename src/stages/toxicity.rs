@@ -38,7 +38,7 @@ use serde_json::json;
 
 use crate::classifier::{fold_char, Classifier};
 use crate::record::{Record, Role};
-use crate::stage::{Action, BuildContext, Stage, Verdict};
+use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 
 /// Which text views are checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -296,7 +296,7 @@ impl Stage for Toxicity {
             let cats: Vec<String> = categories.iter().map(|(c, n)| format!("{c} {n}")).collect();
             why.push(format!("{} lexicon hits ({})", hits.len(), cats.join(", ")));
         }
-        let mut meta = json!({
+        let meta = json!({
             "score": score.map(|s| (s as f64 * 10000.0).round() / 10000.0),
             "lexicon_hits": hits,
             "flagged_by": flagged_by,
@@ -306,18 +306,14 @@ impl Stage for Toxicity {
             return Ok(Verdict::Keep);
         }
         let detail = why.join("; ");
-        match self.cfg.action {
-            Action::Tag => {
-                meta["flag"] = json!("toxic");
-                meta["detail"] = json!(detail);
-                record.annotate("toxicity", meta);
-                Ok(Verdict::Keep)
-            }
-            _ => {
-                record.annotate("toxicity", meta);
-                Ok(Verdict::drop("toxic", detail))
-            }
-        }
+        Ok(flag_or_drop(
+            record,
+            "toxicity",
+            meta,
+            self.cfg.action,
+            "toxic",
+            detail,
+        ))
     }
 
     fn describe(&self) -> String {
