@@ -51,6 +51,11 @@ enum Command {
         /// Number of ranks in a sharded run; outputs go to OUTPUT/ranks/rank-RRRRR/.
         #[arg(long, requires = "rank")]
         world_size: Option<usize>,
+        /// Sharded runs with global stages (exact_dedup, minhash_dedup): the step to run,
+        /// `observe:NAME`, `buckets:NAME`, `clusters:NAME` or `filter` (the default);
+        /// `curate slurm` chains them.
+        #[arg(long, requires = "rank")]
+        step: Option<String>,
     },
     /// Combine the ranks of a sharded run into OUTPUT/stats.json and OUTPUT/report.html.
     MergeStats {
@@ -364,6 +369,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             overwrite,
             rank,
             world_size,
+            step,
         } => {
             let p = Pipeline::load(&pipeline)?;
             let shard = match (rank, world_size) {
@@ -379,6 +385,12 @@ fn main_inner(cli: Cli) -> Result<()> {
                 overwrite,
                 shard,
             };
+            if let Some(step) = step.as_deref() {
+                let step = curate::steps::parse(step, &p)?;
+                if step != curate::steps::Step::Filter {
+                    return curate::steps::run_step(&p, &opts, step);
+                }
+            }
             let stats = run::run(&p, &opts)?;
             if !quiet {
                 eprint!("{}", stats.table());
@@ -564,6 +576,9 @@ fn main_inner(cli: Cli) -> Result<()> {
                 println!("all {tasks} ranks are complete; only merge-stats is queued");
             } else {
                 println!("ranks to run: {}", curate::shard::array_spec(&plan.ranks));
+            }
+            for (step, tasks) in plan.steps.iter().filter(|(s, _)| s != "filter") {
+                println!("step {step}: tasks {}", curate::shard::array_spec(tasks));
             }
             for (i, c) in plan.commands.iter().enumerate() {
                 let line: Vec<String> = c

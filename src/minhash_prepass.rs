@@ -250,6 +250,29 @@ impl Observer {
         Ok(())
     }
 
+    /// End a rank's observe step (sharded runs): flush the files, spill every band
+    /// entry left as a sorted run, and write `observed.json` last (atomically).
+    pub fn close(mut self) -> Result<u32> {
+        if !self.entries.is_empty() {
+            self.spill()?;
+        }
+        self.sigs.flush()?;
+        self.sigs.get_ref().sync_all()?;
+        self.recs.flush()?;
+        self.recs.get_ref().sync_all()?;
+        let done = Observed {
+            records: self.n,
+            band_runs: self.runs,
+            num_perm: self.params.num_perm as u32,
+            bands: self.params.bands as u32,
+        };
+        crate::io::writer::write_atomic(
+            &self.dir.join("observed.json"),
+            &serde_json::to_vec_pretty(&done)?,
+        )?;
+        Ok(self.n)
+    }
+
     /// Cluster, decide and write `decisions.bin`, `clusters.jsonl` and `prepared.json`.
     pub fn finish(mut self) -> Result<Summary> {
         self.sigs.flush()?;
@@ -263,34 +286,330 @@ impl Observer {
             let mut r = open(&path, BAND_MAGIC)?;
             let _bands = read_u32(&mut r)?;
             let _ = read_u32(&mut r)?;
-            runs.push(RunReader::File(r));
+            runs.push(RunReader::File(r, u32::MAX));
         }
         if self.runs == 0 {
             self.entries.sort_unstable();
             runs.push(RunReader::Mem(std::mem::take(&mut self.entries).into_iter()));
         }
-        cluster(&self.dir, &self.params, self.n, runs, self.runs)
+        let layout = Layout::single(&self.dir, self.n);
+        cluster(&layout, &self.dir, &self.params, runs, self.runs)
     }
 }
 
+/// `observed.json`: a rank's observe step is complete (sharded runs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Observed {
+    pub records: u32,
+    pub band_runs: u32,
+    pub num_perm: u32,
+    pub bands: u32,
+}
+
+/// Read a rank's `observed.json`; `None` when its observe step has not finished.
+pub fn load_observed(dir: &Path) -> Result<Option<Observed>> {
+    let path = dir.join("observed.json");
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).with_context(|| format!("{}: unreadable", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("{}: cannot read", path.display()))),
+    }
+}
+
+/// A run of ordinals: `len` records at local ordinals `local..` of `part`, which are
+/// global ordinals `global..`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    part: usize,
+    local: u32,
+    global: u32,
+    len: u32,
+}
+
+/// Where a prepass's per-record files live and how ordinals map onto them.
+///
+/// A single-process run has one part (its prepass folder), and ordinals are
+/// positions in it. A sharded run has one part per rank: each rank numbers the
+/// records it observed in its own input order and writes `sources.json` (records
+/// per input file: `{"run": fingerprint, "files": [[file index, count], ...]}`); the global ordinal of a record is
+/// then the position a single-process run gives it (files in order), which is
+/// what makes a sharded run's clusters identical to a single-process run's.
+pub struct Layout {
+    parts: Vec<PathBuf>,
+    /// In global order.
+    segments: Vec<Segment>,
+    n: u32,
+}
+
+impl Layout {
+    /// One folder holding `n` records in ordinal order.
+    pub fn single(dir: &Path, n: u32) -> Layout {
+        Layout {
+            parts: vec![dir.to_path_buf()],
+            segments: vec![Segment {
+                part: 0,
+                local: 0,
+                global: 0,
+                len: n,
+            }],
+            n,
+        }
+    }
+
+    /// The ranks' prepass folders, each with `sources.json` and `observed.json`.
+    pub fn ranks(dirs: &[PathBuf]) -> Result<Layout> {
+        let mut all: Vec<(u64, usize, u32, u32)> = Vec::new(); // (file, part, local, len)
+        let mut run: Option<String> = None;
+        for (part, dir) in dirs.iter().enumerate() {
+            let observed = load_observed(dir)?.with_context(|| {
+                format!(
+                    "{}: the observe step of this rank has not finished",
+                    dir.display()
+                )
+            })?;
+            let path = dir.join("sources.json");
+            let text = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            #[derive(Deserialize)]
+            struct Sources {
+                run: String,
+                files: Vec<(u64, u32)>,
+            }
+            let Sources {
+                run: fp,
+                files: counts,
+            } = serde_json::from_slice(&text).with_context(|| format!("{}: unreadable", path.display()))?;
+            match &run {
+                None => run = Some(fp),
+                Some(r) if *r != fp => bail!(
+                    "{}: observed by a different pipeline, input or world size than {}",
+                    dir.display(),
+                    dirs[0].display()
+                ),
+                Some(_) => {}
+            }
+            let mut local = 0u32;
+            for (file, len) in counts {
+                all.push((file, part, local, len));
+                local = local
+                    .checked_add(len)
+                    .context("more than 4,294,967,295 records in one prepass")?;
+            }
+            if local != observed.records {
+                bail!(
+                    "{}: sources.json counts {local} records, observed.json {}",
+                    dir.display(),
+                    observed.records
+                );
+            }
+        }
+        all.sort_unstable();
+        if let Some(w) = all.windows(2).find(|w| w[0].0 == w[1].0) {
+            bail!("input file {} was observed by two ranks", w[0].0);
+        }
+        let mut global = 0u32;
+        let mut segments = Vec::with_capacity(all.len());
+        for (_, part, local, len) in all {
+            if len == 0 {
+                continue;
+            }
+            segments.push(Segment {
+                part,
+                local,
+                global,
+                len,
+            });
+            global = global
+                .checked_add(len)
+                .context("more than 4,294,967,295 records in one prepass")?;
+        }
+        Ok(Layout {
+            parts: dirs.to_vec(),
+            segments,
+            n: global,
+        })
+    }
+
+    /// Records in all parts.
+    pub fn records(&self) -> u32 {
+        self.n
+    }
+
+    /// (part, local ordinal) of a global ordinal.
+    fn locate(&self, g: u32) -> (usize, u32) {
+        let i = self.segments.partition_point(|s| s.global <= g) - 1;
+        let s = self.segments[i];
+        (s.part, s.local + (g - s.global))
+    }
+
+    /// A part's segments in local order, to map its local ordinals to global ones.
+    fn local_map(&self, part: usize) -> Vec<Segment> {
+        let mut v: Vec<Segment> = self.segments.iter().filter(|s| s.part == part).copied().collect();
+        v.sort_unstable_by_key(|s| s.local);
+        v
+    }
+}
+
+fn to_global(map: &[Segment], local: u32) -> Result<u32> {
+    let i = map.partition_point(|s| s.local <= local);
+    let s = map
+        .get(i.wrapping_sub(1))
+        .filter(|s| local - s.local < s.len)
+        .with_context(|| format!("band entry of record {local}, which sources.json does not count"))?;
+    Ok(s.global + (local - s.local))
+}
+
+/// The bands of bucket step `part` of `parts`: a contiguous range.
+pub fn band_range(bands: usize, part: usize, parts: usize) -> std::ops::Range<u32> {
+    let lo = bands * part / parts;
+    let hi = bands * (part + 1) / parts;
+    lo as u32..hi as u32
+}
+
+/// Name of bucket step `part`'s output in the global folder.
+pub fn buckets_file(part: usize) -> String {
+    format!("buckets-{part:05}.bin")
+}
+
+/// Bucket step (sharded runs): merge every rank's sorted band runs for the bands of
+/// `part`, with ordinals made global, into one sorted `buckets-PPPPP.bin` (a band
+/// file, written atomically) in `global_dir`.
+pub fn bucket_step(
+    layout: &Layout,
+    params: &Params,
+    part: usize,
+    parts: usize,
+    global_dir: &Path,
+) -> Result<u64> {
+    let range = band_range(params.bands, part, parts);
+    let mut runs: Vec<(RunReader, usize)> = Vec::new();
+    for (p, dir) in layout.parts.iter().enumerate() {
+        let observed = load_observed(dir)?.with_context(|| {
+            format!(
+                "{}: the observe step of this rank has not finished",
+                dir.display()
+            )
+        })?;
+        for i in 0..observed.band_runs {
+            let path = dir.join(format!("bands-{i:04}.bin"));
+            runs.push((RunReader::range(&path, range.clone())?, p));
+        }
+    }
+    let maps: Vec<Vec<Segment>> = (0..layout.parts.len()).map(|p| layout.local_map(p)).collect();
+    let tmp = global_dir.join(format!("{}.tmp", buckets_file(part)));
+    let mut w = create(&tmp)?;
+    w.write_all(BAND_MAGIC)?;
+    w.write_all(&(params.bands as u32).to_le_bytes())?;
+    w.write_all(&0u32.to_le_bytes())?;
+    // Ordinals are remapped as entries are read: within a rank the map is
+    // monotonic, so each run stays sorted and a k-way merge sorts the whole.
+    let mut heap = BinaryHeap::new();
+    let next = |runs: &mut Vec<(RunReader, usize)>, i: usize| -> Result<Option<Entry>> {
+        let (r, p) = &mut runs[i];
+        Ok(match r.next()? {
+            Some((b, h, o)) => Some((b, h, to_global(&maps[*p], o)?)),
+            None => None,
+        })
+    };
+    for i in 0..runs.len() {
+        if let Some(e) = next(&mut runs, i)? {
+            heap.push(std::cmp::Reverse((e, i)));
+        }
+    }
+    let mut written = 0u64;
+    while let Some(std::cmp::Reverse(((b, h, o), i))) = heap.pop() {
+        w.write_all(&b.to_le_bytes())?;
+        w.write_all(&h.to_le_bytes())?;
+        w.write_all(&o.to_le_bytes())?;
+        written += 1;
+        if let Some(e) = next(&mut runs, i)? {
+            heap.push(std::cmp::Reverse((e, i)));
+        }
+    }
+    w.into_inner()?.sync_all()?;
+    let dst = global_dir.join(buckets_file(part));
+    std::fs::rename(&tmp, &dst).with_context(|| format!("{}: cannot write", dst.display()))?;
+    crate::io::writer::sync_dir(global_dir)?;
+    Ok(written)
+}
+
+/// Cluster step (sharded runs): the bucket files of all `parts` -> clusters ->
+/// `decisions.bin` and `prepared.json` in every rank's folder, `clusters.jsonl` and
+/// `prepared.json` (written last) in `global_dir`.
+pub fn cluster_step(layout: &Layout, params: &Params, parts: usize, global_dir: &Path) -> Result<Summary> {
+    let mut runs = Vec::new();
+    let mut band_runs = 0;
+    for dir in &layout.parts {
+        band_runs += load_observed(dir)?
+            .with_context(|| {
+                format!(
+                    "{}: the observe step of this rank has not finished",
+                    dir.display()
+                )
+            })?
+            .band_runs;
+    }
+    for part in 0..parts {
+        let path = global_dir.join(buckets_file(part));
+        let mut r = open(&path, BAND_MAGIC)?;
+        let _bands = read_u32(&mut r)?;
+        let _ = read_u32(&mut r)?;
+        runs.push(RunReader::File(r, u32::MAX));
+    }
+    cluster(layout, global_dir, params, runs, band_runs)
+}
+
 /// A sorted run of band entries: in memory (nothing spilled) or a `bands-NNNN.bin` file.
+/// A file run ends at the first entry of band `end` or later.
 enum RunReader {
     Mem(std::vec::IntoIter<Entry>),
-    File(BufReader<File>),
+    File(BufReader<File>, u32),
 }
 
 impl RunReader {
+    /// The entries of `bands` in a band file: the start is found by binary search
+    /// (entries have a fixed size and are sorted by band first).
+    fn range(path: &Path, bands: std::ops::Range<u32>) -> Result<RunReader> {
+        let mut r = open(path, BAND_MAGIC)?;
+        let _bands = read_u32(&mut r)?;
+        let _ = read_u32(&mut r)?;
+        let file = r.get_ref();
+        let len = file.metadata()?.len();
+        let count = len.saturating_sub(16) / 16;
+        let band_at = |i: u64| -> Result<u32> {
+            let mut b = [0u8; 4];
+            file.read_exact_at(&mut b, 16 + i * 16)
+                .with_context(|| format!("{}: cannot read entry {i}", path.display()))?;
+            Ok(u32::from_le_bytes(b))
+        };
+        let (mut lo, mut hi) = (0u64, count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if band_at(mid)? < bands.start {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        r.seek(SeekFrom::Start(16 + lo * 16))?;
+        Ok(RunReader::File(r, bands.end))
+    }
+
     fn next(&mut self) -> Result<Option<Entry>> {
         match self {
             RunReader::Mem(it) => Ok(it.next()),
-            RunReader::File(r) => {
+            RunReader::File(r, end) => {
                 let mut b = [0u8; 16];
                 match r.read_exact(&mut b) {
-                    Ok(()) => Ok(Some((
-                        u32::from_le_bytes(b[0..4].try_into()?),
-                        u64::from_le_bytes(b[4..12].try_into()?),
-                        u32::from_le_bytes(b[12..16].try_into()?),
-                    ))),
+                    Ok(()) => {
+                        let e = (
+                            u32::from_le_bytes(b[0..4].try_into()?),
+                            u64::from_le_bytes(b[4..12].try_into()?),
+                            u32::from_le_bytes(b[12..16].try_into()?),
+                        );
+                        Ok((e.0 < *end).then_some(e))
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
                     Err(e) => Err(e.into()),
                 }
@@ -299,19 +618,38 @@ impl RunReader {
     }
 }
 
-/// Signatures by ordinal, read from `signatures.bin`.
-struct SigFile {
-    file: File,
+/// Signatures by global ordinal, read from each part's `signatures.bin`.
+struct SigFile<'a> {
+    layout: &'a Layout,
+    files: Vec<File>,
     num_perm: usize,
     buf: Vec<u8>,
 }
 
-impl SigFile {
+impl<'a> SigFile<'a> {
+    fn open(layout: &'a Layout, num_perm: usize) -> Result<SigFile<'a>> {
+        let files = layout
+            .parts
+            .iter()
+            .map(|d| {
+                let path = d.join("signatures.bin");
+                File::open(&path).with_context(|| format!("{}: cannot open", path.display()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SigFile {
+            layout,
+            files,
+            num_perm,
+            buf: vec![0u8; num_perm * 4],
+        })
+    }
+
     fn read(&mut self, ord: u32, out: &mut [u32]) -> Result<()> {
-        let off = 16 + ord as u64 * self.num_perm as u64 * 4;
-        self.file
+        let (part, local) = self.layout.locate(ord);
+        let off = 16 + local as u64 * self.num_perm as u64 * 4;
+        self.files[part]
             .read_exact_at(&mut self.buf, off)
-            .with_context(|| format!("signatures.bin: cannot read record {ord}"))?;
+            .with_context(|| format!("signatures.bin: cannot read record {local} of part {part}"))?;
         for (o, c) in out.iter_mut().zip(self.buf.chunks_exact(4)) {
             *o = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
         }
@@ -349,39 +687,66 @@ struct RecordFacts {
     quality: Vec<f64>,
 }
 
-fn read_records(dir: &Path, n: u32, mut keep_id: impl FnMut(u32, String)) -> Result<RecordFacts> {
-    let mut r = open(&dir.join("records.bin"), REC_MAGIC)?;
-    let mut facts = RecordFacts {
-        exempt: Vec::with_capacity(n as usize),
-        chars: Vec::with_capacity(n as usize),
-        quality: Vec::with_capacity(n as usize),
-    };
+/// Call `each(global ordinal, flags, chars, quality, id)` for every record in global order.
+fn for_each_record(
+    layout: &Layout,
+    mut each: impl FnMut(u32, u8, u32, f64, &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut readers = layout
+        .parts
+        .iter()
+        .map(|d| open(&d.join("records.bin"), REC_MAGIC))
+        .collect::<Result<Vec<_>>>()?;
     let mut id = Vec::new();
-    for i in 0..n {
-        let mut flag = [0u8; 1];
-        r.read_exact(&mut flag)?;
-        facts.exempt.push(flag[0] & 1 == 1);
-        facts.chars.push(read_u32(&mut r)?);
-        facts.quality.push(f64::from_bits(read_u64(&mut r)?));
-        let len = read_u32(&mut r)? as usize;
-        id.resize(len, 0);
-        r.read_exact(&mut id)?;
+    for seg in &layout.segments {
+        let r = &mut readers[seg.part];
+        for k in 0..seg.len {
+            let mut flag = [0u8; 1];
+            r.read_exact(&mut flag)?;
+            let chars = read_u32(r)?;
+            let quality = f64::from_bits(read_u64(r)?);
+            let len = read_u32(r)? as usize;
+            id.resize(len, 0);
+            r.read_exact(&mut id)?;
+            each(seg.global + k, flag[0], chars, quality, &id)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_records(layout: &Layout, mut keep_id: impl FnMut(u32, String)) -> Result<RecordFacts> {
+    let n = layout.n as usize;
+    let mut facts = RecordFacts {
+        exempt: Vec::with_capacity(n),
+        chars: Vec::with_capacity(n),
+        quality: Vec::with_capacity(n),
+    };
+    for_each_record(layout, |i, flag, chars, quality, id| {
+        facts.exempt.push(flag & 1 == 1);
+        facts.chars.push(chars);
+        facts.quality.push(quality);
         keep_id(
             i,
-            String::from_utf8(id.clone()).context("records.bin: id is not UTF-8")?,
+            String::from_utf8(id.to_vec()).context("records.bin: id is not UTF-8")?,
         );
-    }
+        Ok(())
+    })?;
     Ok(facts)
 }
 
-fn cluster(dir: &Path, params: &Params, n: u32, mut runs: Vec<RunReader>, band_runs: u32) -> Result<Summary> {
+/// Union-find over the sorted band entries of `runs`, the keep rule, then
+/// `decisions.bin` in each part and `clusters.jsonl` + `prepared.json` in `out`.
+fn cluster(
+    layout: &Layout,
+    out: &Path,
+    params: &Params,
+    mut runs: Vec<RunReader>,
+    band_runs: u32,
+) -> Result<Summary> {
     let p = params.num_perm;
-    let facts = read_records(dir, n, |_, _| {})?;
-    let mut sigs = SigFile {
-        file: File::open(dir.join("signatures.bin"))?,
-        num_perm: p,
-        buf: vec![0u8; p * 4],
-    };
+    let n = layout.n;
+    let facts = read_records(layout, |_, _| {})?;
+    let mut sigs = SigFile::open(layout, p)?;
     let mut parent: Vec<u32> = (0..n).collect();
     let (mut compared, mut similar) = (0u64, 0u64);
 
@@ -481,7 +846,7 @@ fn cluster(dir: &Path, params: &Params, n: u32, mut runs: Vec<RunReader>, band_r
     }
     // Ids of records in clusters with duplicates (the only ones named elsewhere).
     let mut ids: HashMap<u32, String> = HashMap::new();
-    read_records(dir, n, |i, id| {
+    read_records(layout, |i, id| {
         if !facts.exempt[i as usize] && size[root[i as usize] as usize] > 1 {
             ids.insert(i, id);
         }
@@ -542,19 +907,22 @@ fn cluster(dir: &Path, params: &Params, n: u32, mut runs: Vec<RunReader>, band_r
         }
     }
 
-    // decisions.bin, in ordinal order.
-    let mut dec = create(&dir.join("decisions.bin"))?;
-    dec.write_all(DEC_MAGIC)?;
-    let mut recs = open(&dir.join("records.bin"), REC_MAGIC)?;
-    let mut id = Vec::new();
-    for i in 0..n {
-        let mut flag = [0u8; 1];
-        recs.read_exact(&mut flag)?;
-        let _chars = read_u32(&mut recs)?;
-        let _quality = read_u64(&mut recs)?;
-        let len = read_u32(&mut recs)? as usize;
-        id.resize(len, 0);
-        recs.read_exact(&mut id)?;
+    // decisions.bin, in each part's ordinal order.
+    let mut decs = layout
+        .parts
+        .iter()
+        .map(|d| -> Result<BufWriter<File>> {
+            let mut w = create(&d.join("decisions.bin"))?;
+            w.write_all(DEC_MAGIC)?;
+            Ok(w)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut part_of = layout
+        .segments
+        .iter()
+        .flat_map(|s| std::iter::repeat_n(s.part, s.len as usize));
+    for_each_record(layout, |i, _, _, _, id| {
+        let dec = &mut decs[part_of.next().context("decisions: more records than segments")?];
         let r = root[i as usize];
         let (kind, kept_id): (u8, &[u8]) = if facts.exempt[i as usize] {
             (3, b"")
@@ -565,20 +933,24 @@ fn cluster(dir: &Path, params: &Params, n: u32, mut runs: Vec<RunReader>, band_r
         } else {
             (2, ids[&kept[r as usize]].as_bytes())
         };
-        dec.write_all(&xxh3_64(&id).to_le_bytes())?;
+        dec.write_all(&xxh3_64(id).to_le_bytes())?;
         dec.write_all(&[kind, u8::from(shown.contains(&i))])?;
         dec.write_all(&r.to_le_bytes())?;
         dec.write_all(&size[r as usize].to_le_bytes())?;
         dec.write_all(&sim[i as usize].to_le_bytes())?;
         dec.write_all(&(kept_id.len() as u32).to_le_bytes())?;
         dec.write_all(kept_id)?;
+        Ok(())
+    })?;
+    for dec in decs {
+        dec.into_inner()?.sync_all()?;
     }
-    dec.into_inner()?.sync_all()?;
 
     // clusters.jsonl, in cluster order, members in input order.
     let mut members: Vec<(u32, u32)> = ids.keys().map(|&i| (root[i as usize], i)).collect();
     members.sort_unstable();
-    let mut out = create(&dir.join("clusters.jsonl"))?;
+    let out_dir = out;
+    let mut out = create(&out_dir.join("clusters.jsonl"))?;
     for group in members.chunk_by(|a, b| a.0 == b.0) {
         let r = group[0].0;
         let k = kept[r as usize];
@@ -598,7 +970,14 @@ fn cluster(dir: &Path, params: &Params, n: u32, mut runs: Vec<RunReader>, band_r
         out.write_all(b"\n")?;
     }
     out.into_inner()?.sync_all()?;
-    crate::io::writer::write_atomic(&dir.join("prepared.json"), &serde_json::to_vec_pretty(&summary)?)?;
+    // The parts' prepared.json first: the one in `out` marks the whole step done.
+    let json = serde_json::to_vec_pretty(&summary)?;
+    for d in &layout.parts {
+        if d != out_dir {
+            crate::io::writer::write_atomic(&d.join("prepared.json"), &json)?;
+        }
+    }
+    crate::io::writer::write_atomic(&out_dir.join("prepared.json"), &json)?;
     Ok(summary)
 }
 

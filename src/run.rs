@@ -751,17 +751,8 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         mut stages,
     } = plan(pipeline, opts)?;
     let fp = fingerprint(pipeline, &sources, opts);
+    shard_stages(pipeline, &mut stages, opts)?;
     if let Some(shard) = opts.shard {
-        if shard.world_size > 1 {
-            if let Some(i) = stages.iter().position(|s| s.is_sequential()) {
-                return Err(config_error(format!(
-                    "stage `{}` ({}) compares records across the whole input; a sharded run cannot \
-                     apply it rank by rank",
-                    pipeline.stages[i].name,
-                    stages[i].kind()
-                )));
-            }
-        }
         let base = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
         let marker = shard.marker(&base);
         if opts.overwrite && marker.exists() {
@@ -886,6 +877,24 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     // checkpoint has them on disk; a fresh run starts them over.
     for k in 0..stages.len() {
         if !stages[k].needs_prepass() {
+            continue;
+        }
+        if stepped(opts) {
+            // A sharded run's steps made the decisions (`src/steps.rs`).
+            let dir = prepass_folder(pipeline, opts, &out, k);
+            if !dir.join("prepared.json").exists() {
+                return Err(config_error(format!(
+                    "stage `{}`: its sharded steps have not finished ({} has no prepared.json); run \
+                     `--step observe:{name}`, `buckets:{name}` and `clusters:{name}` first (`curate slurm` \
+                     chains them)",
+                    stage_names[k + 1],
+                    dir.display(),
+                    name = stage_names[k + 1]
+                )));
+            }
+            stages[k]
+                .open_prepass(&dir, true)
+                .with_context(|| format!("stage `{}`: cannot load its prepass", stage_names[k + 1]))?;
             continue;
         }
         let dir = prepass_dir(&out, k);
@@ -1170,6 +1179,93 @@ fn prepass_dir(out: &Path, stage: usize) -> PathBuf {
     state_dir(out).join(format!("prepass-{stage:03}"))
 }
 
+/// A rank of a sharded run: its global stages' decisions come from steps (`src/steps.rs`).
+pub(crate) fn stepped(opts: &RunOptions) -> bool {
+    opts.shard.is_some_and(|s| s.world_size > 1)
+}
+
+/// The output directory before a rank's subfolder.
+pub(crate) fn base_output(pipeline: &Pipeline, opts: &RunOptions) -> PathBuf {
+    opts.output.clone().unwrap_or_else(|| pipeline.output_dir())
+}
+
+/// Stage `k`'s prepass folder: under the run's `.curate/`, or for a rank of a sharded
+/// run the rank's folder of that stage's steps.
+pub(crate) fn prepass_folder(pipeline: &Pipeline, opts: &RunOptions, out: &Path, k: usize) -> PathBuf {
+    match opts.shard.filter(|_| stepped(opts)) {
+        Some(s) => crate::steps::rank_dir(&base_output(pipeline, opts), k, s.rank),
+        None => prepass_dir(out, k),
+    }
+}
+
+/// Sharded runs: every stage that compares records across the input switches to a
+/// prepass the steps can split over ranks; a stage that cannot is a config error.
+pub(crate) fn shard_stages(
+    pipeline: &Pipeline,
+    stages: &mut [Box<dyn Stage>],
+    opts: &RunOptions,
+) -> Result<()> {
+    if !stepped(opts) {
+        return Ok(());
+    }
+    for (i, st) in stages.iter_mut().enumerate() {
+        if !st.shard_prepass() {
+            return Err(config_error(format!(
+                "stage `{}` ({}) compares records across the whole input; a sharded run cannot \
+                 apply it rank by rank",
+                pipeline.stages[i].name,
+                st.kind()
+            )));
+        }
+    }
+    if stages.iter().any(|s| s.needs_prepass())
+        && base_output(pipeline, opts)
+            .to_str()
+            .is_some_and(remote::is_remote)
+    {
+        return Err(config_error(
+            "a sharded run with global stages (exact_dedup, minhash_dedup) needs a shared file system \
+             for its steps; an s3:// output is not supported for it yet",
+        ));
+    }
+    Ok(())
+}
+
+/// Observe step of a sharded run: this rank's records through the stages before
+/// `k`, observed by stage `k` into the rank's step folder (`sources.json`, then the
+/// stage's files, `observed.json` last). `false` when it was already complete.
+pub(crate) fn observe_step(pipeline: &Pipeline, opts: &RunOptions, k: usize) -> Result<bool> {
+    let Plan {
+        sources, output_dir, ..
+    } = plan(pipeline, opts)?;
+    let dir = prepass_folder(pipeline, opts, &output_dir, k);
+    if crate::minhash_prepass::load_observed(&dir)?.is_some() && !opts.overwrite {
+        return Ok(false);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let threads = opts.threads.unwrap_or(pipeline.run.threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("cannot start worker threads")?;
+    run_prepass(pipeline, &sources, opts, &output_dir, k, &pool)
+        .with_context(|| format!("stage `{}`: observe step failed", pipeline.stages[k].name))?;
+    Ok(true)
+}
+
+/// The fingerprint every rank of a sharded run shares (pipeline, inputs, world size).
+pub(crate) fn run_fingerprint(pipeline: &Pipeline, opts: &RunOptions) -> Result<String> {
+    let sources = plan(pipeline, opts)?.sources;
+    let all = RunOptions {
+        shard: opts.shard.map(|s| Shard { rank: 0, ..s }),
+        ..opts.clone()
+    };
+    Ok(fingerprint(pipeline, &sources, &all))
+}
+
 /// The prepass of stage `k`: read the whole input, run fresh copies of the stages
 /// before it (earlier prepass stages use their finished prepass), then `process`
 /// and `observe` stage `k` in input order, and `prepare` it.
@@ -1185,11 +1281,14 @@ fn run_prepass(
         .iter()
         .map(|spec| crate::stages::build(spec, pipeline))
         .collect::<Result<Vec<_>>>()?;
+    shard_stages(pipeline, &mut pre, opts)?;
     for (j, st) in pre.iter_mut().enumerate() {
         if st.needs_prepass() {
-            st.open_prepass(&prepass_dir(out, j), j < k)?;
+            st.open_prepass(&prepass_folder(pipeline, opts, out, j), j < k)?;
         }
     }
+    // Records observed per input file: a sharded run's global ordinals come from these.
+    let mut per_source: BTreeMap<usize, u64> = BTreeMap::new();
     let (target, before) = pre.split_last_mut().expect("stage k is built");
     let counters: Vec<Counters> = (0..before.len()).map(|_| Counters::default()).collect();
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
@@ -1212,6 +1311,7 @@ fn run_prepass(
             schema,
             source_name: sources[batch.source].name.clone(),
         };
+        let batch_source = batch.source;
         let step = pool.install(|| -> Result<Vec<Slot>> {
             let mut slots: Vec<Slot> = batch
                 .items
@@ -1247,6 +1347,7 @@ fn run_prepass(
         // In input order, on this thread.
         for slot in &slots {
             if let Slot::Live(rec) = slot {
+                *per_source.entry(batch_source).or_default() += 1;
                 if let Err(e) = target.observe(rec) {
                     result = Err(e.context(format!("record `{}` ({})", rec.id, rec.origin)));
                     break;
@@ -1259,7 +1360,16 @@ fn run_prepass(
     }
     let _ = reader.join();
     result?;
-    target.prepare()
+    if !stepped(opts) {
+        return target.prepare();
+    }
+    let dir = prepass_folder(pipeline, opts, out, k);
+    let sources_json = json!({
+        "run": run_fingerprint(pipeline, opts)?,
+        "files": per_source.into_iter().collect::<Vec<_>>(),
+    });
+    write_atomic(&dir.join("sources.json"), &serde_json::to_vec(&sources_json)?)?;
+    target.close_observe()
 }
 
 fn sync_stage_stats(cp: &mut Checkpoint, counters: &[Counters], base: &[(u64, u64, f64)]) {

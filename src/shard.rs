@@ -29,6 +29,7 @@ use crate::io::remote::{self, Bucket};
 use crate::io::writer::write_atomic;
 use crate::run::{read_marker, RankMarker, Shard};
 use crate::stats::RunStats;
+use crate::steps::Step;
 
 /// The completion markers found under `out/ranks/` (a folder or an `s3://` prefix), by rank.
 pub fn markers(out: &Path) -> Result<BTreeMap<usize, RankMarker>> {
@@ -124,6 +125,15 @@ pub fn merge_stats(out: &Path) -> Result<RunStats> {
     for (r, (_, _, secs)) in ranks.iter().enumerate() {
         for (name, html) in secs {
             sections.push((format!("{name} (rank {r})"), html.clone()));
+        }
+    }
+    // The clusters of a minhash_dedup stage, as a single-process run puts them.
+    for (k, spec) in pipeline.stages.iter().enumerate() {
+        let src = crate::steps::global_dir(out, k).join("clusters.jsonl");
+        if spec.kind == "minhash_dedup" && src.exists() {
+            let tmp = out.join("clusters.jsonl.tmp");
+            std::fs::copy(&src, &tmp).with_context(|| format!("{}: cannot copy", src.display()))?;
+            std::fs::rename(&tmp, out.join("clusters.jsonl"))?;
         }
     }
     write_atomic(&out.join("stats.json"), &serde_json::to_vec_pretty(&merged)?)?;
@@ -299,8 +309,10 @@ pub struct SlurmOptions {
 #[derive(Debug, Clone, Default)]
 pub struct SlurmPlan {
     pub scripts: Vec<PathBuf>,
-    /// Ranks submitted (those without a completion marker).
+    /// Ranks whose output is missing (those without a completion marker).
     pub ranks: Vec<usize>,
+    /// Steps submitted, each with its incomplete tasks (ranks or band ranges).
+    pub steps: Vec<(String, Vec<usize>)>,
     /// The sbatch command lines, in submission order.
     pub commands: Vec<Vec<String>>,
     /// Job ids, when submitted.
@@ -388,16 +400,19 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
     let out = o.output.clone().unwrap_or_else(|| pipeline.output_dir());
     let is_remote = out.to_str().is_some_and(remote::is_remote);
     let out = if is_remote { out } else { std::path::absolute(out)? };
-    // A rank's stages are built now, so a config error shows before anything is queued.
-    let stages = crate::stages::build_all(&pipeline)?;
-    if o.tasks > 1 {
-        if let Some(i) = stages.iter().position(|s| s.is_sequential()) {
-            return Err(config_error(format!(
-                "stage `{}` ({}) compares records across the whole input; it cannot run sharded yet",
-                pipeline.stages[i].name,
-                stages[i].kind()
-            )));
-        }
+    // The steps are planned now (the stages built), so a config error shows before
+    // anything is queued.
+    let steps = if o.tasks > 1 {
+        crate::steps::plan(&pipeline)?
+    } else {
+        crate::stages::build_all(&pipeline)?;
+        vec![Step::Filter]
+    };
+    if is_remote && steps.len() > 1 {
+        return Err(config_error(
+            "a sharded run with global stages (exact_dedup, minhash_dedup) needs a shared file system \
+             for its steps; an s3:// output is not supported for it yet",
+        ));
     }
     // Scripts and logs need a shared file system; for an s3:// output they go beside the
     // pipeline file.
@@ -424,81 +439,102 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
             m.world_size
         )));
     }
-    let ranks: Vec<usize> = (0..o.tasks).filter(|r| !done.contains_key(r)).collect();
     let curate = shell_quote(&o.curate.display().to_string());
     let (pq, oq) = (
         shell_quote(&pipeline_path.display().to_string()),
         shell_quote(&out.display().to_string()),
     );
-
-    let mut run_sh = sbatch_header(o);
-    let _ = writeln!(
-        run_sh,
-        "exec {curate} run {pq} --output {oq} --rank \"$SLURM_ARRAY_TASK_ID\" --world-size {} --quiet",
-        o.tasks
-    );
-    let mut merge_sh = sbatch_header(o);
-    let _ = writeln!(merge_sh, "exec {curate} merge-stats {oq}");
-    let run_path = slurm_dir.join("run.sbatch");
-    let merge_path = slurm_dir.join("merge.sbatch");
-    write_atomic(&run_path, run_sh.as_bytes())?;
-    write_atomic(&merge_path, merge_sh.as_bytes())?;
-
-    let mut plan = SlurmPlan {
-        scripts: vec![run_path.clone(), merge_path.clone()],
-        ranks: ranks.clone(),
-        ..Default::default()
-    };
-    let sbatch_cmd = |name: &str, log: &str| -> Vec<String> {
-        vec![
+    let mut plan = SlurmPlan::default();
+    // One script per step; each job depends on the one submitted before it.
+    let mut dep: Option<String> = None;
+    for (i, step) in steps.iter().enumerate() {
+        let left = crate::steps::incomplete(*step, &out, o.tasks)?;
+        if *step == Step::Filter {
+            plan.ranks = left.clone();
+        }
+        if left.is_empty() {
+            continue;
+        }
+        let step_name = step.name(&pipeline);
+        let kind = match step {
+            Step::Filter => "run",
+            _ => step_name.split(':').next().unwrap_or("step"),
+        };
+        let mut sh = sbatch_header(o);
+        let rank = if step.is_single() {
+            "0"
+        } else {
+            "\"$SLURM_ARRAY_TASK_ID\""
+        };
+        let step_arg = if steps.len() > 1 {
+            format!(" --step {}", shell_quote(&step_name))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            sh,
+            "exec {curate} run {pq} --output {oq} --rank {rank} --world-size {}{step_arg} --quiet",
+            o.tasks
+        );
+        let file = if *step == Step::Filter {
+            "run.sbatch".to_string()
+        } else {
+            format!("step-{i:02}-{kind}.sbatch")
+        };
+        let path = slurm_dir.join(&file);
+        write_atomic(&path, sh.as_bytes())?;
+        plan.scripts.push(path.clone());
+        let log = if step.is_single() {
+            format!("step-{i:02}-{kind}-%j.log")
+        } else if *step == Step::Filter {
+            "rank-%a.log".to_string()
+        } else {
+            format!("step-{i:02}-{kind}-%a.log")
+        };
+        let mut c = vec![
             "sbatch".to_string(),
             "--parsable".to_string(),
-            format!("--job-name={name}"),
+            format!("--job-name=curate-{kind}"),
             format!("--output={}", logs.join(log).display()),
-        ]
-    };
-    let run_cmd = |dep: Option<&str>| -> Vec<String> {
-        let mut c = sbatch_cmd("curate-run", "rank-%a.log");
-        c.push(format!("--array={}", array_spec(&ranks)));
-        if let Some(d) = dep {
+        ];
+        if !step.is_single() {
+            c.push(format!("--array={}", array_spec(&left)));
+        }
+        if let Some(d) = &dep {
             c.push(format!("--dependency=afterok:{d}"));
             c.push("--kill-on-invalid-dep=yes".into());
         }
-        c.push(run_path.display().to_string());
-        c
-    };
-    let merge_cmd = |dep: Option<&str>| -> Vec<String> {
-        let mut c = sbatch_cmd("curate-merge", "merge-%j.log");
-        if let Some(d) = dep {
-            c.push(format!("--dependency=afterok:{d}"));
-            c.push("--kill-on-invalid-dep=yes".into());
-        }
-        c.push(merge_path.display().to_string());
-        c
-    };
-    if o.dry_run {
-        if !ranks.is_empty() {
-            plan.commands.push(run_cmd(None));
-        }
-        plan.commands.push(merge_cmd(if ranks.is_empty() {
-            None
+        c.push(path.display().to_string());
+        dep = Some(if o.dry_run {
+            format!("JOB_{i}")
         } else {
-            Some("RUN_JOB_ID")
-        }));
-        return Ok(plan);
-    }
-    let mut dep = None;
-    if !ranks.is_empty() {
-        let c = run_cmd(None);
-        let id = sbatch(&c)?;
+            let id = sbatch(&c)?;
+            plan.job_ids.push(id.clone());
+            id
+        });
         plan.commands.push(c);
-        plan.job_ids.push(id.clone());
-        dep = Some(id);
+        plan.steps.push((step_name, left));
     }
-    let c = merge_cmd(dep.as_deref());
-    let id = sbatch(&c)?;
+    let mut merge_sh = sbatch_header(o);
+    let _ = writeln!(merge_sh, "exec {curate} merge-stats {oq}");
+    let merge_path = slurm_dir.join("merge.sbatch");
+    write_atomic(&merge_path, merge_sh.as_bytes())?;
+    plan.scripts.push(merge_path.clone());
+    let mut c = vec![
+        "sbatch".to_string(),
+        "--parsable".to_string(),
+        "--job-name=curate-merge".to_string(),
+        format!("--output={}", logs.join("merge-%j.log").display()),
+    ];
+    if let Some(d) = &dep {
+        c.push(format!("--dependency=afterok:{d}"));
+        c.push("--kill-on-invalid-dep=yes".into());
+    }
+    c.push(merge_path.display().to_string());
+    if !o.dry_run {
+        plan.job_ids.push(sbatch(&c)?);
+    }
     plan.commands.push(c);
-    plan.job_ids.push(id);
     Ok(plan)
 }
 

@@ -152,6 +152,25 @@ pub trait Stage: Send + Sync {
         Ok(())
     }
 
+    /// Sharded runs (`--world-size` > 1): switch to decisions from a prepass, so that
+    /// they can span every rank (see `src/steps.rs`). `false`: the stage compares
+    /// records across the input and cannot run sharded.
+    fn shard_prepass(&mut self) -> bool {
+        !self.is_sequential() || self.needs_prepass()
+    }
+
+    /// The clustering parameters of a prepass kept as `minhash_prepass` files; a
+    /// sharded run's bucket and cluster steps use them outside the stage.
+    fn cluster_params(&self) -> Option<crate::minhash_prepass::Params> {
+        None
+    }
+
+    /// A sharded observe step ends: store what `observe` collected for this rank
+    /// (instead of `prepare`, which needs every rank's records).
+    fn close_observe(&mut self) -> Result<()> {
+        anyhow::bail!("stage `{}` has no sharded prepass", self.kind())
+    }
+
     /// The stage's accumulated state, saved with each checkpoint so a resumed run
     /// continues exactly where it stopped. `None` for stateless stages.
     fn save_state(&self) -> Result<Option<Vec<u8>>> {

@@ -24,22 +24,107 @@ kind = "length"
 min_chars = 10
 
 [[stage]]
+kind = "exact_dedup"
+
+[[stage]]
+kind = "minhash_dedup"
+shingle = "char"
+char_ngram = 3
+
+[[stage]]
 kind = "pii"
 "#;
 
+/// Pipeline stage numbers of the two global stages above.
+const EXACT: usize = 2;
+const MINHASH: usize = 3;
+
 /// Eight input files of synthetic records (so 4 ranks get two each), and the pipeline.
+/// Each file repeats records of other files (other ranks): exact copies of the next
+/// file's first ten lines, and near copies (one character changed) of text records
+/// of the file after that, so both dedup stages must look across ranks.
 fn setup(dir: &Path) -> PathBuf {
+    setup_with(dir, STAGES)
+}
+
+/// The same input, and the pipeline without the dedup stages (no steps needed).
+fn setup_plain(dir: &Path) -> PathBuf {
+    let plain = STAGES
+        .replace("[[stage]]\nkind = \"exact_dedup\"\n\n", "")
+        .replace(
+            "[[stage]]\nkind = \"minhash_dedup\"\nshingle = \"char\"\nchar_ngram = 3\n\n",
+            "",
+        );
+    assert!(!plain.contains("dedup"), "{plain}");
+    setup_with(dir, &plain)
+}
+
+fn setup_with(dir: &Path, stages: &str) -> PathBuf {
     let inputs = dir.join("in");
     std::fs::create_dir_all(&inputs).unwrap();
+    let files: Vec<String> = (0..8).map(|i| synthetic_jsonl(150 + 10 * i, i as u64)).collect();
     for i in 0..8 {
-        std::fs::write(
-            inputs.join(format!("f{i}.jsonl")),
-            synthetic_jsonl(150 + 10 * i, i as u64),
-        )
-        .unwrap();
+        let mut text = files[i].clone();
+        for line in files[(i + 1) % 8].lines().take(10) {
+            text.push_str(line);
+            text.push('\n');
+        }
+        for line in files[(i + 2) % 8].lines().take(40) {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(t) = v
+                .get("text")
+                .and_then(|t| t.as_str())
+                .filter(|t| t.chars().count() > 40)
+            {
+                let mut chars: Vec<char> = t.chars().collect();
+                chars[20] = '改';
+                v["text"] = chars.into_iter().collect::<String>().into();
+                v["id"] = format!("near-{i}-{}", v["id"].as_str().unwrap()).into();
+                text.push_str(&v.to_string());
+                text.push('\n');
+            }
+        }
+        std::fs::write(inputs.join(format!("f{i}.jsonl")), text).unwrap();
     }
     let glob = format!("{}/*.jsonl", inputs.display());
-    write_pipeline(dir, &[&glob], STAGES, "out", "part_records = 50")
+    write_pipeline(dir, &[&glob], stages, "out", "part_records = 50")
+}
+
+/// Every step of a sharded run, each rank in a shuffled order, as `curate slurm` chains them.
+fn run_all_steps(p: &str, out: &Path, world: usize) {
+    let o = out.to_str().unwrap();
+    let n = world.to_string();
+    for step in [
+        "observe:exact_dedup",
+        "buckets:exact_dedup",
+        "clusters:exact_dedup",
+        "observe:minhash_dedup",
+        "buckets:minhash_dedup",
+        "clusters:minhash_dedup",
+        "filter",
+    ] {
+        let ranks: Vec<usize> = if step.starts_with("clusters") {
+            vec![0]
+        } else {
+            (0..world).rev().collect()
+        };
+        for r in ranks {
+            let r = r.to_string();
+            run_ok(&[
+                "run",
+                p,
+                "--output",
+                o,
+                "--rank",
+                &r,
+                "--world-size",
+                &n,
+                "--step",
+                step,
+                "--quiet",
+            ]);
+        }
+    }
 }
 
 /// Kept and rejected parts of a sharded run, by file name, from every rank.
@@ -77,44 +162,82 @@ fn ranks_together_equal_one_process() {
     let single = tmp.path().join("single");
     let sharded = tmp.path().join("sharded");
     run_ok(&["run", p, "--output", single.to_str().unwrap(), "--quiet"]);
-    for r in ["2", "0", "1"] {
-        run_ok(&[
-            "run",
-            p,
-            "--output",
-            sharded.to_str().unwrap(),
-            "--rank",
-            r,
-            "--world-size",
-            "3",
-            "--quiet",
-        ]);
-    }
-    run_ok(&["merge-stats", sharded.to_str().unwrap()]);
-    assert_eq!(sharded_parts(&sharded), snapshot(&single, &["kept", "rejected"]));
-    assert_eq!(books(&sharded), books(&single));
-    check_books(&single);
+    let s = stats(&single);
+    let dropped = |k: usize, reason: &str| s["stages"][k + 1]["reasons"][reason].as_u64().unwrap_or(0);
+    assert!(dropped(EXACT, "duplicate") >= 60, "{s}");
+    assert!(dropped(MINHASH, "near_duplicate") >= 8, "{s}");
 
-    // A completed rank is skipped on rerun; merge-stats is repeatable.
-    let again = run_ok(&[
+    // Without its steps, a sharded run with global stages says what to run.
+    let early = run_curate(&[
         "run",
         p,
         "--output",
         sharded.to_str().unwrap(),
         "--rank",
-        "1",
+        "0",
         "--world-size",
         "3",
     ]);
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already complete"));
+    assert_eq!(early.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&early.stderr).contains("observe:exact_dedup"));
+
+    run_all_steps(p, &sharded, 3);
     run_ok(&["merge-stats", sharded.to_str().unwrap()]);
+    assert_eq!(sharded_parts(&sharded), snapshot(&single, &["kept", "rejected"]));
     assert_eq!(books(&sharded), books(&single));
+    assert_eq!(
+        std::fs::read(sharded.join("clusters.jsonl")).unwrap(),
+        std::fs::read(single.join("clusters.jsonl")).unwrap()
+    );
+    check_books(&single);
+
+    // A completed rank or step is skipped on rerun; merge-stats is repeatable.
+    let o = sharded.to_str().unwrap();
+    let again = run_ok(&["run", p, "--output", o, "--rank", "1", "--world-size", "3"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already complete"));
+    let again = run_ok(&[
+        "run",
+        p,
+        "--output",
+        o,
+        "--rank",
+        "1",
+        "--world-size",
+        "3",
+        "--step",
+        "observe:minhash_dedup",
+    ]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already complete"));
+    run_ok(&["merge-stats", o]);
+    assert_eq!(books(&sharded), books(&single));
+
+    // Without global stages a sharded run needs no steps.
+    let plain_dir = tmp.path().join("plain");
+    std::fs::create_dir_all(&plain_dir).unwrap();
+    let plain = setup_plain(&plain_dir);
+    let pl = plain.to_str().unwrap();
+    let (s1, s2) = (tmp.path().join("plain1"), tmp.path().join("plain2"));
+    run_ok(&["run", pl, "--output", s1.to_str().unwrap(), "--quiet"]);
+    for r in ["1", "0"] {
+        run_ok(&[
+            "run",
+            pl,
+            "--output",
+            s2.to_str().unwrap(),
+            "--rank",
+            r,
+            "--world-size",
+            "2",
+            "--quiet",
+        ]);
+    }
+    assert_eq!(sharded_parts(&s2), snapshot(&s1, &["kept", "rejected"]));
 }
 
 #[test]
 fn merge_stats_names_missing_ranks_and_bad_ranks_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let p = setup(tmp.path());
+    let p = setup_plain(tmp.path());
     let p = p.to_str().unwrap();
     let out = tmp.path().join("o");
     let o = out.to_str().unwrap();
@@ -144,20 +267,47 @@ fn merge_stats_names_missing_ranks_and_bad_ranks_are_refused() {
 }
 
 #[test]
-fn global_stages_are_refused_when_sharded() {
+fn steps_refuse_what_they_cannot_do() {
     let tmp = tempfile::tempdir().unwrap();
-    let inputs = tmp.path().join("a.jsonl");
-    std::fs::write(&inputs, synthetic_jsonl(20, 1)).unwrap();
-    let p = write_pipeline(
-        tmp.path(),
-        &[inputs.to_str().unwrap()],
-        "[[stage]]\nkind = \"exact_dedup\"\n",
-        "out",
-        "",
+    let p = setup(tmp.path());
+    let p = p.to_str().unwrap();
+    let o = tmp.path().join("o");
+    let o = o.to_str().unwrap();
+    // A step before the ones it needs names what is missing.
+    let b = run_curate(&[
+        "run",
+        p,
+        "--output",
+        o,
+        "--rank",
+        "0",
+        "--world-size",
+        "2",
+        "--step",
+        "buckets:exact_dedup",
+    ]);
+    assert_eq!(b.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&b.stderr).contains("observe step"),
+        "{}",
+        String::from_utf8_lossy(&b.stderr)
     );
-    let o = run_curate(&["run", p.to_str().unwrap(), "--rank", "0", "--world-size", "2"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("exact_dedup"));
+    // Unknown steps and stages that are not global.
+    for bad in ["observe:pii", "sort:exact_dedup", "observe"] {
+        let r = run_curate(&[
+            "run",
+            p,
+            "--output",
+            o,
+            "--rank",
+            "0",
+            "--world-size",
+            "2",
+            "--step",
+            bad,
+        ]);
+        assert_eq!(r.status.code(), Some(2), "{bad}");
+    }
 }
 
 #[test]
@@ -306,11 +456,12 @@ fn real_slurm_array_with_a_failed_rank_and_a_relaunch() {
     let cluster = Cluster::start(&tmp.path().join("slurm"));
     let out = tmp.path().join("sharded");
 
-    // Rank 2 fails for real: a file sits where its output directory must go.
-    std::fs::create_dir_all(out.join("ranks")).unwrap();
-    let blocker = out.join("ranks/rank-00002");
+    // Rank 2 fails for real in the middle of the chain (the observe step of the
+    // second global stage): a file sits where its step folder must go.
+    let blocker = out.join(format!("steps/stage-{MINHASH:03}/rank-00002"));
+    std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
     std::fs::write(&blocker, "not a directory").unwrap();
-    let launch = |expect_ranks: &str| {
+    let launch = |expect_ranks: &str, expect_jobs: usize| {
         let o = cluster
             .cmd(env!("CARGO_BIN_EXE_curate"))
             .args([
@@ -332,18 +483,30 @@ fn real_slurm_array_with_a_failed_rank_and_a_relaunch() {
             String::from_utf8_lossy(&o.stderr)
         );
         assert!(text.contains(&format!("ranks to run: {expect_ranks}")), "{text}");
-        assert_eq!(text.matches("submitted job").count(), 2, "{text}");
+        assert_eq!(text.matches("submitted job").count(), expect_jobs, "{text}");
+        text
     };
-    launch("0-3");
-    cluster.wait_idle(Duration::from_secs(180));
+    // observe, buckets, clusters twice; filter; merge.
+    launch("0-3", 8);
+    cluster.wait_idle(Duration::from_secs(300));
     for r in [0, 1, 3] {
         assert!(
-            out.join(format!("ranks/rank-{r:05}.done")).exists(),
-            "rank {r} finished"
+            out.join(format!("steps/stage-{MINHASH:03}/rank-{r:05}/observed.json"))
+                .exists(),
+            "rank {r} observed"
         );
     }
-    assert!(!out.join("ranks/rank-00002.done").exists());
-    let log = std::fs::read_to_string(out.join("slurm/logs/rank-2.log")).unwrap_or_default();
+    assert!(out
+        .join(format!("steps/stage-{EXACT:03}/global/prepared.json"))
+        .exists());
+    assert!(!out
+        .join(format!("steps/stage-{MINHASH:03}/global/prepared.json"))
+        .exists());
+    assert!(
+        !out.join("ranks").exists(),
+        "no rank may filter before every step is done"
+    );
+    let log = std::fs::read_to_string(out.join("slurm/logs/step-03-observe-2.log")).unwrap_or_default();
     assert!(
         log.contains("rank-00002"),
         "rank 2's log names the failure: {log}"
@@ -353,9 +516,11 @@ fn real_slurm_array_with_a_failed_rank_and_a_relaunch() {
         "merge must not run after a failed rank (afterok + kill_invalid_depend)"
     );
 
-    // Relaunch: only rank 2 is submitted, then the merge.
+    // Relaunch: rank 2's observe step and everything after it.
     std::fs::remove_file(&blocker).unwrap();
-    launch("2");
+    let text = launch("0-3", 5);
+    assert!(text.contains("step observe:minhash_dedup: tasks 2\n"), "{text}");
+    assert!(!text.contains("step observe:exact_dedup"), "{text}");
     cluster.wait_idle(Duration::from_secs(180));
     assert!(
         out.join("stats.json").exists(),

@@ -710,6 +710,19 @@ impl Stage for MinhashDedup {
         Ok(())
     }
 
+    fn cluster_params(&self) -> Option<prepass::Params> {
+        Some(self.params())
+    }
+
+    fn close_observe(&mut self) -> Result<()> {
+        let observer = self
+            .observer
+            .take()
+            .context("minhash_dedup: close_observe before open_prepass")?;
+        observer.close()?;
+        Ok(())
+    }
+
     fn decide(&mut self, record: &mut Record) -> Result<Verdict> {
         if self.decisions.is_none() {
             let dir = self.prepass_dir()?.to_path_buf();
@@ -826,6 +839,10 @@ impl Stage for MinhashDedup {
         // clusters.jsonl next to stats.json, copied whole (tmp + rename).
         let Some(dir) = &self.dir else { return Ok(()) };
         let src = dir.join("clusters.jsonl");
+        if !src.exists() {
+            // A rank of a sharded run: the clusters of the whole run are in `global/`.
+            return Ok(());
+        }
         let dst = cx.output_dir.join("clusters.jsonl");
         let tmp = cx.output_dir.join("clusters.jsonl.tmp");
         std::fs::copy(&src, &tmp).with_context(|| format!("{}: cannot copy", src.display()))?;
