@@ -882,13 +882,14 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         if stepped(opts) {
             // A sharded run's steps made the decisions (`src/steps.rs`).
             let dir = prepass_folder(pipeline, opts, &out, k);
-            if !dir.join("prepared.json").exists() {
+            let global = crate::steps::global_dir(&base_output(pipeline, opts), k);
+            if !global.join("prepared.json").exists() {
                 return Err(config_error(format!(
                     "stage `{}`: its sharded steps have not finished ({} has no prepared.json); run \
                      `--step observe:{name}`, `buckets:{name}` and `clusters:{name}` first (`curate slurm` \
                      chains them)",
                     stage_names[k + 1],
-                    dir.display(),
+                    global.display(),
                     name = stage_names[k + 1]
                 )));
             }
