@@ -384,6 +384,7 @@ fn main_inner(cli: Cli) -> Result<()> {
                 quiet,
                 overwrite,
                 shard,
+                steps_root: None,
             };
             if let Some(step) = step.as_deref() {
                 let step = curate::steps::parse(step, &p)?;

@@ -53,6 +53,8 @@ pub struct RunOptions {
     pub overwrite: bool,
     /// Process only this rank's share of the input files (`--rank`, `--world-size`).
     pub shard: Option<Shard>,
+    /// Where a sharded run's steps keep their files (default: [`steps_root`]).
+    pub steps_root: Option<PathBuf>,
 }
 
 /// One rank of a sharded run: input file `i` (in sorted input order) belongs to
@@ -705,6 +707,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     .join(format!("{:016x}", xxhash_rust::xxh3::xxh3_64(url.as_bytes())));
     let local_opts = RunOptions {
         output: Some(staging.clone()),
+        steps_root: Some(steps_root(pipeline, opts)),
         ..opts.clone()
     };
     let mut local_pipeline = pipeline.clone();
@@ -882,7 +885,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         if stepped(opts) {
             // A sharded run's steps made the decisions (`src/steps.rs`).
             let dir = prepass_folder(pipeline, opts, &out, k);
-            let global = crate::steps::global_dir(&base_output(pipeline, opts), k);
+            let global = crate::steps::global_dir(&steps_root(pipeline, opts), k);
             if !global.join("prepared.json").exists() {
                 return Err(config_error(format!(
                     "stage `{}`: its sharded steps have not finished ({} has no prepared.json); run \
@@ -1190,11 +1193,25 @@ pub(crate) fn base_output(pipeline: &Pipeline, opts: &RunOptions) -> PathBuf {
     opts.output.clone().unwrap_or_else(|| pipeline.output_dir())
 }
 
+/// Where a sharded run's steps keep their files (`ROOT/steps/`): the output directory,
+/// or for an `s3://` output the folder beside the pipeline file that also holds the
+/// Slurm scripts (steps need a file system every rank sees).
+pub fn steps_root(pipeline: &Pipeline, opts: &RunOptions) -> PathBuf {
+    if let Some(r) = &opts.steps_root {
+        return r.clone();
+    }
+    let base = base_output(pipeline, opts);
+    match base.to_str().filter(|u| remote::is_remote(u)) {
+        Some(url) => crate::shard::side_dir(&pipeline.path, url),
+        None => base,
+    }
+}
+
 /// Stage `k`'s prepass folder: under the run's `.curate/`, or for a rank of a sharded
 /// run the rank's folder of that stage's steps.
 pub(crate) fn prepass_folder(pipeline: &Pipeline, opts: &RunOptions, out: &Path, k: usize) -> PathBuf {
     match opts.shard.filter(|_| stepped(opts)) {
-        Some(s) => crate::steps::rank_dir(&base_output(pipeline, opts), k, s.rank),
+        Some(s) => crate::steps::rank_dir(&steps_root(pipeline, opts), k, s.rank),
         None => prepass_dir(out, k),
     }
 }
@@ -1218,16 +1235,6 @@ pub(crate) fn shard_stages(
                 st.kind()
             )));
         }
-    }
-    if stages.iter().any(|s| s.needs_prepass())
-        && base_output(pipeline, opts)
-            .to_str()
-            .is_some_and(remote::is_remote)
-    {
-        return Err(config_error(
-            "a sharded run with global stages (exact_dedup, minhash_dedup) needs a shared file system \
-             for its steps; an s3:// output is not supported for it yet",
-        ));
     }
     Ok(())
 }

@@ -378,6 +378,16 @@ fn check_directive_value(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
+/// The local folder of a run whose output is the `s3://` URL `url`: beside the pipeline
+/// file (`slurm-HASH/`), where the Slurm scripts, logs and the steps' files go.
+pub fn side_dir(pipeline_path: &Path, url: &str) -> PathBuf {
+    let tag = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(url.as_bytes()));
+    let abs = std::path::absolute(pipeline_path).unwrap_or_else(|_| pipeline_path.to_path_buf());
+    abs.parent()
+        .unwrap_or(Path::new("."))
+        .join(format!("slurm-{tag}"))
+}
+
 /// Write the sbatch scripts for a sharded run and submit the incomplete ranks.
 pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
     if o.tasks == 0 {
@@ -408,26 +418,14 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
         crate::stages::build_all(&pipeline)?;
         vec![Step::Filter]
     };
-    if is_remote && steps.len() > 1 {
-        return Err(config_error(
-            "a sharded run with global stages (exact_dedup, minhash_dedup) needs a shared file system \
-             for its steps; an s3:// output is not supported for it yet",
-        ));
-    }
     // Scripts and logs need a shared file system; for an s3:// output they go beside the
     // pipeline file.
     let slurm_dir = if is_remote {
-        let tag = format!(
-            "{:016x}",
-            xxhash_rust::xxh3::xxh3_64(out.to_string_lossy().as_bytes())
-        );
-        pipeline_path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(format!("slurm-{tag}"))
+        side_dir(&pipeline_path, &out.to_string_lossy())
     } else {
         out.join("slurm")
     };
+    let steps_root = if is_remote { slurm_dir.clone() } else { out.clone() };
     let logs = slurm_dir.join("logs");
     std::fs::create_dir_all(&logs).with_context(|| format!("{}: cannot create", logs.display()))?;
 
@@ -448,7 +446,7 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
     // One script per step; each job depends on the one submitted before it.
     let mut dep: Option<String> = None;
     for (i, step) in steps.iter().enumerate() {
-        let left = crate::steps::incomplete(*step, &out, o.tasks)?;
+        let left = crate::steps::incomplete(*step, &out, &steps_root, o.tasks)?;
         if *step == Step::Filter {
             plan.ranks = left.clone();
         }

@@ -136,8 +136,9 @@ pub fn global_dir(out: &Path, k: usize) -> PathBuf {
     stage_dir(out, k).join("global")
 }
 
-/// Tasks of `step` (ranks, band ranges, or `[0]`) not yet complete in `out`.
-pub fn incomplete(step: Step, out: &Path, world_size: usize) -> Result<Vec<usize>> {
+/// Tasks of `step` (ranks, band ranges, or `[0]`) not yet complete.
+/// `out` is the output (where rank markers are), `root` the steps' root ([`run::steps_root`]).
+pub fn incomplete(step: Step, out: &Path, root: &Path, world_size: usize) -> Result<Vec<usize>> {
     let tasks: Vec<usize> = if step.is_single() {
         vec![0]
     } else {
@@ -151,9 +152,9 @@ pub fn incomplete(step: Step, out: &Path, world_size: usize) -> Result<Vec<usize
     let mut left = Vec::new();
     for t in tasks {
         let done = match step {
-            Step::Observe(k) => rank_dir(out, k, t).join("observed.json").is_file(),
-            Step::Buckets(k) => global_dir(out, k).join(prepass::buckets_file(t)).exists(),
-            Step::Clusters(k) => global_dir(out, k).join("prepared.json").exists(),
+            Step::Observe(k) => rank_dir(root, k, t).join("observed.json").is_file(),
+            Step::Buckets(k) => global_dir(root, k).join(prepass::buckets_file(t)).exists(),
+            Step::Clusters(k) => global_dir(root, k).join("prepared.json").exists(),
             Step::Filter => done_markers.contains_key(&t),
         };
         if !done {
@@ -170,7 +171,7 @@ pub fn run_step(pipeline: &Pipeline, opts: &RunOptions, step: Step) -> Result<()
         .shard
         .filter(|s| s.world_size > 1)
         .ok_or_else(|| config_error("--step needs --rank and --world-size (more than one rank)"))?;
-    let out = run::base_output(pipeline, opts);
+    let out = run::steps_root(pipeline, opts);
     let say = |msg: String| {
         if !opts.quiet {
             eprintln!("curate: {msg}");

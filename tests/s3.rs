@@ -148,9 +148,19 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
     // Inputs: four files, one gzip-compressed, uploaded to s3://data/in/.
     let local_in = tmp.path().join("in");
     std::fs::create_dir_all(&local_in).unwrap();
+    // Each file also repeats the next file's first lines, so exact_dedup must look
+    // across ranks.
+    let files: Vec<String> = (0..4)
+        .map(|i| synthetic_jsonl(120 + 7 * i, 40 + i as u64))
+        .collect();
     for i in 0..4 {
         let name = format!("f{i}.jsonl");
-        std::fs::write(local_in.join(&name), synthetic_jsonl(120 + 7 * i, 40 + i as u64)).unwrap();
+        let mut text = files[i].clone();
+        for line in files[(i + 1) % 4].lines().take(12) {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(local_in.join(&name), text).unwrap();
     }
     let gz = local_in.join("f3.jsonl.gz");
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -167,7 +177,8 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
         s3.http("PUT", &format!("data/in/{n}"), Some(&local_in.join(n)));
     }
 
-    let stages = "[[stage]]\nkind = \"normalize\"\n\n[[stage]]\nkind = \"length\"\nmin_chars = 10\n\n[[stage]]\nkind = \"pii\"\n";
+    let stages = "[[stage]]\nkind = \"normalize\"\n\n[[stage]]\nkind = \"length\"\nmin_chars = 10\n\n\
+                  [[stage]]\nkind = \"exact_dedup\"\n\n[[stage]]\nkind = \"pii\"\n";
     let local_glob = format!("{}/*", local_in.display());
     let p_local = write_pipeline(tmp.path(), &[&local_glob], stages, "local", "part_records = 40");
     std::fs::rename(&p_local, tmp.path().join("local.toml")).unwrap();
@@ -187,8 +198,33 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
         local.to_str().unwrap(),
         "--quiet",
     ]);
+    let local_stats = stats(&local);
+    assert!(
+        local_stats["stages"][3]["reasons"]["duplicate"].as_u64().unwrap() >= 30,
+        "{local_stats}"
+    );
     let staging = tmp.path().join("staging");
     let pr = p_remote.to_str().unwrap();
+    // exact_dedup's steps keep their files beside the pipeline (a shared file system).
+    for (step, ranks) in [
+        ("observe:exact_dedup", &["1", "0"][..]),
+        ("buckets:exact_dedup", &["0", "1"][..]),
+        ("clusters:exact_dedup", &["0"][..]),
+    ] {
+        for r in ranks {
+            s3.curate_ok(&[
+                "run",
+                pr,
+                "--rank",
+                r,
+                "--world-size",
+                "2",
+                "--step",
+                step,
+                "--quiet",
+            ]);
+        }
+    }
     for r in ["1", "0"] {
         let o = Command::new(env!("CARGO_BIN_EXE_curate"))
             .args(["run", pr, "--rank", r, "--world-size", "2", "--quiet"])
@@ -232,7 +268,6 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
     remote_parts.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(remote_parts, snapshot(&local, &["kept", "rejected"]));
     let merged: serde_json::Value = serde_json::from_slice(&s3.get("data", "out/stats.json")).unwrap();
-    let local_stats = stats(&local);
     for k in ["input", "kept", "rejected"] {
         assert_eq!(merged[k], local_stats[k], "{k}");
     }
