@@ -130,6 +130,14 @@ fn magic_html_benchmark_char_f1() {
     let secs = start.elapsed().as_secs_f64();
     for (i, (page, got)) in scored.iter().enumerate() {
         let pr = char_pr(&got.text, &page.gold);
+        // EXTRACT_DUMP=DIR: each page's extracted and gold text, to study a loss.
+        if let Some(dir) = std::env::var_os("EXTRACT_DUMP") {
+            let dir = Path::new(&dir);
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join(format!("{i:02}.out.txt")), &got.text).unwrap();
+            std::fs::write(dir.join(format!("{i:02}.gold.txt")), &page.gold).unwrap();
+            std::fs::write(dir.join(format!("{i:02}.html")), &page.html).unwrap();
+        }
         if std::env::var_os("EXTRACT_VERBOSE").is_some() {
             eprintln!(
                 "{i:2} {:7} {} P {:.3} R {:.3} F1 {:.3}",

@@ -220,6 +220,18 @@ struct El {
     end_block: usize,
     /// The mark its own tag and `class`/`id` give it (see [`resolve_marks`]).
     own_mark: Mark,
+    /// Named as the article body (`<article>`, `itemprop="articleBody"`,
+    /// `class="article-content"`, ...): see [`content_hint`].
+    hint: bool,
+    /// `ul`/`ol` (`List`) or `li` (`Item`), for [`mark_teaser_lists`].
+    list: ListRole,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListRole {
+    None,
+    List,
+    Item,
 }
 
 /// Everything the selection needs from the parsed page.
@@ -383,10 +395,8 @@ const SOFT_WORDS: &[&str] = &["comment", "comments", "reply", "replies", "discus
 
 /// The boilerplate mark an element's tag and `class`/`id` give it.
 fn mark_of(tag: &str, el: &scraper::node::Element, in_article: bool) -> Mark {
-    match tag {
-        "nav" | "footer" | "aside" | "menu" => return Mark::Hard,
-        "header" if !in_article => return Mark::Hard,
-        _ => {}
+    if mark_of_tag(tag, in_article) == Mark::Hard {
+        return Mark::Hard;
     }
     let mut mark = Mark::None;
     for (name, value) in el.attrs() {
@@ -403,6 +413,46 @@ fn mark_of(tag: &str, el: &scraper::node::Element, in_article: bool) -> Mark {
         }
     }
     mark
+}
+
+/// Words of a `class`/`id` that, together with one of [`BODY_WORDS`], name an article body.
+const ARTICLE_WORDS: &[&str] = &[
+    "article", "entry", "post", "story", "news", "detail", "caas", "rich",
+];
+const BODY_WORDS: &[&str] = &["content", "body", "text", "txt", "cont"];
+
+/// Whether an element names itself the article body, as CMSs and news sites do
+/// (`<article>`, `itemprop="articleBody"`, `article-content`, `entry-content`,
+/// `post_body`, `caas-body`, `rich_media_content`, ...). Trafilatura starts from
+/// a list of such selectors; here they only steer the container choice.
+fn content_hint(tag: &str, el: &scraper::node::Element) -> bool {
+    if tag == "article" {
+        return true;
+    }
+    let mut article = false;
+    let mut body = false;
+    for (name, value) in el.attrs() {
+        if name == "itemprop" && value.eq_ignore_ascii_case("articlebody") {
+            return true;
+        }
+        if name != "class" && name != "id" {
+            continue;
+        }
+        for word in class_words(value) {
+            article |= ARTICLE_WORDS.contains(&word.as_str());
+            body |= BODY_WORDS.contains(&word.as_str());
+        }
+    }
+    article && body
+}
+
+/// The boilerplate mark of a tag alone.
+fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
+    match tag {
+        "nav" | "footer" | "aside" | "menu" => Mark::Hard,
+        "header" if !in_article => Mark::Hard,
+        _ => Mark::None,
+    }
 }
 
 /// `class`/`id` words, lower-cased: split at non-alphanumerics, digits and
@@ -493,6 +543,8 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
         first_block: 0,
         end_block: 0,
         own_mark: Mark::None,
+        hint: false,
+        list: ListRole::None,
     });
     let mut stack: Vec<Open> = vec![Open {
         el: 0,
@@ -539,7 +591,15 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                         }
                         let top = stack.last().expect("root stays open");
                         let in_article = top.in_article || tag == "article" || tag == "main";
-                        let own_mark = mark_of(tag, el, top.in_article);
+                        let hint = content_hint(tag, el);
+                        // A named article body is not boilerplate for a word among
+                        // its classes (`news ... enableGAMAds` is a feature flag);
+                        // its tag still counts (`<footer class="post-body">`).
+                        let own_mark = if hint {
+                            mark_of_tag(tag, top.in_article)
+                        } else {
+                            mark_of(tag, el, top.in_article)
+                        };
                         let kind = match tag {
                             "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => BlockKind::Heading,
                             "li" => BlockKind::ListItem,
@@ -561,6 +621,12 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                                 first_block: page.blocks.len(),
                                 end_block: 0,
                                 own_mark,
+                                hint: hint && own_mark == Mark::None,
+                                list: match tag {
+                                    "ul" | "ol" => ListRole::List,
+                                    "li" => ListRole::Item,
+                                    _ => ListRole::None,
+                                },
                             });
                             page.elements.len() - 1
                         } else {
@@ -616,6 +682,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
     flush(&mut page, &mut pending, &stack);
     page.elements[0].end_block = page.blocks.len();
     resolve_marks(&mut page);
+    mark_teaser_lists(&mut page);
     Ok(page)
 }
 
@@ -648,6 +715,42 @@ fn resolve_marks(page: &mut Page) {
     }
     for b in &mut page.blocks {
         b.mark = mark[b.owner];
+    }
+}
+
+/// Items of a list from which it is taken for a list of teasers.
+const MIN_TEASERS: usize = 3;
+
+/// Mark lists of teasers *hard*: a `ul`/`ol` of 3+ items, most of which hold a
+/// linked headline (a block that is mostly link text) and a summary that reads
+/// like prose. "Other people also read" feeds under a news story look exactly
+/// so, and their summaries would otherwise outweigh the story; a list in an
+/// article rarely gives every item a linked line of its own.
+fn mark_teaser_lists(page: &mut Page) {
+    let n = page.elements.len();
+    let mut items = vec![0usize; n];
+    let mut teasers = vec![0usize; n];
+    for i in 1..n {
+        let el = &page.elements[i];
+        let p = el.parent;
+        if el.list != ListRole::Item || page.elements[p].list != ListRole::List {
+            continue;
+        }
+        items[p] += 1;
+        let blocks = &page.blocks[el.first_block..el.end_block];
+        let headline = blocks.iter().any(|b| b.is_link_list() && b.chars >= 4);
+        let summary = blocks.iter().any(|b| b.reads_like_text() && b.mark == Mark::None);
+        if headline && summary {
+            teasers[p] += 1;
+        }
+    }
+    for i in 0..n {
+        if items[i] >= MIN_TEASERS && teasers[i] * 5 >= items[i] * 3 {
+            let (a, b) = (page.elements[i].first_block, page.elements[i].end_block);
+            for blk in &mut page.blocks[a..b] {
+                blk.mark = Mark::Hard;
+            }
+        }
     }
 }
 
@@ -794,8 +897,60 @@ impl Block {
     }
 }
 
-/// The element with the largest summed block weight (the deepest one on ties).
+/// A named article body is chosen over the heaviest element when it holds at
+/// least this share of that element's weight (a news page whose feed of other
+/// stories outweighs the story itself).
+const HINT_SHARE: f64 = 0.2;
+
+/// Named bodies on one page from which they are taken to be a thread's posts.
+const MIN_POSTS: usize = 3;
+
+/// The element with the largest summed block weight (the deepest one on ties),
+/// unless a named article body ([`content_hint`]) that is not inside it holds
+/// [`HINT_SHARE`] of its weight.
 fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
+    let sum = element_weights(page, soft_counts);
+    let mut best = (0, f64::MIN);
+    for (i, &s) in sum.iter().enumerate() {
+        // `>` keeps the first (outermost) of equal sums; prefer the deeper one
+        // only when it holds the same weight, i.e. the outer adds nothing.
+        if s > best.1 || (s == best.1 && is_inside(page, i, best.0)) {
+            best = (i, s);
+        }
+    }
+    // Named bodies with text, outermost only; several (a forum's posts, each a
+    // `post-content`) stand for their common ancestor, the thread.
+    let tops: Vec<usize> = (0..sum.len())
+        .filter(|&i| page.elements[i].hint && sum[i] > 0.0)
+        .filter(|&i| !has_hinted_ancestor(page, i))
+        .collect();
+    let Some(&first) = tops.first() else { return best };
+    let chosen = if tops.len() >= MIN_POSTS {
+        tops[1..].iter().fold(first, |a, &b| common_ancestor(page, a, b))
+    } else {
+        // One or two: the article and perhaps a teaser or a lead; the heaviest
+        // named body, nested ones included (an inner body without the byline).
+        let mut pick = first;
+        for i in (0..sum.len()).filter(|&i| page.elements[i].hint) {
+            if sum[i] > sum[pick] || (sum[i] == sum[pick] && is_inside(page, i, pick)) {
+                pick = i;
+            }
+        }
+        pick
+    };
+    let hinted = (chosen, sum[chosen]);
+    if hinted.1 > 0.0
+        && hinted.1 >= HINT_SHARE * best.1
+        && !is_inside(page, best.0, hinted.0)
+        && hinted.0 != best.0
+    {
+        return hinted;
+    }
+    best
+}
+
+/// Each element's summed block weight.
+fn element_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
     let mut sum = vec![0.0f64; page.elements.len()];
     for b in &page.blocks {
         sum[b.owner] += b.weight(soft_counts);
@@ -805,15 +960,31 @@ fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
         let parent = page.elements[i].parent;
         sum[parent] += sum[i];
     }
-    let mut best = (0, f64::MIN);
-    for (i, &s) in sum.iter().enumerate() {
-        // `>` keeps the first (outermost) of equal sums; prefer the deeper one
-        // only when it holds the same weight, i.e. the outer adds nothing.
-        if s > best.1 || (s == best.1 && is_inside(page, i, best.0)) {
-            best = (i, s);
+    sum
+}
+
+fn has_hinted_ancestor(page: &Page, mut el: usize) -> bool {
+    while el != 0 {
+        el = page.elements[el].parent;
+        if page.elements[el].hint {
+            return true;
         }
     }
-    best
+    false
+}
+
+/// The deepest element holding both `a` and `b` (each counts as holding itself).
+fn common_ancestor(page: &Page, a: usize, b: usize) -> usize {
+    let mut x = a;
+    loop {
+        if x == b || is_inside(page, b, x) {
+            return x;
+        }
+        if x == 0 {
+            return 0;
+        }
+        x = page.elements[x].parent;
+    }
 }
 
 fn is_inside(page: &Page, mut el: usize, ancestor: usize) -> bool {
@@ -930,6 +1101,39 @@ mod tests {
             <p>剧情有点拖沓，不过结尾还不错。</p></div>"#;
         let got = text(html);
         assert!(got.contains("剧情有点拖沓"), "{got}");
+    }
+
+    #[test]
+    fn a_named_body_beats_a_longer_feed_of_teasers() {
+        let story = "记者报道，这座城市的新地铁线今天正式开通运营，市民纷纷前来体验。";
+        let teaser = |i: usize| {
+            format!(
+                r#"<li><div><span>新闻社·{i} 小时前</span><h4><a href="/n{i}">另一条新闻的标题第{i}条</a></h4>
+                <p>这是另一条新闻的摘要，内容很长很长，比正文还要长得多，读者往往会被吸引过去继续阅读，第{i}条。</p></div></li>"#
+            )
+        };
+        let feed: String = (0..12).map(teaser).collect();
+        // The wrapper's class flags (`enableGAMAds`) must not make the story boilerplate.
+        let html = format!(
+            r#"<div class="caas news enableGAMAds"><article><div class="caas-body"><p>{story}</p><p>{story}</p></div></article>
+            <h2>其他人也在看</h2><ul>{feed}</ul></div>"#
+        );
+        let got = text(&html);
+        assert!(got.contains("新地铁线") && !got.contains("摘要"), "{got}");
+    }
+
+    #[test]
+    fn forum_posts_named_as_bodies_stay_one_thread() {
+        let post = |i: usize| {
+            format!(
+                r#"<div class="post"><a href="/u{i}">用户{i}</a><div class="post-content"><p>第{i}楼的回复内容，说说我自己的看法和经验。</p></div></div>"#
+            )
+        };
+        let thread: String = (0..4).map(post).collect();
+        let html =
+            format!(r#"<div class="thread">{thread}</div><div class="sidebar"><p>广告位招租</p></div>"#);
+        let got = text(&html);
+        assert!(got.contains("第0楼") && got.contains("第3楼"), "{got}");
     }
 
     #[test]
