@@ -25,11 +25,17 @@
 //!    when it is mostly links or hard boilerplate, zero otherwise. Weights are
 //!    summed up the tree and the element with the largest sum is the main
 //!    container: it holds the most text net of the boilerplate around it, and
-//!    on a forum it is the list of all posts rather than one post.
+//!    on a forum it is the list of all posts rather than one post. An element
+//!    that names itself the article body (`<article>`, `articleBody`,
+//!    `article-content`, ...) is preferred when it holds a fifth of that weight
+//!    (a story above a longer feed); three or more such bodies are a thread's
+//!    posts and stand for their common ancestor. Lists whose items are linked
+//!    headlines with summaries (teaser feeds) are hard boilerplate.
 //! 4. **Output.** The container's blocks in document order, without hard or
 //!    (if excluded) soft boilerplate and without link lists; list items get
 //!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
-//!    separate lines. Runs of whitespace fold to one space.
+//!    separate lines; runs of 6+ short label blocks (player buttons) are left
+//!    out. Runs of whitespace fold to one space.
 //!
 //! Limits: the parser is fed in 8 KiB chunks and the deadline is checked
 //! between chunks and every few thousand nodes, so a pathological page ends as
@@ -403,17 +409,30 @@ fn mark_of(tag: &str, el: &scraper::node::Element, in_article: bool) -> Mark {
         if name != "class" && name != "id" {
             continue;
         }
-        for word in class_words(value) {
-            if HARD_WORDS.contains(&word.as_str()) {
-                return Mark::Hard;
+        for class in value.split_whitespace() {
+            let words = class_words(class);
+            // `enableGAMAds`, `disableAsideSection`, `filterNonGdprEmbeds`: feature
+            // flags on a page wrapper, not a name for what the element is.
+            if words.first().is_some_and(|w| FLAG_WORDS.contains(&w.as_str())) {
+                continue;
             }
-            if SOFT_WORDS.contains(&word.as_str()) {
-                mark = Mark::Soft;
+            for word in words {
+                if HARD_WORDS.contains(&word.as_str()) {
+                    return Mark::Hard;
+                }
+                if SOFT_WORDS.contains(&word.as_str()) {
+                    mark = Mark::Soft;
+                }
             }
         }
     }
     mark
 }
+
+/// First words of a class name that make it a feature flag (see [`mark_of`]).
+const FLAG_WORDS: &[&str] = &[
+    "enable", "disable", "filter", "has", "no", "show", "hide", "with", "use", "allow",
+];
 
 /// Words of a `class`/`id` that, together with one of [`BODY_WORDS`], name an article body.
 const ARTICLE_WORDS: &[&str] = &[
@@ -592,14 +611,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                         let top = stack.last().expect("root stays open");
                         let in_article = top.in_article || tag == "article" || tag == "main";
                         let hint = content_hint(tag, el);
-                        // A named article body is not boilerplate for a word among
-                        // its classes (`news ... enableGAMAds` is a feature flag);
-                        // its tag still counts (`<footer class="post-body">`).
-                        let own_mark = if hint {
-                            mark_of_tag(tag, top.in_article)
-                        } else {
-                            mark_of(tag, el, top.in_article)
-                        };
+                        let own_mark = mark_of(tag, el, top.in_article);
                         let kind = match tag {
                             "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => BlockKind::Heading,
                             "li" => BlockKind::ListItem,
@@ -1013,19 +1025,39 @@ fn select_main_text(page: &Page) -> String {
     }
 }
 
+/// Consecutive label blocks from which they are left out (see [`render`]).
+const MIN_LABEL_RUN: usize = 6;
+
 /// Render the best container's output blocks; returns the text and its letter/digit count.
 fn render(page: &Page, soft_counts: bool) -> (String, usize) {
     let (best, score) = best_container(page, soft_counts);
     // No block reads like text anywhere: fall back to every output block.
     let el = if score <= 0.0 { 0 } else { best };
     let range = page.elements[el].first_block..page.elements[el].end_block;
+    let blocks: Vec<&Block> = page.blocks[range]
+        .iter()
+        .filter(|b| b.is_output(soft_counts))
+        .collect();
+    // Runs of short labels (a video player's buttons, a widget's captions) are
+    // not text, even inside the main container.
+    let is_label =
+        |b: &Block| !b.reads_like_text() && b.kind != BlockKind::Heading && b.kind != BlockKind::Code;
+    let mut keep = vec![true; blocks.len()];
+    let mut i = 0;
+    while i < blocks.len() {
+        let mut j = i;
+        while j < blocks.len() && is_label(blocks[j]) {
+            j += 1;
+        }
+        if j - i >= MIN_LABEL_RUN {
+            keep[i..j].iter_mut().for_each(|k| *k = false);
+        }
+        i = j.max(i + 1);
+    }
     let mut out = String::new();
     let mut chars = 0;
     let mut in_code = false;
-    for b in &page.blocks[range] {
-        if !b.is_output(soft_counts) {
-            continue;
-        }
+    for (b, _) in blocks.into_iter().zip(&keep).filter(|(_, k)| **k) {
         let code = b.kind == BlockKind::Code;
         if code != in_code {
             if !out.is_empty() {
