@@ -877,6 +877,31 @@ impl Block {
         self.chars > 0 && self.link_density() > 0.5
     }
 
+    /// A copyright or licence line (a footer that sits inside the container).
+    fn is_copyright(&self) -> bool {
+        const SIGNS: &[&str] = &[
+            "©",
+            "Copyright",
+            "COPYRIGHT",
+            "版权所有",
+            "ICP备",
+            "All Rights Reserved",
+            "All rights reserved",
+        ];
+        self.chars <= 200 && SIGNS.iter().any(|s| self.text.contains(s))
+    }
+
+    /// A byline or post header: short, dated, not a sentence
+    /// (`发表于 2024-5-18 19:27:00 | 只看该作者`, `时间：2024.05.20 来源：...`).
+    fn is_meta_line(&self) -> bool {
+        self.chars <= 80
+            && !self
+                .text
+                .chars()
+                .any(|c| matches!(c, '，' | '。' | '！' | '？' | '；'))
+            && has_date_or_time(&self.text)
+    }
+
     /// The block's contribution to its containers' scores (see the module docs).
     fn weight(&self, soft_counts: bool) -> f64 {
         let text = (self.chars - self.link_chars) as f64;
@@ -901,6 +926,12 @@ impl Block {
 
     /// Whether the block belongs in the output once its container is chosen.
     fn is_output(&self, soft_counts: bool) -> bool {
+        self.is_container_text(soft_counts) && !self.is_copyright() && !self.is_meta_line()
+    }
+
+    /// Whether the block is the container's own text (bylines and footers
+    /// included): what [`select_main_text`] measures.
+    fn is_container_text(&self, soft_counts: bool) -> bool {
         match self.mark {
             Mark::Hard => false,
             Mark::Soft if !soft_counts => false,
@@ -1028,7 +1059,8 @@ fn select_main_text(page: &Page) -> String {
 /// Consecutive label blocks from which they are left out (see [`render`]).
 const MIN_LABEL_RUN: usize = 6;
 
-/// Render the best container's output blocks; returns the text and its letter/digit count.
+/// Render the best container's output blocks; returns the text and the letters/digits
+/// of the container's text (bylines and footers included).
 fn render(page: &Page, soft_counts: bool) -> (String, usize) {
     let (best, score) = best_container(page, soft_counts);
     // No block reads like text anywhere: fall back to every output block.
@@ -1036,7 +1068,7 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
     let range = page.elements[el].first_block..page.elements[el].end_block;
     let blocks: Vec<&Block> = page.blocks[range]
         .iter()
-        .filter(|b| b.is_output(soft_counts))
+        .filter(|b| b.is_container_text(soft_counts))
         .collect();
     // Runs of short labels (a video player's buttons, a widget's captions) are
     // not text, even inside the main container.
@@ -1058,6 +1090,10 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
     let mut chars = 0;
     let mut in_code = false;
     for (b, _) in blocks.into_iter().zip(&keep).filter(|(_, k)| **k) {
+        chars += b.chars;
+        if !b.is_output(soft_counts) {
+            continue;
+        }
         let code = b.kind == BlockKind::Code;
         if code != in_code {
             if !out.is_empty() {
@@ -1073,12 +1109,49 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
             out.push_str("- ");
         }
         out.push_str(&b.text);
-        chars += b.chars;
     }
     if in_code {
         out.push_str("\n```");
     }
     (out, chars)
+}
+
+/// A date (`2024-5-18`, `2024.05.20`, `2024年5月`), a clock time (`19:27`) or a
+/// relative time (`6 天前`, `3小时前`) somewhere in `text`.
+fn has_date_or_time(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits = i - start;
+        let next = chars.get(i).copied();
+        let after = chars.get(i + 1).is_some_and(|c| c.is_ascii_digit());
+        if digits == 4 && matches!(next, Some('-' | '/' | '.' | '年')) && after {
+            return true;
+        }
+        if (1..=2).contains(&digits)
+            && next == Some(':')
+            && chars.get(i + 2).is_some_and(|c| c.is_ascii_digit())
+            && after
+        {
+            return true;
+        }
+        let rest: String = chars[i..].iter().skip_while(|c| **c == ' ').take(3).collect();
+        if ["天前", "小时前", "分钟前", "秒前", "周前", "月前", "年前"]
+            .iter()
+            .any(|w| rest.starts_with(w))
+        {
+            return true;
+        }
+    }
+    false
 }
 
 fn collapse_ws(s: &str) -> String {
@@ -1166,6 +1239,33 @@ mod tests {
             format!(r#"<div class="thread">{thread}</div><div class="sidebar"><p>广告位招租</p></div>"#);
         let got = text(&html);
         assert!(got.contains("第0楼") && got.contains("第3楼"), "{got}");
+    }
+
+    #[test]
+    fn bylines_and_copyright_lines_are_left_out() {
+        let post = "我的电脑分辨率是2560*1440，登录游戏全屏显示有的地方我看不到了，这是什么问题啊？";
+        let html = format!(
+            r#"<div><p>发表于 2024-5-18 19:27:00 | 只看该作者 来自 - 四川南充</p><p>{post}</p>
+            <p>时间：2024.05.20 来源：电影网</p><p>{post}</p>
+            <p>Copyright © 2024 Example Corporation. All Rights Reserved.</p></div>"#
+        );
+        let got = text(&html);
+        assert!(
+            got.contains("分辨率") && !got.contains("发表于") && !got.contains("来源"),
+            "{got}"
+        );
+        assert!(!got.contains("Copyright"), "{got}");
+        // A dated sentence is text.
+        assert!(text("<p>2024年5月20日，这座城市的新地铁线正式开通运营。</p>").contains("地铁"));
+        for (t, dated) in [
+            ("发表于 6 天前", true),
+            ("19:27", true),
+            ("2024/05/20", true),
+            ("共 2024 条", false),
+            ("第3章", false),
+        ] {
+            assert_eq!(has_date_or_time(t), dated, "{t}");
+        }
     }
 
     #[test]
