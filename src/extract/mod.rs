@@ -899,6 +899,9 @@ impl Block {
                 .text
                 .chars()
                 .any(|c| matches!(c, '，' | '。' | '！' | '？' | '；'))
+            // An English sentence ends so; a Chinese citation (`新华网. 2023-12-06.`) too.
+            && !(self.text.trim_end().ends_with(['.', '!', '?'])
+                && self.text.chars().filter(|c| is_cjk(*c)).count() * 3 < self.chars)
             && has_date_or_time(&self.text)
     }
 
@@ -1116,9 +1119,46 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
     (out, chars)
 }
 
-/// A date (`2024-5-18`, `2024.05.20`, `2024年5月`), a clock time (`19:27`) or a
-/// relative time (`6 天前`, `3小时前`) somewhere in `text`.
+/// A date (`2024-5-18`, `2024.05.20`, `2024年5月`, `June 5, 2023`), a clock time
+/// (`19:27`) or a relative time (`6 天前`, `3小时前`) somewhere in `text`.
 fn has_date_or_time(text: &str) -> bool {
+    const MONTHS: &[&str] = &[
+        "Jan",
+        "January",
+        "Feb",
+        "February",
+        "Mar",
+        "March",
+        "Apr",
+        "April",
+        "May",
+        "Jun",
+        "June",
+        "Jul",
+        "July",
+        "Aug",
+        "August",
+        "Sep",
+        "Sept",
+        "September",
+        "Oct",
+        "October",
+        "Nov",
+        "November",
+        "Dec",
+        "December",
+    ];
+    // `June 5, 2023`, `Sept. 12`: a month name, then a day.
+    let words: Vec<&str> = text.split_whitespace().collect();
+    for w in words.windows(2) {
+        let day = w[1].trim_end_matches([',', '.']);
+        if MONTHS.contains(&w[0].trim_end_matches('.'))
+            && (1..=2).contains(&day.len())
+            && day.chars().all(|c| c.is_ascii_digit())
+        {
+            return true;
+        }
+    }
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
     while i < chars.len() {
@@ -1263,6 +1303,9 @@ mod tests {
             ("2024/05/20", true),
             ("共 2024 条", false),
             ("第3章", false),
+            ("By Rick Alvarez | Updated June 5, 2023", true),
+            ("Sept. 12", true),
+            ("Maybe 12 people", false),
         ] {
             assert_eq!(has_date_or_time(t), dated, "{t}");
         }
