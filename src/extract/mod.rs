@@ -1062,6 +1062,9 @@ fn select_main_text(page: &Page) -> String {
 /// Consecutive label blocks from which they are left out (see [`render`]).
 const MIN_LABEL_RUN: usize = 6;
 
+/// Copies of one label in the container from which it is left out (see [`render`]).
+const MIN_LABEL_REPEATS: usize = 3;
+
 /// Render the best container's output blocks; returns the text and the letters/digits
 /// of the container's text (bylines and footers included).
 fn render(page: &Page, soft_counts: bool) -> (String, usize) {
@@ -1088,6 +1091,17 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
             keep[i..j].iter_mut().for_each(|k| *k = false);
         }
         i = j.max(i + 1);
+    }
+    // A label repeated through the container (`点赞`, `评论`, `主题`, `积分` under
+    // every post) is a button or a field name, not text.
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for b in blocks.iter().filter(|b| is_label(b)) {
+        *seen.entry(b.text.as_str()).or_default() += 1;
+    }
+    for (k, b) in keep.iter_mut().zip(&blocks) {
+        if is_label(b) && seen[b.text.as_str()] >= MIN_LABEL_REPEATS {
+            *k = false;
+        }
     }
     let mut out = String::new();
     let mut chars = 0;
@@ -1309,6 +1323,20 @@ mod tests {
         ] {
             assert_eq!(has_date_or_time(t), dated, "{t}");
         }
+    }
+
+    #[test]
+    fn labels_repeated_under_every_post_are_left_out() {
+        let posts: String = [
+            "可以的，好好休息开开心心过年。",
+            "元旦快乐，大家都辛苦了！",
+            "我们放一天上一天再放一天。",
+        ]
+        .iter()
+        .map(|p| format!("<div><p>{p}</p><span>点赞</span><span>评论</span></div>"))
+        .collect();
+        let got = text(&format!("<div>{posts}</div>"));
+        assert!(got.contains("元旦快乐") && !got.contains("点赞"), "{got}");
     }
 
     #[test]
