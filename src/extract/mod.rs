@@ -72,12 +72,39 @@ pub enum ExtractError {
     Timeout,
 }
 
+/// What to do with comment sections (replies under a post, an article's comments).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comments {
+    /// Left out when the page has 100+ characters of its own main text, kept
+    /// when they are all it has (the default: right for articles).
+    #[default]
+    Auto,
+    /// Always kept (forum crawls, where the replies are the content).
+    Keep,
+    /// Never kept.
+    Drop,
+}
+
 /// Extract the main text of `html`; `deadline` (if any) bounds the work.
 pub fn extract(html: &str, deadline: Option<Instant>) -> Result<Extracted, ExtractError> {
+    extract_with(html, deadline, Comments::Auto)
+}
+
+/// [`extract`], choosing what happens to comment sections.
+pub fn extract_with(
+    html: &str,
+    deadline: Option<Instant>,
+    comments: Comments,
+) -> Result<Extracted, ExtractError> {
     let doc = parse(&strip_invisible(html), deadline)?;
     let page = collect_blocks(&doc, deadline)?;
     let chars_total = page.blocks.iter().map(|b| b.chars).sum();
-    let text = select_main_text(&page);
+    let text = match comments {
+        Comments::Auto => select_main_text(&page),
+        Comments::Keep => render(&page, true).0,
+        Comments::Drop => render(&page, false).0,
+    };
     let chars_kept = text.chars().filter(|c| c.is_alphanumeric()).count();
     Ok(Extracted {
         text,

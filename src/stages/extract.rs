@@ -11,7 +11,12 @@
 //! max_page_bytes = 5000000    # larger pages are rejected: page_too_large
 //! max_page_millis = 5000      # pages taking longer are rejected: extract_timeout
 //! keep_html = false           # true: keep the `html` field beside `text`
+//! comments = "auto"           # auto | keep | drop: comment sections and replies
 //! ```
+//! `comments = "auto"` leaves comment sections out when the page has text of its
+//! own (news comments are rarely training data) and keeps them when they are the
+//! page; `"keep"` suits forum crawls, where the replies are the content (on the
+//! magic-html forum pages: char F1 0.820 with `keep`, 0.805 with `auto`).
 //! Encodings are settled before this stage: `.html` files are decoded by their
 //! BOM, their declared charset (a `gb2312`/`gbk` label reads as GB18030), and
 //! sniffed (chardetng) when the declaration is missing or the bytes are not the
@@ -31,7 +36,7 @@ use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::extract::{extract, ExtractError};
+use crate::extract::{extract_with, ExtractError};
 use crate::record::{Record, Schema};
 use crate::stage::{BuildContext, Stage, Verdict};
 
@@ -56,6 +61,9 @@ pub struct ExtractConfig {
     /// Keep the `html` field in the output next to the new `text`.
     #[serde(default)]
     pub keep_html: bool,
+    /// Comment sections: `auto` (left out beside main text), `keep` or `drop`.
+    #[serde(default)]
+    pub comments: crate::extract::Comments,
 }
 
 /// The built stage.
@@ -102,7 +110,7 @@ impl Stage for Extract {
         }
         let start = Instant::now();
         let deadline = start + Duration::from_millis(self.cfg.max_page_millis);
-        let got = match extract(html, Some(deadline)) {
+        let got = match extract_with(html, Some(deadline), self.cfg.comments) {
             Ok(got) => got,
             Err(ExtractError::Timeout) => {
                 return Ok(Verdict::drop(
