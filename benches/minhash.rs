@@ -6,6 +6,9 @@
 //! clustering, decisions), and `curate run` with only this stage (`--threads 1`:
 //! JSON in, prepass, main pass, JSONL out).
 //!
+//! `cargo bench --bench minhash -- signatures [ROUNDS]` computes only the
+//! one-permutation signatures, ROUNDS times (default 10), for a profiler (`perf record`).
+//!
 //! `cargo bench --bench minhash -- scale 2000000 [MEMORY_LIMIT]` generates that
 //! many records (~150 characters of Chinese each, one in ten a near copy of an
 //! earlier one), runs `curate run` with only this stage on 2 threads, and prints
@@ -174,6 +177,27 @@ fn shared_data_bench() {
     println!("(kept {}, rejected {})", stats.kept, stats.rejected);
 }
 
+fn signatures_only(rounds: usize) {
+    let Some(docs) = alpaca_zh() else {
+        println!("shared data not found at {}", curate::shared_data_dir().display());
+        return;
+    };
+    let mb = docs.iter().map(|d| d.len()).sum::<usize>() as f64 / 1e6;
+    let st = stage(Hashing::OnePermutation);
+    let t = cpu_seconds();
+    let mut check = 0u64;
+    for _ in 0..rounds {
+        for d in &docs {
+            check = check.wrapping_add(st.signature(d).map_or(0, |s| s[0] as u64));
+        }
+    }
+    let secs = (cpu_seconds() - t) / rounds as f64;
+    println!(
+        "one-permutation signatures: {secs:.3} CPU s per round, {:.1} MB/s per core (check {check})",
+        mb / secs
+    );
+}
+
 fn scale_bench(n: usize, memory_limit: &str) {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("corpus.jsonl");
@@ -248,7 +272,11 @@ fn scale_bench(n: usize, memory_limit: &str) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
-    if args.first().map(String::as_str) == Some("scale") {
+    if args.first().map(String::as_str) == Some("signatures") {
+        // For a profiler: only one-permutation signatures, ROUNDS times over the data.
+        let rounds = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+        signatures_only(rounds);
+    } else if args.first().map(String::as_str) == Some("scale") {
         let n = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2_000_000);
         let limit = args.get(2).cloned().unwrap_or_else(|| "256MiB".into());
         scale_bench(n, &limit);

@@ -17,7 +17,8 @@
 //!
 //! `cargo test --test minhash_quality -- --nocapture` prints the scores at the
 //! defaults and asserts floors; with `CURATE_DEDUP_SWEEP=1` it sweeps shingle
-//! size and threshold (the README table); `CURATE_DEDUP_HASHING=classic`
+//! size and threshold, then `auto_cjk_share` against forced `char` / `word`
+//! shingles (the README tables); `CURATE_DEDUP_HASHING=classic`
 //! scores classic signatures instead of one-permutation ones;
 //! `CURATE_DEDUP_DUMP=FILE` writes the labelled set as JSON Lines (`set`, `group`,
 //! `kind`, `text`) for `benches/dedup_peers.sh`. Without the shared data it prints a
@@ -327,6 +328,22 @@ fn english_set(data: &Path) -> Vec<Item> {
 }
 
 fn stage(char_ngram: usize, word_ngram: usize, threshold: f64, shingle: ShingleMode) -> MinhashDedup {
+    stage_with_share(
+        char_ngram,
+        word_ngram,
+        threshold,
+        shingle,
+        MinhashConfig::default().auto_cjk_share,
+    )
+}
+
+fn stage_with_share(
+    char_ngram: usize,
+    word_ngram: usize,
+    threshold: f64,
+    shingle: ShingleMode,
+    auto_cjk_share: f64,
+) -> MinhashDedup {
     let hashing = match std::env::var("CURATE_DEDUP_HASHING").as_deref() {
         Ok("classic") => Hashing::Classic,
         _ => Hashing::OnePermutation,
@@ -337,6 +354,7 @@ fn stage(char_ngram: usize, word_ngram: usize, threshold: f64, shingle: ShingleM
         word_ngram,
         threshold,
         shingle,
+        auto_cjk_share,
         ..MinhashConfig::default()
     };
     MinhashDedup::new(
@@ -528,6 +546,35 @@ fn sweep(
     at_default.expect("the default is in the sweep")
 }
 
+/// How `shingle = "auto"` picks characters: pair F1 (and Chinese typo recall and
+/// clustered hard negatives) for several CJK shares, and with the kind forced.
+fn share_sweep(name: &str, items: &[Item], shares: &[f64]) {
+    let d = MinhashConfig::default();
+    println!("\n{name}: `auto_cjk_share` (characters when CJK characters >= share x words)");
+    println!("| shingle | pair P | pair R | pair F1 | B3 F1 | typo recall | template FP |");
+    println!("|---|---|---|---|---|---|---|");
+    let mut modes: Vec<(String, ShingleMode, f64)> = shares
+        .iter()
+        .map(|&s| (format!("auto, share {s}"), ShingleMode::Auto, s))
+        .collect();
+    modes.push(("char".into(), ShingleMode::Char, 0.0));
+    modes.push(("word".into(), ShingleMode::Word, 0.0));
+    for (label, mode, share) in modes {
+        let st = stage_with_share(d.char_ngram, d.word_ngram, d.threshold, mode, share);
+        let s = score(items, &predict(&st, &signatures(&st, items), d.threshold));
+        let typo = s
+            .by_kind
+            .iter()
+            .find(|(k, _, _)| *k == "typo")
+            .map(|(_, f, t)| format!("{:.2}", *f as f64 / *t as f64))
+            .unwrap_or_default();
+        println!(
+            "| {label} | {:.3} | {:.3} | {:.3} | {:.3} | {typo} | {}/{} |",
+            s.pair.0, s.pair.1, s.pair.2, s.bcubed.2, s.template_fp.0, s.template_fp.1
+        );
+    }
+}
+
 #[test]
 fn near_duplicate_quality_on_labelled_sets() {
     let data = curate::shared_data_dir();
@@ -586,9 +633,20 @@ fn near_duplicate_quality_on_labelled_sets() {
         &thresholds,
         (d.word_ngram, d.threshold),
     );
+    if full {
+        let shares = [0.5, 0.3, 0.2, 0.1, 0.05];
+        share_sweep("Chinese (alpaca_zh perturbations)", &zh, &shares);
+        share_sweep("English (MMLU pre-release vs final)", &en, &shares);
+    }
     assert!(z.pair.2 >= 0.85, "Chinese pairwise F1 {:.3}", z.pair.2);
     assert!(z.bcubed.2 >= 0.93, "Chinese B-cubed F1 {:.3}", z.bcubed.2);
     assert_eq!(z.template_fp.0, 0, "template-wrapped hard negatives clustered");
-    assert!(e.pair.2 >= 0.9, "English pairwise F1 {:.3}", e.pair.2);
-    assert!(e.pair.0 >= 0.95, "English pairwise precision {:.3}", e.pair.0);
+    // English pairwise precision is not asserted on: all `moral_scenarios` items share
+    // one template, so one wrong merge of two large clusters moves it a lot. Over five
+    // seeds of the one-permutation hash (same shingles, same exact Jaccard) it ranged
+    // 0.774-0.990 and pairwise F1 0.870-0.992, while B-cubed (per record) stayed at
+    // precision 0.976-0.997 and F1 0.985-0.997.
+    assert!(e.pair.2 >= 0.85, "English pairwise F1 {:.3}", e.pair.2);
+    assert!(e.bcubed.0 >= 0.97, "English B-cubed precision {:.3}", e.bcubed.0);
+    assert!(e.bcubed.2 >= 0.98, "English B-cubed F1 {:.3}", e.bcubed.2);
 }

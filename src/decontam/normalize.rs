@@ -43,7 +43,7 @@ pub fn mix(mut x: u64) -> u64 {
 }
 
 #[inline]
-fn is_cjk(c: char) -> bool {
+pub(crate) fn is_cjk(c: char) -> bool {
     matches!(c as u32,
         0x3040..=0x30FF      // kana
         | 0x3400..=0x4DBF    // CJK ext A
@@ -63,7 +63,7 @@ const T2S_CONTEXT: [char; 15] = [
 /// ones it converts), memoized in a 128 KiB table: `table[c]` is the simplified
 /// character, 0 for the [`T2S_CONTEXT`] characters. fast2s does three hash
 /// lookups per CJK character and writes a new `String`; scanning needs neither.
-fn t2s_table() -> &'static [u16] {
+pub(crate) fn t2s_table() -> &'static [u16] {
     static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
         let mut table: Vec<u16> = (0..=0xFFFFu32).map(|c| c as u16).collect();
@@ -87,7 +87,7 @@ fn t2s_table() -> &'static [u16] {
 /// Simplified form of the three-byte character `c` between the original
 /// characters `prev` and `next` (`'0'` at either end of the text, as fast2s does).
 #[inline]
-fn simplify(table: &[u16], prev: char, c: char, next: impl FnOnce() -> char) -> char {
+pub(crate) fn simplify(table: &[u16], prev: char, c: char, next: impl FnOnce() -> char) -> char {
     match table[c as usize] {
         0 => {
             let three: String = [prev, c, next()].iter().collect();

@@ -5,18 +5,33 @@
 //! joined and normalized (traditional -> simplified Chinese when `fold_traditional`,
 //! full-width ASCII folded to half-width, lower case, every character that is not
 //! a letter or digit dropped). Then shingled:
-//! - CJK-majority text (`shingle = "auto"`: at least as many CJK characters as
-//!   non-CJK words): overlapping character `char_ngram`-grams (default 5) over the
-//!   letters and digits, so punctuation width and spacing never matter;
+//! - text with a fair share of CJK (`shingle = "auto"`: CJK characters at least
+//!   `auto_cjk_share` (default 0.5) of the words, each CJK character counting as a
+//!   word): overlapping character `char_ngram`-grams (default 5) over the letters and
+//!   digits, so punctuation width and spacing never matter. The share is low on
+//!   purpose: Chinese instructions full of code, numbers or English are still
+//!   Chinese records, and by words a typo breaks `word_ngram` shingles of single
+//!   characters (`tests/minhash_quality.rs` sweeps it; README table);
 //! - other text: overlapping `word_ngram`-grams (default 3) of words (runs of
 //!   letters and digits; each CJK character is a word of its own).
 //!
-//! Each shingle is hashed with xxh3-64 and `num_perm` (default 128) minimums are
-//! taken under multiply-shift permutations `(a*x + b) >> 32` whose constants come
-//! from a fixed seed, so signatures are identical on every run and machine.
+//! **Speed** (README: alpaca_zh, release build): normalization is one load per
+//! character from a 256 KiB table built once (`fold_table`: decontam's memoized
+//! fast2s table, width folding, the letter/digit and CJK tests and lower case
+//! folded together; the 15 characters fast2s converts by context and the few whose
+//! lower case is several characters take a slow path, checked against the
+//! per-character code in a test). Shingles are never materialized as strings: a
+//! cyclic-polynomial rolling hash (`rolling_hashes`) runs over per-character
+//! hashes (character shingles) or per-word hashes (word shingles), one rotate and
+//! two xors per shingle, and feeds the signature directly. Buffers are per thread
+//! and reused. With one-permutation hashing (the default) each shingle costs one
+//! more 64-bit mix and a bin minimum; `classic` takes `num_perm` minimums under
+//! multiply-shift permutations `(a*x + b) >> 32`. All constants come from fixed
+//! seeds, so signatures are identical on every run and machine.
 //! Hand-written rather than a crate: gaoya gives short texts an all-zero
 //! signature (they would all collide) and probabilistic-collections has no LSH,
-//! panics on short input and is unseeded (GUIDE.md).
+//! panics on short input and is unseeded (GUIDE.md); neither fuses normalization
+//! into hashing.
 //!
 //! **Short texts**: a text with fewer units than the n-gram size gets one shingle,
 //! the whole normalized text, so two different short texts never share a
@@ -81,6 +96,7 @@
 //! kind = "minhash_dedup"
 //! fields = "all"          # all | prompt | response
 //! shingle = "auto"        # auto | char | word
+//! auto_cjk_share = 0.5     # auto: characters when CJK characters >= this share of words
 //! char_ngram = 5
 //! word_ngram = 3
 //! num_perm = 128
@@ -103,6 +119,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
+use crate::decontam::normalize::{is_cjk, mix, simplify, t2s_table};
 use crate::minhash_prepass::{
     self as prepass, round3, DecisionKind, DecisionReader, KeepRule, Observer, Summary,
 };
@@ -140,6 +157,9 @@ pub struct MinhashConfig {
     pub fields: DedupFields,
     #[serde(default)]
     pub shingle: ShingleMode,
+    /// `shingle = "auto"` cuts by characters when CJK characters >= this share of the words.
+    #[serde(default = "d_auto_cjk_share")]
+    pub auto_cjk_share: f64,
     #[serde(default = "d_char_ngram")]
     pub char_ngram: usize,
     #[serde(default = "d_word_ngram")]
@@ -170,6 +190,9 @@ pub struct MinhashConfig {
     pub action: Action,
 }
 
+fn d_auto_cjk_share() -> f64 {
+    0.5
+}
 fn d_char_ngram() -> usize {
     5
 }
@@ -235,6 +258,7 @@ impl Default for MinhashConfig {
         MinhashConfig {
             fields: DedupFields::All,
             shingle: ShingleMode::Auto,
+            auto_cjk_share: d_auto_cjk_share(),
             char_ngram: d_char_ngram(),
             word_ngram: d_word_ngram(),
             num_perm: d_num_perm(),
@@ -272,6 +296,8 @@ pub struct MinhashDedup {
     rows: usize,
     /// Permutation constants `(a, b)`, `a` odd.
     perms: Vec<(u64, u64)>,
+    /// Densification probes for one-permutation signatures.
+    probes: Probes,
     /// The prepass folder, once the executor gave it.
     dir: Option<PathBuf>,
     /// While the prepass observes records.
@@ -335,43 +361,119 @@ const OPH_SEED: u64 = 0x6f70_6800_6d69_6e68; // "oph" "minh"
 /// still agree in a bin with probability equal to their Jaccard similarity.
 /// Cost: one multiply per shingle instead of `bins`.
 pub fn one_permutation_signature(hashes: &[u64], bins: usize) -> Vec<u32> {
-    let mut mins = vec![u32::MAX; bins];
-    let mut filled = vec![false; bins];
+    let mut sketch = OnePermutation::default();
+    sketch.reset(bins);
     for &x in hashes {
-        let mut st = x ^ OPH_SEED;
-        let h = splitmix(&mut st);
-        let bin = (((h >> 32) * bins as u64) >> 32) as usize;
-        let v = h as u32;
-        if !filled[bin] || v < mins[bin] {
-            mins[bin] = v;
-            filled[bin] = true;
-        }
+        sketch.add(x);
     }
-    if filled.iter().all(|&f| f) || hashes.is_empty() {
-        return mins;
-    }
-    let original = mins.clone();
-    for j in 0..bins {
-        if filled[j] {
-            continue;
-        }
-        let mut st = OPH_SEED ^ ((j as u64) << 32);
-        loop {
-            let k = (splitmix(&mut st) % bins as u64) as usize;
-            if filled[k] {
-                mins[j] = original[k];
-                break;
-            }
-        }
-    }
-    mins
+    sketch.finish(&Probes::new(bins))
 }
 
+/// Steps of each bin's densification probe sequence computed ahead in [`Probes`].
+const PROBES_AHEAD: usize = 16;
+
+/// Bin `j`'s densification probe sequence: a splitmix stream seeded by `j`,
+/// reduced to a bin by multiply-shift (no division).
 #[inline]
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF
-        | 0xF900..=0xFAFF | 0x20000..=0x3134F)
+fn next_probe(state: &mut u64, bins: usize) -> usize {
+    (((splitmix(state) >> 32) * bins as u64) >> 32) as usize
+}
+
+/// The first [`PROBES_AHEAD`] steps of every bin's probe sequence, and the stream
+/// state after them (a longer search, rare, goes on from there). Short texts
+/// leave most bins empty, and densifying them was half the signature time when
+/// each probe computed its splitmix step; a table load has no dependency chain.
+pub struct Probes {
+    bins: usize,
+    ahead: Vec<u16>,
+    state: Vec<u64>,
+}
+
+impl Probes {
+    /// The probe table for `bins` bins (at most 65,536).
+    pub fn new(bins: usize) -> Probes {
+        let mut ahead = Vec::with_capacity(bins * PROBES_AHEAD);
+        let mut state = Vec::with_capacity(bins);
+        for j in 0..bins {
+            let mut st = OPH_SEED ^ ((j as u64) << 32);
+            for _ in 0..PROBES_AHEAD {
+                ahead.push(next_probe(&mut st, bins) as u16);
+            }
+            state.push(st);
+        }
+        Probes { bins, ahead, state }
+    }
+}
+
+/// The running bin minimums of [`one_permutation_signature`], and a bit per
+/// bin saying whether it holds one (so densification walks only the empty bins,
+/// without a mispredicted branch per bin).
+#[derive(Default)]
+struct OnePermutation {
+    mins: Vec<u32>,
+    filled: Vec<u64>,
+}
+
+impl OnePermutation {
+    fn reset(&mut self, bins: usize) {
+        self.mins.clear();
+        self.mins.resize(bins, u32::MAX);
+        self.filled.clear();
+        self.filled.resize(bins.div_ceil(64), 0);
+    }
+
+    #[inline]
+    fn add(&mut self, x: u64) {
+        let mut st = x ^ OPH_SEED;
+        let h = splitmix(&mut st);
+        let bin = (((h >> 32) * self.mins.len() as u64) >> 32) as usize;
+        let v = h as u32;
+        if let (Some(m), Some(f)) = (self.mins.get_mut(bin), self.filled.get_mut(bin >> 6)) {
+            // An empty bin holds u32::MAX, so `min` alone is right unless v is u32::MAX too.
+            *m = (*m).min(v);
+            *f |= 1 << (bin & 63);
+        }
+    }
+
+    #[inline]
+    fn is_filled(&self, k: usize) -> bool {
+        self.filled[k >> 6] >> (k & 63) & 1 == 1
+    }
+
+    /// The signature, empty bins densified (all `u32::MAX` when nothing was added).
+    fn finish(&self, probes: &Probes) -> Vec<u32> {
+        let bins = self.mins.len();
+        assert_eq!(probes.bins, bins, "probe table for another signature length");
+        let mut out = self.mins.clone();
+        if self.filled.iter().all(|&w| w == 0) {
+            return out;
+        }
+        for (w, &word) in self.filled.iter().enumerate() {
+            let mut empty = !word;
+            while empty != 0 {
+                let j = w * 64 + empty.trailing_zeros() as usize;
+                empty &= empty - 1;
+                if j >= bins {
+                    break;
+                }
+                let ahead = &probes.ahead[j * PROBES_AHEAD..(j + 1) * PROBES_AHEAD];
+                let k = match ahead.iter().find(|&&k| self.is_filled(k as usize)) {
+                    Some(&k) => k as usize,
+                    None => {
+                        let mut st = probes.state[j];
+                        loop {
+                            let k = next_probe(&mut st, bins);
+                            if self.is_filled(k) {
+                                break k;
+                            }
+                        }
+                    }
+                };
+                out[j] = self.mins[k];
+            }
+        }
+        out
+    }
 }
 
 /// Full-width ASCII (`Ａ１！`) to half-width.
@@ -384,95 +486,247 @@ fn fold_width(c: char) -> char {
     }
 }
 
-/// A text normalized for shingling: letters and digits only, lower case.
-struct Normalized {
-    /// The kept characters, concatenated.
-    flat: String,
-    /// Byte offset of every character in `flat`, plus `flat.len()`.
-    char_at: Vec<u32>,
-    /// Byte offset in `flat` where each word starts, plus `flat.len()`.
-    word_at: Vec<u32>,
-    cjk: usize,
+/// [`fold_table`] entry bits: the folded character is in the low 21 bits; a
+/// letter or digit has `ALNUM` (every other character only separates words).
+const ALNUM: u32 = 1 << 24;
+/// The letter is a CJK character (a word of its own).
+const CJK: u32 = 1 << 25;
+/// The character needs [`fold_slow`]: fast2s converts it by its neighbours, or
+/// its lower case is several characters (`İ`).
+const SLOW: u32 = 1 << 26;
+const CHAR_BITS: u32 = (1 << 21) - 1;
+
+/// The normalization of every BMP character, computed once per setting of
+/// `fold_traditional` (256 KiB each): traditional -> simplified (decontam's
+/// memoized fast2s table), full-width -> half-width, then lower case, with the
+/// letter/digit and CJK tests folded into the entry. Per character that is one
+/// load instead of three hash lookups, a width match, two Unicode property
+/// searches and a lower-case iterator.
+fn fold_table(fold_traditional: bool) -> &'static [u32] {
+    static WITH_T2S: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    static WITHOUT_T2S: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    let cell = if fold_traditional { &WITH_T2S } else { &WITHOUT_T2S };
+    cell.get_or_init(|| {
+        let t2s = t2s_table();
+        (0..0x10000u32)
+            .map(|u| {
+                let Some(c) = char::from_u32(u) else {
+                    return 0; // surrogates: never in a str
+                };
+                let simple = if fold_traditional && c.len_utf8() == 3 {
+                    match t2s[u as usize] {
+                        0 => return SLOW, // converted by context
+                        s => char::from_u32(s as u32).unwrap_or(c),
+                    }
+                } else {
+                    c
+                };
+                let w = fold_width(simple);
+                if !w.is_alphanumeric() {
+                    return 0;
+                }
+                let mut lower = w.to_lowercase();
+                match (lower.next(), lower.next()) {
+                    (Some(l), None) => l as u32 | ALNUM | if is_cjk(w) { CJK } else { 0 },
+                    _ => SLOW,
+                }
+            })
+            .collect()
+    })
 }
 
-fn normalize(text: &str, fold_traditional: bool) -> Normalized {
-    let text = if fold_traditional {
-        crate::decontam::normalize::to_simplified(text)
+/// A text normalized for shingling: its letters and digits (folded as
+/// [`fold_table`] says) and where its words start.
+#[derive(Default)]
+struct Units {
+    /// The kept characters, in order.
+    chars: Vec<u32>,
+    /// Index in `chars` where each word starts, plus `chars.len()`. A word is a
+    /// run of non-CJK letters and digits, or one CJK character.
+    word_at: Vec<u32>,
+    /// CJK characters among `chars`.
+    cjk: usize,
+    /// Whether the last kept character continues a non-CJK word.
+    in_word: bool,
+}
+
+impl Units {
+    #[inline]
+    fn push(&mut self, c: u32, cjk: bool) {
+        if cjk || !self.in_word {
+            self.word_at.push(self.chars.len() as u32);
+        }
+        self.cjk += cjk as usize;
+        self.in_word = !cjk;
+        self.chars.push(c);
+    }
+
+    fn words(&self) -> usize {
+        self.word_at.len() - 1
+    }
+}
+
+/// Normalize `text` into `u` (cleared first): the steps of [`fold_table`], every
+/// character that is not a letter or digit dropped.
+fn normalize_into(text: &str, fold_traditional: bool, u: &mut Units) {
+    let table = fold_table(fold_traditional);
+    u.chars.clear();
+    u.word_at.clear();
+    u.cjk = 0;
+    u.in_word = false;
+    // The previous original character: fast2s's context (`'0'` at the start).
+    let mut prev = '0';
+    let mut it = text.chars();
+    while let Some(c) = it.next() {
+        let e = table.get(c as usize).copied().unwrap_or(SLOW);
+        if e & ALNUM != 0 {
+            u.push(e & CHAR_BITS, e & CJK != 0);
+        } else if e & SLOW != 0 {
+            let next = it.clone().next().unwrap_or('0');
+            fold_slow(c, prev, next, fold_traditional, u);
+        } else {
+            u.in_word = false;
+        }
+        prev = c;
+    }
+    u.word_at.push(u.chars.len() as u32);
+}
+
+/// The characters [`fold_table`] cannot answer alone: outside the BMP, converted
+/// by context, or lower-cased to several characters.
+#[cold]
+fn fold_slow(c: char, prev: char, next: char, fold_traditional: bool, u: &mut Units) {
+    let simple = if fold_traditional && c.len_utf8() == 3 {
+        simplify(t2s_table(), prev, c, || next)
     } else {
-        std::borrow::Cow::Borrowed(text)
+        c
     };
-    let mut n = Normalized {
-        flat: String::with_capacity(text.len()),
-        char_at: Vec::with_capacity(text.len()),
-        word_at: Vec::new(),
-        cjk: 0,
-    };
-    let mut in_word = false;
-    for c in text.chars() {
-        let c = fold_width(c);
-        if !c.is_alphanumeric() {
-            in_word = false;
-            continue;
+    let w = fold_width(simple);
+    if !w.is_alphanumeric() {
+        u.in_word = false;
+        return;
+    }
+    let cjk = is_cjk(w);
+    if cjk || !u.in_word {
+        u.word_at.push(u.chars.len() as u32);
+    }
+    u.cjk += cjk as usize;
+    u.in_word = !cjk;
+    for l in w.to_lowercase() {
+        u.chars.push(l as u32);
+    }
+}
+
+const CHAR_SEED: u64 = 0x6368_6172_0000_0001; // "char"
+const WORD_SEED: u64 = 0x776f_7264_0000_0001; // "word"
+const FNV_PRIME: u64 = 0x100_0000_01b3;
+
+/// The hash of one word: FNV-1a over its characters, then a 64-bit finalizer.
+#[inline]
+fn word_hash(chars: &[u32]) -> u64 {
+    let mut h = WORD_SEED;
+    for &c in chars {
+        h = (h ^ c as u64).wrapping_mul(FNV_PRIME);
+    }
+    mix(h)
+}
+
+/// The hash of every window of `k` consecutive values out of `n` (`value(i)`),
+/// or one hash of all `n` when `n < k` (so a short text still has a shingle of
+/// its own): a cyclic polynomial ("buzhash", Cohen 1997), rolled forward with
+/// one rotate and two xors per window instead of rehashing `k` values.
+#[inline]
+fn rolling_hashes(n: usize, k: usize, value: impl Fn(usize) -> u64, mut sink: impl FnMut(u64)) {
+    if n == 0 {
+        return;
+    }
+    let k = k.min(n);
+    let out_rot = (k % 64) as u32;
+    let mut h = 0u64;
+    for i in 0..k {
+        h = h.rotate_left(1) ^ value(i);
+    }
+    sink(h);
+    for i in k..n {
+        h = h.rotate_left(1) ^ value(i - k).rotate_left(out_rot) ^ value(i);
+        sink(h);
+    }
+}
+
+/// Whether a normalized text is shingled by characters.
+fn by_char(cfg: &MinhashConfig, u: &Units) -> bool {
+    match cfg.shingle {
+        ShingleMode::Char => true,
+        ShingleMode::Word => false,
+        // Each CJK character is a word too.
+        ShingleMode::Auto => u.cjk > 0 && u.cjk as f64 >= cfg.auto_cjk_share * u.words() as f64,
+    }
+}
+
+/// Hand every shingle hash of `u` to `sink` (`words` is scratch for word hashes).
+fn for_each_shingle(
+    cfg: &MinhashConfig,
+    u: &Units,
+    by_char: bool,
+    words: &mut Vec<u64>,
+    sink: impl FnMut(u64),
+) {
+    if by_char {
+        // Each character's hash is a multiply-xorshift of its code point.
+        let chars = &u.chars;
+        rolling_hashes(
+            chars.len(),
+            cfg.char_ngram,
+            |i| mix(chars[i] as u64 ^ CHAR_SEED),
+            sink,
+        );
+    } else {
+        words.clear();
+        words.extend(
+            u.word_at
+                .windows(2)
+                .map(|w| word_hash(&u.chars[w[0] as usize..w[1] as usize])),
+        );
+        rolling_hashes(words.len(), cfg.word_ngram, |i| words[i], sink);
+    }
+}
+
+/// Per-thread buffers of [`MinhashDedup::signature`], reused from record to record.
+#[derive(Default)]
+struct Scratch {
+    units: Units,
+    words: Vec<u64>,
+    hashes: Vec<u64>,
+    sketch: OnePermutation,
+}
+
+impl Scratch {
+    /// Give back the memory of an unusually long record (bounded memory per thread).
+    fn trim(&mut self) {
+        const KEEP: usize = 1 << 20;
+        if self.units.chars.capacity() > KEEP {
+            *self = Scratch::default();
         }
-        let cjk = is_cjk(c);
-        if cjk {
-            n.cjk += 1;
-        }
-        if cjk || !in_word {
-            n.word_at.push(n.flat.len() as u32);
-        }
-        in_word = !cjk;
-        for l in c.to_lowercase() {
-            n.char_at.push(n.flat.len() as u32);
-            n.flat.push(l);
+        if self.hashes.capacity() > KEEP || self.words.capacity() > KEEP {
+            self.hashes = Vec::new();
+            self.words = Vec::new();
         }
     }
-    n.char_at.push(n.flat.len() as u32);
-    n.word_at.push(n.flat.len() as u32);
-    n
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// The shingle hashes of a text and whether it was cut by characters.
+#[cfg(test)]
 fn shingles(cfg: &MinhashConfig, text: &str) -> (Vec<u64>, bool) {
-    let n = normalize(text, cfg.fold_traditional);
-    let words = n.word_at.len() - 1;
-    let by_char = match cfg.shingle {
-        ShingleMode::Char => true,
-        ShingleMode::Word => false,
-        // Each CJK character is a word too: CJK-majority means at least half the words.
-        ShingleMode::Auto => n.cjk > 0 && 2 * n.cjk >= words,
-    };
+    let mut u = Units::default();
+    normalize_into(text, cfg.fold_traditional, &mut u);
+    let by_char = by_char(cfg, &u);
     let mut out = Vec::new();
-    if n.flat.is_empty() {
-        return (out, by_char);
-    }
-    if by_char {
-        let chars = n.char_at.len() - 1;
-        let k = cfg.char_ngram;
-        if chars < k {
-            out.push(xxh3_64(n.flat.as_bytes()));
-        } else {
-            out.reserve(chars + 1 - k);
-            for i in 0..=chars - k {
-                let s = &n.flat[n.char_at[i] as usize..n.char_at[i + k] as usize];
-                out.push(xxh3_64(s.as_bytes()));
-            }
-        }
-    } else {
-        let wh: Vec<u64> = n
-            .word_at
-            .windows(2)
-            .map(|w| xxh3_64(&n.flat.as_bytes()[w[0] as usize..w[1] as usize]))
-            .collect();
-        let k = cfg.word_ngram.min(wh.len());
-        let mut buf = Vec::with_capacity(k * 8);
-        for win in wh.windows(k) {
-            buf.clear();
-            for h in win {
-                buf.extend_from_slice(&h.to_le_bytes());
-            }
-            out.push(xxh3_64(&buf));
-        }
+    if !u.chars.is_empty() {
+        for_each_shingle(cfg, &u, by_char, &mut Vec::new(), |h| out.push(h));
     }
     (out, by_char)
 }
@@ -500,6 +754,12 @@ impl MinhashDedup {
         }
         if !(0.0..=1.0).contains(&cfg.false_negative_weight) {
             bail!("minhash_dedup: false_negative_weight must be in [0, 1]");
+        }
+        if !(0.0..=1.0).contains(&cfg.auto_cjk_share) {
+            bail!(
+                "minhash_dedup: auto_cjk_share must be in [0, 1], got {}",
+                cfg.auto_cjk_share
+            );
         }
         if cfg.char_ngram == 0 || cfg.word_ngram == 0 {
             bail!("minhash_dedup: char_ngram and word_ngram must be at least 1");
@@ -533,11 +793,13 @@ impl MinhashDedup {
         let perms = (0..cfg.num_perm)
             .map(|_| (splitmix(&mut st) | 1, splitmix(&mut st)))
             .collect();
+        let probes = Probes::new(cfg.num_perm);
         Ok(MinhashDedup {
             cfg,
             bands,
             rows,
             perms,
+            probes,
             dir: None,
             observer: None,
             prepared: None,
@@ -550,13 +812,33 @@ impl MinhashDedup {
 
     /// The MinHash signature of a text; `None` when it has no letter or digit.
     pub fn signature(&self, text: &str) -> Option<Vec<u32>> {
-        let (hashes, _) = shingles(&self.cfg, text);
-        if hashes.is_empty() {
-            return None;
-        }
-        Some(match self.cfg.hashing {
-            Hashing::Classic => self.classic_signature(&hashes),
-            Hashing::OnePermutation => one_permutation_signature(&hashes, self.cfg.num_perm),
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let Scratch {
+                units,
+                words,
+                hashes,
+                sketch,
+            } = &mut *scratch;
+            normalize_into(text, self.cfg.fold_traditional, units);
+            if units.chars.is_empty() {
+                return None;
+            }
+            let by_char = by_char(&self.cfg, units);
+            let sig = match self.cfg.hashing {
+                Hashing::Classic => {
+                    hashes.clear();
+                    for_each_shingle(&self.cfg, units, by_char, words, |h| hashes.push(h));
+                    self.classic_signature(hashes)
+                }
+                Hashing::OnePermutation => {
+                    sketch.reset(self.cfg.num_perm);
+                    for_each_shingle(&self.cfg, units, by_char, words, |h| sketch.add(h));
+                    sketch.finish(&self.probes)
+                }
+            };
+            scratch.trim();
+            Some(sig)
         })
     }
 
@@ -1024,6 +1306,83 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// The normalization as it was written before the fold table: fast2s over the
+    /// whole text, then width, letter/digit test, CJK test and lower case per character.
+    fn reference_units(text: &str, fold_traditional: bool) -> (Vec<u32>, Vec<u32>, usize) {
+        let text = if fold_traditional {
+            crate::decontam::normalize::to_simplified(text)
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
+        let (mut chars, mut word_at, mut cjk_count) = (Vec::new(), Vec::new(), 0);
+        let mut in_word = false;
+        for c in text.chars() {
+            let c = fold_width(c);
+            if !c.is_alphanumeric() {
+                in_word = false;
+                continue;
+            }
+            let cjk = is_cjk(c);
+            cjk_count += cjk as usize;
+            if cjk || !in_word {
+                word_at.push(chars.len() as u32);
+            }
+            in_word = !cjk;
+            chars.extend(c.to_lowercase().map(|l| l as u32));
+        }
+        word_at.push(chars.len() as u32);
+        (chars, word_at, cjk_count)
+    }
+
+    #[test]
+    fn fold_table_matches_the_per_character_normalization() {
+        // Every character (BMP and a few beyond), each between other neighbours,
+        // and fast2s's context characters in and out of their contexts.
+        let all: String = (0..=0x10FFFFu32)
+            .filter(|u| *u < 0x10000 || u % 97 == 0)
+            .filter_map(char::from_u32)
+            .collect();
+        let texts = [
+            all.as_str(),
+            "乾隆的乾兒子一邊乾淨利落地擲出了一個乾卦，一邊嘴裡嚼着芒果乾。",
+            "企畫 計畫 企劃 畫圖 畫畫 兒寬 答覆 甚夥 瞭望 幺麽 樊於期 看著 苧麻 闔家 鍾書 校讎",
+            "乾",
+            "İstanbul ǅ ﬁ ẞ Ａ１！ 数据ABC123 𠀀𠀁 def",
+            "",
+        ];
+        for fold_traditional in [true, false] {
+            for t in texts {
+                let mut u = Units::default();
+                normalize_into(t, fold_traditional, &mut u);
+                let (chars, word_at, cjk) = reference_units(t, fold_traditional);
+                assert!(
+                    u.chars == chars,
+                    "chars differ (fold_traditional {fold_traditional}) in {:.40}",
+                    t
+                );
+                assert!(u.word_at == word_at, "words differ in {:.40}", t);
+                assert_eq!(u.cjk, cjk);
+            }
+        }
+    }
+
+    #[test]
+    fn rolling_hashes_are_the_windows_hashed_whole() {
+        let values: Vec<u64> = (0..200u64).map(|i| mix(i % 13 + 1)).collect();
+        for k in [1, 2, 5, 63, 64, 65, 130, 250] {
+            let mut rolled = Vec::new();
+            rolling_hashes(values.len(), k, |i| values[i], |h| rolled.push(h));
+            let whole: Vec<u64> = values
+                .windows(k.min(values.len()))
+                .map(|w| w.iter().fold(0u64, |h, &v| h.rotate_left(1) ^ v))
+                .collect();
+            assert_eq!(rolled, whole, "k {k}");
+        }
+        let mut none = Vec::new();
+        rolling_hashes(0, 5, |_| 0, |h| none.push(h));
+        assert!(none.is_empty());
     }
 
     #[test]
