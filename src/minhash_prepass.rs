@@ -40,8 +40,9 @@
 //! per record) up to `memory_limit`, then spilled as a sorted run. While
 //! clustering: ~29 bytes per record (parent, size, kept, characters, quality, flag,
 //! similarity), the merge buffers, a window of signatures, and the ids of records
-//! in clusters with duplicates. Signatures are read from `signatures.bin` by
-//! offset (the page cache does the rest), never held all at once.
+//! in clusters with duplicates. Signatures are held in memory when all of them
+//! fit in `memory_limit` (4 x `num_perm` bytes per record), else read from
+//! `signatures.bin` by offset (the page cache does the rest).
 
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::fs::File;
@@ -618,16 +619,20 @@ impl RunReader {
     }
 }
 
-/// Signatures by global ordinal, read from each part's `signatures.bin`.
+/// Signatures by global ordinal, read from each part's `signatures.bin`: held in
+/// memory when they fit in `memory_limit` (no read per comparison), else read by
+/// offset (the page cache does the rest).
 struct SigFile<'a> {
     layout: &'a Layout,
     files: Vec<File>,
     num_perm: usize,
     buf: Vec<u8>,
+    /// Per part, every signature value after the header, when held in memory.
+    mem: Option<Vec<Vec<u32>>>,
 }
 
 impl<'a> SigFile<'a> {
-    fn open(layout: &'a Layout, num_perm: usize) -> Result<SigFile<'a>> {
+    fn open(layout: &'a Layout, num_perm: usize, memory_limit: u64) -> Result<SigFile<'a>> {
         let files = layout
             .parts
             .iter()
@@ -636,16 +641,47 @@ impl<'a> SigFile<'a> {
                 File::open(&path).with_context(|| format!("{}: cannot open", path.display()))
             })
             .collect::<Result<Vec<_>>>()?;
+        let total: u64 = files
+            .iter()
+            .map(|f| f.metadata().map(|m| m.len()).unwrap_or(u64::MAX))
+            .sum();
+        let mem = if total <= memory_limit {
+            let mut parts = Vec::with_capacity(files.len());
+            for (f, d) in files.iter().zip(&layout.parts) {
+                let mut bytes = Vec::new();
+                (&*f)
+                    .read_to_end(&mut bytes)
+                    .with_context(|| format!("{}: cannot read signatures.bin", d.display()))?;
+                let body = bytes.get(16..).unwrap_or_default();
+                parts.push(
+                    body.chunks_exact(4)
+                        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                );
+            }
+            Some(parts)
+        } else {
+            None
+        };
         Ok(SigFile {
             layout,
             files,
             num_perm,
             buf: vec![0u8; num_perm * 4],
+            mem,
         })
     }
 
     fn read(&mut self, ord: u32, out: &mut [u32]) -> Result<()> {
         let (part, local) = self.layout.locate(ord);
+        if let Some(mem) = &self.mem {
+            let at = local as usize * self.num_perm;
+            let sig = mem[part]
+                .get(at..at + self.num_perm)
+                .with_context(|| format!("signatures.bin: no record {local} in part {part}"))?;
+            out.copy_from_slice(sig);
+            return Ok(());
+        }
         let off = 16 + local as u64 * self.num_perm as u64 * 4;
         self.files[part]
             .read_exact_at(&mut self.buf, off)
@@ -746,7 +782,7 @@ fn cluster(
     let p = params.num_perm;
     let n = layout.n;
     let facts = read_records(layout, |_, _| {})?;
-    let mut sigs = SigFile::open(layout, p)?;
+    let mut sigs = SigFile::open(layout, p, params.memory_limit)?;
     let mut parent: Vec<u32> = (0..n).collect();
     let (mut compared, mut similar) = (0u64, 0u64);
 
