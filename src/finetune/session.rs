@@ -78,7 +78,7 @@ pub struct FinetuneConfig {
     /// else the path of a pretrained checkpoint (HF folder or `.gguf` file).
     pub model: String,
     pub tiny: TinyModel,
-    /// `full`, `lora` or `prefix`.
+    /// `full`, `lora` or `prefix`; `auto`: `full` for tiny, `lora` for a pretrained model.
     pub method: String,
     pub lora: LoraConfig,
     /// Prefix tuning: trained key/value slots per layer.
@@ -100,7 +100,7 @@ impl Default for FinetuneConfig {
         FinetuneConfig {
             model: "tiny".into(),
             tiny: TinyModel::default(),
-            method: "full".into(),
+            method: "auto".into(),
             lora: LoraConfig::default(),
             num_virtual_tokens: 16,
             template: TemplateSpec::Preset("auto".into()),
@@ -114,9 +114,18 @@ impl Default for FinetuneConfig {
 }
 
 impl FinetuneConfig {
+    /// The method's name with `auto` resolved.
+    pub fn method_name(&self) -> &str {
+        match (self.method.as_str(), self.model_path()) {
+            ("auto", None) => "full",
+            ("auto", Some(_)) => "lora",
+            (m, _) => m,
+        }
+    }
+
     /// The training method as the model understands it.
     pub fn method(&self) -> Result<Method> {
-        Ok(match self.method.as_str() {
+        Ok(match self.method_name() {
             "full" => Method::Full,
             "lora" => {
                 self.lora.projections()?;
@@ -125,7 +134,7 @@ impl FinetuneConfig {
             "prefix" => Method::Prefix {
                 num_virtual_tokens: self.num_virtual_tokens,
             },
-            other => bail!("finetune: unknown method `{other}`; expected full, lora or prefix"),
+            other => bail!("finetune: unknown method `{other}`; expected auto, full, lora or prefix"),
         })
     }
 
@@ -415,7 +424,7 @@ pub fn run(
             "source": cfg.model,
             "config": model.config,
             "parameters": model.config.parameter_count(),
-            "method": cfg.method,
+            "method": cfg.method_name(),
             "method_settings": model.method,
             "trainable_parameters": model.trainable_parameters(),
         },

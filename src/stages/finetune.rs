@@ -15,7 +15,7 @@
 //! kind = "finetune"
 //! model = "tiny"              # from scratch (see [stage.tiny]), or a pretrained checkpoint:
 //!                             # a Hugging Face folder or a .gguf file (relative to this file)
-//! method = "full"             # full | lora | prefix
+//! method = "auto"             # auto (tiny: full; pretrained: lora) | full | lora | prefix
 //! template = "auto"           # auto (tiny: default; pretrained: the model's own, else plain)
 //!                             # | model | plain | default | chatml | {system, user, assistant, document}
 //! val_fraction = 0.1          # held out by a seeded hash of the text
@@ -154,7 +154,7 @@ impl Stage for Finetune {
         let r = &f.report;
         Some(json!({
             "output": f.output,
-            "method": self.cfg.method,
+            "method": self.cfg.method_name(),
             "parameters": f.parameters,
             "trainable_parameters": f.trainable,
             "train_records": f.train_records,
@@ -188,7 +188,9 @@ impl Stage for Finetune {
                 "method",
                 format!(
                     "{} ({} of {} parameters train)",
-                    self.cfg.method, f.trainable, f.parameters
+                    self.cfg.method_name(),
+                    f.trainable,
+                    f.parameters
                 ),
             ),
             (
@@ -242,7 +244,7 @@ impl Stage for Finetune {
     fn describe(&self) -> String {
         format!(
             "{} {} model, template {:?}, {} validation, seed {}",
-            self.cfg.method,
+            self.cfg.method_name(),
             self.cfg.model,
             self.cfg.template,
             self.validation
