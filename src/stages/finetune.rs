@@ -75,7 +75,9 @@ impl Finetune {
     /// Build from the stage table; `fields` are the pipeline's `[input.fields]` (to read the kept parts back).
     pub fn new(mut cfg: FinetuneConfig, fields: FieldMap, cx: &BuildContext) -> Result<Finetune> {
         if let Some(p) = cfg.model_path() {
-            cfg.model = cx.resolve(p).to_string_lossy().into_owned();
+            cfg.model = crate::config::lexical_clean(&cx.resolve(p))
+                .to_string_lossy()
+                .into_owned();
         }
         cfg.validate()?;
         let validation = cfg.validation.as_ref().map(|p| cx.resolve(p));
