@@ -149,8 +149,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Train a model on a data set (a TOML file with `[input]` and `[finetune]`) and
-    /// write finetune.json, weights, adapters and loss.svg.
+    /// Train a model (tiny from scratch, or a pretrained HF folder or GGUF file) on a data
+    /// set (a TOML file with `[input]` and `[finetune]`) and write finetune.json, weights,
+    /// adapters and loss.svg.
     Finetune {
         /// The fine-tune file (TOML).
         config: PathBuf,

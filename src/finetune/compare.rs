@@ -188,8 +188,8 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     cfg.train.keep_best = false;
     cfg.train.early_stopping = false;
     cfg.train.max_steps = Some(opts.steps.or(cfg.train.max_steps).unwrap_or(300));
+    cfg.resolve_model(&pipeline.dir);
     cfg.validate()?;
-    let template = cfg.template()?;
 
     std::fs::create_dir_all(&opts.output)
         .with_context(|| format!("{}: cannot create", opts.output.display()))?;
@@ -224,7 +224,7 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
         None => {
             let (val, train): (Vec<Conversation>, Vec<Conversation>) = clean
                 .into_iter()
-                .partition(|c| data::is_validation(&template.render(&c.turns), opts.val_fraction, 0));
+                .partition(|c| data::is_validation(&data::split_text(&c.turns), opts.val_fraction, 0));
             (train, val)
         }
     };
@@ -239,9 +239,16 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
         bail!("compare: a training set is empty after removing validation overlap");
     }
 
-    let mut both = raw_train.clone();
-    both.extend(clean_train.iter().cloned());
-    let tokenizer = session::tiny_tokenizer(&cfg, &template, &both)?;
+    // The tiny model: one tokenizer trained on both training sets; a pretrained model has its own.
+    let tokenizer = match cfg.model_path() {
+        None => {
+            let mut both = raw_train.clone();
+            both.extend(clean_train.iter().cloned());
+            Some(session::tiny_tokenizer(&cfg, &cfg.tiny_template()?, &both)?)
+        }
+        Some(_) => None,
+    };
+    let mut vocab_size = tokenizer.as_ref().map_or(0, |t| t.get_vocab_size(true));
     let mut seeds = Vec::new();
     let mut parameters = 0;
     for &seed in &opts.seeds {
@@ -252,8 +259,9 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
                 train: train.to_vec(),
                 val: val.clone(),
             };
-            let out = session::run(&c, &split, Some(tokenizer.clone()), None)?;
+            let out = session::run(&c, &split, tokenizer.clone(), None)?;
             parameters = out.model.config.parameter_count();
+            vocab_size = out.model.config.vocab_size;
             let s = summary(out.report);
             eprintln!(
                 "compare: seed {seed} {name:<5} final val {:.4} best val {:.4} (step {}) train {:.4} ({:.0} tokens/s)",
@@ -283,7 +291,7 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
         clean_overlap_removed,
         steps,
         tokens_per_run: steps * cfg.train.batch_size * cfg.train.grad_accum * cfg.train.seq_len,
-        vocab_size: tokenizer.get_vocab_size(true),
+        vocab_size,
         parameters,
         final_val_diff: Spread::of(&seeds.iter().map(|s| s.final_val_diff).collect::<Vec<_>>()),
         best_val_diff: Spread::of(&seeds.iter().map(|s| s.best_val_diff).collect::<Vec<_>>()),

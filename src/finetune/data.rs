@@ -7,6 +7,13 @@
 //! template's closing marker after it count. The same template renders validation
 //! data and would render inference prompts.
 //!
+//! A pretrained model brings its own chat template (Hugging Face Jinja, from
+//! `tokenizer_config.json`, `chat_template.jinja` or the GGUF's `tokenizer.chat_template`):
+//! [`ChatTemplate`] renders it with minijinja the way `transformers`'
+//! `apply_chat_template` does, and finds each answer's trained span by rendering the
+//! conversation up to the answer with the generation prompt and up to its end without
+//! it: what the second adds to the first is the answer and its closing marker.
+//!
 //! Rows are packed: examples are concatenated (in a seeded shuffled order per epoch)
 //! and cut into rows of `seq_len + 1` tokens, so every optimizer step sees exactly
 //! `batch_size x seq_len` positions: the token budget of two runs is the same by
@@ -60,8 +67,21 @@ impl Template {
                 assistant: s("<|im_start|>assistant\n{content}<|im_end|>\n"),
                 document: s("{content}<|im_end|>\n"),
             },
-            other => bail!("unknown chat template preset `{other}`; expected default or chatml"),
+            other => bail!(
+                "unknown chat template preset `{other}`; expected auto, model, plain, default or chatml"
+            ),
         })
+    }
+
+    /// Plain text for a pretrained model without a chat template: `User:` / `Assistant:`
+    /// lines, each answer closed by the model's end-of-sequence token `eos`.
+    pub fn plain(eos: &str) -> Template {
+        Template {
+            system: "{content}\n\n".into(),
+            user: "User: {content}\n\n".into(),
+            assistant: format!("Assistant: {{content}}{eos}\n\n"),
+            document: format!("{{content}}{eos}\n\n"),
+        }
     }
 
     /// Check every part has exactly one `{content}`.
@@ -164,24 +184,188 @@ pub struct Example {
     pub trained: Vec<bool>,
 }
 
-/// Tokenize a conversation through the template, piece by piece (exact loss mask).
+/// The text a conversation's train/validation split is decided on: its rendering
+/// through the `default` template, so the split is the same whatever template or model
+/// trains (the stage decides it per record before any model is loaded).
+pub fn split_text(turns: &[(Role, String)]) -> String {
+    DEFAULT_PARTS.render(turns)
+}
+
+static DEFAULT_PARTS: std::sync::LazyLock<Template> =
+    std::sync::LazyLock::new(|| Template::preset("default").expect("the default preset exists"));
+
+/// How conversations become text: four template parts, or a model's own Jinja template.
+#[derive(Debug, Clone)]
+pub enum ChatFormat {
+    Parts(Template),
+    Jinja(ChatTemplate),
+}
+
+impl ChatFormat {
+    /// The pieces of a conversation: (text, trained?) in order.
+    pub fn pieces(&self, turns: &[(Role, String)]) -> Result<Vec<(String, bool)>> {
+        match self {
+            ChatFormat::Parts(t) => Ok(t
+                .pieces(turns)
+                .into_iter()
+                .map(|(s, m)| (s.to_string(), m))
+                .collect()),
+            ChatFormat::Jinja(j) => j.pieces(turns),
+        }
+    }
+
+    /// What `finetune.json` records about the format.
+    pub fn describe(&self) -> Value {
+        match self {
+            ChatFormat::Parts(t) => serde_json::to_value(t).unwrap_or(Value::Null),
+            ChatFormat::Jinja(j) => serde_json::json!({ "jinja": j.source }),
+        }
+    }
+}
+
+/// A Hugging Face chat template (Jinja), rendered like `transformers`' `apply_chat_template`:
+/// `trim_blocks` and `lstrip_blocks` on, `messages`, `add_generation_prompt`, `bos_token`,
+/// `eos_token` and `raise_exception` defined, Python string methods available.
+#[derive(Clone)]
+pub struct ChatTemplate {
+    pub source: String,
+    env: Arc<minijinja::Environment<'static>>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate")
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl ChatTemplate {
+    /// Compile `source`; `bos_token` / `eos_token` are the strings the template may write.
+    pub fn new(source: &str, bos_token: &str, eos_token: &str) -> Result<ChatTemplate> {
+        let mut env = minijinja::Environment::new();
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .trim_blocks(true)
+                .lstrip_blocks(true)
+                .build()
+                .map_err(|e| anyhow!("chat template syntax: {e}"))?,
+        );
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
+            },
+        );
+        env.add_template_owned("chat", source.to_string())
+            .map_err(|e| anyhow!("chat template does not compile: {e:#}"))?;
+        Ok(ChatTemplate {
+            source: source.to_string(),
+            env: Arc::new(env),
+            bos_token: bos_token.to_string(),
+            eos_token: eos_token.to_string(),
+        })
+    }
+
+    /// The template applied to `turns` (documents count as assistant turns).
+    pub fn render(&self, turns: &[(Role, String)], add_generation_prompt: bool) -> Result<String> {
+        let messages: Vec<Value> = turns
+            .iter()
+            .map(|(role, text)| {
+                let role = match role {
+                    Role::System => "system",
+                    Role::Prompt => "user",
+                    Role::Response | Role::Document => "assistant",
+                };
+                serde_json::json!({ "role": role, "content": text })
+            })
+            .collect();
+        let ctx = minijinja::context! {
+            messages => minijinja::Value::from(minijinja::value::Serde(&messages)),
+            add_generation_prompt => add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        };
+        self.env
+            .get_template("chat")
+            .and_then(|t| t.render(ctx))
+            .map_err(|e| anyhow!("chat template: {e:#}"))
+    }
+
+    /// Render and mark what is trained: for each answer k, the text that
+    /// `render(turns[..=k])` adds to `render(turns[..k], add_generation_prompt)`
+    /// (the answer and its end marker). A plain document (no prompt) is its text and
+    /// the end-of-sequence token, trained entirely, without the chat template.
+    pub fn pieces(&self, turns: &[(Role, String)]) -> Result<Vec<(String, bool)>> {
+        if turns.iter().all(|(r, _)| *r == Role::Document) {
+            return Ok(turns
+                .iter()
+                .flat_map(|(_, t)| [(t.clone(), true), (self.eos_token.clone(), true)])
+                .filter(|(t, _)| !t.is_empty())
+                .collect());
+        }
+        let full = self.render(turns, false)?;
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        for (k, (role, text)) in turns.iter().enumerate() {
+            if !matches!(role, Role::Response | Role::Document) {
+                continue;
+            }
+            let upto = self.render(&turns[..=k], false)?;
+            if !full.starts_with(&upto) {
+                bail!(
+                    "chat template: the rendering of turns 1..={} is not a prefix of the whole conversation's; use template = \"plain\" or a preset",
+                    k + 1
+                );
+            }
+            let before = self.render(&turns[..k], true)?;
+            let start = if upto.starts_with(&before) {
+                before.len()
+            } else {
+                // The template writes something only once an answer exists (a default
+                // system prompt before a leading answer): train from the answer's text.
+                upto.rfind(text.as_str()).ok_or_else(|| {
+                    anyhow!("chat template: turn {} does not appear in its rendering", k + 1)
+                })?
+            };
+            let start = start.max(spans.last().map_or(0, |s| s.1));
+            if start < upto.len() {
+                spans.push((start, upto.len()));
+            }
+        }
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (start, end) in spans {
+            if start > at {
+                out.push((full[at..start].to_string(), false));
+            }
+            out.push((full[start..end].to_string(), true));
+            at = end;
+        }
+        if at < full.len() {
+            out.push((full[at..].to_string(), false));
+        }
+        Ok(out)
+    }
+}
+
+/// Tokenize a conversation through the chat format, piece by piece (exact loss mask);
+/// `prefix` ids (a BOS the tokenizer itself adds) go first, untrained.
 pub fn encode(
     tokenizer: &Tokenizer,
-    template: &Template,
+    format: &ChatFormat,
     turns: &[(Role, String)],
-    bos: Option<u32>,
+    prefix: &[u32],
 ) -> Result<Example> {
     let mut ex = Example {
-        ids: Vec::new(),
-        trained: Vec::new(),
+        ids: prefix.to_vec(),
+        trained: vec![false; prefix.len()],
     };
-    if let Some(b) = bos {
-        ex.ids.push(b);
-        ex.trained.push(false);
-    }
-    for (text, trained) in template.pieces(turns) {
+    for (text, trained) in format.pieces(turns)? {
         let enc = tokenizer
-            .encode(text, false)
+            .encode(text.as_str(), false)
             .map_err(|e| anyhow!("tokenizer: {e}"))?;
         ex.ids.extend_from_slice(enc.get_ids());
         ex.trained
@@ -403,7 +587,7 @@ mod tests {
         ];
         let texts: Vec<String> = (0..20).map(|_| t.render(&turns)).collect();
         let tk = train_tokenizer(&texts, 300, &t.markers()).unwrap();
-        let ex = encode(&tk, &t, &turns, None).unwrap();
+        let ex = encode(&tk, &ChatFormat::Parts(t.clone()), &turns, &[]).unwrap();
         let trained: Vec<u32> = ex
             .ids
             .iter()
@@ -426,6 +610,72 @@ mod tests {
         );
         // Markers are single special tokens.
         assert!(tk.token_to_id("<|end|>").is_some());
+    }
+
+    /// SmolLM2-Instruct's template (ChatML with a default system prompt), as in its GGUF.
+    const SMOLLM2: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    fn trained_and_not(pieces: &[(String, bool)]) -> (String, String) {
+        let pick = |want: bool| -> String {
+            pieces
+                .iter()
+                .filter(|(_, m)| *m == want)
+                .map(|(t, _)| t.as_str())
+                .collect()
+        };
+        (pick(true), pick(false))
+    }
+
+    #[test]
+    fn jinja_chat_template_trains_each_answer_and_its_end_marker() {
+        let t = ChatTemplate::new(SMOLLM2, "<|im_start|>", "<|im_end|>").unwrap();
+        let turns = vec![
+            (Role::Prompt, "Q1".to_string()),
+            (Role::Response, "A1".to_string()),
+            (Role::Prompt, "Q2".to_string()),
+            (Role::Response, "A2".to_string()),
+        ];
+        let pieces = t.pieces(&turns).unwrap();
+        let whole: String = pieces.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(whole, t.render(&turns, false).unwrap());
+        assert!(whole.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"));
+        let (trained, untrained) = trained_and_not(&pieces);
+        assert_eq!(trained, "A1<|im_end|>\nA2<|im_end|>\n");
+        assert!(untrained.ends_with("<|im_start|>user\nQ2<|im_end|>\n<|im_start|>assistant\n"));
+        // Same mask as the chatml preset after the default system prompt.
+        let chatml = Template::preset("chatml").unwrap();
+        let (preset_trained, _) = trained_and_not(&ChatFormat::Parts(chatml).pieces(&turns).unwrap());
+        assert_eq!(trained, preset_trained);
+        // A plain document bypasses the template: text + EOS, all trained.
+        let doc = t.pieces(&[(Role::Document, "text".into())]).unwrap();
+        assert_eq!(
+            trained_and_not(&doc),
+            ("text<|im_end|>".to_string(), String::new())
+        );
+    }
+
+    #[test]
+    fn jinja_templates_get_hf_helpers_and_errors_are_clear() {
+        // Python string methods, bos_token, raise_exception, trim_blocks: as in Llama-style templates.
+        let src = "{{ bos_token }}{% for m in messages %}\n{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}\n{% if m['role'] == 'user' %}[INST] {{ m['content'].strip() }} [/INST]{% else %} {{ m['content'] }}{{ eos_token }}{% endif %}\n{% endfor %}";
+        let t = ChatTemplate::new(src, "<s>", "</s>").unwrap();
+        let turns = vec![
+            (Role::Prompt, " hi ".to_string()),
+            (Role::Response, "yo".to_string()),
+        ];
+        let pieces = t.pieces(&turns).unwrap();
+        assert_eq!(
+            pieces,
+            vec![
+                ("<s>[INST] hi [/INST]".to_string(), false),
+                (" yo</s>".to_string(), true)
+            ]
+        );
+        let err = t
+            .pieces(&[(Role::System, "s".into()), (Role::Response, "a".into())])
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("no system role"), "{err:#}");
+        assert!(ChatTemplate::new("{% for %}", "", "").is_err());
     }
 
     #[test]

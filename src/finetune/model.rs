@@ -519,8 +519,14 @@ impl Model {
         candle_core::safetensors::save(&merged, dir.join("model.safetensors"))
             .with_context(|| format!("{}: cannot write model.safetensors", dir.display()))?;
         let mut config = serde_json::to_value(&self.config)?;
-        config["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
-        config["model_type"] = serde_json::json!("llama");
+        // q/k/v biases are Qwen2's; HF's Llama class would drop them.
+        let (arch, kind) = if self.config.attention_bias {
+            ("Qwen2ForCausalLM", "qwen2")
+        } else {
+            ("LlamaForCausalLM", "llama")
+        };
+        config["architectures"] = serde_json::json!([arch]);
+        config["model_type"] = serde_json::json!(kind);
         config["torch_dtype"] = serde_json::json!("float32");
         crate::io::writer::write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&config)?)?;
         Ok(())

@@ -1,6 +1,12 @@
 //! One fine-tuning session end to end: conversations -> split -> tokenizer -> model ->
 //! training -> files. Used by the `finetune` stage, `curate finetune` and `curate compare`.
 //!
+//! The model is `tiny` (from scratch, with a byte-level BPE trained on the training
+//! split) or a pretrained checkpoint: `model = "<path>"` names a Hugging Face folder
+//! (`config.json`, `*.safetensors`, `tokenizer.json`) or a `.gguf` file, loaded by
+//! [`super::checkpoint`]; its tokenizer tokenizes and, with `template = "auto"`, its own
+//! chat template renders (else a plain `User:` / `Assistant:` text closed by its EOS).
+//!
 //! Files written into the output folder:
 //! - `finetune.json`: the settings, the data counts and every loss ([`TrainReport`]).
 //! - `model.safetensors` + `config.json` + `tokenizer.json`: the full weights under HF
@@ -19,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::chart::{self, Series};
+use super::checkpoint::{self, LoadedCheckpoint};
 use super::config::ModelConfig;
-use super::data::{self, Conversation, Example, ReadTally, Template};
+use super::data::{self, ChatFormat, ChatTemplate, Conversation, Example, ReadTally, Template};
 use super::model::{LoraConfig, Method, Model};
 use super::train::{self, TrainConfig, TrainData, TrainReport};
 use crate::io::writer::write_atomic;
@@ -55,7 +62,7 @@ impl Default for TinyModel {
     }
 }
 
-/// A chat template: a preset name or the four parts.
+/// A chat template: a preset name (`auto`, `model`, `plain`, `default`, `chatml`) or the four parts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum TemplateSpec {
@@ -67,10 +74,11 @@ pub enum TemplateSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FinetuneConfig {
-    /// `tiny`: a from-scratch model with a tokenizer trained on the training split.
+    /// `tiny`: a from-scratch model with a tokenizer trained on the training split;
+    /// else the path of a pretrained checkpoint (HF folder or `.gguf` file).
     pub model: String,
     pub tiny: TinyModel,
-    /// `full`, `lora` or `prefix`.
+    /// `full`, `lora` or `prefix`; `auto`: `full` for tiny, `lora` for a pretrained model.
     pub method: String,
     pub lora: LoraConfig,
     /// Prefix tuning: trained key/value slots per layer.
@@ -92,10 +100,10 @@ impl Default for FinetuneConfig {
         FinetuneConfig {
             model: "tiny".into(),
             tiny: TinyModel::default(),
-            method: "full".into(),
+            method: "auto".into(),
             lora: LoraConfig::default(),
             num_virtual_tokens: 16,
-            template: TemplateSpec::Preset("default".into()),
+            template: TemplateSpec::Preset("auto".into()),
             val_fraction: 0.1,
             validation: None,
             output: None,
@@ -106,9 +114,18 @@ impl Default for FinetuneConfig {
 }
 
 impl FinetuneConfig {
+    /// The method's name with `auto` resolved.
+    pub fn method_name(&self) -> &str {
+        match (self.method.as_str(), self.model_path()) {
+            ("auto", None) => "full",
+            ("auto", Some(_)) => "lora",
+            (m, _) => m,
+        }
+    }
+
     /// The training method as the model understands it.
     pub fn method(&self) -> Result<Method> {
-        Ok(match self.method.as_str() {
+        Ok(match self.method_name() {
             "full" => Method::Full,
             "lora" => {
                 self.lora.projections()?;
@@ -117,13 +134,32 @@ impl FinetuneConfig {
             "prefix" => Method::Prefix {
                 num_virtual_tokens: self.num_virtual_tokens,
             },
-            other => bail!("finetune: unknown method `{other}`; expected full, lora or prefix"),
+            other => bail!("finetune: unknown method `{other}`; expected auto, full, lora or prefix"),
         })
     }
 
-    /// The chat template in force.
-    pub fn template(&self) -> Result<Template> {
+    /// The pretrained checkpoint's path; `None` for `tiny`.
+    pub fn model_path(&self) -> Option<&Path> {
+        (self.model != "tiny").then(|| Path::new(&self.model))
+    }
+
+    /// Make a relative `model` path relative to `base` (the config file's folder).
+    pub fn resolve_model(&mut self, base: &Path) {
+        if let Some(p) = self.model_path().filter(|p| p.is_relative()) {
+            self.model = crate::config::lexical_clean(&base.join(p))
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+
+    /// The template parts of the tiny model (`auto` = `default`).
+    pub fn tiny_template(&self) -> Result<Template> {
         let t = match &self.template {
+            TemplateSpec::Preset(name) if name == "auto" => Template::preset("default")?,
+            TemplateSpec::Preset(name) if name == "plain" => Template::plain("<|end|>"),
+            TemplateSpec::Preset(name) if name == "model" => {
+                bail!("finetune: template = \"model\" needs a pretrained model, not tiny")
+            }
             TemplateSpec::Preset(name) => Template::preset(name)?,
             TemplateSpec::Custom(t) => t.clone(),
         };
@@ -131,13 +167,61 @@ impl FinetuneConfig {
         Ok(t)
     }
 
+    /// The chat format for a pretrained checkpoint: `auto` takes the model's own template
+    /// when it has one, else `plain`; `model` insists on the model's own.
+    pub fn pretrained_format(&self, ck: &LoadedCheckpoint) -> Result<ChatFormat> {
+        let token =
+            |id: Option<u32>| -> String { id.and_then(|i| ck.tokenizer.id_to_token(i)).unwrap_or_default() };
+        let (bos, eos) = (token(ck.config.bos_token_id), token(ck.config.eos_token_id));
+        let own = |source: &str| -> Result<ChatFormat> {
+            Ok(ChatFormat::Jinja(ChatTemplate::new(source, &bos, &eos)?))
+        };
+        let parts = match &self.template {
+            TemplateSpec::Preset(name) => match (name.as_str(), &ck.chat_template) {
+                ("auto" | "model", Some(source)) => return own(source),
+                ("model", None) => bail!(
+                    "finetune: template = \"model\": {} has no chat template",
+                    self.model
+                ),
+                ("auto" | "plain", _) => {
+                    if eos.is_empty() {
+                        bail!(
+                            "finetune: {} names no end-of-sequence token for the plain template",
+                            self.model
+                        );
+                    }
+                    Template::plain(&eos)
+                }
+                (name, _) => Template::preset(name)?,
+            },
+            TemplateSpec::Custom(t) => t.clone(),
+        };
+        parts.validate()?;
+        Ok(ChatFormat::Parts(parts))
+    }
+
     /// Check everything that can be checked before any data is read.
     pub fn validate(&self) -> Result<()> {
-        if self.model != "tiny" {
-            bail!(
-                "finetune: model `{}`: only `tiny` (from scratch) is built in; pretrained checkpoints load through the library (Session::with_base)",
-                self.model
-            );
+        match self.model_path() {
+            None => {
+                self.tiny_template()?;
+            }
+            Some(p) => {
+                let gguf = p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+                if !(p.is_dir() || gguf && p.is_file()) {
+                    bail!(
+                        "finetune: model `{}`: expected `tiny`, a Hugging Face checkpoint folder or a .gguf file",
+                        p.display()
+                    );
+                }
+                match &self.template {
+                    TemplateSpec::Preset(n) if !["auto", "model", "plain"].contains(&n.as_str()) => {
+                        Template::preset(n)?;
+                    }
+                    TemplateSpec::Custom(t) => t.validate()?,
+                    _ => {}
+                }
+            }
         }
         if !(0.0..1.0).contains(&self.val_fraction) {
             bail!("finetune: val_fraction must be in [0, 1)");
@@ -146,7 +230,6 @@ impl FinetuneConfig {
             bail!("finetune: tiny.vocab_size must be >= 300 (256 bytes + merges + markers)");
         }
         self.method()?;
-        self.template()?;
         self.train.validate()
     }
 
@@ -180,18 +263,14 @@ pub struct Split {
     pub val: Vec<Conversation>,
 }
 
-/// Split by a seeded hash of the rendered text (or take a given validation set).
-pub fn split(
-    all: Vec<Conversation>,
-    given_val: Option<Vec<Conversation>>,
-    template: &Template,
-    cfg: &FinetuneConfig,
-) -> Split {
+/// Split by a seeded hash of the conversation's text ([`data::split_text`]), or take a
+/// given validation set.
+pub fn split(all: Vec<Conversation>, given_val: Option<Vec<Conversation>>, cfg: &FinetuneConfig) -> Split {
     match given_val {
         Some(val) => Split { train: all, val },
         None => {
             let (val, train): (Vec<Conversation>, Vec<Conversation>) = all.into_iter().partition(|c| {
-                data::is_validation(&template.render(&c.turns), cfg.val_fraction, cfg.train.seed)
+                data::is_validation(&data::split_text(&c.turns), cfg.val_fraction, cfg.train.seed)
             });
             Split { train, val }
         }
@@ -208,16 +287,46 @@ pub fn tiny_tokenizer(
     data::train_tokenizer(&texts, cfg.tiny.vocab_size, &template.markers())
 }
 
+/// Load a pretrained checkpoint: a `.gguf` file or a Hugging Face folder.
+pub fn load_checkpoint(path: &Path) -> Result<LoadedCheckpoint> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        checkpoint::load_gguf(path)
+    } else {
+        checkpoint::load_hf_dir(path)
+    }
+}
+
+/// The ids the tokenizer itself puts before a text (a BOS), from encoding one with and
+/// without special tokens.
+fn tokenizer_prefix(tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+    let with = tokenizer
+        .encode("a", true)
+        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+    let without = tokenizer
+        .encode("a", false)
+        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+    let (w, wo) = (with.get_ids(), without.get_ids());
+    Ok(match w.windows(wo.len()).position(|win| win == wo) {
+        Some(at) => w[..at].to_vec(),
+        None => Vec::new(),
+    })
+}
+
 /// What a finished session produced.
 pub struct Outcome {
     pub report: TrainReport,
     pub model: Model,
     pub tokenizer: Tokenizer,
+    /// How conversations were rendered (a model's own Jinja template is saved beside the weights).
+    pub format: ChatFormat,
+    /// The pretrained checkpoint trained from (`None` for `tiny`).
+    pub base_model: Option<PathBuf>,
     /// The body of `finetune.json`.
     pub json: serde_json::Value,
 }
 
-/// Tokenize, build the model, train. `tokenizer`: `None` trains the tiny one on the split.
+/// Tokenize, build the model, train. `tokenizer` (tiny only): `None` trains one on the
+/// split. A pretrained `model` brings its weights, tokenizer and chat template.
 pub fn run(
     cfg: &FinetuneConfig,
     split: &Split,
@@ -225,24 +334,72 @@ pub fn run(
     tally: Option<&ReadTally>,
 ) -> Result<Outcome> {
     cfg.validate()?;
-    let template = cfg.template()?;
     if split.train.is_empty() {
         bail!("finetune: no training records with a response to learn from");
     }
-    let tokenizer = match tokenizer {
-        Some(t) => t,
-        None => tiny_tokenizer(cfg, &template, &split.train)?,
+    let device = Device::Cpu;
+    // The base: weights, tokenizer, chat format, end-of-sequence id and the ids the
+    // tokenizer puts before a text.
+    let (config, tensors, tokenizer, format, eos, prefix) = match cfg.model_path() {
+        None => {
+            let template = cfg.tiny_template()?;
+            let tokenizer = match tokenizer {
+                Some(t) => t,
+                None => tiny_tokenizer(cfg, &template, &split.train)?,
+            };
+            let eos = template
+                .markers()
+                .iter()
+                .find(|m| m.contains("end"))
+                .and_then(|m| tokenizer.token_to_id(m));
+            let config = cfg.tiny_config(tokenizer.get_vocab_size(true), eos);
+            let tensors = super::model::init_weights(&config, cfg.train.seed, &device)?;
+            (
+                config,
+                tensors,
+                tokenizer,
+                ChatFormat::Parts(template),
+                eos,
+                Vec::new(),
+            )
+        }
+        Some(path) => {
+            if tokenizer.is_some() {
+                bail!("finetune: a pretrained model uses its own tokenizer");
+            }
+            let ck = load_checkpoint(path)?;
+            let format = cfg
+                .pretrained_format(&ck)
+                .with_context(|| format!("{}", path.display()))?;
+            // A Jinja template writes any BOS itself (as HF's apply_chat_template expects).
+            let prefix = match format {
+                ChatFormat::Parts(_) => tokenizer_prefix(&ck.tokenizer)?,
+                ChatFormat::Jinja(_) => Vec::new(),
+            };
+            if cfg.train.seq_len > ck.config.max_position_embeddings {
+                bail!(
+                    "finetune: seq_len {} exceeds the model's max_position_embeddings {}",
+                    cfg.train.seq_len,
+                    ck.config.max_position_embeddings
+                );
+            }
+            let eos = ck.config.eos_token_id;
+            (ck.config, ck.tensors, ck.tokenizer, format, eos, prefix)
+        }
     };
-    let eos = template
-        .markers()
-        .iter()
-        .find(|m| m.contains("end"))
-        .and_then(|m| tokenizer.token_to_id(m));
+    let vocab = config.vocab_size;
     let encode = |cs: &[Conversation]| -> Result<Vec<Example>> {
         cs.iter()
             .map(|c| {
-                data::encode(&tokenizer, &template, &c.turns, None)
-                    .with_context(|| format!("record {}", c.id))
+                let ex = data::encode(&tokenizer, &format, &c.turns, &prefix)
+                    .with_context(|| format!("record {}", c.id))?;
+                if let Some(id) = ex.ids.iter().find(|&&i| i as usize >= vocab) {
+                    bail!(
+                        "record {}: token id {id} is outside the model's vocabulary of {vocab}",
+                        c.id
+                    );
+                }
+                Ok(ex)
             })
             .collect()
     };
@@ -251,9 +408,7 @@ pub fn run(
         val: encode(&split.val)?,
         pad: eos.unwrap_or(0),
     };
-    let device = Device::Cpu;
-    let config = cfg.tiny_config(tokenizer.get_vocab_size(true), eos);
-    let model = Model::from_scratch(config, cfg.method()?, cfg.train.seed, &device)?;
+    let model = Model::new(config, tensors, cfg.method()?, cfg.train.seed, &device)?;
     let mut print = |s: &train::StepLog, e: Option<&train::EvalLog>| {
         if let Some(e) = e {
             eprintln!(
@@ -269,11 +424,11 @@ pub fn run(
             "source": cfg.model,
             "config": model.config,
             "parameters": model.config.parameter_count(),
-            "method": cfg.method,
+            "method": cfg.method_name(),
             "method_settings": model.method,
             "trainable_parameters": model.trainable_parameters(),
         },
-        "template": template,
+        "template": format.describe(),
         "data": {
             "read": tally,
             "train_records": split.train.len(),
@@ -288,6 +443,8 @@ pub fn run(
         report,
         model,
         tokenizer,
+        format,
+        base_model: cfg.model_path().map(Path::to_path_buf),
         json,
     })
 }
@@ -340,13 +497,17 @@ pub fn save(outcome: &Outcome, dir: &Path) -> Result<Vec<PathBuf>> {
         .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
     write_atomic(&dir.join("tokenizer.json"), tk.as_bytes())?;
     written.push(dir.join("tokenizer.json"));
+    if let ChatFormat::Jinja(t) = &outcome.format {
+        write_atomic(&dir.join("chat_template.jinja"), t.source.as_bytes())?;
+        written.push(dir.join("chat_template.jinja"));
+    }
     let adapter = outcome.model.adapter_tensors();
     if !adapter.is_empty() {
         candle_core::safetensors::save(&adapter, dir.join("adapter_model.safetensors"))
             .with_context(|| format!("{}: cannot write adapter_model.safetensors", dir.display()))?;
         write_atomic(
             &dir.join("adapter_config.json"),
-            &serde_json::to_vec_pretty(&adapter_config(&outcome.model))?,
+            &serde_json::to_vec_pretty(&adapter_config(&outcome.model, outcome.base_model.as_deref()))?,
         )?;
         written.push(dir.join("adapter_model.safetensors"));
         written.push(dir.join("adapter_config.json"));
@@ -364,9 +525,10 @@ pub fn save(outcome: &Outcome, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
-/// PEFT's `adapter_config.json` for the model's adapter.
-pub fn adapter_config(model: &Model) -> serde_json::Value {
+/// PEFT's `adapter_config.json` for the model's adapter (`base`: the checkpoint trained from).
+pub fn adapter_config(model: &Model, base: Option<&Path>) -> serde_json::Value {
     let c = &model.config;
+    let base = base.map(|p| p.display().to_string());
     match &model.method {
         Method::Lora(l) => {
             let targets: Vec<String> = l
@@ -378,7 +540,7 @@ pub fn adapter_config(model: &Model) -> serde_json::Value {
             serde_json::json!({
                 "peft_type": "LORA",
                 "task_type": "CAUSAL_LM",
-                "base_model_name_or_path": null,
+                "base_model_name_or_path": base,
                 "r": l.r,
                 "lora_alpha": l.alpha,
                 "lora_dropout": l.dropout,
@@ -391,7 +553,7 @@ pub fn adapter_config(model: &Model) -> serde_json::Value {
         Method::Prefix { num_virtual_tokens } => serde_json::json!({
             "peft_type": "PREFIX_TUNING",
             "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": null,
+            "base_model_name_or_path": base,
             "num_virtual_tokens": num_virtual_tokens,
             "num_layers": c.num_hidden_layers,
             "num_attention_heads": c.num_key_value_heads,
@@ -428,10 +590,10 @@ pub fn run_file(path: &Path, output: Option<PathBuf>) -> Result<(Outcome, PathBu
     let file: FinetuneFile = toml::from_str(&text)
         .map_err(|e| config_error(format!("{}: {}", path.display(), e.to_string().trim_end())))?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let cfg = file.finetune;
+    let mut cfg = file.finetune;
+    cfg.resolve_model(&dir);
     cfg.validate()
         .map_err(|e| config_error(format!("{}: [finetune]: {e:#}", path.display())))?;
-    let template = cfg.template()?;
     let (all, tally) = data::read_conversations(&file.input, &dir)?;
     let given_val = match &cfg.validation {
         Some(v) => {
@@ -448,7 +610,7 @@ pub fn run_file(path: &Path, output: Option<PathBuf>) -> Result<(Outcome, PathBu
                 .map(|o| crate::config::lexical_clean(&dir.join(o)))
         })
         .unwrap_or_else(|| PathBuf::from("out/finetune"));
-    let split = split(all, given_val, &template, &cfg);
+    let split = split(all, given_val, &cfg);
     let outcome = run(&cfg, &split, None, Some(&tally))?;
     save(&outcome, &out_dir)?;
     Ok((outcome, out_dir))
@@ -507,8 +669,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for method in ["full", "lora", "prefix"] {
             let cfg = small(method);
-            let template = cfg.template().unwrap();
-            let sp = split(conversations(40), None, &template, &cfg);
+            let template = ChatFormat::Parts(cfg.tiny_template().unwrap());
+            let sp = split(conversations(40), None, &cfg);
             assert!(!sp.val.is_empty() && !sp.train.is_empty());
             let out = run(&cfg, &sp, None, None).unwrap();
             let d = dir.path().join(method);
@@ -522,7 +684,7 @@ mod tests {
             let val: Vec<Example> = sp
                 .val
                 .iter()
-                .map(|c| data::encode(&tk, &template, &c.turns, None).unwrap())
+                .map(|c| data::encode(&tk, &template, &c.turns, &[]).unwrap())
                 .collect();
             let rows = data::pack(&val, 32, 0);
             let trained = evaluate(&out.model, &rows, 4).unwrap();

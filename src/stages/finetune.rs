@@ -13,9 +13,11 @@
 //! ```toml
 //! [[stage]]
 //! kind = "finetune"
-//! model = "tiny"              # from scratch; see [stage.tiny] for its shape
-//! method = "full"             # full | lora | prefix
-//! template = "default"        # default | chatml | {system, user, assistant, document}
+//! model = "tiny"              # from scratch (see [stage.tiny]), or a pretrained checkpoint:
+//!                             # a Hugging Face folder or a .gguf file (relative to this file)
+//! method = "auto"             # auto (tiny: full; pretrained: lora) | full | lora | prefix
+//! template = "auto"           # auto (tiny: default; pretrained: the model's own, else plain)
+//!                             # | model | plain | default | chatml | {system, user, assistant, document}
 //! val_fraction = 0.1          # held out by a seeded hash of the text
 //! # validation = "val.jsonl"  # a validation file instead of the split
 //! # output = "finetune"       # relative to the run's output folder
@@ -45,7 +47,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::json;
 
-use crate::finetune::data::{self, Template};
+use crate::finetune::data;
 use crate::finetune::session::{self, FinetuneConfig, Split};
 use crate::finetune::train::TrainReport;
 use crate::record::{FieldMap, Record};
@@ -54,7 +56,6 @@ use crate::stage::{BuildContext, FinishContext, Stage, Verdict};
 /// The `finetune` stage.
 pub struct Finetune {
     cfg: FinetuneConfig,
-    template: Template,
     fields: FieldMap,
     validation: Option<PathBuf>,
     /// Filled by `finish`.
@@ -72,7 +73,12 @@ struct Finished {
 
 impl Finetune {
     /// Build from the stage table; `fields` are the pipeline's `[input.fields]` (to read the kept parts back).
-    pub fn new(cfg: FinetuneConfig, fields: FieldMap, cx: &BuildContext) -> Result<Finetune> {
+    pub fn new(mut cfg: FinetuneConfig, fields: FieldMap, cx: &BuildContext) -> Result<Finetune> {
+        if let Some(p) = cfg.model_path() {
+            cfg.model = crate::config::lexical_clean(&cx.resolve(p))
+                .to_string_lossy()
+                .into_owned();
+        }
         cfg.validate()?;
         let validation = cfg.validation.as_ref().map(|p| cx.resolve(p));
         if let Some(v) = &validation {
@@ -81,7 +87,6 @@ impl Finetune {
             }
         }
         Ok(Finetune {
-            template: cfg.template()?,
             cfg,
             fields,
             validation,
@@ -101,7 +106,7 @@ impl Stage for Finetune {
             "none"
         } else if self.validation.is_none()
             && data::is_validation(
-                &self.template.render(&turns),
+                &data::split_text(&turns),
                 self.cfg.val_fraction,
                 self.cfg.train.seed,
             )
@@ -127,7 +132,7 @@ impl Stage for Finetune {
             ),
             None => None,
         };
-        let split: Split = session::split(all, given_val, &self.template, &self.cfg);
+        let split: Split = session::split(all, given_val, &self.cfg);
         let output = match &self.cfg.output {
             Some(p) if p.is_absolute() => p.clone(),
             Some(p) => ctx.output_dir.join(p),
@@ -151,7 +156,7 @@ impl Stage for Finetune {
         let r = &f.report;
         Some(json!({
             "output": f.output,
-            "method": self.cfg.method,
+            "method": self.cfg.method_name(),
             "parameters": f.parameters,
             "trainable_parameters": f.trainable,
             "train_records": f.train_records,
@@ -185,7 +190,9 @@ impl Stage for Finetune {
                 "method",
                 format!(
                     "{} ({} of {} parameters train)",
-                    self.cfg.method, f.trainable, f.parameters
+                    self.cfg.method_name(),
+                    f.trainable,
+                    f.parameters
                 ),
             ),
             (
@@ -239,7 +246,7 @@ impl Stage for Finetune {
     fn describe(&self) -> String {
         format!(
             "{} {} model, template {:?}, {} validation, seed {}",
-            self.cfg.method,
+            self.cfg.method_name(),
             self.cfg.model,
             self.cfg.template,
             self.validation
