@@ -190,13 +190,13 @@ fn magic_html_benchmark_char_f1() {
     assert!(keep.0.f1() > groups["forum"].f1(), "keeping replies helps forums");
     let f1 = |k: &str| groups[k].f1();
     // Guards a little under what the extractor reaches (README), so regressions fail.
-    // Measured (README): all 0.903, article 0.940, forum 0.805, dev half 0.917,
-    // held-out half 0.888.
-    assert!(f1("all") >= 0.89, "all {:.3}", f1("all"));
+    // Measured (README): all 0.909, article 0.940, forum 0.825, dev half 0.917,
+    // held-out half 0.901.
+    assert!(f1("all") >= 0.90, "all {:.3}", f1("all"));
     assert!(f1("article") >= 0.93, "article {:.3}", f1("article"));
-    assert!(f1("forum") >= 0.78, "forum {:.3}", f1("forum"));
+    assert!(f1("forum") >= 0.80, "forum {:.3}", f1("forum"));
     assert!(
-        f1("held-out (odd)") >= 0.87,
+        f1("held-out (odd)") >= 0.89,
         "held-out {:.3}",
         f1("held-out (odd)")
     );

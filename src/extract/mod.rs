@@ -915,7 +915,7 @@ impl Block {
             "All Rights Reserved",
             "All rights reserved",
         ];
-        self.chars <= 200 && SIGNS.iter().any(|s| self.text.contains(s))
+        self.chars <= 400 && SIGNS.iter().any(|s| self.text.contains(s))
     }
 
     /// A byline or post header: short, dated, not a sentence
