@@ -339,6 +339,8 @@ struct Segment {
 /// what makes a sharded run's clusters identical to a single-process run's.
 pub struct Layout {
     parts: Vec<PathBuf>,
+    /// Sorted band runs (`bands-NNNN.bin`) each part spilled (sharded runs).
+    band_runs: Vec<u32>,
     /// In global order.
     segments: Vec<Segment>,
     n: u32,
@@ -349,6 +351,7 @@ impl Layout {
     pub fn single(dir: &Path, n: u32) -> Layout {
         Layout {
             parts: vec![dir.to_path_buf()],
+            band_runs: vec![0],
             segments: vec![Segment {
                 part: 0,
                 local: 0,
@@ -363,6 +366,7 @@ impl Layout {
     pub fn ranks(dirs: &[PathBuf]) -> Result<Layout> {
         let mut all: Vec<(u64, usize, u32, u32)> = Vec::new(); // (file, part, local, len)
         let mut run: Option<String> = None;
+        let mut band_runs = Vec::with_capacity(dirs.len());
         for (part, dir) in dirs.iter().enumerate() {
             let observed = load_observed(dir)?.with_context(|| {
                 format!(
@@ -370,6 +374,7 @@ impl Layout {
                     dir.display()
                 )
             })?;
+            band_runs.push(observed.band_runs);
             let path = dir.join("sources.json");
             let text = std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
             #[derive(Deserialize)]
@@ -427,6 +432,7 @@ impl Layout {
         }
         Ok(Layout {
             parts: dirs.to_vec(),
+            band_runs,
             segments,
             n: global,
         })
@@ -486,13 +492,7 @@ pub fn bucket_step(
     let range = band_range(params.bands, part, parts);
     let mut runs: Vec<(RunReader, usize)> = Vec::new();
     for (p, dir) in layout.parts.iter().enumerate() {
-        let observed = load_observed(dir)?.with_context(|| {
-            format!(
-                "{}: the observe step of this rank has not finished",
-                dir.display()
-            )
-        })?;
-        for i in 0..observed.band_runs {
+        for i in 0..layout.band_runs[p] {
             let path = dir.join(format!("bands-{i:04}.bin"));
             runs.push((RunReader::range(&path, range.clone())?, p));
         }
@@ -540,17 +540,7 @@ pub fn bucket_step(
 /// `prepared.json` (written last) in `global_dir`.
 pub fn cluster_step(layout: &Layout, params: &Params, parts: usize, global_dir: &Path) -> Result<Summary> {
     let mut runs = Vec::new();
-    let mut band_runs = 0;
-    for dir in &layout.parts {
-        band_runs += load_observed(dir)?
-            .with_context(|| {
-                format!(
-                    "{}: the observe step of this rank has not finished",
-                    dir.display()
-                )
-            })?
-            .band_runs;
-    }
+    let band_runs = layout.band_runs.iter().sum();
     for part in 0..parts {
         let path = global_dir.join(buckets_file(part));
         let mut r = open(&path, BAND_MAGIC)?;

@@ -112,6 +112,15 @@ pub struct Plan {
 
 /// Resolve inputs, output and build the stages (what `curate validate` checks).
 pub fn plan(pipeline: &Pipeline, opts: &RunOptions) -> Result<Plan> {
+    Ok(Plan {
+        sources: input_sources(pipeline, opts)?,
+        output_dir: output_dir(pipeline, opts),
+        stages: crate::stages::build_all(pipeline)?,
+    })
+}
+
+/// The input files after `--input` overrides, in their global order.
+fn input_sources(pipeline: &Pipeline, opts: &RunOptions) -> Result<Vec<Source>> {
     let sources = if opts.inputs.is_empty() {
         io::expand_inputs(&pipeline.input.paths, &pipeline.dir, pipeline.input.format)
     } else {
@@ -123,16 +132,16 @@ pub fn plan(pipeline: &Pipeline, opts: &RunOptions) -> Result<Plan> {
         )
     }
     .map_err(|e| config_error(format!("{}: {e:#}", pipeline.path.display())))?;
-    let mut output_dir = opts.output.clone().unwrap_or_else(|| pipeline.output_dir());
-    if let Some(shard) = opts.shard {
-        output_dir = shard.dir(&output_dir);
+    Ok(sources)
+}
+
+/// This run's output directory (a rank's folder in a sharded run).
+fn output_dir(pipeline: &Pipeline, opts: &RunOptions) -> PathBuf {
+    let base = base_output(pipeline, opts);
+    match opts.shard {
+        Some(shard) => shard.dir(&base),
+        None => base,
     }
-    let stages = crate::stages::build_all(pipeline)?;
-    Ok(Plan {
-        sources,
-        output_dir,
-        stages,
-    })
 }
 
 /// The resume point and the books so far, written atomically after each unit.
@@ -677,7 +686,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         if let Some(bytes) = bucket.get_small(key)? {
             let done: RankMarker =
                 serde_json::from_slice(&bytes).with_context(|| format!("s3 marker {key}: unreadable"))?;
-            let fp = fingerprint(pipeline, &plan(pipeline, opts)?.sources, opts);
+            let fp = fingerprint(pipeline, &input_sources(pipeline, opts)?, opts);
             if done.fingerprint != fp {
                 return Err(config_error(format!(
                     "{url}: rank {} is marked done by a different pipeline, input or --limit",
@@ -1223,9 +1232,15 @@ pub(crate) fn shard_stages(
     stages: &mut [Box<dyn Stage>],
     opts: &RunOptions,
 ) -> Result<()> {
-    if !stepped(opts) {
-        return Ok(());
+    if stepped(opts) {
+        shard_prepass_all(pipeline, stages)?;
     }
+    Ok(())
+}
+
+/// Switch every stage to its sharded prepass ([`Stage::shard_prepass`]); a stage that
+/// has none is a config error naming it.
+pub(crate) fn shard_prepass_all(pipeline: &Pipeline, stages: &mut [Box<dyn Stage>]) -> Result<()> {
     for (i, st) in stages.iter_mut().enumerate() {
         if !st.shard_prepass() {
             return Err(config_error(format!(
@@ -1243,9 +1258,7 @@ pub(crate) fn shard_stages(
 /// `k`, observed by stage `k` into the rank's step folder (`sources.json`, then the
 /// stage's files, `observed.json` last). `false` when it was already complete.
 pub(crate) fn observe_step(pipeline: &Pipeline, opts: &RunOptions, k: usize) -> Result<bool> {
-    let Plan {
-        sources, output_dir, ..
-    } = plan(pipeline, opts)?;
+    let (sources, output_dir) = (input_sources(pipeline, opts)?, output_dir(pipeline, opts));
     let dir = prepass_folder(pipeline, opts, &output_dir, k);
     if crate::minhash_prepass::load_observed(&dir)?.is_some() && !opts.overwrite {
         return Ok(false);
@@ -1265,13 +1278,12 @@ pub(crate) fn observe_step(pipeline: &Pipeline, opts: &RunOptions, k: usize) -> 
 }
 
 /// The fingerprint every rank of a sharded run shares (pipeline, inputs, world size).
-pub(crate) fn run_fingerprint(pipeline: &Pipeline, opts: &RunOptions) -> Result<String> {
-    let sources = plan(pipeline, opts)?.sources;
+fn run_fingerprint(pipeline: &Pipeline, sources: &[Source], opts: &RunOptions) -> String {
     let all = RunOptions {
         shard: opts.shard.map(|s| Shard { rank: 0, ..s }),
         ..opts.clone()
     };
-    Ok(fingerprint(pipeline, &sources, &all))
+    fingerprint(pipeline, sources, &all)
 }
 
 /// The prepass of stage `k`: read the whole input, run fresh copies of the stages
@@ -1373,7 +1385,7 @@ fn run_prepass(
     }
     let dir = prepass_folder(pipeline, opts, out, k);
     let sources_json = json!({
-        "run": run_fingerprint(pipeline, opts)?,
+        "run": run_fingerprint(pipeline, sources, opts),
         "files": per_source.into_iter().collect::<Vec<_>>(),
     });
     write_atomic(&dir.join("sources.json"), &serde_json::to_vec(&sources_json)?)?;

@@ -489,20 +489,8 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
         } else {
             format!("step-{i:02}-{kind}-%a.log")
         };
-        let mut c = vec![
-            "sbatch".to_string(),
-            "--parsable".to_string(),
-            format!("--job-name=curate-{kind}"),
-            format!("--output={}", logs.join(log).display()),
-        ];
-        if !step.is_single() {
-            c.push(format!("--array={}", array_spec(&left)));
-        }
-        if let Some(d) = &dep {
-            c.push(format!("--dependency=afterok:{d}"));
-            c.push("--kill-on-invalid-dep=yes".into());
-        }
-        c.push(path.display().to_string());
+        let array = (!step.is_single()).then_some(&left[..]);
+        let c = sbatch_line(kind, &logs.join(log), array, dep.as_deref(), &path);
         dep = Some(if o.dry_run {
             format!("JOB_{i}")
         } else {
@@ -518,22 +506,44 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
     let merge_path = slurm_dir.join("merge.sbatch");
     write_atomic(&merge_path, merge_sh.as_bytes())?;
     plan.scripts.push(merge_path.clone());
-    let mut c = vec![
-        "sbatch".to_string(),
-        "--parsable".to_string(),
-        "--job-name=curate-merge".to_string(),
-        format!("--output={}", logs.join("merge-%j.log").display()),
-    ];
-    if let Some(d) = &dep {
-        c.push(format!("--dependency=afterok:{d}"));
-        c.push("--kill-on-invalid-dep=yes".into());
-    }
-    c.push(merge_path.display().to_string());
+    let c = sbatch_line(
+        "merge",
+        &logs.join("merge-%j.log"),
+        None,
+        dep.as_deref(),
+        &merge_path,
+    );
     if !o.dry_run {
         plan.job_ids.push(sbatch(&c)?);
     }
     plan.commands.push(c);
     Ok(plan)
+}
+
+/// The sbatch command line of one job (`array`: its tasks), after `dep` if given; a
+/// failed dependency cancels it instead of leaving it pending.
+fn sbatch_line(
+    kind: &str,
+    log: &Path,
+    array: Option<&[usize]>,
+    dep: Option<&str>,
+    script: &Path,
+) -> Vec<String> {
+    let mut c = vec![
+        "sbatch".to_string(),
+        "--parsable".to_string(),
+        format!("--job-name=curate-{kind}"),
+        format!("--output={}", log.display()),
+    ];
+    if let Some(tasks) = array {
+        c.push(format!("--array={}", array_spec(tasks)));
+    }
+    if let Some(d) = dep {
+        c.push(format!("--dependency=afterok:{d}"));
+        c.push("--kill-on-invalid-dep=yes".into());
+    }
+    c.push(script.display().to_string());
+    c
 }
 
 /// Run one sbatch command line; returns the job id (`--parsable` prints `ID[;cluster]`).

@@ -94,21 +94,8 @@ pub fn parse(text: &str, pipeline: &Pipeline) -> Result<Step> {
 /// Pipeline stages that need steps when sharded (their indices, in order).
 pub fn global_stages(pipeline: &Pipeline) -> Result<Vec<usize>> {
     let mut stages = crate::stages::build_all(pipeline)?;
-    let mut out = Vec::new();
-    for (k, st) in stages.iter_mut().enumerate() {
-        if !st.shard_prepass() {
-            return Err(config_error(format!(
-                "stage `{}` ({}) compares records across the whole input; a sharded run cannot apply it \
-                 rank by rank",
-                pipeline.stages[k].name,
-                st.kind()
-            )));
-        }
-        if st.needs_prepass() {
-            out.push(k);
-        }
-    }
-    Ok(out)
+    run::shard_prepass_all(pipeline, &mut stages)?;
+    Ok((0..stages.len()).filter(|&k| stages[k].needs_prepass()).collect())
 }
 
 /// Every step of a sharded run, in order.
