@@ -4,19 +4,21 @@
     python3 filters/machine_text/build_train.py [SHARED_DATA] > mgt_train.jsonl
 
 label 1 = machine-written (LLM answers), 0 = human-written. Sources are chosen so
-that the evaluation in tests/machine_text.rs runs on sources that are NOT here:
-AGT-2025 (M4GT human vs GPT-4.5 / DeepSeek-R1), MedicalGPT medical answers
+that the evaluation in tests/machine_text.rs runs on sources that are NOT here, or on
+documents and topics that are not: AGT-2025 fold B (M4GT human vs GPT-4.5 / DeepSeek-R1;
+fold A, the even ids, is in the pool), MedicalGPT medical answers
 (human) vs MedicalGPT ShareGPT assistant turns (ChatGPT), magic-html gold texts
 (human web pages) and Fast-DetectGPT's gpt3to4 folder (English, davinci /
 GPT-3.5 / GPT-4). Holding the medical answers out means the model cannot learn
 "medical topic = human"; the held-out pair measures whether it learned style.
 
 Human (0): COLD train texts (social media; every 3rd row), C-Eval test and CMMLU
-dev questions (every 2nd), SOHU news texts; English: Fast-DetectGPT main/
+dev questions (every 2nd), SOHU news texts, AGT-2025 fold A human answers; English: Fast-DetectGPT main/
 originals (XSum, SQuAD, WritingPrompts), MMLU test questions (every 7th), C4 docs.
 Machine (1): BELLE eval answers, alpaca-gpt4-zh demo outputs, LLaMA-Factory and
 MedicalGPT DPO chosen+rejected answers, hikariming supplementary ChatGPT/ERNIE
-answers (code questions: every 9th); English: Fast-DetectGPT main/ samples
+answers (code questions: every 9th), AGT-2025 fold A GPT-4.5 / DeepSeek-R1 rewrites;
+English: Fast-DetectGPT main/ samples
 (GPT-J, NeoX), Alpaca outputs (text-davinci-003, every 17th), alpaca-gpt4 demo.
 
 Deterministic: sorted files, input order kept, fixed strides, no randomness; rows
@@ -93,6 +95,31 @@ for f in sorted(glob.glob(p("alpaca_zh_hikariming", "supplementary", "*.json")))
         rows = [r["output"] for r in json.load(fh)]
     supp += every(rows, 9) if "code_questions" in f else rows
 sources.append(("hikariming_supp", "1", supp))
+
+# ---- AGT-2025 (M4GT Zhidao-style answers vs GPT-4.5 / DeepSeek-R1 rewrites of them), fold A
+# only: a human text and its rewrites share an id, and ids with an even number form fold A,
+# so fold B (odd ids) is held out whole, topics included, for tests/machine_text.rs.
+# Without these, no human text in the pool is a casual Q&A answer and no machine text
+# imitates one; GPT-4.5's plain first-person prose then reads as human.
+# `AGT_MODELS` limits the machine side (e.g. `DS.R1`: the cross-generator check of the README);
+# `AGT_TRAIN_PARITY=1` trains on the odd ids instead (the other half of a two-fold check).
+agt_models = set(os.environ.get("AGT_MODELS", "GPT4.5,DS.R1").split(","))
+agt_parity = int(os.environ.get("AGT_TRAIN_PARITY", "0"))
+
+
+def fold_a(row_id):
+    return int(float(row_id)) % 2 == agt_parity
+
+
+with open(p("agt2025_zh_mgt", "m4gt_human.json"), encoding="utf-8") as f:
+    agt_human = [r["text"] for r in json.load(f) if r["text"] and fold_a(r["id"])]
+# Three copies of each row: 555 texts in a pool of 33k would barely move the model (the
+# two-fold check of the README chose 3 over 1 and 6).
+agt_repeat = int(os.environ.get("AGT_REPEAT", "3"))
+sources.append(("agt_human_fold_a", "0", agt_human * agt_repeat))
+agt_machine = [r["text"] for r in jsonl(p("agt2025_zh_mgt", "m4gt_machine_gpt4.5_dsr1.jsonl"))
+               if r["text"] and r["model"] in agt_models and fold_a(r["id"])]
+sources.append(("agt_machine_fold_a", "1", agt_machine * agt_repeat))
 
 # ---- English
 held_out = set()

@@ -14,7 +14,7 @@
 //!          + loop_weight * [loop])`
 //!
 //! so a refusal or a loop flags a record even when the model leans human (a loop
-//! with P(machine) 0.17 scores 0.97), while a few connectives only tip an
+//! with P(machine) 0.02 scores 0.98: a loop is evidence enough on its own), while a few connectives only tip an
 //! undecided model. Texts shorter than `min_chars`
 //! are not given to the model (it is noise there): its part is then 0.5.
 //!
@@ -32,7 +32,7 @@
 //! refusal_weight = 4.0     # log-odds added per refusal/disclaimer match (at most 2)
 //! indicating_weight = 0.7  # per distinct HC3 phrase (at most 3)
 //! template_weight = 0.3    # per template marker (at most 5)
-//! loop_weight = 5.0        # when a repetition loop is found
+//! loop_weight = 8.0        # when a repetition loop is found
 //! action = "tag"           # or "drop"
 //! ```
 //! `meta.machine_text = {score, model, signals: {refusal, indicating, template,
@@ -85,7 +85,7 @@ fn default_template_weight() -> f32 {
     0.3
 }
 fn default_loop_weight() -> f32 {
-    5.0
+    8.0
 }
 fn default_true() -> bool {
     true
