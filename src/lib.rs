@@ -10,6 +10,7 @@ pub mod decontam;
 pub mod extract;
 pub mod finetune;
 pub mod io;
+pub mod lm_score;
 pub mod minhash_prepass;
 pub mod progress;
 pub mod record;

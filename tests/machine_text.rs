@@ -308,6 +308,67 @@ fn held_out_evaluation() {
     assert!(auc("Fast-DetectGPT en: human vs GPT-4") >= 0.90);
 }
 
+/// The optional language-model signal (`lm_model`) on a subset of the held-out sets:
+/// AUROC of its mean log-likelihood and Fast-DetectGPT discrepancy alone, of the shipped
+/// model, and of both combined with a few `lm_weight`s. About a second per text on one
+/// core, hence ignored by default: `scripts/fetch_models.sh && cargo test --release --test
+/// machine_text lm_signal -- --ignored --nocapture` (`MGT_LM_MODEL` picks another model).
+#[test]
+#[ignore]
+fn lm_signal_evaluation() {
+    let data = curate::shared_data_dir();
+    let lm = std::env::var("MGT_LM_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo().join("models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+    if !data.join("agt2025_zh_mgt/m4gt_human.json").is_file() || !lm.exists() {
+        eprintln!("note: no shared data or no {}; skipping", lm.display());
+        return;
+    }
+    let scorer = curate::lm_score::LmScorer::load(&lm, 128).unwrap();
+    let stage = stage();
+    let center = -3.0;
+    println!(
+        "\nLM signal ({}), first 128 tokens; every 3rd row of each set",
+        lm.display()
+    );
+    println!(
+        "| eval set | rows | log-likelihood | discrepancy | model | model + 1.0 x LL | model + 2.0 x LL |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for set in eval_sets(&data) {
+        let wanted = set.name == "AGT-2025 zh fold B: M4GT human vs both" || set.name.ends_with("GPT-4");
+        if !wanted {
+            continue;
+        }
+        let (mut ll, mut disc, mut model, mut w1, mut w2) = (vec![], vec![], vec![], vec![], vec![]);
+        for (text, label) in set.rows.iter().step_by(3) {
+            let Some(s) = scorer.score(text).unwrap() else {
+                continue;
+            };
+            let p = stage
+                .model_prob(text)
+                .map_or(0.5, f64::from)
+                .clamp(1e-4, 1.0 - 1e-4);
+            let logit = (p / (1.0 - p)).ln();
+            ll.push((s.log_likelihood, *label));
+            disc.push((s.discrepancy, *label));
+            model.push((p, *label));
+            w1.push((logit + (s.log_likelihood - center), *label));
+            w2.push((logit + 2.0 * (s.log_likelihood - center), *label));
+        }
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            set.name,
+            ll.len(),
+            fmt(auroc(&ll)),
+            fmt(auroc(&disc)),
+            fmt(auroc(&model)),
+            fmt(auroc(&w1)),
+            fmt(auroc(&w2))
+        );
+    }
+}
+
 /// The record's source line from ids like `alpaca_zh.jsonl:42`, or `sg-0026` (the
 /// ShareGPT sample's own ids are its line numbers).
 fn file_line(id: &str) -> Option<(String, u64)> {

@@ -34,9 +34,19 @@
 //! template_weight = 0.3    # per template marker (at most 5)
 //! loop_weight = 8.0        # when a repetition loop is found
 //! action = "tag"           # or "drop"
+//! # optional: a causal LM (GGUF file or HF folder, e.g. a `finetune` output) scores the text
+//! lm_model = "../models/SmolLM2-135M-Instruct.Q4_1.gguf"
+//! lm_max_tokens = 128      # only the text's first tokens are scored
+//! lm_weight = 0.0          # log-odds per nat of mean log-likelihood above lm_center
+//! lm_center = -3.0
 //! ```
 //! `meta.machine_text = {score, model, signals: {refusal, indicating, template,
-//! list_items, loop_tokens, loop_frac}}` (plus `flag` and `detail` when tagged).
+//! list_items, loop_tokens, loop_frac, lm?: {tokens, log_likelihood, entropy,
+//! discrepancy}}}` (plus `flag` and `detail` when tagged). The language-model scores
+//! ([`crate::lm_score`]) cost one forward pass per record (about a second for 128 tokens
+//! of a 135M model on one core), so they are off unless `lm_model` is set, and they enter
+//! the combined score only with a non-zero `lm_weight`: `+ lm_weight * (log_likelihood -
+//! lm_center)` (machine text is more predictable: higher log-likelihood).
 //! Drop reason: `machine_text`.
 
 use std::collections::BTreeSet;
@@ -49,6 +59,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::classifier::{fold_char, Classifier};
+use crate::lm_score::{LmScore, LmScorer};
 use crate::record::{Record, Role};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 use crate::stages::toxicity::Lexicon;
@@ -90,6 +101,12 @@ fn default_loop_weight() -> f32 {
 fn default_true() -> bool {
     true
 }
+fn default_lm_max_tokens() -> usize {
+    128
+}
+fn default_lm_center() -> f32 {
+    -3.0
+}
 
 /// `[[stage]] kind = "machine_text"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -127,6 +144,16 @@ pub struct MachineTextConfig {
     /// Feed punctuation and line breaks as tokens (must match `--keep-punct` in training).
     #[serde(default = "default_true")]
     pub keep_punct: bool,
+    /// A causal LM (`.gguf` file or Hugging Face folder) whose scores go to `signals.lm`.
+    pub lm_model: Option<PathBuf>,
+    /// Tokens of each text the LM scores (its beginning).
+    #[serde(default = "default_lm_max_tokens")]
+    pub lm_max_tokens: usize,
+    /// Log-odds added per nat of mean log-likelihood above `lm_center` (0: recorded only).
+    #[serde(default)]
+    pub lm_weight: f32,
+    #[serde(default = "default_lm_center")]
+    pub lm_center: f32,
 }
 
 impl Default for MachineTextConfig {
@@ -215,6 +242,8 @@ pub struct Signals {
     pub loop_tokens: usize,
     /// `loop_tokens` / all tokens.
     pub loop_frac: f64,
+    /// Language-model scores (only with `lm_model`).
+    pub lm: Option<LmScore>,
 }
 
 /// Tokens as the classifier sees them: a CJK character, or a run of other letters/digits.
@@ -306,6 +335,7 @@ pub fn signals(text: &str, phrases: Option<&Lexicon>) -> Signals {
         } else {
             loop_tokens as f64 / toks.len() as f64
         },
+        lm: None,
     }
 }
 
@@ -319,6 +349,7 @@ pub struct MachineText {
     cfg: MachineTextConfig,
     phrases: Option<Lexicon>,
     model: Option<Classifier>,
+    lm: Option<LmScorer>,
 }
 
 impl MachineText {
@@ -335,6 +366,8 @@ impl MachineText {
             ("indicating_weight", cfg.indicating_weight),
             ("template_weight", cfg.template_weight),
             ("loop_weight", cfg.loop_weight),
+            ("lm_weight", cfg.lm_weight),
+            ("lm_center", cfg.lm_center),
         ] {
             if !w.is_finite() {
                 bail!("machine_text: {name} must be a finite number, got {w}");
@@ -370,7 +403,18 @@ impl MachineText {
             }
             None => None,
         };
-        Ok(MachineText { cfg, phrases, model })
+        let lm = match &cfg.lm_model {
+            Some(p) => {
+                Some(LmScorer::load(&cx.resolve(p), cfg.lm_max_tokens).context("machine_text: lm_model")?)
+            }
+            None => None,
+        };
+        Ok(MachineText {
+            cfg,
+            phrases,
+            model,
+            lm,
+        })
     }
 
     fn selected(&self, role: Role) -> bool {
@@ -391,11 +435,14 @@ impl MachineText {
     }
 
     /// The signals, the model's P(machine) and the combined score of one text.
-    pub fn score(&self, text: &str) -> (Signals, Option<f32>, f64) {
-        let s = signals(text, self.phrases.as_ref());
+    pub fn score(&self, text: &str) -> Result<(Signals, Option<f32>, f64)> {
+        let mut s = signals(text, self.phrases.as_ref());
+        if let Some(lm) = &self.lm {
+            s.lm = lm.score(text).context("machine_text: lm_model")?;
+        }
         let p = self.model_prob(text);
         let score = self.combine(&s, p);
-        (s, p, score)
+        Ok((s, p, score))
     }
 
     /// The signals found in one text (phrase lists of this stage).
@@ -412,7 +459,10 @@ impl MachineText {
             + c.refusal_weight as f64 * s.refusal.min(2) as f64
             + c.indicating_weight as f64 * s.indicating.min(3) as f64
             + c.template_weight as f64 * s.template.min(5) as f64
-            + c.loop_weight as f64 * f64::from(u8::from(s.loop_tokens > 0));
+            + c.loop_weight as f64 * f64::from(u8::from(s.loop_tokens > 0))
+            + s.lm.map_or(0.0, |lm| {
+                c.lm_weight as f64 * (lm.log_likelihood - c.lm_center as f64)
+            });
         1.0 / (1.0 + (-z).exp())
     }
 }
@@ -436,8 +486,8 @@ impl Stage for MachineText {
             record.annotate("machine_text", json!({"score": null}));
             return Ok(Verdict::Keep);
         }
-        let (s, p, score) = self.score(&joined);
-        let meta = json!({
+        let (s, p, score) = self.score(&joined)?;
+        let mut meta = json!({
             "score": r4(score),
             "model": p.map(|p| r4(p as f64)),
             "signals": {
@@ -449,6 +499,14 @@ impl Stage for MachineText {
                 "loop_frac": r4(s.loop_frac),
             },
         });
+        if let Some(lm) = s.lm {
+            meta["signals"]["lm"] = json!({
+                "tokens": lm.tokens,
+                "log_likelihood": r4(lm.log_likelihood),
+                "entropy": r4(lm.entropy),
+                "discrepancy": r4(lm.discrepancy),
+            });
+        }
         if score < self.cfg.threshold as f64 {
             record.annotate("machine_text", meta);
             return Ok(Verdict::Keep);
@@ -591,10 +649,10 @@ mod tests {
     #[test]
     fn score_combines_log_odds_and_stage_tags_or_drops() {
         let stage = no_model("");
-        let (_, p, score) = stage.score("今天天气不错，我们去爬山了，晚上吃了火锅。");
+        let (_, p, score) = stage.score("今天天气不错，我们去爬山了，晚上吃了火锅。").unwrap();
         assert_eq!(p, None);
         assert!((score - 0.5).abs() < 1e-9, "no signal, no model: undecided");
-        let (s, _, score) = stage.score("作为一个AI语言模型，我无法提供医疗建议。");
+        let (s, _, score) = stage.score("作为一个AI语言模型，我无法提供医疗建议。").unwrap();
         assert!(s.refusal >= 1);
         assert!(score > 0.9, "{score}");
 
@@ -635,10 +693,44 @@ mod tests {
             "phrases = [\"/nonexistent/p.txt\"]",
             "model = \"/nonexistent/m.bin\"",
             "loop_weight = nan",
+            "lm_model = \"/nonexistent/model.gguf\"",
+            "lm_weight = inf",
         ] {
             let cfg: MachineTextConfig = toml::from_str(bad).unwrap();
             assert!(MachineText::new(cfg, &cx).is_err(), "{bad}");
         }
         assert!(toml::from_str::<MachineTextConfig>("weights = 1").is_err());
+    }
+
+    #[test]
+    fn a_language_model_scores_into_signals_and_only_counts_with_a_weight() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::lm_score::test_model::tiny_folder(dir.path());
+        let cx = BuildContext {
+            config_dir: dir.path().to_path_buf(),
+        };
+        let text = "今天天气不错，我们去爬山了，晚上吃了火锅。";
+        let mut scores = Vec::new();
+        for weight in [0.0, 2.0] {
+            let cfg: MachineTextConfig = toml::from_str(&format!(
+                "lm_model = \".\"\nlm_weight = {weight}\nlm_center = -5.0\nlm_max_tokens = 16"
+            ))
+            .unwrap();
+            let stage = MachineText::new(cfg, &cx).unwrap();
+            let mut r = rec(json!({"instruction": "问", "output": text}));
+            assert_eq!(stage.process(&mut r).unwrap(), Verdict::Keep);
+            let lm = &r.meta["machine_text"]["signals"]["lm"];
+            assert_eq!(lm["tokens"], json!(16));
+            let ll = lm["log_likelihood"].as_f64().unwrap();
+            assert!(ll < 0.0 && lm["entropy"].as_f64().unwrap() > 0.0);
+            assert!(lm["discrepancy"].as_f64().unwrap().is_finite());
+            // No fastText model and no signal: the score is sigmoid(weight * (ll - center)).
+            let want = 1.0 / (1.0 + (-(weight * (ll + 5.0))).exp());
+            let got = r.meta["machine_text"]["score"].as_f64().unwrap();
+            assert!((got - want).abs() < 1e-3, "weight {weight}: {got} vs {want}");
+            scores.push(got);
+        }
+        assert_eq!(scores[0], 0.5);
+        assert_ne!(scores[1], 0.5);
     }
 }
