@@ -92,6 +92,10 @@ pub struct FinetuneConfig {
     pub output: Option<PathBuf>,
     /// Print a line per evaluation to stderr.
     pub progress: bool,
+    /// LoRA / prefix tuning of a pretrained checkpoint: also write the merged full weights
+    /// (`model.safetensors` + `config.json`, as large as the base model); off: the adapter
+    /// only. A tiny model's weights are always written (its base exists nowhere else).
+    pub save_merged: bool,
     pub train: TrainConfig,
 }
 
@@ -108,6 +112,7 @@ impl Default for FinetuneConfig {
             validation: None,
             output: None,
             progress: true,
+            save_merged: true,
             train: TrainConfig::default(),
         }
     }
@@ -485,12 +490,16 @@ pub fn loss_chart(report: &TrainReport, title: &str) -> String {
 }
 
 /// Write the session's files into `dir` (created); returns the paths written.
-pub fn save(outcome: &Outcome, dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn save(outcome: &Outcome, dir: &Path, save_merged: bool) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     let mut written = Vec::new();
-    outcome.model.save_full(dir)?;
-    written.push(dir.join("model.safetensors"));
-    written.push(dir.join("config.json"));
+    // Full fine-tuning has nothing but the full weights to save, and a tiny model's base
+    // weights exist nowhere else.
+    if save_merged || outcome.base_model.is_none() || outcome.model.adapter_tensors().is_empty() {
+        outcome.model.save_full(dir)?;
+        written.push(dir.join("model.safetensors"));
+        written.push(dir.join("config.json"));
+    }
     let tk = outcome
         .tokenizer
         .to_string(false)
@@ -612,7 +621,7 @@ pub fn run_file(path: &Path, output: Option<PathBuf>) -> Result<(Outcome, PathBu
         .unwrap_or_else(|| PathBuf::from("out/finetune"));
     let split = split(all, given_val, &cfg);
     let outcome = run(&cfg, &split, None, Some(&tally))?;
-    save(&outcome, &out_dir)?;
+    save(&outcome, &out_dir, cfg.save_merged)?;
     Ok((outcome, out_dir))
 }
 
@@ -674,8 +683,25 @@ mod tests {
             assert!(!sp.val.is_empty() && !sp.train.is_empty());
             let out = run(&cfg, &sp, None, None).unwrap();
             let d = dir.path().join(method);
-            let written = save(&out, &d).unwrap();
+            let written = save(&out, &d, true).unwrap();
             assert!(written.iter().all(|p| p.exists()));
+            // `save_merged = false`: a tiny model still gets its weights; on a pretrained
+            // base only the adapter is written.
+            let mut out = out;
+            let keep = dir.path().join(format!("{method}-unmerged-tiny"));
+            assert!(save(&out, &keep, false)
+                .unwrap()
+                .contains(&keep.join("model.safetensors")));
+            out.base_model = Some(PathBuf::from("/base/model"));
+            let adapter_only = dir.path().join(format!("{method}-unmerged"));
+            let written = save(&out, &adapter_only, false).unwrap();
+            assert_eq!(
+                written.contains(&adapter_only.join("model.safetensors")),
+                method == "full",
+                "{method}"
+            );
+            assert_eq!(adapter_only.join("model.safetensors").exists(), method == "full");
+            out.base_model = None;
             let tk = Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
             assert_eq!(tk.get_vocab_size(true), out.tokenizer.get_vocab_size(true));
             let config: ModelConfig =

@@ -139,7 +139,7 @@ impl Stage for Finetune {
             None => ctx.output_dir.join("finetune"),
         };
         let outcome = session::run(&self.cfg, &split, None, Some(&tally))?;
-        session::save(&outcome, &output)?;
+        session::save(&outcome, &output, self.cfg.save_merged)?;
         self.result = Some(Finished {
             report: outcome.report,
             output,
