@@ -18,8 +18,8 @@
 //!    and case changes, so `header` never matches `ad`), mark their blocks
 //!    *hard*: never output, and counted against the container holding them.
 //!    Comment sections (`comment`, `reply`, `discuss`, ...) are *soft*: left out
-//!    when the page has a main text of its own, kept when the comments are all
-//!    there is (a forum thread, a review page).
+//!    under an article, kept on a thread (step 5) and when the comments are all
+//!    there is (a review page).
 //! 3. **Container.** Each block gets a weight: its non-link characters when it
 //!    reads like text (punctuation, or 30+ characters), minus its characters
 //!    when it is mostly links or hard boilerplate, zero otherwise. Weights are
@@ -36,6 +36,14 @@
 //!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
 //!    separate lines; runs of 6+ short label blocks (player buttons) are left
 //!    out. Runs of whitespace fold to one space.
+//! 5. **Threads.** The comment section after the container (the soft blocks
+//!    that follow its last block, inside its nearest ancestor below `<body>`
+//!    that has any) is a thread's replies and is kept when the container or an
+//!    ancestor names itself a forum or Q&A thread (`bbs`, `forum`, `thread`,
+//!    `topic`, `question`, `tieba` as a `class`/`id` word), when the post is
+//!    shorter than its replies, or when it has under 100 characters;
+//!    otherwise it is an article's comments and is left out
+//!    (`comments = "keep"`/`"drop"` decide it for every page).
 //!
 //! Limits: the parser is fed in 8 KiB chunks and the deadline is checked
 //! between chunks and every few thousand nodes, so a pathological page ends as
@@ -100,11 +108,7 @@ pub fn extract_with(
     let doc = parse(&strip_invisible(html), deadline)?;
     let page = collect_blocks(&doc, deadline)?;
     let chars_total = page.blocks.iter().map(|b| b.chars).sum();
-    let text = match comments {
-        Comments::Auto => select_main_text(&page),
-        Comments::Keep => render(&page, true).0,
-        Comments::Drop => render(&page, false).0,
-    };
+    let text = select_main_text(&page, comments);
     let chars_kept = text.chars().filter(|c| c.is_alphanumeric()).count();
     Ok(Extracted {
         text,
@@ -258,6 +262,12 @@ struct El {
     hint: bool,
     /// `ul`/`ol` (`List`) or `li` (`Item`), for [`mark_teaser_lists`].
     list: ListRole,
+    /// `<html>` or `<body>` (or the document itself): the whole page, which
+    /// [`replies_after`] does not search.
+    whole_page: bool,
+    /// Names itself a forum or Q&A thread by a word of its `class`/`id`
+    /// ([`THREAD_WORDS`]), for [`is_thread`].
+    thread: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -492,6 +502,21 @@ fn content_hint(tag: &str, el: &scraper::node::Element) -> bool {
     article && body
 }
 
+/// Words of a `class`/`id` that name a forum or Q&A thread, whose replies are
+/// its content (`bbs-post-content`, `page-question-detail`, `thread-list`).
+const THREAD_WORDS: &[&str] = &["bbs", "forum", "thread", "topic", "question", "tieba"];
+
+/// Whether an element's `class`/`id` names a thread ([`THREAD_WORDS`]).
+fn names_thread(el: &scraper::node::Element) -> bool {
+    el.attrs()
+        .filter(|(name, _)| *name == "class" || *name == "id")
+        .any(|(_, value)| {
+            class_words(value)
+                .iter()
+                .any(|w| THREAD_WORDS.contains(&w.as_str()))
+        })
+}
+
 /// The boilerplate mark of a tag alone.
 fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
     match tag {
@@ -591,6 +616,8 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
         own_mark: Mark::None,
         hint: false,
         list: ListRole::None,
+        whole_page: true,
+        thread: false,
     });
     let mut stack: Vec<Open> = vec![Open {
         el: 0,
@@ -666,6 +693,8 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                                     "li" => ListRole::Item,
                                     _ => ListRole::None,
                                 },
+                                whole_page: matches!(tag, "html" | "body"),
+                                thread: names_thread(el),
                             });
                             page.elements.len() - 1
                         } else {
@@ -1070,43 +1099,132 @@ fn is_inside(page: &Page, mut el: usize, ancestor: usize) -> bool {
     false
 }
 
-/// Choose the container and print its blocks.
-fn select_main_text(page: &Page) -> String {
-    // Minimum main text, in letters/digits, for comment sections to be left out.
-    const MIN_MAIN_CHARS: usize = 100;
-    let strict = render(page, false);
-    if strict.1 >= MIN_MAIN_CHARS {
-        return strict.0;
+/// Minimum main text, in letters/digits, for comment sections to be left out
+/// when they are not a thread's replies (see [`select_main_text`]).
+const MIN_MAIN_CHARS: usize = 100;
+
+/// The container's blocks (indices into `Page::blocks`) and the letters/digits
+/// of its text (bylines and footers included).
+struct Selection {
+    el: usize,
+    blocks: Vec<usize>,
+    chars: usize,
+}
+
+/// Choose the container, decide about the replies after it, and print.
+fn select_main_text(page: &Page, comments: Comments) -> String {
+    let strict = container_blocks(page, false);
+    let (base, soft_counts) = match comments {
+        Comments::Drop => (strict, false),
+        Comments::Keep => (container_blocks(page, true), true),
+        Comments::Auto if strict.chars >= MIN_MAIN_CHARS => (strict, false),
+        Comments::Auto => {
+            let loose = container_blocks(page, true);
+            if loose.chars > strict.chars {
+                (loose, true)
+            } else {
+                (strict, false)
+            }
+        }
+    };
+    let mut blocks = base.blocks;
+    if comments != Comments::Drop {
+        if let Some(last) = blocks.last().copied() {
+            let replies = replies_after(page, last);
+            let reply_chars: usize = replies.iter().map(|&i| page.blocks[i].chars).sum();
+            // Replies are content on a thread: when asked to keep them, when
+            // the container itself was found among them, when the page names
+            // the container's surroundings a forum or Q&A thread, or when the
+            // post is short beside its replies.
+            let thread = comments == Comments::Keep
+                || soft_counts
+                || in_named_thread(page, base.el)
+                || is_thread(base.chars, reply_chars);
+            if thread {
+                blocks.extend(replies);
+            }
+        }
     }
-    let loose = render(page, true);
-    if loose.1 > strict.1 {
-        loose.0
-    } else {
-        strict.0
+    render(page, &blocks)
+}
+
+/// Whether `el` or an ancestor names itself a thread ([`THREAD_WORDS`]).
+fn in_named_thread(page: &Page, mut el: usize) -> bool {
+    loop {
+        if page.elements[el].thread {
+            return true;
+        }
+        if el == 0 {
+            return false;
+        }
+        el = page.elements[el].parent;
     }
 }
 
-/// Consecutive label blocks from which they are left out (see [`render`]).
-const MIN_LABEL_RUN: usize = 6;
+/// Whether replies of `reply_chars` letters under a post of `main_chars` make
+/// the page a thread whose replies are content.
+fn is_thread(main_chars: usize, reply_chars: usize) -> bool {
+    main_chars < MIN_MAIN_CHARS || reply_chars >= main_chars
+}
 
-/// Copies of one label in the container from which it is left out (see [`render`]).
-const MIN_LABEL_REPEATS: usize = 3;
+/// The comment section that follows the block `last` of the main container: the
+/// *soft* blocks after it inside the nearest ancestor that has any (a Weibo
+/// post's comment list, the answers under a question, a bbs topic's replies
+/// beside the topic's body). The search stops below `<body>`: a comment box
+/// that is a child of the page itself (a dialog, a side panel) answers no post.
+fn replies_after(page: &Page, last: usize) -> Vec<usize> {
+    let mut el = page.blocks[last].owner;
+    loop {
+        if page.elements[el].whole_page {
+            return Vec::new();
+        }
+        let end = page.elements[el].end_block;
+        let found: Vec<usize> = (last + 1..end)
+            .filter(|&i| {
+                let b = &page.blocks[i];
+                b.mark == Mark::Soft && b.is_container_text(true)
+            })
+            .collect();
+        if found.iter().any(|&i| page.blocks[i].reads_like_text()) {
+            return found;
+        }
+        el = page.elements[el].parent;
+    }
+}
 
-/// Render the best container's output blocks; returns the text and the letters/digits
-/// of the container's text (bylines and footers included).
-fn render(page: &Page, soft_counts: bool) -> (String, usize) {
+/// The best container's blocks that are its text ([`Block::is_container_text`]).
+fn container_blocks(page: &Page, soft_counts: bool) -> Selection {
     let (best, score) = best_container(page, soft_counts);
     // No block reads like text anywhere: fall back to every output block.
     let el = if score <= 0.0 { 0 } else { best };
-    let range = page.elements[el].first_block..page.elements[el].end_block;
-    let blocks: Vec<&Block> = page.blocks[range]
-        .iter()
-        .filter(|b| b.is_container_text(soft_counts))
+    let blocks: Vec<usize> = (page.elements[el].first_block..page.elements[el].end_block)
+        .filter(|&i| page.blocks[i].is_container_text(soft_counts))
         .collect();
-    // Runs of short labels (a video player's buttons, a widget's captions) are
-    // not text, even inside the main container.
-    let is_label =
-        |b: &Block| !b.reads_like_text() && b.kind != BlockKind::Heading && b.kind != BlockKind::Code;
+    let keep = drop_labels(page, &blocks);
+    let chars = blocks
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(&i, _)| page.blocks[i].chars)
+        .sum();
+    Selection { el, blocks, chars }
+}
+
+/// Consecutive label blocks from which they are left out (see [`drop_labels`]).
+const MIN_LABEL_RUN: usize = 6;
+
+/// Copies of one label in the container from which it is left out (see [`drop_labels`]).
+const MIN_LABEL_REPEATS: usize = 3;
+
+fn is_label(b: &Block) -> bool {
+    !b.reads_like_text() && b.kind != BlockKind::Heading && b.kind != BlockKind::Code
+}
+
+/// Which of `blocks` stay: runs of short labels (a video player's buttons, a
+/// widget's captions) and labels repeated through the container (`点赞`, `评论`,
+/// `积分` under every post) are not text, even inside the main container.
+fn drop_labels(page: &Page, blocks: &[usize]) -> Vec<bool> {
+    let blocks: Vec<&Block> = blocks.iter().map(|&i| &page.blocks[i]).collect();
     let mut keep = vec![true; blocks.len()];
     let mut i = 0;
     while i < blocks.len() {
@@ -1119,8 +1237,6 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
         }
         i = j.max(i + 1);
     }
-    // A label repeated through the container (`点赞`, `评论`, `主题`, `积分` under
-    // every post) is a button or a field name, not text.
     let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for b in blocks.iter().filter(|b| is_label(b)) {
         *seen.entry(b.text.as_str()).or_default() += 1;
@@ -1130,12 +1246,18 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
             *k = false;
         }
     }
+    keep
+}
+
+/// Print `blocks` (indices in document order, comment blocks among them only
+/// where they were chosen) without labels, bylines and copyright lines.
+fn render(page: &Page, blocks: &[usize]) -> String {
+    let keep = drop_labels(page, blocks);
     let mut out = String::new();
-    let mut chars = 0;
     let mut in_code = false;
-    for (b, _) in blocks.into_iter().zip(&keep).filter(|(_, k)| **k) {
-        chars += b.chars;
-        if !b.is_output(soft_counts) {
+    for (&i, _) in blocks.iter().zip(&keep).filter(|(_, k)| **k) {
+        let b = &page.blocks[i];
+        if !b.is_output(true) {
             continue;
         }
         let code = b.kind == BlockKind::Code;
@@ -1157,7 +1279,7 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
     if in_code {
         out.push_str("\n```");
     }
-    (out, chars)
+    out
 }
 
 /// A date (`2024-5-18`, `2024.05.20`, `2024年5月`, `June 5, 2023`), a clock time
@@ -1287,6 +1409,42 @@ mod tests {
             <p>剧情有点拖沓，不过结尾还不错。</p></div>"#;
         let got = text(html);
         assert!(got.contains("剧情有点拖沓"), "{got}");
+    }
+
+    #[test]
+    fn a_threads_replies_are_kept_an_articles_comments_are_not() {
+        let post = "楼主的提问写在这里，篇幅足够长，能够说明这是一个真正的问题，希望大家帮忙看看。".repeat(4);
+        let replies = r#"<div class="comment-list"><div class="comment-item"><p>看一下这里的说明，应该能解决。</p></div>
+            <div class="comment-item"><p>感谢指导</p></div></div>"#;
+        // Named a Q&A thread: the replies (short ones too) follow the question.
+        let html = format!(
+            r#"<div class="page-question-detail"><div class="question-main"><p>{post}</p></div>{replies}</div>"#
+        );
+        let got = text(&html);
+        assert!(
+            got.contains("真正的问题") && got.contains("应该能解决") && got.contains("感谢指导"),
+            "{got}"
+        );
+        // The same layout, not named a thread, with a post longer than its replies: an article.
+        let html =
+            format!(r#"<div class="page-detail"><div class="main"><p>{post}</p></div>{replies}</div>"#);
+        let got = text(&html);
+        assert!(got.contains("真正的问题") && !got.contains("应该能解决"), "{got}");
+        // A short post under longer replies is a thread however it is named.
+        let html = format!(
+            r#"<div class="page-detail"><div class="main"><p>{}</p></div>{replies}{replies}{replies}</div>"#,
+            "楼主的提问写在这里，篇幅足够长，能够说明这是一个真正的问题。".repeat(2)
+        );
+        assert!(text(&html).contains("应该能解决"), "{html}");
+        // A comment box that hangs off `<body>` (a dialog) answers no post.
+        let html = format!(
+            r#"<html><body><div class="bbs-main"><p>{post}</p></div><div class="comment-dialog"><p>请填写红包祝福语或标题，谢谢。</p></div></body></html>"#
+        );
+        assert!(!text(&html).contains("祝福语"));
+        // `comments = "drop"` never keeps them.
+        let html = format!(r#"<div class="bbs"><div class="main"><p>{post}</p></div>{replies}</div>"#);
+        let got = extract_with(&html, None, Comments::Drop).unwrap().text;
+        assert!(!got.contains("应该能解决"), "{got}");
     }
 
     #[test]
