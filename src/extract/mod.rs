@@ -431,6 +431,9 @@ const HARD_WORDS: &[&str] = &[
     "qrcode",
     "hotlist",
     "sitemap",
+    // A media player's controls, quality hints and error messages.
+    "player",
+    "mplayer",
 ];
 
 /// Words of a `class`/`id` value that name a comment section.
