@@ -437,7 +437,20 @@ const HARD_WORDS: &[&str] = &[
 ];
 
 /// Words of a `class`/`id` value that name a comment section.
-const SOFT_WORDS: &[&str] = &["comment", "comments", "reply", "replies", "discuss", "discussion"];
+const SOFT_WORDS: &[&str] = &[
+    "comment",
+    "comments",
+    "reply",
+    "replies",
+    "discuss",
+    "discussion",
+    // Abbreviations and pinyin (评论 pinglun) that Chinese sites use.
+    "cmt",
+    "cmts",
+    "cmmt",
+    "cmmts",
+    "pinglun",
+];
 
 /// The boilerplate mark an element's tag and `class`/`id` give it.
 fn mark_of(tag: &str, el: &scraper::node::Element, in_article: bool) -> Mark {
