@@ -12,14 +12,14 @@
 //!    those inside links, and its sentence punctuation (`，。！？；` and ASCII).
 //!    `script`, `style`, form controls, hidden elements and the like give no text.
 //! 2. **Boilerplate marks.** Elements that are navigation, footers, sidebars,
-//!    share bars, ads, cookie banners, breadcrumbs, related/recommended lists or
-//!    copyright lines, by tag (`nav`, `footer`, `aside`, `header` outside
-//!    `article`) or by a word of their `class`/`id` (split at `-`, `_`, spaces
-//!    and case changes, so `header` never matches `ad`), mark their blocks
-//!    *hard*: never output, and counted against the container holding them.
-//!    Comment sections (`comment`, `reply`, `discuss`, ...) are *soft*: left out
-//!    under an article, kept on a thread (step 5) and when the comments are all
-//!    there is (a review page).
+//!    share bars, ads, cookie banners, breadcrumbs, related/recommended lists,
+//!    media players' controls or copyright lines, by tag (`nav`, `footer`,
+//!    `aside`, `header` outside `article`) or by a word of their `class`/`id`
+//!    (split at `-`, `_`, spaces and case changes, so `header` never matches
+//!    `ad`), mark their blocks *hard*: never output, and counted against the
+//!    container holding them. Comment sections (`comment`, `reply`, `discuss`,
+//!    `cmt`, `pinglun`, ...) are *soft*: left out under an article, kept on a
+//!    thread (step 5) and when the comments are all there is (a review page).
 //! 3. **Container.** Each block gets a weight: its non-link characters when it
 //!    reads like text (punctuation, or 30+ characters), minus its characters
 //!    when it is mostly links or hard boilerplate, zero otherwise. Weights are
@@ -29,8 +29,11 @@
 //!    that names itself the article body (`<article>`, `articleBody`,
 //!    `article-content`, ...) is preferred when it holds a fifth of that weight
 //!    (a story above a longer feed); three or more such bodies are a thread's
-//!    posts and stand for their common ancestor. Lists whose items are linked
-//!    headlines with summaries (teaser feeds) are hard boilerplate.
+//!    posts and stand for their common ancestor. A named body whose prose is
+//!    twice the best element's weight wins even when its link cards outweigh
+//!    that prose (a restaurant guide whose entries are cards of links). Lists
+//!    whose items are linked headlines with summaries (teaser feeds) are hard
+//!    boilerplate.
 //! 4. **Output.** The container's blocks in document order, without hard or
 //!    (if excluded) soft boilerplate and without link lists; list items get
 //!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
@@ -417,6 +420,7 @@ const HARD_WORDS: &[&str] = &[
     "recommend",
     "recommended",
     "sidebar",
+    "side",
     "aside",
     "widget",
     "login",
@@ -1038,10 +1042,28 @@ fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
     }
     // Named bodies with text, outermost only; several (a forum's posts, each a
     // `post-content`) stand for their common ancestor, the thread.
-    let tops: Vec<usize> = (0..sum.len())
-        .filter(|&i| page.elements[i].hint && sum[i] > 0.0)
-        .filter(|&i| !has_hinted_ancestor(page, i))
+    // (An `<article>` whose link cards outweigh its prose is no candidate, and
+    // does not hide the `entry-content` inside it.)
+    let candidate: Vec<bool> = (0..sum.len())
+        .map(|i| page.elements[i].hint && sum[i] > 0.0)
         .collect();
+    let tops: Vec<usize> = (0..sum.len())
+        .filter(|&i| candidate[i] && !has_candidate_ancestor(page, &candidate, i))
+        .collect();
+    // A named body whose prose is twice the best container's net weight, though
+    // its link cards outweigh that prose (a restaurant guide whose entries are
+    // cards of links): the deepest with the most prose.
+    let prose = prose_weights(page, soft_counts);
+    let mut carded: Option<usize> = None;
+    for i in (0..sum.len()).filter(|&i| page.elements[i].hint && sum[i] <= 0.0) {
+        if prose[i] >= 2.0 * best.1.max(0.0) && prose[i] > 0.0 && carded.is_none_or(|c| prose[i] >= prose[c])
+        {
+            carded = Some(i);
+        }
+    }
+    if let Some(i) = carded {
+        return (i, prose[i]);
+    }
     let Some(&first) = tops.first() else { return best };
     let chosen = if tops.len() >= MIN_POSTS {
         tops[1..].iter().fold(first, |a, &b| common_ancestor(page, a, b))
@@ -1067,6 +1089,19 @@ fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
     best
 }
 
+/// Each element's summed weight of blocks that read like text (no penalties).
+fn prose_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
+    let mut sum = vec![0.0f64; page.elements.len()];
+    for b in &page.blocks {
+        sum[b.owner] += b.weight(soft_counts).max(0.0);
+    }
+    for i in (1..page.elements.len()).rev() {
+        let parent = page.elements[i].parent;
+        sum[parent] += sum[i];
+    }
+    sum
+}
+
 /// Each element's summed block weight.
 fn element_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
     let mut sum = vec![0.0f64; page.elements.len()];
@@ -1081,10 +1116,10 @@ fn element_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
     sum
 }
 
-fn has_hinted_ancestor(page: &Page, mut el: usize) -> bool {
+fn has_candidate_ancestor(page: &Page, candidate: &[bool], mut el: usize) -> bool {
     while el != 0 {
         el = page.elements[el].parent;
-        if page.elements[el].hint {
+        if candidate[el] {
             return true;
         }
     }
@@ -1461,6 +1496,31 @@ mod tests {
         let html = format!(r#"<div class="bbs"><div class="main"><p>{post}</p></div>{replies}</div>"#);
         let got = extract_with(&html, None, Comments::Drop).unwrap().text;
         assert!(!got.contains("应该能解决"), "{got}");
+    }
+
+    #[test]
+    fn a_named_body_of_link_cards_and_prose_beats_an_author_box() {
+        let card = |i: usize| {
+            format!(
+                r#"<div class="card"><a href="/r{i}">とんかつ ぶぅたろう 第{i}店 とんかつ、揚げ物 愛知県名古屋市東区泉3丁目 クレスト泉 ￥2,000～￥2,999 不定休 高岳駅 335m</a></div>"#
+            )
+        };
+        let day = |i: usize| {
+            format!(
+                "<p>2月{i}日、名古屋で自身プロデュースのとんかつ屋へ。とても美味しかった。</p>{}{}",
+                card(i),
+                card(i + 20)
+            )
+        };
+        let days: String = (1..12).map(day).collect();
+        let html = format!(
+            r#"<article><div class="entry-content"><div class="author-box"><p>株式会社味の手帖 取締役編集顧問。年間600回外食をし、料理評論、紀行、雑誌寄稿。</p></div>{days}</div></article>
+            <div class="player"><p>正在为您切换到高清，请稍候...</p><span>倍速</span></div>"#
+        );
+        let got = text(&html);
+        assert!(got.contains("2月11日") && got.contains("料理評論"), "{got}");
+        // A media player's captions are not text.
+        assert!(!got.contains("切换到高清"), "{got}");
     }
 
     #[test]
