@@ -775,9 +775,10 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
 }
 
 /// Give each block the strongest mark among its elements, except that a
-/// *hard* mark is void on an element holding half or more of the page's text:
-/// a `class="breadcrumb"` div left unclosed around the article, or
-/// `<body class="has-menu">`, is not boilerplate.
+/// *hard* mark is void on an element holding half or more of the page's text
+/// unless a named article body lies beside it: a `class="breadcrumb"` div
+/// left unclosed around the article, or `<body class="has-menu">`, is not
+/// boilerplate, a `recommend` block of whole stories next to the story is.
 fn resolve_marks(page: &mut Page) {
     let n = page.elements.len();
     let mut text = vec![0usize; n];
@@ -790,14 +791,22 @@ fn resolve_marks(page: &mut Page) {
         text[page.elements[i].parent] += text[i];
     }
     let total = text[0];
+    // Named article bodies with a tenth of the page's text: a hard element
+    // beside one of them is boilerplate however long (a "recommended" block
+    // of whole articles under a short news item).
+    let bodies: Vec<usize> = (0..n)
+        .filter(|&i| page.elements[i].hint && text[i] * 10 >= total && total > 0)
+        .collect();
     let mut mark = vec![Mark::None; n];
     for i in 0..n {
         let el = &page.elements[i];
-        let own = if el.own_mark == Mark::Hard && total > 0 && text[i] * 2 >= total {
-            Mark::None
-        } else {
-            el.own_mark
-        };
+        let swallows = el.own_mark == Mark::Hard
+            && total > 0
+            && text[i] * 2 >= total
+            && !bodies
+                .iter()
+                .any(|&b| b != i && !is_inside(page, b, i) && !is_inside(page, i, b));
+        let own = if swallows { Mark::None } else { el.own_mark };
         let inherited = if i == 0 { Mark::None } else { mark[el.parent] };
         mark[i] = inherited.max(own);
     }
