@@ -36,7 +36,8 @@
 //!    that prose (a restaurant guide whose entries are cards of links). Lists
 //!    whose items are linked headlines with summaries (teaser feeds) are hard
 //!    boilerplate.
-//! 4. **Output.** The container's blocks in document order, without hard or
+//! 4. **Output.** The container's blocks in document order (with the prose
+//!    paragraphs right before it in its parent: a lead set apart), without hard or
 //!    (if excluded) soft boilerplate and without link lists; list items get
 //!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
 //!    separate lines; runs of 6+ short label blocks (player buttons) are left
@@ -1272,7 +1273,8 @@ fn container_blocks(page: &Page, soft_counts: bool) -> Selection {
     let (best, score) = best_container(page, soft_counts);
     // No block reads like text anywhere: fall back to every output block.
     let el = if score <= 0.0 { 0 } else { best };
-    let blocks: Vec<usize> = (page.elements[el].first_block..page.elements[el].end_block)
+    let (first, end) = with_lead(page, el);
+    let blocks: Vec<usize> = (first..end)
         .filter(|&i| page.blocks[i].is_container_text(soft_counts))
         .collect();
     let keep = drop_labels(page, &blocks);
@@ -1283,6 +1285,31 @@ fn container_blocks(page: &Page, soft_counts: bool) -> Selection {
         .map(|(&i, _)| page.blocks[i].chars)
         .sum();
     Selection { el, blocks, chars }
+}
+
+/// The container's block range, widened by the prose right before it inside
+/// its parent (a summary or lead set apart from the body: `art_summary` before
+/// `art_content`): blocks of unmarked prose with few links, back to the first
+/// block that is not. Only backwards: what follows a body is, as a rule, a
+/// platform's disclaimer.
+fn with_lead(page: &Page, el: usize) -> (usize, usize) {
+    let (mut first, end) = (page.elements[el].first_block, page.elements[el].end_block);
+    if el == 0 {
+        return (first, end);
+    }
+    let parent = &page.elements[page.elements[el].parent];
+    let prose = |b: &Block| {
+        b.mark == Mark::None
+            && b.reads_like_text()
+            && b.chars >= 20
+            && b.link_chars * 4 < b.chars
+            && !b.is_meta_line()
+            && !b.is_copyright()
+    };
+    while first > parent.first_block && prose(&page.blocks[first - 1]) {
+        first -= 1;
+    }
+    (first, end)
 }
 
 /// Consecutive label blocks from which they are left out (see [`drop_labels`]).
@@ -1561,6 +1588,23 @@ mod tests {
         assert!(got.contains("硬着陆") && !got.contains("传唱度"), "{got}");
         // The inner named body holds nearly all the weight: the outer one's footer is left out.
         assert!(!got.contains("信息存储服务"), "{got}");
+    }
+
+    #[test]
+    fn a_lead_set_apart_before_the_body_is_kept() {
+        let lead = "核心提示：腊八节要吃腊八粥，但很多年轻人并不知道腊八粥该怎样做？";
+        let body =
+            "<p>农历腊月初八是腊八节，豆子那么硬，怎样才能快速煮烂？粥怎样才能煮得黏稠？</p>".repeat(6);
+        let more: String = (0..10)
+            .map(|i| format!(r#"<li><a href="/n{i}">另一篇养生文章的标题第{i}篇</a></li>"#))
+            .collect();
+        let html = format!(
+            r#"<div class="left"><h1>腊八粥怎么做</h1><div class="info"><a href="/">39健康网</a> <a href="/a">饮食</a></div>
+            <div class="summary">{lead}</div><div class="art">{body}</div><ul>{more}</ul></div>"#
+        );
+        let got = text(&html);
+        assert!(got.starts_with("核心提示") && got.contains("黏稠"), "{got}");
+        assert!(!got.contains("39健康网") && !got.contains("另一篇"), "{got}");
     }
 
     #[test]
