@@ -534,9 +534,13 @@ fn names_thread(el: &scraper::node::Element) -> bool {
     el.attrs()
         .filter(|(name, _)| *name == "class" || *name == "id")
         .any(|(_, value)| {
-            class_words(value)
+            // Most values name no thread: a substring test spares splitting them.
+            THREAD_WORDS
                 .iter()
-                .any(|w| THREAD_WORDS.contains(&w.as_str()))
+                .any(|w| find_ignore_case(value.as_bytes(), 0, w.as_bytes()).is_some())
+                && class_words(value)
+                    .iter()
+                    .any(|w| THREAD_WORDS.contains(&w.as_str()))
         })
 }
 
