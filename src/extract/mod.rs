@@ -438,6 +438,9 @@ const HARD_WORDS: &[&str] = &[
     "qrcode",
     "hotlist",
     "sitemap",
+    // Wiki fact boxes and navigation boxes (MediaWiki's `infobox`, `navbox`).
+    "infobox",
+    "navbox",
     // A media player's controls, quality hints and error messages.
     "player",
     "mplayer",
