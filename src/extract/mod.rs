@@ -36,8 +36,8 @@
 //!    that prose (a restaurant guide whose entries are cards of links). Lists
 //!    whose items are linked headlines with summaries (teaser feeds) are hard
 //!    boilerplate.
-//! 4. **Output.** The container's blocks in document order (with the prose
-//!    paragraphs right before it in its parent: a lead set apart), without hard or
+//! 4. **Output.** The container's blocks in document order (with a summary or
+//!    lead set apart right before it, named so by its `class`), without hard or
 //!    (if excluded) soft boilerplate and without link lists; list items get
 //!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
 //!    separate lines; runs of 6+ short label blocks (player buttons) are left
@@ -274,6 +274,8 @@ struct El {
     /// Names itself a forum or Q&A thread by a word of its `class`/`id`
     /// ([`THREAD_WORDS`]), for [`is_thread`].
     thread: bool,
+    /// Names itself a summary or lead ([`LEAD_WORDS`]), for [`with_lead`].
+    lead: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -547,6 +549,25 @@ fn names_thread(el: &scraper::node::Element) -> bool {
         })
 }
 
+/// Words of a `class`/`id` that name an article's summary or lead, which
+/// sites often set apart before the body (`art_summary`, `article-intro`; not
+/// `lead`, which names lead photos as often).
+const LEAD_WORDS: &[&str] = &["summary", "intro", "abstract"];
+
+/// Whether an element's `class`/`id` names a summary or lead ([`LEAD_WORDS`]).
+fn names_lead(el: &scraper::node::Element) -> bool {
+    el.attrs()
+        .filter(|(name, _)| *name == "class" || *name == "id")
+        .any(|(_, value)| {
+            LEAD_WORDS
+                .iter()
+                .any(|w| find_ignore_case(value.as_bytes(), 0, w.as_bytes()).is_some())
+                && class_words(value)
+                    .iter()
+                    .any(|w| LEAD_WORDS.contains(&w.as_str()))
+        })
+}
+
 /// The boilerplate mark of a tag alone.
 fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
     match tag {
@@ -648,6 +669,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
         list: ListRole::None,
         whole_page: true,
         thread: false,
+        lead: false,
     });
     let mut stack: Vec<Open> = vec![Open {
         el: 0,
@@ -725,6 +747,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                                 },
                                 whole_page: matches!(tag, "html" | "body"),
                                 thread: names_thread(el),
+                                lead: names_lead(el),
                             });
                             page.elements.len() - 1
                         } else {
@@ -1294,26 +1317,36 @@ fn container_blocks(page: &Page, soft_counts: bool) -> Selection {
     Selection { el, blocks, chars }
 }
 
-/// The container's block range, widened by the prose right before it inside
-/// its parent (a summary or lead set apart from the body: `art_summary` before
-/// `art_content`): blocks of unmarked prose with few links, back to the first
-/// block that is not. Only backwards: what follows a body is, as a rule, a
-/// platform's disclaimer.
+/// The container's block range, widened by a summary or lead right before it
+/// inside its parent (`art_summary` set apart before `art_content`): blocks of
+/// unmarked prose with few links inside an element named as a lead
+/// ([`LEAD_WORDS`]), back to the first block that is not. Unnamed prose before
+/// a body is as often a byline or a question's restatement, so it stays out.
 fn with_lead(page: &Page, el: usize) -> (usize, usize) {
     let (mut first, end) = (page.elements[el].first_block, page.elements[el].end_block);
     if el == 0 {
         return (first, end);
     }
-    let parent = &page.elements[page.elements[el].parent];
-    let prose = |b: &Block| {
+    let parent = page.elements[el].parent;
+    let named_lead = |b: &Block| {
+        let mut e = b.owner;
+        while e != parent && e != 0 {
+            if page.elements[e].lead {
+                return true;
+            }
+            e = page.elements[e].parent;
+        }
+        false
+    };
+    let lead = |b: &Block| {
         b.mark == Mark::None
             && b.reads_like_text()
-            && b.chars >= 20
             && b.link_chars * 4 < b.chars
             && !b.is_meta_line()
             && !b.is_copyright()
+            && named_lead(b)
     };
-    while first > parent.first_block && prose(&page.blocks[first - 1]) {
+    while first > page.elements[parent].first_block && lead(&page.blocks[first - 1]) {
         first -= 1;
     }
     (first, end)
