@@ -90,8 +90,9 @@ pub enum ExtractError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Comments {
-    /// Left out when the page has 100+ characters of its own main text, kept
-    /// when they are all it has (the default: right for articles).
+    /// Left out under an article, kept on a thread (named a forum or Q&A
+    /// thread, a post shorter than its replies) and when they are all the page
+    /// has (the default).
     #[default]
     Auto,
     /// Always kept (forum crawls, where the replies are the content).
