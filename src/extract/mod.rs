@@ -49,7 +49,9 @@
 //!    `topic`, `question`, `tieba` as a `class`/`id` word), when the post is
 //!    shorter than its replies, or when it has under 100 characters;
 //!    otherwise it is an article's comments and is left out
-//!    (`comments = "keep"`/`"drop"` decide it for every page).
+//!    (`comments = "keep"`/`"drop"` decide it for every page). A named
+//!    thread's text starts with the page's `<h1>` (the question) when the
+//!    container left it out.
 //!
 //! Limits: the parser is fed in 8 KiB chunks and the deadline is checked
 //! between chunks and every few thousand nodes, so a pathological page ends as
@@ -1234,25 +1236,36 @@ fn select_main_text(page: &Page, comments: Comments) -> String {
             }
         }
     };
+    let mut named_thread = false;
     let mut blocks = base.blocks;
     if comments != Comments::Drop {
         if let Some(last) = blocks.last().copied() {
-            let replies = replies_after(page, last);
+            let (replies, region) = replies_after(page, last);
             let reply_chars: usize = replies.iter().map(|&i| page.blocks[i].chars).sum();
             // Replies are content on a thread: when asked to keep them, when
             // the container itself was found among them, when the page names
             // the container's surroundings a forum or Q&A thread, or when the
             // post is short beside its replies.
+            named_thread =
+                in_named_thread(page, base.el) || (!replies.is_empty() && in_named_thread(page, region));
             let thread = comments == Comments::Keep
                 || soft_counts
-                || in_named_thread(page, base.el)
+                || named_thread
                 || is_thread(base.chars, reply_chars);
             if thread {
                 blocks.extend(replies);
             }
         }
     }
-    render(page, &blocks)
+    let text = render(page, &blocks);
+    // A named thread's text starts with its subject (the page's first `<h1>`)
+    // when the container left it out: a Q&A page sets the question above the
+    // answers, which read as answers to nothing without it.
+    let subject = collapse_ws(&page.first_h1);
+    if comments != Comments::Drop && !subject.is_empty() && !text.contains(&subject) && named_thread {
+        return format!("{subject}\n{text}");
+    }
+    text
 }
 
 /// Whether `el` or an ancestor names itself a thread ([`THREAD_WORDS`]).
@@ -1274,16 +1287,17 @@ fn is_thread(main_chars: usize, reply_chars: usize) -> bool {
     main_chars < MIN_MAIN_CHARS || reply_chars >= main_chars
 }
 
-/// The comment section that follows the block `last` of the main container: the
-/// *soft* blocks after it inside the nearest ancestor that has any (a Weibo
+/// The comment section that follows the block `last` of the main container, and
+/// where it was found: the *soft* blocks after it inside the nearest ancestor
+/// that has any (a Weibo
 /// post's comment list, the answers under a question, a bbs topic's replies
 /// beside the topic's body). The search stops below `<body>`: a comment box
 /// that is a child of the page itself (a dialog, a side panel) answers no post.
-fn replies_after(page: &Page, last: usize) -> Vec<usize> {
+fn replies_after(page: &Page, last: usize) -> (Vec<usize>, usize) {
     let mut el = page.blocks[last].owner;
     loop {
         if page.elements[el].whole_page {
-            return Vec::new();
+            return (Vec::new(), el);
         }
         let end = page.elements[el].end_block;
         let found: Vec<usize> = (last + 1..end)
@@ -1293,7 +1307,7 @@ fn replies_after(page: &Page, last: usize) -> Vec<usize> {
             })
             .collect();
         if found.iter().any(|&i| page.blocks[i].reads_like_text()) {
-            return found;
+            return (found, el);
         }
         el = page.elements[el].parent;
     }
@@ -1560,14 +1574,16 @@ mod tests {
         let replies = r#"<div class="comment-list"><div class="comment-item"><p>看一下这里的说明，应该能解决。</p></div>
             <div class="comment-item"><p>感谢指导</p></div></div>"#;
         // Named a Q&A thread: the replies (short ones too) follow the question.
+        // The question's title (the `<h1>` outside the post) leads the thread.
         let html = format!(
-            r#"<div class="page-question-detail"><div class="question-main"><p>{post}</p></div>{replies}</div>"#
+            r#"<h1>怎样解决这个问题？</h1><div class="page-question-detail"><div class="question-main"><p>{post}</p></div>{replies}</div>"#
         );
         let got = text(&html);
         assert!(
             got.contains("真正的问题") && got.contains("应该能解决") && got.contains("感谢指导"),
             "{got}"
         );
+        assert!(got.starts_with("怎样解决这个问题？\n"), "{got}");
         // The same layout, not named a thread, with a post longer than its replies: an article.
         let html =
             format!(r#"<div class="page-detail"><div class="main"><p>{post}</p></div>{replies}</div>"#);
