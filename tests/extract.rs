@@ -200,11 +200,11 @@ fn magic_html_benchmark_char_f1() {
     );
     let f1 = |k: &str| groups[k].f1();
     // Guards a little under what the extractor reaches (README), so regressions fail.
-    // Measured (README): all 0.934, article 0.962, forum 0.860, dev half 0.941,
-    // held-out half 0.926.
+    // Measured (README): all 0.936, article 0.963, forum 0.864, dev half 0.944,
+    // held-out half 0.927.
     assert!(f1("all") >= 0.93, "all {:.3}", f1("all"));
     assert!(f1("article") >= 0.955, "article {:.3}", f1("article"));
-    assert!(f1("forum") >= 0.85, "forum {:.3}", f1("forum"));
+    assert!(f1("forum") >= 0.855, "forum {:.3}", f1("forum"));
     assert!(
         f1("held-out (odd)") >= 0.92,
         "held-out {:.3}",

@@ -40,8 +40,9 @@
 //!    lead set apart right before it, named so by its `class`), without hard or
 //!    (if excluded) soft boilerplate and without link lists; list items get
 //!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
-//!    separate lines; runs of 6+ short label blocks (player buttons) are left
-//!    out. Runs of whitespace fold to one space.
+//!    separate lines; runs of 6+ short label blocks (player buttons) and short
+//!    labels inside an author element (`user`, `author`, `nickname`: a post's
+//!    user name) are left out, the latter unless nothing else is left. Runs of whitespace fold to one space.
 //! 5. **Threads.** The comment section after the container (the soft blocks
 //!    that follow its last block, inside its nearest ancestor below `<body>`
 //!    that has any) is a thread's replies and is kept when the container or an
@@ -279,6 +280,8 @@ struct El {
     thread: bool,
     /// Names itself a summary or lead ([`LEAD_WORDS`]), for [`with_lead`].
     lead: bool,
+    /// Inside an element named for a post's author ([`USER_WORDS`]), for [`render`].
+    user: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -571,6 +574,24 @@ fn names_lead(el: &scraper::node::Element) -> bool {
         })
 }
 
+/// Words of a `class`/`id` that name who wrote a post (`comment-user-title`,
+/// `user-name`, `author`): a label there is a name, not text.
+const USER_WORDS: &[&str] = &["user", "author", "nickname", "username", "uname"];
+
+/// Whether an element's `class`/`id` names a post's author ([`USER_WORDS`]).
+fn names_user(el: &scraper::node::Element) -> bool {
+    el.attrs()
+        .filter(|(name, _)| *name == "class" || *name == "id")
+        .any(|(_, value)| {
+            USER_WORDS
+                .iter()
+                .any(|w| find_ignore_case(value.as_bytes(), 0, w.as_bytes()).is_some())
+                && class_words(value)
+                    .iter()
+                    .any(|w| USER_WORDS.contains(&w.as_str()))
+        })
+}
+
 /// The boilerplate mark of a tag alone.
 fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
     match tag {
@@ -673,6 +694,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
         whole_page: true,
         thread: false,
         lead: false,
+        user: false,
     });
     let mut stack: Vec<Open> = vec![Open {
         el: 0,
@@ -751,6 +773,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                                 whole_page: matches!(tag, "html" | "body"),
                                 thread: names_thread(el),
                                 lead: names_lead(el),
+                                user: page.elements[top.el].user || names_user(el),
                             });
                             page.elements.len() - 1
                         } else {
@@ -1409,12 +1432,23 @@ fn drop_labels(page: &Page, blocks: &[usize]) -> Vec<bool> {
 /// Print `blocks` (indices in document order, comment blocks among them only
 /// where they were chosen) without labels, bylines and copyright lines.
 fn render(page: &Page, blocks: &[usize]) -> String {
+    let text = render_blocks(page, blocks, true);
+    if text.is_empty() {
+        // Author names were all there was: better than no text.
+        return render_blocks(page, blocks, false);
+    }
+    text
+}
+
+/// [`render`], leaving out labels inside author elements (`skip_names`): a post's
+/// user name and the like ([`USER_WORDS`]).
+fn render_blocks(page: &Page, blocks: &[usize], skip_names: bool) -> String {
     let keep = drop_labels(page, blocks);
     let mut out = String::new();
     let mut in_code = false;
     for (&i, _) in blocks.iter().zip(&keep).filter(|(_, k)| **k) {
         let b = &page.blocks[i];
-        if !b.is_output(true) {
+        if !b.is_output(true) || (skip_names && is_label(b) && page.elements[b.owner].user) {
             continue;
         }
         let code = b.kind == BlockKind::Code;
@@ -1725,6 +1759,18 @@ mod tests {
         ] {
             assert_eq!(has_date_or_time(t), dated, "{t}");
         }
+    }
+
+    #[test]
+    fn author_names_are_left_out_unless_they_are_all_there_is() {
+        let posts: String = ["可以的，好好休息开开心心过年。", "元旦快乐，大家都辛苦了！"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!(r#"<div><div class="comment-user-title">网友{i}号</div><p>{p}</p></div>"#))
+            .collect();
+        let got = text(&format!("<div>{posts}</div>"));
+        assert!(got.contains("元旦快乐") && !got.contains("网友"), "{got}");
+        assert_eq!(text(r#"<div class="user-name">香樟树</div>"#), "香樟树");
     }
 
     #[test]
