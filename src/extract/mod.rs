@@ -540,56 +540,44 @@ fn content_hint(tag: &str, el: &scraper::node::Element) -> bool {
 /// its content (`bbs-post-content`, `page-question-detail`, `thread-list`).
 const THREAD_WORDS: &[&str] = &["bbs", "forum", "thread", "topic", "question", "tieba"];
 
-/// Whether an element's `class`/`id` names a thread ([`THREAD_WORDS`]).
-fn names_thread(el: &scraper::node::Element) -> bool {
-    el.attrs()
-        .filter(|(name, _)| *name == "class" || *name == "id")
-        .any(|(_, value)| {
-            // Most values name no thread: a substring test spares splitting them.
-            THREAD_WORDS
-                .iter()
-                .any(|w| find_ignore_case(value.as_bytes(), 0, w.as_bytes()).is_some())
-                && class_words(value)
-                    .iter()
-                    .any(|w| THREAD_WORDS.contains(&w.as_str()))
-        })
-}
-
 /// Words of a `class`/`id` that name an article's summary or lead, which
 /// sites often set apart before the body (`art_summary`, `article-intro`; not
 /// `lead`, which names lead photos as often).
 const LEAD_WORDS: &[&str] = &["summary", "intro", "abstract"];
 
-/// Whether an element's `class`/`id` names a summary or lead ([`LEAD_WORDS`]).
-fn names_lead(el: &scraper::node::Element) -> bool {
-    el.attrs()
-        .filter(|(name, _)| *name == "class" || *name == "id")
-        .any(|(_, value)| {
-            LEAD_WORDS
-                .iter()
-                .any(|w| find_ignore_case(value.as_bytes(), 0, w.as_bytes()).is_some())
-                && class_words(value)
-                    .iter()
-                    .any(|w| LEAD_WORDS.contains(&w.as_str()))
-        })
-}
-
 /// Words of a `class`/`id` that name who wrote a post (`comment-user-title`,
 /// `user-name`, `author`): a label there is a name, not text.
 const USER_WORDS: &[&str] = &["user", "author", "nickname", "username", "uname"];
 
-/// Whether an element's `class`/`id` names a post's author ([`USER_WORDS`]).
-fn names_user(el: &scraper::node::Element) -> bool {
-    el.attrs()
-        .filter(|(name, _)| *name == "class" || *name == "id")
-        .any(|(_, value)| {
-            USER_WORDS
-                .iter()
-                .any(|w| find_ignore_case(value.as_bytes(), 0, w.as_bytes()).is_some())
-                && class_words(value)
-                    .iter()
-                    .any(|w| USER_WORDS.contains(&w.as_str()))
-        })
+/// What an element's `class`/`id` names it: a thread ([`THREAD_WORDS`]), a
+/// lead ([`LEAD_WORDS`]), a post's author ([`USER_WORDS`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Names {
+    thread: bool,
+    lead: bool,
+    user: bool,
+}
+
+/// [`Names`] of an element, in one look at each `class`/`id` value.
+fn names_of(el: &scraper::node::Element) -> Names {
+    let mut names = Names::default();
+    for (name, value) in el.attrs() {
+        if name != "class" && name != "id" {
+            continue;
+        }
+        // Most values name none of these: a substring test spares splitting them.
+        let lower = value.to_ascii_lowercase();
+        let lists = [THREAD_WORDS, LEAD_WORDS, USER_WORDS];
+        if !lists.iter().any(|l| l.iter().any(|w| lower.contains(w))) {
+            continue;
+        }
+        let words = class_words(value);
+        let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+        names.thread |= has(THREAD_WORDS);
+        names.lead |= has(LEAD_WORDS);
+        names.user |= has(USER_WORDS);
+    }
+    names
 }
 
 /// The boilerplate mark of a tag alone.
@@ -759,6 +747,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                         let block = is_block(tag) || own_mark != Mark::None;
                         let el_index = if block {
                             flush(&mut page, &mut pending, &stack);
+                            let names = names_of(el);
                             page.elements.push(El {
                                 parent: top.el,
                                 first_block: page.blocks.len(),
@@ -771,9 +760,9 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                                     _ => ListRole::None,
                                 },
                                 whole_page: matches!(tag, "html" | "body"),
-                                thread: names_thread(el),
-                                lead: names_lead(el),
-                                user: page.elements[top.el].user || names_user(el),
+                                thread: names.thread,
+                                lead: names.lead,
+                                user: page.elements[top.el].user || names.user,
                             });
                             page.elements.len() - 1
                         } else {
