@@ -842,18 +842,25 @@ fn resolve_marks(page: &mut Page) {
     // Named article bodies with a tenth of the page's text: a hard element
     // beside one of them is boilerplate however long (a "recommended" block
     // of whole articles under a short news item).
-    let bodies: Vec<usize> = (0..n)
-        .filter(|&i| page.elements[i].hint && text[i] * 10 >= total && total > 0)
+    // Counted per subtree and per ancestor chain, so that "a body beside this
+    // element" is O(1) however deep the page nests.
+    let body: Vec<bool> = (0..n)
+        .map(|i| page.elements[i].hint && total > 0 && text[i] * 10 >= total)
         .collect();
+    let mut in_subtree: Vec<usize> = body.iter().map(|&b| usize::from(b)).collect();
+    for i in (1..n).rev() {
+        in_subtree[page.elements[i].parent] += in_subtree[i];
+    }
+    let mut above = vec![0usize; n];
+    for i in 1..n {
+        let p = page.elements[i].parent;
+        above[i] = above[p] + usize::from(body[p]);
+    }
     let mut mark = vec![Mark::None; n];
     for i in 0..n {
         let el = &page.elements[i];
-        let swallows = el.own_mark == Mark::Hard
-            && total > 0
-            && text[i] * 2 >= total
-            && !bodies
-                .iter()
-                .any(|&b| b != i && !is_inside(page, b, i) && !is_inside(page, i, b));
+        let beside = in_subtree[0] - in_subtree[i] - above[i];
+        let swallows = el.own_mark == Mark::Hard && total > 0 && text[i] * 2 >= total && beside == 0;
         let own = if swallows { Mark::None } else { el.own_mark };
         let inherited = if i == 0 { Mark::None } else { mark[el.parent] };
         mark[i] = inherited.max(own);
@@ -1307,18 +1314,25 @@ fn is_thread(main_chars: usize, reply_chars: usize) -> bool {
 /// that is a child of the page itself (a dialog, a side panel) answers no post.
 fn replies_after(page: &Page, last: usize) -> (Vec<usize>, usize) {
     let mut el = page.blocks[last].owner;
+    // Each ancestor's range extends its child's: scan only the new part, so the
+    // climb costs O(blocks + depth) on any nesting.
+    let mut found = Vec::new();
+    let mut scanned = last + 1;
+    let mut prose = false;
     loop {
         if page.elements[el].whole_page {
             return (Vec::new(), el);
         }
         let end = page.elements[el].end_block;
-        let found: Vec<usize> = (last + 1..end)
-            .filter(|&i| {
-                let b = &page.blocks[i];
-                b.mark == Mark::Soft && b.is_container_text(true)
-            })
-            .collect();
-        if found.iter().any(|&i| page.blocks[i].reads_like_text()) {
+        for i in scanned..end {
+            let b = &page.blocks[i];
+            if b.mark == Mark::Soft && b.is_container_text(true) {
+                prose |= b.reads_like_text();
+                found.push(i);
+            }
+        }
+        scanned = scanned.max(end);
+        if prose {
             return (found, el);
         }
         el = page.elements[el].parent;
@@ -1802,6 +1816,14 @@ mod tests {
             "</div>".repeat(3_000)
         );
         assert!(text(&deep).contains("深处的正文"));
+        // Nested named bodies, hard-marked and holding all the text: the
+        // selection's climbs stay linear or quadratic in depth, never worse.
+        let nested = format!(
+            "{}<p>深处的正文，内容。</p>{}",
+            r#"<article class="nav-post"><div class="comment-list"><p>回复，内容。</p>"#.repeat(2_000),
+            "</div></article>".repeat(2_000)
+        );
+        let _ = text(&nested);
         let past = Instant::now() - std::time::Duration::from_secs(1);
         assert_eq!(extract(&deep, Some(past)), Err(ExtractError::Timeout));
     }
