@@ -12,14 +12,14 @@
 //!    those inside links, and its sentence punctuation (`，。！？；` and ASCII).
 //!    `script`, `style`, form controls, hidden elements and the like give no text.
 //! 2. **Boilerplate marks.** Elements that are navigation, footers, sidebars,
-//!    share bars, ads, cookie banners, breadcrumbs, related/recommended lists or
-//!    copyright lines, by tag (`nav`, `footer`, `aside`, `header` outside
-//!    `article`) or by a word of their `class`/`id` (split at `-`, `_`, spaces
-//!    and case changes, so `header` never matches `ad`), mark their blocks
-//!    *hard*: never output, and counted against the container holding them.
-//!    Comment sections (`comment`, `reply`, `discuss`, ...) are *soft*: left out
-//!    when the page has a main text of its own, kept when the comments are all
-//!    there is (a forum thread, a review page).
+//!    share bars, ads, cookie banners, breadcrumbs, related/recommended lists,
+//!    media players' controls or copyright lines, by tag (`nav`, `footer`,
+//!    `aside`, `header` outside `article`) or by a word of their `class`/`id`
+//!    (split at `-`, `_`, spaces and case changes, so `header` never matches
+//!    `ad`), mark their blocks *hard*: never output, and counted against the
+//!    container holding them. Comment sections (`comment`, `reply`, `discuss`,
+//!    `cmt`, `pinglun`, ...) are *soft*: left out under an article, kept on a
+//!    thread (step 5) and when the comments are all there is (a review page).
 //! 3. **Container.** Each block gets a weight: its non-link characters when it
 //!    reads like text (punctuation, or 30+ characters), minus its characters
 //!    when it is mostly links or hard boilerplate, zero otherwise. Weights are
@@ -29,13 +29,30 @@
 //!    that names itself the article body (`<article>`, `articleBody`,
 //!    `article-content`, ...) is preferred when it holds a fifth of that weight
 //!    (a story above a longer feed); three or more such bodies are a thread's
-//!    posts and stand for their common ancestor. Lists whose items are linked
-//!    headlines with summaries (teaser feeds) are hard boilerplate.
-//! 4. **Output.** The container's blocks in document order, without hard or
+//!    posts and stand for their common ancestor; a named body inside the
+//!    chosen one that holds 90% of its weight is the text without the title,
+//!    byline or feedback widget around it. A named body whose prose is
+//!    twice the best element's weight wins even when its link cards outweigh
+//!    that prose (a restaurant guide whose entries are cards of links). Lists
+//!    whose items are linked headlines with summaries (teaser feeds) are hard
+//!    boilerplate.
+//! 4. **Output.** The container's blocks in document order (with a summary or
+//!    lead set apart right before it, named so by its `class`), without hard or
 //!    (if excluded) soft boilerplate and without link lists; list items get
 //!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
-//!    separate lines; runs of 6+ short label blocks (player buttons) are left
-//!    out. Runs of whitespace fold to one space.
+//!    separate lines; runs of 6+ short label blocks (player buttons) and short
+//!    labels inside an author element (`user`, `author`, `nickname`: a post's
+//!    user name) are left out, the latter unless nothing else is left. Runs of whitespace fold to one space.
+//! 5. **Threads.** The comment section after the container (the soft blocks
+//!    that follow its last block, inside its nearest ancestor below `<body>`
+//!    that has any) is a thread's replies and is kept when the container or an
+//!    ancestor names itself a forum or Q&A thread (`bbs`, `forum`, `thread`,
+//!    `topic`, `question`, `tieba` as a `class`/`id` word), when the post is
+//!    shorter than its replies, or when it has under 100 characters;
+//!    otherwise it is an article's comments and is left out
+//!    (`comments = "keep"`/`"drop"` decide it for every page). A named
+//!    thread's text starts with the page's `<h1>` (the question) when the
+//!    container left it out.
 //!
 //! Limits: the parser is fed in 8 KiB chunks and the deadline is checked
 //! between chunks and every few thousand nodes, so a pathological page ends as
@@ -76,8 +93,9 @@ pub enum ExtractError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Comments {
-    /// Left out when the page has 100+ characters of its own main text, kept
-    /// when they are all it has (the default: right for articles).
+    /// Left out under an article, kept on a thread (named a forum or Q&A
+    /// thread, a post shorter than its replies) and when they are all the page
+    /// has (the default).
     #[default]
     Auto,
     /// Always kept (forum crawls, where the replies are the content).
@@ -100,11 +118,7 @@ pub fn extract_with(
     let doc = parse(&strip_invisible(html), deadline)?;
     let page = collect_blocks(&doc, deadline)?;
     let chars_total = page.blocks.iter().map(|b| b.chars).sum();
-    let text = match comments {
-        Comments::Auto => select_main_text(&page),
-        Comments::Keep => render(&page, true).0,
-        Comments::Drop => render(&page, false).0,
-    };
+    let text = select_main_text(&page, comments);
     let chars_kept = text.chars().filter(|c| c.is_alphanumeric()).count();
     Ok(Extracted {
         text,
@@ -258,6 +272,16 @@ struct El {
     hint: bool,
     /// `ul`/`ol` (`List`) or `li` (`Item`), for [`mark_teaser_lists`].
     list: ListRole,
+    /// `<html>` or `<body>` (or the document itself): the whole page, which
+    /// [`replies_after`] does not search.
+    whole_page: bool,
+    /// Names itself a forum or Q&A thread by a word of its `class`/`id`
+    /// ([`THREAD_WORDS`]), for [`is_thread`].
+    thread: bool,
+    /// Names itself a summary or lead ([`LEAD_WORDS`]), for [`with_lead`].
+    lead: bool,
+    /// Inside an element named for a post's author ([`USER_WORDS`]), for [`render`].
+    user: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -407,6 +431,7 @@ const HARD_WORDS: &[&str] = &[
     "recommend",
     "recommended",
     "sidebar",
+    "side",
     "aside",
     "widget",
     "login",
@@ -421,10 +446,29 @@ const HARD_WORDS: &[&str] = &[
     "qrcode",
     "hotlist",
     "sitemap",
+    // Wiki fact boxes and navigation boxes (MediaWiki's `infobox`, `navbox`).
+    "infobox",
+    "navbox",
+    // A media player's controls, quality hints and error messages.
+    "player",
+    "mplayer",
 ];
 
 /// Words of a `class`/`id` value that name a comment section.
-const SOFT_WORDS: &[&str] = &["comment", "comments", "reply", "replies", "discuss", "discussion"];
+const SOFT_WORDS: &[&str] = &[
+    "comment",
+    "comments",
+    "reply",
+    "replies",
+    "discuss",
+    "discussion",
+    // Abbreviations and pinyin (评论 pinglun) that Chinese sites use.
+    "cmt",
+    "cmts",
+    "cmmt",
+    "cmmts",
+    "pinglun",
+];
 
 /// The boilerplate mark an element's tag and `class`/`id` give it.
 fn mark_of(tag: &str, el: &scraper::node::Element, in_article: bool) -> Mark {
@@ -490,6 +534,50 @@ fn content_hint(tag: &str, el: &scraper::node::Element) -> bool {
         }
     }
     article && body
+}
+
+/// Words of a `class`/`id` that name a forum or Q&A thread, whose replies are
+/// its content (`bbs-post-content`, `page-question-detail`, `thread-list`).
+const THREAD_WORDS: &[&str] = &["bbs", "forum", "thread", "topic", "question", "tieba"];
+
+/// Words of a `class`/`id` that name an article's summary or lead, which
+/// sites often set apart before the body (`art_summary`, `article-intro`; not
+/// `lead`, which names lead photos as often).
+const LEAD_WORDS: &[&str] = &["summary", "intro", "abstract"];
+
+/// Words of a `class`/`id` that name who wrote a post (`comment-user-title`,
+/// `user-name`, `author`): a label there is a name, not text.
+const USER_WORDS: &[&str] = &["user", "author", "nickname", "username", "uname"];
+
+/// What an element's `class`/`id` names it: a thread ([`THREAD_WORDS`]), a
+/// lead ([`LEAD_WORDS`]), a post's author ([`USER_WORDS`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Names {
+    thread: bool,
+    lead: bool,
+    user: bool,
+}
+
+/// [`Names`] of an element, in one look at each `class`/`id` value.
+fn names_of(el: &scraper::node::Element) -> Names {
+    let mut names = Names::default();
+    for (name, value) in el.attrs() {
+        if name != "class" && name != "id" {
+            continue;
+        }
+        // Most values name none of these: a substring test spares splitting them.
+        let lower = value.to_ascii_lowercase();
+        let lists = [THREAD_WORDS, LEAD_WORDS, USER_WORDS];
+        if !lists.iter().any(|l| l.iter().any(|w| lower.contains(w))) {
+            continue;
+        }
+        let words = class_words(value);
+        let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+        names.thread |= has(THREAD_WORDS);
+        names.lead |= has(LEAD_WORDS);
+        names.user |= has(USER_WORDS);
+    }
+    names
 }
 
 /// The boilerplate mark of a tag alone.
@@ -591,6 +679,10 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
         own_mark: Mark::None,
         hint: false,
         list: ListRole::None,
+        whole_page: true,
+        thread: false,
+        lead: false,
+        user: false,
     });
     let mut stack: Vec<Open> = vec![Open {
         el: 0,
@@ -655,6 +747,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                         let block = is_block(tag) || own_mark != Mark::None;
                         let el_index = if block {
                             flush(&mut page, &mut pending, &stack);
+                            let names = names_of(el);
                             page.elements.push(El {
                                 parent: top.el,
                                 first_block: page.blocks.len(),
@@ -666,6 +759,10 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                                     "li" => ListRole::Item,
                                     _ => ListRole::None,
                                 },
+                                whole_page: matches!(tag, "html" | "body"),
+                                thread: names.thread,
+                                lead: names.lead,
+                                user: page.elements[top.el].user || names.user,
                             });
                             page.elements.len() - 1
                         } else {
@@ -726,9 +823,10 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
 }
 
 /// Give each block the strongest mark among its elements, except that a
-/// *hard* mark is void on an element holding half or more of the page's text:
-/// a `class="breadcrumb"` div left unclosed around the article, or
-/// `<body class="has-menu">`, is not boilerplate.
+/// *hard* mark is void on an element holding half or more of the page's text
+/// unless a named article body lies beside it: a `class="breadcrumb"` div
+/// left unclosed around the article, or `<body class="has-menu">`, is not
+/// boilerplate, a `recommend` block of whole stories next to the story is.
 fn resolve_marks(page: &mut Page) {
     let n = page.elements.len();
     let mut text = vec![0usize; n];
@@ -741,14 +839,29 @@ fn resolve_marks(page: &mut Page) {
         text[page.elements[i].parent] += text[i];
     }
     let total = text[0];
+    // Named article bodies with a tenth of the page's text: a hard element
+    // beside one of them is boilerplate however long (a "recommended" block
+    // of whole articles under a short news item).
+    // Counted per subtree and per ancestor chain, so that "a body beside this
+    // element" is O(1) however deep the page nests.
+    let body: Vec<bool> = (0..n)
+        .map(|i| page.elements[i].hint && total > 0 && text[i] * 10 >= total)
+        .collect();
+    let mut in_subtree: Vec<usize> = body.iter().map(|&b| usize::from(b)).collect();
+    for i in (1..n).rev() {
+        in_subtree[page.elements[i].parent] += in_subtree[i];
+    }
+    let mut above = vec![0usize; n];
+    for i in 1..n {
+        let p = page.elements[i].parent;
+        above[i] = above[p] + usize::from(body[p]);
+    }
     let mut mark = vec![Mark::None; n];
     for i in 0..n {
         let el = &page.elements[i];
-        let own = if el.own_mark == Mark::Hard && total > 0 && text[i] * 2 >= total {
-            Mark::None
-        } else {
-            el.own_mark
-        };
+        let beside = in_subtree[0] - in_subtree[i] - above[i];
+        let swallows = el.own_mark == Mark::Hard && total > 0 && text[i] * 2 >= total && beside == 0;
+        let own = if swallows { Mark::None } else { el.own_mark };
         let inherited = if i == 0 { Mark::None } else { mark[el.parent] };
         mark[i] = inherited.max(own);
     }
@@ -975,6 +1088,11 @@ impl Block {
 /// stories outweighs the story itself).
 const HINT_SHARE: f64 = 0.2;
 
+/// A named body inside the heaviest named body is chosen instead when it holds
+/// this share of its weight (0.8 did better on the development half but lost
+/// two held-out pages, so the stricter value stays).
+const NESTED_BODY_SHARE: f64 = 0.9;
+
 /// Named bodies on one page from which they are taken to be a thread's posts.
 const MIN_POSTS: usize = 3;
 
@@ -993,10 +1111,28 @@ fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
     }
     // Named bodies with text, outermost only; several (a forum's posts, each a
     // `post-content`) stand for their common ancestor, the thread.
-    let tops: Vec<usize> = (0..sum.len())
-        .filter(|&i| page.elements[i].hint && sum[i] > 0.0)
-        .filter(|&i| !has_hinted_ancestor(page, i))
+    // (An `<article>` whose link cards outweigh its prose is no candidate, and
+    // does not hide the `entry-content` inside it.)
+    let candidate: Vec<bool> = (0..sum.len())
+        .map(|i| page.elements[i].hint && sum[i] > 0.0)
         .collect();
+    let tops: Vec<usize> = (0..sum.len())
+        .filter(|&i| candidate[i] && !has_candidate_ancestor(page, &candidate, i))
+        .collect();
+    // A named body whose prose is twice the best container's net weight, though
+    // its link cards outweigh that prose (a restaurant guide whose entries are
+    // cards of links): the deepest with the most prose.
+    let prose = prose_weights(page, soft_counts);
+    let mut carded: Option<usize> = None;
+    for i in (0..sum.len()).filter(|&i| page.elements[i].hint && sum[i] <= 0.0) {
+        if prose[i] >= 2.0 * best.1.max(0.0) && prose[i] > 0.0 && carded.is_none_or(|c| prose[i] >= prose[c])
+        {
+            carded = Some(i);
+        }
+    }
+    if let Some(i) = carded {
+        return (i, prose[i]);
+    }
     let Some(&first) = tops.first() else { return best };
     let chosen = if tops.len() >= MIN_POSTS {
         tops[1..].iter().fold(first, |a, &b| common_ancestor(page, a, b))
@@ -1006,6 +1142,14 @@ fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
         let mut pick = first;
         for i in (0..sum.len()).filter(|&i| page.elements[i].hint) {
             if sum[i] > sum[pick] || (sum[i] == sum[pick] && is_inside(page, i, pick)) {
+                pick = i;
+            }
+        }
+        // A named body inside it with nearly all of its weight is the text
+        // itself; the outer one adds a title, a byline or a feedback widget.
+        let heaviest = sum[pick];
+        for i in (0..sum.len()).filter(|&i| page.elements[i].hint) {
+            if is_inside(page, i, pick) && sum[i] >= NESTED_BODY_SHARE * heaviest {
                 pick = i;
             }
         }
@@ -1022,6 +1166,19 @@ fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
     best
 }
 
+/// Each element's summed weight of blocks that read like text (no penalties).
+fn prose_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
+    let mut sum = vec![0.0f64; page.elements.len()];
+    for b in &page.blocks {
+        sum[b.owner] += b.weight(soft_counts).max(0.0);
+    }
+    for i in (1..page.elements.len()).rev() {
+        let parent = page.elements[i].parent;
+        sum[parent] += sum[i];
+    }
+    sum
+}
+
 /// Each element's summed block weight.
 fn element_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
     let mut sum = vec![0.0f64; page.elements.len()];
@@ -1036,10 +1193,10 @@ fn element_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
     sum
 }
 
-fn has_hinted_ancestor(page: &Page, mut el: usize) -> bool {
+fn has_candidate_ancestor(page: &Page, candidate: &[bool], mut el: usize) -> bool {
     while el != 0 {
         el = page.elements[el].parent;
-        if page.elements[el].hint {
+        if candidate[el] {
             return true;
         }
     }
@@ -1070,43 +1227,187 @@ fn is_inside(page: &Page, mut el: usize, ancestor: usize) -> bool {
     false
 }
 
-/// Choose the container and print its blocks.
-fn select_main_text(page: &Page) -> String {
-    // Minimum main text, in letters/digits, for comment sections to be left out.
-    const MIN_MAIN_CHARS: usize = 100;
-    let strict = render(page, false);
-    if strict.1 >= MIN_MAIN_CHARS {
-        return strict.0;
+/// Minimum main text, in letters/digits, for comment sections to be left out
+/// when they are not a thread's replies (see [`select_main_text`]).
+const MIN_MAIN_CHARS: usize = 100;
+
+/// The container's blocks (indices into `Page::blocks`) and the letters/digits
+/// of its text (bylines and footers included).
+struct Selection {
+    el: usize,
+    blocks: Vec<usize>,
+    chars: usize,
+}
+
+/// Choose the container, decide about the replies after it, and print.
+fn select_main_text(page: &Page, comments: Comments) -> String {
+    let strict = container_blocks(page, false);
+    let (base, soft_counts) = match comments {
+        Comments::Drop => (strict, false),
+        Comments::Keep => (container_blocks(page, true), true),
+        Comments::Auto if strict.chars >= MIN_MAIN_CHARS => (strict, false),
+        Comments::Auto => {
+            let loose = container_blocks(page, true);
+            if loose.chars > strict.chars {
+                (loose, true)
+            } else {
+                (strict, false)
+            }
+        }
+    };
+    let mut named_thread = false;
+    let mut blocks = base.blocks;
+    if comments != Comments::Drop {
+        if let Some(last) = blocks.last().copied() {
+            let (replies, region) = replies_after(page, last);
+            let reply_chars: usize = replies.iter().map(|&i| page.blocks[i].chars).sum();
+            // Replies are content on a thread: when asked to keep them, when
+            // the container itself was found among them, when the page names
+            // the container's surroundings a forum or Q&A thread, or when the
+            // post is short beside its replies.
+            named_thread =
+                in_named_thread(page, base.el) || (!replies.is_empty() && in_named_thread(page, region));
+            let thread = comments == Comments::Keep
+                || soft_counts
+                || named_thread
+                || is_thread(base.chars, reply_chars);
+            if thread {
+                blocks.extend(replies);
+            }
+        }
     }
-    let loose = render(page, true);
-    if loose.1 > strict.1 {
-        loose.0
-    } else {
-        strict.0
+    let text = render(page, &blocks);
+    // A named thread's text starts with its subject (the page's first `<h1>`)
+    // when the container left it out: a Q&A page sets the question above the
+    // answers, which read as answers to nothing without it.
+    let subject = collapse_ws(&page.first_h1);
+    if comments != Comments::Drop && !subject.is_empty() && !text.contains(&subject) && named_thread {
+        return format!("{subject}\n{text}");
+    }
+    text
+}
+
+/// Whether `el` or an ancestor names itself a thread ([`THREAD_WORDS`]).
+fn in_named_thread(page: &Page, mut el: usize) -> bool {
+    loop {
+        if page.elements[el].thread {
+            return true;
+        }
+        if el == 0 {
+            return false;
+        }
+        el = page.elements[el].parent;
     }
 }
 
-/// Consecutive label blocks from which they are left out (see [`render`]).
-const MIN_LABEL_RUN: usize = 6;
+/// Whether replies of `reply_chars` letters under a post of `main_chars` make
+/// the page a thread whose replies are content.
+fn is_thread(main_chars: usize, reply_chars: usize) -> bool {
+    main_chars < MIN_MAIN_CHARS || reply_chars >= main_chars
+}
 
-/// Copies of one label in the container from which it is left out (see [`render`]).
-const MIN_LABEL_REPEATS: usize = 3;
+/// The comment section that follows the block `last` of the main container, and
+/// where it was found: the *soft* blocks after it inside the nearest ancestor
+/// that has any (a Weibo
+/// post's comment list, the answers under a question, a bbs topic's replies
+/// beside the topic's body). The search stops below `<body>`: a comment box
+/// that is a child of the page itself (a dialog, a side panel) answers no post.
+fn replies_after(page: &Page, last: usize) -> (Vec<usize>, usize) {
+    let mut el = page.blocks[last].owner;
+    // Each ancestor's range extends its child's: scan only the new part, so the
+    // climb costs O(blocks + depth) on any nesting.
+    let mut found = Vec::new();
+    let mut scanned = last + 1;
+    let mut prose = false;
+    loop {
+        if page.elements[el].whole_page {
+            return (Vec::new(), el);
+        }
+        let end = page.elements[el].end_block;
+        for i in scanned..end {
+            let b = &page.blocks[i];
+            if b.mark == Mark::Soft && b.is_container_text(true) {
+                prose |= b.reads_like_text();
+                found.push(i);
+            }
+        }
+        scanned = scanned.max(end);
+        if prose {
+            return (found, el);
+        }
+        el = page.elements[el].parent;
+    }
+}
 
-/// Render the best container's output blocks; returns the text and the letters/digits
-/// of the container's text (bylines and footers included).
-fn render(page: &Page, soft_counts: bool) -> (String, usize) {
+/// The best container's blocks that are its text ([`Block::is_container_text`]).
+fn container_blocks(page: &Page, soft_counts: bool) -> Selection {
     let (best, score) = best_container(page, soft_counts);
     // No block reads like text anywhere: fall back to every output block.
     let el = if score <= 0.0 { 0 } else { best };
-    let range = page.elements[el].first_block..page.elements[el].end_block;
-    let blocks: Vec<&Block> = page.blocks[range]
-        .iter()
-        .filter(|b| b.is_container_text(soft_counts))
+    let (first, end) = with_lead(page, el);
+    let blocks: Vec<usize> = (first..end)
+        .filter(|&i| page.blocks[i].is_container_text(soft_counts))
         .collect();
-    // Runs of short labels (a video player's buttons, a widget's captions) are
-    // not text, even inside the main container.
-    let is_label =
-        |b: &Block| !b.reads_like_text() && b.kind != BlockKind::Heading && b.kind != BlockKind::Code;
+    let keep = drop_labels(page, &blocks);
+    let chars = blocks
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(&i, _)| page.blocks[i].chars)
+        .sum();
+    Selection { el, blocks, chars }
+}
+
+/// The container's block range, widened by a summary or lead right before it
+/// inside its parent (`art_summary` set apart before `art_content`): blocks of
+/// unmarked prose with few links inside an element named as a lead
+/// ([`LEAD_WORDS`]), back to the first block that is not. Unnamed prose before
+/// a body is as often a byline or a question's restatement, so it stays out.
+fn with_lead(page: &Page, el: usize) -> (usize, usize) {
+    let (mut first, end) = (page.elements[el].first_block, page.elements[el].end_block);
+    if el == 0 {
+        return (first, end);
+    }
+    let parent = page.elements[el].parent;
+    let named_lead = |b: &Block| {
+        let mut e = b.owner;
+        while e != parent && e != 0 {
+            if page.elements[e].lead {
+                return true;
+            }
+            e = page.elements[e].parent;
+        }
+        false
+    };
+    let lead = |b: &Block| {
+        b.mark == Mark::None
+            && b.reads_like_text()
+            && b.link_chars * 4 < b.chars
+            && !b.is_meta_line()
+            && !b.is_copyright()
+            && named_lead(b)
+    };
+    while first > page.elements[parent].first_block && lead(&page.blocks[first - 1]) {
+        first -= 1;
+    }
+    (first, end)
+}
+
+/// Consecutive label blocks from which they are left out (see [`drop_labels`]).
+const MIN_LABEL_RUN: usize = 6;
+
+/// Copies of one label in the container from which it is left out (see [`drop_labels`]).
+const MIN_LABEL_REPEATS: usize = 3;
+
+fn is_label(b: &Block) -> bool {
+    !b.reads_like_text() && b.kind != BlockKind::Heading && b.kind != BlockKind::Code
+}
+
+/// Which of `blocks` stay: runs of short labels (a video player's buttons, a
+/// widget's captions) and labels repeated through the container (`点赞`, `评论`,
+/// `积分` under every post) are not text, even inside the main container.
+fn drop_labels(page: &Page, blocks: &[usize]) -> Vec<bool> {
+    let blocks: Vec<&Block> = blocks.iter().map(|&i| &page.blocks[i]).collect();
     let mut keep = vec![true; blocks.len()];
     let mut i = 0;
     while i < blocks.len() {
@@ -1119,8 +1420,6 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
         }
         i = j.max(i + 1);
     }
-    // A label repeated through the container (`点赞`, `评论`, `主题`, `积分` under
-    // every post) is a button or a field name, not text.
     let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for b in blocks.iter().filter(|b| is_label(b)) {
         *seen.entry(b.text.as_str()).or_default() += 1;
@@ -1130,12 +1429,29 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
             *k = false;
         }
     }
+    keep
+}
+
+/// Print `blocks` (indices in document order, comment blocks among them only
+/// where they were chosen) without labels, bylines and copyright lines.
+fn render(page: &Page, blocks: &[usize]) -> String {
+    let text = render_blocks(page, blocks, true);
+    if text.is_empty() {
+        // Author names were all there was: better than no text.
+        return render_blocks(page, blocks, false);
+    }
+    text
+}
+
+/// [`render`], leaving out labels inside author elements (`skip_names`): a post's
+/// user name and the like ([`USER_WORDS`]).
+fn render_blocks(page: &Page, blocks: &[usize], skip_names: bool) -> String {
+    let keep = drop_labels(page, blocks);
     let mut out = String::new();
-    let mut chars = 0;
     let mut in_code = false;
-    for (b, _) in blocks.into_iter().zip(&keep).filter(|(_, k)| **k) {
-        chars += b.chars;
-        if !b.is_output(soft_counts) {
+    for (&i, _) in blocks.iter().zip(&keep).filter(|(_, k)| **k) {
+        let b = &page.blocks[i];
+        if !b.is_output(true) || (skip_names && is_label(b) && page.elements[b.owner].user) {
             continue;
         }
         let code = b.kind == BlockKind::Code;
@@ -1157,7 +1473,7 @@ fn render(page: &Page, soft_counts: bool) -> (String, usize) {
     if in_code {
         out.push_str("\n```");
     }
-    (out, chars)
+    out
 }
 
 /// A date (`2024-5-18`, `2024.05.20`, `2024年5月`, `June 5, 2023`), a clock time
@@ -1290,6 +1606,102 @@ mod tests {
     }
 
     #[test]
+    fn a_threads_replies_are_kept_an_articles_comments_are_not() {
+        let post = "楼主的提问写在这里，篇幅足够长，能够说明这是一个真正的问题，希望大家帮忙看看。".repeat(4);
+        let replies = r#"<div class="comment-list"><div class="comment-item"><p>看一下这里的说明，应该能解决。</p></div>
+            <div class="comment-item"><p>感谢指导</p></div></div>"#;
+        // Named a Q&A thread: the replies (short ones too) follow the question.
+        // The question's title (the `<h1>` outside the post) leads the thread.
+        let html = format!(
+            r#"<h1>怎样解决这个问题？</h1><div class="page-question-detail"><div class="question-main"><p>{post}</p></div>{replies}</div>"#
+        );
+        let got = text(&html);
+        assert!(
+            got.contains("真正的问题") && got.contains("应该能解决") && got.contains("感谢指导"),
+            "{got}"
+        );
+        assert!(got.starts_with("怎样解决这个问题？\n"), "{got}");
+        // The same layout, not named a thread, with a post longer than its replies: an article.
+        let html =
+            format!(r#"<div class="page-detail"><div class="main"><p>{post}</p></div>{replies}</div>"#);
+        let got = text(&html);
+        assert!(got.contains("真正的问题") && !got.contains("应该能解决"), "{got}");
+        // A short post under longer replies is a thread however it is named.
+        let html = format!(
+            r#"<div class="page-detail"><div class="main"><p>{}</p></div>{replies}{replies}{replies}</div>"#,
+            "楼主的提问写在这里，篇幅足够长，能够说明这是一个真正的问题。".repeat(2)
+        );
+        assert!(text(&html).contains("应该能解决"), "{html}");
+        // A comment box that hangs off `<body>` (a dialog) answers no post.
+        let html = format!(
+            r#"<html><body><div class="bbs-main"><p>{post}</p></div><div class="comment-dialog"><p>请填写红包祝福语或标题，谢谢。</p></div></body></html>"#
+        );
+        assert!(!text(&html).contains("祝福语"));
+        // `comments = "drop"` never keeps them.
+        let html = format!(r#"<div class="bbs"><div class="main"><p>{post}</p></div>{replies}</div>"#);
+        let got = extract_with(&html, None, Comments::Drop).unwrap().text;
+        assert!(!got.contains("应该能解决"), "{got}");
+    }
+
+    #[test]
+    fn a_named_body_of_link_cards_and_prose_beats_an_author_box() {
+        let card = |i: usize| {
+            format!(
+                r#"<div class="card"><a href="/r{i}">とんかつ ぶぅたろう 第{i}店 とんかつ、揚げ物 愛知県名古屋市東区泉3丁目 クレスト泉 ￥2,000～￥2,999 不定休 高岳駅 335m</a></div>"#
+            )
+        };
+        let day = |i: usize| {
+            format!(
+                "<p>2月{i}日、名古屋で自身プロデュースのとんかつ屋へ。とても美味しかった。</p>{}{}",
+                card(i),
+                card(i + 20)
+            )
+        };
+        let days: String = (1..12).map(day).collect();
+        let html = format!(
+            r#"<article><div class="entry-content"><div class="author-box"><p>株式会社味の手帖 取締役編集顧問。年間600回外食をし、料理評論、紀行、雑誌寄稿。</p></div>{days}</div></article>
+            <div class="player"><p>正在为您切换到高清，请稍候...</p><span>倍速</span></div>"#
+        );
+        let got = text(&html);
+        assert!(got.contains("2月11日") && got.contains("料理評論"), "{got}");
+        // A media player's captions are not text.
+        assert!(!got.contains("切换到高清"), "{got}");
+    }
+
+    #[test]
+    fn a_long_recommend_block_beside_a_short_story_stays_boilerplate() {
+        let story = "据报道，载有总统的直升机发生硬着陆事故，调查仍在进行中。".repeat(8);
+        let other = "如果说在中国传唱度最高的歌曲，那这一首歌绝对算得上是家喻户晓。".repeat(8);
+        let html = format!(
+            r#"<div class="detail-content"><div class="detail-content__content"><h1>标题</h1><p>发布于 2024-05-20 10:00</p>
+            <div class="article__content"><p>{story}</p><p>{story}</p></div>
+            <p>以上内容为创作者上传并发布，本平台仅提供信息存储服务。</p></div>
+            <div class="recommend-wrapper"><p>{other}</p><p>{other}</p></div></div>"#
+        );
+        let got = text(&html);
+        assert!(got.contains("硬着陆") && !got.contains("传唱度"), "{got}");
+        // The inner named body holds nearly all the weight: the outer one's footer is left out.
+        assert!(!got.contains("信息存储服务"), "{got}");
+    }
+
+    #[test]
+    fn a_lead_set_apart_before_the_body_is_kept() {
+        let lead = "核心提示：腊八节要吃腊八粥，但很多年轻人并不知道腊八粥该怎样做？";
+        let body =
+            "<p>农历腊月初八是腊八节，豆子那么硬，怎样才能快速煮烂？粥怎样才能煮得黏稠？</p>".repeat(6);
+        let more: String = (0..10)
+            .map(|i| format!(r#"<li><a href="/n{i}">另一篇养生文章的标题第{i}篇</a></li>"#))
+            .collect();
+        let html = format!(
+            r#"<div class="left"><h1>腊八粥怎么做</h1><div class="info"><a href="/">39健康网</a> <a href="/a">饮食</a></div>
+            <div class="summary">{lead}</div><div class="art">{body}</div><ul>{more}</ul></div>"#
+        );
+        let got = text(&html);
+        assert!(got.starts_with("核心提示") && got.contains("黏稠"), "{got}");
+        assert!(!got.contains("39健康网") && !got.contains("另一篇"), "{got}");
+    }
+
+    #[test]
     fn a_named_body_beats_a_longer_feed_of_teasers() {
         let story = "记者报道，这座城市的新地铁线今天正式开通运营，市民纷纷前来体验。";
         let teaser = |i: usize| {
@@ -1353,6 +1765,18 @@ mod tests {
     }
 
     #[test]
+    fn author_names_are_left_out_unless_they_are_all_there_is() {
+        let posts: String = ["可以的，好好休息开开心心过年。", "元旦快乐，大家都辛苦了！"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!(r#"<div><div class="comment-user-title">网友{i}号</div><p>{p}</p></div>"#))
+            .collect();
+        let got = text(&format!("<div>{posts}</div>"));
+        assert!(got.contains("元旦快乐") && !got.contains("网友"), "{got}");
+        assert_eq!(text(r#"<div class="user-name">香樟树</div>"#), "香樟树");
+    }
+
+    #[test]
     fn labels_repeated_under_every_post_are_left_out() {
         let posts: String = [
             "可以的，好好休息开开心心过年。",
@@ -1392,6 +1816,14 @@ mod tests {
             "</div>".repeat(3_000)
         );
         assert!(text(&deep).contains("深处的正文"));
+        // Nested named bodies, hard-marked and holding all the text: the
+        // selection's climbs stay linear or quadratic in depth, never worse.
+        let nested = format!(
+            "{}<p>深处的正文，内容。</p>{}",
+            r#"<article class="nav-post"><div class="comment-list"><p>回复，内容。</p>"#.repeat(2_000),
+            "</div></article>".repeat(2_000)
+        );
+        let _ = text(&nested);
         let past = Instant::now() - std::time::Duration::from_secs(1);
         assert_eq!(extract(&deep, Some(past)), Err(ExtractError::Timeout));
     }
