@@ -128,32 +128,17 @@ impl LmScorer {
 #[cfg(test)]
 pub(crate) mod test_model {
     use super::*;
-    use crate::finetune::config::ModelConfig;
     use crate::finetune::data::train_tokenizer;
+    use crate::finetune::session::FinetuneConfig;
 
-    /// A 2-layer model (random weights, seed 3) and a 300-token BPE with `<|endoftext|>`.
+    /// A tiny model (random weights, seed 3) and a 300-token BPE with `<|endoftext|>`.
     pub fn tiny() -> (Model, Tokenizer) {
         let texts: Vec<String> = (0..50)
             .map(|i| format!("第{i}条：今天天气不错，我们去爬山了。The quick brown fox {i} jumps."))
             .collect();
         let tk = train_tokenizer(&texts, 300, &["<|endoftext|>".to_string()]).unwrap();
-        let config = ModelConfig {
-            vocab_size: tk.get_vocab_size(true),
-            hidden_size: 32,
-            intermediate_size: 64,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            rope_interleaved: false,
-            rope_scaling_factor: None,
-            max_position_embeddings: 256,
-            tie_word_embeddings: true,
-            attention_bias: false,
-            bos_token_id: None,
-            eos_token_id: None,
-        };
+        // The fine-tune stage's default tiny shape (2 layers, d=128).
+        let config = FinetuneConfig::default().tiny_config(tk.get_vocab_size(true), None);
         (
             Model::from_scratch(config, Method::Full, 3, &Device::Cpu).unwrap(),
             tk,
