@@ -14,10 +14,9 @@ steps="${1:-40}"
 venv="$root/benches/.torch-venv"
 py="${TORCH_PYTHON:-$venv/bin/python}"
 if ! "$py" -c "import torch" 2>/dev/null; then
-    # download.pytorch.org's CPU-only index first; PyPI's wheel (CUDA build, runs on CPU) otherwise.
+    # PyPI's wheel (a CUDA build that runs on CPU); PyPI is the only package index used.
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --index-url https://download.pytorch.org/whl/cpu torch 2>/dev/null \
-        || "$venv/bin/pip" install --quiet torch
+    "$venv/bin/pip" install --quiet torch
     py="$venv/bin/python"
 fi
 (cd "$root" && cargo build --release --quiet)
