@@ -829,15 +829,13 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
 /// boilerplate, a `recommend` block of whole stories next to the story is.
 fn resolve_marks(page: &mut Page) {
     let n = page.elements.len();
-    let mut text = vec![0usize; n];
+    let mut own_text = vec![0usize; n];
     for b in &page.blocks {
         if b.reads_like_text() {
-            text[b.owner] += b.chars - b.link_chars;
+            own_text[b.owner] += b.chars - b.link_chars;
         }
     }
-    for i in (1..n).rev() {
-        text[page.elements[i].parent] += text[i];
-    }
+    let text = subtree_sums(page, own_text);
     let total = text[0];
     // Named article bodies with a tenth of the page's text: a hard element
     // beside one of them is boilerplate however long (a "recommended" block
@@ -847,10 +845,7 @@ fn resolve_marks(page: &mut Page) {
     let body: Vec<bool> = (0..n)
         .map(|i| page.elements[i].hint && total > 0 && text[i] * 10 >= total)
         .collect();
-    let mut in_subtree: Vec<usize> = body.iter().map(|&b| usize::from(b)).collect();
-    for i in (1..n).rev() {
-        in_subtree[page.elements[i].parent] += in_subtree[i];
-    }
+    let in_subtree = subtree_sums(page, body.iter().map(|&b| usize::from(b)).collect());
     let mut above = vec![0usize; n];
     for i in 1..n {
         let p = page.elements[i].parent;
@@ -1166,31 +1161,33 @@ fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
     best
 }
 
-/// Each element's summed weight of blocks that read like text (no penalties).
-fn prose_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
-    let mut sum = vec![0.0f64; page.elements.len()];
-    for b in &page.blocks {
-        sum[b.owner] += b.weight(soft_counts).max(0.0);
-    }
+/// Each element's value summed over its subtree, from each element's `own` value.
+fn subtree_sums<T: Copy + std::ops::AddAssign>(page: &Page, mut own: Vec<T>) -> Vec<T> {
+    // Elements were pushed in document (pre-)order: children come after parents.
     for i in (1..page.elements.len()).rev() {
-        let parent = page.elements[i].parent;
-        sum[parent] += sum[i];
+        let v = own[i];
+        own[page.elements[i].parent] += v;
     }
-    sum
+    own
+}
+
+/// Each element's summed `weight` of the blocks in its subtree.
+fn block_sums(page: &Page, weight: impl Fn(&Block) -> f64) -> Vec<f64> {
+    let mut own = vec![0.0f64; page.elements.len()];
+    for b in &page.blocks {
+        own[b.owner] += weight(b);
+    }
+    subtree_sums(page, own)
 }
 
 /// Each element's summed block weight.
 fn element_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
-    let mut sum = vec![0.0f64; page.elements.len()];
-    for b in &page.blocks {
-        sum[b.owner] += b.weight(soft_counts);
-    }
-    // Elements were pushed in document (pre-)order: children come after parents.
-    for i in (1..page.elements.len()).rev() {
-        let parent = page.elements[i].parent;
-        sum[parent] += sum[i];
-    }
-    sum
+    block_sums(page, |b| b.weight(soft_counts))
+}
+
+/// Each element's summed weight of blocks that read like text (no penalties).
+fn prose_weights(page: &Page, soft_counts: bool) -> Vec<f64> {
+    block_sums(page, |b| b.weight(soft_counts).max(0.0))
 }
 
 fn has_candidate_ancestor(page: &Page, candidate: &[bool], mut el: usize) -> bool {
