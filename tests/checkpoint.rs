@@ -1,6 +1,8 @@
 //! Checkpoint loaders (Hugging Face folders, GGUF) and GGUF tokenizers on tiny files written
 //! here; plus checks against the real files of `scripts/fetch_models.sh` when they are present.
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -8,6 +10,7 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file::{self, Value as G};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
+use common::values;
 use curate::finetune::checkpoint::{load_gguf, load_hf_dir, permute_qk, unpermute_qk};
 use curate::finetune::config::ModelConfig;
 use curate::finetune::gguf_tokenizer::tokenizer_from_metadata;
@@ -29,15 +32,6 @@ fn tensor(shape: &[usize], seed: usize) -> Tensor {
         .map(|i| (((i + 1) * 7919 + seed * 104_729) % 2003) as f32 / 2003.0 - 0.5)
         .collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 /// Hugging Face weights of the tiny model, written out by hand (not from the loader's list).

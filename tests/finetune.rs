@@ -216,6 +216,7 @@ mod pretrained {
     use curate::record::Role;
 
     use super::{json, run_ok, samples};
+    use crate::common::values;
 
     /// SmolLM2-Instruct's chat template (ChatML with a default system prompt).
     const SMOLLM2_TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -238,21 +239,11 @@ mod pretrained {
 
     fn model_config(vocab: usize, tied: bool, bias: bool) -> ModelConfig {
         ModelConfig {
-            vocab_size: vocab,
-            hidden_size: 32,
-            intermediate_size: 64,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
             rms_norm_eps: 1e-5,
-            rope_theta: 10_000.0,
-            rope_interleaved: false,
-            rope_scaling_factor: None,
             max_position_embeddings: 256,
             tie_word_embeddings: tied,
             attention_bias: bias,
-            bos_token_id: None,
-            eos_token_id: None,
+            ..ModelConfig::new(vocab, 32, 64, 2, 4, 2)
         }
     }
 
@@ -391,15 +382,6 @@ mod pretrained {
         )
         .unwrap();
         cfg
-    }
-
-    fn values(t: &Tensor) -> Vec<f32> {
-        t.flatten_all()
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap()
-            .to_vec1()
-            .unwrap()
     }
 
     fn mean(xs: &[f64]) -> f64 {

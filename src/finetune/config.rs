@@ -54,6 +54,35 @@ fn default_max_position_embeddings() -> usize {
 }
 
 impl ModelConfig {
+    /// A shape with the defaults a `config.json` naming only it would get: rotate-half
+    /// RoPE with theta 10,000, eps 1e-6, 2,048 positions, untied, no biases, no special ids.
+    pub fn new(
+        vocab_size: usize,
+        hidden_size: usize,
+        intermediate_size: usize,
+        num_hidden_layers: usize,
+        num_attention_heads: usize,
+        num_key_value_heads: usize,
+    ) -> ModelConfig {
+        ModelConfig {
+            vocab_size,
+            hidden_size,
+            intermediate_size,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            rms_norm_eps: default_rms_norm_eps(),
+            rope_theta: default_rope_theta(),
+            rope_interleaved: false,
+            rope_scaling_factor: None,
+            max_position_embeddings: default_max_position_embeddings(),
+            tie_word_embeddings: false,
+            attention_bias: false,
+            bos_token_id: None,
+            eos_token_id: None,
+        }
+    }
+
     /// The width of one attention head.
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads

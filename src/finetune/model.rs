@@ -626,21 +626,12 @@ mod tests {
 
     pub(crate) fn tiny_config(kv_heads: usize, tied: bool, bias: bool, interleaved: bool) -> ModelConfig {
         ModelConfig {
-            vocab_size: 32,
-            hidden_size: 16,
-            intermediate_size: 24,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: kv_heads,
-            rms_norm_eps: 1e-6,
-            rope_theta: 10_000.0,
             rope_interleaved: interleaved,
             rope_scaling_factor: Some(2.0),
             max_position_embeddings: 64,
             tie_word_embeddings: tied,
             attention_bias: bias,
-            bos_token_id: None,
-            eos_token_id: None,
+            ..ModelConfig::new(32, 16, 24, 2, 4, kv_heads)
         }
     }
 

@@ -242,21 +242,18 @@ impl FinetuneConfig {
     pub fn tiny_config(&self, vocab: usize, eos: Option<u32>) -> ModelConfig {
         let t = &self.tiny;
         ModelConfig {
-            vocab_size: vocab,
-            hidden_size: t.hidden_size,
-            intermediate_size: t.intermediate_size,
-            num_hidden_layers: t.num_hidden_layers,
-            num_attention_heads: t.num_attention_heads,
-            num_key_value_heads: t.num_key_value_heads,
-            rms_norm_eps: 1e-6,
             rope_theta: t.rope_theta,
-            rope_interleaved: false,
-            rope_scaling_factor: None,
             max_position_embeddings: self.train.seq_len.max(512),
             tie_word_embeddings: t.tie_word_embeddings,
-            attention_bias: false,
-            bos_token_id: None,
             eos_token_id: eos,
+            ..ModelConfig::new(
+                vocab,
+                t.hidden_size,
+                t.intermediate_size,
+                t.num_hidden_layers,
+                t.num_attention_heads,
+                t.num_key_value_heads,
+            )
         }
     }
 }

@@ -488,21 +488,9 @@ mod tests {
 
     fn cfg(vocab: usize) -> ModelConfig {
         ModelConfig {
-            vocab_size: vocab,
-            hidden_size: 32,
-            intermediate_size: 64,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            rms_norm_eps: 1e-6,
-            rope_theta: 10_000.0,
-            rope_interleaved: false,
-            rope_scaling_factor: None,
             max_position_embeddings: 64,
             tie_word_embeddings: true,
-            attention_bias: false,
-            bos_token_id: None,
-            eos_token_id: None,
+            ..ModelConfig::new(vocab, 32, 64, 2, 4, 2)
         }
     }
 

@@ -184,3 +184,13 @@ pub fn synthetic_jsonl(n: usize, seed: u64) -> String {
 /// A length stage and a (stateful, sequential) exact dedup stage that each drop
 /// some of the synthetic records.
 pub const TEST_STAGES: &str = "[[stage]]\nkind = \"length\"\nmin_chars = 12\nresponse = { min = 3 }\n\n[[stage]]\nkind = \"exact_dedup\"\n";
+
+/// A tensor's values as one flat `f32` list (any float dtype).
+pub fn values(t: &candle_core::Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::F32)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
