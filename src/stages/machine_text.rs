@@ -43,7 +43,7 @@
 //! `meta.machine_text = {score, model, signals: {refusal, indicating, template,
 //! list_items, loop_tokens, loop_frac, lm?: {tokens, log_likelihood, entropy,
 //! discrepancy}}}` (plus `flag` and `detail` when tagged). The language-model scores
-//! ([`crate::lm_score`]) cost one forward pass per record (about a second for 128 tokens
+//! ([`crate::lm_score`]) cost one forward pass per record (1-1.5 s for 128 tokens
 //! of a 135M model on one core), so they are off unless `lm_model` is set, and they enter
 //! the combined score only with a non-zero `lm_weight`: `+ lm_weight * (log_likelihood -
 //! lm_center)` (machine text is more predictable: higher log-likelihood).
