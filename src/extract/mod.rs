@@ -458,6 +458,11 @@ const HARD_WORDS: &[&str] = &[
     "mplayer",
     "playlist",
     "carousel",
+    "audio",
+    // Wiki furniture: `[编辑]` links beside headings, the reference list.
+    "editsection",
+    "references",
+    "reflist",
 ];
 
 /// Words of a `class`/`id` value that name a comment section.
@@ -1081,6 +1086,9 @@ impl Block {
             "ICP备",
             "All Rights Reserved",
             "All rights reserved",
+            // The hosting disclaimer of Chinese self-media platforms (快传号, 搜狐号, 网易号):
+            // "...本平台仅提供信息存储服务", "...仅提供信息存储空间服务".
+            "仅提供信息存储",
         ];
         self.chars <= 400 && SIGNS.iter().any(|s| self.text.contains(s))
     }
@@ -1312,6 +1320,7 @@ fn select_main_text(page: &Page, comments: Comments) -> String {
         }
     };
     let mut named_thread = false;
+    let mut thread = false;
     let mut blocks = base.blocks;
     if comments != Comments::Drop {
         if let Some(last) = blocks.last().copied() {
@@ -1323,7 +1332,7 @@ fn select_main_text(page: &Page, comments: Comments) -> String {
             // post is short beside its replies.
             named_thread =
                 in_named_thread(page, base.el) || (!replies.is_empty() && in_named_thread(page, region));
-            let thread = comments == Comments::Keep
+            thread = comments == Comments::Keep
                 || soft_counts
                 || named_thread
                 || is_thread(base.chars, reply_chars);
@@ -1331,6 +1340,9 @@ fn select_main_text(page: &Page, comments: Comments) -> String {
                 blocks.extend(replies);
             }
         }
+    }
+    if !thread {
+        drop_title(page, &mut blocks);
     }
     let text = render(page, &blocks);
     // A named thread's text starts with its subject (the page's first `<h1>`)
@@ -1341,6 +1353,35 @@ fn select_main_text(page: &Page, comments: Comments) -> String {
         return format!("{subject}\n{text}");
     }
     text
+}
+
+/// Leave the page's title (its first `<h1>`) out of an article's text: it is
+/// `Extracted::title`, and article gold text leaves it out (magic-html,
+/// newspaper4k, the ScrapingHub set; trafilatura does the same). Only a heading
+/// block among the first few printed blocks counts: an `<h1>` deep in the body
+/// is a section, and a thread keeps its subject (its replies answer it).
+fn drop_title(page: &Page, blocks: &mut Vec<usize>) {
+    let title = collapse_ws(&page.first_h1);
+    if title.is_empty() {
+        return;
+    }
+    let at = blocks
+        .iter()
+        .filter(|&&i| page.blocks[i].is_output(true))
+        .take(3)
+        .position(|&i| {
+            page.blocks[i].kind == BlockKind::Heading && collapse_ws(&page.blocks[i].text) == title
+        });
+    if let Some(at) = at {
+        // `at` counts printed blocks; find the same block in `blocks`.
+        let mut seen = 0;
+        blocks.retain(|&i| {
+            let printed = page.blocks[i].is_output(true);
+            let drop = printed && seen == at;
+            seen += usize::from(printed);
+            !drop
+        });
+    }
 }
 
 /// Whether `el` or an ancestor names itself a thread ([`THREAD_WORDS`]).
