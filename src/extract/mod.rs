@@ -674,6 +674,9 @@ struct Open {
     is_block: bool,
     in_link: bool,
     in_pre: bool,
+    /// Inside `<pre>` or `<code>`: a syntax highlighter's `class="token comment"`
+    /// names a code token, not page furniture.
+    in_code: bool,
     in_article: bool,
     kind: BlockKind,
 }
@@ -711,6 +714,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
         is_block: true,
         in_link: false,
         in_pre: false,
+        in_code: false,
         in_article: false,
         kind: BlockKind::Plain,
     }];
@@ -752,7 +756,12 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                         let top = stack.last().expect("root stays open");
                         let in_article = top.in_article || tag == "article" || tag == "main";
                         let hint = content_hint(tag, el);
-                        let own_mark = mark_of(tag, el, top.in_article);
+                        let in_code = top.in_code || tag == "pre" || tag == "code";
+                        let own_mark = if top.in_code {
+                            Mark::None
+                        } else {
+                            mark_of(tag, el, top.in_article)
+                        };
                         let kind = match tag {
                             "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => BlockKind::Heading,
                             "li" => BlockKind::ListItem,
@@ -796,6 +805,7 @@ fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, Extract
                             is_block: block,
                             in_link,
                             in_pre,
+                            in_code,
                             in_article,
                             kind,
                         });
@@ -1850,6 +1860,16 @@ mod tests {
             got.contains("tip number 0") && got.contains("tip number 5"),
             "{got}"
         );
+    }
+
+    #[test]
+    fn highlighted_code_keeps_its_comment_tokens() {
+        // Prism/highlight.js wrap code comments in `class="token comment"`: a
+        // code token, not a comment section.
+        let html = r#"<div class="article-content"><p>设置代理的方法如下，先在命令行里执行这一行，然后测试是否生效。</p>
+            <pre><code>set http_proxy<span class="token operator">=</span>http:<span class="token comment">//127.0.0.1:59727</span></code></pre></div>"#;
+        let got = text(html);
+        assert!(got.contains("//127.0.0.1:59727"), "{got}");
     }
 
     #[test]
