@@ -1141,7 +1141,9 @@ impl Block {
 
     /// Whether the block belongs in the output once its container is chosen.
     fn is_output(&self, soft_counts: bool) -> bool {
-        self.is_container_text(soft_counts) && !self.is_copyright() && !self.is_meta_line()
+        // Code is printed whole: `127.0.0.1` is no date, a licence header no footer.
+        self.is_container_text(soft_counts)
+            && (self.kind == BlockKind::Code || !self.is_copyright() && !self.is_meta_line())
     }
 
     /// Whether the block is the container's own text (bylines and footers
@@ -1867,7 +1869,7 @@ mod tests {
         // Prism/highlight.js wrap code comments in `class="token comment"`: a
         // code token, not a comment section.
         let html = r#"<div class="article-content"><p>设置代理的方法如下，先在命令行里执行这一行，然后测试是否生效。</p>
-            <pre><code>set http_proxy<span class="token operator">=</span>http:<span class="token comment">//127.0.0.1:59727</span></code></pre></div>"#;
+            <pre><code>set http_proxy<span class="token operator">=</span>http:<span class="token comment">//127.0.0.1:59727 and set https_proxy the same way</span></code></pre></div>"#;
         let got = text(html);
         assert!(got.contains("//127.0.0.1:59727"), "{got}");
     }
