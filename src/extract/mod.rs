@@ -1099,6 +1099,14 @@ impl Block {
             // The hosting disclaimer of Chinese self-media platforms (快传号, 搜狐号, 网易号):
             // "...本平台仅提供信息存储服务", "...仅提供信息存储空间服务".
             "仅提供信息存储",
+            "information storage service",
+            // Disclaimers and reprint notices under an article.
+            "免责声明",
+            "版权声明",
+            "转载请注明",
+            "请勿转载",
+            "观点和立场",
+            "仅代表作者",
         ];
         self.chars <= 400 && SIGNS.iter().any(|s| self.text.contains(s))
     }
