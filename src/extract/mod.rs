@@ -1375,23 +1375,27 @@ fn select_main_text(page: &Page, comments: Comments) -> String {
     text
 }
 
-/// Leave the page's title (its first `<h1>`) out of an article's text: it is
-/// `Extracted::title`, and article gold text leaves it out (magic-html,
-/// newspaper4k, the ScrapingHub set; trafilatura does the same). Only a heading
-/// block among the first few printed blocks counts: an `<h1>` deep in the body
-/// is a section, and a thread keeps its subject (its replies answer it).
+/// Leave the page's title out of an article's text: it is `Extracted::title`,
+/// and article gold text leaves it out (magic-html, newspaper4k, the ScrapingHub
+/// set; trafilatura does the same). The title is a heading block among the first
+/// few printed blocks that is the page's first `<h1>` or part of its `<title>` or
+/// `og:title` (a site's first `<h1>` may be a pop-up's); an `<h1>` deep in the
+/// body is a section, and a thread keeps its subject (its replies answer it).
 fn drop_title(page: &Page, blocks: &mut Vec<usize>) {
-    let title = collapse_ws(&page.first_h1);
-    if title.is_empty() {
-        return;
-    }
+    let first_h1 = collapse_ws(&page.first_h1);
+    let is_title = |b: &Block| {
+        let text = collapse_ws(&b.text);
+        b.kind == BlockKind::Heading
+            && !text.is_empty()
+            && (text == first_h1
+                || (text.chars().count() >= 5
+                    && (page.title_tag.contains(&text) || page.og_title.contains(&text))))
+    };
     let at = blocks
         .iter()
         .filter(|&&i| page.blocks[i].is_output(true))
         .take(3)
-        .position(|&i| {
-            page.blocks[i].kind == BlockKind::Heading && collapse_ws(&page.blocks[i].text) == title
-        });
+        .position(|&i| is_title(&page.blocks[i]));
     if let Some(at) = at {
         // `at` counts printed blocks; find the same block in `blocks`.
         let mut seen = 0;
