@@ -1067,6 +1067,58 @@ fn flush(page: &mut Page, p: &mut Pending, stack: &[Open]) {
     });
 }
 
+/// Labels of buttons and counters (letters only, lower-cased; see
+/// [`Block::is_ui_label`]). Not `编辑`, `更多`, `阅读` or `复制链接`: the
+/// magic-html forum gold keeps those on some pages.
+const UI_LABELS: &[&str] = &[
+    "收藏",
+    "点赞",
+    "分享",
+    "举报",
+    "回复",
+    "评论",
+    "管理",
+    "浏览",
+    "赞同",
+    "转发",
+    "喜欢",
+    "不喜欢",
+    "打赏",
+    "赞赏",
+    "有用",
+    "没用",
+    "个评论",
+    "条评论",
+    "条回复",
+    "人赞同了该回答",
+    "更多回答",
+    "仅看楼主",
+    "只看楼主",
+    "倒序看帖",
+    "阅读全文",
+    "展开全文",
+    "查看更多",
+    "加载更多",
+    "返回顶部",
+    "阅读下一篇",
+    "猜你喜欢",
+    "相关推荐",
+    "相关阅读",
+    "share",
+    "reply",
+    "like",
+    "likes",
+    "report",
+    "follow",
+    "print",
+    "email",
+    "tweet",
+    "readmore",
+    "loadmore",
+    "showmore",
+    "comments",
+];
+
 /// How much a character of links or boilerplate counts against a container,
 /// relative to a character of text (below 1: a forum thread's per-post user
 /// links and buttons must not split the thread into single posts).
@@ -1111,6 +1163,22 @@ impl Block {
         self.chars <= 400 && SIGNS.iter().any(|s| self.text.contains(s))
     }
 
+    /// A widget's label standing alone: a button or counter (`收藏`, `点赞 (5)`,
+    /// `8条评论`, `仅看楼主`, `Share`), which no reader takes for text. The block,
+    /// without digits, spaces, brackets and punctuation, is one of [`UI_LABELS`].
+    fn is_ui_label(&self) -> bool {
+        if self.chars == 0 || self.chars > 16 {
+            return false;
+        }
+        let word: String = self
+            .text
+            .chars()
+            .filter(|c| c.is_alphabetic())
+            .flat_map(char::to_lowercase)
+            .collect();
+        UI_LABELS.contains(&word.as_str())
+    }
+
     /// A byline or post header: short, dated, not a sentence
     /// (`发表于 2024-5-18 19:27:00 | 只看该作者`, `时间：2024.05.20 来源：...`).
     fn is_meta_line(&self) -> bool {
@@ -1151,7 +1219,8 @@ impl Block {
     fn is_output(&self, soft_counts: bool) -> bool {
         // Code is printed whole: `127.0.0.1` is no date, a licence header no footer.
         self.is_container_text(soft_counts)
-            && (self.kind == BlockKind::Code || !self.is_copyright() && !self.is_meta_line())
+            && (self.kind == BlockKind::Code
+                || !self.is_copyright() && !self.is_meta_line() && !self.is_ui_label())
     }
 
     /// Whether the block is the container's own text (bylines and footers
@@ -1884,6 +1953,18 @@ mod tests {
             <pre><code>set http_proxy<span class="token operator">=</span>http:<span class="token comment">//127.0.0.1:59727 and set https_proxy the same way</span></code></pre></div>"#;
         let got = text(html);
         assert!(got.contains("//127.0.0.1:59727"), "{got}");
+    }
+
+    #[test]
+    fn lone_button_and_counter_labels_are_left_out() {
+        let html = r#"<div class="article-content"><p>这是正文的第一段，讲的是一件很重要的事情，内容充实。</p>
+            <div>收藏</div><div>点赞 (5)</div><div>8条评论</div><div>Share</div>
+            <p>这是正文的第二段，继续讲这件事情的来龙去脉，也很充实。</p></div>"#;
+        let got = text(html);
+        assert_eq!(
+            got,
+            "这是正文的第一段，讲的是一件很重要的事情，内容充实。\n这是正文的第二段，继续讲这件事情的来龙去脉，也很充实。"
+        );
     }
 
     #[test]
