@@ -1104,6 +1104,15 @@ const UI_LABELS: &[&str] = &[
     "猜你喜欢",
     "相关推荐",
     "相关阅读",
+    // Discuz! post headers and author boxes.
+    "查看回复",
+    "电梯直达",
+    "主题",
+    "帖子",
+    "积分",
+    "楼主",
+    "沙发",
+    "板凳",
     "share",
     "reply",
     "like",
@@ -1400,8 +1409,22 @@ fn select_main_text(page: &Page, comments: Comments) -> String {
         Comments::Keep => (container_blocks(page, true), true),
         Comments::Auto if strict.chars >= MIN_MAIN_CHARS => (strict, false),
         Comments::Auto => {
-            let loose = container_blocks(page, true);
+            let mut loose = container_blocks(page, true);
             if loose.chars > strict.chars {
+                // The replies outweigh a short post: the post, when it comes
+                // before them and outside them, opens the thread.
+                let post_before = strict.chars > 0
+                    && !is_inside(page, strict.el, loose.el)
+                    && strict.el != loose.el
+                    && strict
+                        .blocks
+                        .last()
+                        .zip(loose.blocks.first())
+                        .is_some_and(|(a, b)| a < b);
+                if post_before {
+                    loose.blocks.splice(0..0, strict.blocks.iter().copied());
+                    loose.chars += strict.chars;
+                }
                 (loose, true)
             } else {
                 (strict, false)
