@@ -445,6 +445,7 @@ const HARD_WORDS: &[&str] = &[
     "subscribe",
     "newsletter",
     "popup",
+    "tooltip",
     "modal",
     "qrcode",
     "hotlist",
@@ -1104,6 +1105,7 @@ const UI_LABELS: &[&str] = &[
     "猜你喜欢",
     "相关推荐",
     "相关阅读",
+    "减少或屏蔽此类内容推荐",
     // Discuz! post headers and author boxes.
     "查看回复",
     "电梯直达",
