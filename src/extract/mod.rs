@@ -34,15 +34,22 @@
 //!    byline or feedback widget around it. A named body whose prose is
 //!    twice the best element's weight wins even when its link cards outweigh
 //!    that prose (a restaurant guide whose entries are cards of links). Lists
-//!    whose items are linked headlines with summaries (teaser feeds) are hard
-//!    boilerplate.
+//!    whose items are linked headlines with summaries (teaser feeds), and 3+
+//!    sibling cards of one tag and `class` built the same way, are hard
+//!    boilerplate. Inside `<pre>`/`<code>` no `class` marks anything (a
+//!    highlighter's `token comment` is code).
 //! 4. **Output.** The container's blocks in document order (with a summary or
 //!    lead set apart right before it, named so by its `class`), without hard or
 //!    (if excluded) soft boilerplate and without link lists; list items get
 //!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
 //!    separate lines; runs of 6+ short label blocks (player buttons) and short
 //!    labels inside an author element (`user`, `author`, `nickname`: a post's
-//!    user name) are left out, the latter unless nothing else is left. Runs of whitespace fold to one space.
+//!    user name) are left out, the latter unless nothing else is left; so are
+//!    lone button and counter labels (`收藏`, `点赞 (5)`, `Share`), bylines,
+//!    copyright lines and disclaimers (`免责声明`, `转载请注明`). Code blocks are
+//!    printed whole. An article's title (a leading heading that is the first
+//!    `<h1>` or part of `<title>`) is left to `Extracted::title`; a thread keeps
+//!    its subject. Runs of whitespace fold to one space.
 //! 5. **Threads.** The comment section after the container (the soft blocks
 //!    that follow its last block, inside its nearest ancestor below `<body>`
 //!    that has any) is a thread's replies and is kept when the container or an
