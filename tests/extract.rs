@@ -158,20 +158,7 @@ fn magic_html_benchmark_char_f1() {
             groups.entry(key).or_default().add(pr);
         }
     }
-    for (name, t) in &groups {
-        eprintln!(
-            "magic-html {name:15} pages {:2}  P {:.3} R {:.3} F1 {:.3}",
-            t.pages,
-            t.precision(),
-            t.recall(),
-            t.f1()
-        );
-    }
-    eprintln!(
-        "speed: {} pages in {secs:.2} s = {:.0} pages/s on one thread (build profile matters)",
-        pages.len(),
-        pages.len() as f64 / secs
-    );
+    print_groups("magic-html", &groups, pages.len(), secs);
     // `comments = "keep"` (forum crawls): replies are kept on every page. The
     // default finds the threads itself, so it loses nothing on the forum
     // subset and keeps article comments out.
@@ -313,9 +300,21 @@ fn newspaper4k_news_pages() {
         };
         groups.entry(group.to_string()).or_default().add(pr);
     }
-    for (name, t) in &groups {
+    print_groups("newspaper4k", &groups, pages.len(), secs);
+    assert_eq!(groups["en token"].pages, 12);
+    // Measured (README): en token F1 0.976 (P 0.962, R 0.991), zh char F1 0.994;
+    // Python trafilatura 2.0.0 0.965 on the same English pages.
+    let f1 = |k: &str| groups[k].f1();
+    assert!(f1("en token") >= 0.97, "en token F1 {:.3}", f1("en token"));
+    assert!(f1("zh char") >= 0.98, "zh char F1 {:.3}", f1("zh char"));
+}
+
+/// Print one line per group (P, R, F1) and the pages per second of the whole set.
+fn print_groups<K: std::fmt::Display>(set: &str, groups: &BTreeMap<K, Totals>, pages: usize, secs: f64) {
+    for (name, t) in groups {
         eprintln!(
-            "newspaper4k {name:10} pages {:2}  P {:.3} R {:.3} F1 {:.3}",
+            "{set} {:15} pages {:2}  P {:.3} R {:.3} F1 {:.3}",
+            name.to_string(),
             t.pages,
             t.precision(),
             t.recall(),
@@ -323,16 +322,9 @@ fn newspaper4k_news_pages() {
         );
     }
     eprintln!(
-        "speed: {} pages in {secs:.2} s = {:.0} pages/s on one thread (build profile matters)",
-        pages.len(),
-        pages.len() as f64 / secs
+        "speed: {pages} pages in {secs:.2} s = {:.0} pages/s on one thread (build profile matters)",
+        pages as f64 / secs
     );
-    assert_eq!(groups["en token"].pages, 12);
-    // Measured (README): en token F1 0.976 (P 0.962, R 0.991), zh char F1 0.994;
-    // Python trafilatura 2.0.0 0.965 on the same English pages.
-    let f1 = |k: &str| groups[k].f1();
-    assert!(f1("en token") >= 0.97, "en token F1 {:.3}", f1("en token"));
-    assert!(f1("zh char") >= 0.98, "zh char F1 {:.3}", f1("zh char"));
 }
 
 /// Load a page from disk (bundled samples) and decode it.
