@@ -5,7 +5,7 @@
 # curate's build), and Python trafilatura, jusText and readability-lxml in a
 # virtual environment. Pages: the 81 Chinese magic-html pages (shared data,
 # `zh/article`, `zh/forum`), the English pages of data-samples/web (`en/article`,
-# `en/other`) and newspaper4k's real news pages (`en/news`, `zh/news`;
+# `en/other`) and newspaper4k's real English news pages (`en/news`;
 # scripts/fetch_web_gold.sh).
 # Prints a TSV table: tool group pages P R F1 pages per CPU-second (one
 # thread, the thread's CPU time, so a busy machine does not change the numbers

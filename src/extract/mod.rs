@@ -220,7 +220,10 @@ fn find_ignore_case(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     let hay = hay.get(from..)?;
     let first = needle.first()?;
     memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), hay)
-        .find(|&p| hay[p..].len() >= needle.len() && hay[p..p + needle.len()].eq_ignore_ascii_case(needle))
+        .find(|&p| {
+            hay.get(p..p + needle.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+        })
         .map(|p| from + p)
 }
 
@@ -925,15 +928,20 @@ fn mark_teaser_lists(page: &mut Page) {
     let n = page.elements.len();
     let mut items = vec![0usize; n];
     let mut teasers = vec![0usize; n];
-    // (parent, shape) -> (cards, teaser cards)
+    // Siblings per (parent, shape); only shapes repeated MIN_TEASERS times are
+    // looked at as cards, so each element's blocks are not scanned for nothing.
     let mut cards: std::collections::HashMap<(usize, u64), (usize, usize)> = Default::default();
+    for el in &page.elements[1..] {
+        cards.entry((el.parent, el.shape)).or_default().0 += 1;
+    }
     for i in 1..n {
         let el = &page.elements[i];
         let p = el.parent;
         let blocks = &page.blocks[el.first_block..el.end_block];
-        let card = cards.entry((p, el.shape)).or_default();
-        card.0 += 1;
-        card.1 += usize::from(is_teaser_card(blocks));
+        let card = cards.get_mut(&(p, el.shape)).expect("counted above");
+        if card.0 >= MIN_TEASERS && is_teaser_card(blocks) {
+            card.1 += 1;
+        }
         if el.list != ListRole::Item || page.elements[p].list != ListRole::List {
             continue;
         }
@@ -944,21 +952,17 @@ fn mark_teaser_lists(page: &mut Page) {
             teasers[p] += 1;
         }
     }
-    let hard = |page: &mut Page, i: usize| {
-        let (a, b) = (page.elements[i].first_block, page.elements[i].end_block);
-        for blk in &mut page.blocks[a..b] {
-            blk.mark = Mark::Hard;
-        }
-    };
+    let teaser_feed = |count: usize, teaser: usize| count >= MIN_TEASERS && teaser * 5 >= count * 3;
     for i in 0..n {
-        if items[i] >= MIN_TEASERS && teasers[i] * 5 >= items[i] * 3 {
-            hard(page, i);
-        }
         let el = &page.elements[i];
-        if i > 0 {
+        let card_of_feed = i > 0 && {
             let (count, teaser) = cards[&(el.parent, el.shape)];
-            if count >= MIN_TEASERS && teaser * 5 >= count * 3 {
-                hard(page, i);
+            teaser_feed(count, teaser)
+        };
+        if teaser_feed(items[i], teasers[i]) || card_of_feed {
+            let (a, b) = (el.first_block, el.end_block);
+            for blk in &mut page.blocks[a..b] {
+                blk.mark = Mark::Hard;
             }
         }
     }
@@ -1492,20 +1496,14 @@ fn drop_title(page: &Page, blocks: &mut Vec<usize>) {
                 || (text.chars().count() >= 5
                     && (page.title_tag.contains(&text) || page.og_title.contains(&text))))
     };
-    let at = blocks
+    let title = blocks
         .iter()
-        .filter(|&&i| page.blocks[i].is_output(true))
+        .copied()
+        .filter(|&i| page.blocks[i].is_output(true))
         .take(3)
-        .position(|&i| is_title(&page.blocks[i]));
-    if let Some(at) = at {
-        // `at` counts printed blocks; find the same block in `blocks`.
-        let mut seen = 0;
-        blocks.retain(|&i| {
-            let printed = page.blocks[i].is_output(true);
-            let drop = printed && seen == at;
-            seen += usize::from(printed);
-            !drop
-        });
+        .find(|&i| is_title(&page.blocks[i]));
+    if let Some(title) = title {
+        blocks.retain(|&i| i != title);
     }
 }
 
