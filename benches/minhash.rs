@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use curate::config::Pipeline;
-use curate::minhash_prepass::{KeepRule, Observer, Params};
+use curate::dedup::store::{KeepRule, Observer, Params};
 use curate::run::{run, RunOptions};
 use curate::stage::BuildContext;
 use curate::stages::minhash_dedup::{Hashing, MinhashConfig, MinhashDedup};

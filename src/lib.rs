@@ -2,25 +2,26 @@
 //!
 //! Data flows one way: [`io`] readers -> [`stages`] -> [`io::writer`], driven by
 //! [`run::run`] from a [`config::Pipeline`]. Stages annotate [`record::Record`]s
-//! and the config decides what a finding does (drop, tag, redact).
+//! and the config decides what a finding does (drop, tag, redact). Per-record
+//! stages implement [`stage::Stage`]; dedup implements [`stage::GlobalStage`] on
+//! the [`dedup`] engine. [`sharded`] splits a run over ranks and Slurm jobs.
 
 pub mod classifier;
 pub mod config;
 pub mod decontam;
+pub mod dedup;
 pub mod extract;
 pub mod finetune;
 pub mod io;
 pub mod lm_score;
-pub mod minhash_prepass;
 pub mod progress;
 pub mod record;
 pub mod report;
 pub mod run;
-pub mod shard;
+pub mod sharded;
 pub mod stage;
 pub mod stages;
 pub mod stats;
-pub mod steps;
 pub mod tokstats;
 
 /// Where the external data sets live, for tests and benchmarks: `CURATE_SHARED_DATA`,

@@ -374,7 +374,7 @@ fn main_inner(cli: Cli) -> Result<()> {
         } => {
             let p = Pipeline::load(&pipeline)?;
             let shard = match (rank, world_size) {
-                (Some(r), Some(n)) => Some(run::Shard::new(r, n)?),
+                (Some(r), Some(n)) => Some(curate::sharded::rank::Rank::new(r, n)?),
                 _ => None,
             };
             let opts = RunOptions {
@@ -384,13 +384,13 @@ fn main_inner(cli: Cli) -> Result<()> {
                 limit,
                 quiet,
                 overwrite,
-                shard,
+                rank: shard,
                 steps_root: None,
             };
             if let Some(step) = step.as_deref() {
-                let step = curate::steps::parse(step, &p)?;
-                if step != curate::steps::Step::Filter {
-                    return curate::steps::run_step(&p, &opts, step);
+                let step = curate::sharded::steps::parse(step, &p)?;
+                if step != curate::sharded::steps::Step::Filter {
+                    return curate::sharded::steps::run_step(&p, &opts, step);
                 }
             }
             let stats = run::run(&p, &opts)?;
@@ -538,7 +538,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::MergeStats { dir } => {
-            let stats = curate::shard::merge_stats(&dir)?;
+            let stats = curate::sharded::merge::merge_stats(&dir)?;
             eprint!("{}", stats.table());
             eprintln!(
                 "merged: {}  (report: {})",
@@ -558,7 +558,7 @@ fn main_inner(cli: Cli) -> Result<()> {
             sbatch_arg,
             dry_run,
         } => {
-            let opts = curate::shard::SlurmOptions {
+            let opts = curate::sharded::slurm::SlurmOptions {
                 pipeline,
                 tasks,
                 output,
@@ -570,22 +570,25 @@ fn main_inner(cli: Cli) -> Result<()> {
                 dry_run,
                 curate: std::env::current_exe().context("cannot locate the curate binary")?,
             };
-            let plan = curate::shard::slurm(&opts)?;
+            let plan = curate::sharded::slurm::slurm(&opts)?;
             for s in &plan.scripts {
                 println!("wrote {}", s.display());
             }
             if plan.ranks.is_empty() {
                 println!("all {tasks} ranks are complete; only merge-stats is queued");
             } else {
-                println!("ranks to run: {}", curate::shard::array_spec(&plan.ranks));
+                println!(
+                    "ranks to run: {}",
+                    curate::sharded::slurm::array_spec(&plan.ranks)
+                );
             }
             for (step, tasks) in plan.steps.iter().filter(|(s, _)| s != "filter") {
-                println!("step {step}: tasks {}", curate::shard::array_spec(tasks));
+                println!("step {step}: tasks {}", curate::sharded::slurm::array_spec(tasks));
             }
             for (i, c) in plan.commands.iter().enumerate() {
                 let line: Vec<String> = c
                     .iter()
-                    .map(|a| curate::shard::shell_quote_if_needed(a))
+                    .map(|a| curate::sharded::slurm::shell_quote_if_needed(a))
                     .collect();
                 match plan.job_ids.get(i) {
                     Some(id) => println!("submitted job {id}: {}", line.join(" ")),

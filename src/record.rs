@@ -229,9 +229,6 @@ pub struct Record {
     pub schema: Schema,
     pub origin: Origin,
     pub map: Arc<FieldMap>,
-    /// Values a sequential stage's `process` hands to its own `decide` (a hash, a
-    /// signature); never written out, cleared by the executor after `decide`.
-    pub scratch: Vec<u64>,
 }
 
 fn role_of_speaker(speaker: &str) -> Role {
@@ -296,7 +293,6 @@ impl Record {
             schema,
             origin,
             map,
-            scratch: Vec::new(),
         })
     }
 

@@ -1,33 +1,39 @@
-//! The stage interface: what every pipeline step implements.
+//! The stage interfaces: what every pipeline step implements.
 //!
-//! A stage sees one record at a time and returns a [`Verdict`]: keep it, say it
-//! was modified, or drop it with a reason. Stages write what they measured into
-//! `record.meta` so every decision can be inspected afterwards; the `action` in
-//! the stage's config decides whether a finding drops, tags or redacts.
+//! A [`Stage`] sees one record at a time and returns a [`Verdict`]: keep it, say
+//! it was modified, or drop it with a reason. Stages write what they measured
+//! into `record.meta` so every decision can be inspected afterwards; the `action`
+//! in the stage's config decides whether a finding drops, tags or redacts. The
+//! executor calls `process` in parallel, so a stage must not depend on other
+//! records; results keep input order, so output never depends on the thread count.
 //!
-//! Most stages are pure per-record functions and run in parallel
-//! ([`Stage::process`]). A stage that needs a global view (dedup) does its
-//! expensive per-record work in `process` (in parallel) and then decides in
-//! input order in [`Stage::decide`], which the executor calls on one thread,
-//! so the result never depends on the thread count.
+//! A [`GlobalStage`] decides with a view of other records (dedup). The executor
+//! calls [`GlobalStage::key`] in parallel (the expensive per-record work: a hash,
+//! a signature) and [`GlobalStage::decide`] in input order on one thread, handing
+//! it the key; the key is typed ([`GlobalStage::Key`]), never a side channel in
+//! the record.
 //!
-//! A stage whose decision for one record depends on records *after* it (batch
-//! clustering, "keep the longest copy") asks for a **prepass**
-//! ([`Stage::needs_prepass`]): before the main pass, the executor reads the input
-//! once, runs the stages before it (a fresh copy of them, so their state is not
-//! touched), calls `process` and then [`Stage::observe`] in input order for every
-//! record that reaches it, and finally [`Stage::prepare`], which computes all
-//! decisions and writes them under the folder given to [`Stage::open_prepass`]
-//! (inside the output's `.curate/`). The main pass then calls `decide` as usual,
-//! which looks the decision up. A run resumed from a checkpoint does not redo
-//! the prepass; a run that crashed before its first checkpoint redoes it (same
-//! input, same result).
+//! A global stage whose decision for one record depends on records *after* it
+//! (clustering, "keep the longest copy") asks for a **prepass**
+//! ([`GlobalStage::needs_prepass`]): before the main pass the executor reads the
+//! input once, runs the stages before it (fresh copies, so their state is not
+//! touched), computes each record's key and hands it to [`GlobalStage::observe`]
+//! in input order, then calls [`crate::dedup::Prepass::prepare`], which stores all
+//! decisions in the stage's prepass folder (inside the output's `.curate/`). The
+//! main pass calls `decide` as usual, which reads the decision back. A resumed run
+//! reuses the finished prepass; a run that crashed before its first checkpoint
+//! redoes it (same input, same result). Sharded runs split the prepass into steps
+//! over ranks (`src/sharded/steps.rs`).
 
 use std::path::{Path, PathBuf};
 
+use std::any::Any;
+
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::dedup::Prepass;
 use crate::record::Record;
 
 /// What a stage decided about one record.
@@ -112,75 +118,16 @@ pub struct FinishContext {
     pub kept_parts: Vec<PathBuf>,
 }
 
-/// One pipeline step. See the module docs for the execution model.
+/// A per-record pipeline step. See the module docs for the execution model.
 pub trait Stage: Send + Sync {
-    /// The `kind` this stage was built from (`length`, `minhash_dedup`, ...).
+    /// The `kind` this stage was built from (`length`, `pii`, ...).
     fn kind(&self) -> &'static str;
 
     /// Per-record work, called in parallel; must not depend on other records.
     fn process(&self, record: &mut Record) -> Result<Verdict>;
 
-    /// True when the stage also needs [`Stage::decide`] in input order.
-    fn is_sequential(&self) -> bool {
-        false
-    }
-
-    /// Called in input order, on one thread, for records that `process` kept.
-    fn decide(&mut self, _record: &mut Record) -> Result<Verdict> {
-        Ok(Verdict::Keep)
-    }
-
-    /// True when the stage needs a prepass over the whole input (see the module docs).
-    fn needs_prepass(&self) -> bool {
-        false
-    }
-
-    /// Give a prepass stage its folder. `complete = false`: a prepass starts now
-    /// (`observe` and `prepare` follow; start from an empty folder); `true`: the
-    /// prepass finished earlier (in this run or before a resume), load its results.
-    fn open_prepass(&mut self, _dir: &Path, _complete: bool) -> Result<()> {
-        Ok(())
-    }
-
-    /// Prepass: called in input order, after `process`, for each record that reaches the stage.
-    fn observe(&mut self, _record: &Record) -> Result<()> {
-        Ok(())
-    }
-
-    /// Prepass: called once after the last `observe`; computes and stores the decisions.
-    fn prepare(&mut self) -> Result<()> {
-        Ok(())
-    }
-
-    /// Sharded runs (`--world-size` > 1): switch to decisions from a prepass, so that
-    /// they can span every rank (see `src/steps.rs`). `false`: the stage compares
-    /// records across the input and cannot run sharded.
-    fn shard_prepass(&mut self) -> bool {
-        !self.is_sequential() || self.needs_prepass()
-    }
-
-    /// The clustering parameters of a prepass kept as `minhash_prepass` files; a
-    /// sharded run's bucket and cluster steps use them outside the stage.
-    fn cluster_params(&self) -> Option<crate::minhash_prepass::Params> {
-        None
-    }
-
-    /// A sharded observe step ends: store what `observe` collected for this rank
-    /// (instead of `prepare`, which needs every rank's records).
-    fn close_observe(&mut self) -> Result<()> {
-        anyhow::bail!("stage `{}` has no sharded prepass", self.kind())
-    }
-
-    /// The stage's accumulated state, saved with each checkpoint so a resumed run
-    /// continues exactly where it stopped. `None` for stateless stages.
-    fn save_state(&self) -> Result<Option<Vec<u8>>> {
-        Ok(None)
-    }
-
-    /// Restore what [`Stage::save_state`] saved.
-    fn load_state(&mut self, _state: &[u8]) -> Result<()> {
-        Ok(())
-    }
+    /// A one-line description of the configured stage for `curate validate`.
+    fn describe(&self) -> String;
 
     /// Called once after the last record, with the output written (fine-tuning runs here).
     fn finish(&mut self, _ctx: &FinishContext) -> Result<()> {
@@ -188,7 +135,7 @@ pub trait Stage: Send + Sync {
     }
 
     /// Stage-specific numbers for `stats.json` (histograms, thresholds in force).
-    fn summary(&self) -> Option<serde_json::Value> {
+    fn summary(&self) -> Option<Value> {
         None
     }
 
@@ -203,6 +150,249 @@ pub trait Stage: Send + Sync {
         None
     }
 
+    /// What the stage accumulated (tallies for its report), saved with each
+    /// checkpoint so a resumed run continues exactly where it stopped. `None`: stateless.
+    fn save_state(&self) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Restore what [`Stage::save_state`] saved.
+    fn load_state(&mut self, _state: &[u8]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A pipeline step that decides with a view of other records (dedup). See the module docs.
+pub trait GlobalStage: Send + Sync {
+    /// What [`GlobalStage::key`] computes per record (a hash, a signature).
+    type Key: Send + 'static;
+
+    /// The `kind` this stage was built from.
+    fn kind(&self) -> &'static str;
+
     /// A one-line description of the configured stage for `curate validate`.
     fn describe(&self) -> String;
+
+    /// Per record, in parallel: annotate the record and compute its key.
+    fn key(&self, record: &mut Record) -> Result<Self::Key>;
+
+    /// In input order, on one thread: the verdict, from the key or the prepass's decision.
+    fn decide(&mut self, record: &mut Record, key: Self::Key) -> Result<Verdict>;
+
+    /// True when decisions come from a prepass over the whole input.
+    fn needs_prepass(&self) -> bool;
+
+    /// The stage's prepass store (opened, prepared and closed by the executor).
+    fn prepass(&mut self) -> &mut Prepass;
+
+    /// Prepass: called in input order with each record that reaches the stage and its key.
+    fn observe(&mut self, record: &Record, key: Self::Key) -> Result<()>;
+
+    /// Sharded runs (`--world-size` > 1): switch to decisions from a prepass that the
+    /// sharded steps can split over ranks. `false`: the stage cannot run sharded.
+    fn use_sharded_prepass(&mut self) -> bool;
+
+    /// The stage's position (seen hashes, decision cursor, report samples), saved
+    /// with each checkpoint so a resumed run continues exactly where it stopped.
+    fn save_state(&self) -> Result<Vec<u8>>;
+
+    /// Restore what [`GlobalStage::save_state`] saved.
+    fn load_state(&mut self, state: &[u8]) -> Result<()>;
+
+    /// Called once after the last record, with the output written.
+    fn finish(&mut self, _ctx: &FinishContext) -> Result<()> {
+        Ok(())
+    }
+
+    /// Stage-specific numbers for `stats.json`.
+    fn summary(&self) -> Option<Value> {
+        None
+    }
+
+    /// A stage-specific section for `report.html` (an HTML fragment, already escaped).
+    fn report_html(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A key of some [`GlobalStage`], as the executor holds it between `key` and `decide`.
+pub type AnyKey = Box<dyn Any + Send>;
+
+/// [`GlobalStage`] with its key type erased, so that the executor can hold any
+/// global stage; implemented for every `GlobalStage`, never by hand.
+pub trait DynGlobalStage: Send + Sync {
+    /// See [`GlobalStage::kind`].
+    fn kind(&self) -> &'static str;
+    /// See [`GlobalStage::describe`].
+    fn describe(&self) -> String;
+    /// See [`GlobalStage::key`].
+    fn key(&self, record: &mut Record) -> Result<AnyKey>;
+    /// See [`GlobalStage::decide`].
+    fn decide(&mut self, record: &mut Record, key: AnyKey) -> Result<Verdict>;
+    /// See [`GlobalStage::needs_prepass`].
+    fn needs_prepass(&self) -> bool;
+    /// See [`GlobalStage::prepass`].
+    fn prepass(&mut self) -> &mut Prepass;
+    /// See [`GlobalStage::observe`].
+    fn observe(&mut self, record: &Record, key: AnyKey) -> Result<()>;
+    /// See [`GlobalStage::use_sharded_prepass`].
+    fn use_sharded_prepass(&mut self) -> bool;
+    /// See [`GlobalStage::save_state`].
+    fn save_state(&self) -> Result<Vec<u8>>;
+    /// See [`GlobalStage::load_state`].
+    fn load_state(&mut self, state: &[u8]) -> Result<()>;
+    /// See [`GlobalStage::finish`].
+    fn finish(&mut self, ctx: &FinishContext) -> Result<()>;
+    /// See [`GlobalStage::summary`].
+    fn summary(&self) -> Option<Value>;
+    /// See [`GlobalStage::report_html`].
+    fn report_html(&self) -> Option<String>;
+}
+
+impl<G: GlobalStage> DynGlobalStage for G {
+    fn kind(&self) -> &'static str {
+        GlobalStage::kind(self)
+    }
+    fn describe(&self) -> String {
+        GlobalStage::describe(self)
+    }
+    fn key(&self, record: &mut Record) -> Result<AnyKey> {
+        Ok(Box::new(GlobalStage::key(self, record)?))
+    }
+    fn decide(&mut self, record: &mut Record, key: AnyKey) -> Result<Verdict> {
+        GlobalStage::decide(self, record, typed::<G>(key)?)
+    }
+    fn needs_prepass(&self) -> bool {
+        GlobalStage::needs_prepass(self)
+    }
+    fn prepass(&mut self) -> &mut Prepass {
+        GlobalStage::prepass(self)
+    }
+    fn observe(&mut self, record: &Record, key: AnyKey) -> Result<()> {
+        GlobalStage::observe(self, record, typed::<G>(key)?)
+    }
+    fn use_sharded_prepass(&mut self) -> bool {
+        GlobalStage::use_sharded_prepass(self)
+    }
+    fn save_state(&self) -> Result<Vec<u8>> {
+        GlobalStage::save_state(self)
+    }
+    fn load_state(&mut self, state: &[u8]) -> Result<()> {
+        GlobalStage::load_state(self, state)
+    }
+    fn finish(&mut self, ctx: &FinishContext) -> Result<()> {
+        GlobalStage::finish(self, ctx)
+    }
+    fn summary(&self) -> Option<Value> {
+        GlobalStage::summary(self)
+    }
+    fn report_html(&self) -> Option<String> {
+        GlobalStage::report_html(self)
+    }
+}
+
+/// The key back in its own type (a key of another stage is a bug, not a panic).
+fn typed<G: GlobalStage>(key: AnyKey) -> Result<G::Key> {
+    key.downcast::<G::Key>().map(|k| *k).map_err(|_| {
+        anyhow::anyhow!(
+            "internal error: a key of another stage reached `{}`",
+            std::any::type_name::<G>()
+        )
+    })
+}
+
+/// A built pipeline step: per-record or global. The executor drives both through
+/// the same batch loop (`src/run/exec.rs`).
+pub enum PipelineStage {
+    /// A [`Stage`].
+    PerRecord(Box<dyn Stage>),
+    /// A [`GlobalStage`].
+    Global(Box<dyn DynGlobalStage>),
+}
+
+impl PipelineStage {
+    /// The stage's `kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PipelineStage::PerRecord(s) => s.kind(),
+            PipelineStage::Global(s) => s.kind(),
+        }
+    }
+
+    /// The one-line description for `curate validate`.
+    pub fn describe(&self) -> String {
+        match self {
+            PipelineStage::PerRecord(s) => s.describe(),
+            PipelineStage::Global(s) => s.describe(),
+        }
+    }
+
+    /// The global stage, if this is one.
+    pub fn global(&mut self) -> Option<&mut dyn DynGlobalStage> {
+        match self {
+            PipelineStage::PerRecord(_) => None,
+            PipelineStage::Global(s) => Some(&mut **s),
+        }
+    }
+
+    /// True for a global stage whose decisions come from a prepass.
+    pub fn needs_prepass(&self) -> bool {
+        matches!(self, PipelineStage::Global(s) if s.needs_prepass())
+    }
+
+    /// Sharded runs: see [`GlobalStage::use_sharded_prepass`]; per-record stages need nothing.
+    pub fn use_sharded_prepass(&mut self) -> bool {
+        match self {
+            PipelineStage::PerRecord(_) => true,
+            PipelineStage::Global(s) => s.use_sharded_prepass(),
+        }
+    }
+
+    /// The state a checkpoint saves (see [`Stage::save_state`]).
+    pub fn save_state(&self) -> Result<Option<Vec<u8>>> {
+        match self {
+            PipelineStage::PerRecord(s) => s.save_state(),
+            PipelineStage::Global(s) => s.save_state().map(Some),
+        }
+    }
+
+    /// Restore a checkpoint's state.
+    pub fn load_state(&mut self, state: &[u8]) -> Result<()> {
+        match self {
+            PipelineStage::PerRecord(s) => s.load_state(state),
+            PipelineStage::Global(s) => s.load_state(state),
+        }
+    }
+
+    /// After the last record.
+    pub fn finish(&mut self, ctx: &FinishContext) -> Result<()> {
+        match self {
+            PipelineStage::PerRecord(s) => s.finish(ctx),
+            PipelineStage::Global(s) => s.finish(ctx),
+        }
+    }
+
+    /// Numbers for `stats.json`.
+    pub fn summary(&self) -> Option<Value> {
+        match self {
+            PipelineStage::PerRecord(s) => s.summary(),
+            PipelineStage::Global(s) => s.summary(),
+        }
+    }
+
+    /// A section for `report.html`.
+    pub fn report_html(&self) -> Option<String> {
+        match self {
+            PipelineStage::PerRecord(s) => s.report_html(),
+            PipelineStage::Global(s) => s.report_html(),
+        }
+    }
+
+    /// See [`Stage::scrub_for_display`].
+    pub fn scrub_for_display(&self, text: &str) -> Option<String> {
+        match self {
+            PipelineStage::PerRecord(s) => s.scrub_for_display(text),
+            PipelineStage::Global(_) => None,
+        }
+    }
 }

@@ -13,7 +13,6 @@
 //! the thread count. Malformed records are counted and skipped.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{anyhow, Result};
 use rayon::prelude::*;
@@ -21,7 +20,7 @@ use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
 use crate::config::InputFormat;
-use crate::record::{FieldMap, Schema};
+use crate::record::Schema;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -140,32 +139,15 @@ pub fn tokstats(opts: &TokstatsOptions) -> Result<Tokstats> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()?;
-    let map = Arc::new(FieldMap::default());
     let mut sums = vec![(Counts::default(), Counts::default()); loaded.len()];
-    let (mut malformed, mut seen) = (0u64, 0u64);
-    let limit = opts.limit.unwrap_or(u64::MAX);
-    'sources: for src in &sources {
-        let mut reader = crate::io::open_source(src, 64 << 20, &map)?;
-        loop {
-            let room = (limit - seen).min(4096) as usize;
-            if room == 0 {
-                break 'sources;
-            }
-            let batch: Vec<_> = std::iter::from_fn(|| reader.next_item()).take(room).collect();
-            if batch.is_empty() {
-                break;
-            }
-            seen += batch.len() as u64;
-            let texts: Vec<Option<String>> = pool.install(|| {
-                batch
-                    .into_par_iter()
-                    .map(|item| {
-                        crate::run::parse_record(item, &map, opts.schema, &src.name)
-                            .ok()
-                            .map(|r| r.full_text())
-                    })
-                    .collect()
-            });
+    let mut malformed = 0u64;
+    crate::run::map_records(
+        &sources,
+        opts.schema,
+        &pool,
+        opts.limit,
+        |_, rec| rec.ok().map(|r| r.full_text()),
+        |texts| {
             let texts: Vec<String> = texts
                 .into_iter()
                 .filter_map(|t| {
@@ -190,8 +172,9 @@ pub fn tokstats(opts: &TokstatsOptions) -> Result<Tokstats> {
                     }
                 }
             }
-        }
-    }
+            Ok(())
+        },
+    )?;
     let tokenizers = opts
         .tokenizers
         .iter()

@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use curate::minhash_prepass::{DecisionKind, DecisionReader, KeepRule, Observer, Params};
+use curate::dedup::store::{DecisionKind, DecisionReader, KeepRule, Observer, Params};
 use curate::stage::BuildContext;
 use curate::stages::minhash_dedup::{Hashing, MinhashConfig, MinhashDedup, ShingleMode};
 use rayon::prelude::*;

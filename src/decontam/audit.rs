@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use super::report::Tally;
 use super::{build_index, BenchFormat, BenchmarkSpec, Index, MatchConfig};
 use crate::config::InputFormat;
-use crate::record::{FieldMap, Schema};
+use crate::record::Schema;
 use crate::report::escape;
 
 /// What to audit.
@@ -73,30 +72,25 @@ pub fn audit(opts: &AuditOptions) -> Result<Audit> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()?;
-    let map = Arc::new(FieldMap::default());
     let mut tally = Tally::default();
     let mut records = Vec::new();
     let (mut malformed, mut bytes) = (0u64, 0u64);
-    for src in &sources {
-        let mut reader = crate::io::open_source(src, 64 << 20, &map)?;
-        loop {
-            let batch: Vec<_> = std::iter::from_fn(|| reader.next_item()).take(4096).collect();
-            if batch.is_empty() {
-                break;
-            }
-            bytes += batch.iter().map(|i| i.size() as u64).sum::<u64>();
-            let done: Vec<_> = pool.install(|| {
-                batch
-                    .into_par_iter()
-                    .map(|item| {
-                        let rec = crate::run::parse_record(item, &map, opts.schema, &src.name).ok()?;
-                        let text = rec.full_text();
-                        let hits = index.scan(&text);
-                        Some((rec.id, rec.origin.to_string(), text, hits))
-                    })
-                    .collect()
+    crate::run::map_records(
+        &sources,
+        opts.schema,
+        &pool,
+        None,
+        |size, rec| {
+            let rec = rec.ok().map(|rec| {
+                let text = rec.full_text();
+                let hits = index.scan(&text);
+                (rec.id, rec.origin.to_string(), text, hits)
             });
-            for d in done {
+            (size, rec)
+        },
+        |done| {
+            for (size, d) in done {
+                bytes += size;
                 let Some((id, origin, text, hits)) = d else {
                     malformed += 1;
                     continue;
@@ -106,8 +100,9 @@ pub fn audit(opts: &AuditOptions) -> Result<Audit> {
                     records.push(json!({"id": id, "source": origin, "hits": crate::stages::decontaminate::hits_json(&index, &hits)}));
                 }
             }
-        }
-    }
+            Ok(())
+        },
+    )?;
     tally.finish(&index);
     std::fs::create_dir_all(&opts.output)
         .with_context(|| format!("{}: cannot create", opts.output.display()))?;

@@ -1,7 +1,7 @@
 //! `exact_dedup`: drop records whose normalized text was already seen.
 //!
-//! The per-record hash (xxh3-128 of the normalized text) is computed in
-//! parallel in `process`; `decide` runs in input order, so the first copy is
+//! The per-record hash (xxh3-128 of the normalized text, `dedup::exact`) is the
+//! stage's key, computed in parallel; `decide` runs in input order, so the first copy is
 //! always the one kept, whatever the thread count. The set of seen hashes is
 //! the stage's state: it is saved with every checkpoint so a resumed run keeps
 //! deduplicating against the records before the crash.
@@ -20,22 +20,23 @@
 //! `meta.exact_dedup = {hash}`; a dropped record's detail names the kept one.
 //!
 //! Sharded runs (`--world-size` > 1) cannot share the set of seen hashes, so there
-//! the stage switches to a prepass in `minhash_prepass` files (`shard_prepass`):
+//! the stage switches to a prepass in `dedup::store` files (`use_sharded_prepass`):
 //! the 128-bit hash is a 4-value "signature", one band keyed by its low 64 bits,
 //! threshold 1 (all four values equal), keep the first. The sharded steps cluster
 //! equal hashes across ranks in global input order, which keeps exactly the
 //! record a single-process run keeps (`tests/slurm.rs` checks the output is equal).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::minhash_prepass::{self as prepass, DecisionKind, DecisionReader, KeepRule, Observer};
+use crate::dedup::exact::text_hash;
+use crate::dedup::store::{self, DecisionKind, KeepRule};
+use crate::dedup::Prepass;
 use crate::record::{Record, Role};
-use crate::stage::{Action, BuildContext, Stage, Verdict};
+use crate::stage::{Action, BuildContext, GlobalStage, Verdict};
 
 /// Which text views make up the compared text.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -69,12 +70,7 @@ pub struct ExactDedup {
     seen: HashMap<u128, String>,
     /// Sharded runs: decisions come from a prepass (see the module docs).
     sharded: bool,
-    dir: Option<PathBuf>,
-    observer: Option<Observer>,
-    decisions: Option<DecisionReader>,
-    /// Byte offset of the next decision (saved with checkpoints).
-    cursor: u64,
-    distinct: Option<u64>,
+    prepass: Prepass,
 }
 
 impl ExactDedup {
@@ -87,27 +83,13 @@ impl ExactDedup {
             cfg,
             seen: HashMap::new(),
             sharded: false,
-            dir: None,
-            observer: None,
-            decisions: None,
-            cursor: 0,
-            distinct: None,
+            prepass: Prepass::new("exact_dedup", Self::params()),
         })
     }
-}
 
-/// Lower-case and drop whitespace and punctuation, so trivial variants compare equal.
-pub fn normalize_for_dedup(text: &str) -> String {
-    text.chars()
-        .filter(|c| !(c.is_whitespace() || c.is_ascii_punctuation() || is_cjk_punct(*c)))
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-impl ExactDedup {
     /// The prepass settings: the hash as four values, one band, equal or not.
-    fn params() -> prepass::Params {
-        prepass::Params {
+    fn params() -> store::Params {
+        store::Params {
             num_perm: 4,
             bands: 1,
             threshold: 1.0,
@@ -118,81 +100,43 @@ impl ExactDedup {
         }
     }
 
-    /// Sharded runs: the prepass's decision for this record (the kept id if it is a duplicate).
-    fn decided_duplicate(&mut self, record: &Record) -> Result<Option<String>> {
-        if self.decisions.is_none() {
-            let dir = self.dir.as_deref().context("exact_dedup: no prepass folder")?;
-            self.decisions = Some(DecisionReader::open(dir, self.cursor)?);
+    /// Whether a text view is compared under `fields`.
+    fn compares(&self, role: Role) -> bool {
+        match self.cfg.fields {
+            DedupFields::All => true,
+            DedupFields::Prompt => matches!(role, Role::Prompt | Role::System),
+            DedupFields::Response => role == Role::Response,
         }
-        let reader = self.decisions.as_mut().expect("opened above");
-        let d = reader
-            .next_decision()?
-            .context("exact_dedup: more records than the prepass saw (input changed?)")?;
-        self.cursor = reader.position();
-        if d.id_hash != xxhash_rust::xxh3::xxh3_64(record.id.as_bytes()) {
-            bail!(
-                "exact_dedup: record `{}` is not the one the prepass saw here (input changed?)",
-                record.id
-            );
-        }
-        Ok((d.kind == DecisionKind::Duplicate).then_some(d.kept_id))
     }
-}
-
-fn is_cjk_punct(c: char) -> bool {
-    matches!(c as u32, 0x3000..=0x303F | 0xFF01..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF3B..=0xFF40 | 0xFF5B..=0xFF65 | 0x2010..=0x206F)
-}
-
-/// The hash `process` left in the record's scratch.
-fn scratch_hash(record: &Record) -> Result<u128> {
-    let [hi, lo] = record.scratch[..] else {
-        bail!("exact_dedup: no hash from process");
-    };
-    Ok((u128::from(hi) << 64) | u128::from(lo))
 }
 
 fn hex(h: u128) -> String {
     format!("{h:032x}")
 }
 
-impl Stage for ExactDedup {
+impl GlobalStage for ExactDedup {
+    /// xxh3-128 of the compared, normalized texts.
+    type Key = u128;
+
     fn kind(&self) -> &'static str {
         "exact_dedup"
     }
 
-    fn process(&self, record: &mut Record) -> Result<Verdict> {
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        for (seg, text) in record.texts() {
-            let take = match self.cfg.fields {
-                DedupFields::All => true,
-                DedupFields::Prompt => matches!(seg.role, Role::Prompt | Role::System),
-                DedupFields::Response => seg.role == Role::Response,
-            };
-            if take {
-                let t = if self.cfg.normalize {
-                    normalize_for_dedup(text)
-                } else {
-                    text.to_string()
-                };
-                h.update(t.as_bytes());
-                // A separator keeps ("ab","c") apart from ("a","bc").
-                h.update(&[0xff]);
-            }
-        }
-        let hash = h.digest128();
+    fn key(&self, record: &mut Record) -> Result<u128> {
+        let texts = record
+            .texts()
+            .into_iter()
+            .filter(|(seg, _)| self.compares(seg.role))
+            .map(|(_, t)| t);
+        let hash = text_hash(texts, self.cfg.normalize);
         record.annotate("exact_dedup", json!({ "hash": hex(hash) }));
-        record.scratch = vec![(hash >> 64) as u64, hash as u64];
-        Ok(Verdict::Keep)
+        Ok(hash)
     }
 
-    fn is_sequential(&self) -> bool {
-        true
-    }
-
-    fn decide(&mut self, record: &mut Record) -> Result<Verdict> {
-        let hash = scratch_hash(record)?;
+    fn decide(&mut self, record: &mut Record, hash: u128) -> Result<Verdict> {
         let kept = if self.sharded {
-            self.decided_duplicate(record)?
+            let d = self.prepass.next(&record.id)?;
+            (d.kind == DecisionKind::Duplicate).then_some(d.kept_id)
         } else {
             match self.seen.get(&hash) {
                 None => {
@@ -217,61 +161,29 @@ impl Stage for ExactDedup {
         self.sharded
     }
 
-    fn shard_prepass(&mut self) -> bool {
-        self.sharded = true;
-        true
+    fn prepass(&mut self) -> &mut Prepass {
+        &mut self.prepass
     }
 
-    fn cluster_params(&self) -> Option<prepass::Params> {
-        self.sharded.then(Self::params)
-    }
-
-    fn open_prepass(&mut self, dir: &Path, complete: bool) -> Result<()> {
-        self.dir = Some(dir.to_path_buf());
-        if complete {
-            self.distinct = Some(prepass::load_summary(dir)?.clusters);
-        } else {
-            self.observer = Some(Observer::create(dir, Self::params())?);
-        }
-        Ok(())
-    }
-
-    fn observe(&mut self, record: &Record) -> Result<()> {
-        let hash = scratch_hash(record)?;
+    fn observe(&mut self, record: &Record, hash: u128) -> Result<()> {
         let sig = [
             (hash >> 96) as u32,
             (hash >> 64) as u32,
             (hash >> 32) as u32,
             hash as u32,
         ];
-        let observer = self
-            .observer
-            .as_mut()
-            .context("exact_dedup: observe before open_prepass")?;
-        observer.add(&record.id, Some((&sig, &[hash as u64])), 0, None)
+        self.prepass
+            .add(&record.id, Some((&sig, &[hash as u64])), 0, None)
     }
 
-    fn prepare(&mut self) -> Result<()> {
-        let observer = self
-            .observer
-            .take()
-            .context("exact_dedup: prepare before open_prepass")?;
-        self.distinct = Some(observer.finish()?.clusters);
-        Ok(())
+    fn use_sharded_prepass(&mut self) -> bool {
+        self.sharded = true;
+        true
     }
 
-    fn close_observe(&mut self) -> Result<()> {
-        let observer = self
-            .observer
-            .take()
-            .context("exact_dedup: close_observe before open_prepass")?;
-        observer.close()?;
-        Ok(())
-    }
-
-    fn save_state(&self) -> Result<Option<Vec<u8>>> {
+    fn save_state(&self) -> Result<Vec<u8>> {
         if self.sharded {
-            return Ok(Some(self.cursor.to_le_bytes().to_vec()));
+            return Ok(self.prepass.cursor().to_le_bytes().to_vec());
         }
         // Sorted, so the state file itself is deterministic.
         let mut entries: Vec<(&u128, &String)> = self.seen.iter().collect();
@@ -282,13 +194,14 @@ impl Stage for ExactDedup {
             out.extend_from_slice(&(id.len() as u32).to_le_bytes());
             out.extend_from_slice(id.as_bytes());
         }
-        Ok(Some(out))
+        Ok(out)
     }
 
     fn load_state(&mut self, mut state: &[u8]) -> Result<()> {
         if self.sharded {
-            self.cursor = u64::from_le_bytes(state.try_into().context("exact_dedup: bad state")?);
-            self.decisions = None;
+            self.prepass.seek(u64::from_le_bytes(
+                state.try_into().context("exact_dedup: bad state")?,
+            ));
             return Ok(());
         }
         self.seen.clear();
@@ -306,7 +219,11 @@ impl Stage for ExactDedup {
     }
 
     fn summary(&self) -> Option<serde_json::Value> {
-        Some(json!({ "distinct": self.distinct.unwrap_or(self.seen.len() as u64) }))
+        let distinct = match self.prepass.summary() {
+            Some(s) => s.clusters,
+            None => self.seen.len() as u64,
+        };
+        Some(json!({ "distinct": distinct }))
     }
 
     fn describe(&self) -> String {
@@ -322,37 +239,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn normalization_folds_width_punctuation_and_case() {
-        assert_eq!(
-            normalize_for_dedup("你好，世界！ Hello"),
-            normalize_for_dedup("你好,世界!hello")
-        );
-        assert_ne!(normalize_for_dedup("你好世界"), normalize_for_dedup("你好中国"));
-    }
-
-    #[test]
     fn state_round_trips() {
-        let mut s = ExactDedup::new(
-            ExactDedupConfig {
-                fields: DedupFields::All,
-                normalize: true,
-                action: Action::Drop,
-            },
-            &BuildContext {
-                config_dir: ".".into(),
-            },
-        )
-        .unwrap();
+        let cx = BuildContext {
+            config_dir: ".".into(),
+        };
+        let cfg = ExactDedupConfig {
+            fields: DedupFields::All,
+            normalize: true,
+            action: Action::Drop,
+        };
+        let mut s = ExactDedup::new(cfg, &cx).unwrap();
         s.seen.insert(7, "a:1".into());
         s.seen.insert(u128::MAX, "b:2".into());
-        let bytes = s.save_state().unwrap().unwrap();
-        let mut t = ExactDedup::new(
-            s.cfg.clone(),
-            &BuildContext {
-                config_dir: ".".into(),
-            },
-        )
-        .unwrap();
+        let bytes = s.save_state().unwrap();
+        let mut t = ExactDedup::new(s.cfg.clone(), &cx).unwrap();
         t.load_state(&bytes).unwrap();
         assert_eq!(t.seen, s.seen);
         assert!(t.load_state(&bytes[..10]).is_err());

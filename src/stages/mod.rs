@@ -13,70 +13,97 @@ pub mod pii;
 pub mod quality;
 pub mod toxicity;
 
+use std::sync::LazyLock;
+
 use anyhow::Result;
+use serde::de::DeserializeOwned;
 
-use crate::config::{config_error, stage_params as params, Pipeline, StageSpec};
-use crate::stage::{BuildContext, Stage};
+use crate::config::{config_error, stage_params, Pipeline, StageSpec};
+use crate::stage::{BuildContext, GlobalStage, PipelineStage, Stage};
 
-/// Every stage kind this build knows, for error messages and docs.
-pub const KINDS: &[&str] = &[
-    "extract",
-    "normalize",
-    "length",
-    "quality",
-    "language",
-    "exact_dedup",
-    "minhash_dedup",
-    "decontaminate",
-    "pii",
-    "toxicity",
-    "machine_text",
-    "finetune",
+/// What building one stage kind needs: its table, the pipeline, where paths resolve.
+type Build = fn(&StageSpec, &Pipeline, &BuildContext) -> Result<PipelineStage>;
+
+/// Every stage kind this build knows, with its constructor. Adding a stage: one file
+/// in this folder and one line here.
+const REGISTRY: &[(&str, Build)] = &[
+    ("extract", |s, p, cx| {
+        record(extract::Extract::new(params(s, p)?, cx)?)
+    }),
+    ("normalize", |s, p, cx| {
+        record(normalize::Normalize::new(params(s, p)?, cx)?)
+    }),
+    ("length", |s, p, cx| {
+        record(length::Length::new(params(s, p)?, cx)?)
+    }),
+    ("quality", |s, p, cx| {
+        record(quality::Quality::new(params(s, p)?, cx)?)
+    }),
+    ("language", |s, p, cx| {
+        record(language::Language::new(params(s, p)?, cx)?)
+    }),
+    ("exact_dedup", |s, p, cx| {
+        global(exact_dedup::ExactDedup::new(params(s, p)?, cx)?)
+    }),
+    ("minhash_dedup", |s, p, cx| {
+        global(minhash_dedup::MinhashDedup::new(params(s, p)?, cx)?)
+    }),
+    ("decontaminate", |s, p, cx| {
+        // The benchmarks are top-level `[[benchmark]]` tables; the stage names which.
+        let mut cfg: decontaminate::DecontamConfig = params(s, p)?;
+        cfg.available = p.benchmark.clone();
+        record(decontaminate::Decontaminate::new(cfg, cx)?)
+    }),
+    ("pii", |s, p, cx| record(pii::Pii::new(params(s, p)?, cx)?)),
+    ("toxicity", |s, p, cx| {
+        record(toxicity::Toxicity::new(params(s, p)?, cx)?)
+    }),
+    ("machine_text", |s, p, cx| {
+        record(machine_text::MachineText::new(params(s, p)?, cx)?)
+    }),
+    // Reads the kept parts back after the run, so it needs the input's field names.
+    ("finetune", |s, p, cx| {
+        record(finetune::Finetune::new(
+            params(s, p)?,
+            p.input.fields.clone(),
+            cx,
+        )?)
+    }),
 ];
 
+/// Every stage kind this build knows, in registry order, for error messages and docs.
+pub static KINDS: LazyLock<Vec<&'static str>> = LazyLock::new(|| REGISTRY.iter().map(|(k, _)| *k).collect());
+
+/// A stage's table as its config struct.
+fn params<T: DeserializeOwned>(spec: &StageSpec, pipeline: &Pipeline) -> Result<T> {
+    stage_params(spec, &pipeline.path)
+}
+
+fn record(stage: impl Stage + 'static) -> Result<PipelineStage> {
+    Ok(PipelineStage::PerRecord(Box::new(stage)))
+}
+
+fn global(stage: impl GlobalStage + 'static) -> Result<PipelineStage> {
+    Ok(PipelineStage::Global(Box::new(stage)))
+}
+
 /// Build one stage from its `[[stage]]` table.
-pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
+pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<PipelineStage> {
     let cx = BuildContext {
         config_dir: pipeline.dir.clone(),
     };
     let file = &pipeline.path;
-    // In a closure so that `?` inside a constructor still passes through the
-    // config-error wrapping below (exit code 2 with the stage's file and line).
-    let built = (|| -> Result<Box<dyn Stage>> {
-        Ok(match spec.kind.as_str() {
-            "extract" => Box::new(extract::Extract::new(params(spec, file)?, &cx)?),
-            "normalize" => Box::new(normalize::Normalize::new(params(spec, file)?, &cx)?),
-            "length" => Box::new(length::Length::new(params(spec, file)?, &cx)?),
-            "quality" => Box::new(quality::Quality::new(params(spec, file)?, &cx)?),
-            "language" => Box::new(language::Language::new(params(spec, file)?, &cx)?),
-            "exact_dedup" => Box::new(exact_dedup::ExactDedup::new(params(spec, file)?, &cx)?),
-            "minhash_dedup" => Box::new(minhash_dedup::MinhashDedup::new(params(spec, file)?, &cx)?),
-            "pii" => Box::new(pii::Pii::new(params(spec, file)?, &cx)?),
-            "toxicity" => Box::new(toxicity::Toxicity::new(params(spec, file)?, &cx)?),
-            "machine_text" => Box::new(machine_text::MachineText::new(params(spec, file)?, &cx)?),
-            // Reads the kept parts back after the run, so it needs the input's field names.
-            "finetune" => Box::new(finetune::Finetune::new(
-                params(spec, file)?,
-                pipeline.input.fields.clone(),
-                &cx,
-            )?),
-            "decontaminate" => {
-                // The benchmarks are top-level `[[benchmark]]` tables; the stage names which.
-                let mut cfg: decontaminate::DecontamConfig = params(spec, file)?;
-                cfg.available = pipeline.benchmark.clone();
-                Box::new(decontaminate::Decontaminate::new(cfg, &cx)?)
-            }
-            other => {
-                return Err(config_error(format!(
-                    "{}: unknown stage kind `{other}`; known kinds: {}",
-                    spec.location(file),
-                    KINDS.join(", ")
-                )))
-            }
-        })
-    })();
-    // A stage that refuses its parameters is a config error: name where it is defined.
-    built.map_err(|e| {
+    let Some((_, build)) = REGISTRY.iter().find(|(kind, _)| *kind == spec.kind) else {
+        return Err(config_error(format!(
+            "{}: unknown stage kind `{}`; known kinds: {}",
+            spec.location(file),
+            spec.kind,
+            KINDS.join(", ")
+        )));
+    };
+    // A stage that refuses its parameters is a config error: name where it is defined
+    // (exit code 2 with the stage's file and line).
+    build(spec, pipeline, &cx).map_err(|e| {
         if e.downcast_ref::<crate::config::ConfigError>().is_some() {
             e
         } else {
@@ -86,6 +113,6 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
 }
 
 /// Build all stages of a pipeline, in order.
-pub fn build_all(pipeline: &Pipeline) -> Result<Vec<Box<dyn Stage>>> {
+pub fn build_all(pipeline: &Pipeline) -> Result<Vec<PipelineStage>> {
     pipeline.stages.iter().map(|s| build(s, pipeline)).collect()
 }

@@ -12,7 +12,7 @@
 //! | `clusters:NAME` | one | the bucket files, every rank's signatures and records | `decisions.bin` + `prepared.json` per rank folder; `clusters.jsonl`, `prepared.json` (last) in `global/` |
 //! | `filter` | one per rank | the rank's input, every stage's decisions | the rank's kept and rejected parts (the plain `curate run --rank`) |
 //!
-//! The file formats are those of `src/minhash_prepass.rs`. A record's global
+//! The file formats are those of `src/dedup/store.rs`. A record's global
 //! ordinal is its position in a single-process run (input files in order), which
 //! `sources.json` (records per input file) lets the later steps compute; with the
 //! same ordinals the clusters, the kept records and every decision are those of a
@@ -25,10 +25,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
+use super::layout::{global_dir, rank_dir};
 use crate::config::{config_error, Pipeline};
-use crate::minhash_prepass::{self as prepass, Layout};
+use crate::dedup::store::{self as prepass, Layout};
 use crate::run::{self, RunOptions};
 
 /// One step of a sharded run.
@@ -94,7 +95,7 @@ pub fn parse(text: &str, pipeline: &Pipeline) -> Result<Step> {
 /// Pipeline stages that need steps when sharded (their indices, in order).
 pub fn global_stages(pipeline: &Pipeline) -> Result<Vec<usize>> {
     let mut stages = crate::stages::build_all(pipeline)?;
-    run::shard_prepass_all(pipeline, &mut stages)?;
+    run::use_sharded_prepasses(pipeline, &mut stages)?;
     Ok((0..stages.len()).filter(|&k| stages[k].needs_prepass()).collect())
 }
 
@@ -108,21 +109,6 @@ pub fn plan(pipeline: &Pipeline) -> Result<Vec<Step>> {
     Ok(steps)
 }
 
-/// Folder of stage `k`'s steps.
-pub fn stage_dir(out: &Path, k: usize) -> PathBuf {
-    out.join("steps").join(format!("stage-{k:03}"))
-}
-
-/// Rank `rank`'s folder of stage `k`'s steps (its observed files and decisions).
-pub fn rank_dir(out: &Path, k: usize, rank: usize) -> PathBuf {
-    stage_dir(out, k).join(format!("rank-{rank:05}"))
-}
-
-/// Stage `k`'s folder for the bucket and cluster steps.
-pub fn global_dir(out: &Path, k: usize) -> PathBuf {
-    stage_dir(out, k).join("global")
-}
-
 /// Tasks of `step` (ranks, band ranges, or `[0]`) not yet complete.
 /// `out` is the output (where rank markers are), `root` the steps' root ([`run::steps_root`]).
 pub fn incomplete(step: Step, out: &Path, root: &Path, world_size: usize) -> Result<Vec<usize>> {
@@ -132,7 +118,7 @@ pub fn incomplete(step: Step, out: &Path, root: &Path, world_size: usize) -> Res
         (0..world_size).collect()
     };
     let done_markers = if step == Step::Filter {
-        crate::shard::markers(out)?
+        super::rank::markers(out)?
     } else {
         Default::default()
     };
@@ -154,8 +140,8 @@ pub fn incomplete(step: Step, out: &Path, root: &Path, world_size: usize) -> Res
 /// Run one step of a sharded run (`curate run --rank R --world-size N --step STEP`).
 /// Filter is the plain rank run; the others print what they did.
 pub fn run_step(pipeline: &Pipeline, opts: &RunOptions, step: Step) -> Result<()> {
-    let shard = opts
-        .shard
+    let me = opts
+        .rank
         .filter(|s| s.world_size > 1)
         .ok_or_else(|| config_error("--step needs --rank and --world-size (more than one rank)"))?;
     let out = run::steps_root(pipeline, opts);
@@ -171,29 +157,29 @@ pub fn run_step(pipeline: &Pipeline, opts: &RunOptions, step: Step) -> Result<()
         Step::Observe(k) => {
             let name = &pipeline.stages[k].name;
             if run::observe_step(pipeline, opts, k)? {
-                say(format!("rank {}: observe step of `{name}` done", shard.rank));
+                say(format!("rank {}: observe step of `{name}` done", me.rank));
             } else {
                 say(format!(
                     "rank {}: observe step of `{name}` was already complete",
-                    shard.rank
+                    me.rank
                 ));
             }
         }
         Step::Buckets(k) => {
             let gdir = global_dir(&out, k);
-            let file = gdir.join(prepass::buckets_file(shard.rank));
+            let file = gdir.join(prepass::buckets_file(me.rank));
             if file.exists() && !opts.overwrite {
                 say(format!("{}: already complete", file.display()));
                 return Ok(());
             }
             std::fs::create_dir_all(&gdir).with_context(|| format!("{}: cannot create", gdir.display()))?;
-            let (layout, params) = layout_and_params(pipeline, &out, k, shard.world_size)?;
-            let n = prepass::bucket_step(&layout, &params, shard.rank, shard.world_size, &gdir)?;
+            let (layout, params) = layout_and_params(pipeline, &out, k, me.world_size)?;
+            let n = prepass::bucket_step(&layout, &params, me.rank, me.world_size, &gdir)?;
             say(format!(
                 "buckets {} of {} (bands {:?}) of `{}`: {n} band entries",
-                shard.rank,
-                shard.world_size,
-                prepass::band_range(params.bands, shard.rank, shard.world_size),
+                me.rank,
+                me.world_size,
+                prepass::band_range(params.bands, me.rank, me.world_size),
                 pipeline.stages[k].name
             ));
         }
@@ -203,8 +189,8 @@ pub fn run_step(pipeline: &Pipeline, opts: &RunOptions, step: Step) -> Result<()
                 say(format!("{}: clusters already complete", gdir.display()));
                 return Ok(());
             }
-            let (layout, params) = layout_and_params(pipeline, &out, k, shard.world_size)?;
-            let sum = prepass::cluster_step(&layout, &params, shard.world_size, &gdir)?;
+            let (layout, params) = layout_and_params(pipeline, &out, k, me.world_size)?;
+            let sum = prepass::cluster_step(&layout, &params, me.world_size, &gdir)?;
             say(format!(
                 "clusters of `{}`: {} records, {} duplicates in {} clusters",
                 pipeline.stages[k].name, sum.records, sum.duplicates, sum.clusters_with_duplicates
@@ -221,10 +207,13 @@ fn layout_and_params(
     world_size: usize,
 ) -> Result<(Layout, prepass::Params)> {
     let mut stage = crate::stages::build(&pipeline.stages[k], pipeline)?;
-    stage.shard_prepass();
-    let params = stage
-        .cluster_params()
-        .with_context(|| format!("stage `{}` has no cluster steps", pipeline.stages[k].name))?;
+    let Some(g) = stage.global() else {
+        bail!("stage `{}` has no cluster steps", pipeline.stages[k].name);
+    };
+    if !g.use_sharded_prepass() {
+        bail!("stage `{}` has no cluster steps", pipeline.stages[k].name);
+    }
+    let params = g.prepass().params().clone();
     let dirs: Vec<PathBuf> = (0..world_size).map(|r| rank_dir(out, k, r)).collect();
     Ok((Layout::ranks(&dirs)?, params))
 }

@@ -1,14 +1,5 @@
-//! Sharded runs: combining the ranks of `curate run --rank R --world-size N`
-//! (`curate merge-stats`) and launching them as Slurm job arrays (`curate slurm`).
-//!
-//! The rank contract (see [`crate::run::Shard`]): input file `i` of the sorted
-//! input list belongs to rank `i % N`; rank `R` writes a complete run directory
-//! `OUT/ranks/rank-RRRRR/` (parts named by the *global* file index, its own
-//! checkpoint, `stats.json`, `report.html`, `sections.json`) and, last and
-//! atomically, the marker `OUT/ranks/rank-RRRRR.done`. A rerun of a marked rank
-//! returns at once. `merge-stats` needs every marker of the world and writes the
-//! whole run's `OUT/stats.json` and `OUT/report.html`; the kept parts of all ranks
-//! together carry the same names and bytes as a single-process run's.
+//! `curate slurm`: launch a sharded run as Slurm job arrays (see [`super::rank`]
+//! for the rank contract and [`super::steps`] for the steps of global stages).
 //!
 //! The Slurm scripts are plain sbatch files written under `OUT/slurm/`: one job
 //! array for the ranks and one merge job chained with `afterok` and
@@ -17,254 +8,18 @@
 //! a marker. Every value that reaches a shell line is single-quoted
 //! ([`shell_quote`]; five lines, so no crate for it).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+use super::layout::side_dir;
+use super::rank::markers;
+use super::steps::{self, Step};
 use crate::config::{config_error, Pipeline};
-use crate::io::remote::{self, Bucket};
+use crate::io::remote;
 use crate::io::writer::write_atomic;
-use crate::run::{read_marker, RankMarker, Shard};
-use crate::stats::RunStats;
-use crate::steps::Step;
-
-/// The completion markers found under `out/ranks/` (a folder or an `s3://` prefix), by rank.
-pub fn markers(out: &Path) -> Result<BTreeMap<usize, RankMarker>> {
-    if let Some(url) = out.to_str().filter(|u| remote::is_remote(u)) {
-        let (bucket, prefix) = Bucket::for_url(url)?;
-        let mut found = BTreeMap::new();
-        for (key, _) in bucket.list(&remote::join_key(&prefix, "ranks"))? {
-            let name = key.rsplit('/').next().unwrap_or("");
-            if name.starts_with("rank-") && name.ends_with(".done") {
-                if let Some(bytes) = bucket.get_small(&key)? {
-                    let m: RankMarker = serde_json::from_slice(&bytes)
-                        .with_context(|| format!("s3://{key}: unreadable marker"))?;
-                    found.insert(m.rank, m);
-                }
-            }
-        }
-        return Ok(found);
-    }
-    let dir = out.join("ranks");
-    let mut found = BTreeMap::new();
-    let Ok(rd) = std::fs::read_dir(&dir) else {
-        return Ok(found);
-    };
-    for e in rd {
-        let e = e.with_context(|| format!("{}: cannot list", dir.display()))?;
-        let name = e.file_name().to_string_lossy().to_string();
-        if name.starts_with("rank-") && name.ends_with(".done") {
-            if let Some(m) = read_marker(&e.path())? {
-                found.insert(m.rank, m);
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Combine the finished ranks under `out` into `out/stats.json` and `out/report.html`.
-pub fn merge_stats(out: &Path) -> Result<RunStats> {
-    if let Some(url) = out.to_str().filter(|u| remote::is_remote(u)) {
-        return merge_remote(url);
-    }
-    let found = markers(out)?;
-    let Some(first) = found.values().next() else {
-        bail!(
-            "{}: no completed ranks (no ranks/rank-*.done markers)",
-            out.display()
-        );
-    };
-    let world = first.world_size;
-    let pipeline_path = first.pipeline.clone();
-    if let Some(m) = found.values().find(|m| m.world_size != world) {
-        bail!(
-            "{}: rank {} was run with world size {}, rank {} with {}",
-            out.display(),
-            first.rank,
-            world,
-            m.rank,
-            m.world_size
-        );
-    }
-    let missing: Vec<String> = (0..world)
-        .filter(|r| !found.contains_key(r))
-        .map(|r| r.to_string())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "{}: {} of {} ranks are not complete (missing: {}); rerun them first",
-            out.display(),
-            missing.len(),
-            world,
-            missing.join(", ")
-        );
-    }
-    let pipeline = Pipeline::load(&pipeline_path)
-        .with_context(|| format!("the pipeline of the run in {}", out.display()))?;
-    let mut ranks = Vec::with_capacity(world);
-    for r in 0..world {
-        let dir = Shard {
-            rank: r,
-            world_size: world,
-        }
-        .dir(out);
-        let stats = RunStats::load(&dir)?;
-        let sections: Vec<(String, String)> = match std::fs::read(dir.join("sections.json")) {
-            Ok(b) => serde_json::from_slice(&b)
-                .with_context(|| format!("{}: unreadable sections.json", dir.display()))?,
-            Err(_) => Vec::new(),
-        };
-        ranks.push((dir, stats, sections));
-    }
-    let merged = combine(&ranks, pipeline.run.report_samples)?;
-    merged.check_accounting()?;
-    let mut sections = Vec::new();
-    for (r, (_, _, secs)) in ranks.iter().enumerate() {
-        for (name, html) in secs {
-            sections.push((format!("{name} (rank {r})"), html.clone()));
-        }
-    }
-    // The clusters of a minhash_dedup stage, as a single-process run puts them.
-    for (k, spec) in pipeline.stages.iter().enumerate() {
-        let src = crate::steps::global_dir(out, k).join("clusters.jsonl");
-        if spec.kind == "minhash_dedup" && src.exists() {
-            let tmp = out.join("clusters.jsonl.tmp");
-            std::fs::copy(&src, &tmp).with_context(|| format!("{}: cannot copy", src.display()))?;
-            std::fs::rename(&tmp, out.join("clusters.jsonl"))?;
-        }
-    }
-    write_atomic(&out.join("stats.json"), &serde_json::to_vec_pretty(&merged)?)?;
-    write_atomic(
-        &out.join("report.html"),
-        crate::report::render(&merged, &pipeline, &sections).as_bytes(),
-    )?;
-    Ok(merged)
-}
-
-/// Merge a sharded run whose output is an `s3://` prefix: the markers, stats and report
-/// sections come down into a temporary folder, the merged stats and report go up.
-fn merge_remote(url: &str) -> Result<RunStats> {
-    let (bucket, prefix) = Bucket::for_url(url)?;
-    let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
-    let found = markers(Path::new(url))?;
-    std::fs::create_dir_all(tmp.path().join("ranks"))?;
-    for (r, m) in &found {
-        let shard = Shard {
-            rank: *r,
-            world_size: m.world_size,
-        };
-        write_atomic(&shard.marker(tmp.path()), &serde_json::to_vec(m)?)?;
-        let dir = shard.dir(tmp.path());
-        std::fs::create_dir_all(&dir)?;
-        for f in ["stats.json", "sections.json"] {
-            let key = remote::join_key(&prefix, &format!("{}/{f}", shard.rel_dir()));
-            if let Some(bytes) = bucket.get_small(&key)? {
-                std::fs::write(dir.join(f), bytes)?;
-            }
-        }
-    }
-    let stats = merge_stats(tmp.path())?;
-    bucket.upload_file(
-        &tmp.path().join("report.html"),
-        &remote::join_key(&prefix, "report.html"),
-    )?;
-    bucket.upload_file(
-        &tmp.path().join("stats.json"),
-        &remote::join_key(&prefix, "stats.json"),
-    )?;
-    Ok(stats)
-}
-
-/// Add up the ranks' books; parts and sources come back in global input order.
-/// A finished rank: its directory, books and report sections.
-type RankRun = (PathBuf, RunStats, Vec<(String, String)>);
-
-fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
-    let world = ranks.len();
-    let mut m = RunStats {
-        stages: ranks[0].1.stages.clone(),
-        complete: true,
-        ..Default::default()
-    };
-    for s in &mut m.stages {
-        s.input = 0;
-        s.kept = 0;
-        s.dropped = 0;
-        s.modified = 0;
-        s.seconds = 0.0;
-        s.reasons.clear();
-        s.summary = None;
-    }
-    let mut sources = Vec::new();
-    let mut kept_parts = Vec::new();
-    let mut rejected_parts = Vec::new();
-    for (r, (_, st, _)) in ranks.iter().enumerate() {
-        if st.stages.len() != m.stages.len() {
-            bail!("rank {r}: {} stages, rank 0: {}", st.stages.len(), m.stages.len());
-        }
-        m.input += st.input;
-        m.kept += st.kept;
-        m.rejected += st.rejected;
-        m.bytes_in += st.bytes_in;
-        // Ranks run side by side: the run took as long as its slowest rank.
-        m.seconds = m.seconds.max(st.seconds);
-        for (a, b) in m.stages.iter_mut().zip(&st.stages) {
-            a.input += b.input;
-            a.kept += b.kept;
-            a.dropped += b.dropped;
-            a.modified += b.modified;
-            a.seconds += b.seconds;
-            for (k, v) in &b.reasons {
-                *a.reasons.entry(k.clone()).or_default() += v;
-            }
-        }
-        // Rank r's k-th source is the global source r + k * world.
-        for (k, s) in st.sources.iter().enumerate() {
-            sources.push((r + k * world, s.clone()));
-        }
-        let prefix = format!(
-            "{}/",
-            Shard {
-                rank: r,
-                world_size: world
-            }
-            .rel_dir()
-        );
-        kept_parts.extend(st.kept_parts.iter().map(|p| format!("{prefix}{p}")));
-        rejected_parts.extend(st.rejected_parts.iter().map(|p| format!("{prefix}{p}")));
-    }
-    for (i, s) in m.stages.iter_mut().enumerate() {
-        let per_rank: Vec<serde_json::Value> = ranks
-            .iter()
-            .map(|(_, st, _)| st.stages[i].summary.clone().unwrap_or(serde_json::Value::Null))
-            .collect();
-        if per_rank.iter().any(|v| !v.is_null()) {
-            s.summary = Some(serde_json::json!({ "ranks": per_rank }));
-        }
-    }
-    sources.sort_by_key(|(g, _)| *g);
-    m.sources = sources.into_iter().map(|(_, s)| s).collect();
-    let by_file_name = |p: &String| p.rsplit('/').next().unwrap_or(p).to_string();
-    kept_parts.sort_by_key(by_file_name);
-    rejected_parts.sort_by_key(by_file_name);
-    m.kept_parts = kept_parts;
-    m.rejected_parts = rejected_parts;
-    // Samples: rank order, at most `samples_per` per stage and reason, as one run shows them.
-    let mut shown: BTreeMap<(String, String), usize> = BTreeMap::new();
-    for (_, st, _) in ranks {
-        for s in &st.samples {
-            let n = shown.entry((s.stage.clone(), s.reason.clone())).or_default();
-            if *n < samples_per {
-                *n += 1;
-                m.samples.push(s.clone());
-            }
-        }
-    }
-    Ok(m)
-}
 
 /// Quote a value for a POSIX shell line: `'...'` with embedded quotes as `'\''`.
 pub fn shell_quote(s: &str) -> String {
@@ -378,16 +133,6 @@ fn check_directive_value(what: &str, v: &str) -> Result<()> {
     Ok(())
 }
 
-/// The local folder of a run whose output is the `s3://` URL `url`: beside the pipeline
-/// file (`slurm-HASH/`), where the Slurm scripts, logs and the steps' files go.
-pub fn side_dir(pipeline_path: &Path, url: &str) -> PathBuf {
-    let tag = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(url.as_bytes()));
-    let abs = std::path::absolute(pipeline_path).unwrap_or_else(|_| pipeline_path.to_path_buf());
-    abs.parent()
-        .unwrap_or(Path::new("."))
-        .join(format!("slurm-{tag}"))
-}
-
 /// Write the sbatch scripts for a sharded run and submit the incomplete ranks.
 pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
     if o.tasks == 0 {
@@ -413,7 +158,7 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
     // The steps are planned now (the stages built), so a config error shows before
     // anything is queued.
     let steps = if o.tasks > 1 {
-        crate::steps::plan(&pipeline)?
+        steps::plan(&pipeline)?
     } else {
         crate::stages::build_all(&pipeline)?;
         vec![Step::Filter]
@@ -446,7 +191,7 @@ pub fn slurm(o: &SlurmOptions) -> Result<SlurmPlan> {
     // One script per step; each job depends on the one submitted before it.
     let mut dep: Option<String> = None;
     for (i, step) in steps.iter().enumerate() {
-        let left = crate::steps::incomplete(*step, &out, &steps_root, o.tasks)?;
+        let left = steps::incomplete(*step, &out, &steps_root, o.tasks)?;
         if *step == Step::Filter {
             plan.ranks = left.clone();
         }

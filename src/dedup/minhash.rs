@@ -1,0 +1,840 @@
+//! MinHash signatures: text normalization fused into shingle hashing, one-permutation
+//! hashing with densification (or `num_perm` classic permutations), LSH band keys
+//! and the datasketch banding for a threshold. The `minhash_dedup` stage computes
+//! these per record in parallel; [`super::store`] clusters them.
+//!
+//! **Speed** (docs/benchmarks/dedup.md): normalization is one load per character
+//! from a 256 KiB table built once (`fold_table`: decontam's memoized fast2s table,
+//! width folding, the letter/digit and CJK tests and lower case folded together;
+//! the 15 characters fast2s converts by context and the few whose lower case is
+//! several characters take a slow path, checked against the per-character code in
+//! a test). Shingles are never materialized as strings: a cyclic-polynomial rolling
+//! hash (`rolling_hashes`) runs over per-character hashes (character shingles) or
+//! per-word hashes (word shingles), one rotate and two xors per shingle, and feeds
+//! the signature directly. Buffers are per thread and reused. All constants come
+//! from fixed seeds, so signatures are identical on every run and machine.
+//!
+//! Hand-written rather than a crate: gaoya gives short texts an all-zero signature
+//! (they would all collide) and probabilistic-collections has no LSH, panics on
+//! short input and is unseeded; neither fuses normalization into hashing.
+
+use serde::Deserialize;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+use crate::decontam::normalize::{is_cjk, mix, simplify, t2s_table};
+
+/// How a text is cut into shingles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShingleMode {
+    /// Characters for CJK-majority text, words otherwise.
+    #[default]
+    Auto,
+    Char,
+    Word,
+}
+
+/// How a signature is computed from the shingle hashes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hashing {
+    /// `num_perm` independent permutations (multiply-shift), a minimum each.
+    Classic,
+    /// One permutation split into `num_perm` bins, empty bins densified.
+    #[default]
+    OnePermutation,
+}
+
+/// The settings that shape a signature (the `minhash_dedup` keys of the same names).
+#[derive(Debug, Clone)]
+pub struct Shingling {
+    pub shingle: ShingleMode,
+    /// `shingle = "auto"` cuts by characters when CJK characters >= this share of the words.
+    pub auto_cjk_share: f64,
+    pub char_ngram: usize,
+    pub word_ngram: usize,
+    pub num_perm: usize,
+    pub hashing: Hashing,
+    pub fold_traditional: bool,
+}
+
+impl Default for Shingling {
+    fn default() -> Self {
+        Shingling {
+            shingle: ShingleMode::Auto,
+            auto_cjk_share: 0.5,
+            char_ngram: 5,
+            word_ngram: 3,
+            num_perm: 128,
+            hashing: Hashing::OnePermutation,
+            fold_traditional: true,
+        }
+    }
+}
+
+/// Signatures and band keys for one setting: the permutation constants and the
+/// densification probes, computed once.
+pub struct MinHasher {
+    cfg: Shingling,
+    bands: usize,
+    rows: usize,
+    /// Permutation constants `(a, b)`, `a` odd.
+    perms: Vec<(u64, u64)>,
+    /// Densification probes for one-permutation signatures.
+    probes: Probes,
+}
+
+impl MinHasher {
+    /// The hasher for `cfg` with `bands` x `rows` LSH bands (`bands * rows <= num_perm`).
+    pub fn new(cfg: Shingling, bands: usize, rows: usize) -> MinHasher {
+        let mut st = PERM_SEED;
+        let perms = (0..cfg.num_perm)
+            .map(|_| (splitmix(&mut st) | 1, splitmix(&mut st)))
+            .collect();
+        let probes = Probes::new(cfg.num_perm);
+        MinHasher {
+            cfg,
+            bands,
+            rows,
+            perms,
+            probes,
+        }
+    }
+
+    /// `(bands, rows)` in force.
+    pub fn banding(&self) -> (usize, usize) {
+        (self.bands, self.rows)
+    }
+
+    /// The MinHash signature of a text; `None` when it has no letter or digit.
+    pub fn signature(&self, text: &str) -> Option<Vec<u32>> {
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let Scratch {
+                units,
+                words,
+                hashes,
+                sketch,
+            } = &mut *scratch;
+            normalize_into(text, self.cfg.fold_traditional, units);
+            if units.chars.is_empty() {
+                return None;
+            }
+            let by_char = by_char(&self.cfg, units);
+            let sig = match self.cfg.hashing {
+                Hashing::Classic => {
+                    hashes.clear();
+                    for_each_shingle(&self.cfg, units, by_char, words, |h| hashes.push(h));
+                    self.classic_signature(hashes)
+                }
+                Hashing::OnePermutation => {
+                    sketch.reset(self.cfg.num_perm);
+                    for_each_shingle(&self.cfg, units, by_char, words, |h| sketch.add(h));
+                    sketch.finish(&self.probes)
+                }
+            };
+            scratch.trim();
+            Some(sig)
+        })
+    }
+
+    /// `num_perm` multiply-shift permutations, the minimum of each.
+    fn classic_signature(&self, hashes: &[u64]) -> Vec<u32> {
+        let mut mins = vec![u32::MAX; self.perms.len()];
+        for &x in hashes {
+            for (m, &(a, b)) in mins.iter_mut().zip(&self.perms) {
+                let v = (a.wrapping_mul(x).wrapping_add(b) >> 32) as u32;
+                if v < *m {
+                    *m = v;
+                }
+            }
+        }
+        mins
+    }
+
+    /// The LSH band hashes of a signature (`bands` of them, each over `rows` values).
+    pub fn band_keys(&self, sig: &[u32]) -> Vec<u64> {
+        let mut buf = Vec::with_capacity(self.rows * 4);
+        (0..self.bands)
+            .map(|b| {
+                buf.clear();
+                for v in &sig[b * self.rows..(b + 1) * self.rows] {
+                    buf.extend_from_slice(&v.to_le_bytes());
+                }
+                xxh3_64_with_seed(&buf, b as u64)
+            })
+            .collect()
+    }
+}
+
+const PERM_SEED: u64 = 0x6d69_6e68_6173_6801; // "minhash" + 1
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The datasketch banding for a threshold: `(bands, rows)` with `bands * rows <=
+/// num_perm` minimizing `(1 - fn_weight)` * false-positive area + `fn_weight` *
+/// false-negative area under the S-curve (datasketch's weights are 0.5 / 0.5).
+pub fn optimal_bands_rows(threshold: f64, num_perm: usize, fn_weight: f64) -> (usize, usize) {
+    fn integrate(f: impl Fn(f64) -> f64, a: f64, b: f64) -> f64 {
+        // Composite Simpson; the integrands are smooth polynomials.
+        let n = 200;
+        let h = (b - a) / n as f64;
+        let mut s = f(a) + f(b);
+        for i in 1..n {
+            let w = if i % 2 == 1 { 4.0 } else { 2.0 };
+            s += w * f(a + i as f64 * h);
+        }
+        s * h / 3.0
+    }
+    let mut best = (f64::INFINITY, 1, 1);
+    for b in 1..=num_perm {
+        for r in 1..=num_perm / b {
+            let p = |s: f64| 1.0 - (1.0 - s.powi(r as i32)).powi(b as i32);
+            let fp = integrate(p, 0.0, threshold);
+            let fneg = integrate(|s| 1.0 - p(s), threshold, 1.0);
+            let err = (1.0 - fn_weight) * fp + fn_weight * fneg;
+            if err < best.0 {
+                best = (err, b, r);
+            }
+        }
+    }
+    (best.1, best.2)
+}
+
+const OPH_SEED: u64 = 0x6f70_6800_6d69_6e68; // "oph" "minh"
+
+/// One-permutation hashing with optimal densification (Li, Owen & Zhang 2012;
+/// Shrivastava 2017): one hash per shingle; its high bits pick one of `bins`
+/// bins and its low 32 bits compete for that bin's minimum. An empty bin takes
+/// the value of the first non-empty bin on its own fixed pseudo-random probe
+/// sequence, which depends only on the bin number, so two texts' signatures
+/// still agree in a bin with probability equal to their Jaccard similarity.
+/// Cost: one multiply per shingle instead of `bins`.
+pub fn one_permutation_signature(hashes: &[u64], bins: usize) -> Vec<u32> {
+    let mut sketch = OnePermutation::default();
+    sketch.reset(bins);
+    for &x in hashes {
+        sketch.add(x);
+    }
+    sketch.finish(&Probes::new(bins))
+}
+
+/// Steps of each bin's densification probe sequence computed ahead in [`Probes`].
+const PROBES_AHEAD: usize = 16;
+
+/// Bin `j`'s densification probe sequence: a splitmix stream seeded by `j`,
+/// reduced to a bin by multiply-shift (no division).
+#[inline]
+fn next_probe(state: &mut u64, bins: usize) -> usize {
+    (((splitmix(state) >> 32) * bins as u64) >> 32) as usize
+}
+
+/// The first [`PROBES_AHEAD`] steps of every bin's probe sequence, and the stream
+/// state after them (a longer search, rare, goes on from there). Short texts
+/// leave most bins empty, and densifying them was half the signature time when
+/// each probe computed its splitmix step; a table load has no dependency chain.
+pub struct Probes {
+    bins: usize,
+    ahead: Vec<u16>,
+    state: Vec<u64>,
+}
+
+impl Probes {
+    /// The probe table for `bins` bins (at most 65,536).
+    pub fn new(bins: usize) -> Probes {
+        let mut ahead = Vec::with_capacity(bins * PROBES_AHEAD);
+        let mut state = Vec::with_capacity(bins);
+        for j in 0..bins {
+            let mut st = OPH_SEED ^ ((j as u64) << 32);
+            for _ in 0..PROBES_AHEAD {
+                ahead.push(next_probe(&mut st, bins) as u16);
+            }
+            state.push(st);
+        }
+        Probes { bins, ahead, state }
+    }
+}
+
+/// The running bin minimums of [`one_permutation_signature`], and a bit per
+/// bin saying whether it holds one (so densification walks only the empty bins,
+/// without a mispredicted branch per bin).
+#[derive(Default)]
+struct OnePermutation {
+    mins: Vec<u32>,
+    filled: Vec<u64>,
+}
+
+impl OnePermutation {
+    fn reset(&mut self, bins: usize) {
+        self.mins.clear();
+        self.mins.resize(bins, u32::MAX);
+        self.filled.clear();
+        self.filled.resize(bins.div_ceil(64), 0);
+    }
+
+    #[inline]
+    fn add(&mut self, x: u64) {
+        let mut st = x ^ OPH_SEED;
+        let h = splitmix(&mut st);
+        let bin = (((h >> 32) * self.mins.len() as u64) >> 32) as usize;
+        let v = h as u32;
+        if let (Some(m), Some(f)) = (self.mins.get_mut(bin), self.filled.get_mut(bin >> 6)) {
+            // An empty bin holds u32::MAX, so `min` alone is right unless v is u32::MAX too.
+            *m = (*m).min(v);
+            *f |= 1 << (bin & 63);
+        }
+    }
+
+    #[inline]
+    fn is_filled(&self, k: usize) -> bool {
+        self.filled[k >> 6] >> (k & 63) & 1 == 1
+    }
+
+    /// The signature, empty bins densified (all `u32::MAX` when nothing was added).
+    fn finish(&self, probes: &Probes) -> Vec<u32> {
+        let bins = self.mins.len();
+        assert_eq!(probes.bins, bins, "probe table for another signature length");
+        let mut out = self.mins.clone();
+        if self.filled.iter().all(|&w| w == 0) {
+            return out;
+        }
+        for (w, &word) in self.filled.iter().enumerate() {
+            let mut empty = !word;
+            while empty != 0 {
+                let j = w * 64 + empty.trailing_zeros() as usize;
+                empty &= empty - 1;
+                if j >= bins {
+                    break;
+                }
+                let ahead = &probes.ahead[j * PROBES_AHEAD..(j + 1) * PROBES_AHEAD];
+                let k = match ahead.iter().find(|&&k| self.is_filled(k as usize)) {
+                    Some(&k) => k as usize,
+                    None => {
+                        let mut st = probes.state[j];
+                        loop {
+                            let k = next_probe(&mut st, bins);
+                            if self.is_filled(k) {
+                                break k;
+                            }
+                        }
+                    }
+                };
+                out[j] = self.mins[k];
+            }
+        }
+        out
+    }
+}
+
+/// Full-width ASCII (`Ａ１！`) to half-width.
+#[inline]
+fn fold_width(c: char) -> char {
+    match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        0x3000 => ' ',
+        _ => c,
+    }
+}
+
+/// [`fold_table`] entry bits: the folded character is in the low 21 bits; a
+/// letter or digit has `ALNUM` (every other character only separates words).
+const ALNUM: u32 = 1 << 24;
+/// The letter is a CJK character (a word of its own).
+const CJK: u32 = 1 << 25;
+/// The character needs [`fold_slow`]: fast2s converts it by its neighbours, or
+/// its lower case is several characters (`İ`).
+const SLOW: u32 = 1 << 26;
+const CHAR_BITS: u32 = (1 << 21) - 1;
+
+/// The normalization of every BMP character, computed once per setting of
+/// `fold_traditional` (256 KiB each): traditional -> simplified (decontam's
+/// memoized fast2s table), full-width -> half-width, then lower case, with the
+/// letter/digit and CJK tests folded into the entry. Per character that is one
+/// load instead of three hash lookups, a width match, two Unicode property
+/// searches and a lower-case iterator.
+fn fold_table(fold_traditional: bool) -> &'static [u32] {
+    static WITH_T2S: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    static WITHOUT_T2S: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
+    let cell = if fold_traditional { &WITH_T2S } else { &WITHOUT_T2S };
+    cell.get_or_init(|| {
+        let t2s = t2s_table();
+        (0..0x10000u32)
+            .map(|u| {
+                let Some(c) = char::from_u32(u) else {
+                    return 0; // surrogates: never in a str
+                };
+                let simple = if fold_traditional && c.len_utf8() == 3 {
+                    match t2s[u as usize] {
+                        0 => return SLOW, // converted by context
+                        s => char::from_u32(s as u32).unwrap_or(c),
+                    }
+                } else {
+                    c
+                };
+                let w = fold_width(simple);
+                if !w.is_alphanumeric() {
+                    return 0;
+                }
+                let mut lower = w.to_lowercase();
+                match (lower.next(), lower.next()) {
+                    (Some(l), None) => l as u32 | ALNUM | if is_cjk(w) { CJK } else { 0 },
+                    _ => SLOW,
+                }
+            })
+            .collect()
+    })
+}
+
+/// A text normalized for shingling: its letters and digits (folded as
+/// [`fold_table`] says) and where its words start.
+#[derive(Default)]
+struct Units {
+    /// The kept characters, in order.
+    chars: Vec<u32>,
+    /// Index in `chars` where each word starts, plus `chars.len()`. A word is a
+    /// run of non-CJK letters and digits, or one CJK character.
+    word_at: Vec<u32>,
+    /// CJK characters among `chars`.
+    cjk: usize,
+    /// Whether the last kept character continues a non-CJK word.
+    in_word: bool,
+}
+
+impl Units {
+    #[inline]
+    fn push(&mut self, c: u32, cjk: bool) {
+        if cjk || !self.in_word {
+            self.word_at.push(self.chars.len() as u32);
+        }
+        self.cjk += cjk as usize;
+        self.in_word = !cjk;
+        self.chars.push(c);
+    }
+
+    fn words(&self) -> usize {
+        self.word_at.len() - 1
+    }
+}
+
+/// Normalize `text` into `u` (cleared first): the steps of [`fold_table`], every
+/// character that is not a letter or digit dropped.
+fn normalize_into(text: &str, fold_traditional: bool, u: &mut Units) {
+    let table = fold_table(fold_traditional);
+    u.chars.clear();
+    u.word_at.clear();
+    u.cjk = 0;
+    u.in_word = false;
+    // The previous original character: fast2s's context (`'0'` at the start).
+    let mut prev = '0';
+    let mut it = text.chars();
+    while let Some(c) = it.next() {
+        let e = table.get(c as usize).copied().unwrap_or(SLOW);
+        if e & ALNUM != 0 {
+            u.push(e & CHAR_BITS, e & CJK != 0);
+        } else if e & SLOW != 0 {
+            let next = it.clone().next().unwrap_or('0');
+            fold_slow(c, prev, next, fold_traditional, u);
+        } else {
+            u.in_word = false;
+        }
+        prev = c;
+    }
+    u.word_at.push(u.chars.len() as u32);
+}
+
+/// The characters [`fold_table`] cannot answer alone: outside the BMP, converted
+/// by context, or lower-cased to several characters.
+#[cold]
+fn fold_slow(c: char, prev: char, next: char, fold_traditional: bool, u: &mut Units) {
+    let simple = if fold_traditional && c.len_utf8() == 3 {
+        simplify(t2s_table(), prev, c, || next)
+    } else {
+        c
+    };
+    let w = fold_width(simple);
+    if !w.is_alphanumeric() {
+        u.in_word = false;
+        return;
+    }
+    let cjk = is_cjk(w);
+    if cjk || !u.in_word {
+        u.word_at.push(u.chars.len() as u32);
+    }
+    u.cjk += cjk as usize;
+    u.in_word = !cjk;
+    for l in w.to_lowercase() {
+        u.chars.push(l as u32);
+    }
+}
+
+const CHAR_SEED: u64 = 0x6368_6172_0000_0001; // "char"
+const WORD_SEED: u64 = 0x776f_7264_0000_0001; // "word"
+const FNV_PRIME: u64 = 0x100_0000_01b3;
+
+/// The hash of one word: FNV-1a over its characters, then a 64-bit finalizer.
+#[inline]
+fn word_hash(chars: &[u32]) -> u64 {
+    let mut h = WORD_SEED;
+    for &c in chars {
+        h = (h ^ c as u64).wrapping_mul(FNV_PRIME);
+    }
+    mix(h)
+}
+
+/// The hash of every window of `k` consecutive values out of `n` (`value(i)`),
+/// or one hash of all `n` when `n < k` (so a short text still has a shingle of
+/// its own): a cyclic polynomial ("buzhash", Cohen 1997), rolled forward with
+/// one rotate and two xors per window instead of rehashing `k` values.
+#[inline]
+fn rolling_hashes(n: usize, k: usize, value: impl Fn(usize) -> u64, mut sink: impl FnMut(u64)) {
+    if n == 0 {
+        return;
+    }
+    let k = k.min(n);
+    let out_rot = (k % 64) as u32;
+    let mut h = 0u64;
+    for i in 0..k {
+        h = h.rotate_left(1) ^ value(i);
+    }
+    sink(h);
+    for i in k..n {
+        h = h.rotate_left(1) ^ value(i - k).rotate_left(out_rot) ^ value(i);
+        sink(h);
+    }
+}
+
+/// Whether a normalized text is shingled by characters.
+fn by_char(cfg: &Shingling, u: &Units) -> bool {
+    match cfg.shingle {
+        ShingleMode::Char => true,
+        ShingleMode::Word => false,
+        // Each CJK character is a word too.
+        ShingleMode::Auto => u.cjk > 0 && u.cjk as f64 >= cfg.auto_cjk_share * u.words() as f64,
+    }
+}
+
+/// Hand every shingle hash of `u` to `sink` (`words` is scratch for word hashes).
+fn for_each_shingle(cfg: &Shingling, u: &Units, by_char: bool, words: &mut Vec<u64>, sink: impl FnMut(u64)) {
+    if by_char {
+        // Each character's hash is a multiply-xorshift of its code point.
+        let chars = &u.chars;
+        rolling_hashes(
+            chars.len(),
+            cfg.char_ngram,
+            |i| mix(chars[i] as u64 ^ CHAR_SEED),
+            sink,
+        );
+    } else {
+        words.clear();
+        words.extend(
+            u.word_at
+                .windows(2)
+                .map(|w| word_hash(&u.chars[w[0] as usize..w[1] as usize])),
+        );
+        rolling_hashes(words.len(), cfg.word_ngram, |i| words[i], sink);
+    }
+}
+
+/// Per-thread buffers of [`MinHasher::signature`], reused from record to record.
+#[derive(Default)]
+struct Scratch {
+    units: Units,
+    words: Vec<u64>,
+    hashes: Vec<u64>,
+    sketch: OnePermutation,
+}
+
+impl Scratch {
+    /// Give back the memory of an unusually long record (bounded memory per thread).
+    fn trim(&mut self) {
+        const KEEP: usize = 1 << 20;
+        if self.units.chars.capacity() > KEEP {
+            *self = Scratch::default();
+        }
+        if self.hashes.capacity() > KEEP || self.words.capacity() > KEEP {
+            self.hashes = Vec::new();
+            self.words = Vec::new();
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The shingle hashes of a text and whether it was cut by characters.
+#[cfg(test)]
+fn shingles(cfg: &Shingling, text: &str) -> (Vec<u64>, bool) {
+    let mut u = Units::default();
+    normalize_into(text, cfg.fold_traditional, &mut u);
+    let by_char = by_char(cfg, &u);
+    let mut out = Vec::new();
+    if !u.chars.is_empty() {
+        for_each_shingle(cfg, &u, by_char, &mut Vec::new(), |h| out.push(h));
+    }
+    (out, by_char)
+}
+
+/// Estimated Jaccard similarity: the fraction of equal minimums.
+pub fn estimate(a: &[u32], b: &[u32]) -> f64 {
+    let eq = a.iter().zip(b).filter(|(x, y)| x == y).count();
+    eq as f64 / a.len().max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn hasher(cfg: Shingling) -> MinHasher {
+        MinHasher::new(cfg, 20, 6)
+    }
+
+    fn exact_jaccard(cfg: &Shingling, a: &str, b: &str) -> f64 {
+        let sa: HashSet<u64> = shingles(cfg, a).0.into_iter().collect();
+        let sb: HashSet<u64> = shingles(cfg, b).0.into_iter().collect();
+        sa.intersection(&sb).count() as f64 / sa.union(&sb).count() as f64
+    }
+
+    fn random_text(seed: u64, words: usize, chinese: bool) -> String {
+        let zh = [
+            "数据", "清洗", "模型", "训练", "质量", "中文", "文本", "指令", "回答", "问题", "方法", "系统",
+        ];
+        let en = [
+            "data", "clean", "model", "train", "quality", "text", "answer", "question", "method", "system",
+            "the", "of",
+        ];
+        let mut st = seed;
+        (0..words)
+            .map(|_| {
+                let i = (splitmix(&mut st) % 12) as usize;
+                if chinese {
+                    zh[i].to_string()
+                } else {
+                    format!("{} ", en[i])
+                }
+            })
+            .collect()
+    }
+
+    /// Replace a fraction of the words, so pairs span the whole Jaccard range.
+    fn mutate(seed: u64, text: &str, chinese: bool, frac: f64) -> String {
+        let mut st = seed ^ 0xabcdef;
+        let unit: Vec<String> = if chinese {
+            text.chars()
+                .collect::<Vec<_>>()
+                .chunks(2)
+                .map(|c| c.iter().collect())
+                .collect()
+        } else {
+            text.split_whitespace().map(|w| format!("{w} ")).collect()
+        };
+        unit.into_iter()
+            .map(|w| {
+                if (splitmix(&mut st) % 1000) as f64 / 1000.0 < frac {
+                    if chinese {
+                        "变化".to_string()
+                    } else {
+                        "changed ".to_string()
+                    }
+                } else {
+                    w
+                }
+            })
+            .collect()
+    }
+
+    /// The normalization as it was written before the fold table: fast2s over the
+    /// whole text, then width, letter/digit test, CJK test and lower case per character.
+    fn reference_units(text: &str, fold_traditional: bool) -> (Vec<u32>, Vec<u32>, usize) {
+        let text = if fold_traditional {
+            crate::decontam::normalize::to_simplified(text)
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
+        let (mut chars, mut word_at, mut cjk_count) = (Vec::new(), Vec::new(), 0);
+        let mut in_word = false;
+        for c in text.chars() {
+            let c = fold_width(c);
+            if !c.is_alphanumeric() {
+                in_word = false;
+                continue;
+            }
+            let cjk = is_cjk(c);
+            cjk_count += cjk as usize;
+            if cjk || !in_word {
+                word_at.push(chars.len() as u32);
+            }
+            in_word = !cjk;
+            chars.extend(c.to_lowercase().map(|l| l as u32));
+        }
+        word_at.push(chars.len() as u32);
+        (chars, word_at, cjk_count)
+    }
+
+    #[test]
+    fn fold_table_matches_the_per_character_normalization() {
+        // Every character (BMP and a few beyond), each between other neighbours,
+        // and fast2s's context characters in and out of their contexts.
+        let all: String = (0..=0x10FFFFu32)
+            .filter(|u| *u < 0x10000 || u % 97 == 0)
+            .filter_map(char::from_u32)
+            .collect();
+        let texts = [
+            all.as_str(),
+            "乾隆的乾兒子一邊乾淨利落地擲出了一個乾卦，一邊嘴裡嚼着芒果乾。",
+            "企畫 計畫 企劃 畫圖 畫畫 兒寬 答覆 甚夥 瞭望 幺麽 樊於期 看著 苧麻 闔家 鍾書 校讎",
+            "乾",
+            "İstanbul ǅ ﬁ ẞ Ａ１！ 数据ABC123 𠀀𠀁 def",
+            "",
+        ];
+        for fold_traditional in [true, false] {
+            for t in texts {
+                let mut u = Units::default();
+                normalize_into(t, fold_traditional, &mut u);
+                let (chars, word_at, cjk) = reference_units(t, fold_traditional);
+                assert!(
+                    u.chars == chars,
+                    "chars differ (fold_traditional {fold_traditional}) in {:.40}",
+                    t
+                );
+                assert!(u.word_at == word_at, "words differ in {:.40}", t);
+                assert_eq!(u.cjk, cjk);
+            }
+        }
+    }
+
+    #[test]
+    fn rolling_hashes_are_the_windows_hashed_whole() {
+        let values: Vec<u64> = (0..200u64).map(|i| mix(i % 13 + 1)).collect();
+        for k in [1, 2, 5, 63, 64, 65, 130, 250] {
+            let mut rolled = Vec::new();
+            rolling_hashes(values.len(), k, |i| values[i], |h| rolled.push(h));
+            let whole: Vec<u64> = values
+                .windows(k.min(values.len()))
+                .map(|w| w.iter().fold(0u64, |h, &v| h.rotate_left(1) ^ v))
+                .collect();
+            assert_eq!(rolled, whole, "k {k}");
+        }
+        let mut none = Vec::new();
+        rolling_hashes(0, 5, |_| 0, |h| none.push(h));
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn jaccard_estimate_tracks_exact_jaccard() {
+        for hashing in [Hashing::Classic, Hashing::OnePermutation] {
+            let s = hasher(Shingling {
+                hashing,
+                ..Shingling::default()
+            });
+            let mut errs = Vec::new();
+            for i in 0..300u64 {
+                let chinese = i % 2 == 0;
+                // From 20 words (fewer shingles than bins: densification at work) to 300.
+                let a = random_text(i, 20 + (i as usize * 7) % 280, chinese);
+                let b = mutate(i, &a, chinese, (i % 10) as f64 / 12.0);
+                let exact = exact_jaccard(&s.cfg, &a, &b);
+                let est = estimate(&s.signature(&a).unwrap(), &s.signature(&b).unwrap());
+                // Standard error sqrt(J(1-J)/128) <= 0.044; 4 sigma never fails by chance here.
+                assert!(
+                    (est - exact).abs() < 0.18,
+                    "{hashing:?} pair {i}: exact {exact:.3} est {est:.3}"
+                );
+                errs.push(est - exact);
+            }
+            let n = errs.len() as f64;
+            let mean_abs = errs.iter().map(|e| e.abs()).sum::<f64>() / n;
+            let bias = errs.iter().sum::<f64>() / n;
+            assert!(mean_abs < 0.04, "{hashing:?}: mean abs error {mean_abs:.4}");
+            assert!(bias.abs() < 0.01, "{hashing:?}: bias {bias:.4}");
+        }
+    }
+
+    #[test]
+    fn one_permutation_handles_short_and_identical_texts() {
+        let s = hasher(Shingling {
+            hashing: Hashing::OnePermutation,
+            ..Shingling::default()
+        });
+        let a = s.signature("好").unwrap();
+        let b = s.signature("是的").unwrap();
+        assert!(estimate(&a, &b) < 0.1);
+        assert_eq!(s.signature("好！"), Some(a));
+        let t = random_text(3, 100, true);
+        assert_eq!(
+            estimate(&s.signature(&t).unwrap(), &s.signature(&t).unwrap()),
+            1.0
+        );
+        // Pinned values: a change here changes every stored signature.
+        let sig = one_permutation_signature(&[1, 2, 3], 8);
+        assert_eq!(sig.len(), 8);
+        assert_eq!(sig, one_permutation_signature(&[3, 2, 1], 8));
+    }
+    #[test]
+    fn short_texts_do_not_collide() {
+        let s = hasher(Shingling::default());
+        let texts = [
+            "好",
+            "是的",
+            "ok",
+            "no",
+            "谢谢你",
+            "yes please",
+            "1",
+            "2",
+            "你好呀",
+            "hi",
+        ];
+        let sigs: Vec<Vec<u32>> = texts.iter().map(|t| s.signature(t).unwrap()).collect();
+        for i in 0..sigs.len() {
+            for j in i + 1..sigs.len() {
+                assert!(estimate(&sigs[i], &sigs[j]) < 0.1, "{} vs {}", texts[i], texts[j]);
+            }
+        }
+        assert!(s.signature("").is_none());
+        assert!(s.signature("……！？ ...").is_none());
+        // The same short text (after folding) is the same signature.
+        assert_eq!(s.signature("好！"), s.signature("好"));
+    }
+
+    #[test]
+    fn chinese_is_shingled_by_character() {
+        let cfg = Shingling::default();
+        let (h, by_char) = shingles(&cfg, "今天天气很好，我们去公园散步吧。");
+        assert!(by_char);
+        // 14 letters -> 10 character 5-grams.
+        assert_eq!(h.len(), 10);
+        let (h, by_char) = shingles(&cfg, "The quick brown fox jumps over the lazy dog");
+        assert!(!by_char);
+        assert_eq!(h.len(), 7); // 9 words -> 7 word 3-grams
+                                // Punctuation width, spacing, case and traditional characters fold away.
+        assert_eq!(
+            shingles(&cfg, "今天天氣很好，我們去公園散步吧。").0,
+            shingles(&cfg, "今天天气很好,我们 去公园散步吧!").0
+        );
+        assert_eq!(
+            shingles(&cfg, "Ｈｅｌｌｏ, World!").0,
+            shingles(&cfg, "hello world").0
+        );
+    }
+
+    #[test]
+    fn signatures_are_deterministic() {
+        let a = hasher(Shingling::default());
+        let b = hasher(Shingling::default());
+        let t = random_text(7, 80, true);
+        assert_eq!(a.signature(&t), b.signature(&t));
+        // Pinned: a change here changes every stored signature and resumed state.
+        let sig = a.signature("数据清洗是训练大模型的第一步").unwrap();
+        assert_eq!(sig.len(), 128);
+        let again = hasher(Shingling::default()).signature("数据清洗是训练大模型的第一步");
+        assert_eq!(Some(sig), again);
+    }
+}

@@ -1,0 +1,395 @@
+//! Executing stages on batches, and the main pass.
+//!
+//! [`run_stages`] is the one path every stage goes through: a run of per-record
+//! stages in parallel (`Stage::process`, per record), the key of the global stage
+//! that ends the run in the same parallel pass (`GlobalStage::key`), then that
+//! stage's `decide` in input order on this thread (or, in its prepass, `observe`).
+//! Results keep input order, so output never depends on the thread count.
+//! [`main_pass`] drives it over the reader's batches, keeps the books and hands
+//! serialized batches to the writer.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{anyhow, Context, Result};
+use rayon::prelude::*;
+
+use super::checkpoint::Checkpoint;
+use super::options::RunOptions;
+use super::read::{parse_item, preview, reader_thread, ParseContext, ReadMsg, ReaderJob, Rejection, Slot};
+use super::write::{rejection_line, writer_thread, BatchOutput, UnitEnd, WriteBatch, WriterState};
+use crate::config::{OutputFormat, Pipeline};
+use crate::io::writer::part_file_name;
+use crate::io::Source;
+use crate::progress::Progress;
+use crate::stage::{AnyKey, DynGlobalStage, PipelineStage, Verdict};
+use crate::stats::RejectSample;
+
+/// Per-stage counts and time, added to from the worker threads.
+#[derive(Default)]
+pub(super) struct Counters {
+    input: AtomicU64,
+    modified: AtomicU64,
+    nanos: AtomicU64,
+}
+
+/// Copy the stage counters into the checkpoint's books (`base`: counts before a resume).
+fn sync_stage_stats(cp: &mut Checkpoint, counters: &[Counters], base: &[(u64, u64, f64)]) {
+    let n = cp.stats.stages.len();
+    cp.stats.stages[0].input = cp.stats.input;
+    cp.stats.stages[0].kept = cp.stats.input - cp.stats.stages[0].dropped;
+    for i in 1..n {
+        let c = &counters[i - 1];
+        let (bi, bm, bs) = base[i - 1];
+        let s = &mut cp.stats.stages[i];
+        s.input = bi + c.input.load(Ordering::Relaxed);
+        s.modified = bm + c.modified.load(Ordering::Relaxed);
+        s.seconds = bs + c.nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        s.kept = s.input - s.dropped;
+    }
+}
+
+/// Turn a live slot into a rejection by pipeline stage `stage` (0-based).
+pub(super) fn drop_slot(slot: &mut Slot, stage: usize, reason: String, detail: String, meta_field: &str) {
+    let Slot::Live(rec) = slot else { return };
+    let origin = rec.origin.to_string();
+    let text = rec.full_text();
+    let gone = Rejection {
+        stage: stage + 1,
+        reason,
+        detail,
+        id: rec.id.clone(),
+        origin,
+        record: Some(rec.to_output(meta_field)),
+        preview: preview(&text, 300),
+        raw: None,
+    };
+    *slot = Slot::Gone(Box::new(gone));
+}
+
+/// Apply a stage's verdict to a slot.
+fn apply(verdict: Verdict, slot: &mut Slot, stage: usize, c: &Counters, meta_field: &str) {
+    match verdict {
+        Verdict::Keep => {}
+        Verdict::Modified => {
+            c.modified.fetch_add(1, Ordering::Relaxed);
+        }
+        Verdict::Drop { reason, detail } => drop_slot(slot, stage, reason, detail, meta_field),
+    }
+}
+
+/// Run every stage over a batch: each run of per-record stages in parallel,
+/// together with the key of the global stage after it, then that global stage's
+/// `decide` in input order. `observe_last`: the last stage is in its prepass and
+/// `observe`s instead of deciding.
+pub(super) fn run_stages(
+    stages: &mut [PipelineStage],
+    counters: &[Counters],
+    slots: &mut [Slot],
+    meta_field: &str,
+    observe_last: bool,
+) -> Result<()> {
+    let n = stages.len();
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j < n && matches!(stages[j], PipelineStage::PerRecord(_)) {
+            j += 1;
+        }
+        let (group, rest) = stages[i..].split_at_mut(j - i);
+        let mut global: Option<&mut dyn DynGlobalStage> = rest.first_mut().and_then(|s| s.global());
+        let keys: Vec<Option<AnyKey>> = {
+            let global: Option<&dyn DynGlobalStage> = global.as_deref();
+            slots
+                .par_iter_mut()
+                .map(|slot| -> Result<Option<AnyKey>> {
+                    for (k, stage) in group.iter().enumerate() {
+                        let PipelineStage::PerRecord(stage) = stage else {
+                            unreachable!("the group holds per-record stages only")
+                        };
+                        let idx = i + k;
+                        let Slot::Live(rec) = slot else { return Ok(None) };
+                        let c = &counters[idx];
+                        c.input.fetch_add(1, Ordering::Relaxed);
+                        let t = Instant::now();
+                        let v = stage.process(rec).with_context(|| {
+                            format!("stage `{}` on record `{}` ({})", stage.kind(), rec.id, rec.origin)
+                        })?;
+                        c.nanos
+                            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        apply(v, slot, idx, c, meta_field);
+                    }
+                    let (Some(g), Slot::Live(rec)) = (global, &mut *slot) else {
+                        return Ok(None);
+                    };
+                    let c = &counters[j];
+                    c.input.fetch_add(1, Ordering::Relaxed);
+                    let t = Instant::now();
+                    let key = g.key(rec).with_context(|| {
+                        format!("stage `{}` on record `{}` ({})", g.kind(), rec.id, rec.origin)
+                    })?;
+                    c.nanos
+                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    Ok(Some(key))
+                })
+                .collect::<Result<_>>()?
+        };
+        if let Some(g) = global.as_mut() {
+            let c = &counters[j];
+            let t = Instant::now();
+            let observe = observe_last && j + 1 == n;
+            for (slot, key) in slots.iter_mut().zip(keys) {
+                let Slot::Live(rec) = slot else { continue };
+                let key = key.context("internal error: a live record without its key")?;
+                let kind = g.kind();
+                if observe {
+                    g.observe(rec, key)
+                        .with_context(|| format!("stage `{kind}` on record `{}` ({})", rec.id, rec.origin))?;
+                } else {
+                    let v = g
+                        .decide(rec, key)
+                        .with_context(|| format!("stage `{kind}` on record `{}` ({})", rec.id, rec.origin))?;
+                    apply(v, slot, j, c, meta_field);
+                }
+            }
+            c.nanos
+                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+        i = j + 1;
+    }
+    Ok(())
+}
+
+/// Everything the main pass needs.
+pub(super) struct MainPass<'a> {
+    pub pipeline: &'a Pipeline,
+    pub opts: &'a RunOptions,
+    pub sources: &'a [Source],
+    pub out: &'a Path,
+    pub stages: &'a mut [PipelineStage],
+    pub stage_names: &'a [String],
+    pub pool: &'a rayon::ThreadPool,
+    pub started: Instant,
+}
+
+/// The main pass: read from the checkpoint's position, run the stages, write the
+/// parts, and at each unit's end update the books and hand the writer the checkpoint.
+pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
+    let MainPass {
+        pipeline,
+        opts,
+        sources,
+        out,
+        stages,
+        stage_names,
+        pool,
+        started,
+    } = job;
+    let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
+    let reader = {
+        let job = ReaderJob::new(
+            pipeline,
+            sources,
+            opts,
+            (cp.next_source, cp.next_chunk),
+            cp.records_read,
+        );
+        std::thread::spawn(move || reader_thread(job, read_tx))
+    };
+    let (write_tx, write_rx) = sync_channel::<WriteBatch>(4);
+    let writer = {
+        let st = WriterState {
+            out_dir: out.to_path_buf(),
+            cfg: pipeline.output.clone(),
+            current: None,
+        };
+        std::thread::spawn(move || writer_thread(st, write_rx))
+    };
+
+    let counters: Vec<Counters> = (0..stages.len()).map(|_| Counters::default()).collect();
+    let base_counts: Vec<(u64, u64, f64)> = cp
+        .stats
+        .stages
+        .iter()
+        .skip(1)
+        .map(|s| (s.input, s.modified, s.seconds))
+        .collect();
+    let map = Arc::new(pipeline.input.fields.clone());
+    let schema = pipeline.input.schema()?;
+    let meta_field = pipeline.output.meta_field.clone();
+    let samples_per = pipeline.run.report_samples;
+    let mut progress = Progress::new(opts.quiet, cp.records_read, cp.stats.kept);
+    let prior_seconds = cp.stats.seconds;
+    let mut failure: Option<anyhow::Error> = None;
+    let (mut unit_kept, mut unit_rejected) = (0u64, 0u64);
+
+    for msg in read_rx {
+        let batch = match msg {
+            ReadMsg::Batch(b) => b,
+            ReadMsg::Failed(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        let cx = ParseContext {
+            map: map.clone(),
+            schema,
+            source_name: sources[batch.source].name.clone(),
+        };
+        let n_items = batch.items.len() as u64;
+        let batch_bytes: u64 = batch.items.iter().map(|i| i.size() as u64).sum();
+        let result = pool.install(|| -> Result<BatchOutput> {
+            let mut slots: Vec<Slot> = batch
+                .items
+                .into_par_iter()
+                .map(|it| parse_item(it, &cx))
+                .collect();
+            run_stages(stages, &counters, &mut slots, &meta_field, false)?;
+            let outs: Vec<(bool, Vec<u8>)> = slots
+                .par_iter()
+                .map(|slot| match slot {
+                    Slot::Live(r) => {
+                        let mut line = Vec::with_capacity(256);
+                        r.write_output_line(&meta_field, &mut line);
+                        (true, line)
+                    }
+                    Slot::Gone(rej) => (false, rejection_line(rej, stage_names)),
+                })
+                .collect();
+            let (mut kept, mut rejected) = (Vec::new(), Vec::new());
+            let (mut nk, mut nr) = (0, 0);
+            for (is_kept, line) in outs {
+                if is_kept {
+                    kept.extend_from_slice(&line);
+                    nk += 1;
+                } else {
+                    rejected.extend_from_slice(&line);
+                    nr += 1;
+                }
+            }
+            let gone = slots
+                .into_iter()
+                .filter_map(|s| match s {
+                    Slot::Gone(r) => Some(*r),
+                    Slot::Live(_) => None,
+                })
+                .collect();
+            Ok((kept, nk, rejected, nr, gone))
+        });
+        let (kept, nk, rejected, nr, gone) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        // Books, in input order so samples are deterministic.
+        let stats = &mut cp.stats;
+        stats.input += n_items;
+        stats.kept += nk;
+        stats.rejected += nr;
+        stats.bytes_in += batch_bytes;
+        cp.records_read += n_items;
+        for rej in &gone {
+            let st = &mut stats.stages[rej.stage];
+            st.dropped += 1;
+            *st.reasons.entry(rej.reason.clone()).or_default() += 1;
+            let shown = stats
+                .samples
+                .iter()
+                .filter(|s| s.stage == stage_names[rej.stage] && s.reason == rej.reason)
+                .count();
+            if shown < samples_per {
+                // The report is for people: stages that find sensitive data mask it here,
+                // whichever stage dropped the record.
+                let preview = stages.iter().fold(rej.preview.clone(), |text, st| {
+                    st.scrub_for_display(&text).unwrap_or(text)
+                });
+                stats.samples.push(RejectSample {
+                    stage: stage_names[rej.stage].clone(),
+                    reason: rej.reason.clone(),
+                    id: rej.id.clone(),
+                    origin: rej.origin.clone(),
+                    detail: rej.detail.clone(),
+                    preview,
+                });
+            }
+        }
+        progress.update(cp.records_read, batch_bytes, nk);
+        unit_kept += nk;
+        unit_rejected += nr;
+        let source_done = batch.source_end.is_some();
+        cp.open_source.records += n_items;
+        cp.open_source.bytes += batch_bytes;
+        if let Some(notes) = batch.source_end {
+            let mut done = std::mem::take(&mut cp.open_source);
+            done.name = sources[batch.source].name.to_string();
+            done.notes = notes;
+            cp.stats.sources.push(done);
+        }
+        let stats = &mut cp.stats;
+        let end = if batch.unit_end {
+            let out_cfg = &pipeline.output;
+            if unit_kept > 0 {
+                let name = part_file_name(batch.source, batch.chunk, out_cfg.format, out_cfg.compression);
+                stats.kept_parts.push(format!("kept/{name}"));
+            }
+            if unit_rejected > 0 {
+                let name = part_file_name(
+                    batch.source,
+                    batch.chunk,
+                    OutputFormat::Jsonl,
+                    out_cfg.compression,
+                );
+                stats.rejected_parts.push(format!("rejected/{name}"));
+            }
+            (unit_kept, unit_rejected) = (0, 0);
+            sync_stage_stats(cp, &counters, &base_counts);
+            if source_done {
+                cp.next_source = batch.source + 1;
+                cp.next_chunk = 0;
+            } else {
+                cp.next_source = batch.source;
+                cp.next_chunk = batch.chunk + 1;
+            }
+            cp.stats.seconds = prior_seconds + started.elapsed().as_secs_f64();
+            let mut states = Vec::with_capacity(stages.len());
+            for (i, s) in stages.iter().enumerate() {
+                states.push(
+                    s.save_state()
+                        .with_context(|| format!("stage `{}`: cannot save state", stage_names[i + 1]))?,
+                );
+            }
+            Some(Box::new(UnitEnd {
+                checkpoint: cp.clone(),
+                states,
+            }))
+        } else {
+            None
+        };
+        let msg = WriteBatch {
+            source: batch.source,
+            chunk: batch.chunk,
+            kept,
+            n_kept: nk,
+            rejected,
+            n_rejected: nr,
+            end,
+        };
+        if write_tx.send(msg).is_err() {
+            break;
+        }
+    }
+    drop(write_tx);
+    let writer_result = writer.join().map_err(|_| anyhow!("writer thread panicked"))?;
+    let _ = reader.join();
+    progress.finish();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    writer_result?;
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! Reading: the reader thread cuts the sources into batches and *units* (the unit
+//! of output and of resumption: `part_records` items of one source), and the
+//! parallel parse step turns raw items into records or `malformed` rejections.
+//! [`map_records`] is the same reading for tools that run no pipeline (`curate
+//! audit`, `curate tokstats`).
+
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+
+use anyhow::Result;
+use rayon::prelude::*;
+use serde_json::{json, Map, Value};
+
+use super::options::RunOptions;
+use crate::config::Pipeline;
+use crate::io::{self, Payload, RawItem, Source};
+use crate::record::{FieldMap, Origin, Record, Schema};
+use crate::sharded::rank::Rank;
+
+/// A batch of raw items from one unit.
+pub(super) struct ReadBatch {
+    pub(super) source: usize,
+    pub(super) chunk: u64,
+    pub(super) items: Vec<RawItem>,
+    /// Last batch of its unit.
+    pub(super) unit_end: bool,
+    /// Last batch of its source: the reader's notes for the stats.
+    pub(super) source_end: Option<Vec<String>>,
+}
+
+pub(super) enum ReadMsg {
+    Batch(ReadBatch),
+    Failed(anyhow::Error),
+}
+
+/// One record's fate inside a batch.
+pub(super) enum Slot {
+    Live(Box<Record>),
+    Gone(Box<Rejection>),
+}
+
+pub(super) struct Rejection {
+    /// 0 = the reader; i + 1 = pipeline stage i.
+    pub(super) stage: usize,
+    pub(super) reason: String,
+    pub(super) detail: String,
+    pub(super) id: String,
+    pub(super) origin: String,
+    /// The record as it was when dropped (None for malformed input).
+    pub(super) record: Option<Map<String, Value>>,
+    pub(super) preview: String,
+    pub(super) raw: Option<(String, u64)>,
+}
+
+/// The first `max_chars` characters of a text, `…` when cut.
+pub(super) fn preview(text: &str, max_chars: usize) -> String {
+    let mut s: String = text.chars().take(max_chars).collect();
+    if text.chars().nth(max_chars).is_some() {
+        s.push('…');
+    }
+    s
+}
+
+/// Everything the parallel parse step needs.
+pub(super) struct ParseContext {
+    pub(super) map: Arc<FieldMap>,
+    pub(super) schema: Option<Schema>,
+    pub(super) source_name: Arc<str>,
+}
+
+/// Turn one raw input item into a [`Record`] as `curate run` does; `Err` gives the
+/// `malformed` detail. For tools that read inputs without running a pipeline (`curate audit`).
+pub fn parse_record(
+    item: RawItem,
+    map: &Arc<FieldMap>,
+    schema: Option<Schema>,
+    source_name: &Arc<str>,
+) -> std::result::Result<Record, String> {
+    let cx = ParseContext {
+        map: map.clone(),
+        schema,
+        source_name: source_name.clone(),
+    };
+    match parse_item(item, &cx) {
+        Slot::Live(r) => Ok(*r),
+        Slot::Gone(rej) => Err(rej.detail),
+    }
+}
+
+/// Parse one raw item into a live record or a `malformed` rejection.
+pub(super) fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
+    let origin = Origin {
+        source: cx.source_name.clone(),
+        line: item.pos.line,
+        index: item.pos.index,
+    };
+    let malformed = |detail: String, raw: &[u8], raw_len: u64| {
+        let text = String::from_utf8_lossy(raw).to_string();
+        Slot::Gone(Box::new(Rejection {
+            stage: 0,
+            reason: "malformed".into(),
+            detail,
+            id: origin.to_string(),
+            origin: origin.to_string(),
+            record: None,
+            preview: preview(&text, 300),
+            raw: Some((text, raw_len)),
+        }))
+    };
+    let (fields, schema) = match item.payload {
+        Payload::Malformed { detail, raw, raw_len } => return malformed(detail, &raw, raw_len),
+        Payload::Json(bytes) => {
+            let text = match std::str::from_utf8(&bytes) {
+                Ok(t) => t,
+                Err(e) => {
+                    let cut = &bytes[..bytes.len().min(io::MALFORMED_KEEP_BYTES)];
+                    return malformed(
+                        format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),
+                        cut,
+                        bytes.len() as u64,
+                    );
+                }
+            };
+            match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(m)) => (m, cx.schema),
+                Ok(other) => {
+                    let cut = &bytes[..bytes.len().min(io::MALFORMED_KEEP_BYTES)];
+                    return malformed(
+                        format!(
+                            "expected a JSON object, found {}",
+                            crate::record::json_type(&other)
+                        ),
+                        cut,
+                        bytes.len() as u64,
+                    );
+                }
+                Err(e) => {
+                    let cut = &bytes[..bytes.len().min(io::MALFORMED_KEEP_BYTES)];
+                    return malformed(format!("invalid JSON: {e}"), cut, bytes.len() as u64);
+                }
+            }
+        }
+        Payload::Row(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(Value::Object(m)) => (m, cx.schema),
+            _ => {
+                return malformed(
+                    "row is not a JSON object".into(),
+                    text.as_bytes(),
+                    text.len() as u64,
+                )
+            }
+        },
+        Payload::Html { bytes, file } => {
+            let (html, encoding) = io::html::decode_html(&bytes);
+            let mut m = Map::new();
+            m.insert(cx.map.id.clone(), Value::String(file));
+            m.insert(cx.map.html.clone(), Value::String(html));
+            let mut rec = match Record::from_object(m, Some(Schema::Html), cx.map.clone(), origin.clone()) {
+                Ok(r) => r,
+                Err(e) => return malformed(e, &[], 0),
+            };
+            rec.annotate("decode", json!({ "encoding": encoding }));
+            return Slot::Live(Box::new(rec));
+        }
+    };
+    match Record::try_from_object(fields, schema, cx.map.clone(), origin.clone()) {
+        Ok(r) => Slot::Live(Box::new(r)),
+        Err((detail, fields)) => {
+            let text = serde_json::to_string(&fields).unwrap_or_default();
+            Slot::Gone(Box::new(Rejection {
+                stage: 0,
+                reason: "malformed".into(),
+                detail,
+                id: origin.to_string(),
+                origin: origin.to_string(),
+                record: Some(fields),
+                preview: preview(&text, 300),
+                raw: None,
+            }))
+        }
+    }
+}
+
+/// What the reader thread needs: sources, where to start, and how to cut units.
+pub(super) struct ReaderJob {
+    sources: Vec<Source>,
+    /// (source, chunk) of the first unit not yet done.
+    start: (usize, u64),
+    records_read: u64,
+    limit: Option<u64>,
+    part_records: u64,
+    batch_records: usize,
+    batch_bytes: usize,
+    max_record_bytes: u64,
+    fields: FieldMap,
+    rank: Option<Rank>,
+}
+
+impl ReaderJob {
+    /// The reader for this pipeline and run options, starting at `start` with `records_read` done.
+    pub(super) fn new(
+        pipeline: &Pipeline,
+        sources: &[Source],
+        opts: &RunOptions,
+        start: (usize, u64),
+        records_read: u64,
+    ) -> Self {
+        ReaderJob {
+            sources: sources.to_vec(),
+            start,
+            records_read,
+            limit: opts.limit,
+            part_records: pipeline.output.part_records,
+            batch_records: pipeline.run.batch_records,
+            batch_bytes: pipeline.run.batch_bytes,
+            max_record_bytes: pipeline.input.max_record_bytes,
+            fields: pipeline.input.fields.clone(),
+            rank: opts.rank,
+        }
+    }
+}
+
+/// Read the job's sources into batches on `tx`, cutting units of `part_records`.
+pub(super) fn reader_thread(job: ReaderJob, tx: SyncSender<ReadMsg>) {
+    let ReaderJob {
+        sources,
+        start,
+        records_read,
+        limit,
+        part_records,
+        batch_records,
+        batch_bytes,
+        max_record_bytes,
+        fields,
+        rank,
+    } = job;
+    let mut remaining = limit.map(|l| l.saturating_sub(records_read));
+    let mine = |si: &usize| rank.is_none_or(|r| r.owns(*si));
+    for (si, source) in sources
+        .iter()
+        .enumerate()
+        .skip(start.0)
+        .filter(|(si, _)| mine(si))
+    {
+        if remaining == Some(0) {
+            break;
+        }
+        let mut reader = match io::open_source(source, max_record_bytes, &fields) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(ReadMsg::Failed(e));
+                return;
+            }
+        };
+        let first_chunk = if si == start.0 { start.1 } else { 0 };
+        // Resuming inside a source: skip the items of finished units.
+        for _ in 0..first_chunk * part_records {
+            if reader.next_item().is_none() {
+                break;
+            }
+        }
+        let mut chunk = first_chunk;
+        let mut in_chunk: u64 = 0;
+        let mut items = Vec::new();
+        let mut bytes = 0usize;
+        let mut records: u64 = first_chunk * part_records;
+        loop {
+            let next = if remaining == Some(0) {
+                None
+            } else {
+                reader.next_item()
+            };
+            let Some(item) = next else {
+                let notes = {
+                    let mut n = reader.notes();
+                    if records == 0 {
+                        n.push("no records (empty source)".into());
+                    }
+                    if remaining == Some(0) {
+                        n.push("stopped early by --limit".into());
+                    }
+                    n
+                };
+                let batch = ReadBatch {
+                    source: si,
+                    chunk,
+                    items: std::mem::take(&mut items),
+                    unit_end: true,
+                    source_end: Some(notes),
+                };
+                if tx.send(ReadMsg::Batch(batch)).is_err() {
+                    return;
+                }
+                break;
+            };
+            if let Some(r) = remaining.as_mut() {
+                *r -= 1;
+            }
+            records += 1;
+            in_chunk += 1;
+            bytes += item.size();
+            items.push(item);
+            let unit_end = in_chunk == part_records;
+            if unit_end || items.len() >= batch_records || bytes >= batch_bytes {
+                let batch = ReadBatch {
+                    source: si,
+                    chunk,
+                    items: std::mem::take(&mut items),
+                    unit_end,
+                    source_end: None,
+                };
+                bytes = 0;
+                if tx.send(ReadMsg::Batch(batch)).is_err() {
+                    return;
+                }
+                if unit_end {
+                    chunk += 1;
+                    in_chunk = 0;
+                }
+            }
+        }
+    }
+}
+
+/// Records read per parallel batch by [`map_records`].
+const MAP_BATCH: usize = 4096;
+
+/// Read every source (`limit`: at most that many items) in batches, parse each
+/// item as `curate run` does and apply `per_record` to it in parallel on `pool`
+/// (with the item's size in bytes; `Err` carries the `malformed` detail); `per_batch` gets each batch's results
+/// in input order. For tools that read inputs without running a pipeline.
+pub fn map_records<T: Send>(
+    sources: &[Source],
+    schema: Option<Schema>,
+    pool: &rayon::ThreadPool,
+    limit: Option<u64>,
+    per_record: impl Fn(u64, std::result::Result<Record, String>) -> T + Sync + Send,
+    mut per_batch: impl FnMut(Vec<T>) -> Result<()>,
+) -> Result<()> {
+    let map = Arc::new(FieldMap::default());
+    let mut left = limit.unwrap_or(u64::MAX);
+    for src in sources {
+        let mut reader = io::open_source(src, 64 << 20, &map)?;
+        loop {
+            let room = left.min(MAP_BATCH as u64) as usize;
+            if room == 0 {
+                return Ok(());
+            }
+            let batch: Vec<RawItem> = std::iter::from_fn(|| reader.next_item()).take(room).collect();
+            if batch.is_empty() {
+                break;
+            }
+            left -= batch.len() as u64;
+            let done: Vec<T> = pool.install(|| {
+                batch
+                    .into_par_iter()
+                    .map(|item| {
+                        let size = item.size() as u64;
+                        per_record(size, parse_record(item, &map, schema, &src.name))
+                    })
+                    .collect()
+            });
+            per_batch(done)?;
+        }
+    }
+    Ok(())
+}
