@@ -12,6 +12,7 @@ pub mod finetune;
 pub mod io;
 pub mod lm_score;
 pub mod minhash_prepass;
+pub mod pii;
 pub mod progress;
 pub mod record;
 pub mod report;
