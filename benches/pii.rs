@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use curate::stages::pii::{redact, PiiDetector};
+use curate::pii::{redact, PiiDetector};
 
 fn corpus(megabytes: usize) -> Vec<String> {
     let parts = [

@@ -14,6 +14,7 @@ pub mod extract;
 pub mod finetune;
 pub mod io;
 pub mod lm_score;
+pub mod pii;
 pub mod progress;
 pub mod record;
 pub mod report;

@@ -24,39 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a pipeline: read, filter, write kept and rejected records, stats and a report.
-    Run {
-        /// The pipeline file (TOML).
-        pipeline: PathBuf,
-        /// Input files, directories or globs (replace `[input] paths`).
-        #[arg(long, num_args = 1..)]
-        input: Vec<PathBuf>,
-        /// Output directory (replaces `[output] dir`).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Worker threads (default: `[run] threads`, 0 = one per core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Stop after this many input records.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// No progress output and no summary table.
-        #[arg(long)]
-        quiet: bool,
-        /// Delete a previous run in the output directory instead of resuming it.
-        #[arg(long)]
-        overwrite: bool,
-        /// This process's rank in a sharded run (input file i goes to rank i % world-size).
-        #[arg(long, requires = "world_size")]
-        rank: Option<usize>,
-        /// Number of ranks in a sharded run; outputs go to OUTPUT/ranks/rank-RRRRR/.
-        #[arg(long, requires = "rank")]
-        world_size: Option<usize>,
-        /// Sharded runs with global stages (exact_dedup, minhash_dedup): the step to run,
-        /// `observe:NAME`, `buckets:NAME`, `clusters:NAME` or `filter` (the default);
-        /// `curate slurm` chains them.
-        #[arg(long, requires = "rank")]
-        step: Option<String>,
-    },
+    Run(RunArgs),
     /// Combine the ranks of a sharded run into OUTPUT/stats.json and OUTPUT/report.html.
     MergeStats {
         /// The sharded run's output directory (holding ranks/).
@@ -64,31 +32,7 @@ enum Command {
     },
     /// Write sbatch scripts for a sharded run (a job array of ranks, then merge-stats) and submit
     /// the ranks that are not complete.
-    Slurm {
-        pipeline: PathBuf,
-        /// Number of ranks (array tasks).
-        #[arg(long)]
-        tasks: usize,
-        /// Output directory (replaces `[output] dir`); must be on storage every node sees.
-        #[arg(long)]
-        output: Option<PathBuf>,
-        #[arg(long)]
-        partition: Option<String>,
-        /// Time limit per task, e.g. 04:00:00.
-        #[arg(long)]
-        time: Option<String>,
-        /// Memory per task, e.g. 8G.
-        #[arg(long)]
-        mem: Option<String>,
-        #[arg(long)]
-        cpus_per_task: Option<usize>,
-        /// An extra sbatch option for every job, e.g. --sbatch-arg=--account=nlp (repeatable).
-        #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
-        sbatch_arg: Vec<String>,
-        /// Write the scripts and print the sbatch commands without submitting.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Slurm(SlurmArgs),
     /// Check a pipeline file, its inputs and resources, and print the plan.
     Validate {
         pipeline: PathBuf,
@@ -101,54 +45,10 @@ enum Command {
     TrainClassifier(TrainArgs),
     /// Match inputs against benchmarks (MMLU, C-Eval, CMMLU) without cleaning them:
     /// writes audit.json and audit.html into --output and prints a line per benchmark.
-    Audit {
-        /// Input files, directories or globs.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// A benchmark: NAME=PATH (NAME is mmlu, ceval or cmmlu) or NAME:FORMAT=PATH.
-        #[arg(long = "bench", required = true)]
-        bench: Vec<String>,
-        /// Output directory for audit.json and audit.html.
-        #[arg(long, default_value = "audit")]
-        output: PathBuf,
-        /// Input format: auto, jsonl, json, parquet, html.
-        #[arg(long, default_value = "auto")]
-        format: String,
-        /// Input schema: auto, text, html, alpaca, sharegpt, messages, preference.
-        #[arg(long, default_value = "auto")]
-        schema: String,
-        /// Overlap from which a record is contaminated (default 0.35).
-        #[arg(long)]
-        threshold: Option<f64>,
-        /// Worker threads (0 = one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-    },
+    Audit(AuditArgs),
     /// Tokens per character and per byte of a data set under each tokenizer (tokenizer.json or
     /// GGUF vocabulary), for CJK-majority and other records.
-    Tokstats {
-        /// A tokenizer.json or GGUF file; repeat the flag or separate with commas.
-        #[arg(long = "tokenizer", required = true, value_delimiter = ',')]
-        tokenizers: Vec<PathBuf>,
-        /// Input files, directories or globs.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Input format: auto, jsonl, json, parquet, html.
-        #[arg(long, default_value = "auto")]
-        format: String,
-        /// Input schema: auto, text, html, alpaca, sharegpt, messages, preference.
-        #[arg(long, default_value = "auto")]
-        schema: String,
-        /// Stop after this many input records.
-        #[arg(long)]
-        limit: Option<u64>,
-        /// Worker threads (0 = one per core).
-        #[arg(long, default_value_t = 0)]
-        threads: usize,
-        /// Print JSON instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Tokstats(TokstatsArgs),
     /// Train a model (tiny from scratch, or a pretrained HF folder or GGUF file) on a data
     /// set (a TOML file with `[input]` and `[finetune]`) and write finetune.json, weights,
     /// adapters and loss.svg.
@@ -161,31 +61,7 @@ enum Command {
     },
     /// Train the same model on a pipeline's raw input and on its cleaned output, score
     /// both on one clean held-out set, over several seeds: compare.json and compare.html.
-    Compare {
-        /// The pipeline file; a `finetune` stage table in it gives the training settings.
-        pipeline: PathBuf,
-        /// Output directory (cleaned data under clean/, compare.json, compare.html).
-        #[arg(long, default_value = "out/compare")]
-        output: PathBuf,
-        /// Seeds, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
-        seeds: Vec<u64>,
-        /// Optimizer steps per run (the token budget); default: the stage's max_steps, else 300.
-        #[arg(long)]
-        steps: Option<usize>,
-        /// A clean validation file instead of holding out part of the cleaned output.
-        #[arg(long)]
-        validation: Option<PathBuf>,
-        /// Share of the cleaned records held out for validation.
-        #[arg(long, default_value_t = 0.2)]
-        val_fraction: f64,
-        /// Training records sharing a window of this many characters with a validation record are left out.
-        #[arg(long, default_value_t = 24)]
-        overlap_chars: usize,
-        /// Worker threads for the cleaning run (0 = one per core).
-        #[arg(long)]
-        threads: Option<usize>,
-    },
+    Compare(CompareArgs),
     /// Print the per-stage summary of a finished run.
     Stats {
         /// A run's output directory.
@@ -194,6 +70,145 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The pipeline file (TOML).
+    pipeline: PathBuf,
+    /// Input files, directories or globs (replace `[input] paths`).
+    #[arg(long, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Output directory (replaces `[output] dir`).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Worker threads (default: `[run] threads`, 0 = one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Stop after this many input records.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// No progress output and no summary table.
+    #[arg(long)]
+    quiet: bool,
+    /// Delete a previous run in the output directory instead of resuming it.
+    #[arg(long)]
+    overwrite: bool,
+    /// This process's rank in a sharded run (input file i goes to rank i % world-size).
+    #[arg(long, requires = "world_size")]
+    rank: Option<usize>,
+    /// Number of ranks in a sharded run; outputs go to OUTPUT/ranks/rank-RRRRR/.
+    #[arg(long, requires = "rank")]
+    world_size: Option<usize>,
+    /// Sharded runs with global stages (exact_dedup, minhash_dedup): the step to run,
+    /// `observe:NAME`, `buckets:NAME`, `clusters:NAME` or `filter` (the default);
+    /// `curate slurm` chains them.
+    #[arg(long, requires = "rank")]
+    step: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct SlurmArgs {
+    pipeline: PathBuf,
+    /// Number of ranks (array tasks).
+    #[arg(long)]
+    tasks: usize,
+    /// Output directory (replaces `[output] dir`); must be on storage every node sees.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    #[arg(long)]
+    partition: Option<String>,
+    /// Time limit per task, e.g. 04:00:00.
+    #[arg(long)]
+    time: Option<String>,
+    /// Memory per task, e.g. 8G.
+    #[arg(long)]
+    mem: Option<String>,
+    #[arg(long)]
+    cpus_per_task: Option<usize>,
+    /// An extra sbatch option for every job, e.g. --sbatch-arg=--account=nlp (repeatable).
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+    sbatch_arg: Vec<String>,
+    /// Write the scripts and print the sbatch commands without submitting.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// Input files, directories or globs.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// A benchmark: NAME=PATH (NAME is mmlu, ceval or cmmlu) or NAME:FORMAT=PATH.
+    #[arg(long = "bench", required = true)]
+    bench: Vec<String>,
+    /// Output directory for audit.json and audit.html.
+    #[arg(long, default_value = "audit")]
+    output: PathBuf,
+    /// Input format: auto, jsonl, json, parquet, html.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Input schema: auto, text, html, alpaca, sharegpt, messages, preference.
+    #[arg(long, default_value = "auto")]
+    schema: String,
+    /// Overlap from which a record is contaminated (default 0.35).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Worker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+}
+
+#[derive(clap::Args)]
+struct TokstatsArgs {
+    /// A tokenizer.json or GGUF file; repeat the flag or separate with commas.
+    #[arg(long = "tokenizer", required = true, value_delimiter = ',')]
+    tokenizers: Vec<PathBuf>,
+    /// Input files, directories or globs.
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// Input format: auto, jsonl, json, parquet, html.
+    #[arg(long, default_value = "auto")]
+    format: String,
+    /// Input schema: auto, text, html, alpaca, sharegpt, messages, preference.
+    #[arg(long, default_value = "auto")]
+    schema: String,
+    /// Stop after this many input records.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Worker threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Print JSON instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// The pipeline file; a `finetune` stage table in it gives the training settings.
+    pipeline: PathBuf,
+    /// Output directory (cleaned data under clean/, compare.json, compare.html).
+    #[arg(long, default_value = "out/compare")]
+    output: PathBuf,
+    /// Seeds, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+    seeds: Vec<u64>,
+    /// Optimizer steps per run (the token budget); default: the stage's max_steps, else 300.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// A clean validation file instead of holding out part of the cleaned output.
+    #[arg(long)]
+    validation: Option<PathBuf>,
+    /// Share of the cleaned records held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    val_fraction: f64,
+    /// Training records sharing a window of this many characters with a validation record are left out.
+    #[arg(long, default_value_t = 24)]
+    overlap_chars: usize,
+    /// Worker threads for the cleaning run (0 = one per core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -252,7 +267,8 @@ struct TrainArgs {
     positive: String,
 }
 
-fn train_classifier(a: TrainArgs) -> Result<()> {
+/// Train a fastText classifier (`curate train-classifier`) and print its validation scores.
+fn cmd_train_classifier(a: TrainArgs) -> Result<()> {
     use curate::classifier::{self, DataFormat, TrainOptions};
     let format = DataFormat::parse(&a.format).ok_or_else(|| {
         curate::config::config_error(format!(
@@ -309,7 +325,8 @@ fn train_classifier(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn validate(pipeline: PathBuf, input: Vec<PathBuf>, output: Option<PathBuf>) -> Result<()> {
+/// Check a pipeline and print its plan (`curate validate`); writes nothing.
+fn cmd_validate(pipeline: PathBuf, input: Vec<PathBuf>, output: Option<PathBuf>) -> Result<()> {
     let p = Pipeline::load(&pipeline)?;
     let opts = RunOptions {
         inputs: input,
@@ -358,256 +375,289 @@ fn parse_schema(name: &str) -> Result<Option<curate::record::Schema>> {
         .map_err(|_| curate::config::config_error(format!("--schema: unknown schema `{name}`")))
 }
 
+/// Run a pipeline (`curate run`) and print its per-stage table unless `--quiet`.
+fn cmd_run(
+    RunArgs {
+        pipeline,
+        input,
+        output,
+        threads,
+        limit,
+        quiet,
+        overwrite,
+        rank,
+        world_size,
+        step,
+    }: RunArgs,
+) -> Result<()> {
+    let p = Pipeline::load(&pipeline)?;
+    let shard = match (rank, world_size) {
+        (Some(r), Some(n)) => Some(curate::sharded::rank::Rank::new(r, n)?),
+        _ => None,
+    };
+    let opts = RunOptions {
+        inputs: input,
+        output,
+        threads,
+        limit,
+        quiet,
+        overwrite,
+        rank: shard,
+        steps_root: None,
+    };
+    if let Some(step) = step.as_deref() {
+        let step = curate::sharded::steps::parse(step, &p)?;
+        if step != curate::sharded::steps::Step::Filter {
+            return curate::sharded::steps::run_step(&p, &opts, step);
+        }
+    }
+    let stats = run::run(&p, &opts)?;
+    if !quiet {
+        eprint!("{}", stats.table());
+        let mut out = opts.output.clone().unwrap_or_else(|| p.output_dir());
+        if let Some(s) = shard {
+            out = s.dir(&out);
+        }
+        eprintln!(
+            "output: {}  (report: {})",
+            out.display(),
+            out.join("report.html").display()
+        );
+    }
+    Ok(())
+}
+
+/// Match inputs against benchmarks (`curate audit`): audit.json, audit.html and a line per benchmark.
+fn cmd_audit(
+    AuditArgs {
+        inputs,
+        bench,
+        output,
+        format,
+        schema,
+        threshold,
+        threads,
+    }: AuditArgs,
+) -> Result<()> {
+    use curate::config::config_error;
+    use curate::decontam::audit;
+    let benchmarks = bench
+        .iter()
+        .map(|b| audit::parse_bench(b).map_err(|e| config_error(format!("{e:#}"))))
+        .collect::<Result<Vec<_>>>()?;
+    let (format, schema) = (parse_format(&format)?, parse_schema(&schema)?);
+    let mut matching = curate::decontam::MatchConfig::default();
+    if let Some(t) = threshold {
+        matching.threshold = t;
+    }
+    let opts = audit::AuditOptions {
+        benchmarks,
+        inputs: curate::config::override_paths(&inputs)?,
+        output: output.clone(),
+        format,
+        schema,
+        matching,
+        threads,
+        report_records: 20,
+    };
+    let a = audit::audit(&opts)?;
+    for line in a.summary_lines() {
+        println!("{line}");
+    }
+    println!(
+        "{} of {} records contaminated ({} malformed skipped); wrote {} and {}",
+        a.tally.contaminated,
+        a.tally.scanned,
+        a.malformed,
+        output.join("audit.json").display(),
+        output.join("audit.html").display()
+    );
+    Ok(())
+}
+
+/// Tokens per character and byte under each tokenizer (`curate tokstats`), as a table or JSON.
+fn cmd_tokstats(
+    TokstatsArgs {
+        tokenizers,
+        inputs,
+        format,
+        schema,
+        limit,
+        threads,
+        json,
+    }: TokstatsArgs,
+) -> Result<()> {
+    let (format, schema) = (parse_format(&format)?, parse_schema(&schema)?);
+    let opts = curate::tokstats::TokstatsOptions {
+        tokenizers,
+        inputs: curate::config::override_paths(&inputs)?,
+        format,
+        schema,
+        threads,
+        limit,
+    };
+    let stats = curate::tokstats::tokstats(&opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats.to_json())?);
+    } else {
+        print!("{}", stats.table());
+    }
+    Ok(())
+}
+
+/// Train a model from a fine-tune file (`curate finetune`) and print its losses.
+fn cmd_finetune(config: PathBuf, output: Option<PathBuf>) -> Result<()> {
+    let (outcome, dir) = curate::finetune::session::run_file(&config, output)?;
+    let r = &outcome.report;
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    println!(
+        "trained {} steps ({} tokens, {:.0} tokens/s): train {} val {} gap {}; best val {} at step {}{}",
+        r.steps,
+        r.tokens_seen,
+        r.tokens_per_second,
+        num(r.final_train_loss),
+        num(r.final_val_loss),
+        num(r.final_gap),
+        num(r.best_val_loss),
+        r.best_step.map_or("-".into(), |s| s.to_string()),
+        r.overfitting.as_ref().map_or(String::new(), |o| format!(
+            "; OVERFITTING since step {}",
+            o.since_step
+        ))
+    );
+    println!("wrote {}", dir.display());
+    Ok(())
+}
+
+/// Train on raw and on cleaned data and compare them (`curate compare`).
+fn cmd_compare(
+    CompareArgs {
+        pipeline,
+        output,
+        seeds,
+        steps,
+        validation,
+        val_fraction,
+        overlap_chars,
+        threads,
+    }: CompareArgs,
+) -> Result<()> {
+    use curate::finetune::compare;
+    let opts = compare::CompareOptions {
+        pipeline,
+        output: output.clone(),
+        seeds,
+        steps,
+        val_fraction,
+        validation,
+        overlap_chars,
+        threads,
+    };
+    let c = compare::compare(&opts)?;
+    for line in compare::summary_lines(&c) {
+        println!("{line}");
+    }
+    println!(
+        "wrote {} and {}",
+        output.join("compare.json").display(),
+        output.join("compare.html").display()
+    );
+    Ok(())
+}
+
+/// Combine a sharded run's ranks into one stats.json and report (`curate merge-stats`).
+fn cmd_merge_stats(dir: PathBuf) -> Result<()> {
+    let stats = curate::sharded::merge::merge_stats(&dir)?;
+    eprint!("{}", stats.table());
+    eprintln!(
+        "merged: {}  (report: {})",
+        dir.join("stats.json").display(),
+        dir.join("report.html").display()
+    );
+    Ok(())
+}
+
+/// Write the sbatch scripts of a sharded run and submit the ranks left (`curate slurm`).
+fn cmd_slurm(
+    SlurmArgs {
+        pipeline,
+        tasks,
+        output,
+        partition,
+        time,
+        mem,
+        cpus_per_task,
+        sbatch_arg,
+        dry_run,
+    }: SlurmArgs,
+) -> Result<()> {
+    let opts = curate::sharded::slurm::SlurmOptions {
+        pipeline,
+        tasks,
+        output,
+        partition,
+        time,
+        mem,
+        cpus_per_task,
+        sbatch_args: sbatch_arg,
+        dry_run,
+        curate: std::env::current_exe().context("cannot locate the curate binary")?,
+    };
+    let plan = curate::sharded::slurm::slurm(&opts)?;
+    for s in &plan.scripts {
+        println!("wrote {}", s.display());
+    }
+    if plan.ranks.is_empty() {
+        println!("all {tasks} ranks are complete; only merge-stats is queued");
+    } else {
+        println!("ranks to run: {}", curate::sharded::slurm::array_spec(&plan.ranks));
+    }
+    for (step, tasks) in plan.steps.iter().filter(|(s, _)| s != "filter") {
+        println!("step {step}: tasks {}", curate::sharded::slurm::array_spec(tasks));
+    }
+    for (i, c) in plan.commands.iter().enumerate() {
+        let line: Vec<String> = c
+            .iter()
+            .map(|a| curate::sharded::slurm::shell_quote_if_needed(a))
+            .collect();
+        match plan.job_ids.get(i) {
+            Some(id) => println!("submitted job {id}: {}", line.join(" ")),
+            None => println!("would run: {}", line.join(" ")),
+        }
+    }
+    Ok(())
+}
+
+/// Print the per-stage summary of a finished run (`curate stats`), or its stats.json.
+fn cmd_stats(dir: PathBuf, json: bool) -> Result<()> {
+    run::require_run_dir(&dir)?;
+    let stats = RunStats::load(&dir)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print!("{}", stats.table());
+        stats.check_accounting()?;
+    }
+    Ok(())
+}
+
+/// Run the subcommand on the command line.
 fn main_inner(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run {
-            pipeline,
-            input,
-            output,
-            threads,
-            limit,
-            quiet,
-            overwrite,
-            rank,
-            world_size,
-            step,
-        } => {
-            let p = Pipeline::load(&pipeline)?;
-            let shard = match (rank, world_size) {
-                (Some(r), Some(n)) => Some(curate::sharded::rank::Rank::new(r, n)?),
-                _ => None,
-            };
-            let opts = RunOptions {
-                inputs: input,
-                output,
-                threads,
-                limit,
-                quiet,
-                overwrite,
-                rank: shard,
-                steps_root: None,
-            };
-            if let Some(step) = step.as_deref() {
-                let step = curate::sharded::steps::parse(step, &p)?;
-                if step != curate::sharded::steps::Step::Filter {
-                    return curate::sharded::steps::run_step(&p, &opts, step);
-                }
-            }
-            let stats = run::run(&p, &opts)?;
-            if !quiet {
-                eprint!("{}", stats.table());
-                let mut out = opts.output.clone().unwrap_or_else(|| p.output_dir());
-                if let Some(s) = shard {
-                    out = s.dir(&out);
-                }
-                eprintln!(
-                    "output: {}  (report: {})",
-                    out.display(),
-                    out.join("report.html").display()
-                );
-            }
-            Ok(())
-        }
+        Command::Run(args) => cmd_run(args),
         Command::Validate {
             pipeline,
             input,
             output,
-        } => validate(pipeline, input, output),
-        Command::TrainClassifier(a) => train_classifier(a),
-        Command::Audit {
-            inputs,
-            bench,
-            output,
-            format,
-            schema,
-            threshold,
-            threads,
-        } => {
-            use curate::config::config_error;
-            use curate::decontam::audit;
-            let benchmarks = bench
-                .iter()
-                .map(|b| audit::parse_bench(b).map_err(|e| config_error(format!("{e:#}"))))
-                .collect::<Result<Vec<_>>>()?;
-            let (format, schema) = (parse_format(&format)?, parse_schema(&schema)?);
-            let mut matching = curate::decontam::MatchConfig::default();
-            if let Some(t) = threshold {
-                matching.threshold = t;
-            }
-            let opts = audit::AuditOptions {
-                benchmarks,
-                inputs: curate::config::override_paths(&inputs)?,
-                output: output.clone(),
-                format,
-                schema,
-                matching,
-                threads,
-                report_records: 20,
-            };
-            let a = audit::audit(&opts)?;
-            for line in a.summary_lines() {
-                println!("{line}");
-            }
-            println!(
-                "{} of {} records contaminated ({} malformed skipped); wrote {} and {}",
-                a.tally.contaminated,
-                a.tally.scanned,
-                a.malformed,
-                output.join("audit.json").display(),
-                output.join("audit.html").display()
-            );
-            Ok(())
-        }
-        Command::Tokstats {
-            tokenizers,
-            inputs,
-            format,
-            schema,
-            limit,
-            threads,
-            json,
-        } => {
-            let (format, schema) = (parse_format(&format)?, parse_schema(&schema)?);
-            let opts = curate::tokstats::TokstatsOptions {
-                tokenizers,
-                inputs: curate::config::override_paths(&inputs)?,
-                format,
-                schema,
-                threads,
-                limit,
-            };
-            let stats = curate::tokstats::tokstats(&opts)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&stats.to_json())?);
-            } else {
-                print!("{}", stats.table());
-            }
-            Ok(())
-        }
-        Command::Finetune { config, output } => {
-            let (outcome, dir) = curate::finetune::session::run_file(&config, output)?;
-            let r = &outcome.report;
-            let num = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
-            println!(
-                "trained {} steps ({} tokens, {:.0} tokens/s): train {} val {} gap {}; best val {} at step {}{}",
-                r.steps,
-                r.tokens_seen,
-                r.tokens_per_second,
-                num(r.final_train_loss),
-                num(r.final_val_loss),
-                num(r.final_gap),
-                num(r.best_val_loss),
-                r.best_step.map_or("-".into(), |s| s.to_string()),
-                r.overfitting
-                    .as_ref()
-                    .map_or(String::new(), |o| format!("; OVERFITTING since step {}", o.since_step))
-            );
-            println!("wrote {}", dir.display());
-            Ok(())
-        }
-        Command::Compare {
-            pipeline,
-            output,
-            seeds,
-            steps,
-            validation,
-            val_fraction,
-            overlap_chars,
-            threads,
-        } => {
-            use curate::finetune::compare;
-            let opts = compare::CompareOptions {
-                pipeline,
-                output: output.clone(),
-                seeds,
-                steps,
-                val_fraction,
-                validation,
-                overlap_chars,
-                threads,
-            };
-            let c = compare::compare(&opts)?;
-            for line in compare::summary_lines(&c) {
-                println!("{line}");
-            }
-            println!(
-                "wrote {} and {}",
-                output.join("compare.json").display(),
-                output.join("compare.html").display()
-            );
-            Ok(())
-        }
-        Command::MergeStats { dir } => {
-            let stats = curate::sharded::merge::merge_stats(&dir)?;
-            eprint!("{}", stats.table());
-            eprintln!(
-                "merged: {}  (report: {})",
-                dir.join("stats.json").display(),
-                dir.join("report.html").display()
-            );
-            Ok(())
-        }
-        Command::Slurm {
-            pipeline,
-            tasks,
-            output,
-            partition,
-            time,
-            mem,
-            cpus_per_task,
-            sbatch_arg,
-            dry_run,
-        } => {
-            let opts = curate::sharded::slurm::SlurmOptions {
-                pipeline,
-                tasks,
-                output,
-                partition,
-                time,
-                mem,
-                cpus_per_task,
-                sbatch_args: sbatch_arg,
-                dry_run,
-                curate: std::env::current_exe().context("cannot locate the curate binary")?,
-            };
-            let plan = curate::sharded::slurm::slurm(&opts)?;
-            for s in &plan.scripts {
-                println!("wrote {}", s.display());
-            }
-            if plan.ranks.is_empty() {
-                println!("all {tasks} ranks are complete; only merge-stats is queued");
-            } else {
-                println!(
-                    "ranks to run: {}",
-                    curate::sharded::slurm::array_spec(&plan.ranks)
-                );
-            }
-            for (step, tasks) in plan.steps.iter().filter(|(s, _)| s != "filter") {
-                println!("step {step}: tasks {}", curate::sharded::slurm::array_spec(tasks));
-            }
-            for (i, c) in plan.commands.iter().enumerate() {
-                let line: Vec<String> = c
-                    .iter()
-                    .map(|a| curate::sharded::slurm::shell_quote_if_needed(a))
-                    .collect();
-                match plan.job_ids.get(i) {
-                    Some(id) => println!("submitted job {id}: {}", line.join(" ")),
-                    None => println!("would run: {}", line.join(" ")),
-                }
-            }
-            Ok(())
-        }
-        Command::Stats { dir, json } => {
-            run::require_run_dir(&dir)?;
-            let stats = RunStats::load(&dir)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
-            } else {
-                print!("{}", stats.table());
-                stats.check_accounting()?;
-            }
-            Ok(())
-        }
+        } => cmd_validate(pipeline, input, output),
+        Command::TrainClassifier(a) => cmd_train_classifier(a),
+        Command::Audit(args) => cmd_audit(args),
+        Command::Tokstats(args) => cmd_tokstats(args),
+        Command::Finetune { config, output } => cmd_finetune(config, output),
+        Command::Compare(args) => cmd_compare(args),
+        Command::MergeStats { dir } => cmd_merge_stats(dir),
+        Command::Slurm(args) => cmd_slurm(args),
+        Command::Stats { dir, json } => cmd_stats(dir, json),
     }
 }
 

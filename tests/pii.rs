@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use common::*;
-use curate::stages::pii::PiiDetector;
+use curate::pii::PiiDetector;
 
 type Gold = Vec<(String, usize, usize)>;
 

@@ -1,0 +1,412 @@
+//! Step 1, blocks: one walk over the parsed tree cuts the page into text
+//! blocks at block-level elements and records the tree of elements that hold
+//! them, which is all the later steps look at.
+//!
+//! Each block counts its letters and digits, those inside links, its sentence
+//! punctuation and its CJK characters; each element gets the mark and names
+//! its tag and `class`/`id` give it (`marks.rs`). Ignored and hidden subtrees
+//! give no text; the `<head>` gives only the title. The walk is iterative (deep
+//! nesting cannot overflow the stack) and checks the deadline every few
+//! thousand nodes. At its end the marks are settled over the whole page
+//! ([`resolve_marks`], [`mark_teaser_lists`]).
+
+use std::time::Instant;
+
+use ego_tree::iter::Edge;
+use scraper::{Html, Node};
+
+use super::marks::{content_hint, mark_of, mark_teaser_lists, names_of, resolve_marks, shape_of};
+use super::page::{Block, BlockKind, El, ListRole, Mark, Page};
+use super::parse::past;
+use super::ExtractError;
+
+/// Elements whose content is never text a reader sees.
+fn is_ignored(tag: &str) -> bool {
+    matches!(
+        tag,
+        "script"
+            | "style"
+            | "noscript"
+            | "template"
+            | "svg"
+            | "math"
+            | "iframe"
+            | "object"
+            | "embed"
+            | "canvas"
+            | "select"
+            | "option"
+            | "button"
+            | "input"
+            | "textarea"
+            | "head"
+            | "video"
+            | "audio"
+            | "map"
+    )
+}
+
+/// Elements that start a new block (CSS `display: block` and table parts by default).
+fn is_block(tag: &str) -> bool {
+    matches!(
+        tag,
+        "address"
+            | "article"
+            | "aside"
+            | "blockquote"
+            | "body"
+            | "center"
+            | "dd"
+            | "details"
+            | "dialog"
+            | "dir"
+            | "div"
+            | "dl"
+            | "dt"
+            | "fieldset"
+            | "figcaption"
+            | "figure"
+            | "footer"
+            | "form"
+            | "h1"
+            | "h2"
+            | "h3"
+            | "h4"
+            | "h5"
+            | "h6"
+            | "header"
+            | "hgroup"
+            | "hr"
+            | "html"
+            | "li"
+            | "main"
+            | "menu"
+            | "nav"
+            | "ol"
+            | "p"
+            | "pre"
+            | "section"
+            | "summary"
+            | "table"
+            | "caption"
+            | "tbody"
+            | "thead"
+            | "tfoot"
+            | "tr"
+            | "td"
+            | "th"
+            | "ul"
+            | "legend"
+    )
+}
+
+/// Whether an element is hidden by its attributes (`hidden`, `display:none`, `aria-hidden`).
+fn is_hidden(el: &scraper::node::Element) -> bool {
+    el.attrs().any(|(name, value)| match name {
+        "hidden" => true,
+        "aria-hidden" => value.eq_ignore_ascii_case("true"),
+        "style" => {
+            let v: String = value
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+                .to_ascii_lowercase();
+            // Not `visibility:hidden`: WeChat articles hide the body that way until a script shows it.
+            v.contains("display:none")
+        }
+        _ => false,
+    })
+}
+
+/// CJK ideographs, kana and hangul (as `normalize::is_cjk`; repeated here so the
+/// module builds alone inside benches/extract-peers).
+pub(super) fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF | 0x20000..=0x3134F)
+}
+
+fn is_sentence_punct(c: char) -> bool {
+    matches!(
+        c,
+        '，' | '。' | '！' | '？' | '；' | '：' | '、' | ',' | '.' | '!' | '?' | ';' | ':'
+    )
+}
+
+/// Per-open-element state during the walk.
+struct Open {
+    /// Index in `Page::elements` (block elements only; inline ones borrow their parent's).
+    el: usize,
+    is_block: bool,
+    in_link: bool,
+    in_pre: bool,
+    /// Inside `<pre>` or `<code>`: a syntax highlighter's `class="token comment"`
+    /// names a code token, not page furniture.
+    in_code: bool,
+    in_article: bool,
+    kind: BlockKind,
+}
+
+/// The block being filled.
+#[derive(Default)]
+struct Pending {
+    text: String,
+    chars: usize,
+    link_chars: usize,
+    punct: usize,
+    cjk_text: usize,
+    /// Whether the last character pushed was whitespace (for folding).
+    space: bool,
+}
+
+/// Walk the tree once and cut it into blocks; see the module docs.
+pub(super) fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, ExtractError> {
+    let mut page = Page::default();
+    page.elements.push(El {
+        parent: 0,
+        first_block: 0,
+        end_block: 0,
+        own_mark: Mark::None,
+        hint: false,
+        list: ListRole::None,
+        whole_page: true,
+        thread: false,
+        lead: false,
+        user: false,
+        shape: 0,
+    });
+    let mut stack: Vec<Open> = vec![Open {
+        el: 0,
+        is_block: true,
+        in_link: false,
+        in_pre: false,
+        in_code: false,
+        in_article: false,
+        kind: BlockKind::Plain,
+    }];
+    let mut pending = Pending::default();
+    // While inside an ignored or hidden subtree: the node that opened it.
+    let mut skipping: Option<ego_tree::NodeId> = None;
+    // Inside the first <h1> (collected for the title).
+    let mut in_first_h1 = false;
+    let mut seen_h1 = false;
+    let mut steps = 0usize;
+
+    for edge in doc.tree.root().traverse() {
+        steps += 1;
+        if steps % 4096 == 0 && past(deadline) {
+            return Err(ExtractError::Timeout);
+        }
+        match edge {
+            Edge::Open(node) => {
+                if skipping.is_some() {
+                    continue;
+                }
+                match node.value() {
+                    Node::Element(el) => {
+                        let tag = el.name();
+                        if tag == "head" {
+                            read_head(&mut page, node);
+                        }
+                        if tag == "html" {
+                            page.lang_attr = el.attr("lang").map(|s| s.trim().to_string());
+                        }
+                        if is_ignored(tag) || is_hidden(el) {
+                            skipping = Some(node.id());
+                            continue;
+                        }
+                        if tag == "h1" && !seen_h1 {
+                            seen_h1 = true;
+                            in_first_h1 = true;
+                        }
+                        let top = stack.last().expect("root stays open");
+                        let in_article = top.in_article || tag == "article" || tag == "main";
+                        let hint = content_hint(tag, el);
+                        let in_code = top.in_code || tag == "pre" || tag == "code";
+                        let own_mark = if top.in_code {
+                            Mark::None
+                        } else {
+                            mark_of(tag, el, top.in_article)
+                        };
+                        let kind = match tag {
+                            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => BlockKind::Heading,
+                            "li" => BlockKind::ListItem,
+                            "pre" => BlockKind::Code,
+                            _ => top.kind,
+                        };
+                        let in_link = top.in_link || tag == "a";
+                        let in_pre = top.in_pre || tag == "pre";
+                        if tag == "br" {
+                            push_newline(&mut pending);
+                            continue;
+                        }
+                        // A marked inline element (`<span class="share">`) is grouped like a block.
+                        let block = is_block(tag) || own_mark != Mark::None;
+                        let el_index = if block {
+                            flush(&mut page, &mut pending, &stack);
+                            let names = names_of(el);
+                            page.elements.push(El {
+                                parent: top.el,
+                                first_block: page.blocks.len(),
+                                end_block: 0,
+                                own_mark,
+                                hint: hint && own_mark == Mark::None,
+                                list: match tag {
+                                    "ul" | "ol" => ListRole::List,
+                                    "li" => ListRole::Item,
+                                    _ => ListRole::None,
+                                },
+                                whole_page: matches!(tag, "html" | "body"),
+                                thread: names.thread,
+                                lead: names.lead,
+                                user: page.elements[top.el].user || names.user,
+                                shape: shape_of(tag, el),
+                            });
+                            page.elements.len() - 1
+                        } else {
+                            top.el
+                        };
+                        stack.push(Open {
+                            el: el_index,
+                            is_block: block,
+                            in_link,
+                            in_pre,
+                            in_code,
+                            in_article,
+                            kind,
+                        });
+                    }
+                    Node::Text(t) => {
+                        let top = stack.last().expect("root stays open");
+                        push_text(&mut pending, t, top.in_link, top.in_pre);
+                        if in_first_h1 {
+                            page.first_h1.push_str(t);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Edge::Close(node) => {
+                if let Some(id) = skipping {
+                    if id == node.id() {
+                        skipping = None;
+                    }
+                    continue;
+                }
+                let Node::Element(el) = node.value() else {
+                    continue;
+                };
+                let tag = el.name();
+                if tag == "h1" {
+                    in_first_h1 = false;
+                }
+                if tag == "br" {
+                    continue;
+                }
+                if stack.len() > 1 {
+                    if stack.last().is_some_and(|o| o.is_block) {
+                        flush(&mut page, &mut pending, &stack);
+                        let o = stack.last().expect("checked");
+                        page.elements[o.el].end_block = page.blocks.len();
+                    }
+                    stack.pop();
+                }
+            }
+        }
+    }
+    flush(&mut page, &mut pending, &stack);
+    page.elements[0].end_block = page.blocks.len();
+    resolve_marks(&mut page);
+    mark_teaser_lists(&mut page);
+    Ok(page)
+}
+
+/// The `<title>` and `og:title` of the `<head>` (which is otherwise skipped).
+fn read_head(page: &mut Page, head: ego_tree::NodeRef<'_, Node>) {
+    for node in head.descendants() {
+        let Node::Element(el) = node.value() else {
+            continue;
+        };
+        if el.name() == "title" && page.title_tag.is_empty() {
+            for t in node.descendants().filter_map(|n| n.value().as_text()) {
+                page.title_tag.push_str(t);
+            }
+        }
+        if el.name() == "meta" && page.og_title.is_empty() {
+            let prop = el.attr("property").or_else(|| el.attr("name"));
+            if prop == Some("og:title") {
+                page.og_title = el.attr("content").unwrap_or("").to_string();
+            }
+        }
+    }
+}
+
+fn push_newline(p: &mut Pending) {
+    while p.text.ends_with(' ') {
+        p.text.pop();
+    }
+    if !p.text.is_empty() && !p.text.ends_with('\n') {
+        p.text.push('\n');
+    }
+    p.space = true;
+}
+
+/// Append a text node to the pending block, folding whitespace outside `<pre>`.
+fn push_text(p: &mut Pending, t: &str, in_link: bool, in_pre: bool) {
+    for c in t.chars() {
+        if c.is_alphanumeric() {
+            p.chars += 1;
+            if in_link {
+                p.link_chars += 1;
+            } else if is_cjk(c) {
+                p.cjk_text += 1;
+            }
+        } else if is_sentence_punct(c) {
+            p.punct += 1;
+        }
+        if in_pre {
+            p.text.push(c);
+            continue;
+        }
+        if c.is_whitespace() {
+            if !p.space && !p.text.is_empty() {
+                p.text.push(' ');
+            }
+            p.space = true;
+        } else {
+            p.text.push(c);
+            p.space = false;
+        }
+    }
+}
+
+/// Close the pending block into `page.blocks`, owned by the innermost open block element.
+fn flush(page: &mut Page, p: &mut Pending, stack: &[Open]) {
+    let done = std::mem::take(p);
+    if done.chars == 0 && done.text.trim().is_empty() {
+        return;
+    }
+    let owner = stack.iter().rev().find(|o| o.is_block).expect("root is a block");
+    let top = stack.last().expect("root stays open");
+    let text = if top.in_pre {
+        done.text.trim_matches('\n').to_string()
+    } else {
+        done.text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if text.is_empty() {
+        return;
+    }
+    page.blocks.push(Block {
+        text,
+        chars: done.chars,
+        link_chars: done.link_chars,
+        punct: done.punct,
+        cjk_text: done.cjk_text,
+        owner: owner.el,
+        kind: owner.kind,
+        mark: Mark::None,
+    });
+}

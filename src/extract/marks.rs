@@ -1,0 +1,391 @@
+//! Step 2, boilerplate marks: what an element's tag and `class`/`id` words say
+//! it is (navigation, footers, ads, share bars: *hard*; a comment section:
+//! *soft*; an article body, a thread, a lead, a post's author), and the marks
+//! settled over the whole page once its blocks are known.
+//!
+//! Marks decide what is never main text and what counts against the container
+//! holding it. After the walk, [`resolve_marks`] gives each block the strongest
+//! mark among its elements (voiding a hard mark that would swallow most of the
+//! page) and [`mark_teaser_lists`] marks feeds of linked headlines with
+//! summaries, which would otherwise outweigh the story they sit under.
+
+use super::blocks::is_cjk;
+use super::choose::subtree_sums;
+use super::page::{Block, ListRole, Mark, Page};
+
+/// Words of a `class`/`id` value that name page furniture.
+const HARD_WORDS: &[&str] = &[
+    "nav",
+    "navbar",
+    "navigation",
+    "menu",
+    "menubar",
+    "submenu",
+    "topbar",
+    "footer",
+    "foot",
+    "ft",
+    "breadcrumb",
+    "breadcrumbs",
+    "crumb",
+    "crumbs",
+    "share",
+    "sharing",
+    "social",
+    "bshare",
+    "jiathis",
+    "ad",
+    "ads",
+    "adv",
+    "advert",
+    "advertisement",
+    "adsbygoogle",
+    "banner",
+    "sponsor",
+    "sponsored",
+    "promo",
+    "cookie",
+    "cookies",
+    "consent",
+    "gdpr",
+    "related",
+    "recommend",
+    "recommended",
+    "sidebar",
+    "side",
+    "aside",
+    "widget",
+    "login",
+    "signin",
+    "toolbar",
+    "pagination",
+    "pager",
+    "subscribe",
+    "newsletter",
+    "popup",
+    "tooltip",
+    "modal",
+    "qrcode",
+    "hotlist",
+    "sitemap",
+    // Wiki fact boxes and navigation boxes (MediaWiki's `infobox`, `navbox`).
+    "infobox",
+    "navbox",
+    // A media player's controls, quality hints and error messages; a playlist
+    // or carousel of other videos and stories (CNN's `video-playlist`).
+    "player",
+    "mplayer",
+    "playlist",
+    "carousel",
+    "audio",
+    // Wiki furniture: `[编辑]` links beside headings, the reference list.
+    "editsection",
+    "references",
+    "reflist",
+];
+
+/// Words of a `class`/`id` value that name a comment section.
+const SOFT_WORDS: &[&str] = &[
+    "comment",
+    "comments",
+    "reply",
+    "replies",
+    "discuss",
+    "discussion",
+    // Abbreviations and pinyin (评论 pinglun) that Chinese sites use.
+    "cmt",
+    "cmts",
+    "cmmt",
+    "cmmts",
+    "pinglun",
+];
+
+/// The boilerplate mark an element's tag and `class`/`id` give it.
+pub(super) fn mark_of(tag: &str, el: &scraper::node::Element, in_article: bool) -> Mark {
+    if mark_of_tag(tag, in_article) == Mark::Hard {
+        return Mark::Hard;
+    }
+    let mut mark = Mark::None;
+    for (name, value) in el.attrs() {
+        if name != "class" && name != "id" {
+            continue;
+        }
+        for class in value.split_whitespace() {
+            let words = class_words(class);
+            // `enableGAMAds`, `disableAsideSection`, `filterNonGdprEmbeds`: feature
+            // flags on a page wrapper, not a name for what the element is.
+            if words.first().is_some_and(|w| FLAG_WORDS.contains(&w.as_str())) {
+                continue;
+            }
+            for word in words {
+                if HARD_WORDS.contains(&word.as_str()) {
+                    return Mark::Hard;
+                }
+                if SOFT_WORDS.contains(&word.as_str()) {
+                    mark = Mark::Soft;
+                }
+            }
+        }
+    }
+    mark
+}
+
+/// First words of a class name that make it a feature flag (see [`mark_of`]).
+const FLAG_WORDS: &[&str] = &[
+    "enable", "disable", "filter", "has", "no", "show", "hide", "with", "use", "allow",
+];
+
+/// Words of a `class`/`id` that, together with one of [`BODY_WORDS`], name an article body.
+const ARTICLE_WORDS: &[&str] = &[
+    "article", "entry", "post", "story", "news", "detail", "caas", "rich",
+];
+const BODY_WORDS: &[&str] = &["content", "body", "text", "txt", "cont"];
+
+/// Whether an element names itself the article body, as CMSs and news sites do
+/// (`<article>`, `itemprop="articleBody"`, `article-content`, `entry-content`,
+/// `post_body`, `caas-body`, `rich_media_content`, ...). Trafilatura starts from
+/// a list of such selectors; here they only steer the container choice.
+pub(super) fn content_hint(tag: &str, el: &scraper::node::Element) -> bool {
+    if tag == "article" {
+        return true;
+    }
+    let mut article = false;
+    let mut body = false;
+    for (name, value) in el.attrs() {
+        if name == "itemprop" && value.eq_ignore_ascii_case("articlebody") {
+            return true;
+        }
+        if name != "class" && name != "id" {
+            continue;
+        }
+        for word in class_words(value) {
+            article |= ARTICLE_WORDS.contains(&word.as_str());
+            body |= BODY_WORDS.contains(&word.as_str());
+        }
+    }
+    article && body
+}
+
+/// Words of a `class`/`id` that name a forum or Q&A thread, whose replies are
+/// its content (`bbs-post-content`, `page-question-detail`, `thread-list`).
+const THREAD_WORDS: &[&str] = &["bbs", "forum", "thread", "topic", "question", "tieba"];
+
+/// Words of a `class`/`id` that name an article's summary or lead, which
+/// sites often set apart before the body (`art_summary`, `article-intro`; not
+/// `lead`, which names lead photos as often).
+const LEAD_WORDS: &[&str] = &["summary", "intro", "abstract"];
+
+/// Words of a `class`/`id` that name who wrote a post (`comment-user-title`,
+/// `user-name`, `author`): a label there is a name, not text.
+const USER_WORDS: &[&str] = &["user", "author", "nickname", "username", "uname"];
+
+/// What an element's `class`/`id` names it: a thread ([`THREAD_WORDS`]), a
+/// lead ([`LEAD_WORDS`]), a post's author ([`USER_WORDS`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Names {
+    pub(super) thread: bool,
+    pub(super) lead: bool,
+    pub(super) user: bool,
+}
+
+/// [`Names`] of an element, in one look at each `class`/`id` value.
+pub(super) fn names_of(el: &scraper::node::Element) -> Names {
+    let mut names = Names::default();
+    for (name, value) in el.attrs() {
+        if name != "class" && name != "id" {
+            continue;
+        }
+        // Most values name none of these: a substring test spares splitting them.
+        let lower = value.to_ascii_lowercase();
+        let lists = [THREAD_WORDS, LEAD_WORDS, USER_WORDS];
+        if !lists.iter().any(|l| l.iter().any(|w| lower.contains(w))) {
+            continue;
+        }
+        let words = class_words(value);
+        let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+        names.thread |= has(THREAD_WORDS);
+        names.lead |= has(LEAD_WORDS);
+        names.user |= has(USER_WORDS);
+    }
+    names
+}
+
+/// An element's [`El::shape`](super::page::El::shape): its tag and `class` value, hashed.
+pub(super) fn shape_of(tag: &str, el: &scraper::node::Element) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same value on every run and machine.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tag.hash(&mut h);
+    el.attr("class").unwrap_or("").hash(&mut h);
+    h.finish()
+}
+
+/// The boilerplate mark of a tag alone.
+fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
+    match tag {
+        "nav" | "footer" | "aside" | "menu" => Mark::Hard,
+        "header" if !in_article => Mark::Hard,
+        _ => Mark::None,
+    }
+}
+
+/// `class`/`id` words, lower-cased: split at non-alphanumerics, digits and
+/// lower-to-upper case changes (`shareBar` -> `share`, `bar`).
+fn class_words(value: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for c in value.chars() {
+        if c.is_ascii_alphabetic() {
+            if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+            prev_lower = c.is_ascii_lowercase();
+            cur.push(c.to_ascii_lowercase());
+        } else {
+            prev_lower = false;
+            if !cur.is_empty() {
+                words.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    words
+}
+
+/// Give each block the strongest mark among its elements, except that a
+/// *hard* mark is void on an element holding half or more of the page's text
+/// unless a named article body lies beside it: a `class="breadcrumb"` div
+/// left unclosed around the article, or `<body class="has-menu">`, is not
+/// boilerplate, a `recommend` block of whole stories next to the story is.
+pub(super) fn resolve_marks(page: &mut Page) {
+    let n = page.elements.len();
+    let mut own_text = vec![0usize; n];
+    for b in &page.blocks {
+        if b.reads_like_text() {
+            own_text[b.owner] += b.chars - b.link_chars;
+        }
+    }
+    let text = subtree_sums(page, own_text);
+    let total = text[0];
+    // Named article bodies with a tenth of the page's text: a hard element
+    // beside one of them is boilerplate however long (a "recommended" block
+    // of whole articles under a short news item).
+    // Counted per subtree and per ancestor chain, so that "a body beside this
+    // element" is O(1) however deep the page nests.
+    let body: Vec<bool> = (0..n)
+        .map(|i| page.elements[i].hint && total > 0 && text[i] * 10 >= total)
+        .collect();
+    let in_subtree = subtree_sums(page, body.iter().map(|&b| usize::from(b)).collect());
+    let mut above = vec![0usize; n];
+    for i in 1..n {
+        let p = page.elements[i].parent;
+        above[i] = above[p] + usize::from(body[p]);
+    }
+    let mut mark = vec![Mark::None; n];
+    for i in 0..n {
+        let el = &page.elements[i];
+        let beside = in_subtree[0] - in_subtree[i] - above[i];
+        let swallows = el.own_mark == Mark::Hard && total > 0 && text[i] * 2 >= total && beside == 0;
+        let own = if swallows { Mark::None } else { el.own_mark };
+        let inherited = if i == 0 { Mark::None } else { mark[el.parent] };
+        mark[i] = inherited.max(own);
+    }
+    for b in &mut page.blocks {
+        b.mark = mark[b.owner];
+    }
+}
+
+/// Items of a list (or cards of one template) from which it is taken for a list of teasers.
+const MIN_TEASERS: usize = 3;
+
+/// Letters and digits outside links above which a card is a story or a post, not a teaser.
+const MAX_TEASER_TEXT: usize = 400;
+
+/// Mark lists of teasers *hard*: a `ul`/`ol` of 3+ items, most of which hold a
+/// linked headline (a block that is mostly link text) and a summary that reads
+/// like prose. "Other people also read" feeds under a news story look exactly
+/// so, and their summaries would otherwise outweigh the story; a list in an
+/// article rarely gives every item a linked line of its own. Sites build the
+/// same feeds from `div` cards: 3+ siblings of one shape (tag and `class`),
+/// most of them opening with a linked headline of a few words over a short
+/// summary, are marked too (a forum post opens with a linked user name, too
+/// short for a headline, and runs longer).
+pub(super) fn mark_teaser_lists(page: &mut Page) {
+    let n = page.elements.len();
+    let mut items = vec![0usize; n];
+    let mut teasers = vec![0usize; n];
+    // Siblings per (parent, shape); only shapes repeated MIN_TEASERS times are
+    // looked at as cards, so each element's blocks are not scanned for nothing.
+    let mut cards: std::collections::HashMap<(usize, u64), (usize, usize)> = Default::default();
+    for el in &page.elements[1..] {
+        cards.entry((el.parent, el.shape)).or_default().0 += 1;
+    }
+    for i in 1..n {
+        let el = &page.elements[i];
+        let p = el.parent;
+        let blocks = &page.blocks[el.first_block..el.end_block];
+        let card = cards.get_mut(&(p, el.shape)).expect("counted above");
+        if card.0 >= MIN_TEASERS && is_teaser_card(blocks) {
+            card.1 += 1;
+        }
+        if el.list != ListRole::Item || page.elements[p].list != ListRole::List {
+            continue;
+        }
+        items[p] += 1;
+        let headline = blocks.iter().any(|b| b.is_link_list() && b.chars >= 4);
+        let summary = blocks.iter().any(|b| b.reads_like_text() && b.mark == Mark::None);
+        if headline && summary {
+            teasers[p] += 1;
+        }
+    }
+    let teaser_feed = |count: usize, teaser: usize| count >= MIN_TEASERS && teaser * 5 >= count * 3;
+    for i in 0..n {
+        let el = &page.elements[i];
+        let card_of_feed = i > 0 && {
+            let (count, teaser) = cards[&(el.parent, el.shape)];
+            teaser_feed(count, teaser)
+        };
+        if teaser_feed(items[i], teasers[i]) || card_of_feed {
+            let (a, b) = (el.first_block, el.end_block);
+            for blk in &mut page.blocks[a..b] {
+                blk.mark = Mark::Hard;
+            }
+        }
+    }
+}
+
+/// A card that opens with a linked headline (mostly link text, 10+ letters,
+/// 8+ CJK characters or 3+ words) and adds a short summary that reads like prose.
+fn is_teaser_card(blocks: &[Block]) -> bool {
+    let Some(at) = blocks.iter().position(|b| b.chars > 0) else {
+        return false;
+    };
+    let first = &blocks[at];
+    let headline = first.is_link_list()
+        && first.chars >= 10
+        && (first.text.chars().filter(|c| is_cjk(*c)).count() >= 8
+            || first.text.split_whitespace().count() >= 3);
+    let text: usize = blocks.iter().map(|b| b.chars - b.link_chars).sum();
+    headline
+        && text <= MAX_TEASER_TEXT
+        && blocks[at + 1..]
+            .iter()
+            .any(|b| b.reads_like_text() && b.mark == Mark::None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_words_split_on_case_and_separators() {
+        assert_eq!(
+            class_words("shareBar post_ad-2 HEADER"),
+            ["share", "bar", "post", "ad", "header"]
+        );
+        assert!(!class_words("header").contains(&"ad".to_string()));
+    }
+}
