@@ -610,7 +610,10 @@ fn cmd_slurm(
     if plan.ranks.is_empty() {
         println!("all {tasks} ranks are complete; only merge-stats is queued");
     } else {
-        println!("ranks to run: {}", curate::sharded::slurm::array_spec(&plan.ranks));
+        println!(
+            "ranks to run: {}",
+            curate::sharded::slurm::array_spec(&plan.ranks)
+        );
     }
     for (step, tasks) in plan.steps.iter().filter(|(s, _)| s != "filter") {
         println!("step {step}: tasks {}", curate::sharded::slurm::array_spec(tasks));

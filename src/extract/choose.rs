@@ -3,11 +3,11 @@
 //! lead set apart right before it, the comment section after it when the page
 //! is a thread, and an article's title left out.
 //!
-//! Block weights are summed up the element tree ([`subtree_sums`]);
+//! Block weights are summed up the element tree ([`super::page::subtree_sums`]);
 //! [`select_main_text`] makes the choices and prints the chosen blocks with
 //! [`render`].
 
-use super::page::{collapse_ws, Block, BlockKind, Mark, Page};
+use super::page::{collapse_ws, subtree_sums, Block, BlockKind, Mark, Page};
 use super::print::{drop_labels, render};
 use super::Comments;
 
@@ -92,16 +92,6 @@ fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
         return hinted;
     }
     best
-}
-
-/// Each element's value summed over its subtree, from each element's `own` value.
-pub(super) fn subtree_sums<T: Copy + std::ops::AddAssign>(page: &Page, mut own: Vec<T>) -> Vec<T> {
-    // Elements were pushed in document (pre-)order: children come after parents.
-    for i in (1..page.elements.len()).rev() {
-        let v = own[i];
-        own[page.elements[i].parent] += v;
-    }
-    own
 }
 
 /// Each element's summed `weight` of the blocks in its subtree.

@@ -10,8 +10,7 @@
 //! summaries, which would otherwise outweigh the story they sit under.
 
 use super::blocks::is_cjk;
-use super::choose::subtree_sums;
-use super::page::{Block, ListRole, Mark, Page};
+use super::page::{subtree_sums, Block, ListRole, Mark, Page};
 
 /// Words of a `class`/`id` value that name page furniture.
 const HARD_WORDS: &[&str] = &[

@@ -360,3 +360,13 @@ pub(super) fn has_date_or_time(text: &str) -> bool {
 pub(super) fn collapse_ws(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+/// Each element's value summed over its subtree, from each element's `own` value.
+pub(super) fn subtree_sums<T: Copy + std::ops::AddAssign>(page: &Page, mut own: Vec<T>) -> Vec<T> {
+    // Elements were pushed in document (pre-)order: children come after parents.
+    for i in (1..page.elements.len()).rev() {
+        let v = own[i];
+        own[page.elements[i].parent] += v;
+    }
+    own
+}
