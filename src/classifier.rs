@@ -32,7 +32,7 @@ use anyhow::{bail, Context, Result};
 use fasttext::args::{Args, LossName, ModelName};
 use fasttext::FastText;
 
-use crate::config::config_error;
+use crate::error::config_error;
 use crate::io::csv::parse_csv;
 
 /// Label prefix fastText uses in its training files.
@@ -90,7 +90,7 @@ fn label_string(v: &serde_json::Value) -> Option<String> {
 }
 
 /// Read labelled examples. A field missing from the CSV header is a usage error
-/// ([`crate::config::ConfigError`]); a record without the field is a runtime error
+/// ([`crate::error::ConfigError`]); a record without the field is a runtime error
 /// naming the line.
 pub fn read_labelled(
     path: &Path,

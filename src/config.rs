@@ -10,39 +10,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::io::lexical_clean;
+use crate::io::writer::Compression;
 use crate::record::{FieldMap, Schema};
 
-/// An error in the user's config or command line: `curate` exits with code 2.
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Shorthand: a config error as an `anyhow::Error`.
-pub fn config_error(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(ConfigError(msg.into()))
-}
-
-/// How input files are read; `auto` decides by file extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum InputFormat {
-    #[default]
-    Auto,
-    /// One JSON object per line.
-    Jsonl,
-    /// A JSON array of objects (or JSON lines under a `.json` name: sniffed).
-    Json,
-    Parquet,
-    /// A directory of `.html`/`.htm` files (or one such file), one record per page.
-    Html,
-}
+// Bridges for callers that still name these through `config`: new code uses
+// `crate::error` and `crate::io` directly.
+pub use crate::error::{config_error, ConfigError};
+pub use crate::io::writer::OutputFormat;
+pub use crate::io::InputFormat;
 
 /// `[input]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,36 +59,6 @@ impl InputConfig {
                 self.schema
             ))
         })
-    }
-}
-
-/// Output file format of the kept records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputFormat {
-    #[default]
-    Jsonl,
-    Parquet,
-}
-
-/// Compression of JSONL parts (Parquet parts always use zstd inside the file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    None,
-    Gzip,
-    #[default]
-    Zstd,
-}
-
-impl Compression {
-    /// File name suffix for this compression.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Compression::None => "",
-            Compression::Gzip => ".gz",
-            Compression::Zstd => ".zst",
-        }
     }
 }
 
@@ -217,27 +163,6 @@ pub struct Pipeline {
     /// `[[benchmark]]` tables: benchmarks the `decontaminate` stage matches against
     /// (paths relative to the pipeline file, resolved by the stage).
     pub benchmark: Vec<crate::decontam::BenchmarkSpec>,
-}
-
-/// Remove `.` and `name/..` pairs without touching the file system
-/// (`pipelines/../out` -> `out`), so messages show the path a user expects.
-pub fn lexical_clean(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out: Vec<Component> = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    if out.is_empty() {
-        PathBuf::from(".")
-    } else {
-        out.iter().collect()
-    }
 }
 
 fn line_of(text: &str, byte: usize) -> usize {

@@ -7,6 +7,7 @@
 pub mod classifier;
 pub mod config;
 pub mod decontam;
+pub mod error;
 pub mod extract;
 pub mod finetune;
 pub mod io;

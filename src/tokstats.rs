@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
-use crate::config::InputFormat;
+use crate::io::InputFormat;
 use crate::record::{FieldMap, Schema};
 
 /// What to measure.
@@ -132,11 +132,11 @@ pub fn tokstats(opts: &TokstatsOptions) -> Result<Tokstats> {
     let loaded = opts
         .tokenizers
         .iter()
-        .map(|p| load_tokenizer(p).map_err(|e| crate::config::config_error(format!("{e:#}"))))
+        .map(|p| load_tokenizer(p).map_err(|e| crate::error::config_error(format!("{e:#}"))))
         .collect::<Result<Vec<_>>>()?;
     let cwd = std::env::current_dir()?;
     let sources = crate::io::expand_inputs(&opts.inputs, &cwd, opts.format)
-        .map_err(|e| crate::config::config_error(format!("tokstats: {e:#}")))?;
+        .map_err(|e| crate::error::config_error(format!("tokstats: {e:#}")))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()?;

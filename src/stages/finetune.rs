@@ -75,7 +75,7 @@ impl Finetune {
     /// Build from the stage table; `fields` are the pipeline's `[input.fields]` (to read the kept parts back).
     pub fn new(mut cfg: FinetuneConfig, fields: FieldMap, cx: &BuildContext) -> Result<Finetune> {
         if let Some(p) = cfg.model_path() {
-            cfg.model = crate::config::lexical_clean(&cx.resolve(p))
+            cfg.model = crate::io::lexical_clean(&cx.resolve(p))
                 .to_string_lossy()
                 .into_owned();
         }

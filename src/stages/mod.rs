@@ -15,7 +15,8 @@ pub mod toxicity;
 
 use anyhow::Result;
 
-use crate::config::{config_error, stage_params as params, Pipeline, StageSpec};
+use crate::config::{stage_params as params, Pipeline, StageSpec};
+use crate::error::config_error;
 use crate::stage::{BuildContext, Stage};
 
 /// Every stage kind this build knows, for error messages and docs.
@@ -77,7 +78,7 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<Box<dyn Stage>> {
     })();
     // A stage that refuses its parameters is a config error: name where it is defined.
     built.map_err(|e| {
-        if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+        if e.downcast_ref::<crate::error::ConfigError>().is_some() {
             e
         } else {
             config_error(format!("{}: {e:#}", spec.location(file)))
