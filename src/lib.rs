@@ -22,6 +22,7 @@ pub mod stage;
 pub mod stages;
 pub mod stats;
 pub mod steps;
+pub mod text;
 pub mod tokstats;
 
 /// Where the external data sets live, for tests and benchmarks: `CURATE_SHARED_DATA`,

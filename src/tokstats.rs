@@ -219,7 +219,7 @@ pub fn tokstats(opts: &TokstatsOptions) -> Result<Tokstats> {
 /// One record's counts and whether it is CJK-majority.
 fn count_one(tok: &Tokenizer, text: &str) -> Result<(bool, Counts)> {
     let enc = tok.encode(text, false).map_err(|e| anyhow!("tokenizing: {e}"))?;
-    let cjk = crate::stages::normalize::cjk_ratio(text) >= 0.5;
+    let cjk = crate::text::cjk_ratio(text) >= 0.5;
     Ok((
         cjk,
         Counts {

@@ -36,6 +36,7 @@ use serde_json::json;
 
 use crate::record::{Record, Role};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
+use crate::text::is_han;
 
 fn d_allowed() -> Vec<String> {
     vec!["zh".into(), "en".into()]
@@ -74,10 +75,6 @@ impl Language {
         }
         Ok(Language { cfg })
     }
-}
-
-fn is_han(c: char) -> bool {
-    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x3134F)
 }
 
 /// `text` without its fenced code blocks (all of it when that leaves nothing).

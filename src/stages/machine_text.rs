@@ -58,11 +58,12 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::classifier::{fold_char, Classifier};
+use crate::classifier::Classifier;
 use crate::lm_score::{LmScore, LmScorer};
 use crate::record::{Record, Role};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 use crate::stages::toxicity::Lexicon;
+use crate::text::{fold_width_and_case, is_bmp_han};
 
 /// Which text views are scored.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -251,7 +252,7 @@ fn tokens(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start: Option<usize> = None;
     for (i, c) in text.char_indices() {
-        let cjk = matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF);
+        let cjk = is_bmp_han(c);
         if cjk || !c.is_alphanumeric() {
             if let Some(s) = start.take() {
                 out.push(&text[s..i]);
@@ -305,7 +306,7 @@ pub fn longest_loop(toks: &[&str]) -> usize {
 
 /// Count the signals in one (already joined) text.
 pub fn signals(text: &str, phrases: Option<&Lexicon>) -> Signals {
-    let folded: String = text.chars().map(fold_char).collect();
+    let folded: String = text.chars().map(fold_width_and_case).collect();
     let refusal = REFUSAL.find_iter(&folded).count();
     let indicating = phrases.map_or(0, |lex| {
         let found: BTreeSet<String> = lex

@@ -45,6 +45,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::record::Record;
 use crate::stage::{BuildContext, Stage, Verdict};
+use crate::text::{is_cjk, to_simplified};
 
 fn yes() -> bool {
     true
@@ -106,8 +107,8 @@ impl Normalize {
             }
         }
         if self.cfg.traditional_to_simplified && cur.chars().any(is_cjk) {
-            let t = fast2s::convert(&cur);
-            if t != cur {
+            // `Owned` exactly when some character changed.
+            if let std::borrow::Cow::Owned(t) = to_simplified(&cur) {
                 changed |= 4;
                 cur = t;
             }
@@ -120,36 +121,6 @@ impl Normalize {
             }
         }
         (cur, changed)
-    }
-}
-
-/// CJK ideographs, kana and hangul: one "character word" each.
-#[inline]
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xAC00..=0xD7AF
-        | 0xF900..=0xFAFF
-        | 0x20000..=0x3134F)
-}
-
-/// CJK characters / letters (alphabetic characters, CJK included); 0 without letters.
-pub fn cjk_ratio(text: &str) -> f64 {
-    let (mut cjk, mut letters) = (0usize, 0usize);
-    for c in text.chars() {
-        if is_cjk(c) {
-            cjk += 1;
-            letters += 1;
-        } else if c.is_alphabetic() {
-            letters += 1;
-        }
-    }
-    if letters == 0 {
-        0.0
-    } else {
-        cjk as f64 / letters as f64
     }
 }
 

@@ -69,7 +69,7 @@ use serde_json::{json, Value};
 
 use crate::record::{Record, Role};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
-use crate::stages::normalize::{cjk_ratio, is_cjk};
+use crate::text::{cjk_ratio, is_cjk};
 
 fn d_line() -> f64 {
     0.5

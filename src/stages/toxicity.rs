@@ -36,9 +36,10 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::classifier::{fold_char, Classifier};
+use crate::classifier::Classifier;
 use crate::record::{Record, Role};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
+use crate::text::fold_width_and_case;
 
 /// Which text views are checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -118,7 +119,7 @@ pub struct LexiconHit {
 
 /// Lower-case and fold full-width ASCII, one char for one char (offsets stay valid).
 pub fn normalize(text: &str) -> String {
-    text.chars().map(fold_char).collect()
+    text.chars().map(fold_width_and_case).collect()
 }
 
 impl Lexicon {
