@@ -60,23 +60,10 @@ use serde_json::json;
 
 use crate::classifier::Classifier;
 use crate::lm_score::{LmScore, LmScorer};
-use crate::record::{Record, Role};
+use crate::record::{Record, TextFields};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 use crate::stages::toxicity::Lexicon;
 use crate::text::{fold_width_and_case, is_bmp_han};
-
-/// Which text views are scored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MachineTextFields {
-    /// Responses (output, assistant turns, chosen/rejected) and documents.
-    #[default]
-    Response,
-    /// Prompt-side segments and system prompts.
-    Prompt,
-    /// Every segment.
-    All,
-}
 
 fn default_threshold() -> f32 {
     0.9
@@ -121,8 +108,9 @@ pub struct MachineTextConfig {
     /// Combined score at or above this flags the record.
     #[serde(default = "default_threshold")]
     pub threshold: f32,
-    #[serde(default)]
-    pub fields: MachineTextFields,
+    /// Which text views are scored (default responses and documents).
+    #[serde(default = "TextFields::response")]
+    pub fields: TextFields,
     /// Texts with fewer characters (trimmed) get no model score.
     #[serde(default = "default_min_chars")]
     pub min_chars: usize,
@@ -418,14 +406,6 @@ impl MachineText {
         })
     }
 
-    fn selected(&self, role: Role) -> bool {
-        match self.cfg.fields {
-            MachineTextFields::All => true,
-            MachineTextFields::Prompt => matches!(role, Role::Prompt | Role::System),
-            MachineTextFields::Response => matches!(role, Role::Response | Role::Document),
-        }
-    }
-
     /// P(machine) from the model alone; `None` without a model or for short text.
     pub fn model_prob(&self, text: &str) -> Option<f32> {
         let m = self.model.as_ref()?;
@@ -476,7 +456,7 @@ impl Stage for MachineText {
     fn process(&self, record: &mut Record) -> Result<Verdict> {
         let mut joined = String::new();
         for (seg, text) in record.texts() {
-            if self.selected(seg.role) && !text.trim().is_empty() {
+            if self.cfg.fields.selects(seg.role) && !text.trim().is_empty() {
                 if !joined.is_empty() {
                     joined.push_str("\n\n");
                 }
@@ -681,6 +661,16 @@ mod tests {
         let mut r = rec(json!({"instruction": "只有问题", "output": ""}));
         assert_eq!(stage.process(&mut r).unwrap(), Verdict::Keep);
         assert_eq!(r.meta["machine_text"]["score"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn fields_default_to_responses_and_documents() {
+        assert_eq!(MachineTextConfig::default().fields, TextFields::Response);
+        let cfg: MachineTextConfig = toml::from_str("fields = \"all\"").unwrap();
+        assert_eq!(cfg.fields, TextFields::All);
+        // toxicity reads everything by default.
+        let tox = crate::stages::toxicity::ToxicityConfig::default();
+        assert_eq!(tox.fields, TextFields::All);
     }
 
     #[test]

@@ -37,22 +37,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::classifier::Classifier;
-use crate::record::{Record, Role};
+use crate::record::{Record, TextFields};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 use crate::text::fold_width_and_case;
-
-/// Which text views are checked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ToxicityFields {
-    /// Every segment (documents, system, prompts, responses).
-    #[default]
-    All,
-    /// Prompt-side segments (instruction, input, user turns) and system prompts.
-    Prompt,
-    /// Response-side segments (output, assistant turns, chosen/rejected) and documents.
-    Response,
-}
 
 fn default_threshold() -> f32 {
     0.9
@@ -82,8 +69,9 @@ pub struct ToxicityConfig {
     /// Lexicon hits at or above this flag the record; 0 = annotate only.
     #[serde(default = "default_min_hits")]
     pub min_lexicon_hits: usize,
+    /// Which text views are checked (default all).
     #[serde(default)]
-    pub fields: ToxicityFields,
+    pub fields: TextFields,
     #[serde(default)]
     pub action: Action,
     /// The model's label for offensive text.
@@ -250,14 +238,6 @@ impl Toxicity {
         };
         Ok(Toxicity { cfg, lexicon, model })
     }
-
-    fn selected(&self, role: Role) -> bool {
-        match self.cfg.fields {
-            ToxicityFields::All => true,
-            ToxicityFields::Prompt => matches!(role, Role::Prompt | Role::System),
-            ToxicityFields::Response => matches!(role, Role::Response | Role::Document),
-        }
-    }
 }
 
 impl Stage for Toxicity {
@@ -270,7 +250,7 @@ impl Stage for Toxicity {
         let mut hits = Vec::new();
         let mut categories: BTreeMap<String, usize> = BTreeMap::new();
         for (seg, text) in record.texts() {
-            if !self.selected(seg.role) || text.trim().is_empty() {
+            if !self.cfg.fields.selects(seg.role) || text.trim().is_empty() {
                 continue;
             }
             if let Some(m) = &self.model {
