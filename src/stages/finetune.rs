@@ -238,7 +238,7 @@ impl Stage for Finetune {
             .collect();
         Some(format!(
             "<p>Files in <code>{}</code>.</p><table>{table}</table>{}",
-            html_escape(&f.output.display().to_string()),
+            crate::report::escape(&f.output.display().to_string()),
             session::loss_chart(r, "training and validation loss")
         ))
     }
@@ -257,8 +257,4 @@ impl Stage for Finetune {
             self.cfg.train.seed
         )
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
