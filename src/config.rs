@@ -332,18 +332,6 @@ pub fn stage_params<T: serde::de::DeserializeOwned>(spec: &StageSpec, file: &Pat
         })
 }
 
-/// Check a resource path exists, naming the stage and key that want it.
-pub fn require_file(path: &Path, spec: &StageSpec, file: &Path, key: &str) -> Result<()> {
-    if !path.exists() {
-        return Err(config_error(format!(
-            "{}: key `{key}`: file not found: {}",
-            spec.location(file),
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
 /// Parse `--input`-style override strings into the `[input] paths` form.
 pub fn override_paths(paths: &[PathBuf]) -> Result<Vec<String>> {
     paths
