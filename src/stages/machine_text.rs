@@ -533,17 +533,7 @@ impl Stage for MachineText {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(v: serde_json::Value) -> Record {
-        crate::record::test_record(v)
-    }
-
-    fn no_model(extra: &str) -> MachineText {
-        let cx = BuildContext {
-            config_dir: ".".into(),
-        };
-        MachineText::new(toml::from_str(extra).unwrap(), &cx).unwrap()
-    }
+    use crate::stages::testing::{build, build_in, run, try_build};
 
     #[test]
     fn refusals_and_self_references_are_found() {
@@ -629,7 +619,7 @@ mod tests {
 
     #[test]
     fn score_combines_log_odds_and_stage_tags_or_drops() {
-        let stage = no_model("");
+        let stage = build("", MachineText::new);
         let (_, p, score) = stage.score("今天天气不错，我们去爬山了，晚上吃了火锅。").unwrap();
         assert_eq!(p, None);
         assert!((score - 0.5).abs() < 1e-9, "no signal, no model: undecided");
@@ -637,29 +627,34 @@ mod tests {
         assert!(s.refusal >= 1);
         assert!(score > 0.9, "{score}");
 
-        let mut r =
-            rec(json!({"instruction": "作为一个AI语言模型你怎么看", "output": "我觉得挺好的，下次再聊。"}));
-        assert_eq!(
-            stage.process(&mut r).unwrap(),
-            Verdict::Keep,
-            "prompts are not scored by default"
+        let (v, r) = run(
+            &stage,
+            json!({"instruction": "作为一个AI语言模型你怎么看", "output": "我觉得挺好的，下次再聊。"}),
         );
+        assert_eq!(v, Verdict::Keep, "prompts are not scored by default");
         assert_eq!(r.meta["machine_text"]["signals"]["refusal"], json!(0));
 
-        let mut r = rec(json!({"instruction": "问", "output": "作为一个AI语言模型，我无法回答。"}));
-        match stage.process(&mut r).unwrap() {
+        match run(
+            &stage,
+            json!({"instruction": "问", "output": "作为一个AI语言模型，我无法回答。"}),
+        )
+        .0
+        {
             Verdict::Drop { reason, detail } => {
                 assert_eq!(reason, "machine_text");
                 assert!(detail.contains("refusal 2"), "{detail}");
             }
             v => panic!("{v:?}"),
         }
-        let stage = no_model("action = \"tag\"");
-        let mut r = rec(json!({"text": "As an AI language model, I cannot browse."}));
-        assert_eq!(stage.process(&mut r).unwrap(), Verdict::Keep);
+        let stage = build("action = \"tag\"", MachineText::new);
+        let (v, r) = run(
+            &stage,
+            json!({"text": "As an AI language model, I cannot browse."}),
+        );
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["machine_text"]["flag"], json!("machine_text"));
-        let mut r = rec(json!({"instruction": "只有问题", "output": ""}));
-        assert_eq!(stage.process(&mut r).unwrap(), Verdict::Keep);
+        let (v, r) = run(&stage, json!({"instruction": "只有问题", "output": ""}));
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["machine_text"]["score"], serde_json::Value::Null);
     }
 
@@ -675,9 +670,6 @@ mod tests {
 
     #[test]
     fn rejects_bad_configs() {
-        let cx = BuildContext {
-            config_dir: ".".into(),
-        };
         for bad in [
             "action = \"redact\"",
             "threshold = 1.5",
@@ -687,8 +679,7 @@ mod tests {
             "lm_model = \"/nonexistent/model.gguf\"",
             "lm_weight = inf",
         ] {
-            let cfg: MachineTextConfig = toml::from_str(bad).unwrap();
-            assert!(MachineText::new(cfg, &cx).is_err(), "{bad}");
+            assert!(try_build(bad, MachineText::new).is_err(), "{bad}");
         }
         assert!(toml::from_str::<MachineTextConfig>("weights = 1").is_err());
     }
@@ -697,19 +688,16 @@ mod tests {
     fn a_language_model_scores_into_signals_and_only_counts_with_a_weight() {
         let dir = tempfile::tempdir().unwrap();
         crate::lm_score::test_model::tiny_folder(dir.path());
-        let cx = BuildContext {
-            config_dir: dir.path().to_path_buf(),
-        };
         let text = "今天天气不错，我们去爬山了，晚上吃了火锅。";
         let mut scores = Vec::new();
         for weight in [0.0, 2.0] {
-            let cfg: MachineTextConfig = toml::from_str(&format!(
-                "lm_model = \".\"\nlm_weight = {weight}\nlm_center = -5.0\nlm_max_tokens = 16"
-            ))
-            .unwrap();
-            let stage = MachineText::new(cfg, &cx).unwrap();
-            let mut r = rec(json!({"instruction": "问", "output": text}));
-            assert_eq!(stage.process(&mut r).unwrap(), Verdict::Keep);
+            let stage = build_in(
+                dir.path(),
+                &format!("lm_model = \".\"\nlm_weight = {weight}\nlm_center = -5.0\nlm_max_tokens = 16"),
+                MachineText::new,
+            );
+            let (v, r) = run(&stage, json!({"instruction": "问", "output": text}));
+            assert_eq!(v, Verdict::Keep);
             let lm = &r.meta["machine_text"]["signals"]["lm"];
             assert_eq!(lm["tokens"], json!(16));
             let ll = lm["log_likelihood"].as_f64().unwrap();

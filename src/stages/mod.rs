@@ -11,6 +11,8 @@ pub mod minhash_dedup;
 pub mod normalize;
 pub mod pii;
 pub mod quality;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod toxicity;
 
 use anyhow::Result;

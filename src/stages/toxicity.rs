@@ -316,10 +316,7 @@ impl Stage for Toxicity {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(v: serde_json::Value) -> Record {
-        crate::record::test_record(v)
-    }
+    use crate::stages::testing::{build_in, run, try_build};
 
     fn lexicon() -> Lexicon {
         Lexicon::new(Lexicon::parse(
@@ -361,41 +358,39 @@ mod tests {
     fn stage_drops_and_tags_without_quoting() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("lex.txt"), "傻逼\tporn\n").unwrap();
-        let cx = BuildContext {
-            config_dir: dir.path().to_path_buf(),
-        };
-        let cfg: ToxicityConfig = toml::from_str("lexicon = [\"lex.txt\"]\nfields = \"response\"").unwrap();
-        let s = Toxicity::new(cfg, &cx).unwrap();
-        let mut r = rec(json!({"instruction": "你是傻逼吗", "output": "我是助手"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
-        let mut r = rec(json!({"instruction": "问", "output": "你这个傻逼"}));
-        let v = s.process(&mut r).unwrap();
+        let s = build_in(
+            dir.path(),
+            "lexicon = [\"lex.txt\"]\nfields = \"response\"",
+            Toxicity::new,
+        );
+        let (v, _) = run(&s, json!({"instruction": "你是傻逼吗", "output": "我是助手"}));
+        assert_eq!(v, Verdict::Keep);
+        let (v, r) = run(&s, json!({"instruction": "问", "output": "你这个傻逼"}));
         assert_eq!(v, Verdict::drop("toxic", "1 lexicon hits (porn 1)"));
         assert_eq!(
             r.meta["toxicity"]["lexicon_hits"][0],
             json!({"category": "porn", "field": "output", "start": 3, "end": 5})
         );
         assert_eq!(r.meta["toxicity"]["score"], serde_json::Value::Null);
-        let cfg: ToxicityConfig = toml::from_str("lexicon = [\"lex.txt\"]\naction = \"tag\"").unwrap();
-        let s = Toxicity::new(cfg, &cx).unwrap();
-        let mut r = rec(json!({"text": "傻逼"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let s = build_in(
+            dir.path(),
+            "lexicon = [\"lex.txt\"]\naction = \"tag\"",
+            Toxicity::new,
+        );
+        let (v, r) = run(&s, json!({"text": "傻逼"}));
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["toxicity"]["flagged_by"], json!(["lexicon"]));
     }
 
     #[test]
     fn rejects_bad_configs() {
-        let cx = BuildContext {
-            config_dir: ".".into(),
-        };
         for bad in [
             "",
             "lexicon = [\"x\"]\naction = \"redact\"",
             "model = \"m.bin\"\nthreshold = 2.0",
             "lexicon = [\"/nonexistent/x.txt\"]",
         ] {
-            let cfg: ToxicityConfig = toml::from_str(bad).unwrap();
-            assert!(Toxicity::new(cfg, &cx).is_err(), "{bad}");
+            assert!(try_build(bad, Toxicity::new).is_err(), "{bad}");
         }
         assert!(toml::from_str::<ToxicityConfig>("lexicons = []").is_err());
     }
