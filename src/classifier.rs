@@ -32,8 +32,9 @@ use anyhow::{bail, Context, Result};
 use fasttext::args::{Args, LossName, ModelName};
 use fasttext::FastText;
 
-use crate::config::config_error;
+use crate::error::config_error;
 use crate::io::csv::parse_csv;
+use crate::text::{fold_width_and_case, is_cjk_through_ext_f};
 
 /// Label prefix fastText uses in its training files.
 pub const LABEL_PREFIX: &str = "__label__";
@@ -90,7 +91,7 @@ fn label_string(v: &serde_json::Value) -> Option<String> {
 }
 
 /// Read labelled examples. A field missing from the CSV header is a usage error
-/// ([`crate::config::ConfigError`]); a record without the field is a runtime error
+/// ([`crate::error::ConfigError`]); a record without the field is a runtime error
 /// naming the line.
 pub fn read_labelled(
     path: &Path,
@@ -159,26 +160,6 @@ pub fn read_labelled(
     Ok(out)
 }
 
-fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x2FA1F
-        | 0x3040..=0x30FF | 0xAC00..=0xD7AF)
-}
-
-/// Fold full-width ASCII to ASCII and lower-case.
-pub fn fold_char(c: char) -> char {
-    let c = match c as u32 {
-        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-        0x3000 => ' ',
-        _ => c,
-    };
-    if c.is_ascii() {
-        c.to_ascii_lowercase()
-    } else {
-        c.to_lowercase().next().unwrap_or(c)
-    }
-}
-
 /// The fastText input for a text. With `char_split`: CJK characters one token
 /// each, runs of other letters/digits one token, punctuation and whitespace dropped.
 /// Without: the text with whitespace runs collapsed (fastText splits on them).
@@ -201,14 +182,16 @@ pub fn to_fasttext_input_with(text: &str, char_split: bool, keep_punct: bool) ->
             if !out.is_empty() {
                 out.push(' ');
             }
-            out.extend(w.chars().map(fold_char));
+            out.extend(w.chars().map(fold_width_and_case));
         }
         return out;
     }
     let mut in_word = false;
     for raw in text.chars() {
-        let c = fold_char(raw);
-        if keep_punct && (raw == '\n' || !(raw.is_whitespace() || is_cjk(c) || c.is_alphanumeric())) {
+        let c = fold_width_and_case(raw);
+        if keep_punct
+            && (raw == '\n' || !(raw.is_whitespace() || is_cjk_through_ext_f(c) || c.is_alphanumeric()))
+        {
             if !out.is_empty() {
                 out.push(' ');
             }
@@ -218,7 +201,7 @@ pub fn to_fasttext_input_with(text: &str, char_split: bool, keep_punct: bool) ->
                 out.push(raw);
             }
             in_word = false;
-        } else if is_cjk(c) {
+        } else if is_cjk_through_ext_f(c) {
             if !out.is_empty() {
                 out.push(' ');
             }

@@ -10,39 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::error::config_error;
+use crate::io::writer::{Compression, OutputFormat};
+use crate::io::{lexical_clean, InputFormat};
 use crate::record::{FieldMap, Schema};
-
-/// An error in the user's config or command line: `curate` exits with code 2.
-#[derive(Debug)]
-pub struct ConfigError(pub String);
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-/// Shorthand: a config error as an `anyhow::Error`.
-pub fn config_error(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(ConfigError(msg.into()))
-}
-
-/// How input files are read; `auto` decides by file extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum InputFormat {
-    #[default]
-    Auto,
-    /// One JSON object per line.
-    Jsonl,
-    /// A JSON array of objects (or JSON lines under a `.json` name: sniffed).
-    Json,
-    Parquet,
-    /// A directory of `.html`/`.htm` files (or one such file), one record per page.
-    Html,
-}
 
 /// `[input]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,36 +54,6 @@ impl InputConfig {
                 self.schema
             ))
         })
-    }
-}
-
-/// Output file format of the kept records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OutputFormat {
-    #[default]
-    Jsonl,
-    Parquet,
-}
-
-/// Compression of JSONL parts (Parquet parts always use zstd inside the file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    None,
-    Gzip,
-    #[default]
-    Zstd,
-}
-
-impl Compression {
-    /// File name suffix for this compression.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            Compression::None => "",
-            Compression::Gzip => ".gz",
-            Compression::Zstd => ".zst",
-        }
     }
 }
 
@@ -217,27 +158,6 @@ pub struct Pipeline {
     /// `[[benchmark]]` tables: benchmarks the `decontaminate` stage matches against
     /// (paths relative to the pipeline file, resolved by the stage).
     pub benchmark: Vec<crate::decontam::BenchmarkSpec>,
-}
-
-/// Remove `.` and `name/..` pairs without touching the file system
-/// (`pipelines/../out` -> `out`), so messages show the path a user expects.
-pub fn lexical_clean(p: &Path) -> PathBuf {
-    use std::path::Component;
-    let mut out: Vec<Component> = Vec::new();
-    for c in p.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    if out.is_empty() {
-        PathBuf::from(".")
-    } else {
-        out.iter().collect()
-    }
 }
 
 fn line_of(text: &str, byte: usize) -> usize {
@@ -407,18 +327,6 @@ pub fn stage_params<T: serde::de::DeserializeOwned>(spec: &StageSpec, file: &Pat
         })
 }
 
-/// Check a resource path exists, naming the stage and key that want it.
-pub fn require_file(path: &Path, spec: &StageSpec, file: &Path, key: &str) -> Result<()> {
-    if !path.exists() {
-        return Err(config_error(format!(
-            "{}: key `{key}`: file not found: {}",
-            spec.location(file),
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
 /// Parse `--input`-style override strings into the `[input] paths` form.
 pub fn override_paths(paths: &[PathBuf]) -> Result<Vec<String>> {
     paths
@@ -471,7 +379,7 @@ dir = "out"
     fn unknown_keys_are_errors_with_file_and_line() {
         let err = parse(&OK.replace("dir = \"out\"", "dir = \"out\"\ncolour = 1")).unwrap_err();
         let msg = err.to_string();
-        assert!(err.downcast_ref::<ConfigError>().is_some());
+        assert!(err.downcast_ref::<crate::error::ConfigError>().is_some());
         assert!(
             msg.contains("p/x.toml") && msg.contains("line 14") && msg.contains("colour"),
             "{msg}"

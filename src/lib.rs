@@ -10,6 +10,7 @@ pub mod classifier;
 pub mod config;
 pub mod decontam;
 pub mod dedup;
+pub mod error;
 pub mod extract;
 pub mod finetune;
 pub mod io;
@@ -23,6 +24,7 @@ pub mod sharded;
 pub mod stage;
 pub mod stages;
 pub mod stats;
+pub mod text;
 pub mod tokstats;
 
 /// Where the external data sets live, for tests and benchmarks: `CURATE_SHARED_DATA`,

@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use curate::config::{ConfigError, Pipeline};
+use curate::config::Pipeline;
+use curate::error::ConfigError;
 use curate::run::{self, RunOptions};
 use curate::stats::RunStats;
 
@@ -271,7 +272,7 @@ struct TrainArgs {
 fn cmd_train_classifier(a: TrainArgs) -> Result<()> {
     use curate::classifier::{self, DataFormat, TrainOptions};
     let format = DataFormat::parse(&a.format).ok_or_else(|| {
-        curate::config::config_error(format!(
+        curate::error::config_error(format!(
             "--format: expected auto, jsonl or csv, got `{}`",
             a.format
         ))
@@ -360,9 +361,9 @@ fn cmd_validate(pipeline: PathBuf, input: Vec<PathBuf>, output: Option<PathBuf>)
 }
 
 /// `--format`: an input format name as in `[input] format`.
-fn parse_format(name: &str) -> Result<curate::config::InputFormat> {
+fn parse_format(name: &str) -> Result<curate::io::InputFormat> {
     serde_json::from_value(serde_json::Value::String(name.to_string()))
-        .map_err(|_| curate::config::config_error(format!("--format: unknown format `{name}`")))
+        .map_err(|_| curate::error::config_error(format!("--format: unknown format `{name}`")))
 }
 
 /// `--schema`: `auto` (None) or a schema name as in `[input] schema`.
@@ -372,7 +373,7 @@ fn parse_schema(name: &str) -> Result<Option<curate::record::Schema>> {
     }
     serde_json::from_value(serde_json::Value::String(name.to_string()))
         .map(Some)
-        .map_err(|_| curate::config::config_error(format!("--schema: unknown schema `{name}`")))
+        .map_err(|_| curate::error::config_error(format!("--schema: unknown schema `{name}`")))
 }
 
 /// Run a pipeline (`curate run`) and print its per-stage table unless `--quiet`.
@@ -439,8 +440,8 @@ fn cmd_audit(
         threads,
     }: AuditArgs,
 ) -> Result<()> {
-    use curate::config::config_error;
     use curate::decontam::audit;
+    use curate::error::config_error;
     let benchmarks = bench
         .iter()
         .map(|b| audit::parse_bench(b).map_err(|e| config_error(format!("{e:#}"))))

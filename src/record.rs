@@ -167,6 +167,36 @@ pub enum Role {
     Response,
 }
 
+/// Which text views a stage reads: `fields = "all" | "prompt" | "response"` in its table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextFields {
+    /// Every segment (documents, system, prompts, responses).
+    #[default]
+    All,
+    /// Prompt-side segments (instruction, input, user turns) and system prompts.
+    Prompt,
+    /// Response-side segments (output, assistant turns, chosen/rejected) and documents.
+    Response,
+}
+
+impl TextFields {
+    /// `response`, for stages whose `fields` defaults to it.
+    pub fn response() -> TextFields {
+        TextFields::Response
+    }
+
+    /// Whether a segment of `role` is read: `prompt` takes system prompts too,
+    /// `response` takes whole documents too.
+    pub fn selects(self, role: Role) -> bool {
+        match self {
+            TextFields::All => true,
+            TextFields::Prompt => matches!(role, Role::Prompt | Role::System),
+            TextFields::Response => matches!(role, Role::Response | Role::Document),
+        }
+    }
+}
+
 /// Where a text segment lives inside the record's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FieldPath {
@@ -598,5 +628,24 @@ mod tests {
             out,
             r#"{"id":"a.jsonl:3","conversations":[{"from":"human","value":"b"}],"extra":1,"meta":{"length":{"chars":1}}}"#
         );
+    }
+
+    #[test]
+    fn text_fields_parse_and_select_by_role() {
+        #[derive(Deserialize)]
+        struct T {
+            #[serde(default)]
+            fields: TextFields,
+        }
+        let f = |t: &str| toml::from_str::<T>(t).map(|t| t.fields);
+        assert_eq!(f("").unwrap(), TextFields::All);
+        assert_eq!(f("fields = \"prompt\"").unwrap(), TextFields::Prompt);
+        assert_eq!(f("fields = \"response\"").unwrap(), TextFields::Response);
+        assert!(f("fields = \"Response\"").is_err());
+        let roles = [Role::Document, Role::System, Role::Prompt, Role::Response];
+        let picked = |tf: TextFields| roles.map(|r| tf.selects(r));
+        assert_eq!(picked(TextFields::All), [true; 4]);
+        assert_eq!(picked(TextFields::Prompt), [false, true, true, false]);
+        assert_eq!(picked(TextFields::Response), [true, false, false, true]);
     }
 }

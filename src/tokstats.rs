@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 use tokenizers::Tokenizer;
 
-use crate::config::InputFormat;
+use crate::io::InputFormat;
 use crate::record::Schema;
 
 /// What to measure.
@@ -131,11 +131,11 @@ pub fn tokstats(opts: &TokstatsOptions) -> Result<Tokstats> {
     let loaded = opts
         .tokenizers
         .iter()
-        .map(|p| load_tokenizer(p).map_err(|e| crate::config::config_error(format!("{e:#}"))))
+        .map(|p| load_tokenizer(p).map_err(|e| crate::error::config_error(format!("{e:#}"))))
         .collect::<Result<Vec<_>>>()?;
     let cwd = std::env::current_dir()?;
     let sources = crate::io::expand_inputs(&opts.inputs, &cwd, opts.format)
-        .map_err(|e| crate::config::config_error(format!("tokstats: {e:#}")))?;
+        .map_err(|e| crate::error::config_error(format!("tokstats: {e:#}")))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()?;
@@ -202,7 +202,7 @@ pub fn tokstats(opts: &TokstatsOptions) -> Result<Tokstats> {
 /// One record's counts and whether it is CJK-majority.
 fn count_one(tok: &Tokenizer, text: &str) -> Result<(bool, Counts)> {
     let enc = tok.encode(text, false).map_err(|e| anyhow!("tokenizing: {e}"))?;
-    let cjk = crate::stages::normalize::cjk_ratio(text) >= 0.5;
+    let cjk = crate::text::cjk_ratio(text) >= 0.5;
     Ok((
         cjk,
         Counts {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use super::report::Tally;
 use super::{build_index, BenchFormat, BenchmarkSpec, Index, MatchConfig};
-use crate::config::InputFormat;
+use crate::io::InputFormat;
 use crate::record::Schema;
 use crate::report::escape;
 
@@ -58,17 +58,17 @@ pub struct Audit {
 /// Run an audit and write `audit.json` and `audit.html`.
 pub fn audit(opts: &AuditOptions) -> Result<Audit> {
     if opts.benchmarks.is_empty() {
-        bail!(crate::config::config_error(
+        bail!(crate::error::config_error(
             "audit: at least one --bench is needed"
         ));
     }
     let index = Arc::new(
         build_index(&opts.benchmarks, opts.matching.clone())
-            .map_err(|e| crate::config::config_error(format!("{e:#}")))?,
+            .map_err(|e| crate::error::config_error(format!("{e:#}")))?,
     );
     let cwd = std::env::current_dir()?;
     let sources = crate::io::expand_inputs(&opts.inputs, &cwd, opts.format)
-        .map_err(|e| crate::config::config_error(format!("audit: {e:#}")))?;
+        .map_err(|e| crate::error::config_error(format!("audit: {e:#}")))?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.threads)
         .build()?;

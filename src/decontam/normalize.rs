@@ -22,6 +22,11 @@
 
 use unicode_normalization::UnicodeNormalization;
 
+// `is_cjk`, `simplify` and `t2s_table` are re-exported for `stages::minhash_dedup`
+// until it takes them from `crate::text`.
+use crate::text::to_simplified;
+use crate::text::{is_cjk, simplify, t2s_table};
+
 /// One token: a 64-bit hash and its byte span in the converted text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Token {
@@ -40,85 +45,6 @@ pub fn mix(mut x: u64) -> u64 {
     x ^= x >> 27;
     x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
-}
-
-#[inline]
-pub(crate) fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF      // kana
-        | 0x3400..=0x4DBF    // CJK ext A
-        | 0x4E00..=0x9FFF    // CJK unified
-        | 0xAC00..=0xD7AF    // hangul
-        | 0xF900..=0xFAFF    // compatibility ideographs
-        | 0x20000..=0x3134F) // ext B-G
-}
-
-/// Characters whose fast2s conversion depends on their neighbours (fast2s 0.3's
-/// `T2S_EXCLUDE` and `T2S_SPECIAL_CONVERT_TYPE` keys: `乾隆` stays, `乾淨` -> `干净`).
-const T2S_CONTEXT: [char; 15] = [
-    '兒', '覆', '夥', '藉', '瞭', '麽', '幺', '於', '乾', '著', '苧', '闔', '鍾', '讎', '畫',
-];
-
-/// fast2s's conversion of every three-byte character (U+0800..=U+FFFF, the only
-/// ones it converts), memoized in a 128 KiB table: `table[c]` is the simplified
-/// character, 0 for the [`T2S_CONTEXT`] characters. fast2s does three hash
-/// lookups per CJK character and writes a new `String`; scanning needs neither.
-pub(crate) fn t2s_table() -> &'static [u16] {
-    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut table: Vec<u16> = (0..=0xFFFFu32).map(|c| c as u16).collect();
-        let mut one = String::new();
-        for c in (0x800..=0xFFFFu32).filter_map(char::from_u32) {
-            if T2S_CONTEXT.contains(&c) {
-                table[c as usize] = 0;
-                continue;
-            }
-            one.clear();
-            one.push(c);
-            let s = fast2s::convert(&one).chars().next().unwrap_or(c);
-            // fast2s maps three-byte characters to three-byte characters.
-            debug_assert!(s.len_utf8() == 3);
-            table[c as usize] = s as u32 as u16;
-        }
-        table
-    })
-}
-
-/// Simplified form of the three-byte character `c` between the original
-/// characters `prev` and `next` (`'0'` at either end of the text, as fast2s does).
-#[inline]
-pub(crate) fn simplify(table: &[u16], prev: char, c: char, next: impl FnOnce() -> char) -> char {
-    match table[c as usize] {
-        0 => {
-            let three: String = [prev, c, next()].iter().collect();
-            fast2s::convert(&three).chars().nth(1).unwrap_or(c)
-        }
-        s => char::from_u32(s as u32).unwrap_or(c),
-    }
-}
-
-/// Traditional -> simplified (exactly `fast2s::convert`, from a table); borrowed
-/// when nothing changes. Byte offsets never move: fast2s maps three-byte
-/// characters to three-byte characters.
-pub fn to_simplified(text: &str) -> std::borrow::Cow<'_, str> {
-    let table = t2s_table();
-    let mut out: Option<String> = None;
-    let mut prev = '0';
-    for (i, c) in text.char_indices() {
-        if c.len_utf8() == 3 {
-            let s = simplify(table, prev, c, || text[i + 3..].chars().next().unwrap_or('0'));
-            if s != c {
-                let o = out.get_or_insert_with(|| text.to_owned());
-                // Same length (three bytes), so the rest of `o` stays aligned with `text`.
-                o.replace_range(i..i + 3, s.encode_utf8(&mut [0; 4]));
-            }
-        }
-        prev = c;
-    }
-    match out {
-        Some(s) => std::borrow::Cow::Owned(s),
-        None => std::borrow::Cow::Borrowed(text),
-    }
 }
 
 /// Word hashing state: FNV-1a over the normalized characters of a word.
@@ -321,36 +247,18 @@ mod tests {
     }
 
     #[test]
-    fn t2s_table_is_fast2s() {
-        // Every three-byte character, each between other neighbours.
-        let all: String = (0x800..=0xFFFFu32).filter_map(char::from_u32).collect();
-        assert_eq!(to_simplified(&all), fast2s::convert(&all));
-        // Context rules (fast2s's own test sentences and every context pair).
+    fn tokenize_simplifies_as_fast2s() {
+        // The character table itself is tested in `crate::text`.
         for t in [
             "乾隆的乾兒子一邊乾淨利落地擲出了一個乾卦，一邊嘴裡嚼着芒果乾。",
             "企畫 計畫 企劃 計劃 畫圖 畫畫",
-            "「藉」其他意义仍然保留的，藉口、憑藉的藉（jiè）简化作借，慰藉、狼藉",
             "兒寬 答覆 批覆 回覆 甚夥 瞭望 幺麽 樊於期 看著 苧麻 闔家 鍾書 校讎 讎定 仇讎 乾坤",
-            "乾",
             "畫x",
             "x藉口",
         ] {
-            assert_eq!(to_simplified(t), fast2s::convert(t), "{t}");
             assert_eq!(tokenize(t).0, fast2s::convert(t));
+            let hashes = |toks: Vec<Token>| toks.iter().map(|t| t.hash).collect::<Vec<_>>();
+            assert_eq!(hashes(tokenize(t).1), hashes(tokenize_reference(t)), "{t}");
         }
-        // Only CJK characters change, so a text without them stays as it is.
-        let mut one = String::new();
-        for c in (0x800..=0xFFFFu32)
-            .filter_map(char::from_u32)
-            .filter(|c| !is_cjk(*c))
-        {
-            one.clear();
-            one.push(c);
-            assert_eq!(to_simplified(&one), one.as_str());
-        }
-        assert!(matches!(
-            to_simplified("plain text"),
-            std::borrow::Cow::Borrowed(_)
-        ));
     }
 }

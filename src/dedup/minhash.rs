@@ -21,7 +21,8 @@
 use serde::Deserialize;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::decontam::normalize::{is_cjk, mix, simplify, t2s_table};
+use crate::decontam::normalize::mix;
+use crate::text::{fold_width, is_cjk, simplify, t2s_table};
 
 /// How a text is cut into shingles.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -329,16 +330,6 @@ impl OnePermutation {
             }
         }
         out
-    }
-}
-
-/// Full-width ASCII (`Ａ１！`) to half-width.
-#[inline]
-fn fold_width(c: char) -> char {
-    match c as u32 {
-        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-        0x3000 => ' ',
-        _ => c,
     }
 }
 
@@ -654,7 +645,7 @@ mod tests {
     /// whole text, then width, letter/digit test, CJK test and lower case per character.
     fn reference_units(text: &str, fold_traditional: bool) -> (Vec<u32>, Vec<u32>, usize) {
         let text = if fold_traditional {
-            crate::decontam::normalize::to_simplified(text)
+            crate::text::to_simplified(text)
         } else {
             std::borrow::Cow::Borrowed(text)
         };

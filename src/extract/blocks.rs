@@ -19,6 +19,7 @@ use super::marks::{content_hint, mark_of, mark_teaser_lists, names_of, resolve_m
 use super::page::{Block, BlockKind, El, ListRole, Mark, Page};
 use super::parse::past;
 use super::ExtractError;
+use crate::text::is_cjk;
 
 /// Elements whose content is never text a reader sees.
 fn is_ignored(tag: &str) -> bool {
@@ -116,12 +117,6 @@ fn is_hidden(el: &scraper::node::Element) -> bool {
         }
         _ => false,
     })
-}
-
-/// CJK ideographs, kana and hangul (as `normalize::is_cjk`; repeated here so the
-/// module builds alone inside benches/extract-peers).
-pub(super) fn is_cjk(c: char) -> bool {
-    matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF | 0x20000..=0x3134F)
 }
 
 fn is_sentence_punct(c: char) -> bool {

@@ -9,8 +9,8 @@
 //! page) and [`mark_teaser_lists`] marks feeds of linked headlines with
 //! summaries, which would otherwise outweigh the story they sit under.
 
-use super::blocks::is_cjk;
 use super::page::{subtree_sums, Block, ListRole, Mark, Page};
+use crate::text::is_cjk;
 
 /// Words of a `class`/`id` value that name page furniture.
 const HARD_WORDS: &[&str] = &[

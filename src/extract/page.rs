@@ -7,7 +7,7 @@
 //! choice), its weight (the container choice), whether it is a button or
 //! counter label, a byline or a copyright line (output).
 
-use super::blocks::is_cjk;
+use crate::text::is_cjk;
 
 /// How a block is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use crate::report::escape;
+
 /// One curve: a legend name, a CSS colour, points (x, y), dashed or solid.
 #[derive(Debug, Clone)]
 pub struct Series {
@@ -16,13 +18,6 @@ pub struct Series {
 pub const PALETTE: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// A round tick step giving about `n` ticks over `span`.
 fn tick_step(span: f64, n: f64) -> f64 {
@@ -57,7 +52,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
     let _ = write!(
         svg,
         r#"<text x="{left}" y="18" font-size="13" font-weight="bold">{}</text>"#,
-        esc(title)
+        escape(title)
     );
     if all.is_empty() {
         svg.push_str(r#"<text x="60" y="60">no data</text></svg>"#);
@@ -118,10 +113,10 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
         r#"<text x="{}" y="{}" text-anchor="middle">{}</text><text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>"#,
         left + pw / 2.0,
         h - 8.0,
-        esc(x_label),
+        escape(x_label),
         top + ph / 2.0,
         top + ph / 2.0,
-        esc(y_label)
+        escape(y_label)
     );
     for (i, s) in series.iter().enumerate() {
         let pts: Vec<String> = s
@@ -159,7 +154,7 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[Series]) 
             s.color,
             lx + 22.0,
             ly + 4.0,
-            esc(&s.name)
+            escape(&s.name)
         );
     }
     svg.push_str("</svg>");

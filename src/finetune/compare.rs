@@ -29,6 +29,7 @@ use super::session::{self, FinetuneConfig, Split};
 use super::train::TrainReport;
 use crate::config::{stage_params, Pipeline};
 use crate::io::writer::write_atomic;
+use crate::report::escape;
 use crate::run::{self, RunOptions};
 
 /// What `curate compare` was asked.
@@ -339,7 +340,6 @@ pub fn summary_lines(c: &Comparison) -> Vec<String> {
 }
 
 fn html(c: &Comparison, pipeline: &Path) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
     let mut series = Vec::new();
     for (i, s) in c.seeds.iter().enumerate() {
         for (name, run, color) in [
@@ -390,14 +390,14 @@ fn html(c: &Comparison, pipeline: &Path) -> String {
         .collect();
     let lines: String = summary_lines(c)
         .iter()
-        .map(|l| format!("<li>{}</li>", esc(l)))
+        .map(|l| format!("<li>{}</li>", escape(l)))
         .collect();
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>curate compare</title>\
 <style>body{{font-family:sans-serif;margin:2em;max-width:980px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>\
 <h1>Raw vs cleaned</h1><p>Pipeline <code>{}</code>. Same model, seed and token budget; loss on one clean held-out set that overlaps neither training set.</p><ul>{lines}</ul>{svg}\
 <table><tr><th>seed</th><th>raw val</th><th>clean val</th><th>raw − clean</th><th>raw best</th><th>clean best</th><th>perplexity ratio</th></tr>{rows}</table></body></html>\n",
-        esc(&pipeline.display().to_string())
+        escape(&pipeline.display().to_string())
     )
 }
 

@@ -31,7 +31,8 @@ use tokenizers::normalizers::NormalizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, Tokenizer, TokenizerBuilder};
 
-use crate::config::{InputConfig, InputFormat};
+use crate::config::InputConfig;
+use crate::io::InputFormat;
 use crate::io::{self, Payload};
 use crate::record::{FieldMap, Origin, Record, Role};
 

@@ -151,7 +151,7 @@ impl FinetuneConfig {
     /// Make a relative `model` path relative to `base` (the config file's folder).
     pub fn resolve_model(&mut self, base: &Path) {
         if let Some(p) = self.model_path().filter(|p| p.is_relative()) {
-            self.model = crate::config::lexical_clean(&base.join(p))
+            self.model = crate::io::lexical_clean(&base.join(p))
                 .to_string_lossy()
                 .into_owned();
         }
@@ -590,7 +590,7 @@ pub struct FinetuneFile {
 /// `curate finetune CONFIG`: read the input, split, train, write the files into
 /// `output` (else `[finetune] output` relative to the config file, else `out/finetune`).
 pub fn run_file(path: &Path, output: Option<PathBuf>) -> Result<(Outcome, PathBuf)> {
-    use crate::config::config_error;
+    use crate::error::config_error;
     let text = std::fs::read_to_string(path)
         .map_err(|e| config_error(format!("{}: cannot read: {e}", path.display())))?;
     let file: FinetuneFile = toml::from_str(&text)
@@ -603,7 +603,7 @@ pub fn run_file(path: &Path, output: Option<PathBuf>) -> Result<(Outcome, PathBu
     let (all, tally) = data::read_conversations(&file.input, &dir)?;
     let given_val = match &cfg.validation {
         Some(v) => {
-            let v = crate::config::lexical_clean(&dir.join(v));
+            let v = crate::io::lexical_clean(&dir.join(v));
             let input = data::input_for_files(std::slice::from_ref(&v), &file.input.fields);
             Some(data::read_conversations(&input, Path::new("."))?.0)
         }
@@ -613,7 +613,7 @@ pub fn run_file(path: &Path, output: Option<PathBuf>) -> Result<(Outcome, PathBu
         .or_else(|| {
             cfg.output
                 .as_ref()
-                .map(|o| crate::config::lexical_clean(&dir.join(o)))
+                .map(|o| crate::io::lexical_clean(&dir.join(o)))
         })
         .unwrap_or_else(|| PathBuf::from("out/finetune"));
     let split = split(all, given_val, &cfg);

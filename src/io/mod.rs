@@ -21,9 +21,46 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
 
-use crate::config::{config_error, InputFormat};
+use crate::error::config_error;
 use crate::record::FieldMap;
+
+/// How input files are read; `auto` decides by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum InputFormat {
+    #[default]
+    Auto,
+    /// One JSON object per line.
+    Jsonl,
+    /// A JSON array of objects (or JSON lines under a `.json` name: sniffed).
+    Json,
+    Parquet,
+    /// A directory of `.html`/`.htm` files (or one such file), one record per page.
+    Html,
+}
+
+/// Remove `.` and `name/..` pairs without touching the file system
+/// (`pipelines/../out` -> `out`), so messages show the path a user expects.
+pub fn lexical_clean(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
+}
 
 /// How a source's bytes are compressed, from its file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,7 +291,7 @@ fn expand_local(patterns: &[String], base: &Path, format: InputFormat) -> Result
         let full = if Path::new(pat).is_absolute() {
             PathBuf::from(pat)
         } else {
-            crate::config::lexical_clean(&base.join(pat))
+            lexical_clean(&base.join(pat))
         };
         if has_glob(pat) {
             let full_str = full.to_string_lossy().to_string();
@@ -462,7 +499,6 @@ mod tests {
 
     #[test]
     fn lexical_clean_removes_dot_dot() {
-        use crate::config::lexical_clean;
         assert_eq!(lexical_clean(Path::new("pipelines/../out/x")), Path::new("out/x"));
         assert_eq!(lexical_clean(Path::new("./a/./b")), Path::new("a/b"));
         assert_eq!(lexical_clean(Path::new("../a")), Path::new("../a"));

@@ -7,7 +7,37 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::config::{Compression, OutputFormat};
+use serde::{Deserialize, Serialize};
+
+/// Output file format of the kept records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    #[default]
+    Jsonl,
+    Parquet,
+}
+
+/// Compression of JSONL parts (Parquet parts always use zstd inside the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Compression {
+    None,
+    Gzip,
+    #[default]
+    Zstd,
+}
+
+impl Compression {
+    /// File name suffix for this compression.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+        }
+    }
+}
 
 enum Encoder {
     Plain(BufWriter<File>),

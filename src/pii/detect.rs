@@ -17,6 +17,8 @@ use regex::Regex;
 
 use super::validate::{valid_card, valid_cn_id15, valid_cn_id18};
 
+use crate::text::fold_width;
+
 /// A kind of personal data. The order is the tie-break between overlapping
 /// finds of equal length: earlier is more specific.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -419,15 +421,10 @@ fn normalize(text: &str) -> Option<String> {
     if !b.contains(&0xEF) && !b.contains(&0xE3) {
         return None;
     }
-    let map = |c: char| match c as u32 {
-        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-        0x3000 => ' ',
-        _ => c,
-    };
-    if !text.chars().any(|c| map(c) != c) {
+    if !text.chars().any(|c| fold_width(c) != c) {
         return None;
     }
-    Some(text.chars().map(map).collect())
+    Some(text.chars().map(fold_width).collect())
 }
 
 fn prev(t: &str, b: usize) -> Option<char> {

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{config_error, Pipeline};
+use crate::config::Pipeline;
+use crate::error::config_error;
 use crate::io::writer::write_atomic;
 use crate::stage::PipelineStage;
 use crate::stats::{RunStats, SourceStats, StageStats};

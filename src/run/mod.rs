@@ -33,7 +33,8 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::config::{config_error, Pipeline};
+use crate::config::Pipeline;
+use crate::error::config_error;
 use crate::io::remote;
 use crate::io::writer::{sync_dir, write_atomic};
 use crate::sharded::rank::{read_marker, RankMarker};

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::config::{config_error, Pipeline};
+use crate::config::Pipeline;
+use crate::error::config_error;
 use crate::io::{self, remote, Source};
 use crate::sharded::layout::side_dir;
 use crate::sharded::rank::Rank;

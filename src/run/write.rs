@@ -11,8 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::checkpoint::{commit_checkpoint, Checkpoint};
 use super::read::Rejection;
-use crate::config::OutputFormat;
-use crate::io::writer::{part_file_name, PartWriter};
+use crate::io::writer::{part_file_name, OutputFormat, PartWriter};
 
 /// What the writer needs to close a unit.
 pub(super) struct UnitEnd {

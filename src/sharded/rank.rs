@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::config::config_error;
+use crate::error::config_error;
 use crate::io::remote::{self, Bucket};
 
 /// One rank of a sharded run: input file `i` (in sorted input order) belongs to

@@ -17,7 +17,8 @@ use anyhow::{bail, Context, Result};
 use super::layout::side_dir;
 use super::rank::markers;
 use super::steps::{self, Step};
-use crate::config::{config_error, Pipeline};
+use crate::config::Pipeline;
+use crate::error::config_error;
 use crate::io::remote;
 use crate::io::writer::write_atomic;
 

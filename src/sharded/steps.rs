@@ -28,8 +28,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::layout::{global_dir, rank_dir};
-use crate::config::{config_error, Pipeline};
+use crate::config::Pipeline;
 use crate::dedup::store::{self as prepass, Layout};
+use crate::error::config_error;
 use crate::run::{self, RunOptions};
 
 /// One step of a sharded run.

@@ -227,49 +227,51 @@ impl Stage for Decontaminate {
 mod tests {
     use super::*;
     use crate::decontam::BenchFormat;
+    use crate::stages::testing::{run, try_build_in};
 
-    fn rec(v: Value) -> Record {
-        crate::record::test_record(v)
-    }
-
+    /// The stage over one C-Eval item written into `dir`.
     fn stage(extra: &str, dir: &std::path::Path) -> Result<Decontaminate> {
         std::fs::write(
             dir.join("net_val.csv"),
             "id,question,A,B,C,D,answer,explanation\n0,TCP 协议建立连接的过程通常称为____,两次握手,三次握手,四次挥手,滑动窗口,B,\n",
         )
         .unwrap();
-        let mut cfg: DecontamConfig = toml::from_str(extra).unwrap();
-        cfg.available = vec![BenchmarkSpec {
-            name: "ceval".into(),
-            format: BenchFormat::Ceval,
-            path: "net_val.csv".into(),
-        }];
-        Decontaminate::new(
-            cfg,
-            &BuildContext {
-                config_dir: dir.to_path_buf(),
-            },
-        )
+        try_build_in(dir, extra, |mut cfg: DecontamConfig, cx| {
+            cfg.available = vec![BenchmarkSpec {
+                name: "ceval".into(),
+                format: BenchFormat::Ceval,
+                path: "net_val.csv".into(),
+            }];
+            Decontaminate::new(cfg, cx)
+        })
     }
 
     #[test]
     fn drops_or_tags_contaminated_records() {
         let t = tempfile::tempdir().unwrap();
         let s = stage("", t.path()).unwrap();
-        let mut r = rec(json!({"instruction": "TCP 协议建立连接的过程通常称为什么？", "output": "三次握手"}));
-        let v = s.process(&mut r).unwrap();
+        let (v, r) = run(
+            &s,
+            json!({"instruction": "TCP 协议建立连接的过程通常称为什么？", "output": "三次握手"}),
+        );
         assert!(
             matches!(v, Verdict::Drop { ref reason, .. } if reason == "contaminated"),
             "{v:?}"
         );
         assert_eq!(r.meta["decontam"]["hits"][0]["subject"], "net");
         assert_eq!(r.meta["decontam"]["hits"][0]["split"], "val");
-        let mut clean = rec(json!({"instruction": "UDP 是什么协议？", "output": "无连接的传输层协议"}));
-        assert_eq!(s.process(&mut clean).unwrap(), Verdict::Keep);
+        let (v, clean) = run(
+            &s,
+            json!({"instruction": "UDP 是什么协议？", "output": "无连接的传输层协议"}),
+        );
+        assert_eq!(v, Verdict::Keep);
         assert!(!clean.meta.contains_key("decontam"));
         let s = stage("action = \"tag\"", t.path()).unwrap();
-        let mut r = rec(json!({"text": "TCP 协议建立连接的过程通常称为____ A.两次握手 B.三次握手"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let (v, r) = run(
+            &s,
+            json!({"text": "TCP 协议建立连接的过程通常称为____ A.两次握手 B.三次握手"}),
+        );
+        assert_eq!(v, Verdict::Keep);
         assert!(r.meta.contains_key("decontam"));
         let sum = s.summary().unwrap();
         assert_eq!(sum["contaminated"], 1);

@@ -35,25 +35,16 @@ use serde_json::json;
 use crate::dedup::exact::text_hash;
 use crate::dedup::store::{self, DecisionKind, KeepRule};
 use crate::dedup::Prepass;
-use crate::record::{Record, Role};
+use crate::record::{Record, TextFields};
 use crate::stage::{Action, BuildContext, GlobalStage, Verdict};
-
-/// Which text views make up the compared text.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DedupFields {
-    #[default]
-    All,
-    Prompt,
-    Response,
-}
 
 /// `[[stage]] kind = "exact_dedup"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExactDedupConfig {
     #[serde(default)]
-    pub fields: DedupFields,
+    /// Which text views make up the compared text (`response` also takes whole documents).
+    pub fields: TextFields,
     #[serde(default = "yes")]
     pub normalize: bool,
     #[serde(default)]
@@ -99,15 +90,6 @@ impl ExactDedup {
             show_members: 0,
         }
     }
-
-    /// Whether a text view is compared under `fields`.
-    fn compares(&self, role: Role) -> bool {
-        match self.cfg.fields {
-            DedupFields::All => true,
-            DedupFields::Prompt => matches!(role, Role::Prompt | Role::System),
-            DedupFields::Response => role == Role::Response,
-        }
-    }
 }
 
 fn hex(h: u128) -> String {
@@ -126,7 +108,7 @@ impl GlobalStage for ExactDedup {
         let texts = record
             .texts()
             .into_iter()
-            .filter(|(seg, _)| self.compares(seg.role))
+            .filter(|(seg, _)| self.cfg.fields.selects(seg.role))
             .map(|(_, t)| t);
         let hash = text_hash(texts, self.cfg.normalize);
         record.annotate("exact_dedup", json!({ "hash": hex(hash) }));
@@ -244,7 +226,7 @@ mod tests {
             config_dir: ".".into(),
         };
         let cfg = ExactDedupConfig {
-            fields: DedupFields::All,
+            fields: TextFields::All,
             normalize: true,
             action: Action::Drop,
         };

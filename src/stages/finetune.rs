@@ -75,7 +75,7 @@ impl Finetune {
     /// Build from the stage table; `fields` are the pipeline's `[input.fields]` (to read the kept parts back).
     pub fn new(mut cfg: FinetuneConfig, fields: FieldMap, cx: &BuildContext) -> Result<Finetune> {
         if let Some(p) = cfg.model_path() {
-            cfg.model = crate::config::lexical_clean(&cx.resolve(p))
+            cfg.model = crate::io::lexical_clean(&cx.resolve(p))
                 .to_string_lossy()
                 .into_owned();
         }
@@ -238,7 +238,7 @@ impl Stage for Finetune {
             .collect();
         Some(format!(
             "<p>Files in <code>{}</code>.</p><table>{table}</table>{}",
-            html_escape(&f.output.display().to_string()),
+            crate::report::escape(&f.output.display().to_string()),
             session::loss_chart(r, "training and validation loss")
         ))
     }
@@ -257,8 +257,4 @@ impl Stage for Finetune {
             self.cfg.train.seed
         )
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

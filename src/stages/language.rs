@@ -36,6 +36,7 @@ use serde_json::json;
 
 use crate::record::{Record, Role};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
+use crate::text::is_han;
 
 fn d_allowed() -> Vec<String> {
     vec!["zh".into(), "en".into()]
@@ -74,10 +75,6 @@ impl Language {
         }
         Ok(Language { cfg })
     }
-}
-
-fn is_han(c: char) -> bool {
-    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x3134F)
 }
 
 /// `text` without its fenced code blocks (all of it when that leaves nothing).
@@ -204,21 +201,7 @@ impl Stage for Language {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(v: serde_json::Value) -> Record {
-        crate::record::test_record(v)
-    }
-
-    fn stage(toml_text: &str) -> Language {
-        let cfg: LanguageConfig = toml::from_str(toml_text).unwrap();
-        Language::new(
-            cfg,
-            &BuildContext {
-                config_dir: ".".into(),
-            },
-        )
-        .unwrap()
-    }
+    use crate::stages::testing::{build, run, try_build};
 
     #[test]
     fn short_chinese_and_mixed_code_are_zh() {
@@ -244,27 +227,39 @@ mod tests {
 
     #[test]
     fn filters_and_tags() {
-        let s = stage("");
-        let mut r = rec(json!({"text": "Das ist ein deutscher Satz über das Wetter in Berlin heute."}));
-        assert!(matches!(s.process(&mut r).unwrap(), Verdict::Drop { reason, .. } if reason == "language"));
+        let s = build("", Language::new);
+        let (v, r) = run(
+            &s,
+            json!({"text": "Das ist ein deutscher Satz über das Wetter in Berlin heute."}),
+        );
+        assert!(matches!(v, Verdict::Drop { reason, .. } if reason == "language"));
         assert_eq!(r.meta["language"]["lang"], "other");
-        let mut r = rec(json!({"instruction": "介绍一下长城。", "output": "长城是中国古代的军事防御工程。"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let (v, r) = run(
+            &s,
+            json!({"instruction": "介绍一下长城。", "output": "长城是中国古代的军事防御工程。"}),
+        );
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["language"]["lang"], "zh");
-        let s = stage("allowed = [\"zh\"]\naction = \"tag\"");
-        let mut r = rec(json!({"text": "A plain English sentence about the weather today."}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let s = build("allowed = [\"zh\"]\naction = \"tag\"", Language::new);
+        let (v, r) = run(
+            &s,
+            json!({"text": "A plain English sentence about the weather today."}),
+        );
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["language"]["flag"], "language");
-        let s = stage("min_confidence = 0.99");
-        let mut r = rec(json!({"text": "ok fine"}));
-        assert!(matches!(s.process(&mut r).unwrap(), Verdict::Drop { .. }));
+        let s = build("min_confidence = 0.99", Language::new);
+        let (v, _) = run(&s, json!({"text": "ok fine"}));
+        assert!(matches!(v, Verdict::Drop { .. }));
         // A translation task: the prompt's language counts.
-        let s = stage("");
-        let mut r = rec(json!({
-            "instruction": "Translate into Spanish: \"Where is the train station?\"",
-            "output": "¿Dónde está la estación de tren?"
-        }));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep, "{:?}", r.meta);
+        let s = build("", Language::new);
+        let (v, r) = run(
+            &s,
+            json!({
+                "instruction": "Translate into Spanish: \"Where is the train station?\"",
+                "output": "¿Dónde está la estación de tren?"
+            }),
+        );
+        assert_eq!(v, Verdict::Keep, "{:?}", r.meta);
         assert_eq!(r.meta["language"]["via"], "prompt");
         // Chinese math with many one-letter variables, and code, stay Chinese.
         assert_eq!(
@@ -275,13 +270,6 @@ mod tests {
             without_code("可以这样写：\n```sql\nSELECT a FROM t;\n```\n完成。"),
             "可以这样写：\n完成。\n"
         );
-        let bad: LanguageConfig = toml::from_str("allowed = [\"fr\"]").unwrap();
-        assert!(Language::new(
-            bad,
-            &BuildContext {
-                config_dir: ".".into()
-            }
-        )
-        .is_err());
+        assert!(try_build("allowed = [\"fr\"]", Language::new).is_err());
     }
 }

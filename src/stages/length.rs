@@ -303,73 +303,42 @@ impl Stage for Length {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(v: serde_json::Value) -> Record {
-        crate::record::test_record(v)
-    }
-
-    fn stage(toml_text: &str) -> Length {
-        let cfg: LengthConfig = toml::from_str(toml_text).unwrap();
-        Length::new(
-            cfg,
-            &BuildContext {
-                config_dir: ".".into(),
-            },
-        )
-        .unwrap()
-    }
+    use crate::stages::testing::{build, build_in, run, try_build, try_build_in};
+    use serde_json::json;
 
     #[test]
     fn counts_chinese_per_character() {
-        let s = stage("response = { min = 5 }");
-        let mut r = rec(serde_json::json!({"instruction": "问", "output": "  四个汉字 "}));
-        assert_eq!(
-            s.process(&mut r).unwrap(),
-            Verdict::drop("too_short", "output: 4 chars < min 5")
-        );
-        let mut r = rec(serde_json::json!({"instruction": "问", "output": "五个汉字啊"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let s = build("response = { min = 5 }", Length::new);
+        let (v, _) = run(&s, json!({"instruction": "问", "output": "  四个汉字 "}));
+        assert_eq!(v, Verdict::drop("too_short", "output: 4 chars < min 5"));
+        let (v, r) = run(&s, json!({"instruction": "问", "output": "五个汉字啊"}));
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["length"]["response_chars"], 5);
     }
 
     #[test]
     fn bounds_whole_record_turns_and_tags() {
-        let s = stage("max_chars = 3\naction = \"tag\"");
-        let mut r = rec(serde_json::json!({"text": "abcd"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let s = build("max_chars = 3\naction = \"tag\"", Length::new);
+        let (v, r) = run(&s, json!({"text": "abcd"}));
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["length"]["flag"], "too_long");
-        let s = stage("turns = { min = 3 }");
-        let mut r = rec(
-            serde_json::json!({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}),
+        let s = build("turns = { min = 3 }", Length::new);
+        let (v, _) = run(
+            &s,
+            json!({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}),
         );
-        assert!(
-            matches!(s.process(&mut r).unwrap(), Verdict::Drop { reason, .. } if reason == "too_few_turns")
-        );
+        assert!(matches!(v, Verdict::Drop { reason, .. } if reason == "too_few_turns"));
     }
 
     #[test]
     fn rejects_inverted_bounds_and_redact() {
-        let cfg: LengthConfig = toml::from_str("min_chars = 5\nmax_chars = 2").unwrap();
-        assert!(Length::new(
-            cfg,
-            &BuildContext {
-                config_dir: ".".into()
-            }
-        )
-        .is_err());
-        let cfg: LengthConfig = toml::from_str("action = \"redact\"").unwrap();
-        assert!(Length::new(
-            cfg,
-            &BuildContext {
-                config_dir: ".".into()
-            }
-        )
-        .is_err());
+        assert!(try_build("min_chars = 5\nmax_chars = 2", Length::new).is_err());
+        assert!(try_build("action = \"redact\"", Length::new).is_err());
     }
 
     /// A word-level tokenizer.json written by hand: whitespace/punctuation split, 4 known words.
     fn word_level_tokenizer(dir: &std::path::Path) -> std::path::PathBuf {
-        let json = serde_json::json!({
+        let json = json!({
             "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
             "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
             "decoder": null,
@@ -380,28 +349,16 @@ mod tests {
         path
     }
 
-    fn stage_in(dir: &std::path::Path, toml_text: &str) -> Result<Length> {
-        let cfg: LengthConfig = toml::from_str(toml_text)?;
-        Length::new(
-            cfg,
-            &BuildContext {
-                config_dir: dir.to_path_buf(),
-            },
-        )
-    }
-
     #[test]
     fn token_bounds_per_field_per_turn_and_whole_record() {
         let dir = tempfile::tempdir().unwrap();
         word_level_tokenizer(dir.path());
-        let s = stage_in(
+        let s = build_in(
             dir.path(),
-            "tokenizer = \"tokenizer.json\"\nresponse_tokens = { min = 3 }\nprompt_tokens = { max = 4 }\nmax_tokens = 9",
-        )
-        .unwrap();
+            "tokenizer = \"tokenizer.json\"\nresponse_tokens = { min = 3 }\nprompt_tokens = { max = 4 }\nmax_tokens = 9", Length::new);
         // "hello, world!" = hello , world ! = 4 tokens.
-        let mut r = rec(serde_json::json!({"instruction": "hi", "output": "hello, world!"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let (v, r) = run(&s, json!({"instruction": "hi", "output": "hello, world!"}));
+        assert_eq!(v, Verdict::Keep);
         let m = &r.meta["length"];
         assert_eq!(
             (
@@ -411,65 +368,62 @@ mod tests {
             ),
             (Some(5), Some(1), Some(4))
         );
-        let mut r = rec(serde_json::json!({"instruction": "hi", "output": "hello world"}));
-        assert_eq!(
-            s.process(&mut r).unwrap(),
-            Verdict::drop("too_short", "output: 2 tokens < min 3")
-        );
+        let (v, _) = run(&s, json!({"instruction": "hi", "output": "hello world"}));
+        assert_eq!(v, Verdict::drop("too_short", "output: 2 tokens < min 3"));
         // Per turn: the second user turn has 5 tokens.
-        let mut r = rec(serde_json::json!({"conversations": [
+        let (v, _) = run(
+            &s,
+            json!({"conversations": [
             {"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello hello world"},
-            {"from": "human", "value": "hi hi hi hi hi"}, {"from": "gpt", "value": "world world world"}]}));
+            {"from": "human", "value": "hi hi hi hi hi"}, {"from": "gpt", "value": "world world world"}]}),
+        );
         assert_eq!(
-            s.process(&mut r).unwrap(),
+            v,
             Verdict::drop("too_long", "conversations[2].value: 5 tokens > max 4")
         );
         // Whole record: 1 + 4 + 4 + 4 = 13 tokens > 9.
-        let mut r = rec(serde_json::json!({"conversations": [
+        let (v, _) = run(
+            &s,
+            json!({"conversations": [
             {"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello hello world world"},
-            {"from": "human", "value": "hi hi hi hi"}, {"from": "gpt", "value": "world world world hi"}]}));
-        assert_eq!(
-            s.process(&mut r).unwrap(),
-            Verdict::drop("too_long", "whole record: 13 tokens > max 9")
+            {"from": "human", "value": "hi hi hi hi"}, {"from": "gpt", "value": "world world world hi"}]}),
         );
+        assert_eq!(v, Verdict::drop("too_long", "whole record: 13 tokens > max 9"));
         // Character bounds still come first and still count Chinese per character.
-        let s = stage_in(
+        let s = build_in(
             dir.path(),
             "tokenizer = \"tokenizer.json\"\nresponse = { min = 5 }\nresponse_tokens = { min = 1 }",
-        )
-        .unwrap();
-        let mut r = rec(serde_json::json!({"instruction": "hi", "output": "四个汉字"}));
-        assert_eq!(
-            s.process(&mut r).unwrap(),
-            Verdict::drop("too_short", "output: 4 chars < min 5")
+            Length::new,
         );
+        let (v, _) = run(&s, json!({"instruction": "hi", "output": "四个汉字"}));
+        assert_eq!(v, Verdict::drop("too_short", "output: 4 chars < min 5"));
     }
 
     #[test]
     fn token_bounds_need_a_loadable_tokenizer() {
         let dir = tempfile::tempdir().unwrap();
-        let err = stage_in(dir.path(), "min_tokens = 100")
+        let err = try_build_in(dir.path(), "min_tokens = 100", Length::new)
             .err()
             .unwrap()
             .to_string();
         assert!(err.contains("need `tokenizer`"), "{err}");
-        let err = stage_in(dir.path(), "tokenizer = \"missing.json\"")
+        let err = try_build_in(dir.path(), "tokenizer = \"missing.json\"", Length::new)
             .err()
             .unwrap()
             .to_string();
         assert!(err.contains("missing.json"), "{err}");
         std::fs::write(dir.path().join("bad.json"), "{not json").unwrap();
-        assert!(stage_in(dir.path(), "tokenizer = \"bad.json\"").is_err());
+        assert!(try_build_in(dir.path(), "tokenizer = \"bad.json\"", Length::new).is_err());
         word_level_tokenizer(dir.path());
-        assert!(stage_in(
+        assert!(try_build_in(
             dir.path(),
-            "tokenizer = \"tokenizer.json\"\nresponse_tokens = { min = 9, max = 2 }"
+            "tokenizer = \"tokenizer.json\"\nresponse_tokens = { min = 9, max = 2 }",
+            Length::new
         )
         .is_err());
         // No tokenizer, no token counts in meta.
-        let s = stage_in(dir.path(), "").unwrap();
-        let mut r = rec(serde_json::json!({"text": "hello"}));
-        s.process(&mut r).unwrap();
+        let s = build_in(dir.path(), "", Length::new);
+        let (_, r) = run(&s, json!({"text": "hello"}));
         assert!(r.meta["length"].get("tokens").is_none());
     }
 
@@ -495,19 +449,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         tok.save(dir.path().join("bpe.json"), false).unwrap();
 
-        let s = stage_in(dir.path(), "tokenizer = \"bpe.json\"\nmax_tokens = 6").unwrap();
+        let s = build_in(
+            dir.path(),
+            "tokenizer = \"bpe.json\"\nmax_tokens = 6",
+            Length::new,
+        );
         let seen = "今天天气很好，我们去公园散步。";
-        let mut r = rec(serde_json::json!({"text": seen}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let (v, r) = run(&s, json!({"text": seen}));
+        assert_eq!(v, Verdict::Keep);
         let tokens = r.meta["length"]["tokens"].as_u64().unwrap();
         // Trained merges make a seen sentence shorter than its 45 UTF-8 bytes; an
         // unseen one falls back towards one token per byte.
         assert!((1..=6).contains(&tokens), "{tokens}");
         // Unseen: the byte-level prefix space and each character's 3 UTF-8 bytes.
-        let mut r = rec(serde_json::json!({"text": "鑫淼"}));
-        assert_eq!(
-            s.process(&mut r).unwrap(),
-            Verdict::drop("too_long", "whole record: 7 tokens > max 6")
-        );
+        let (v, _) = run(&s, json!({"text": "鑫淼"}));
+        assert_eq!(v, Verdict::drop("too_long", "whole record: 7 tokens > max 6"));
     }
 }

@@ -58,24 +58,12 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::classifier::{fold_char, Classifier};
+use crate::classifier::Classifier;
 use crate::lm_score::{LmScore, LmScorer};
-use crate::record::{Record, Role};
+use crate::record::{Record, TextFields};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 use crate::stages::toxicity::Lexicon;
-
-/// Which text views are scored.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MachineTextFields {
-    /// Responses (output, assistant turns, chosen/rejected) and documents.
-    #[default]
-    Response,
-    /// Prompt-side segments and system prompts.
-    Prompt,
-    /// Every segment.
-    All,
-}
+use crate::text::{fold_width_and_case, is_bmp_han};
 
 fn default_threshold() -> f32 {
     0.9
@@ -120,8 +108,9 @@ pub struct MachineTextConfig {
     /// Combined score at or above this flags the record.
     #[serde(default = "default_threshold")]
     pub threshold: f32,
-    #[serde(default)]
-    pub fields: MachineTextFields,
+    /// Which text views are scored (default responses and documents).
+    #[serde(default = "TextFields::response")]
+    pub fields: TextFields,
     /// Texts with fewer characters (trimmed) get no model score.
     #[serde(default = "default_min_chars")]
     pub min_chars: usize,
@@ -251,7 +240,7 @@ fn tokens(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start: Option<usize> = None;
     for (i, c) in text.char_indices() {
-        let cjk = matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF);
+        let cjk = is_bmp_han(c);
         if cjk || !c.is_alphanumeric() {
             if let Some(s) = start.take() {
                 out.push(&text[s..i]);
@@ -305,7 +294,7 @@ pub fn longest_loop(toks: &[&str]) -> usize {
 
 /// Count the signals in one (already joined) text.
 pub fn signals(text: &str, phrases: Option<&Lexicon>) -> Signals {
-    let folded: String = text.chars().map(fold_char).collect();
+    let folded: String = text.chars().map(fold_width_and_case).collect();
     let refusal = REFUSAL.find_iter(&folded).count();
     let indicating = phrases.map_or(0, |lex| {
         let found: BTreeSet<String> = lex
@@ -417,14 +406,6 @@ impl MachineText {
         })
     }
 
-    fn selected(&self, role: Role) -> bool {
-        match self.cfg.fields {
-            MachineTextFields::All => true,
-            MachineTextFields::Prompt => matches!(role, Role::Prompt | Role::System),
-            MachineTextFields::Response => matches!(role, Role::Response | Role::Document),
-        }
-    }
-
     /// P(machine) from the model alone; `None` without a model or for short text.
     pub fn model_prob(&self, text: &str) -> Option<f32> {
         let m = self.model.as_ref()?;
@@ -475,7 +456,7 @@ impl Stage for MachineText {
     fn process(&self, record: &mut Record) -> Result<Verdict> {
         let mut joined = String::new();
         for (seg, text) in record.texts() {
-            if self.selected(seg.role) && !text.trim().is_empty() {
+            if self.cfg.fields.selects(seg.role) && !text.trim().is_empty() {
                 if !joined.is_empty() {
                     joined.push_str("\n\n");
                 }
@@ -552,17 +533,7 @@ impl Stage for MachineText {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(v: serde_json::Value) -> Record {
-        crate::record::test_record(v)
-    }
-
-    fn no_model(extra: &str) -> MachineText {
-        let cx = BuildContext {
-            config_dir: ".".into(),
-        };
-        MachineText::new(toml::from_str(extra).unwrap(), &cx).unwrap()
-    }
+    use crate::stages::testing::{build, build_in, run, try_build};
 
     #[test]
     fn refusals_and_self_references_are_found() {
@@ -648,7 +619,7 @@ mod tests {
 
     #[test]
     fn score_combines_log_odds_and_stage_tags_or_drops() {
-        let stage = no_model("");
+        let stage = build("", MachineText::new);
         let (_, p, score) = stage.score("今天天气不错，我们去爬山了，晚上吃了火锅。").unwrap();
         assert_eq!(p, None);
         assert!((score - 0.5).abs() < 1e-9, "no signal, no model: undecided");
@@ -656,37 +627,49 @@ mod tests {
         assert!(s.refusal >= 1);
         assert!(score > 0.9, "{score}");
 
-        let mut r =
-            rec(json!({"instruction": "作为一个AI语言模型你怎么看", "output": "我觉得挺好的，下次再聊。"}));
-        assert_eq!(
-            stage.process(&mut r).unwrap(),
-            Verdict::Keep,
-            "prompts are not scored by default"
+        let (v, r) = run(
+            &stage,
+            json!({"instruction": "作为一个AI语言模型你怎么看", "output": "我觉得挺好的，下次再聊。"}),
         );
+        assert_eq!(v, Verdict::Keep, "prompts are not scored by default");
         assert_eq!(r.meta["machine_text"]["signals"]["refusal"], json!(0));
 
-        let mut r = rec(json!({"instruction": "问", "output": "作为一个AI语言模型，我无法回答。"}));
-        match stage.process(&mut r).unwrap() {
+        match run(
+            &stage,
+            json!({"instruction": "问", "output": "作为一个AI语言模型，我无法回答。"}),
+        )
+        .0
+        {
             Verdict::Drop { reason, detail } => {
                 assert_eq!(reason, "machine_text");
                 assert!(detail.contains("refusal 2"), "{detail}");
             }
             v => panic!("{v:?}"),
         }
-        let stage = no_model("action = \"tag\"");
-        let mut r = rec(json!({"text": "As an AI language model, I cannot browse."}));
-        assert_eq!(stage.process(&mut r).unwrap(), Verdict::Keep);
+        let stage = build("action = \"tag\"", MachineText::new);
+        let (v, r) = run(
+            &stage,
+            json!({"text": "As an AI language model, I cannot browse."}),
+        );
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["machine_text"]["flag"], json!("machine_text"));
-        let mut r = rec(json!({"instruction": "只有问题", "output": ""}));
-        assert_eq!(stage.process(&mut r).unwrap(), Verdict::Keep);
+        let (v, r) = run(&stage, json!({"instruction": "只有问题", "output": ""}));
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["machine_text"]["score"], serde_json::Value::Null);
     }
 
     #[test]
+    fn fields_default_to_responses_and_documents() {
+        assert_eq!(MachineTextConfig::default().fields, TextFields::Response);
+        let cfg: MachineTextConfig = toml::from_str("fields = \"all\"").unwrap();
+        assert_eq!(cfg.fields, TextFields::All);
+        // toxicity reads everything by default.
+        let tox = crate::stages::toxicity::ToxicityConfig::default();
+        assert_eq!(tox.fields, TextFields::All);
+    }
+
+    #[test]
     fn rejects_bad_configs() {
-        let cx = BuildContext {
-            config_dir: ".".into(),
-        };
         for bad in [
             "action = \"redact\"",
             "threshold = 1.5",
@@ -696,8 +679,7 @@ mod tests {
             "lm_model = \"/nonexistent/model.gguf\"",
             "lm_weight = inf",
         ] {
-            let cfg: MachineTextConfig = toml::from_str(bad).unwrap();
-            assert!(MachineText::new(cfg, &cx).is_err(), "{bad}");
+            assert!(try_build(bad, MachineText::new).is_err(), "{bad}");
         }
         assert!(toml::from_str::<MachineTextConfig>("weights = 1").is_err());
     }
@@ -706,19 +688,16 @@ mod tests {
     fn a_language_model_scores_into_signals_and_only_counts_with_a_weight() {
         let dir = tempfile::tempdir().unwrap();
         crate::lm_score::test_model::tiny_folder(dir.path());
-        let cx = BuildContext {
-            config_dir: dir.path().to_path_buf(),
-        };
         let text = "今天天气不错，我们去爬山了，晚上吃了火锅。";
         let mut scores = Vec::new();
         for weight in [0.0, 2.0] {
-            let cfg: MachineTextConfig = toml::from_str(&format!(
-                "lm_model = \".\"\nlm_weight = {weight}\nlm_center = -5.0\nlm_max_tokens = 16"
-            ))
-            .unwrap();
-            let stage = MachineText::new(cfg, &cx).unwrap();
-            let mut r = rec(json!({"instruction": "问", "output": text}));
-            assert_eq!(stage.process(&mut r).unwrap(), Verdict::Keep);
+            let stage = build_in(
+                dir.path(),
+                &format!("lm_model = \".\"\nlm_weight = {weight}\nlm_center = -5.0\nlm_max_tokens = 16"),
+                MachineText::new,
+            );
+            let (v, r) = run(&stage, json!({"instruction": "问", "output": text}));
+            assert_eq!(v, Verdict::Keep);
             let lm = &r.meta["machine_text"]["signals"]["lm"];
             assert_eq!(lm["tokens"], json!(16));
             let ll = lm["log_likelihood"].as_f64().unwrap();

@@ -109,16 +109,16 @@ pub use crate::dedup::minhash::{optimal_bands_rows, Hashing, ShingleMode};
 use crate::dedup::minhash::{MinHasher, Shingling};
 use crate::dedup::store::{self, round3, DecisionKind, KeepRule};
 use crate::dedup::Prepass;
-use crate::record::{Record, Role};
+use crate::record::{Record, TextFields};
 use crate::stage::{Action, BuildContext, FinishContext, GlobalStage, Verdict};
-use crate::stages::exact_dedup::DedupFields;
 
 /// `[[stage]] kind = "minhash_dedup"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MinhashConfig {
     #[serde(default)]
-    pub fields: DedupFields,
+    /// Which text views are compared (`response` also takes whole documents).
+    pub fields: TextFields,
     #[serde(default)]
     pub shingle: ShingleMode,
     /// `shingle = "auto"` cuts by characters when CJK characters >= this share of the words.
@@ -235,7 +235,7 @@ impl MinhashConfig {
 impl Default for MinhashConfig {
     fn default() -> Self {
         MinhashConfig {
-            fields: DedupFields::All,
+            fields: TextFields::All,
             shingle: ShingleMode::Auto,
             auto_cjk_share: d_auto_cjk_share(),
             char_ngram: d_char_ngram(),
@@ -370,12 +370,7 @@ impl MinhashDedup {
     fn selected_text(&self, record: &Record) -> String {
         let mut out = String::new();
         for (seg, text) in record.texts() {
-            let take = match self.cfg.fields {
-                DedupFields::All => true,
-                DedupFields::Prompt => matches!(seg.role, Role::Prompt | Role::System),
-                DedupFields::Response => seg.role == Role::Response,
-            };
-            if take {
+            if self.cfg.fields.selects(seg.role) {
                 out.push_str(text);
                 out.push('\n');
             }

@@ -11,6 +11,8 @@ pub mod minhash_dedup;
 pub mod normalize;
 pub mod pii;
 pub mod quality;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod toxicity;
 
 use std::sync::LazyLock;
@@ -18,7 +20,8 @@ use std::sync::LazyLock;
 use anyhow::Result;
 use serde::de::DeserializeOwned;
 
-use crate::config::{config_error, stage_params, Pipeline, StageSpec};
+use crate::config::{stage_params, Pipeline, StageSpec};
+use crate::error::config_error;
 use crate::stage::{BuildContext, GlobalStage, PipelineStage, Stage};
 
 /// What building one stage kind needs: its table, the pipeline, where paths resolve.
@@ -104,7 +107,7 @@ pub fn build(spec: &StageSpec, pipeline: &Pipeline) -> Result<PipelineStage> {
     // A stage that refuses its parameters is a config error: name where it is defined
     // (exit code 2 with the stage's file and line).
     build(spec, pipeline, &cx).map_err(|e| {
-        if e.downcast_ref::<crate::config::ConfigError>().is_some() {
+        if e.downcast_ref::<crate::error::ConfigError>().is_some() {
             e
         } else {
             config_error(format!("{}: {e:#}", spec.location(file)))

@@ -45,6 +45,7 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::record::Record;
 use crate::stage::{BuildContext, Stage, Verdict};
+use crate::text::{is_cjk, to_simplified};
 
 fn yes() -> bool {
     true
@@ -106,8 +107,8 @@ impl Normalize {
             }
         }
         if self.cfg.traditional_to_simplified && cur.chars().any(is_cjk) {
-            let t = fast2s::convert(&cur);
-            if t != cur {
+            // `Owned` exactly when some character changed.
+            if let std::borrow::Cow::Owned(t) = to_simplified(&cur) {
                 changed |= 4;
                 cur = t;
             }
@@ -120,36 +121,6 @@ impl Normalize {
             }
         }
         (cur, changed)
-    }
-}
-
-/// CJK ideographs, kana and hangul: one "character word" each.
-#[inline]
-pub fn is_cjk(c: char) -> bool {
-    matches!(c as u32,
-        0x3040..=0x30FF
-        | 0x3400..=0x4DBF
-        | 0x4E00..=0x9FFF
-        | 0xAC00..=0xD7AF
-        | 0xF900..=0xFAFF
-        | 0x20000..=0x3134F)
-}
-
-/// CJK characters / letters (alphabetic characters, CJK included); 0 without letters.
-pub fn cjk_ratio(text: &str) -> f64 {
-    let (mut cjk, mut letters) = (0usize, 0usize);
-    for c in text.chars() {
-        if is_cjk(c) {
-            cjk += 1;
-            letters += 1;
-        } else if c.is_alphabetic() {
-            letters += 1;
-        }
-    }
-    if letters == 0 {
-        0.0
-    } else {
-        cjk as f64 / letters as f64
     }
 }
 
@@ -281,25 +252,12 @@ impl Stage for Normalize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(v: serde_json::Value) -> Record {
-        crate::record::test_record(v)
-    }
-
-    fn stage(toml_text: &str) -> Normalize {
-        let cfg: NormalizeConfig = toml::from_str(toml_text).unwrap();
-        Normalize::new(
-            cfg,
-            &BuildContext {
-                config_dir: ".".into(),
-            },
-        )
-        .unwrap()
-    }
+    use crate::stages::testing::{build, run};
+    use serde_json::json;
 
     #[test]
     fn nfkc_folds_fullwidth_letters_but_keeps_chinese_punctuation() {
-        let s = stage("");
+        let s = build("", Normalize::new);
         let (t, bits) = s.normalize("答案是Ｂ，三次握手！（见①）");
         assert_eq!(t, "答案是B，三次握手！（见1）");
         assert_eq!(bits, 2);
@@ -311,7 +269,7 @@ mod tests {
 
     #[test]
     fn whitespace_collapses_trims_and_keeps_code() {
-        let s = stage("");
+        let s = build("", Normalize::new);
         let (t, bits) = s.normalize("  第一行   有  空格\t\t \r\n\r\n\r\n\n第二行  \n");
         assert_eq!(t, "第一行 有 空格\n\n第二行");
         assert_eq!(bits, 8);
@@ -321,36 +279,42 @@ mod tests {
 
     #[test]
     fn control_and_zero_width_removed_newline_and_tab_kept() {
-        let s = stage("whitespace = false");
+        let s = build("whitespace = false", Normalize::new);
         let (t, bits) = s.normalize("a\u{200B}b\u{0007}c\u{FEFF}\td\ne\u{200D}f");
         assert_eq!(t, "abc\td\ne\u{200D}f");
         assert_eq!(bits, 1);
-        let off = stage("remove_control = false\nwhitespace = false\nnfkc = false");
+        let off = build(
+            "remove_control = false\nwhitespace = false\nnfkc = false",
+            Normalize::new,
+        );
         assert_eq!(off.normalize("a\u{200B}b").1, 0);
     }
 
     #[test]
     fn traditional_to_simplified_is_opt_in() {
-        assert_eq!(stage("").normalize("為什麼東部多雨").1, 0);
-        let s = stage("traditional_to_simplified = true");
+        assert_eq!(build("", Normalize::new).normalize("為什麼東部多雨").1, 0);
+        let s = build("traditional_to_simplified = true", Normalize::new);
         assert_eq!(s.normalize("為什麼東部多雨").0, "为什么东部多雨");
     }
 
     #[test]
     fn record_segments_rewritten_and_changes_listed() {
-        let s = stage("traditional_to_simplified = true");
-        let mut r = rec(serde_json::json!({
-            "conversations": [{"from": "human", "value": "問題  Ａ"}, {"from": "gpt", "value": "好的。"}]
-        }));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Modified);
+        let s = build("traditional_to_simplified = true", Normalize::new);
+        let (v, r) = run(
+            &s,
+            json!({
+                "conversations": [{"from": "human", "value": "問題  Ａ"}, {"from": "gpt", "value": "好的。"}]
+            }),
+        );
+        assert_eq!(v, Verdict::Modified);
         assert_eq!(r.fields["conversations"][0]["value"], "问题 A");
         assert_eq!(r.fields["conversations"][1]["value"], "好的。");
         assert_eq!(
             r.meta["normalize"]["changed"],
-            serde_json::json!(["nfkc", "traditional_to_simplified", "whitespace"])
+            json!(["nfkc", "traditional_to_simplified", "whitespace"])
         );
-        let mut r = rec(serde_json::json!({"text": "干净的文本。"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let (v, r) = run(&s, json!({"text": "干净的文本。"}));
+        assert_eq!(v, Verdict::Keep);
         assert!(r.meta.get("normalize").is_none());
     }
 }

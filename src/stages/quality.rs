@@ -69,7 +69,7 @@ use serde_json::{json, Value};
 
 use crate::record::{Record, Role};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
-use crate::stages::normalize::{cjk_ratio, is_cjk};
+use crate::text::{cjk_ratio, is_cjk};
 
 fn d_line() -> f64 {
     0.5
@@ -571,21 +571,7 @@ impl Stage for Quality {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(v: serde_json::Value) -> Record {
-        crate::record::test_record(v)
-    }
-
-    fn stage(toml_text: &str) -> Quality {
-        let cfg: QualityConfig = toml::from_str(toml_text).unwrap();
-        Quality::new(
-            cfg,
-            &BuildContext {
-                config_dir: ".".into(),
-            },
-        )
-        .unwrap()
-    }
+    use crate::stages::testing::{build, run, try_build};
 
     fn m(text: &str) -> Metrics {
         Metrics::compute(text, &QualityConfig::default())
@@ -636,11 +622,11 @@ mod tests {
         assert_eq!(x.failure(&QualityConfig::default()).unwrap().0, "symbols");
         assert!((m("第一行。\n第二行\n第三行！\nfour.").punct_end_frac - 0.75).abs() < 1e-9);
         assert!((m("中文abc").cjk_ratio - 0.4).abs() < 1e-9);
-        let s = stage("min_cjk_ratio = 0.5\nmin_punct_end_frac = 0.5");
-        let mut r = rec(json!({"text": "English text only."}));
-        assert!(matches!(s.process(&mut r).unwrap(), Verdict::Drop { reason, .. } if reason == "cjk_ratio"));
-        let mut r = rec(json!({"text": "没有标点的行\n另一行"}));
-        assert!(matches!(s.process(&mut r).unwrap(), Verdict::Drop { reason, .. } if reason == "punct_end"));
+        let s = build("min_cjk_ratio = 0.5\nmin_punct_end_frac = 0.5", Quality::new);
+        let (v, _) = run(&s, json!({"text": "English text only."}));
+        assert!(matches!(v, Verdict::Drop { reason, .. } if reason == "cjk_ratio"));
+        let (v, _) = run(&s, json!({"text": "没有标点的行\n另一行"}));
+        assert!(matches!(v, Verdict::Drop { reason, .. } if reason == "punct_end"));
     }
 
     #[test]
@@ -664,31 +650,29 @@ mod tests {
 
     #[test]
     fn measures_responses_tags_and_rounds() {
-        let s = stage("action = \"tag\"");
-        let mut r = rec(json!({
-            "instruction": "列出水果。列出水果。",
-            "output": "1. 苹果\n2. 苹果\n3. 苹果"
-        }));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let s = build("action = \"tag\"", Quality::new);
+        let (v, r) = run(
+            &s,
+            json!({
+                "instruction": "列出水果。列出水果。",
+                "output": "1. 苹果\n2. 苹果\n3. 苹果"
+            }),
+        );
+        assert_eq!(v, Verdict::Keep);
         let q = &r.meta["quality"];
         assert_eq!(q["flag"], "dup_lines");
         assert_eq!(q["dup_line_frac"], 0.6667);
         assert!(q["top_ngram_frac"].is_null());
         // Chosen and rejected are measured apart: sharing text is normal for a pair.
-        let mut r = rec(json!({"prompt": "p", "chosen": CLEAN, "rejected": CLEAN}));
-        assert_eq!(stage("").process(&mut r).unwrap(), Verdict::Keep);
-        let mut r = rec(json!({"prompt": "p", "chosen": CLEAN, "rejected": "1. 好\n2. 好\n3. 好"}));
-        assert_eq!(
-            stage("").process(&mut r).unwrap(),
-            Verdict::drop("dup_lines", "dup_line_frac 0.6667 > max 0.5")
+        let s = build("", Quality::new);
+        let (v, _) = run(&s, json!({"prompt": "p", "chosen": CLEAN, "rejected": CLEAN}));
+        assert_eq!(v, Verdict::Keep);
+        let (v, r) = run(
+            &s,
+            json!({"prompt": "p", "chosen": CLEAN, "rejected": "1. 好\n2. 好\n3. 好"}),
         );
+        assert_eq!(v, Verdict::drop("dup_lines", "dup_line_frac 0.6667 > max 0.5"));
         assert_eq!(r.meta["quality"]["cjk_ratio"], 1.0);
-        assert!(Quality::new(
-            toml::from_str("max_symbol_ratio = 2.0").unwrap(),
-            &BuildContext {
-                config_dir: ".".into()
-            }
-        )
-        .is_err());
+        assert!(try_build("max_symbol_ratio = 2.0", Quality::new).is_err());
     }
 }

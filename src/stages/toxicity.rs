@@ -36,22 +36,10 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::classifier::{fold_char, Classifier};
-use crate::record::{Record, Role};
+use crate::classifier::Classifier;
+use crate::record::{Record, TextFields};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
-
-/// Which text views are checked.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ToxicityFields {
-    /// Every segment (documents, system, prompts, responses).
-    #[default]
-    All,
-    /// Prompt-side segments (instruction, input, user turns) and system prompts.
-    Prompt,
-    /// Response-side segments (output, assistant turns, chosen/rejected) and documents.
-    Response,
-}
+use crate::text::fold_width_and_case;
 
 fn default_threshold() -> f32 {
     0.9
@@ -81,8 +69,9 @@ pub struct ToxicityConfig {
     /// Lexicon hits at or above this flag the record; 0 = annotate only.
     #[serde(default = "default_min_hits")]
     pub min_lexicon_hits: usize,
+    /// Which text views are checked (default all).
     #[serde(default)]
-    pub fields: ToxicityFields,
+    pub fields: TextFields,
     #[serde(default)]
     pub action: Action,
     /// The model's label for offensive text.
@@ -118,7 +107,7 @@ pub struct LexiconHit {
 
 /// Lower-case and fold full-width ASCII, one char for one char (offsets stay valid).
 pub fn normalize(text: &str) -> String {
-    text.chars().map(fold_char).collect()
+    text.chars().map(fold_width_and_case).collect()
 }
 
 impl Lexicon {
@@ -249,14 +238,6 @@ impl Toxicity {
         };
         Ok(Toxicity { cfg, lexicon, model })
     }
-
-    fn selected(&self, role: Role) -> bool {
-        match self.cfg.fields {
-            ToxicityFields::All => true,
-            ToxicityFields::Prompt => matches!(role, Role::Prompt | Role::System),
-            ToxicityFields::Response => matches!(role, Role::Response | Role::Document),
-        }
-    }
 }
 
 impl Stage for Toxicity {
@@ -269,7 +250,7 @@ impl Stage for Toxicity {
         let mut hits = Vec::new();
         let mut categories: BTreeMap<String, usize> = BTreeMap::new();
         for (seg, text) in record.texts() {
-            if !self.selected(seg.role) || text.trim().is_empty() {
+            if !self.cfg.fields.selects(seg.role) || text.trim().is_empty() {
                 continue;
             }
             if let Some(m) = &self.model {
@@ -335,10 +316,7 @@ impl Stage for Toxicity {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(v: serde_json::Value) -> Record {
-        crate::record::test_record(v)
-    }
+    use crate::stages::testing::{build_in, run, try_build};
 
     fn lexicon() -> Lexicon {
         Lexicon::new(Lexicon::parse(
@@ -380,41 +358,39 @@ mod tests {
     fn stage_drops_and_tags_without_quoting() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("lex.txt"), "傻逼\tporn\n").unwrap();
-        let cx = BuildContext {
-            config_dir: dir.path().to_path_buf(),
-        };
-        let cfg: ToxicityConfig = toml::from_str("lexicon = [\"lex.txt\"]\nfields = \"response\"").unwrap();
-        let s = Toxicity::new(cfg, &cx).unwrap();
-        let mut r = rec(json!({"instruction": "你是傻逼吗", "output": "我是助手"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
-        let mut r = rec(json!({"instruction": "问", "output": "你这个傻逼"}));
-        let v = s.process(&mut r).unwrap();
+        let s = build_in(
+            dir.path(),
+            "lexicon = [\"lex.txt\"]\nfields = \"response\"",
+            Toxicity::new,
+        );
+        let (v, _) = run(&s, json!({"instruction": "你是傻逼吗", "output": "我是助手"}));
+        assert_eq!(v, Verdict::Keep);
+        let (v, r) = run(&s, json!({"instruction": "问", "output": "你这个傻逼"}));
         assert_eq!(v, Verdict::drop("toxic", "1 lexicon hits (porn 1)"));
         assert_eq!(
             r.meta["toxicity"]["lexicon_hits"][0],
             json!({"category": "porn", "field": "output", "start": 3, "end": 5})
         );
         assert_eq!(r.meta["toxicity"]["score"], serde_json::Value::Null);
-        let cfg: ToxicityConfig = toml::from_str("lexicon = [\"lex.txt\"]\naction = \"tag\"").unwrap();
-        let s = Toxicity::new(cfg, &cx).unwrap();
-        let mut r = rec(json!({"text": "傻逼"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        let s = build_in(
+            dir.path(),
+            "lexicon = [\"lex.txt\"]\naction = \"tag\"",
+            Toxicity::new,
+        );
+        let (v, r) = run(&s, json!({"text": "傻逼"}));
+        assert_eq!(v, Verdict::Keep);
         assert_eq!(r.meta["toxicity"]["flagged_by"], json!(["lexicon"]));
     }
 
     #[test]
     fn rejects_bad_configs() {
-        let cx = BuildContext {
-            config_dir: ".".into(),
-        };
         for bad in [
             "",
             "lexicon = [\"x\"]\naction = \"redact\"",
             "model = \"m.bin\"\nthreshold = 2.0",
             "lexicon = [\"/nonexistent/x.txt\"]",
         ] {
-            let cfg: ToxicityConfig = toml::from_str(bad).unwrap();
-            assert!(Toxicity::new(cfg, &cx).is_err(), "{bad}");
+            assert!(try_build(bad, Toxicity::new).is_err(), "{bad}");
         }
         assert!(toml::from_str::<ToxicityConfig>("lexicons = []").is_err());
     }

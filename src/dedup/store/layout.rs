@@ -1,16 +1,11 @@
-//! Ordinals over one prepass folder or several ranks' folders, and the sharded
-//! buckets and clusters steps.
+//! Where a prepass's per-record files live and how ordinals map onto them: one
+//! prepass folder, or several ranks' folders of a sharded run (their
+//! `observed.json` and `sources.json`).
 
-use std::collections::BinaryHeap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
-
-use super::cluster::{cluster, RunReader};
-use super::observe::load_observed;
-use super::{create, open, read_u32, Entry, Params, Summary, BAND_MAGIC};
+use serde::{Deserialize, Serialize};
 
 /// A run of ordinals: `len` records at local ordinals `local..` of `part`, which are
 /// global ordinals `global..`.
@@ -33,7 +28,7 @@ pub(super) struct Segment {
 pub struct Layout {
     pub(super) parts: Vec<PathBuf>,
     /// Sorted band runs (`bands-NNNN.bin`) each part spilled (sharded runs).
-    band_runs: Vec<u32>,
+    pub(super) band_runs: Vec<u32>,
     /// In global order.
     pub(super) segments: Vec<Segment>,
     pub(super) n: u32,
@@ -172,74 +167,23 @@ pub fn buckets_file(part: usize) -> String {
     format!("buckets-{part:05}.bin")
 }
 
-/// Bucket step (sharded runs): merge every rank's sorted band runs for the bands of
-/// `part`, with ordinals made global, into one sorted `buckets-PPPPP.bin` (a band
-/// file, written atomically) in `global_dir`.
-pub fn bucket_step(
-    layout: &Layout,
-    params: &Params,
-    part: usize,
-    parts: usize,
-    global_dir: &Path,
-) -> Result<u64> {
-    let range = band_range(params.bands, part, parts);
-    let mut runs: Vec<(RunReader, usize)> = Vec::new();
-    for (p, dir) in layout.parts.iter().enumerate() {
-        for i in 0..layout.band_runs[p] {
-            let path = dir.join(format!("bands-{i:04}.bin"));
-            runs.push((RunReader::range(&path, range.clone())?, p));
-        }
-    }
-    let maps: Vec<Vec<Segment>> = (0..layout.parts.len()).map(|p| layout.local_map(p)).collect();
-    let tmp = global_dir.join(format!("{}.tmp", buckets_file(part)));
-    let mut w = create(&tmp)?;
-    w.write_all(BAND_MAGIC)?;
-    w.write_all(&(params.bands as u32).to_le_bytes())?;
-    w.write_all(&0u32.to_le_bytes())?;
-    // Ordinals are remapped as entries are read: within a rank the map is
-    // monotonic, so each run stays sorted and a k-way merge sorts the whole.
-    let mut heap = BinaryHeap::new();
-    let next = |runs: &mut Vec<(RunReader, usize)>, i: usize| -> Result<Option<Entry>> {
-        let (r, p) = &mut runs[i];
-        Ok(match r.next()? {
-            Some((b, h, o)) => Some((b, h, to_global(&maps[*p], o)?)),
-            None => None,
-        })
-    };
-    for i in 0..runs.len() {
-        if let Some(e) = next(&mut runs, i)? {
-            heap.push(std::cmp::Reverse((e, i)));
-        }
-    }
-    let mut written = 0u64;
-    while let Some(std::cmp::Reverse(((b, h, o), i))) = heap.pop() {
-        w.write_all(&b.to_le_bytes())?;
-        w.write_all(&h.to_le_bytes())?;
-        w.write_all(&o.to_le_bytes())?;
-        written += 1;
-        if let Some(e) = next(&mut runs, i)? {
-            heap.push(std::cmp::Reverse((e, i)));
-        }
-    }
-    w.into_inner()?.sync_all()?;
-    let dst = global_dir.join(buckets_file(part));
-    std::fs::rename(&tmp, &dst).with_context(|| format!("{}: cannot write", dst.display()))?;
-    crate::io::writer::sync_dir(global_dir)?;
-    Ok(written)
+/// `observed.json`: a rank's observe step is complete (sharded runs).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Observed {
+    pub records: u32,
+    pub band_runs: u32,
+    pub num_perm: u32,
+    pub bands: u32,
 }
 
-/// Cluster step (sharded runs): the bucket files of all `parts` -> clusters ->
-/// `decisions.bin` and `prepared.json` in every rank's folder, `clusters.jsonl` and
-/// `prepared.json` (written last) in `global_dir`.
-pub fn cluster_step(layout: &Layout, params: &Params, parts: usize, global_dir: &Path) -> Result<Summary> {
-    let mut runs = Vec::new();
-    let band_runs = layout.band_runs.iter().sum();
-    for part in 0..parts {
-        let path = global_dir.join(buckets_file(part));
-        let mut r = open(&path, BAND_MAGIC)?;
-        let _bands = read_u32(&mut r)?;
-        let _ = read_u32(&mut r)?;
-        runs.push(RunReader::File(r, u32::MAX));
+/// Read a rank's `observed.json`; `None` when its observe step has not finished.
+pub fn load_observed(dir: &Path) -> Result<Option<Observed>> {
+    let path = dir.join("observed.json");
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(
+            serde_json::from_slice(&b).with_context(|| format!("{}: unreadable", path.display()))?,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("{}: cannot read", path.display()))),
     }
-    cluster(layout, global_dir, params, runs, band_runs)
 }

@@ -8,8 +8,8 @@
 //! clusters (union-find) -> decisions applied per rank.
 //!
 //! Files: [`observe`] writes the per-record files, [`layout`] maps ordinals over
-//! ranks and holds the sharded buckets and clusters steps, [`cluster`] is the
-//! union-find and keep rule, [`decisions`] reads the result back.
+//! ranks, [`cluster`] is the union-find and keep rule, [`steps`] the sharded
+//! buckets and clusters steps, [`decisions`] reads the result back.
 //!
 //! ## Files (all little-endian, in the stage's prepass folder `.curate/prepass-NNN/`)
 //!
@@ -52,6 +52,7 @@ mod cluster;
 mod decisions;
 mod layout;
 mod observe;
+mod steps;
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read};
@@ -61,8 +62,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub use decisions::{Decision, DecisionKind, DecisionReader};
-pub use layout::{band_range, bucket_step, buckets_file, cluster_step, Layout};
-pub use observe::{load_observed, Observed, Observer};
+pub use layout::{band_range, buckets_file, load_observed, Layout, Observed};
+pub use observe::Observer;
+pub use steps::{bucket_step, cluster_step};
 
 /// Earlier bucket members each record is compared with (see the module docs).
 pub const BUCKET_WINDOW: usize = 64;

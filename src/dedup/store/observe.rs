@@ -5,11 +5,10 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use anyhow::{bail, Result};
 
 use super::cluster::{cluster, RunReader};
-use super::layout::Layout;
+use super::layout::{Layout, Observed};
 use super::{create, open, read_u32, Entry, Params, Summary, BAND_MAGIC, REC_MAGIC, SIG_MAGIC};
 
 /// Collects what `observe` sees: writes signatures and records, buffers band entries.
@@ -154,26 +153,5 @@ impl Observer {
         }
         let layout = Layout::single(&self.dir, self.n);
         cluster(&layout, &self.dir, &self.params, runs, self.runs)
-    }
-}
-
-/// `observed.json`: a rank's observe step is complete (sharded runs).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Observed {
-    pub records: u32,
-    pub band_runs: u32,
-    pub num_perm: u32,
-    pub bands: u32,
-}
-
-/// Read a rank's `observed.json`; `None` when its observe step has not finished.
-pub fn load_observed(dir: &Path) -> Result<Option<Observed>> {
-    let path = dir.join("observed.json");
-    match std::fs::read(&path) {
-        Ok(b) => Ok(Some(
-            serde_json::from_slice(&b).with_context(|| format!("{}: unreadable", path.display()))?,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(anyhow::Error::new(e).context(format!("{}: cannot read", path.display()))),
     }
 }
