@@ -247,7 +247,7 @@ const OUTPUT: &str = "[output]\ndir = {OUT}\n";
 fn every_stage_kind_has_a_key_table_matching_its_config() {
     let text = readme();
     let mut failures = Vec::new();
-    for kind in curate::stages::KINDS {
+    for kind in curate::stages::KINDS.iter() {
         let keys = key_table(&text, &format!("### `{kind}` keys"));
         let stage = |body: &str| {
             format!("[input]\npaths = [{{INPUT}}]\n\n[[stage]]\nkind = \"{kind}\"\n{body}\n\n{OUTPUT}")

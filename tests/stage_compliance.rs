@@ -230,7 +230,7 @@ fn check_kind(kind: &str, dir: &Path, input: &Path) -> Result<(), String> {
 #[test]
 fn every_stage_kind_validates_runs_every_schema_adds_up_and_is_thread_independent() {
     let mut failures = Vec::new();
-    for kind in curate::stages::KINDS {
+    for kind in curate::stages::KINDS.iter() {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("records.jsonl");
         std::fs::write(&input, input_records()).unwrap();
