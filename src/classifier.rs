@@ -14,7 +14,7 @@
 //! dropped; word n-grams (`word_ngrams` 2-3) then give character bigrams and
 //! trigrams, which is what carries the signal for Chinese. The alternative
 //! (no split, fastText character n-grams `minn`/`maxn` inside each whitespace
-//! token) was measured on COLD dev and is worse; see the README's evaluation.
+//! token) was measured on COLD dev and is worse; see docs/benchmarks/toxicity.md.
 //!
 //! ```toml
 //! # used from a stage config, e.g. toxicity:

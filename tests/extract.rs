@@ -2,7 +2,7 @@
 //! per-page limits, broken markup, accounting on a run with pages.
 //!
 //! `cargo test --release --test extract -- --nocapture` prints the measurement
-//! tables the README quotes (the magic-html benchmark needs `../shared/data`).
+//! tables docs/benchmarks/extract.md quotes (the magic-html benchmark needs `../shared/data`).
 
 mod common;
 

@@ -3,7 +3,7 @@
 //! to end through the binary (always).
 //!
 //! `cargo test --test machine_text -- --nocapture` prints the evaluation table of the
-//! README. `MGT_MODEL=path` scores another model (for experiments).
+//! docs/benchmarks/machine_text.md. `MGT_MODEL=path` scores another model (for experiments).
 
 mod common;
 
@@ -73,7 +73,7 @@ fn eval_sets(data: &std::path::Path) -> Vec<EvalSet> {
     // AGT-2025 (Chinese): M4GT human texts vs GPT-4.5 / DeepSeek-R1 rewrites of them. Fold A
     // (even ids: a human text and its rewrites share one) is in the training pool; fold B
     // (odd ids) is held out whole, topics included. `MGT_AGT_HELD_OUT_PARITY=0` evaluates the
-    // even ids instead (for a model built with `AGT_TRAIN_PARITY=1`, the README's two-fold check).
+    // even ids instead (for a model built with `AGT_TRAIN_PARITY=1`, the two-fold check in docs/benchmarks/machine_text.md).
     let held_out_parity: u64 = std::env::var("MGT_AGT_HELD_OUT_PARITY")
         .ok()
         .and_then(|v| v.parse().ok())

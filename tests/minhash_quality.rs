@@ -18,7 +18,7 @@
 //! `cargo test --test minhash_quality -- --nocapture` prints the scores at the
 //! defaults and asserts floors; with `CURATE_DEDUP_SWEEP=1` it sweeps shingle
 //! size and threshold, then `auto_cjk_share` against forced `char` / `word`
-//! shingles (the README tables); `CURATE_DEDUP_HASHING=classic`
+//! shingles (docs/benchmarks/dedup.md); `CURATE_DEDUP_HASHING=classic`
 //! scores classic signatures instead of one-permutation ones;
 //! `CURATE_DEDUP_DUMP=FILE` writes the labelled set as JSON Lines (`set`, `group`,
 //! `kind`, `text`) for `benches/dedup_peers.sh`. Without the shared data it prints a

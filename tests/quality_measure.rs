@@ -5,7 +5,7 @@
 //! of data-samples (`repetition_loop` in labels.json).
 //!
 //! Run `cargo test --test quality_measure -- --nocapture` to print the
-//! percentiles (the README table comes from it). The shared sets are skipped
+//! percentiles (docs/benchmarks/quality.md comes from it). The shared sets are skipped
 //! when the shared data is not there; the guards below then use the bundled
 //! samples only.
 

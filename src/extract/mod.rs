@@ -2,7 +2,7 @@
 //!
 //! Hand-written on top of html5ever (via `scraper`'s tree) because none of the
 //! Rust crates that do this reached the Chinese targets on the magic-html pages
-//! (README, "Web text extraction"): forum threads and WeChat/gov.cn layouts are
+//! (docs/benchmarks/extract.md): forum threads and WeChat/gov.cn layouts are
 //! where readability-style scoring and trafilatura's English-tuned rules lose
 //! text. The algorithm, in one pass over the tree plus one over its blocks:
 //!

@@ -1,4 +1,4 @@
-//! Scoring extracted text against gold text, the way the README's tables are made.
+//! Scoring extracted text against gold text, the way docs/benchmarks/extract.md's tables are made.
 //!
 //! Character level (the Chinese benchmark): both texts are NFKC-normalized and
 //! reduced to their letters and digits (`char::is_alphanumeric`), so whitespace,

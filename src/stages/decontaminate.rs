@@ -9,7 +9,7 @@
 //! options, light edits, and question plus answer are caught; other exam
 //! questions on the same subjects are not. Matching (normalization, n-gram
 //! sizes, overlap, short items) is described in [`crate::decontam::index`].
-//! Scanning runs at 50-100 MB/s per core (README, "Decontamination speed").
+//! Scanning runs at 50-100 MB/s per core (docs/benchmarks/decontam.md).
 //!
 //! ```toml
 //! [[benchmark]]                    # top-level, one per benchmark

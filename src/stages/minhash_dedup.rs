@@ -11,7 +11,7 @@
 //!   digits, so punctuation width and spacing never matter. The share is low on
 //!   purpose: Chinese instructions full of code, numbers or English are still
 //!   Chinese records, and by words a typo breaks `word_ngram` shingles of single
-//!   characters (`tests/minhash_quality.rs` sweeps it; README table);
+//!   characters (`tests/minhash_quality.rs` sweeps it; docs/benchmarks/dedup.md);
 //! - other text: overlapping `word_ngram`-grams (default 3) of words (runs of
 //!   letters and digits; each CJK character is a word of its own).
 //!

@@ -39,7 +39,7 @@
 //!   `是` -> `鏄`, `，` -> `锛`, `。` -> `銆`, `“` -> `鈥`, ...; rare in real text;
 //!   `涓` and `浜`, real characters, are left out).
 //!
-//! Defaults were measured (tests/quality_measure.rs, numbers in the README): each
+//! Defaults were measured (tests/quality_measure.rs, numbers in docs/benchmarks/quality.md): each
 //! threshold keeps >= 99% of clean instruction answers and web texts while the
 //! labelled repetition loops in `data-samples` fail. A check is switched off by
 //! setting a max to 1.0 (or `max_mojibake` very high) or a min to 0.
