@@ -128,8 +128,11 @@ pub struct Model {
     /// The dtype the base weights are kept in (f32, or bf16 when frozen).
     base_dtype: DType,
     /// RoPE cos/sin tables and the causal mask by (prefix slots, length), built once.
-    tables: Mutex<HashMap<(usize, usize), (Tensor, Tensor, Tensor)>>,
+    tables: Mutex<HashMap<(usize, usize), Tables>>,
 }
+
+/// RoPE cos and sin tables and the additive causal mask for one (prefix, length).
+type Tables = (Tensor, Tensor, Tensor);
 
 /// The HF tensor names a model of this shape needs.
 pub fn tensor_names(c: &ModelConfig) -> Vec<String> {
@@ -414,7 +417,7 @@ impl Model {
 
     /// RoPE cos/sin tables and the causal mask for `t` positions after `n_prefix` slots,
     /// built on the first call and kept on the device.
-    fn tables(&self, n_prefix: usize, t: usize) -> Result<(Tensor, Tensor, Tensor)> {
+    fn tables(&self, n_prefix: usize, t: usize) -> Result<Tables> {
         let mut cache = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(v) = cache.get(&(n_prefix, t)) {
             return Ok(v.clone());

@@ -259,6 +259,7 @@ impl Optimizer {
 
     /// Clip `grads` to `max_grad_norm` and take one AdamW step; returns the global norm
     /// before clipping as an f64 scalar on the model's device (read later).
+    #[allow(clippy::infallible_destructuring_match)] // two arms with `--features cuda`
     fn step(&mut self, model: &Model, grads: Vec<Tensor>, lr: f64, cfg: &TrainConfig) -> Result<Tensor> {
         let opt = match self {
             Optimizer::Ops(opt) => opt,
@@ -372,7 +373,8 @@ pub fn evaluate(model: &Model, rows: &Rows, batch_size: usize) -> Result<f64> {
         let mut host = HostBatch::new(n, rows.seq_len);
         host.push(rows, from, n);
         let (x, y, m, c) = host.upload(model.device())?;
-        losses.push((model.loss_given_count(&x, &y, &m, c, None)?, c));
+        // Detached: a queued loss must not keep its batch's activations alive.
+        losses.push((model.loss_given_count(&x, &y, &m, c, None)?.detach(), c));
         from += n;
     }
     let (mut total, mut count) = (0.0, 0.0);
