@@ -10,7 +10,7 @@
 #   scripts/gpu_check.sh ref          the CPU reference losses (same configs, device cpu) -> cpu_ref.json
 #   scripts/gpu_check.sh pack         (build machine) carry folders for a GPU machine without Rust or
 #                                     network: .gpu-a/ (curate binary, scripts, samples, CPU
-#                                     reference, the GGUF's first part) and .gpu-b/ (the rest)
+#                                     reference, the xz'd GGUF's first 37 MiB) and .gpu-b/ (the rest)
 #   scripts/gpu_check.sh call1        (GPU machine) store .gpu-a under $STATE, environment, tiny runs
 #   scripts/gpu_check.sh call2 [DIR]  (GPU machine, right after call1: bash $STATE/gpu_check.sh call2)
 #                                     join the GGUF ($STATE's part and DIR's, default .gpu-b), SmolLM2 runs
@@ -44,6 +44,21 @@ SMOL_SPEED=(
     "smol_b16_bf16 gguf lora 30 512 16 1e-3 5 0 0.05 bf16"
 )
 TINY_CHECK="tiny_check tiny full 200 128 16 2e-3 20 50 0.0 f32"
+PROFILE_RUNS=(
+    "smol_profile_b4 gguf lora 8 256 4 1e-3 5 0 0.05 f32"
+    "smol_profile_b16 gguf lora 8 512 16 1e-3 5 0 0.05 f32"
+    "smol_profile_b16_bf16 gguf lora 8 512 16 1e-3 5 0 0.05 bf16"
+)
+# A dry run of the script's plumbing (any machine): GPU_CHECK_DEVICE=cpu GPU_CHECK_QUICK=1
+# (2 steps of 2 x 32 tokens everywhere).
+DEV="${GPU_CHECK_DEVICE:-cuda}"
+if [ "${GPU_CHECK_QUICK:-0}" = 1 ]; then
+    quick() { local a=($1); a[3]=2; a[4]=32; a[5]=2; [ "${a[8]}" != 0 ] && a[8]=1; echo "${a[*]}"; }
+    SMOL_CHECK="$(quick "$SMOL_CHECK")"
+    TINY_CHECK="$(quick "$TINY_CHECK")"
+    for i in "${!SMOL_SPEED[@]}"; do SMOL_SPEED[$i]="$(quick "${SMOL_SPEED[$i]}")"; done
+    for i in "${!PROFILE_RUNS[@]}"; do PROFILE_RUNS[$i]="$(quick "${PROFILE_RUNS[$i]}")"; done
+fi
 
 samples() { # the bundled SFT samples: $SAMPLES, the repo's, or the carry folder's copy
     if [ -n "${SAMPLES:-}" ]; then echo "$SAMPLES"
@@ -51,7 +66,7 @@ samples() { # the bundled SFT samples: $SAMPLES, the repo's, or the carry folder
     else echo "$here/sft"; fi
 }
 benches() { # where finetune_peft.py and finetune_torch.py are: beside this script (carry folder) or benches/
-    if [ -f "$(benches)/finetune_peft.py" ]; then echo "$here"; else echo "$root/benches"; fi
+    if [ -f "$here/finetune_peft.py" ]; then echo "$here"; else echo "$root/benches"; fi
 }
 
 write_cfg() { # write_cfg DIR DEVICE name model method steps seq batch lr warmup eval_every dropout dtype
@@ -152,7 +167,7 @@ peft_run() { # peft_run NAME DTYPE -> PyTorch + PEFT on curate's run folder of N
     local base; base="$(gpu_mem_now)"
     gpu_mem_start "$RUNS/mem.txt"
     local line
-    if ! line="$("$PY" "$(benches)/finetune_peft.py" --gguf "$GGUF" --run "$RUNS/$name-cuda" --device cuda --dtype "$dtype" 2>>"$OUT/torch.log" | tail -1)"; then
+    if ! line="$("$PY" "$(benches)/finetune_peft.py" --gguf "$GGUF" --run "$RUNS/$name-$DEV" --device "$DEV" --dtype "$dtype" 2>>"$OUT/torch.log" | tail -1)"; then
         gpu_mem_stop "$RUNS/mem.txt" "$base" >/dev/null
         echo "PyTorch $name failed; the end of $OUT/torch.log:" >&2
         tail -20 "$OUT/torch.log" >&2
@@ -161,6 +176,16 @@ peft_run() { # peft_run NAME DTYPE -> PyTorch + PEFT on curate's run folder of N
     fi
     local peak; peak="$(gpu_mem_stop "$RUNS/mem.txt" "$base")"
     echo "$line" | "$PY" -c "import json,sys; d=json.load(sys.stdin); d['peak_gpu_mib']=$peak; print(json.dumps(d))"
+}
+
+unxz() { # unxz SRC|- DST: xz -d, or Python's lzma where xz is missing
+    if command -v xz >/dev/null; then
+        if [ "$1" = - ]; then xz -d -c >"$2"; else xz -d -c "$1" >"$2"; fi
+    else
+        "${PY:-python3}" -c 'import lzma, shutil, sys
+src = sys.stdin.buffer if sys.argv[1] == "-" else open(sys.argv[1], "rb")
+shutil.copyfileobj(lzma.open(src), open(sys.argv[2], "wb"), 1 << 20)' "$1" "$2"
+    fi
 }
 
 setup_gpu_env() { # the CUDA libraries the binary links (PyTorch's cu13 wheels) and the driver's
@@ -206,11 +231,11 @@ PY
 
 run_tiny() {
     local spec=($TINY_CHECK)
-    local j; j="$(curate_run cuda "${spec[@]}")"
+    local j; j="$(curate_run "$DEV" "${spec[@]}")"
     j="$(with_ref tiny_check "$j")"
     # PyTorch on the same shapes (random ids: speed only), on the GPU.
     local t
-    t="$("$PY" "$(benches)/finetune_torch.py" --config "$RUNS/tiny_check-cuda/finetune.json" --device cuda --steps 200 2>>"$OUT/torch.log" | tail -1 || echo '{"error": "pytorch failed"}')"
+    t="$("$PY" "$(benches)/finetune_torch.py" --config "$RUNS/tiny_check-$DEV/finetune.json" --device "$DEV" --steps "$(echo $TINY_CHECK | cut -d" " -f4)" 2>>"$OUT/torch.log" | tail -1 || echo '{"error": "pytorch failed"}')"
     echo "{\"curate_cuda\": $j, \"pytorch_cuda\": $t}" | "$PY" -m json.tool >"$OUT/gpu_check_tiny.json"
     cat "$OUT/gpu_check_tiny.json"
 }
@@ -218,7 +243,7 @@ run_tiny() {
 run_smol() {
     local all="{" spec j t name dtype
     spec=($SMOL_CHECK)
-    j="$(curate_run cuda "${spec[@]}")"
+    j="$(curate_run "$DEV" "${spec[@]}")"
     j="$(with_ref smol_check "$j")"
     t="$(peft_run smol_check f32)"
     all="$all\"smol_check\": {\"curate\": $j, \"pytorch_peft\": $t}"
@@ -227,7 +252,7 @@ run_smol() {
         spec=($s)
         name="${spec[0]}"
         dtype="${spec[10]}"
-        j="$(curate_run cuda "${spec[@]}")"
+        j="$(curate_run "$DEV" "${spec[@]}")"
         t="$(peft_run "$name" "$dtype")"
         all="$all, \"$name\": {\"curate\": $j, \"pytorch_peft\": $t}"
         echo "$name: curate $j" >&2
@@ -236,11 +261,12 @@ run_smol() {
     # The check with candle-op AdamW instead of the fused kernels, and where a step's time goes.
     spec=($SMOL_CHECK)
     spec[0]=smol_check_ops
-    j="$(CURATE_FUSED_ADAMW=0 curate_run cuda "${spec[@]}")"
+    j="$(CURATE_FUSED_ADAMW=0 curate_run "$DEV" "${spec[@]}")"
     all="$all, \"smol_check_ops\": {\"curate\": $j}"
-    CURATE_FINETUNE_PROFILE=1 curate_run cuda smol_profile_b4 gguf lora 8 256 4 1e-3 5 0 0.05 f32 >/dev/null
-    CURATE_FINETUNE_PROFILE=1 curate_run cuda smol_profile_b16 gguf lora 8 512 16 1e-3 5 0 0.05 f32 >/dev/null
-    CURATE_FINETUNE_PROFILE=1 curate_run cuda smol_profile_b16_bf16 gguf lora 8 512 16 1e-3 5 0 0.05 bf16 >/dev/null
+    for s in "${PROFILE_RUNS[@]}"; do
+        spec=($s)
+        CURATE_FINETUNE_PROFILE=1 curate_run "$DEV" "${spec[@]}" >/dev/null
+    done
     grep -E "^== smol_profile|finetune profile|unavailable" "$OUT/curate.log" || true
     echo "$all}" | "$PY" -m json.tool >"$OUT/gpu_check_smol.json"
     "$PY" - "$OUT/gpu_check_smol.json" <<'PY'
@@ -286,8 +312,8 @@ PY
     ;;
 pack)
     # Carry folders for a GPU machine without Rust or network (each under the device tool's
-    # 64 MiB with the work tree): .gpu-a = the binary (xz), scripts, samples, CPU reference,
-    # the GGUF's first 40 MiB; .gpu-b = the rest of the GGUF.
+    # 64 MiB with the work tree, ~11 MiB): .gpu-a = the binary (xz), scripts, samples, CPU
+    # reference, the first part of the xz'd GGUF; .gpu-b = the rest of it.
     bin="${CURATE:-$root/target-cuda/release/curate}"
     gguf="${GGUF:-$root/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
     ref="${CPU_REF:-$OUT/cpu_ref.json}"
@@ -299,8 +325,9 @@ pack)
     cp "$here/gpu_check.sh" "$root/benches/finetune_peft.py" "$root/benches/finetune_torch.py" "$root/.gpu-a/"
     cp -r "$root/data-samples/sft" "$root/.gpu-a/sft"
     cp "$ref" "$root/.gpu-a/cpu_ref.json"
-    split -b 40M -d "$gguf" "$root/.gpu-a/gguf.part"
-    mv "$root/.gpu-a/gguf.part0"[1-9] "$root/.gpu-b/"
+    # xz saves 8% of the Q4_1 file; 37 MiB of it go with the binary, the rest (~49 MiB) in .gpu-b.
+    xz -T2 -6 -c "$gguf" | split -b 37M -d - "$root/.gpu-a/gguf.xz.part"
+    mv "$root/.gpu-a/gguf.xz.part0"[1-9] "$root/.gpu-b/"
     sha256sum "$gguf" | cut -d' ' -f1 >"$root/.gpu-a/gguf.sha256"
     du -sh "$root/.gpu-a" "$root/.gpu-b"
     ;;
@@ -309,18 +336,18 @@ call1)
     src="$(cd "$here" && pwd)"
     mkdir -p "$STATE"
     cp -r "$src/." "$STATE/"
-    xz -d -f "$STATE/curate.xz"
+    setup_gpu_env
+    unxz "$STATE/curate.xz" "$STATE/curate"
     chmod +x "$STATE/curate"
     here="$STATE"
     CURATE="$STATE/curate" CPU_REF="$STATE/cpu_ref.json"
-    setup_gpu_env
     env_report 2>&1 | tee "$OUT/env.log"
     : >"$OUT/curate.log"
     : >"$OUT/torch.log"
     RUNS="$STATE/runs"
     mkdir -p "$RUNS"
     run_tiny
-    tar -czf "$OUT/runs_tiny.tar.gz" -C "$RUNS" --exclude='*.safetensors' --exclude='tokenizer.json' tiny_check-cuda
+    tar -czf "$OUT/runs_tiny.tar.gz" -C "$RUNS" --exclude='*.safetensors' --exclude='tokenizer.json' "tiny_check-$DEV"
     ;;
 call2)
     # The GGUF's other parts: the folder named, else .gpu-b in the working directory.
@@ -328,15 +355,15 @@ call2)
     [ -x "$STATE/curate" ] || { echo "no $STATE/curate: call1 did not run on this machine (it went cold?)" >&2; exit 3; }
     here="$STATE"
     CURATE="$STATE/curate" CPU_REF="$STATE/cpu_ref.json" GGUF="$STATE/model.gguf"
-    cat "$STATE"/gguf.part* "$src"/gguf.part* >"$GGUF"
-    [ "$(sha256sum "$GGUF" | cut -d' ' -f1)" = "$(cat "$STATE/gguf.sha256")" ] || { echo "GGUF checksum mismatch" >&2; exit 3; }
     setup_gpu_env
+    cat "$STATE"/gguf.xz.part* "$src"/gguf.xz.part* | unxz - "$GGUF"
+    [ "$(sha256sum "$GGUF" | cut -d' ' -f1)" = "$(cat "$STATE/gguf.sha256")" ] || { echo "GGUF checksum mismatch" >&2; exit 3; }
     RUNS="$STATE/runs"
     mkdir -p "$RUNS"
     : >"$OUT/curate.log"
     : >"$OUT/torch.log"
     run_smol
-    (cd "$RUNS" && tar -czf "$OUT/runs_smol.tar.gz" --exclude='*.safetensors' --exclude='tokenizer.json' smol_*-cuda)
+    (cd "$RUNS" && tar -czf "$OUT/runs_smol.tar.gz" --exclude='*.safetensors' --exclude='tokenizer.json' smol_*-"$DEV")
     ;;
 tiny|smol)
     CURATE="${CURATE:-$root/target-cuda/release/curate}"
