@@ -19,9 +19,8 @@ use candle_core::cuda_backend::cudarc::driver::{
     CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg,
 };
 use candle_core::cuda_backend::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
-use candle_core::{DType, Device, Storage, Tensor};
+use candle_core::{DType, Device, Storage, Tensor, Var};
 
-use super::model::Model;
 use super::train::TrainConfig;
 
 const SOURCE: &str = r#"
@@ -122,10 +121,16 @@ fn with_f32<R>(
 }
 
 impl FusedAdamW {
-    /// Compile the kernels and allocate zeroed moments for `model`'s variables.
-    pub fn new(model: &Model) -> Result<FusedAdamW> {
-        let Device::Cuda(dev) = model.device() else {
-            bail!("fused optimizer: the model is not on a CUDA device");
+    /// Compile the kernels, check them on a small case ([`self_test`]) and allocate
+    /// zeroed moments for `vars`.
+    pub fn new(device: &Device, vars: &[(String, Var)]) -> Result<FusedAdamW> {
+        self_test(device)?;
+        FusedAdamW::unchecked(device, vars)
+    }
+
+    fn unchecked(device: &Device, vars: &[(String, Var)]) -> Result<FusedAdamW> {
+        let Device::Cuda(dev) = device else {
+            bail!("fused optimizer: not a CUDA device");
         };
         let stream = dev.cuda_stream();
         let opts = CompileOptions {
@@ -139,7 +144,7 @@ impl FusedAdamW {
         let adamw = module.load_function("curate_adamw")?;
         let (mut m, mut v, mut blocks) = (Vec::new(), Vec::new(), Vec::new());
         let mut slots = 0;
-        for (_, var) in model.vars() {
+        for (_, var) in vars {
             let n = var.elem_count();
             m.push(stream.alloc_zeros::<f32>(n)?);
             v.push(stream.alloc_zeros::<f32>(n)?);
@@ -163,10 +168,16 @@ impl FusedAdamW {
         })
     }
 
-    /// Clip `grads` to `max_grad_norm` and apply one AdamW step at `lr` to `model`'s
-    /// variables (in place). Returns the global gradient norm before clipping (an f64
-    /// scalar on the device, read later).
-    pub fn step(&mut self, model: &Model, grads: &[Tensor], lr: f64, cfg: &TrainConfig) -> Result<Tensor> {
+    /// Clip `grads` to `max_grad_norm` and apply one AdamW step at `lr` to `vars` (in
+    /// place; the variables it was made for). Returns the global gradient norm before
+    /// clipping (an f64 scalar on the device, read later).
+    pub fn step(
+        &mut self,
+        vars: &[(String, Var)],
+        grads: &[Tensor],
+        lr: f64,
+        cfg: &TrainConfig,
+    ) -> Result<Tensor> {
         if grads.len() != self.m.len() {
             bail!(
                 "fused optimizer: {} gradients for {} variables",
@@ -197,7 +208,11 @@ impl FusedAdamW {
                 Ok(())
             })?;
         }
-        let norm = Tensor::zeros((), DType::F64, model.device())?;
+        let device = match vars.first() {
+            Some((_, v)) => v.device().clone(),
+            None => bail!("fused optimizer: no variables"),
+        };
+        let norm = Tensor::zeros((), DType::F64, &device)?;
         {
             let (storage, _) = norm.storage_and_layout();
             let Storage::Cuda(cs) = &*storage else {
@@ -220,7 +235,7 @@ impl FusedAdamW {
         let (ibc1, ibc2) = ((1.0 / bc1) as f32, (1.0 / bc2) as f32);
         let eps = cfg.adam_eps as f32;
         let lr32 = lr as f32;
-        for (i, ((name, var), g)) in model.vars().iter().zip(&grads).enumerate() {
+        for (i, ((name, var), g)) in vars.iter().zip(&grads).enumerate() {
             let decay = if var.rank() >= 2 && name != "prompt_embeddings" {
                 cfg.weight_decay
             } else {
@@ -260,4 +275,81 @@ impl FusedAdamW {
         }
         Ok(norm)
     }
+}
+
+/// Run the kernels on a small case (two variables, clipping active, two steps) and compare
+/// with the same arithmetic on the host: a kernel that fails to load or launch, or computes
+/// something else, is found before training (the caller then uses candle ops).
+pub fn self_test(device: &Device) -> Result<()> {
+    let cfg = TrainConfig {
+        max_grad_norm: 0.5,
+        ..TrainConfig::default()
+    };
+    let shapes: [&[usize]; 2] = [&[3, 5], &[7]];
+    let mut theta: Vec<Vec<f32>> = Vec::new();
+    let mut vars = Vec::new();
+    for (k, shape) in shapes.iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| (i as f32 - 4.0) * 0.1 + k as f32).collect();
+        vars.push((format!("v{k}"), Var::from_vec(v.clone(), *shape, device)?));
+        theta.push(v);
+    }
+    let mut opt = FusedAdamW::unchecked(device, &vars)?;
+    let (mut m, mut v): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (
+        theta.iter().map(|t| vec![0.0; t.len()]).collect(),
+        theta.iter().map(|t| vec![0.0; t.len()]).collect(),
+    );
+    for step in 1..=2 {
+        let lr = 1e-2 * step as f64;
+        let grads: Vec<Vec<f32>> = theta
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                (0..t.len())
+                    .map(|i| ((i * 7 + k) % 5) as f32 * 0.3 - 0.6)
+                    .collect()
+            })
+            .collect();
+        let tensors: Vec<Tensor> = grads
+            .iter()
+            .zip(&shapes)
+            .map(|(g, s)| Tensor::from_vec(g.clone(), *s, device))
+            .collect::<candle_core::Result<_>>()?;
+        let norm = opt.step(&vars, &tensors, lr, &cfg)?.to_scalar::<f64>()?;
+        let sq: f64 = grads.iter().flatten().map(|&x| (x * x) as f64).sum();
+        let want = sq.sqrt();
+        if (norm - want).abs() > 1e-5 * want {
+            bail!("fused optimizer self-test: gradient norm {norm}, expected {want}");
+        }
+        let scale = if want > cfg.max_grad_norm {
+            (cfg.max_grad_norm / want) as f32
+        } else {
+            1.0
+        };
+        let bc1 = (1.0 / (1.0 - cfg.beta1.powi(step))) as f32;
+        let bc2 = (1.0 / (1.0 - cfg.beta2.powi(step))) as f32;
+        for (k, (_, var)) in vars.iter().enumerate() {
+            let keep = if var.rank() >= 2 {
+                (1.0 - lr * cfg.weight_decay) as f32
+            } else {
+                1.0
+            };
+            let got: Vec<f32> = var.as_tensor().flatten_all()?.to_vec1()?;
+            for i in 0..theta[k].len() {
+                let g = grads[k][i] * scale;
+                m[k][i] = m[k][i] * cfg.beta1 as f32 + g * (1.0 - cfg.beta1) as f32;
+                v[k][i] = v[k][i] * cfg.beta2 as f32 + (g * g) * (1.0 - cfg.beta2) as f32;
+                let update = (m[k][i] * bc1) / ((v[k][i] * bc2).sqrt() + cfg.adam_eps as f32);
+                theta[k][i] = theta[k][i] * keep - update * lr as f32;
+                if (got[i] - theta[k][i]).abs() > 1e-6 {
+                    bail!(
+                        "fused optimizer self-test: step {step}, v{k}[{i}] = {}, expected {}",
+                        got[i],
+                        theta[k][i]
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -249,7 +249,7 @@ impl Optimizer {
     fn new(model: &Model) -> Result<Optimizer> {
         #[cfg(feature = "cuda")]
         if model.device().is_cuda() && super::fused::enabled() {
-            match super::fused::FusedAdamW::new(model) {
+            match super::fused::FusedAdamW::new(model.device(), model.vars()) {
                 Ok(f) => return Ok(Optimizer::Fused(f)),
                 Err(e) => eprintln!("finetune: fused CUDA optimizer unavailable ({e:#}); using candle ops"),
             }
@@ -264,7 +264,7 @@ impl Optimizer {
         let opt = match self {
             Optimizer::Ops(opt) => opt,
             #[cfg(feature = "cuda")]
-            Optimizer::Fused(f) => return f.step(model, &grads, lr, cfg),
+            Optimizer::Fused(f) => return f.step(model.vars(), &grads, lr, cfg),
         };
         // The global norm as a device scalar: the f32 sum of squares of each gradient,
         // added in f64 in order, then the square root (what the host would compute).
