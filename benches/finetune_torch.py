@@ -7,7 +7,8 @@ clipping at 1.0). Idiomatic fast PyTorch: fused scaled_dot_product_attention, F.
 fused cross-entropy. Token ids are random: only the speed is measured.
 
     python finetune_torch.py --threads 2 --steps 30 --config finetune.json
-prints one JSON line with tokens/s.
+    python finetune_torch.py --device cuda --steps 200 --config finetune.json
+prints one JSON line with tokens/s (on CUDA: fused AdamW, and the peak memory).
 """
 import argparse
 import json
@@ -70,8 +71,8 @@ class Model(nn.Module):
 
     def forward(self, ids):
         t = ids.shape[1]
-        inv = self.theta ** (-torch.arange(0, self.hd, 2, dtype=torch.float32) / self.hd)
-        ang = torch.arange(t, dtype=torch.float32)[:, None] * inv[None, :]
+        inv = self.theta ** (-torch.arange(0, self.hd, 2, dtype=torch.float32, device=ids.device) / self.hd)
+        ang = torch.arange(t, dtype=torch.float32, device=ids.device)[:, None] * inv[None, :]
         cos, sin = ang.cos(), ang.sin()
         x = self.embed(ids)
         for layer in self.layers:
@@ -83,24 +84,31 @@ class Model(nn.Module):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True, help="curate's finetune.json (model config and train settings)")
-    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
     torch.manual_seed(1)
     run = json.load(open(args.config))
     c, tc = run["model"]["config"], run["train_config"]
     batch, seq = tc["batch_size"] * tc["grad_accum"], tc["seq_len"]
-    model = Model(c)
+    model = Model(c).to(dev)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": tc["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=tc["lr"], betas=(tc["beta1"], tc["beta2"]), eps=tc["adam_eps"],
+        lr=tc["lr"], betas=(tc["beta1"], tc["beta2"]), eps=tc["adam_eps"], fused=cuda,
     )
     gen = torch.Generator().manual_seed(1)
-    ids = torch.randint(0, c["vocab_size"], (args.steps, batch, seq + 1), generator=gen)
+    ids = torch.randint(0, c["vocab_size"], (args.steps, batch, seq + 1), generator=gen).to(dev)
     losses = []
+    first = None
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for s in range(args.steps):
         x, y = ids[s, :, :-1], ids[s, :, 1:]
@@ -110,11 +118,22 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), tc["max_grad_norm"])
         opt.step()
-        losses.append(loss.item())
+        losses.append(loss.detach())
+        if s == 0:
+            if cuda:
+                torch.cuda.synchronize()
+            first = time.perf_counter() - start
+    if cuda:
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    losses = [float(x) for x in losses]
     params = sum(p.numel() for p in model.parameters())
+    tokens = args.steps * batch * seq
     print(json.dumps({
-        "engine": f"pytorch {torch.__version__}", "threads": args.threads, "steps": args.steps,
+        "engine": f"pytorch {torch.__version__}", "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
+        "threads": args.threads or torch.get_num_threads(), "steps": args.steps,
+        "steady_tokens_per_second": round((tokens - batch * seq) / max(seconds - first, 1e-9), 1) if args.steps > 1 else None,
+        "peak_allocated_mib": round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if cuda else None,
         "parameters": params, "tokens": args.steps * batch * seq, "seconds": round(seconds, 3),
         "tokens_per_second": round(args.steps * batch * seq / seconds, 1),
         "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4),

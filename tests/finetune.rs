@@ -148,6 +148,18 @@ fn finetune_command_and_compare_command() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("dora"));
 
+    // A GPU in a build without CUDA: exit 2 before any data is read, saying how to build it.
+    if !cfg!(feature = "cuda") {
+        std::fs::write(
+            &cfg,
+            "[input]\npaths = [\"x.jsonl\"]\n[finetune]\ndevice = \"cuda\"\n",
+        )
+        .unwrap();
+        let bad = common::run_curate(&["finetune", cfg.to_str().unwrap()]);
+        assert_eq!(bad.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&bad.stderr).contains("--features cuda"));
+    }
+
     // compare: a cleaning pipeline with the small training settings in its finetune table.
     let stages = format!(
         "[[stage]]\nkind = \"normalize\"\n\n[[stage]]\nkind = \"length\"\nresponse = {{ min = 5 }}\n\n[[stage]]\nkind = \"exact_dedup\"\n\n[[stage]]\nkind = \"finetune\"\n{SMALL}"

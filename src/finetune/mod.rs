@@ -5,13 +5,16 @@
 //! validation gap, [`session`] ties them together and writes the files, [`compare`]
 //! trains on raw and on cleaned data and reports the difference. [`checkpoint`] loads
 //! pretrained Llama/Qwen2 checkpoints (HF folders, GGUF files) and [`gguf_tokenizer`]
-//! rebuilds their tokenizers.
+//! rebuilds their tokenizers. With `--features cuda`, [`fused`] is the optimizer step as
+//! CUDA kernels.
 
 pub mod chart;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
 pub mod data;
+#[cfg(feature = "cuda")]
+pub mod fused;
 pub mod gguf_tokenizer;
 pub mod model;
 pub mod rng;

@@ -15,9 +15,17 @@
 //! What trains is chosen by [`Method`]: everything (full fine-tuning), LoRA pairs on
 //! chosen projections (base frozen: base weights are plain tensors, never variables),
 //! or a trained prefix of key/value vectors per layer (PEFT's prefix tuning).
+//!
+//! Devices: every tensor lives on the model's device (CPU, or CUDA in a `--features cuda`
+//! build): weights, adapters, the RoPE tables and the causal mask (built once per length
+//! and kept). Weights are initialised from the seeded CPU [`Rng`] and then moved, so a
+//! model starts the same on every device. The frozen base weights of LoRA and prefix
+//! tuning may be kept in bf16 ([`Model::new_with_dtype`]): projections then multiply in
+//! bf16 while the residual stream, norms, attention, adapters and the loss stay f32.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -117,7 +125,14 @@ pub struct Model {
     prefix: Option<Tensor>,
     /// What the optimizer updates, with stable names (HF names; PEFT-style for adapters).
     vars: Vec<(String, Var)>,
+    /// The dtype the base weights are kept in (f32, or bf16 when frozen).
+    base_dtype: DType,
+    /// RoPE cos/sin tables and the causal mask by (prefix slots, length), built once.
+    tables: Mutex<HashMap<(usize, usize), Tables>>,
 }
+
+/// RoPE cos and sin tables and the additive causal mask for one (prefix, length).
+type Tables = (Tensor, Tensor, Tensor);
 
 /// The HF tensor names a model of this shape needs.
 pub fn tensor_names(c: &ModelConfig) -> Vec<String> {
@@ -198,7 +213,28 @@ impl Model {
         seed: u64,
         device: &Device,
     ) -> Result<Model> {
+        Model::new_with_dtype(config, tensors, method, seed, device, DType::F32)
+    }
+
+    /// [`Model::new`] with the frozen base weights kept in `base_dtype` (`F32`, or `BF16`
+    /// for LoRA and prefix tuning: full fine-tuning trains the weights, in f32).
+    pub fn new_with_dtype(
+        config: ModelConfig,
+        tensors: HashMap<String, Tensor>,
+        method: Method,
+        seed: u64,
+        device: &Device,
+        base_dtype: DType,
+    ) -> Result<Model> {
         config.validate()?;
+        if !matches!(base_dtype, DType::F32 | DType::BF16) {
+            bail!("model: base weights in {base_dtype:?}: expected f32 or bf16");
+        }
+        if base_dtype != DType::F32 && method == Method::Full {
+            bail!(
+                "model: full fine-tuning trains the base weights and keeps them in f32, not {base_dtype:?}"
+            );
+        }
         let mut weights = BTreeMap::new();
         let mut vars = Vec::new();
         for name in tensor_names(&config) {
@@ -209,7 +245,13 @@ impl Model {
             if t.dims() != want.as_slice() {
                 bail!("tensor `{name}`: shape {:?}, the config needs {want:?}", t.dims());
             }
-            let t = t.to_dtype(DType::F32)?.to_device(device)?;
+            // Norm weights and biases are added to f32 activations: they stay f32.
+            let dtype = if name.ends_with(".bias") || name.ends_with("norm.weight") {
+                DType::F32
+            } else {
+                base_dtype
+            };
+            let t = t.to_dtype(dtype)?.to_device(device)?;
             if method == Method::Full {
                 let var = Var::from_tensor(&t)?;
                 weights.insert(name.clone(), var.as_tensor().clone());
@@ -228,6 +270,8 @@ impl Model {
             lora_dropout: 0.0,
             prefix: None,
             vars,
+            base_dtype,
+            tables: Mutex::new(HashMap::new()),
         };
         let mut rng = Rng::new(seed, 2);
         match &method {
@@ -311,10 +355,28 @@ impl Model {
             .with_context(|| format!("model has no tensor `{name}`"))
     }
 
-    /// `x·Wᵀ (+ b) (+ LoRA)` for the projection `module` (x is [N, in]).
-    fn linear(&self, module: &str, x: &Tensor, dropout: Option<&mut Rng>) -> Result<Tensor> {
+    /// The dtype the frozen base weights are kept in.
+    pub fn base_dtype(&self) -> DType {
+        self.base_dtype
+    }
+
+    /// `x` as the base projections read it: cast once to the base weights' dtype.
+    fn base_input(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(if x.dtype() == self.base_dtype {
+            x.clone()
+        } else {
+            x.to_dtype(self.base_dtype)?
+        })
+    }
+
+    /// `x·Wᵀ (+ b) (+ LoRA)` for the projection `module` (x is [N, in], f32; `xb` is x
+    /// cast to the base dtype by [`Model::base_input`], the same tensor when that is f32).
+    fn linear(&self, module: &str, x: &Tensor, xb: &Tensor, dropout: Option<&mut Rng>) -> Result<Tensor> {
         let w = self.w(&format!("{module}.weight"))?;
-        let mut y = x.matmul(&w.t()?)?;
+        let mut y = xb.matmul(&w.t()?)?;
+        if y.dtype() != DType::F32 {
+            y = y.to_dtype(DType::F32)?;
+        }
         if let Some(b) = self.weights.get(&format!("{module}.bias")) {
             y = y.broadcast_add(b)?;
         }
@@ -322,17 +384,28 @@ impl Model {
             let xin = match dropout {
                 Some(rng) if self.lora_dropout > 0.0 => {
                     let keep = 1.0 - self.lora_dropout;
-                    let n = x.elem_count();
-                    let mask: Vec<f32> = (0..n)
-                        .map(|_| {
-                            if rng.uniform() < keep {
-                                (1.0 / keep) as f32
-                            } else {
-                                0.0
-                            }
-                        })
-                        .collect();
-                    x.mul(&Tensor::from_vec(mask, x.shape(), &self.device)?)?
+                    let mask = if self.device.is_cpu() {
+                        let n = x.elem_count();
+                        let mask: Vec<f32> = (0..n)
+                            .map(|_| {
+                                if rng.uniform() < keep {
+                                    (1.0 / keep) as f32
+                                } else {
+                                    0.0
+                                }
+                            })
+                            .collect();
+                        Tensor::from_vec(mask, x.shape(), &self.device)?
+                    } else {
+                        // Drawn on the device (cuRAND, seeded by the training loop): a host
+                        // mask is made element by element and uploaded for every adapted
+                        // projection of every step. Same distribution, other numbers.
+                        Tensor::rand(0f32, 1f32, x.shape(), &self.device)?
+                            .lt(keep)?
+                            .to_dtype(DType::F32)?
+                            .affine(1.0 / keep, 0.0)?
+                    };
+                    x.mul(&mask)?
                 }
                 _ => x.clone(),
             };
@@ -340,6 +413,20 @@ impl Model {
             y = (y + delta.affine(self.lora_scale, 0.0)?)?;
         }
         Ok(y)
+    }
+
+    /// RoPE cos/sin tables and the causal mask for `t` positions after `n_prefix` slots,
+    /// built on the first call and kept on the device.
+    fn tables(&self, n_prefix: usize, t: usize) -> Result<Tables> {
+        let mut cache = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = cache.get(&(n_prefix, t)) {
+            return Ok(v.clone());
+        }
+        let (cos, sin) = rope_tables(&self.config, n_prefix, t, &self.device)?;
+        let mask = causal_mask(t, n_prefix, &self.device)?;
+        let v = (cos, sin, mask);
+        cache.insert((n_prefix, t), v.clone());
+        Ok(v)
     }
 
     /// Logits `[B, T, vocab]` for token ids `[B, T]`. `dropout` (training) drives LoRA dropout.
@@ -353,11 +440,13 @@ impl Model {
             c.head_dim(),
         );
         let n_prefix = self.prefix.as_ref().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
-        let (cos, sin) = rope_tables(c, n_prefix, t, &self.device)?;
-        let mask = causal_mask(t, n_prefix, &self.device)?;
+        let (cos, sin, mask) = self.tables(n_prefix, t)?;
         let mut x = self
             .w("model.embed_tokens.weight")?
             .index_select(&ids.flatten_all()?, 0)?; // [B*T, d]
+        if x.dtype() != DType::F32 {
+            x = x.to_dtype(DType::F32)?;
+        }
         for i in 0..c.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let hn = rms_norm(
@@ -365,9 +454,10 @@ impl Model {
                 self.w(&format!("{p}.input_layernorm.weight"))?,
                 c.rms_norm_eps,
             )?;
-            let q = self.linear(&format!("{p}.self_attn.q_proj"), &hn, dropout.as_deref_mut())?;
-            let k = self.linear(&format!("{p}.self_attn.k_proj"), &hn, dropout.as_deref_mut())?;
-            let v = self.linear(&format!("{p}.self_attn.v_proj"), &hn, dropout.as_deref_mut())?;
+            let hb = self.base_input(&hn)?;
+            let q = self.linear(&format!("{p}.self_attn.q_proj"), &hn, &hb, dropout.as_deref_mut())?;
+            let k = self.linear(&format!("{p}.self_attn.k_proj"), &hn, &hb, dropout.as_deref_mut())?;
+            let v = self.linear(&format!("{p}.self_attn.v_proj"), &hn, &hb, dropout.as_deref_mut())?;
             let q = q.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?;
             let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
             let mut v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
@@ -396,18 +486,26 @@ impl Model {
                 .broadcast_add(&mask)?;
             let attn = softmax_last_dim(&scores)?.matmul(&v)?; // [B, H, T, hd]
             let attn = attn.transpose(1, 2)?.contiguous()?.reshape((b * t, d))?;
-            let o = self.linear(&format!("{p}.self_attn.o_proj"), &attn, dropout.as_deref_mut())?;
+            let o = self.linear(
+                &format!("{p}.self_attn.o_proj"),
+                &attn,
+                &self.base_input(&attn)?,
+                dropout.as_deref_mut(),
+            )?;
             x = (x + o)?;
             let hn = rms_norm(
                 &x,
                 self.w(&format!("{p}.post_attention_layernorm.weight"))?,
                 c.rms_norm_eps,
             )?;
-            let gate = self.linear(&format!("{p}.mlp.gate_proj"), &hn, dropout.as_deref_mut())?;
-            let up = self.linear(&format!("{p}.mlp.up_proj"), &hn, dropout.as_deref_mut())?;
+            let hb = self.base_input(&hn)?;
+            let gate = self.linear(&format!("{p}.mlp.gate_proj"), &hn, &hb, dropout.as_deref_mut())?;
+            let up = self.linear(&format!("{p}.mlp.up_proj"), &hn, &hb, dropout.as_deref_mut())?;
+            let act = (gate.silu()? * up)?;
             let m = self.linear(
                 &format!("{p}.mlp.down_proj"),
-                &(gate.silu()? * up)?,
+                &act,
+                &self.base_input(&act)?,
                 dropout.as_deref_mut(),
             )?;
             x = (x + m)?;
@@ -418,7 +516,13 @@ impl Model {
         } else {
             self.w("lm_head.weight")?
         };
-        Ok(x.matmul(&head.t()?)?.reshape((b, t, c.vocab_size))?)
+        let logits = self.base_input(&x)?.matmul(&head.t()?)?;
+        let logits = if logits.dtype() == DType::F32 {
+            logits
+        } else {
+            logits.to_dtype(DType::F32)?
+        };
+        Ok(logits.reshape((b, t, c.vocab_size))?)
     }
 
     /// Mean cross-entropy over positions where `mask` is 1 (`targets`, `mask`: [B, T]),
@@ -430,20 +534,38 @@ impl Model {
         mask: &Tensor,
         dropout: Option<&mut Rng>,
     ) -> Result<(Tensor, f64)> {
+        let count = mask
+            .flatten_all()?
+            .to_dtype(DType::F32)?
+            .sum_all()?
+            .to_scalar::<f32>()? as f64;
+        Ok((self.loss_given_count(ids, targets, mask, count, dropout)?, count))
+    }
+
+    /// [`Model::loss`] when the number of trained positions is known (counted on the host
+    /// from the rows): nothing is read back from the device.
+    pub fn loss_given_count(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        mask: &Tensor,
+        count: f64,
+        dropout: Option<&mut Rng>,
+    ) -> Result<Tensor> {
         let logits = self.forward(ids, dropout)?;
         let v = self.config.vocab_size;
         let logits = logits.reshape(((), v))?;
         let nll = nll_per_position(&logits, &targets.flatten_all()?)?;
         let mask = mask.flatten_all()?.to_dtype(DType::F32)?;
-        let count = mask.sum_all()?.to_scalar::<f32>()? as f64;
         let total = (nll * &mask)?.sum_all()?;
-        Ok((total.affine(1.0 / count.max(1.0), 0.0)?, count))
+        Ok(total.affine(1.0 / count.max(1.0), 0.0)?)
     }
 
-    /// The base weights with LoRA merged in (`W + scale·B·A`), by HF name.
+    /// The base weights with LoRA merged in (`W + scale·B·A`), by HF name, in f32.
     pub fn merged_weights(&self) -> Result<BTreeMap<String, Tensor>> {
         let mut out = BTreeMap::new();
         for (name, w) in &self.weights {
+            let w = &w.to_dtype(DType::F32)?;
             let module = name.trim_end_matches(".weight");
             let merged = match self.lora.get(module) {
                 Some(pair) if name.ends_with(".weight") => {
@@ -861,5 +983,56 @@ mod tests {
             Tensor::zeros(3, DType::F32, &d).unwrap(),
         );
         assert!(Model::new(c, t, Method::Full, 1, &d).is_err());
+    }
+
+    #[test]
+    fn bf16_base_weights_train_lora_close_to_f32_and_stay_frozen() {
+        let d = Device::Cpu;
+        let c = tiny_config(2, true, true, false);
+        let base = init_weights(&c, 5, &d).unwrap();
+        let lora = Method::Lora(LoraConfig {
+            target_modules: vec!["all".into()],
+            dropout: 0.0,
+            ..LoraConfig::default()
+        });
+        let f32_model = Model::new(c.clone(), base.clone(), lora.clone(), 1, &d).unwrap();
+        let bf16 = Model::new_with_dtype(c.clone(), base.clone(), lora.clone(), 1, &d, DType::BF16).unwrap();
+        assert_eq!(
+            bf16.weights()["model.layers.0.self_attn.q_proj.weight"].dtype(),
+            DType::BF16
+        );
+        assert_eq!(bf16.weights()["model.norm.weight"].dtype(), DType::F32);
+        assert_eq!(
+            bf16.weights()["model.layers.0.self_attn.q_proj.bias"].dtype(),
+            DType::F32
+        );
+        let (x, y, m) = batch(&d);
+        let (a, _) = f32_model.loss(&x, &y, &m, None).unwrap();
+        let (b, _) = bf16.loss(&x, &y, &m, None).unwrap();
+        let (a, b) = (a.to_scalar::<f32>().unwrap(), b.to_scalar::<f32>().unwrap());
+        assert!((a - b).abs() < 1e-2 * a.abs(), "f32 {a} vs bf16 {b}");
+        // Gradients reach every adapter through the bf16 projections.
+        for (name, var) in bf16.vars() {
+            if name.ends_with("lora_B.weight") {
+                let n = var.elem_count();
+                var.set(&Tensor::from_vec(Rng::new(3, 3).normal_vec(n, 0.1), var.shape(), &d).unwrap())
+                    .unwrap();
+            }
+        }
+        let (loss, _) = bf16.loss(&x, &y, &m, None).unwrap();
+        let grads = loss.backward().unwrap();
+        for (name, var) in bf16.vars() {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            assert_eq!(g.dtype(), DType::F32);
+            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0, "zero gradient for {name}");
+        }
+        // Merged weights come out in f32.
+        let merged = bf16.merged_weights().unwrap();
+        assert!(merged.values().all(|t| t.dtype() == DType::F32));
+        // Full fine-tuning trains the weights in f32 only.
+        assert!(Model::new_with_dtype(c, base, Method::Full, 1, &d, DType::BF16).is_err());
     }
 }

@@ -15,12 +15,15 @@
 //!   `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`, `prompt_embeddings`)
 //!   and `adapter_config.json`.
 //! - `loss.svg`: the loss curves.
+//! - With `save_rows`: `rows.safetensors`, the token rows each step trained on (`train_inputs`,
+//!   `train_targets`, `train_mask`, `[steps x batch_size x grad_accum, seq_len]`, in order)
+//!   and the validation rows (`val_*`), for training the same data with another tool.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
@@ -96,6 +99,14 @@ pub struct FinetuneConfig {
     /// (`model.safetensors` + `config.json`, as large as the base model); off: the adapter
     /// only. A tiny model's weights are always written (its base exists nowhere else).
     pub save_merged: bool,
+    /// Where to train: `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`).
+    pub device: String,
+    /// The frozen base weights of LoRA and prefix tuning: `f32`, or `bf16` (the
+    /// projections multiply in bf16; activations, adapters and the loss stay f32).
+    pub dtype: String,
+    /// Also write `rows.safetensors`: the token rows every step trained on, in order, and
+    /// the validation rows (for training the same data elsewhere, e.g. PyTorch).
+    pub save_rows: bool,
     pub train: TrainConfig,
 }
 
@@ -113,7 +124,43 @@ impl Default for FinetuneConfig {
             output: None,
             progress: true,
             save_merged: true,
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            save_rows: false,
             train: TrainConfig::default(),
+        }
+    }
+}
+
+/// The CUDA ordinal a `device` value names: `None` for `cpu`.
+fn cuda_ordinal(device: &str) -> Result<Option<usize>> {
+    match device {
+        "cpu" => Ok(None),
+        "cuda" => Ok(Some(0)),
+        d => match d.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => Ok(Some(n)),
+            None => bail!("finetune: device `{d}`: expected cpu, cuda or cuda:N"),
+        },
+    }
+}
+
+/// The device a `device` value names (`cpu`, `cuda`, `cuda:N`), opened.
+pub fn open_device(device: &str) -> Result<Device> {
+    match cuda_ordinal(device)? {
+        None => Ok(Device::Cpu),
+        Some(_) if !cfg!(feature = "cuda") => bail!(
+            "finetune: device `{device}`: this curate was built without CUDA; build it with `cargo build --release --features cuda` (scripts/build_cuda.sh)"
+        ),
+        Some(n) => {
+            let d = Device::new_cuda(n).with_context(|| format!("finetune: device `{device}`"))?;
+            #[cfg(feature = "cuda")]
+            if let Device::Cuda(c) = &d {
+                // SAFETY: training uses one stream (candle's default), so cudarc's per-allocation
+                // events that order work between streams are not needed; without them every
+                // tensor allocation saves creating and destroying two CUDA events.
+                unsafe { c.disable_event_tracking() };
+            }
+            Ok(d)
         }
     }
 }
@@ -231,11 +278,31 @@ impl FinetuneConfig {
         if !(0.0..1.0).contains(&self.val_fraction) {
             bail!("finetune: val_fraction must be in [0, 1)");
         }
+        let on_gpu = cuda_ordinal(&self.device)?.is_some();
+        if on_gpu && !cfg!(feature = "cuda") {
+            bail!(
+                "finetune: device `{}`: this curate was built without CUDA; build it with `cargo build --release --features cuda` (scripts/build_cuda.sh)",
+                self.device
+            );
+        }
+        self.base_dtype()?;
         if self.tiny.vocab_size < 300 {
             bail!("finetune: tiny.vocab_size must be >= 300 (256 bytes + merges + markers)");
         }
         self.method()?;
         self.train.validate()
+    }
+
+    /// The dtype of the frozen base weights (`dtype`): f32, or bf16 for LoRA and prefix tuning.
+    pub fn base_dtype(&self) -> Result<DType> {
+        match self.dtype.as_str() {
+            "f32" => Ok(DType::F32),
+            "bf16" if self.method_name() == "full" => {
+                bail!("finetune: dtype = \"bf16\" is for LoRA and prefix tuning (frozen base weights); full fine-tuning trains in f32")
+            }
+            "bf16" => Ok(DType::BF16),
+            d => bail!("finetune: dtype `{d}`: expected f32 or bf16"),
+        }
     }
 
     /// The tiny model's config for a tokenizer of `vocab` ids.
@@ -325,6 +392,8 @@ pub struct Outcome {
     pub base_model: Option<PathBuf>,
     /// The body of `finetune.json`.
     pub json: serde_json::Value,
+    /// With `save_rows`: the rows the steps trained on, in order, and the validation rows.
+    pub rows: Option<(data::Rows, data::Rows)>,
 }
 
 /// Tokenize, build the model, train. `tokenizer` (tiny only): `None` trains one on the
@@ -339,7 +408,7 @@ pub fn run(
     if split.train.is_empty() {
         bail!("finetune: no training records with a response to learn from");
     }
-    let device = Device::Cpu;
+    let device = open_device(&cfg.device)?;
     // The base: weights, tokenizer, chat format, end-of-sequence id and the ids the
     // tokenizer puts before a text.
     let (config, tensors, tokenizer, format, eos, prefix) = match cfg.model_path() {
@@ -410,7 +479,14 @@ pub fn run(
         val: encode(&split.val)?,
         pad: eos.unwrap_or(0),
     };
-    let model = Model::new(config, tensors, cfg.method()?, cfg.train.seed, &device)?;
+    let model = Model::new_with_dtype(
+        config,
+        tensors,
+        cfg.method()?,
+        cfg.train.seed,
+        &device,
+        cfg.base_dtype()?,
+    )?;
     let mut print = |s: &train::StepLog, e: Option<&train::EvalLog>| {
         if let Some(e) = e {
             eprintln!(
@@ -429,7 +505,9 @@ pub fn run(
             "method": cfg.method_name(),
             "method_settings": model.method,
             "trainable_parameters": model.trainable_parameters(),
+            "dtype": cfg.dtype,
         },
+        "device": device_name(&device),
         "template": format.describe(),
         "data": {
             "read": tally,
@@ -441,6 +519,14 @@ pub fn run(
         "train_config": cfg.train,
         "report": report,
     });
+    let rows = if cfg.save_rows {
+        Some((
+            train::trained_rows(&train_data, &cfg.train, report.steps),
+            data::pack(&train_data.val, cfg.train.seq_len, train_data.pad),
+        ))
+    } else {
+        None
+    };
     Ok(Outcome {
         report,
         model,
@@ -448,7 +534,17 @@ pub fn run(
         format,
         base_model: cfg.model_path().map(Path::to_path_buf),
         json,
+        rows,
     })
+}
+
+/// `cpu`, or `cuda:N` with the GPU's ordinal.
+fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        other => format!("{other:?}"),
+    }
 }
 
 /// The loss chart of one run: smoothed per-step training loss, validation loss at evaluations.
@@ -517,6 +613,27 @@ pub fn save(outcome: &Outcome, dir: &Path, save_merged: bool) -> Result<Vec<Path
         )?;
         written.push(dir.join("adapter_model.safetensors"));
         written.push(dir.join("adapter_config.json"));
+    }
+    if let Some((train_rows, val_rows)) = &outcome.rows {
+        let mut t = HashMap::new();
+        for (name, rows) in [("train", train_rows), ("val", val_rows)] {
+            let (n, len) = (rows.len(), rows.seq_len);
+            t.insert(
+                format!("{name}_inputs"),
+                Tensor::from_slice(&rows.inputs, (n, len), &Device::Cpu)?,
+            );
+            t.insert(
+                format!("{name}_targets"),
+                Tensor::from_slice(&rows.targets, (n, len), &Device::Cpu)?,
+            );
+            t.insert(
+                format!("{name}_mask"),
+                Tensor::from_slice(&rows.mask, (n, len), &Device::Cpu)?,
+            );
+        }
+        candle_core::safetensors::save(&t, dir.join("rows.safetensors"))
+            .with_context(|| format!("{}: cannot write rows.safetensors", dir.display()))?;
+        written.push(dir.join("rows.safetensors"));
     }
     write_atomic(
         &dir.join("finetune.json"),
@@ -784,5 +901,61 @@ mod tests {
         c = small("full");
         c.template = TemplateSpec::Preset("alpaca".into());
         assert!(c.validate().is_err());
+        c = small("lora");
+        c.device = "gpu".into();
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("cpu, cuda or cuda:N"));
+        c.device = "cuda:1".into();
+        assert_eq!(c.validate().is_ok(), cfg!(feature = "cuda"));
+        if !cfg!(feature = "cuda") {
+            assert!(format!("{:#}", c.validate().unwrap_err()).contains("built without CUDA"));
+            assert!(format!("{:#}", open_device("cuda").unwrap_err()).contains("built without CUDA"));
+        }
+        c.device = "cpu".into();
+        c.dtype = "f16".into();
+        assert!(c.validate().is_err());
+        c.dtype = "bf16".into();
+        c.validate().unwrap();
+        c.method = "full".into();
+        assert!(format!("{:#}", c.validate().unwrap_err()).contains("full fine-tuning"));
+    }
+
+    #[test]
+    fn saved_rows_are_the_rows_the_steps_trained_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = small("full");
+        cfg.save_rows = true;
+        // 12 steps x 4 rows cross several epochs of the ~30 training rows.
+        cfg.train.max_steps = Some(12);
+        let sp = split(conversations(60), None, &cfg);
+        let out = run(&cfg, &sp, None, None).unwrap();
+        let d = dir.path().join("rows");
+        save(&out, &d, true).unwrap();
+        let rows = candle_core::safetensors::load(d.join("rows.safetensors"), &Device::Cpu).unwrap();
+        assert_eq!(rows["train_inputs"].dims(), &[12 * 4, 32]);
+        assert_eq!(rows["train_mask"].dtype(), DType::F32);
+        assert!(rows["val_inputs"].dim(0).unwrap() > 0);
+        // The first step's loss is the initial model's loss on the first 4 rows.
+        let tk = &out.tokenizer;
+        let config = cfg.tiny_config(tk.get_vocab_size(true), out.model.config.eos_token_id);
+        let tensors = crate::finetune::model::init_weights(&config, cfg.train.seed, &Device::Cpu).unwrap();
+        let fresh = Model::new(config, tensors, Method::Full, cfg.train.seed, &Device::Cpu).unwrap();
+        let first = |name: &str| rows[name].narrow(0, 0, 4).unwrap();
+        let (loss, _) = fresh
+            .loss(
+                &first("train_inputs"),
+                &first("train_targets"),
+                &first("train_mask"),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            loss.to_scalar::<f32>().unwrap() as f64,
+            out.report.step_log[0].train_loss
+        );
+        assert!(out.report.tokens_per_second > 0.0 && out.report.steady_tokens_per_second.unwrap() > 0.0);
+        let j: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(d.join("finetune.json")).unwrap()).unwrap();
+        assert_eq!(j["device"], "cpu");
+        assert_eq!(j["model"]["dtype"], "f32");
     }
 }

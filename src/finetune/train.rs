@@ -9,11 +9,19 @@
 //!
 //! Overfitting: the validation loss rose for `overfit_patience` evaluations in a
 //! row while the mean training loss over the same windows fell.
+//!
+//! On a GPU nothing inside a step waits for the device: the batch goes up in one copy
+//! per tensor, the trained-position counts come from the host rows, the gradient norm
+//! and the clipping factor stay device scalars, and the losses and norms of the steps
+//! are read back only at an evaluation (or the end), where the step logs are written.
+//! The arithmetic is the same as reading every value at once (the CPU path's numbers do
+//! not change). The clock syncs the device before and after evaluations, so
+//! `tokens_per_second` counts finished training work only.
 
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::data::{pack, Example, Rows};
@@ -164,6 +172,10 @@ pub struct TrainReport {
     pub epochs_done: f64,
     pub seconds: f64,
     pub tokens_per_second: f64,
+    /// Tokens per second of the steps after the first (which also loads kernels, and on a
+    /// GPU compiles them); `None` for a one-step run.
+    #[serde(default)]
+    pub steady_tokens_per_second: Option<f64>,
     pub step_log: Vec<StepLog>,
     pub evals: Vec<EvalLog>,
     pub best_step: Option<usize>,
@@ -225,6 +237,121 @@ impl AdamW {
     }
 }
 
+/// The optimizer: candle ops on every device, or the fused CUDA kernels of
+/// [`super::fused`] on a GPU.
+enum Optimizer {
+    Ops(AdamW),
+    #[cfg(feature = "cuda")]
+    Fused(super::fused::FusedAdamW),
+}
+
+impl Optimizer {
+    fn new(model: &Model) -> Result<Optimizer> {
+        #[cfg(feature = "cuda")]
+        if model.device().is_cuda() && super::fused::enabled() {
+            match super::fused::FusedAdamW::new(model.device(), model.vars()) {
+                Ok(f) => return Ok(Optimizer::Fused(f)),
+                Err(e) => eprintln!("finetune: fused CUDA optimizer unavailable ({e:#}); using candle ops"),
+            }
+        }
+        Ok(Optimizer::Ops(AdamW::new(model)?))
+    }
+
+    /// Clip `grads` to `max_grad_norm` and take one AdamW step; returns the global norm
+    /// before clipping as an f64 scalar on the model's device (read later).
+    #[allow(clippy::infallible_destructuring_match)] // two arms with `--features cuda`
+    fn step(&mut self, model: &Model, grads: Vec<Tensor>, lr: f64, cfg: &TrainConfig) -> Result<Tensor> {
+        let opt = match self {
+            Optimizer::Ops(opt) => opt,
+            #[cfg(feature = "cuda")]
+            Optimizer::Fused(f) => return f.step(model.vars(), &grads, lr, cfg),
+        };
+        // The global norm as a device scalar: the f32 sum of squares of each gradient,
+        // added in f64 in order, then the square root (what the host would compute).
+        let mut sq: Option<Tensor> = None;
+        for g in &grads {
+            let s = g.sqr()?.sum_all()?.to_dtype(DType::F64)?;
+            sq = Some(match sq {
+                Some(prev) => (prev + s)?,
+                None => s,
+            });
+        }
+        let grad_norm = match sq {
+            Some(sq) => sq.sqrt()?,
+            None => bail!("finetune: nothing to train"),
+        };
+        let grads = if cfg.max_grad_norm > 0.0 {
+            // min(1, max / norm) in f64, then f32: 1 leaves the gradients as they are, and a
+            // norm above the limit scales them by max / norm.
+            let scale = grad_norm
+                .ones_like()?
+                .affine(cfg.max_grad_norm, 0.0)?
+                .div(&grad_norm)?
+                .minimum(1.0)?
+                .to_dtype(DType::F32)?;
+            grads
+                .iter()
+                .map(|g| g.broadcast_mul(&scale))
+                .collect::<candle_core::Result<Vec<_>>>()?
+        } else {
+            grads
+        };
+        opt.step(model, &grads, lr, cfg)?;
+        Ok(grad_norm)
+    }
+}
+
+/// `CURATE_FINETUNE_PROFILE=1`: wait for the device after the forward pass, the backward
+/// pass and the optimizer of every step and print the mean time of each (a diagnostic:
+/// the waits themselves slow a GPU down).
+struct Profile {
+    on: bool,
+    last: Instant,
+    seconds: [f64; 3],
+}
+
+impl Profile {
+    fn from_env(device: &Device) -> Result<Profile> {
+        let on = std::env::var("CURATE_FINETUNE_PROFILE").is_ok_and(|v| v == "1");
+        if on {
+            device.synchronize()?;
+        }
+        Ok(Profile {
+            on,
+            last: Instant::now(),
+            seconds: [0.0; 3],
+        })
+    }
+
+    /// A step starts (time since the last mark, e.g. an evaluation, is not charged).
+    fn start(&mut self) {
+        self.last = Instant::now();
+    }
+
+    /// Charge the time since the previous mark to phase `i` (0 forward, 1 backward, 2 optimizer).
+    fn mark(&mut self, device: &Device, i: usize) -> Result<()> {
+        if self.on {
+            device.synchronize()?;
+            let now = Instant::now();
+            self.seconds[i] += (now - self.last).as_secs_f64();
+            self.last = now;
+        }
+        Ok(())
+    }
+
+    fn print(&self, steps: usize) {
+        if self.on && steps > 0 {
+            let ms = |s: f64| s * 1e3 / steps as f64;
+            eprintln!(
+                "finetune profile: per step forward {:.2} ms, backward {:.2} ms, optimizer {:.2} ms (device synced after each)",
+                ms(self.seconds[0]),
+                ms(self.seconds[1]),
+                ms(self.seconds[2])
+            );
+        }
+    }
+}
+
 /// Train and validation examples, already tokenized.
 pub struct TrainData {
     pub train: Vec<Example>,
@@ -236,27 +363,24 @@ pub struct TrainData {
 /// Called after each step and evaluation (progress output); `None` to stay quiet.
 pub type Progress<'a> = Option<&'a mut dyn FnMut(&StepLog, Option<&EvalLog>)>;
 
-fn tensors(rows: &Rows, from: usize, n: usize, device: &Device) -> Result<(Tensor, Tensor, Tensor)> {
-    let t = rows.seq_len;
-    let range = from * t..(from + n) * t;
-    Ok((
-        Tensor::from_vec(rows.inputs[range.clone()].to_vec(), (n, t), device)?,
-        Tensor::from_vec(rows.targets[range.clone()].to_vec(), (n, t), device)?,
-        Tensor::from_vec(rows.mask[range].to_vec(), (n, t), device)?,
-    ))
-}
-
 /// Token-weighted mean loss of `model` on `rows` (no dropout).
 pub fn evaluate(model: &Model, rows: &Rows, batch_size: usize) -> Result<f64> {
-    let (mut total, mut count) = (0.0, 0.0);
+    // Every batch is queued first; the losses are read back together at the end.
+    let mut losses = Vec::new();
     let mut from = 0;
     while from < rows.len() {
         let n = batch_size.min(rows.len() - from);
-        let (x, y, m) = tensors(rows, from, n, model.device())?;
-        let (loss, c) = model.loss(&x, &y, &m, None)?;
+        let mut host = HostBatch::new(n, rows.seq_len);
+        host.push(rows, from, n);
+        let (x, y, m, c) = host.upload(model.device())?;
+        // Detached: a queued loss must not keep its batch's activations alive.
+        losses.push((model.loss_given_count(&x, &y, &m, c, None)?.detach(), c));
+        from += n;
+    }
+    let (mut total, mut count) = (0.0, 0.0);
+    for (loss, c) in losses {
         total += loss.to_scalar::<f32>()? as f64 * c;
         count += c;
-        from += n;
     }
     Ok(if count > 0.0 { total / count } else { f64::NAN })
 }
@@ -266,6 +390,32 @@ fn epoch_rows(data: &TrainData, cfg: &TrainConfig, epoch: usize) -> Rows {
     let mut order: Vec<usize> = (0..data.train.len()).collect();
     Rng::new(cfg.seed, 100 + epoch as u64).shuffle(&mut order);
     pack(order.iter().map(|&i| &data.train[i]), cfg.seq_len, data.pad)
+}
+
+/// The rows `steps` optimizer steps train on, in order (the stream of seeded epoch
+/// shuffles that [`train`] takes `batch_size x grad_accum` rows at a time from).
+pub fn trained_rows(data: &TrainData, cfg: &TrainConfig, steps: usize) -> Rows {
+    let want = steps * cfg.batch_size * cfg.grad_accum;
+    let mut out = Rows {
+        seq_len: cfg.seq_len,
+        inputs: Vec::new(),
+        targets: Vec::new(),
+        mask: Vec::new(),
+    };
+    let mut epoch = 0;
+    while out.len() < want {
+        let rows = epoch_rows(data, cfg, epoch);
+        if rows.is_empty() {
+            break;
+        }
+        let n = (want - out.len()).min(rows.len());
+        let range = 0..n * cfg.seq_len;
+        out.inputs.extend_from_slice(&rows.inputs[range.clone()]);
+        out.targets.extend_from_slice(&rows.targets[range.clone()]);
+        out.mask.extend_from_slice(&rows.mask[range]);
+        epoch += 1;
+    }
+    out
 }
 
 /// Train `model` on `data`; returns every loss. The model ends with the best weights
@@ -308,6 +458,7 @@ pub fn train(
         epochs_done: 0.0,
         seconds: 0.0,
         tokens_per_second: 0.0,
+        steady_tokens_per_second: None,
         step_log: Vec::new(),
         evals: Vec::new(),
         best_step: None,
@@ -320,23 +471,32 @@ pub fn train(
         early_stopped_at_step: None,
         restored_best: false,
     };
-    let mut opt = AdamW::new(model)?;
+    let mut opt = Optimizer::new(model)?;
+    let mut profile = Profile::from_env(&device)?;
     let mut dropout = Rng::new(cfg.seed, 3);
+    if device.is_cuda() {
+        // LoRA dropout masks are drawn on the GPU there (see `Model::linear`).
+        device.set_seed(cfg.seed)?;
+    }
     let (mut epoch, mut cursor) = (0usize, 0usize);
     let mut window: Vec<f64> = Vec::new();
     let mut best: Option<(f64, Vec<Tensor>)> = None;
     let mut rising = 0usize;
     let started = Instant::now();
-    let mut train_seconds = 0.0;
+    // Time spent outside training (evaluations, snapshots), and the first step's time.
+    let mut other_seconds = 0.0;
+    let mut first_step_seconds = None;
+    // Steps whose losses and gradient norm are still on the device.
+    let mut pending: Vec<PendingStep> = Vec::new();
     for step in 0..total_steps {
-        let step_started = Instant::now();
+        profile.start();
         let lr = cfg.lr_at(step, total_steps);
         let mut acc: Vec<Option<Tensor>> = vec![None; model.vars().len()];
-        let mut step_loss = 0.0;
+        let mut losses = Vec::with_capacity(cfg.grad_accum);
         let mut epoch_ended = false;
         for _ in 0..cfg.grad_accum {
             // Take batch_size rows from the stream, crossing into the next epoch's shuffle.
-            let mut parts = Vec::new();
+            let mut host = HostBatch::new(cfg.batch_size, cfg.seq_len);
             let mut need = cfg.batch_size;
             while need > 0 {
                 if cursor == rows.len() {
@@ -346,25 +506,16 @@ pub fn train(
                     cursor = 0;
                 }
                 let n = need.min(rows.len() - cursor);
-                parts.push(tensors(&rows, cursor, n, &device)?);
+                host.push(&rows, cursor, n);
                 cursor += n;
                 need -= n;
             }
-            let cat = |i: usize| -> Result<Tensor> {
-                let ts: Vec<&Tensor> = parts
-                    .iter()
-                    .map(|p| match i {
-                        0 => &p.0,
-                        1 => &p.1,
-                        _ => &p.2,
-                    })
-                    .collect();
-                Ok(Tensor::cat(&ts, 0)?)
-            };
-            let (x, y, m) = (cat(0)?, cat(1)?, cat(2)?);
-            let (loss, _) = model.loss(&x, &y, &m, Some(&mut dropout))?;
-            step_loss += loss.to_scalar::<f32>()? as f64 / cfg.grad_accum as f64;
-            let grads = (loss / cfg.grad_accum as f64)?.backward()?;
+            let (x, y, m, count) = host.upload(&device)?;
+            let loss = model.loss_given_count(&x, &y, &m, count, Some(&mut dropout))?;
+            profile.mark(&device, 0)?;
+            let grads = (&loss / cfg.grad_accum as f64)?.backward()?;
+            profile.mark(&device, 1)?;
+            losses.push(loss.detach());
             for (slot, (_, var)) in acc.iter_mut().zip(model.vars()) {
                 if let Some(g) = grads.get(var.as_tensor()) {
                     *slot = Some(match slot.take() {
@@ -379,38 +530,43 @@ pub fn train(
             .zip(model.vars())
             .map(|(g, (_, v))| g.map(Ok).unwrap_or_else(|| v.as_tensor().zeros_like()))
             .collect::<candle_core::Result<_>>()?;
-        let mut sq = 0.0;
-        for g in &grads {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        let grad_norm = opt.step(model, grads, lr, cfg)?;
+        profile.mark(&device, 2)?;
+        if step == 0 {
+            device.synchronize()?;
+            first_step_seconds = Some(started.elapsed().as_secs_f64());
         }
-        let grad_norm = sq.sqrt();
-        let grads = if cfg.max_grad_norm > 0.0 && grad_norm > cfg.max_grad_norm {
-            let s = cfg.max_grad_norm / grad_norm;
-            grads
-                .iter()
-                .map(|g| g * s)
-                .collect::<candle_core::Result<Vec<_>>>()?
-        } else {
-            grads
-        };
-        opt.step(model, &grads, lr, cfg)?;
-        train_seconds += step_started.elapsed().as_secs_f64();
         let epoch_pos = epoch as f64 + cursor as f64 / rows.len().max(1) as f64;
-        let log = StepLog {
-            step: step + 1,
-            epoch: epoch_pos,
-            lr,
-            train_loss: step_loss,
+        pending.push(PendingStep {
+            log: StepLog {
+                step: step + 1,
+                epoch: epoch_pos,
+                lr,
+                train_loss: f64::NAN,
+                grad_norm: f64::NAN,
+            },
+            losses,
             grad_norm,
-        };
+        });
         report.steps = step + 1;
         report.tokens_seen += rows_per_step * cfg.seq_len;
         report.epochs_done = epoch_pos;
-        window.push(step_loss);
         let last = step + 1 == total_steps;
         let due = (cfg.eval_every > 0 && (step + 1) % cfg.eval_every == 0) || epoch_ended || last;
+        // Read the pending steps back at evaluations, and every 256 steps without one.
+        if !(due || pending.len() >= 256) {
+            continue;
+        }
+        let mut ready = Vec::with_capacity(pending.len());
+        for p in pending.drain(..) {
+            let log = p.read(cfg.grad_accum)?;
+            window.push(log.train_loss);
+            ready.push(log);
+        }
         let mut eval_log = None;
         if due && !val_rows.is_empty() {
+            device.synchronize()?;
+            let eval_started = Instant::now();
             let val_loss = evaluate(model, &val_rows, cfg.batch_size)?;
             let train_loss = window.iter().sum::<f64>() / window.len() as f64;
             window.clear();
@@ -455,16 +611,25 @@ pub fn train(
             report.final_gap = Some(e.gap);
             report.evals.push(e);
             eval_log = report.evals.last().cloned();
+            device.synchronize()?;
+            other_seconds += eval_started.elapsed().as_secs_f64();
         }
-        if let Some(p) = progress.as_mut() {
-            p(&log, eval_log.as_ref());
+        let n_ready = ready.len();
+        for (i, log) in ready.into_iter().enumerate() {
+            if let Some(p) = progress.as_mut() {
+                let e = if i + 1 == n_ready { eval_log.as_ref() } else { None };
+                p(&log, e);
+            }
+            report.step_log.push(log);
         }
-        report.step_log.push(log);
         if cfg.early_stopping && report.overfitting.is_some() && !last {
             report.early_stopped_at_step = Some(step + 1);
             break;
         }
     }
+    device.synchronize()?;
+    let train_seconds = (started.elapsed().as_secs_f64() - other_seconds).max(1e-9);
+    profile.print(report.steps);
     if val_rows.is_empty() {
         report.final_train_loss = report.step_log.last().map(|s| s.train_loss);
     }
@@ -476,8 +641,77 @@ pub fn train(
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
-    report.tokens_per_second = report.tokens_seen as f64 / train_seconds.max(1e-9);
+    report.tokens_per_second = report.tokens_seen as f64 / train_seconds;
+    if let (Some(first), true) = (first_step_seconds, report.steps > 1) {
+        let tokens = report.tokens_seen - rows_per_step * cfg.seq_len;
+        report.steady_tokens_per_second = Some(tokens as f64 / (train_seconds - first).max(1e-9));
+    }
     Ok(report)
+}
+
+/// One optimizer step whose loss and gradient norm have not been read from the device yet.
+struct PendingStep {
+    /// Complete but for `train_loss` and `grad_norm`.
+    log: StepLog,
+    /// Each micro-batch's mean loss (f32 scalars).
+    losses: Vec<Tensor>,
+    /// The global gradient norm (f64 scalar).
+    grad_norm: Tensor,
+}
+
+impl PendingStep {
+    /// The finished log: the step's loss is the mean over micro-batches, added in f64.
+    fn read(self, grad_accum: usize) -> Result<StepLog> {
+        let mut log = self.log;
+        let mut step_loss = 0.0;
+        for l in &self.losses {
+            step_loss += l.to_scalar::<f32>()? as f64 / grad_accum as f64;
+        }
+        log.train_loss = step_loss;
+        log.grad_norm = self.grad_norm.to_scalar::<f64>()?;
+        Ok(log)
+    }
+}
+
+/// A batch assembled on the host from row ranges (possibly of two epochs), uploaded at once.
+struct HostBatch {
+    seq_len: usize,
+    inputs: Vec<u32>,
+    targets: Vec<u32>,
+    mask: Vec<f32>,
+}
+
+impl HostBatch {
+    fn new(rows: usize, seq_len: usize) -> HostBatch {
+        HostBatch {
+            seq_len,
+            inputs: Vec::with_capacity(rows * seq_len),
+            targets: Vec::with_capacity(rows * seq_len),
+            mask: Vec::with_capacity(rows * seq_len),
+        }
+    }
+
+    /// Append rows `from..from + n` of `rows`.
+    fn push(&mut self, rows: &Rows, from: usize, n: usize) {
+        let t = rows.seq_len;
+        let range = from * t..(from + n) * t;
+        self.inputs.extend_from_slice(&rows.inputs[range.clone()]);
+        self.targets.extend_from_slice(&rows.targets[range.clone()]);
+        self.mask.extend_from_slice(&rows.mask[range]);
+    }
+
+    /// Inputs, targets and mask `[rows, seq_len]` on `device`, and the number of trained
+    /// positions (counted here, so the loss needs no read from the device).
+    fn upload(self, device: &Device) -> Result<(Tensor, Tensor, Tensor, f64)> {
+        let n = self.inputs.len() / self.seq_len;
+        let count = self.mask.iter().map(|&v| v as f64).sum::<f64>();
+        Ok((
+            Tensor::from_vec(self.inputs, (n, self.seq_len), device)?,
+            Tensor::from_vec(self.targets, (n, self.seq_len), device)?,
+            Tensor::from_vec(self.mask, (n, self.seq_len), device)?,
+            count,
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@
 //! val_fraction = 0.1          # held out by a seeded hash of the text
 //! # validation = "val.jsonl"  # a validation file instead of the split
 //! # output = "finetune"       # relative to the run's output folder
+//! device = "cpu"              # or "cuda" / "cuda:N" (a build with --features cuda)
+//! dtype = "f32"               # or "bf16": the frozen base weights of lora / prefix
 //! [stage.train]
 //! seed = 1
 //! seq_len = 128
@@ -163,6 +165,7 @@ impl Stage for Finetune {
             "val_records": f.val_records,
             "steps": r.steps,
             "tokens_per_second": r.tokens_per_second,
+            "device": self.cfg.device,
             "final_train_loss": r.final_train_loss,
             "final_val_loss": r.final_val_loss,
             "gap": r.final_gap,
@@ -202,8 +205,11 @@ impl Stage for Finetune {
             (
                 "steps",
                 format!(
-                    "{} ({} tokens, {:.0} tokens/s on CPU)",
-                    r.steps, r.tokens_seen, r.tokens_per_second
+                    "{} ({} tokens, {:.0} tokens/s on {})",
+                    r.steps,
+                    r.tokens_seen,
+                    r.tokens_per_second,
+                    html_escape(&self.cfg.device)
                 ),
             ),
             (
