@@ -209,7 +209,7 @@ impl Stage for Finetune {
                     r.steps,
                     r.tokens_seen,
                     r.tokens_per_second,
-                    html_escape(&self.cfg.device)
+                    crate::report::escape(&self.cfg.device)
                 ),
             ),
             (
