@@ -139,6 +139,102 @@ impl ModelConfig {
     }
 }
 
+/// Optimizer, schedule and evaluation settings (the training part of `[finetune]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Seeds init, shuffles, the split and dropout.
+    pub seed: u64,
+    /// Tokens per packed row.
+    pub seq_len: usize,
+    /// Rows per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Passes over the training rows (ignored when `max_steps` is set).
+    pub epochs: f64,
+    /// Fixed number of optimizer steps (a token budget), cycling epochs as needed.
+    pub max_steps: Option<usize>,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// The cosine decay ends at `lr * min_lr_ratio`.
+    pub min_lr_ratio: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub adam_eps: f64,
+    /// Clip the global gradient norm to this (0 = off).
+    pub max_grad_norm: f64,
+    /// Validation loss every this many steps (0 = only at epoch ends).
+    pub eval_every: usize,
+    /// Evaluations in a row with rising validation and falling training loss that flag overfitting.
+    pub overfit_patience: usize,
+    /// Stop when overfitting is flagged.
+    pub early_stopping: bool,
+    /// Restore the weights of the best validation loss at the end.
+    pub keep_best: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            seed: 1,
+            seq_len: 128,
+            batch_size: 16,
+            grad_accum: 1,
+            epochs: 3.0,
+            max_steps: None,
+            lr: 2e-3,
+            min_lr_ratio: 0.1,
+            warmup_steps: 20,
+            weight_decay: 0.01,
+            beta1: 0.9,
+            beta2: 0.95,
+            adam_eps: 1e-8,
+            max_grad_norm: 1.0,
+            eval_every: 50,
+            overfit_patience: 3,
+            early_stopping: false,
+            keep_best: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Check the numbers make sense.
+    pub fn validate(&self) -> Result<()> {
+        if self.seq_len < 2 || self.batch_size == 0 || self.grad_accum == 0 {
+            bail!("finetune: seq_len must be >= 2, batch_size and grad_accum >= 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite() && (0.0..=1.0).contains(&self.min_lr_ratio)) {
+            bail!("finetune: lr must be > 0 and min_lr_ratio in [0, 1]");
+        }
+        if self.max_steps.is_none() && self.epochs <= 0.0 {
+            bail!("finetune: epochs must be > 0 (or set max_steps)");
+        }
+        if self.max_steps == Some(0) {
+            bail!("finetune: max_steps must be > 0");
+        }
+        if self.overfit_patience == 0 {
+            bail!("finetune: overfit_patience must be >= 1");
+        }
+        Ok(())
+    }
+
+    /// Learning rate at `step` (0-based) of `total`: linear warmup, cosine decay.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        if step < self.warmup_steps {
+            return self.lr * (step + 1) as f64 / self.warmup_steps as f64;
+        }
+        let span = total.saturating_sub(self.warmup_steps).max(1) as f64;
+        let progress = ((step - self.warmup_steps) as f64 / span).min(1.0);
+        let min = self.lr * self.min_lr_ratio;
+        min + (self.lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

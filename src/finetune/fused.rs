@@ -21,7 +21,7 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::cuda_backend::cudarc::nvrtc::{compile_ptx_with_opts, CompileOptions};
 use candle_core::{DType, Device, Storage, Tensor, Var};
 
-use super::train::TrainConfig;
+use super::config::TrainConfig;
 
 const SOURCE: &str = r#"
 extern "C" __global__ void curate_sumsq(const float* g, unsigned long long n, float* out) {
