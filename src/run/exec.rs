@@ -11,7 +11,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context, Result};
@@ -19,7 +18,7 @@ use rayon::prelude::*;
 
 use super::checkpoint::Checkpoint;
 use super::options::RunOptions;
-use super::read::{parse_item, preview, reader_thread, ParseContext, ReadMsg, ReaderJob, Rejection, Slot};
+use super::read::{preview, reader_thread, BatchParser, ReadMsg, ReaderJob, Rejection, Slot};
 use super::write::{rejection_line, writer_thread, BatchOutput, UnitEnd, WriteBatch, WriterState};
 use crate::config::Pipeline;
 use crate::io::writer::{part_file_name, OutputFormat};
@@ -217,8 +216,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         .skip(1)
         .map(|s| (s.input, s.modified, s.seconds))
         .collect();
-    let map = Arc::new(pipeline.input.fields.clone());
-    let schema = pipeline.input.schema()?;
+    let parser = BatchParser::new(pipeline)?;
     let meta_field = pipeline.output.meta_field.clone();
     let samples_per = pipeline.run.report_samples;
     let mut progress = Progress::new(opts.quiet, cp.records_read, cp.stats.kept);
@@ -234,19 +232,10 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
                 break;
             }
         };
-        let cx = ParseContext {
-            map: map.clone(),
-            schema,
-            source_name: sources[batch.source].name.clone(),
-        };
         let n_items = batch.items.len() as u64;
         let batch_bytes: u64 = batch.items.iter().map(|i| i.size() as u64).sum();
         let result = pool.install(|| -> Result<BatchOutput> {
-            let mut slots: Vec<Slot> = batch
-                .items
-                .into_par_iter()
-                .map(|it| parse_item(it, &cx))
-                .collect();
+            let mut slots = parser.parse(batch.items, &sources[batch.source].name);
             run_stages(stages, &counters, &mut slots, &meta_field, false)?;
             let outs: Vec<(bool, Vec<u8>)> = slots
                 .par_iter()

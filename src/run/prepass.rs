@@ -8,16 +8,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rayon::prelude::*;
 use serde_json::json;
 
 use super::checkpoint::state_dir;
 use super::exec::{run_stages, Counters};
 use super::options::{input_sources, output_dir, run_fingerprint, steps_root, RunOptions};
-use super::read::{parse_item, reader_thread, ParseContext, ReadMsg, ReaderJob, Slot};
+use super::read::{reader_thread, BatchParser, ReadMsg, ReaderJob, Slot};
 use crate::config::Pipeline;
 use crate::dedup::store;
 use crate::error::config_error;
@@ -172,8 +170,7 @@ fn run_prepass(
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
     let job = ReaderJob::new(pipeline, sources, opts, (0, 0), 0);
     let reader = std::thread::spawn(move || reader_thread(job, read_tx));
-    let map = Arc::new(pipeline.input.fields.clone());
-    let schema = pipeline.input.schema()?;
+    let parser = BatchParser::new(pipeline)?;
     let meta_field = &pipeline.output.meta_field;
     let mut result = Ok(());
     for msg in read_rx {
@@ -184,18 +181,9 @@ fn run_prepass(
                 break;
             }
         };
-        let cx = ParseContext {
-            map: map.clone(),
-            schema,
-            source_name: sources[batch.source].name.clone(),
-        };
         let batch_source = batch.source;
         let step = pool.install(|| -> Result<Vec<Slot>> {
-            let mut slots: Vec<Slot> = batch
-                .items
-                .into_par_iter()
-                .map(|it| parse_item(it, &cx))
-                .collect();
+            let mut slots = parser.parse(batch.items, &sources[batch_source].name);
             run_stages(&mut pre, &counters, &mut slots, meta_field, true)?;
             Ok(slots)
         });

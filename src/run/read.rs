@@ -62,10 +62,36 @@ pub(super) fn preview(text: &str, max_chars: usize) -> String {
 }
 
 /// Everything the parallel parse step needs.
-pub(super) struct ParseContext {
-    pub(super) map: Arc<FieldMap>,
-    pub(super) schema: Option<Schema>,
-    pub(super) source_name: Arc<str>,
+struct ParseContext {
+    map: Arc<FieldMap>,
+    schema: Option<Schema>,
+    source_name: Arc<str>,
+}
+
+/// Parses a run's batches: the pipeline's field names and schema, taken once.
+pub(super) struct BatchParser {
+    map: Arc<FieldMap>,
+    schema: Option<Schema>,
+}
+
+impl BatchParser {
+    /// The parser for `pipeline`'s `[input]` (a bad `schema` is a config error).
+    pub(super) fn new(pipeline: &Pipeline) -> Result<BatchParser> {
+        Ok(BatchParser {
+            map: Arc::new(pipeline.input.fields.clone()),
+            schema: pipeline.input.schema()?,
+        })
+    }
+
+    /// Parse one batch of `source_name`'s items in parallel (on the current rayon pool).
+    pub(super) fn parse(&self, items: Vec<RawItem>, source_name: &Arc<str>) -> Vec<Slot> {
+        let cx = ParseContext {
+            map: self.map.clone(),
+            schema: self.schema,
+            source_name: source_name.clone(),
+        };
+        items.into_par_iter().map(|it| parse_item(it, &cx)).collect()
+    }
 }
 
 /// Turn one raw input item into a [`Record`] as `curate run` does; `Err` gives the
@@ -88,7 +114,7 @@ pub fn parse_record(
 }
 
 /// Parse one raw item into a live record or a `malformed` rejection.
-pub(super) fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
+fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
     let origin = Origin {
         source: cx.source_name.clone(),
         line: item.pos.line,
