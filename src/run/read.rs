@@ -177,15 +177,18 @@ fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
             }
         },
         Payload::Html { bytes, file } => {
-            let (html, encoding) = io::html::decode_html(&bytes);
+            let decoded = io::html::decode_html(&bytes);
             let mut m = Map::new();
             m.insert(cx.map.id.clone(), Value::String(file));
-            m.insert(cx.map.html.clone(), Value::String(html));
+            m.insert(cx.map.html.clone(), Value::String(decoded.text));
             let mut rec = match Record::from_object(m, Some(Schema::Html), cx.map.clone(), origin.clone()) {
                 Ok(r) => r,
                 Err(e) => return malformed(e, &[], 0),
             };
-            rec.annotate("decode", json!({ "encoding": encoding }));
+            rec.annotate(
+                "decode",
+                json!({ "encoding": decoded.encoding, "declared": decoded.declared, "via": decoded.via }),
+            );
             return Slot::Live(Box::new(rec));
         }
     };
