@@ -15,7 +15,9 @@ use std::time::Instant;
 use ego_tree::iter::Edge;
 use scraper::{Html, Node};
 
-use super::marks::{content_hint, mark_of, mark_teaser_lists, names_of, resolve_marks, shape_of};
+use super::marks::{
+    content_hint, mark_of, mark_teaser_lists, names_of, resolve_marks, shape_of, unit_shape_of,
+};
 use super::page::{Block, BlockKind, El, ListRole, Mark, Page};
 use super::parse::past;
 use super::ExtractError;
@@ -167,6 +169,7 @@ pub(super) fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Pa
         lead: false,
         user: false,
         shape: 0,
+        unit_shape: 0,
     });
     let mut stack: Vec<Open> = vec![Open {
         el: 0,
@@ -254,6 +257,7 @@ pub(super) fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Pa
                                 lead: names.lead,
                                 user: page.elements[top.el].user || names.user,
                                 shape: shape_of(tag, el),
+                                unit_shape: unit_shape_of(tag, el),
                             });
                             page.elements.len() - 1
                         } else {

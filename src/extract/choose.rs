@@ -8,6 +8,7 @@
 //! [`render`].
 
 use super::page::{collapse_ws, subtree_sums, Block, BlockKind, Mark, Page};
+use super::posts::replies_are_posts;
 use super::print::{drop_labels, render};
 use super::Comments;
 
@@ -195,17 +196,20 @@ pub(super) fn select_main_text(page: &Page, comments: Comments) -> String {
     if comments != Comments::Drop {
         if let Some(last) = blocks.last().copied() {
             let (replies, region) = replies_after(page, last);
-            let reply_chars: usize = replies.iter().map(|&i| page.blocks[i].chars).sum();
             // Replies are content on a thread: when asked to keep them, when
-            // the container itself was found among them, when the page names
-            // the container's surroundings a forum or Q&A thread, or when the
-            // post is short beside its replies.
+            // the container itself was found among them, when the container
+            // or the replies' surroundings name themselves a forum or Q&A
+            // thread, when the post is too short
+            // to be an article, or when the post is one of a series of signed
+            // units that the replies continue (`posts.rs`). An article's
+            // comment section, however long, is none of these.
             named_thread =
                 in_named_thread(page, base.el) || (!replies.is_empty() && in_named_thread(page, region));
             thread = comments == Comments::Keep
                 || soft_counts
                 || named_thread
-                || is_thread(base.chars, reply_chars);
+                || base.chars < MIN_MAIN_CHARS
+                || replies_are_posts(page, base.el, &replies);
             if thread {
                 blocks.extend(replies);
             }
@@ -263,12 +267,6 @@ fn in_named_thread(page: &Page, mut el: usize) -> bool {
         }
         el = page.elements[el].parent;
     }
-}
-
-/// Whether replies of `reply_chars` letters under a post of `main_chars` make
-/// the page a thread whose replies are content.
-fn is_thread(main_chars: usize, reply_chars: usize) -> bool {
-    main_chars < MIN_MAIN_CHARS || reply_chars >= main_chars
 }
 
 /// The comment section that follows the block `last` of the main container, and

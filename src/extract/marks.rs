@@ -219,6 +219,24 @@ pub(super) fn shape_of(tag: &str, el: &scraper::node::Element) -> u64 {
     h.finish()
 }
 
+/// An element's [`El::unit_shape`](super::page::El::unit_shape): its tag and first
+/// `class` word, so the units of one template match whatever their parity or depth classes.
+pub(super) fn unit_shape_of(tag: &str, el: &scraper::node::Element) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let class = el.attr("class").unwrap_or("");
+    let first = class
+        .split_ascii_whitespace()
+        .find(|w| !matches!(*w, "even" | "odd" | "alt" | "first" | "last" | "clearfix"))
+        .unwrap_or("");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tag.hash(&mut h);
+    first
+        .chars()
+        .filter(|c| !c.is_ascii_digit())
+        .for_each(|c| c.hash(&mut h));
+    h.finish()
+}
+
 /// The boilerplate mark of a tag alone.
 fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
     match tag {

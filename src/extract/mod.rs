@@ -54,12 +54,14 @@
 //!    that follow its last block, inside its nearest ancestor below `<body>`
 //!    that has any) is a thread's replies and is kept when the container or an
 //!    ancestor names itself a forum or Q&A thread (`bbs`, `forum`, `thread`,
-//!    `topic`, `question`, `tieba` as a `class`/`id` word), when the post is
-//!    shorter than its replies, or when it has under 100 characters;
-//!    otherwise it is an article's comments and is left out
-//!    (`comments = "keep"`/`"drop"` decide it for every page). A named
-//!    thread's text starts with the page's `<h1>` (the question) when the
-//!    container left it out.
+//!    `topic`, `question`, `tieba` as a `class`/`id` word), when the post has
+//!    under 100 characters, or when the post is built like its replies: it lies
+//!    in one of three or more sibling units of one template, each signed with
+//!    an author element or a short dated line, and the replies fill two or more
+//!    of the others (`posts.rs`). Otherwise it is an article's comments and is
+//!    left out, however long (`comments = "keep"`/`"drop"` decide it for every
+//!    page). A named thread's text starts with the page's `<h1>` (the
+//!    question) when the container left it out.
 //!
 //! Limits: the parser is fed in 8 KiB chunks and the deadline is checked
 //! between chunks and every few thousand nodes, so a pathological page ends as
@@ -71,7 +73,8 @@
 //! `marks.rs` turns tags and `class`/`id` words into marks and names, then
 //! settles the marks over the page and marks teaser feeds (step 2, and the
 //! feeds of step 3); `choose.rs` picks the container, the lead before it, the
-//! replies after it and the title to leave out (steps 3 and 5); `print.rs`
+//! replies after it and the title to leave out (steps 3 and 5), with
+//! `posts.rs` telling a thread's replies from an article's comments; `print.rs`
 //! leaves labels out and prints (step 4). `page.rs` holds what they share: the
 //! blocks and elements, and what a block reads as. `score.rs` is no step: it
 //! scores extracted text against gold text for the tests and benchmarks.
@@ -83,6 +86,7 @@ mod choose;
 mod marks;
 mod page;
 mod parse;
+mod posts;
 mod print;
 
 use std::time::Instant;
@@ -240,6 +244,43 @@ mod tests {
         let html = format!(r#"<div class="bbs"><div class="main"><p>{post}</p></div>{replies}</div>"#);
         let got = extract_with(&html, None, Comments::Drop).unwrap().text;
         assert!(!got.contains("应该能解决"), "{got}");
+    }
+
+    #[test]
+    fn threads_are_told_from_articles_by_structure_not_by_length() {
+        let para = "The committee met on Tuesday to discuss the new budget, and the members agreed on most points after a long debate.";
+        let comment =
+            "I disagree with the second point, because the numbers in the report do not add up at all.";
+        // A blog post whose comment section is longer than the post: an article.
+        let comments: String = (0..6)
+            .map(|i| {
+                let parity = if i % 2 == 0 { "even thread-even" } else { "odd alt thread-odd" };
+                format!(
+                    r#"<li class="comment {parity} depth-1"><div class="comment-author vcard">reader{i}</div>
+                    <div class="comment-meta">June {i}, 2023 at 10:0{i} am</div><p>{comment} {comment}</p></li>"#
+                )
+            })
+            .collect();
+        let html = format!(
+            r#"<html><body><div class="site"><article><div class="entry-content"><p>{para}</p><p>{para}</p></div>
+            <div class="byline">June 1, 2023</div></article><ol class="commentlist">{comments}</ol></div></body></html>"#
+        );
+        let got = text(&html);
+        assert!(got.contains("committee") && !got.contains("I disagree"), "{got}");
+        // A forum thread: the opening post is one of the signed units the replies continue.
+        let unit = |who: &str, when: &str, body: &str, extra: &str| {
+            format!(
+                r#"<div class="post{extra}"><div class="author">{who}</div><div class="time">{when}</div><div class="body"><p>{body}</p></div></div>"#
+            )
+        };
+        let html = format!(
+            r#"<html><body><div class="postlist">{}{}{}</div></body></html>"#,
+            unit("alice", "2024-05-18 19:27", &format!("{para} {para}"), ""),
+            unit("bob", "2024-05-18 20:01", comment, " reply"),
+            unit("carol", "2024-05-19 08:15", comment, " reply"),
+        );
+        let got = text(&html);
+        assert!(got.contains("committee") && got.contains("I disagree"), "{got}");
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub(super) struct El {
     /// [`replies_after`](super::choose::replies_after) does not search.
     pub(super) whole_page: bool,
     /// Names itself a forum or Q&A thread by a word of its `class`/`id`
-    /// ([`THREAD_WORDS`](super::marks::THREAD_WORDS)), for [`is_thread`](super::choose::is_thread).
+    /// ([`THREAD_WORDS`](super::marks::THREAD_WORDS)), for [`select_main_text`](super::choose::select_main_text).
     pub(super) thread: bool,
     /// Names itself a summary or lead ([`LEAD_WORDS`](super::marks::LEAD_WORDS)), for
     /// [`with_lead`](super::choose::with_lead).
@@ -75,6 +75,10 @@ pub(super) struct El {
     /// Hash of the tag and `class` value: siblings of one shape are repeated
     /// cards of one template, for [`mark_teaser_lists`](super::marks::mark_teaser_lists).
     pub(super) shape: u64,
+    /// Hash of the tag and the first `class` word without digits or parity
+    /// words (`comment even depth-1` and `comment odd alt` are one template):
+    /// units of one post template, for [`replies_are_posts`](super::posts::replies_are_posts).
+    pub(super) unit_shape: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
