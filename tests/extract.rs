@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use curate::extract::score::{char_pr, token_pr, Pr, Totals};
+use curate::extract::score::{char_pr, token_pr, Totals};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
