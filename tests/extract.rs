@@ -730,3 +730,71 @@ fn run_with_pages_accounts_for_every_record() {
     }
     assert_eq!(outputs[0], outputs[1], "same output for 1 and 2 threads");
 }
+
+/// Pages built to be slow (100,000 nested elements, formatting elements that
+/// html5ever reconstructs at every text, nested tables, 100,000 unclosed `<p>`
+/// and `<li>`, one text node of megabytes) each end within about the page
+/// limit wherever the time goes, and each is kept or rejected as
+/// `extract_timeout`. The bound is loose: 7 pages at 1 s each, on a slow machine.
+#[test]
+fn deep_and_huge_pages_end_within_the_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pages = tmp.path().join("pages");
+    std::fs::create_dir(&pages).unwrap();
+    let n = 100_000;
+    let text = "<p>深处的正文，内容。</p>";
+    let distinct_b: String = (0..n).map(|i| format!("<b class=c{i}>")).collect();
+    let fmt: String = ["b", "i", "font", "a"]
+        .iter()
+        .cycle()
+        .take(n)
+        .enumerate()
+        .map(|(i, t)| format!("<{t} id=f{i}>字"))
+        .collect();
+    let cases = [
+        (
+            "div",
+            format!("{}{text}{}", "<div>".repeat(n), "</div>".repeat(n)),
+        ),
+        (
+            "formatting",
+            format!("<p>{fmt}</p>{}", "<div>文字</div>".repeat(2_000)),
+        ),
+        // Every `<div>x` re-opens all the `<b>`s closed by the `</div>` before it.
+        (
+            "reconstruct",
+            format!("<div>{distinct_b}</div>{}", "<div>x</div>".repeat(2_000)),
+        ),
+        ("table", format!("{}{text}", "<table><tr><td>".repeat(n / 3))),
+        ("p", "<p>段落，内容。".repeat(n)),
+        ("li", format!("<ul>{}</ul>", "<li>条目，内容。".repeat(n))),
+        (
+            "text",
+            format!("<p>{}</p>", "正文内容，很长的文本。".repeat(140_000)),
+        ),
+    ];
+    for (name, html) in &cases {
+        write(&pages, &format!("{name}.html"), html.as_bytes());
+    }
+    let out = tmp.path().join("out");
+    let pipeline = write_pipeline(
+        tmp.path(),
+        &[pages.to_str().unwrap()],
+        "[[stage]]\nkind = \"extract\"\nmax_page_millis = 1000\n",
+        out.to_str().unwrap(),
+        "compression = \"none\"",
+    );
+    let start = std::time::Instant::now();
+    run_ok(&["run", pipeline.to_str().unwrap(), "--threads", "1", "--quiet"]);
+    let secs = start.elapsed().as_secs_f64();
+    let (kept, rejected) = check_books(&out);
+    assert_eq!(kept.len() + rejected.len(), cases.len());
+    for r in &rejected {
+        assert_eq!(r["reason"], "extract_timeout", "{}", r["id"]);
+    }
+    assert!(
+        secs < 40.0,
+        "{secs:.1} s for {} pages at a 1 s limit",
+        cases.len()
+    );
+}

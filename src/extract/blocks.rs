@@ -12,9 +12,7 @@
 
 use std::time::Instant;
 
-use ego_tree::iter::Edge;
-use scraper::{Html, Node};
-
+use super::dom::{Dom, Edge, Element, Node, NodeRef};
 use super::marks::{
     content_hint, mark_of, mark_teaser_lists, names_of, resolve_marks, shape_of, unit_shape_of,
 };
@@ -104,7 +102,7 @@ fn is_block(tag: &str) -> bool {
 }
 
 /// Whether an element is hidden by its attributes (`hidden`, `display:none`, `aria-hidden`).
-fn is_hidden(el: &scraper::node::Element) -> bool {
+fn is_hidden(el: &Element) -> bool {
     el.attrs().any(|(name, value)| match name {
         "hidden" => true,
         "aria-hidden" => value.eq_ignore_ascii_case("true"),
@@ -155,7 +153,7 @@ struct Pending {
 }
 
 /// Walk the tree once and cut it into blocks; see the module docs.
-pub(super) fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Page, ExtractError> {
+pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Page, ExtractError> {
     let mut page = Page::default();
     page.elements.push(El {
         parent: 0,
@@ -182,13 +180,13 @@ pub(super) fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Pa
     }];
     let mut pending = Pending::default();
     // While inside an ignored or hidden subtree: the node that opened it.
-    let mut skipping: Option<ego_tree::NodeId> = None;
+    let mut skipping: Option<usize> = None;
     // Inside the first <h1> (collected for the title).
     let mut in_first_h1 = false;
     let mut seen_h1 = false;
     let mut steps = 0usize;
 
-    for edge in doc.tree.root().traverse() {
+    for edge in doc.root().traverse() {
         steps += 1;
         if steps % 4096 == 0 && past(deadline) {
             return Err(ExtractError::Timeout);
@@ -319,7 +317,7 @@ pub(super) fn collect_blocks(doc: &Html, deadline: Option<Instant>) -> Result<Pa
 }
 
 /// The `<title>` and `og:title` of the `<head>` (which is otherwise skipped).
-fn read_head(page: &mut Page, head: ego_tree::NodeRef<'_, Node>) {
+fn read_head(page: &mut Page, head: NodeRef<'_>) {
     for node in head.descendants() {
         let Node::Element(el) = node.value() else {
             continue;

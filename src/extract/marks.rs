@@ -9,6 +9,7 @@
 //! page) and [`mark_teaser_lists`] marks feeds of linked headlines with
 //! summaries, which would otherwise outweigh the story they sit under.
 
+use super::dom::Element;
 use super::page::{subtree_sums, Block, ListRole, Mark, Page};
 use crate::text::is_cjk;
 
@@ -100,7 +101,7 @@ const SOFT_WORDS: &[&str] = &[
 ];
 
 /// The boilerplate mark an element's tag and `class`/`id` give it.
-pub(super) fn mark_of(tag: &str, el: &scraper::node::Element, in_article: bool) -> Mark {
+pub(super) fn mark_of(tag: &str, el: &Element, in_article: bool) -> Mark {
     if mark_of_tag(tag, in_article) == Mark::Hard {
         return Mark::Hard;
     }
@@ -144,7 +145,7 @@ const BODY_WORDS: &[&str] = &["content", "body", "text", "txt", "cont"];
 /// (`<article>`, `itemprop="articleBody"`, `article-content`, `entry-content`,
 /// `post_body`, `caas-body`, `rich_media_content`, ...). Trafilatura starts from
 /// a list of such selectors; here they only steer the container choice.
-pub(super) fn content_hint(tag: &str, el: &scraper::node::Element) -> bool {
+pub(super) fn content_hint(tag: &str, el: &Element) -> bool {
     if tag == "article" {
         return true;
     }
@@ -188,7 +189,7 @@ pub(super) struct Names {
 }
 
 /// [`Names`] of an element, in one look at each `class`/`id` value.
-pub(super) fn names_of(el: &scraper::node::Element) -> Names {
+pub(super) fn names_of(el: &Element) -> Names {
     let mut names = Names::default();
     for (name, value) in el.attrs() {
         if name != "class" && name != "id" {
@@ -210,7 +211,7 @@ pub(super) fn names_of(el: &scraper::node::Element) -> Names {
 }
 
 /// An element's [`El::shape`](super::page::El::shape): its tag and `class` value, hashed.
-pub(super) fn shape_of(tag: &str, el: &scraper::node::Element) -> u64 {
+pub(super) fn shape_of(tag: &str, el: &Element) -> u64 {
     use std::hash::{Hash, Hasher};
     // SipHash with fixed keys: the same value on every run and machine.
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -221,7 +222,7 @@ pub(super) fn shape_of(tag: &str, el: &scraper::node::Element) -> u64 {
 
 /// An element's [`El::unit_shape`](super::page::El::unit_shape): its tag and first
 /// `class` word, so the units of one template match whatever their parity or depth classes.
-pub(super) fn unit_shape_of(tag: &str, el: &scraper::node::Element) -> u64 {
+pub(super) fn unit_shape_of(tag: &str, el: &Element) -> u64 {
     use std::hash::{Hash, Hasher};
     let class = el.attr("class").unwrap_or("");
     let first = class

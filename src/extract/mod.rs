@@ -1,6 +1,6 @@
 //! Main-text extraction from HTML: what the `extract` stage runs on each page.
 //!
-//! Hand-written on top of html5ever (via `scraper`'s tree) because none of the
+//! Hand-written on top of html5ever (into a tree of its own) because none of the
 //! Rust crates that do this reached the Chinese targets on the magic-html pages
 //! (docs/benchmarks/extract.md): forum threads and WeChat/gov.cn layouts are
 //! where readability-style scoring and trafilatura's English-tuned rules lose
@@ -63,13 +63,15 @@
 //!    page). A named thread's text starts with the page's `<h1>` (the
 //!    question) when the container left it out.
 //!
-//! Limits: the parser is fed in 8 KiB chunks and the deadline is checked
-//! between chunks and every few thousand nodes, so a pathological page ends as
-//! [`ExtractError::Timeout`] instead of holding a worker; the traversal is
-//! iterative, so nesting depth cannot overflow the stack.
+//! Limits: the deadline is checked every few hundred tokens while parsing and
+//! every few thousand nodes in the walk, so a pathological page ends as
+//! [`ExtractError::Timeout`] instead of holding a worker; the tree is at most
+//! 512 deep (as in Chromium) and every traversal is iterative, so nesting depth
+//! cannot overflow the stack or make the later steps slow.
 //!
 //! Files, in the order a page goes through them: `parse.rs` cuts invisible
-//! parts out and parses; `blocks.rs` walks the tree into blocks (step 1);
+//! parts and unread attributes out and parses into the tree of `dom.rs`;
+//! `blocks.rs` walks the tree into blocks (step 1);
 //! `marks.rs` turns tags and `class`/`id` words into marks and names, then
 //! settles the marks over the page and marks teaser feeds (step 2, and the
 //! feeds of step 3); `choose.rs` picks the container, the lead before it, the
@@ -83,6 +85,7 @@ pub mod score;
 
 mod blocks;
 mod choose;
+mod dom;
 mod marks;
 mod page;
 mod parse;
@@ -93,7 +96,7 @@ use std::time::Instant;
 
 use blocks::collect_blocks;
 use choose::select_main_text;
-use parse::{parse, strip_invisible};
+use parse::{parse, strip_attributes, strip_invisible};
 
 /// The main text of a page and what was learned on the way.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +146,7 @@ pub fn extract_with(
     deadline: Option<Instant>,
     comments: Comments,
 ) -> Result<Extracted, ExtractError> {
-    let doc = parse(&strip_invisible(html), deadline)?;
+    let doc = parse(&strip_attributes(&strip_invisible(html)), deadline)?;
     let page = collect_blocks(&doc, deadline)?;
     let chars_total = page.blocks.iter().map(|b| b.chars).sum();
     let text = select_main_text(&page, comments);

@@ -91,7 +91,12 @@ impl SourceReader for HtmlReader {
         }
         let codec = super::codec_of(&path);
         let bytes = super::open_decompressed(&path, codec).and_then(|r| {
-            let mut buf = Vec::new();
+            // Sized from the file's length: growing by doubling copies a large page several times.
+            let mut buf = Vec::with_capacity(if codec == Codec::Plain {
+                len as usize + 1
+            } else {
+                0
+            });
             r.take(self.max + 1)
                 .read_to_end(&mut buf)
                 .with_context(|| format!("{}: read error", path.display()))?;
