@@ -12,7 +12,8 @@
 #     one run per source folder; the texts are the kept records' `text` (`id` = file
 #     name); a rejected page (`no_main_text`, ...) scores as an empty text. Speed:
 #     the source's pages / CPU time of the whole process (user + sys from wait4:
-#     start-up, reading, charset decoding, extraction, writing).
+#     start-up, reading, charset decoding, extraction, writing), the smallest of
+#     CURATE_REPEAT (default 3) runs.
 #   * Python peers (a venv under benches/extract-peers/.venv, pinned versions): each
 #     gets each file's raw bytes and decodes them itself (benches/extract-peers/
 #     peers.py says how); speed = pages / thread CPU time of the extraction call per
@@ -75,7 +76,7 @@ if [ ! -x "$CURATE_BIN" ]; then
 fi
 CURATE_LABEL=${CURATE_LABEL:-$("$CURATE_BIN" --version)}
 echo "$CURATE_LABEL ($CURATE_BIN):" >&2
-python3 "$PEERS/bench.py" run-curate "$CURATE_BIN" "$ROOT/benches/extract/extract_only.toml" "$WORK"
+python3 "$PEERS/bench.py" run-curate "$CURATE_BIN" "$ROOT/benches/extract/extract_only.toml" "$WORK" "${CURATE_REPEAT:-3}"
 score "$CURATE_LABEL" process "$WORK/texts/curate.jsonl"
 
 # 4. Python peers: run (or take from the cache), then score.

@@ -1,7 +1,7 @@
 """Helpers of benches/extract_peers.sh (standard library only, run by the system python3).
 
     bench.py manifest DATA ROOT WEB_GOLD WORK   # WORK/manifest.jsonl, sources.tsv, pageset.sha
-    bench.py run-curate BIN PIPELINE WORK       # curate run per source -> WORK/texts/curate.jsonl
+    bench.py run-curate BIN PIPELINE WORK [N]   # curate run per source (N times, min CPU) -> WORK/texts/curate.jsonl
     bench.py markdown TABLE.tsv                 # the table as markdown
     bench.py fails PERPAGE.tsv...               # dev pages with F1 < 0.5, per group and tool
 
@@ -126,8 +126,12 @@ def manifest(data, root, web_gold, work):
             print(f"  {g}: {len(lines[g])} pages", file=sys.stderr)
 
 
-def run_curate(binary, pipeline, work):
-    """One `curate run` per source, pinned to core 0; CPU = user + sys of the process."""
+def run_curate(binary, pipeline, work, repeat="3"):
+    """`curate run` per source, pinned to core 0; CPU = user + sys of the process.
+
+    Each source is run `repeat` times and the smallest CPU time is kept (CPU time
+    still moves with other processes on a shared machine: caches, frequency); the
+    texts are the last run's (the stage is deterministic)."""
     os.makedirs(os.path.join(work, "texts"), exist_ok=True)
     runs = os.path.join(work, "curate-runs")
     shutil.rmtree(runs, ignore_errors=True)
@@ -139,11 +143,15 @@ def run_curate(binary, pipeline, work):
             n = int(n)
             out = os.path.join(runs, src.replace("/", "_"))
             cmd = ["taskset", "-c", "0", binary, "run", pipeline, "--input", d, "--output", out, "--quiet"]
-            proc = subprocess.Popen(cmd)
-            _, status, ru = os.wait4(proc.pid, 0)
-            if os.waitstatus_to_exitcode(status) != 0:
-                sys.exit(f"{' '.join(cmd)}: exit {os.waitstatus_to_exitcode(status)}")
-            cpu = ru.ru_utime + ru.ru_stime
+            cpus = []
+            for _ in range(int(repeat)):
+                shutil.rmtree(out, ignore_errors=True)
+                proc = subprocess.Popen(cmd)
+                _, status, ru = os.wait4(proc.pid, 0)
+                if os.waitstatus_to_exitcode(status) != 0:
+                    sys.exit(f"{' '.join(cmd)}: exit {os.waitstatus_to_exitcode(status)}")
+                cpus.append(ru.ru_utime + ru.ru_stime)
+            cpu = min(cpus)
             seen = set()
             rejected = {}
             for kind in ("kept", "rejected"):
@@ -166,7 +174,7 @@ def run_curate(binary, pipeline, work):
             total_pages += n
             total_cpu += cpu
             print(f"  curate {src}: {n} pages, {cpu:.3f} CPU-s ({n / cpu:.0f} pages/CPU-s), "
-                  f"rejected {rejected or 0}", file=sys.stderr)
+                  f"runs {' '.join(f'{c:.3f}' for c in cpus)}, rejected {rejected or 0}", file=sys.stderr)
     print(f"  curate, all runs: {total_pages} pages, {total_cpu:.3f} CPU-s "
           f"({total_pages / total_cpu:.0f} pages/CPU-s)", file=sys.stderr)
 
@@ -224,6 +232,11 @@ def markdown(path):
         print(f"| {g} | {pages} | " + " | ".join(cells) + " |")
 
 
+def short(pid):
+    """magic-html ids are SHA-256 hex: their first 8 digits name them well enough."""
+    return pid[:8] if len(pid) == 64 and all(c in "0123456789abcdef" for c in pid) else pid
+
+
 def fails(paths):
     """Dev pages with F1 < 0.5, per group: by every tool, and tool by tool."""
     per = {}  # group -> id -> tool -> f1
@@ -238,10 +251,10 @@ def fails(paths):
             per.setdefault(group, {}).setdefault(pid, {})[tool] = float(f1)
     for group, ids in per.items():
         print(f"{group} (dev, {len(ids)} pages):")
-        every = sorted(i for i, t in ids.items() if all(f < 0.5 for f in t.values()))
+        every = sorted(short(i) for i, t in ids.items() if all(f < 0.5 for f in t.values()))
         print(f"  every tool < 0.5: {len(every)} {' '.join(every)}")
         for tool in tools:
-            bad = sorted(i for i, t in ids.items() if t.get(tool, 1.0) < 0.5)
+            bad = sorted(short(i) for i, t in ids.items() if t.get(tool, 1.0) < 0.5)
             print(f"  {tool}: {len(bad)} {' '.join(bad)}")
 
 
