@@ -94,9 +94,12 @@ if [ -z "${SKIP_PYTHON:-}" ]; then
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
   fi
-  # Pinned; readability-lxml 0.9 and jusText 3.0.2 pull lxml_html_clean themselves.
+  # Pinned: the four tools, and what decodes and parses for them (lxml, its cleaner,
+  # chardet for readability-lxml, charset-normalizer for trafilatura). The cache key
+  # has the tool's version only: delete out/cache after changing these pins.
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    trafilatura==2.0.0 readability-lxml==0.9 justext==3.0.2 resiliparse==2.0.0
+    trafilatura==2.0.0 readability-lxml==0.9 justext==3.0.2 resiliparse==2.0.0 \
+    lxml==6.2.0 lxml_html_clean==0.4.6 chardet==5.2.0 charset-normalizer==3.5.3
   for tool in $TOOLS; do
     version=$("$VENV/bin/python" "$PEERS/peers.py" version "$tool")
     cached=$CACHE/$tool-$version-$KEY.jsonl
