@@ -1,163 +1,217 @@
-//! Score curate's extractor and the Rust extraction crates on the same pages,
-//! with curate's scorer (src/extract/score.rs) and curate's extractor
-//! (src/extract/mod.rs), both included by path so nothing is copied.
+//! The scorer of benches/extract_peers.sh: every tool's extracted texts against
+//! the gold texts, with curate's scorer (src/extract/score.rs, included by path,
+//! so there is exactly one scorer).
 //!
-//! `extract-peers rust MANIFEST.jsonl` runs curate and the Rust crates;
-//! `extract-peers score MANIFEST.jsonl TOOL DIR` scores texts another program
-//! wrote (DIR/<line>.txt, DIR/seconds.txt with one time per page), which is how
-//! the Python peers are scored. A manifest line is
-//! `{"group": "zh/article", "html_path": "...", "gold_path": "..."}` (written by
-//! benches/extract_peers.sh). Output: one TSV line per tool and group,
-//! `tool group pages P R F1 pages_per_s`; `en/*` groups are scored by tokens,
-//! the others by characters, as in curate's tests. Times cover extraction only
-//! (the HTML is already in memory), one page at a time on one thread, in the
-//! thread's CPU time.
+//! `extract-peers score MANIFEST TOOL CLOCK TEXTS [PERPAGE]`
+//!
+//! * MANIFEST (JSONL, written by benches/extract_peers.sh): one line per page and
+//!   group, `{"group", "source", "id", "split", "scorer": "token"|"char", "gold"}`.
+//!   A page may sit in several groups (`wceb/dragnet` and `wceb/dragnet+comments`
+//!   with two gold texts; `wceb/all`).
+//! * TEXTS (JSONL): one line per extracted page, `{"source", "id", "text"}`, with
+//!   `"cpu_s"` (the extraction's CPU seconds, the peers) or, for a tool timed per
+//!   process (curate), lines `{"source", "run_cpu_s", "run_pages"}` for each run.
+//!   A page the tool rejected is a line with `"text": ""`; a manifest page with
+//!   no line at all is an error (nothing is dropped silently).
+//! * Output: TSV rows `tool group split pages empty P R F1 pages_per_cpu_s clock`
+//!   for each group (in manifest order) and split `dev`, `held`, `all`. P and R
+//!   are averaged over pages, F1 is their harmonic mean (`Totals`). Speed: pages
+//!   over the summed per-page CPU seconds, or over the summed CPU seconds of the
+//!   runs that read the row's sources (then the same figure on dev, held, all).
+//!   CLOCK names the clock in the last column (`extract` or `process`).
+//! * PERPAGE (optional): `tool group split id P R F1 empty` per page.
+//!
+//! `extract-peers rust MANIFEST OUT_DIR` (feature `rust-peers`) runs the Rust
+//! crates on the manifest's pages and writes OUT_DIR/<crate>.jsonl in the TEXTS
+//! format, timed by the thread's CPU clock around each call.
 
-#[path = "../../../src/extract/mod.rs"]
-mod curate_extract;
+#[path = "../../../src/extract/score.rs"]
+#[allow(dead_code)]
+mod score;
 
-use std::collections::BTreeMap;
+#[cfg(feature = "rust-peers")]
+mod rust_peers;
 
-use curate_extract::score::{char_pr, token_pr, Pr, Totals};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write;
 
-struct Page {
-    group: String,
-    html: String,
-    gold: String,
+use score::{char_pr, token_pr, Pr, Totals};
+use serde_json::Value;
+
+/// One manifest line.
+pub struct Entry {
+    pub group: String,
+    pub source: String,
+    pub id: String,
+    pub split: String,
+    pub char_scored: bool,
+    pub gold: String,
 }
 
-fn curate_text(html: &str) -> String {
-    curate_extract::extract(html, None)
-        .map(|r| r.text)
-        .unwrap_or_default()
+fn field(v: &Value, k: &str) -> String {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("manifest/texts line without string field {k}: {v}"))
+        .to_string()
 }
 
-fn trafilatura_text(html: &str) -> String {
-    trafilatura::extract(html, &trafilatura::Options::default())
-        .map(|r| r.content_text)
-        .unwrap_or_default()
-}
-
-fn rs_trafilatura_text(html: &str) -> String {
-    rs_trafilatura::extract(html)
-        .map(|r| r.content_text)
-        .unwrap_or_default()
-}
-
-fn dom_smoothie_text(html: &str) -> String {
-    let Ok(mut r) = dom_smoothie::Readability::new(html, None, None) else {
-        return String::new();
-    };
-    r.parse().map(|a| a.text_content.to_string()).unwrap_or_default()
-}
-
-fn load(manifest: &str) -> Vec<Page> {
-    std::fs::read_to_string(manifest)
-        .expect("manifest readable")
+pub fn load_manifest(path: &str) -> Vec<Entry> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
         .lines()
         .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).expect("manifest line is JSON");
-            let s = |k: &str| v[k].as_str().expect("string field").to_string();
-            let html = std::fs::read(s("html_path")).expect("html readable");
-            Page {
-                group: s("group"),
-                html: String::from_utf8_lossy(&html).into_owned(),
-                gold: std::fs::read_to_string(s("gold_path")).expect("gold readable"),
+            let v: Value = serde_json::from_str(l).expect("manifest line is JSON");
+            let scorer = field(&v, "scorer");
+            assert!(scorer == "char" || scorer == "token", "scorer {scorer}");
+            Entry {
+                group: field(&v, "group"),
+                source: field(&v, "source"),
+                id: field(&v, "id"),
+                split: field(&v, "split"),
+                char_scored: scorer == "char",
+                gold: field(&v, "gold"),
             }
         })
         .collect()
 }
 
-fn score(p: &Page, text: &str) -> Pr {
-    if p.group.starts_with("en") {
-        token_pr(text, &p.gold)
-    } else {
-        char_pr(text, &p.gold)
-    }
+#[derive(Default)]
+struct Row {
+    totals: Totals,
+    empty: usize,
+    cpu_s: f64,
+    all_timed: bool,
+    sources: BTreeSet<String>,
 }
 
-/// Print one line per group (and per language, `zh/all`) from per-page results.
-fn report(tool: &str, pages: &[Page], results: &[(Pr, f64)]) {
-    let mut groups: BTreeMap<String, (Totals, f64)> = BTreeMap::new();
-    for (p, (pr, secs)) in pages.iter().zip(results) {
-        let mut keys = vec![p.group.clone()];
-        if let Some((lang, _)) = p.group.split_once('/') {
-            keys.push(format!("{lang}/all"));
+fn score_mode(manifest: &str, tool: &str, clock: &str, texts: &str, perpage: Option<&str>) {
+    let entries = load_manifest(manifest);
+    let mut got: HashMap<(String, String), (String, Option<f64>)> = HashMap::new();
+    let mut runs: HashMap<String, (f64, f64)> = HashMap::new();
+    for l in std::fs::read_to_string(texts)
+        .unwrap_or_else(|e| panic!("{texts}: {e}"))
+        .lines()
+    {
+        let v: Value = serde_json::from_str(l).expect("texts line is JSON");
+        let source = field(&v, "source");
+        if let Some(t) = v["run_cpu_s"].as_f64() {
+            let e = runs.entry(source).or_default();
+            e.0 += t;
+            e.1 += v["run_pages"].as_f64().expect("run_pages");
+            continue;
         }
-        for k in keys {
-            let e = groups.entry(k).or_default();
-            e.0.add(*pr);
-            e.1 += secs;
+        let key = (source, field(&v, "id"));
+        let text = field(&v, "text");
+        if got.insert(key.clone(), (text, v["cpu_s"].as_f64())).is_some() {
+            panic!("{texts}: page {key:?} twice");
         }
     }
-    for (g, (t, secs)) in groups {
-        println!(
-            "{tool}\t{g}\t{}\t{:.3}\t{:.3}\t{:.3}\t{:.0}",
-            t.pages,
-            t.precision(),
-            t.recall(),
-            t.f1(),
-            t.pages as f64 / secs.max(1e-9)
+    let missing: Vec<String> = entries
+        .iter()
+        .filter(|e| !got.contains_key(&(e.source.clone(), e.id.clone())))
+        .map(|e| format!("{}/{}", e.source, e.id))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "{tool}: {} manifest pages have no text line (first: {:?})",
+            missing.len(),
+            &missing[..missing.len().min(5)]
         );
+        std::process::exit(1);
     }
-}
 
-/// CPU time of the calling thread (the same clock Python's `time.thread_time` reads).
-fn thread_cpu_secs() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    let mut order: Vec<String> = Vec::new();
+    let mut rows: HashMap<(String, String), Row> = HashMap::new();
+    let mut pp = perpage.map(|p| {
+        std::io::BufWriter::new(std::fs::File::create(p).unwrap_or_else(|e| panic!("{p}: {e}")))
+    });
+    for e in &entries {
+        if !order.contains(&e.group) {
+            order.push(e.group.clone());
+        }
+        let (text, cpu) = &got[&(e.source.clone(), e.id.clone())];
+        let pr: Pr = if e.char_scored {
+            char_pr(text, &e.gold)
+        } else {
+            token_pr(text, &e.gold)
+        };
+        let empty = text.trim().is_empty();
+        if let Some(w) = pp.as_mut() {
+            writeln!(
+                w,
+                "{tool}\t{}\t{}\t{}\t{:.4}\t{:.4}\t{:.4}\t{}",
+                e.group,
+                e.split,
+                e.id,
+                pr.precision,
+                pr.recall,
+                pr.f1(),
+                empty as u8
+            )
+            .expect("write per-page scores");
+        }
+        for split in [e.split.as_str(), "all"] {
+            let r = rows
+                .entry((e.group.clone(), split.to_string()))
+                .or_insert_with(|| Row {
+                    all_timed: true,
+                    ..Row::default()
+                });
+            r.totals.add(pr);
+            r.empty += empty as usize;
+            match cpu {
+                Some(c) => r.cpu_s += c,
+                None => r.all_timed = false,
+            }
+            r.sources.insert(e.source.clone());
+        }
+    }
+    for g in &order {
+        for split in ["dev", "held", "all"] {
+            let Some(r) = rows.get(&(g.clone(), split.to_string())) else {
+                continue;
+            };
+            let speed = if r.all_timed {
+                Some(r.totals.pages as f64 / r.cpu_s.max(1e-9))
+            } else {
+                let (mut secs, mut pages) = (0.0, 0.0);
+                let mut complete = true;
+                for s in &r.sources {
+                    match runs.get(s) {
+                        Some((t, n)) => {
+                            secs += t;
+                            pages += n;
+                        }
+                        None => complete = false,
+                    }
+                }
+                (complete && secs > 0.0).then(|| pages / secs)
+            };
+            println!(
+                "{tool}\t{g}\t{split}\t{}\t{}\t{:.3}\t{:.3}\t{:.3}\t{}\t{clock}",
+                r.totals.pages,
+                r.empty,
+                r.totals.precision(),
+                r.totals.recall(),
+                r.totals.f1(),
+                speed.map_or("-".to_string(), |s| format!("{s:.0}"))
+            );
+        }
+    }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("rust") if args.len() == 3 => {
-            let pages = load(&args[2]);
-            let tools: [(&str, fn(&str) -> String); 4] = [
-                ("curate extract", curate_text),
-                ("trafilatura 0.6 (Rust)", trafilatura_text),
-                ("rs-trafilatura 0.2", rs_trafilatura_text),
-                ("dom_smoothie 0.19", dom_smoothie_text),
-            ];
-            for (name, f) in tools {
-                let results: Vec<(Pr, f64)> = pages
-                    .iter()
-                    .map(|p| {
-                        let start = thread_cpu_secs();
-                        let text = f(&p.html);
-                        let secs = thread_cpu_secs() - start;
-                        (score(p, &text), secs)
-                    })
-                    .collect();
-                report(name, &pages, &results);
-            }
+        Some("score") if args.len() == 6 || args.len() == 7 => {
+            score_mode(&args[2], &args[3], &args[4], &args[5], args.get(6).map(String::as_str))
         }
-        Some("score") if args.len() == 5 => {
-            let pages = load(&args[2]);
-            let dir = std::path::Path::new(&args[4]);
-            let secs: Vec<f64> = std::fs::read_to_string(dir.join("seconds.txt"))
-                .expect("seconds.txt")
-                .lines()
-                .map(|l| l.trim().parse().expect("a number of seconds"))
-                .collect();
-            assert_eq!(secs.len(), pages.len(), "one time per page");
-            let results: Vec<(Pr, f64)> = pages
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let text = std::fs::read_to_string(dir.join(format!("{i}.txt"))).unwrap_or_default();
-                    (score(p, &text), secs[i])
-                })
-                .collect();
-            report(&args[3], &pages, &results);
-        }
+        #[cfg(feature = "rust-peers")]
+        Some("rust") if args.len() == 4 => rust_peers::run(&args[2], &args[3]),
         _ => {
-            eprintln!("usage: extract-peers rust MANIFEST | extract-peers score MANIFEST TOOL DIR");
+            eprintln!(
+                "usage: extract-peers score MANIFEST TOOL CLOCK TEXTS [PERPAGE]\n       \
+                 extract-peers rust MANIFEST OUT_DIR   (built with --features rust-peers)"
+            );
             std::process::exit(2);
         }
     }
