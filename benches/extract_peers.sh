@@ -98,8 +98,11 @@ if [ -z "${SKIP_PYTHON:-}" ]; then
   # chardet for readability-lxml, charset-normalizer for trafilatura). The cache key
   # has the tool's version only: delete out/cache after changing these pins.
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    trafilatura==2.0.0 readability-lxml==0.9 justext==3.0.2 resiliparse==2.0.0 \
-    lxml==6.2.0 lxml_html_clean==0.4.6 chardet==5.2.0 charset-normalizer==3.5.3
+    trafilatura==2.0.0 justext==3.0.2 resiliparse==2.0.0 \
+    lxml==6.2.0 lxml_html_clean==0.4.6 chardet==5.2.0 charset-normalizer==3.5.3 cssselect
+  # readability-lxml's `lxml[html_clean]` requirement trips a pip resolver bug in a
+  # fresh venv ("lxml[html-clean,html-clean]"): its dependencies are installed above.
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps readability-lxml==0.9
   for tool in $TOOLS; do
     version=$("$VENV/bin/python" "$PEERS/peers.py" version "$tool")
     cached=$CACHE/$tool-$version-$KEY.jsonl

@@ -2,6 +2,7 @@
 
     bench.py manifest DATA ROOT WEB_GOLD WORK   # WORK/manifest.jsonl, sources.tsv, pageset.sha
     bench.py run-curate BIN PIPELINE WORK [N]   # curate run per source (N times, min CPU) -> WORK/texts/curate.jsonl
+                                                # (`+comments` sources: extract_keep_comments.toml beside PIPELINE)
     bench.py markdown TABLE.tsv                 # the table as markdown
     bench.py fails PERPAGE.tsv...               # dev pages with F1 < 0.5, per group and tool
 
@@ -15,7 +16,13 @@ Page sets, their gold and scorer:
   * web_extraction_wceb (shared data), six sources; gold `gold.jsonl` `text`
     (`dragnet+comments`: `text + "\\n" + comments`, WCEB's convention; `dragnet`:
     the article alone, the Dragnet paper's); char scoring for zh/ja pages, token
-    for the rest. `wceb/all` = the 637 pages, dragnet article-only.
+    for the rest. `wceb/all` = the 637 pages, each under its source's convention.
+Conventions: CleanEval's and htmltotext's hand-cleaned text keeps a blog's
+comments, and so does `dragnet+comments`; their pages are read from a source
+named `<source>+comments`, for which every tool that can be told to keep comments
+is (curate `comments = "keep"`, trafilatura `include_comments=True`), and the
+others to leave them out (curate's default `auto`, trafilatura
+`include_comments=False`). Tools without such a setting run the same way on both.
 Split: each source's pages sorted by id (the file name without `.html`); even
 positions are `dev`, odd positions `held`.
 """
@@ -27,6 +34,8 @@ import subprocess
 import sys
 
 WCEB = ["cleaneval", "cleanportaleval", "dragnet", "l3s_gn1", "readability", "htmltotext_benchmark"]
+# Sources whose gold keeps a blog's comments (see the conventions above).
+COMMENTS_KEPT = {"cleaneval", "htmltotext_benchmark"}
 
 
 def stem(name):
@@ -81,11 +90,14 @@ def manifest(data, root, web_gold, work):
         files = set(os.listdir(d))
         rows = [json.loads(l) for l in open(os.path.join(wceb, src, "gold.jsonl"), encoding="utf-8")]
         assert {r["id"] + ".html" for r in rows} == files, f"{src}: gold ids != html files"
+        scorer = lambda r: "char" if cjk(r.get("lang")) else "token"
         for r in rows:
             groups = [(f"wceb/{src}", r["text"]), ("wceb/all", r["text"])]
+            source = f"wceb/{src}+comments" if src in COMMENTS_KEPT else f"wceb/{src}"
+            pages.append((source, d, r["id"], r.get("lang"), scorer(r), groups))
             if src == "dragnet":
-                groups.insert(1, ("wceb/dragnet+comments", r["text"] + "\n" + r["comments"]))
-            pages.append((f"wceb/{src}", d, r["id"], r.get("lang"), "char" if cjk(r.get("lang")) else "token", groups))
+                pages.append(("wceb/dragnet+comments", d, r["id"], r.get("lang"), scorer(r),
+                              [("wceb/dragnet+comments", r["text"] + "\n" + r["comments"])]))
 
     # Splits: sorted by id within the source, even = dev, odd = held.
     by_source = {}
@@ -142,7 +154,10 @@ def run_curate(binary, pipeline, work, repeat="3"):
             src, d, n = line.rstrip("\n").split("\t")
             n = int(n)
             out = os.path.join(runs, src.replace("/", "_"))
-            cmd = ["taskset", "-c", "0", binary, "run", pipeline, "--input", d, "--output", out, "--quiet"]
+            config = pipeline
+            if src.endswith("+comments"):
+                config = os.path.join(os.path.dirname(pipeline), "extract_keep_comments.toml")
+            cmd = ["taskset", "-c", "0", binary, "run", config, "--input", d, "--output", out, "--quiet"]
             cpus = []
             for _ in range(int(repeat)):
                 shutil.rmtree(out, ignore_errors=True)

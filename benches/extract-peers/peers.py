@@ -5,9 +5,10 @@
 
 Each tool gets the raw bytes of each file and decodes them the way it does for a
 file it is given (its documented entry point for bytes):
-  * trafilatura: `trafilatura.extract(bytes)` (decodes with its own charset
-    detection, `trafilatura.utils.decode_file`); default options (comments and
-    tables included, as the CLI does).
+  * trafilatura: `trafilatura.extract(bytes, include_comments=...)` (decodes with
+    its own charset detection, `trafilatura.utils.decode_file`); comments included
+    on `+comments` sources (the gold keeps them; trafilatura's default) and left out
+    elsewhere, other options default (tables included, as the CLI does).
   * readability-lxml: `Document(bytes).summary()` (decodes with its own
     `readability.encoding.get_encoding`: meta charset, then chardet); the summary
     HTML becomes text with a line break at each block element.
@@ -59,13 +60,13 @@ def make(tool):
     if tool == "trafilatura":
         import trafilatura
 
-        def run(data, lang):
-            return trafilatura.extract(data) or ""
+        def run(data, lang, comments):
+            return trafilatura.extract(data, include_comments=comments) or ""
     elif tool == "readability":
         import lxml.html
         from readability import Document
 
-        def run(data, lang):
+        def run(data, lang, comments):
             root = lxml.html.fromstring(Document(data).summary())
             for el in root.iter():
                 if isinstance(el.tag, str) and el.tag in BLOCK_TAGS:
@@ -75,7 +76,7 @@ def make(tool):
     elif tool == "justext":
         import justext
 
-        def run(data, lang):
+        def run(data, lang, comments):
             code = (lang or "en").lower().split("-")[0]
             name = JUSTEXT_LISTS.get(code)
             if name:
@@ -87,7 +88,7 @@ def make(tool):
         from resiliparse.extract.html2text import extract_plain_text
         from resiliparse.parse.encoding import bytes_to_str, detect_encoding
 
-        def run(data, lang):
+        def run(data, lang, comments):
             html = bytes_to_str(data, detect_encoding(data))
             return extract_plain_text(html, main_content=True)
     else:
@@ -117,7 +118,7 @@ def main():
                 data = h.read()
             start = time.thread_time()
             try:
-                text = run(data, page.get("lang"))
+                text = run(data, page.get("lang"), page["source"].endswith("+comments"))
             except Exception as e:  # a peer failing on a page scores 0 there
                 print(f"{tool}: {page['source']}/{page['id']} failed: {e!r}", file=sys.stderr)
                 failed += 1

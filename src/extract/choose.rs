@@ -160,6 +160,16 @@ struct Selection {
     chars: usize,
 }
 
+/// The chosen container and its weight, for [`super::explain`].
+pub(super) fn explain_choice(page: &Page) -> String {
+    let (el, score) = best_container(page, false);
+    let e = &page.elements[el];
+    format!(
+        "container el {el} (blocks {}..{}, weight {score:.1}, parent {})",
+        e.first_block, e.end_block, e.parent
+    )
+}
+
 /// Choose the container, decide about the replies after it, and print.
 pub(super) fn select_main_text(page: &Page, comments: Comments) -> String {
     let strict = container_blocks(page, false);

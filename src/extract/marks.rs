@@ -353,8 +353,15 @@ pub(super) fn mark_teaser_lists(page: &mut Page) {
             continue;
         }
         items[p] += 1;
-        let headline = blocks.iter().any(|b| b.is_link_list() && b.chars >= 4);
-        let summary = blocks.iter().any(|b| b.reads_like_text() && b.mark == Mark::None);
+        // A linked headline (a title's worth of words, not a poster's name or a
+        // "Profile" button: forum posts link those) and a summary after it.
+        let headline = blocks.iter().position(|b| is_headline(b));
+        let summary = headline.is_some_and(|h| {
+            blocks[h + 1..]
+                .iter()
+                .any(|b| b.reads_like_text() && b.mark == Mark::None)
+        });
+        let headline = headline.is_some();
         if headline && summary {
             teasers[p] += 1;
         }
@@ -375,17 +382,20 @@ pub(super) fn mark_teaser_lists(page: &mut Page) {
     }
 }
 
-/// A card that opens with a linked headline (mostly link text, 10+ letters,
-/// 8+ CJK characters or 3+ words) and adds a short summary that reads like prose.
+/// A linked headline: mostly link text, 10+ letters, 8+ CJK characters or 3+ words.
+fn is_headline(b: &Block) -> bool {
+    b.is_link_list()
+        && b.chars >= 10
+        && (b.text.chars().filter(|c| is_cjk(*c)).count() >= 8 || b.text.split_whitespace().count() >= 3)
+}
+
+/// A card that opens with a linked headline ([`is_headline`]) and adds a short
+/// summary that reads like prose.
 fn is_teaser_card(blocks: &[Block]) -> bool {
     let Some(at) = blocks.iter().position(|b| b.chars > 0) else {
         return false;
     };
-    let first = &blocks[at];
-    let headline = first.is_link_list()
-        && first.chars >= 10
-        && (first.text.chars().filter(|c| is_cjk(*c)).count() >= 8
-            || first.text.split_whitespace().count() >= 3);
+    let headline = is_headline(&blocks[at]);
     let text: usize = blocks.iter().map(|b| b.chars - b.link_chars).sum();
     headline
         && text <= MAX_TEASER_TEXT

@@ -160,6 +160,45 @@ pub fn extract_with(
     })
 }
 
+/// A page's blocks as the extractor sees them, one per line (index, mark, letters,
+/// weight, owner element, text), and the container it chooses: for studying a
+/// page that comes out wrong (`curate`'s tests print it with `EXTRACT_EXPLAIN`).
+#[doc(hidden)]
+pub fn explain(html: &str) -> String {
+    use std::fmt::Write;
+    let Ok(doc) = parse(&strip_attributes(&strip_invisible(html)), None) else {
+        return "parse failed".into();
+    };
+    let Ok(page) = collect_blocks(&doc, None) else {
+        return "walk failed".into();
+    };
+    let mut out = String::new();
+    for (i, b) in page.blocks.iter().enumerate() {
+        let text: String = b.text.chars().take(70).collect();
+        let _ = writeln!(
+            out,
+            "{i:4} {:?} chars {:4} links {:4} w {:7.1} el {:4} {:?}",
+            b.mark,
+            b.chars,
+            b.link_chars,
+            b.weight(false),
+            b.owner,
+            text
+        );
+    }
+    for (i, e) in page.elements.iter().enumerate() {
+        if e.own_mark != page::Mark::None && e.end_block > e.first_block + 5 {
+            let _ = writeln!(
+                out,
+                "el {i} own mark {:?} over blocks {}..{} (parent {})",
+                e.own_mark, e.first_block, e.end_block, e.parent
+            );
+        }
+    }
+    let _ = writeln!(out, "{}", choose::explain_choice(&page));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::page::has_date_or_time;
