@@ -112,6 +112,9 @@ pub(super) fn mark_of(tag: &str, el: &Element, in_article: bool) -> Mark {
         }
         for class in value.split_whitespace() {
             let words = class_words(class);
+            if is_taxonomy(&words) {
+                continue;
+            }
             // `enableGAMAds`, `disableAsideSection`, `filterNonGdprEmbeds`: feature
             // flags on a page wrapper, not a name for what the element is.
             if words.first().is_some_and(|w| FLAG_WORDS.contains(&w.as_str())) {
@@ -128,6 +131,32 @@ pub(super) fn mark_of(tag: &str, el: &Element, in_article: bool) -> Mark {
         }
     }
     mark
+}
+
+/// Words that make a class a key-value pair of the page's taxonomy when a value
+/// follows them: `category-social-media`, `tag-ads`, `entry-author-kevin`,
+/// `type-post` (WordPress's `post_class()`, TypePad, Movable Type). The value
+/// names what the text is about, not what the element is, so `social` or `ads`
+/// there marks nothing.
+const TAXONOMY_WORDS: &[&str] = &[
+    "category",
+    "categories",
+    "cat",
+    "tag",
+    "tags",
+    "author",
+    "type",
+    "format",
+    "status",
+    "term",
+];
+
+/// Whether a class (its words) is a taxonomy key with a value after it ([`TAXONOMY_WORDS`]).
+fn is_taxonomy(words: &[String]) -> bool {
+    words
+        .iter()
+        .position(|w| TAXONOMY_WORDS.contains(&w.as_str()))
+        .is_some_and(|at| at + 1 < words.len())
 }
 
 /// First words of a class name that make it a feature flag (see [`mark_of`]).
@@ -201,11 +230,16 @@ pub(super) fn names_of(el: &Element) -> Names {
         if !lists.iter().any(|l| l.iter().any(|w| lower.contains(w))) {
             continue;
         }
-        let words = class_words(value);
-        let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
-        names.thread |= has(THREAD_WORDS);
-        names.lead |= has(LEAD_WORDS);
-        names.user |= has(USER_WORDS);
+        for class in value.split_whitespace() {
+            let words = class_words(class);
+            if is_taxonomy(&words) {
+                continue;
+            }
+            let has = |list: &[&str]| words.iter().any(|w| list.contains(&w.as_str()));
+            names.thread |= has(THREAD_WORDS);
+            names.lead |= has(LEAD_WORDS);
+            names.user |= has(USER_WORDS);
+        }
     }
     names
 }
@@ -248,11 +282,19 @@ fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
 }
 
 /// `class`/`id` words, lower-cased: split at non-alphanumerics, digits and
-/// lower-to-upper case changes (`shareBar` -> `share`, `bar`).
+/// lower-to-upper case changes (`shareBar` -> `share`, `bar`). Hexadecimal runs
+/// of 8+ characters are ids (`entry-6a00d8341c57a853ef`), not words: their
+/// letters would read as `ad`, `ef`, `e`.
 fn class_words(value: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut cur = String::new();
     let mut prev_lower = false;
+    let is_hex_id = |run: &str| run.len() >= 8 && run.bytes().all(|b| b.is_ascii_hexdigit());
+    let value: String = value
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|run| !is_hex_id(run))
+        .collect::<Vec<_>>()
+        .join(" ");
     for c in value.chars() {
         if c.is_ascii_alphabetic() {
             if c.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
@@ -415,5 +457,9 @@ mod tests {
             ["share", "bar", "post", "ad", "header"]
         );
         assert!(!class_words("header").contains(&"ad".to_string()));
+        assert_eq!(
+            class_words("entry-6a00d8341c57a853ef017 ad300x250"),
+            ["entry", "ad", "x"]
+        );
     }
 }

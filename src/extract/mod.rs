@@ -187,7 +187,7 @@ pub fn explain(html: &str) -> String {
         );
     }
     for (i, e) in page.elements.iter().enumerate() {
-        if e.own_mark != page::Mark::None && e.end_block > e.first_block + 5 {
+        if e.own_mark != page::Mark::None && e.end_block > e.first_block {
             let _ = writeln!(
                 out,
                 "el {i} own mark {:?} over blocks {}..{} (parent {})",
