@@ -397,7 +397,7 @@ pub(super) fn mark_teaser_lists(page: &mut Page) {
         items[p] += 1;
         // A linked headline (a title's worth of words, not a poster's name or a
         // "Profile" button: forum posts link those) and a summary after it.
-        let headline = blocks.iter().position(|b| is_headline(b));
+        let headline = blocks.iter().position(is_headline);
         let summary = headline.is_some_and(|h| {
             blocks[h + 1..]
                 .iter()
