@@ -160,6 +160,33 @@ struct Selection {
     chars: usize,
 }
 
+/// When the selection left nothing: the page's densest prose with every
+/// boilerplate mark ignored (a whole article under a wrapper whose class reads
+/// as an ad slot or a share bar). Paragraphs are credited to the element that
+/// holds them (as Readability scores a paragraph's parent), and the element
+/// with the most prose gives its prose blocks, if they hold [`MIN_MAIN_CHARS`].
+/// `None` for pages of navigation and labels, which stay `no_main_text`.
+pub(super) fn fallback_text(page: &Page) -> Option<String> {
+    let prose = |b: &Block| b.reads_like_text() && b.link_chars * 2 < b.chars;
+    let mut held = vec![0usize; page.elements.len()];
+    for b in page.blocks.iter().filter(|b| prose(b)) {
+        let holder = if page.elements[b.owner].whole_page { b.owner } else { page.elements[b.owner].parent };
+        held[holder] += b.chars - b.link_chars;
+    }
+    let (best, &chars) = held.iter().enumerate().max_by_key(|&(i, c)| (*c, std::cmp::Reverse(i)))?;
+    if chars < MIN_MAIN_CHARS {
+        return None;
+    }
+    let e = &page.elements[best];
+    let mut unmarked = page.clone();
+    let blocks: Vec<usize> = (e.first_block..e.end_block).filter(|&i| prose(&page.blocks[i])).collect();
+    for &i in &blocks {
+        unmarked.blocks[i].mark = Mark::None;
+    }
+    let text = render(&unmarked, &blocks);
+    (!text.trim().is_empty()).then_some(text)
+}
+
 /// The chosen container and its weight, for [`super::explain`].
 pub(super) fn explain_choice(page: &Page) -> String {
     let (el, score) = best_container(page, false);

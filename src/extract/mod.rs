@@ -111,6 +111,9 @@ pub struct Extracted {
     pub chars_kept: usize,
     /// Letters and digits in all visible text of the page.
     pub chars_total: usize,
+    /// The text is the fallback (the densest prose with boilerplate marks
+    /// ignored) because the selection found nothing.
+    pub fallback: bool,
 }
 
 /// Why a page gave no main text.
@@ -149,7 +152,14 @@ pub fn extract_with(
     let doc = parse(&strip_attributes(&strip_invisible(html)), deadline)?;
     let page = collect_blocks(&doc, deadline)?;
     let chars_total = page.blocks.iter().map(|b| b.chars).sum();
-    let text = select_main_text(&page, comments);
+    let mut text = select_main_text(&page, comments);
+    let mut fallback = false;
+    if !text.chars().any(char::is_alphanumeric) {
+        if let Some(found) = choose::fallback_text(&page) {
+            text = found;
+            fallback = true;
+        }
+    }
     let chars_kept = text.chars().filter(|c| c.is_alphanumeric()).count();
     Ok(Extracted {
         text,
@@ -157,6 +167,7 @@ pub fn extract_with(
         lang_attr: page.lang_attr,
         chars_kept,
         chars_total,
+        fallback,
     })
 }
 
@@ -286,6 +297,30 @@ mod tests {
         let html = format!(r#"<div class="bbs"><div class="main"><p>{post}</p></div>{replies}</div>"#);
         let got = extract_with(&html, None, Comments::Drop).unwrap().text;
         assert!(!got.contains("应该能解决"), "{got}");
+    }
+
+    #[test]
+    fn a_real_article_under_boilerplate_names_falls_back_to_its_prose() {
+        let para = "The committee met on Tuesday to discuss the new budget, and the members agreed on most points after a long debate.";
+        let links: String = (0..12).map(|i| format!(r#"<a href="/s{i}">Section number {i}</a> "#)).collect();
+        // The whole article sits in an element whose class reads as an ad slot,
+        // beside more text in real sidebars: the selection finds nothing, the
+        // fallback the article.
+        let side = "Other stories from this week, and what our readers said about them.";
+        let html = format!(
+            r#"<html><body><div class="ad-slot"><p>{para}</p><p>{para}</p></div>
+            <div class="sidebar"><p>{side}{side}</p></div><div class="related"><p>{side}{side}</p></div>
+            <div class="menu"><p>{links}</p></div></body></html>"#
+        );
+        let got = extract(&html, None).unwrap();
+        assert!(got.fallback && got.text.contains("committee"), "{got:?}");
+        assert!(!got.text.contains("Other stories"), "{got:?}");
+        // Navigation alone has no prose to fall back to.
+        let got = extract(&format!("<html><body><nav><p>{links}</p></nav></body></html>"), None).unwrap();
+        assert!(!got.fallback && got.chars_kept == 0, "{got:?}");
+        // An ordinary article is no fallback.
+        let got = extract(&format!("<html><body><article><p>{para}</p></article></body></html>"), None).unwrap();
+        assert!(!got.fallback && got.text.contains("committee"), "{got:?}");
     }
 
     #[test]

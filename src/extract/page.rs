@@ -29,7 +29,7 @@ pub(super) enum Mark {
 }
 
 /// A run of text between block-level boundaries.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Block {
     pub(super) text: String,
     /// Letters and digits.
@@ -47,7 +47,7 @@ pub(super) struct Block {
 }
 
 /// An element of the tree, as far as scoring needs it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct El {
     pub(super) parent: usize,
     /// Blocks of this element's subtree: `first_block..end_block`.
@@ -89,7 +89,7 @@ pub(super) enum ListRole {
 }
 
 /// Everything the selection needs from the parsed page.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Page {
     pub(super) blocks: Vec<Block>,
     pub(super) elements: Vec<El>,

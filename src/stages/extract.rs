@@ -30,7 +30,7 @@
 //! sniffed (chardetng) when the declaration is missing or the bytes are not the
 //! UTF-8 they claim; JSON input is UTF-8 already.
 //!
-//! `meta.extract = {title, lang, chars_kept, chars_total}`: the page title
+//! `meta.extract = {title, lang, chars_kept, chars_total, fallback}`: the page title
 //! (`og:title`, first `<h1>` or `<title>`), the main text's language (as the
 //! `language` stage detects it), and letters/digits kept and on the whole page.
 //! A page without main text is rejected as `no_main_text`. The time limit is a
@@ -143,6 +143,7 @@ impl Stage for Extract {
                 "lang": if got.chars_kept == 0 { "other" } else { lang },
                 "chars_kept": got.chars_kept,
                 "chars_total": got.chars_total,
+                "fallback": got.fallback,
             }),
         );
         if got.chars_kept == 0 {
