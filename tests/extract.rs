@@ -340,15 +340,19 @@ fn wceb_sources_token_f1() {
     assert_eq!(groups["all"].pages, 637);
     let f1 = |k: &str| groups[k].f1();
     // Guards a little under the measured figures (docs/benchmarks/extract.md), per source.
+    // Measured (session 7): all 0.927 (dev 0.948, held 0.906), cleaneval 0.928,
+    // cleanportaleval 0.922, dragnet 0.898, dragnet+comments 0.884, l3s_gn1 0.944,
+    // readability 0.954, htmltotext 0.874.
     for (key, floor) in [
-        ("all held", 0.89),
-        ("all dev", 0.925),
-        ("cleaneval", 0.92),
-        ("cleanportaleval", 0.91),
-        ("dragnet", 0.845),
-        ("l3s_gn1", 0.935),
-        ("readability", 0.94),
-        ("htmltotext_benchmark", 0.84),
+        ("all held", 0.90),
+        ("all dev", 0.943),
+        ("cleaneval", 0.923),
+        ("cleanportaleval", 0.917),
+        ("dragnet", 0.893),
+        ("dragnet+comments", 0.879),
+        ("l3s_gn1", 0.939),
+        ("readability", 0.949),
+        ("htmltotext_benchmark", 0.869),
     ] {
         assert!(f1(key) >= floor, "{key}: F1 {:.3} < {floor}", f1(key));
     }

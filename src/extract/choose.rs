@@ -170,16 +170,25 @@ pub(super) fn fallback_text(page: &Page) -> Option<String> {
     let prose = |b: &Block| b.reads_like_text() && b.link_chars * 2 < b.chars;
     let mut held = vec![0usize; page.elements.len()];
     for b in page.blocks.iter().filter(|b| prose(b)) {
-        let holder = if page.elements[b.owner].whole_page { b.owner } else { page.elements[b.owner].parent };
+        let holder = if page.elements[b.owner].whole_page {
+            b.owner
+        } else {
+            page.elements[b.owner].parent
+        };
         held[holder] += b.chars - b.link_chars;
     }
-    let (best, &chars) = held.iter().enumerate().max_by_key(|&(i, c)| (*c, std::cmp::Reverse(i)))?;
+    let (best, &chars) = held
+        .iter()
+        .enumerate()
+        .max_by_key(|&(i, c)| (*c, std::cmp::Reverse(i)))?;
     if chars < MIN_MAIN_CHARS {
         return None;
     }
     let e = &page.elements[best];
     let mut unmarked = page.clone();
-    let blocks: Vec<usize> = (e.first_block..e.end_block).filter(|&i| prose(&page.blocks[i])).collect();
+    let blocks: Vec<usize> = (e.first_block..e.end_block)
+        .filter(|&i| prose(&page.blocks[i]))
+        .collect();
     for &i in &blocks {
         unmarked.blocks[i].mark = Mark::None;
     }

@@ -302,7 +302,9 @@ mod tests {
     #[test]
     fn a_real_article_under_boilerplate_names_falls_back_to_its_prose() {
         let para = "The committee met on Tuesday to discuss the new budget, and the members agreed on most points after a long debate.";
-        let links: String = (0..12).map(|i| format!(r#"<a href="/s{i}">Section number {i}</a> "#)).collect();
+        let links: String = (0..12)
+            .map(|i| format!(r#"<a href="/s{i}">Section number {i}</a> "#))
+            .collect();
         // The whole article sits in an element whose class reads as an ad slot,
         // beside more text in real sidebars: the selection finds nothing, the
         // fallback the article.
@@ -316,10 +318,18 @@ mod tests {
         assert!(got.fallback && got.text.contains("committee"), "{got:?}");
         assert!(!got.text.contains("Other stories"), "{got:?}");
         // Navigation alone has no prose to fall back to.
-        let got = extract(&format!("<html><body><nav><p>{links}</p></nav></body></html>"), None).unwrap();
+        let got = extract(
+            &format!("<html><body><nav><p>{links}</p></nav></body></html>"),
+            None,
+        )
+        .unwrap();
         assert!(!got.fallback && got.chars_kept == 0, "{got:?}");
         // An ordinary article is no fallback.
-        let got = extract(&format!("<html><body><article><p>{para}</p></article></body></html>"), None).unwrap();
+        let got = extract(
+            &format!("<html><body><article><p>{para}</p></article></body></html>"),
+            None,
+        )
+        .unwrap();
         assert!(!got.fallback && got.text.contains("committee"), "{got:?}");
     }
 
