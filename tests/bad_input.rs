@@ -93,6 +93,45 @@ fn truncated_zstd() {
     assert!(m[0]["detail"].as_str().unwrap().contains("a.jsonl.zst"));
 }
 
+/// Compression is chosen by the first bytes, not the name: nothing is lost to a
+/// misnamed file, and garbage becomes malformed records naming the file.
+#[test]
+fn misnamed_and_garbage_compressed_files_are_never_silent_zeros() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines = many_lines(20);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(lines.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(lines.as_bytes(), 3).unwrap();
+    let noise: Vec<u8> = (0..3000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    // (file name, bytes, records kept)
+    let cases: [(&str, Vec<u8>, usize); 6] = [
+        ("plain_named.jsonl.gz", lines.clone().into_bytes(), 20),
+        ("plain_named.jsonl.zst", lines.clone().into_bytes(), 20),
+        ("gzip_unnamed.jsonl", gz.clone(), 20),
+        ("zstd_named_gz.jsonl.gz", zst, 20),
+        ("gzip_named_zst.jsonl.zst", gz, 20),
+        ("noise.jsonl.gz", noise, 0),
+    ];
+    for (name, bytes, want) in cases {
+        let dir = tmp.path().join(name.replace('.', "_"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join(name), &bytes).unwrap();
+        let (kept, rej) = run_on(&dir, name, "");
+        assert_eq!(kept.len(), want, "{name}: {rej:?}");
+        if want == 0 {
+            let m = malformed(&rej);
+            assert!(!m.is_empty(), "{name}: garbage gives malformed records");
+            assert!(
+                m.iter().all(|r| r["id"].as_str().unwrap().contains(name)),
+                "{m:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn empty_file_is_reported_not_silent() {
     let tmp = tempfile::tempdir().unwrap();

@@ -380,9 +380,11 @@ pub fn walk_files(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBu
 }
 
 /// Open a file for reading, decompressing by its extension.
-pub fn open_decompressed(path: &Path, codec: Codec) -> Result<Box<dyn Read + Send>> {
+pub fn open_decompressed(path: &Path, named: Codec) -> Result<Box<dyn Read + Send>> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let buffered = BufReader::with_capacity(1 << 16, file);
+    let mut buffered = BufReader::with_capacity(1 << 16, file);
+    let codec =
+        sniff_codec(&mut buffered, named).with_context(|| format!("{}: read error", path.display()))?;
     Ok(match codec {
         Codec::Plain => Box::new(buffered),
         Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(buffered)),
@@ -390,6 +392,26 @@ pub fn open_decompressed(path: &Path, codec: Codec) -> Result<Box<dyn Read + Sen
             zstd::stream::read::Decoder::with_buffer(buffered)
                 .with_context(|| format!("{}: cannot start zstd decoder", path.display()))?,
         ),
+    })
+}
+
+/// The compression the file's first bytes show (gzip `1f 8b`, zstd `28 b5 2f fd`),
+/// whatever its name says: a plain file named `.gz` is read as plain (flate2 would
+/// read it as an empty stream, and the whole file would be lost without a word),
+/// and a gzip file without the suffix is decompressed. An empty file keeps its name's codec.
+fn sniff_codec(reader: &mut BufReader<File>, named: Codec) -> std::io::Result<Codec> {
+    use std::io::BufRead;
+    let head = reader.fill_buf()?;
+    Ok(if head.is_empty() {
+        named
+    } else if head.starts_with(&[0x1f, 0x8b]) {
+        Codec::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Codec::Zstd
+    } else if head.len() < 4 && named == Codec::Zstd && [0x28, 0xb5, 0x2f].starts_with(head) {
+        named // a zstd file cut inside its magic: its decoder reports the truncation
+    } else {
+        Codec::Plain
     })
 }
 
