@@ -132,6 +132,33 @@ fn misnamed_and_garbage_compressed_files_are_never_silent_zeros() {
     }
 }
 
+/// Two runs into one output directory: the second is refused while the first holds it.
+#[test]
+fn a_second_run_into_a_locked_output_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.jsonl"), many_lines(10)).unwrap();
+    let p = write_pipeline(tmp.path(), &["a.jsonl"], "", "out", "");
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // This test process plays the first run: it holds the lock.
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(out.join(".lock"))
+        .unwrap();
+    held.lock().unwrap();
+    std::fs::write(out.join(".lock"), "4242").unwrap();
+    let o = run_curate(&["run", p.to_str().unwrap(), "--quiet"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("another curate run (pid 4242)"), "{err}");
+    drop(held);
+    // Released: the run goes ahead.
+    let (kept, _) = run_on(tmp.path(), "a.jsonl", "");
+    assert_eq!(kept.len(), 10);
+}
+
 #[test]
 fn empty_file_is_reported_not_silent() {
     let tmp = tempfile::tempdir().unwrap();

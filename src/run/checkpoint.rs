@@ -108,6 +108,46 @@ fn remove_tmp_files(dir: &Path) {
 
 /// Make the output folders (after `--overwrite` removed a previous run) and clear
 /// the half-written files a crash left.
+/// An advisory lock on an output directory, held for the whole run (released by
+/// the kernel when the process ends, so a `kill -9` leaves nothing to clean up).
+pub(super) struct OutputLock {
+    _file: std::fs::File,
+}
+
+/// Lock `out` for this run: a second `curate run` into the same directory would
+/// interleave parts and checkpoints, so it is refused with the holder's pid.
+pub(super) fn lock_output(out: &Path) -> Result<OutputLock> {
+    use std::io::{Seek, Write};
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create output directory", out.display()))?;
+    let path = out.join(".lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("{}: cannot open the lock file", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(crate::error::config_error(format!(
+                "{}: another curate run (pid {}) is writing to this output directory; wait for it or use another --output",
+                out.display(),
+                holder.trim()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("{}: cannot lock", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    write!(file, "{}", std::process::id())?;
+    Ok(OutputLock { _file: file })
+}
+
 pub(super) fn prepare_output(out: &Path, overwrite: bool) -> Result<()> {
     if overwrite {
         remove_previous(out)?;

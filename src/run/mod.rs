@@ -142,6 +142,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     if let Some(stats) = finished_rank(pipeline, opts, &out, &fp)? {
         return Ok(stats);
     }
+    let _lock = checkpoint::lock_output(&out)?;
     checkpoint::prepare_output(&out, opts.overwrite)?;
     let stage_names: Vec<String> = std::iter::once("read".to_string())
         .chain(pipeline.stages.iter().map(|s| s.name.clone()))
