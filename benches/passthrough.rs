@@ -19,7 +19,7 @@ fn corpus(path: &Path, megabytes: usize) -> u64 {
     let mut written = 0u64;
     let mut i = 0u64;
     while written < (megabytes as u64) << 20 {
-        let line = if i % 2 == 0 {
+        let line = if i.is_multiple_of(2) {
             serde_json::json!({"instruction": format!("第{i}个问题：请解释数据清洗。"), "input": "", "output": zh.repeat(1 + (i % 7) as usize)})
         } else {
             serde_json::json!({"conversations": [{"from": "human", "value": format!("question {i}")}, {"from": "gpt", "value": en.repeat(1 + (i % 5) as usize)}]})

@@ -188,7 +188,7 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
 
     for edge in doc.root().traverse() {
         steps += 1;
-        if steps % 4096 == 0 && past(deadline) {
+        if steps.is_multiple_of(4096) && past(deadline) {
             return Err(ExtractError::Timeout);
         }
         match edge {

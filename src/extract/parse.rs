@@ -73,7 +73,7 @@ impl TokenSink for Guard {
         }
         let n = self.tokens.get().wrapping_add(1);
         self.tokens.set(n);
-        if n % 256 == 0 && past(self.deadline) {
+        if n.is_multiple_of(256) && past(self.deadline) {
             self.stopped.set(true);
             return TokenSinkResult::Continue;
         }

@@ -154,7 +154,7 @@ pub fn permute_qk(t: &Tensor, heads: usize, head_dim: usize) -> Result<Tensor> {
 
 fn reorder_rows(t: &Tensor, heads: usize, head_dim: usize, from_interleaved: bool) -> Result<Tensor> {
     let dims = t.dims().to_vec();
-    if dims.is_empty() || dims[0] != heads * head_dim || head_dim % 2 != 0 {
+    if dims.is_empty() || dims[0] != heads * head_dim || !head_dim.is_multiple_of(2) {
         bail!("cannot reorder Q/K rows: shape {dims:?} for {heads} heads of size {head_dim}");
     }
     let rest: Vec<usize> = dims[1..].to_vec();

@@ -96,20 +96,20 @@ impl ModelConfig {
                 "model config: vocab_size, hidden_size, intermediate_size and num_hidden_layers must be > 0"
             );
         }
-        if c.num_attention_heads == 0 || c.hidden_size % c.num_attention_heads != 0 {
+        if c.num_attention_heads == 0 || !c.hidden_size.is_multiple_of(c.num_attention_heads) {
             bail!(
                 "model config: hidden_size {} is not a multiple of num_attention_heads {}",
                 c.hidden_size,
                 c.num_attention_heads
             );
         }
-        if c.head_dim() % 2 != 0 {
+        if !c.head_dim().is_multiple_of(2) {
             bail!(
                 "model config: head dimension {} must be even for RoPE",
                 c.head_dim()
             );
         }
-        if c.num_key_value_heads == 0 || c.num_attention_heads % c.num_key_value_heads != 0 {
+        if c.num_key_value_heads == 0 || !c.num_attention_heads.is_multiple_of(c.num_key_value_heads) {
             bail!(
                 "model config: num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 c.num_attention_heads,
