@@ -159,6 +159,26 @@ fn a_second_run_into_a_locked_output_is_refused() {
     assert_eq!(kept.len(), 10);
 }
 
+/// A missing `--input` path is blamed on `--input`, not on the pipeline file.
+#[test]
+fn a_missing_input_override_names_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.jsonl"), many_lines(2)).unwrap();
+    let p = write_pipeline(tmp.path(), &["a.jsonl"], "", "out", "");
+    let missing = tmp.path().join("nowhere.jsonl");
+    let o = run_curate(&[
+        "run",
+        p.to_str().unwrap(),
+        "--input",
+        missing.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--input") && err.contains("nowhere.jsonl"), "{err}");
+    assert!(!err.contains("pipeline.toml"), "{err}");
+}
+
 #[test]
 fn empty_file_is_reported_not_silent() {
     let tmp = tempfile::tempdir().unwrap();

@@ -50,8 +50,10 @@ pub fn plan(pipeline: &Pipeline, opts: &RunOptions) -> Result<Plan> {
 
 /// The input files after `--input` overrides, in their global order.
 pub(super) fn input_sources(pipeline: &Pipeline, opts: &RunOptions) -> Result<Vec<Source>> {
+    // An error names where the paths came from: the pipeline's `[input] paths`, or `--input`.
     let sources = if opts.inputs.is_empty() {
         io::expand_inputs(&pipeline.input.paths, &pipeline.dir, pipeline.input.format)
+            .map_err(|e| config_error(format!("{}: {e:#}", pipeline.path.display())))?
     } else {
         let cwd = std::env::current_dir()?;
         io::expand_inputs(
@@ -59,8 +61,8 @@ pub(super) fn input_sources(pipeline: &Pipeline, opts: &RunOptions) -> Result<Ve
             &cwd,
             pipeline.input.format,
         )
-    }
-    .map_err(|e| config_error(format!("{}: {e:#}", pipeline.path.display())))?;
+        .map_err(|e| config_error(format!("--input: {e:#}").replace("[input] paths: ", "")))?
+    };
     Ok(sources)
 }
 
