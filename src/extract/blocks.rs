@@ -385,6 +385,14 @@ fn flush(page: &mut Page, p: &mut Pending, stack: &[Open]) {
     let top = stack.last().expect("root stays open");
     let text = if top.in_pre {
         done.text.trim_matches('\n').to_string()
+    } else if !done.text.contains('\n') {
+        // One line (most blocks): its trimmed self, moved rather than rebuilt.
+        let trimmed = done.text.trim();
+        if trimmed.len() == done.text.len() {
+            done.text
+        } else {
+            trimmed.to_string()
+        }
     } else {
         done.text
             .lines()

@@ -283,19 +283,24 @@ fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
 /// and a `String` per word was a tenth of its time.
 fn class_words(value: &str) -> Vec<&str> {
     let mut words = Vec::new();
-    let is_hex_id = |run: &str| run.len() >= 8 && run.bytes().all(|b| b.is_ascii_hexdigit());
-    for run in value
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|run| !is_hex_id(run))
-    {
-        // `run` is ASCII letters and digits: byte offsets are char boundaries.
+    let is_hex_id = |run: &[u8]| run.len() >= 8 && run.iter().all(u8::is_ascii_hexdigit);
+    // Runs of ASCII letters and digits, split on bytes: every byte of a
+    // non-ASCII character is a separator, as the character is.
+    let mut next = 0;
+    for run in value.as_bytes().split(|b| !b.is_ascii_alphanumeric()) {
+        let at = next;
+        next += run.len() + 1;
+        if is_hex_id(run) {
+            continue;
+        }
+        // `run` is ASCII: its byte offsets are char boundaries of `value`.
         let mut start: Option<usize> = None;
         let mut prev_lower = false;
-        for (i, c) in run.bytes().enumerate() {
+        for (i, &c) in run.iter().enumerate() {
             if c.is_ascii_alphabetic() {
                 if c.is_ascii_uppercase() && prev_lower {
                     if let Some(s) = start {
-                        words.push(&run[s..i]);
+                        words.push(&value[at + s..at + i]);
                     }
                     start = Some(i);
                 }
@@ -304,12 +309,12 @@ fn class_words(value: &str) -> Vec<&str> {
             } else {
                 prev_lower = false;
                 if let Some(s) = start.take() {
-                    words.push(&run[s..i]);
+                    words.push(&value[at + s..at + i]);
                 }
             }
         }
         if let Some(s) = start {
-            words.push(&run[s..]);
+            words.push(&value[at + s..at + run.len()]);
         }
     }
     words
@@ -467,6 +472,7 @@ mod tests {
             ["entry", "ad", "x"]
         );
         assert_eq!(class_words("XMLHttp navBAR"), ["XMLHttp", "nav", "BAR"]);
+        assert_eq!(class_words("评论cmt区·foot2x"), ["cmt", "foot", "x"]);
         assert!(in_list(HARD_WORDS, "NAV"));
     }
 }
