@@ -259,10 +259,11 @@ pub(super) fn unit_shape_of(tag: &str, el: &Element) -> u64 {
         .unwrap_or("");
     let mut h = std::collections::hash_map::DefaultHasher::new();
     tag.hash(&mut h);
+    // The class without its digits, written a run at a time (one SipHash
+    // write per character was a fifth of the walk's hashing).
     first
-        .chars()
-        .filter(|c| !c.is_ascii_digit())
-        .for_each(|c| c.hash(&mut h));
+        .split(|c: char| c.is_ascii_digit())
+        .for_each(|run| h.write(run.as_bytes()));
     h.finish()
 }
 
