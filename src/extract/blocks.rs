@@ -349,7 +349,9 @@ fn push_newline(p: &mut Pending) {
 /// Append a text node to the pending block, folding whitespace outside `<pre>`.
 fn push_text(p: &mut Pending, t: &str, in_link: bool, in_pre: bool) {
     for c in t.chars() {
-        if c.is_alphanumeric() {
+        // CJK unified ideographs are all letters: spared the Unicode table
+        // lookup that `is_alphanumeric` does for every non-ASCII character.
+        if ('\u{4E00}'..='\u{9FFF}').contains(&c) || c.is_alphanumeric() {
             p.chars += 1;
             if in_link {
                 p.link_chars += 1;
@@ -385,6 +387,14 @@ fn flush(page: &mut Page, p: &mut Pending, stack: &[Open]) {
     let top = stack.last().expect("root stays open");
     let text = if top.in_pre {
         done.text.trim_matches('\n').to_string()
+    } else if !done.text.contains('\n') {
+        // One line (most blocks): its trimmed self, moved rather than rebuilt.
+        let trimmed = done.text.trim();
+        if trimmed.len() == done.text.len() {
+            done.text
+        } else {
+            trimmed.to_string()
+        }
     } else {
         done.text
             .lines()
@@ -406,4 +416,13 @@ fn flush(page: &mut Page, p: &mut Pending, stack: &[Open]) {
         kind: owner.kind,
         mark: Mark::None,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cjk_unified_ideographs_are_alphanumeric() {
+        // `push_text` counts U+4E00..U+9FFF as letters without asking the Unicode tables.
+        assert!(('\u{4E00}'..='\u{9FFF}').all(char::is_alphanumeric));
+    }
 }

@@ -103,7 +103,7 @@ pub(super) fn strip_invisible(html: &str) -> String {
     let mut out = String::with_capacity(html.len());
     let mut copied = 0; // bytes[..copied] are handled
     let mut i = 0;
-    while let Some(off) = bytes[i..].iter().position(|&b| b == b'<') {
+    while let Some(off) = memchr::memchr(b'<', &bytes[i..]) {
         let at = i + off;
         let rest = &bytes[at + 1..];
         let end = if rest.starts_with(b"!--") {

@@ -150,6 +150,12 @@ pub struct Decoded {
 /// content) are the references; they trust the declaration more, which is what
 /// turns re-saved Chinese pages into mojibake.
 pub fn decode_html(bytes: &[u8]) -> Decoded {
+    decode_html_owned(bytes.to_vec())
+}
+
+/// [`decode_html`] taking the bytes by value: a valid UTF-8 page (most pages)
+/// becomes its `String` without a copy.
+pub fn decode_html_owned(bytes: Vec<u8>) -> Decoded {
     use encoding_rs::{Encoding, UTF_8};
     let decoded = |text: String, enc: &'static Encoding, declared: Option<&'static Encoding>, via| Decoded {
         text,
@@ -157,30 +163,36 @@ pub fn decode_html(bytes: &[u8]) -> Decoded {
         declared: declared.map(Encoding::name),
         via,
     };
-    let declared = declared_charset(bytes);
-    if let Some((enc, bom_len)) = Encoding::for_bom(bytes) {
+    let declared = declared_charset(&bytes);
+    if let Some((enc, bom_len)) = Encoding::for_bom(&bytes) {
         let (text, _) = enc.decode_without_bom_handling(&bytes[bom_len..]);
         return decoded(text.into_owned(), enc, declared, "bom");
     }
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        match declared {
-            // ISO-2022-JP and the like are 7-bit: all-ASCII bytes may still be theirs.
-            Some(enc) if enc != UTF_8 && (s.is_ascii() || has_c1_controls(s)) => {
-                if let Some(text) = clean_decode(enc, bytes) {
-                    if !has_c1_controls(&text) {
-                        return decoded(text, enc, declared, "declared");
+    let bytes = match String::from_utf8(bytes) {
+        Ok(s) => {
+            match declared {
+                // ISO-2022-JP and the like are 7-bit: all-ASCII bytes may still be theirs.
+                Some(enc) if enc != UTF_8 && (s.is_ascii() || has_c1_controls(&s)) => {
+                    if let Some(text) = clean_decode(enc, s.as_bytes()) {
+                        if !has_c1_controls(&text) {
+                            return decoded(text, enc, declared, "declared");
+                        }
                     }
                 }
+                _ => {}
             }
-            _ => {}
+            return decoded(s, UTF_8, declared, "utf8");
         }
-        return decoded(s.to_string(), UTF_8, declared, "utf8");
-    }
+        Err(e) => e.into_bytes(),
+    };
+    let bytes = &bytes[..];
     if mostly_utf8(bytes) {
         let text = String::from_utf8_lossy(bytes).into_owned();
         return decoded(text, UTF_8, declared, "utf8_lossy");
     }
-    let guess = {
+    // chardetng reads the whole page (most of the cost of a legacy page), so
+    // it runs only where its guess can decide.
+    let sniff = || {
         let mut det = chardetng::EncodingDetector::new();
         det.feed(bytes, true);
         det.guess(None, false)
@@ -188,6 +200,13 @@ pub fn decode_html(bytes: &[u8]) -> Decoded {
     if let Some(enc) = declared.filter(|&e| e != UTF_8) {
         if let Some(text) = clean_decode(enc, bytes) {
             let single_byte = enc.is_single_byte();
+            // A clean declared reading gives way only to a guess that is a
+            // CJK multi-byte encoding reading the bytes cleanly: when none of
+            // them does, the guess cannot change the answer.
+            if !(single_byte && any_cjk_multibyte_reads(bytes)) {
+                return decoded(text, enc, declared, "declared");
+            }
+            let guess = sniff();
             if !(single_byte && is_cjk_multibyte(guess) && guess != enc) {
                 return decoded(text, enc, declared, "declared");
             }
@@ -197,6 +216,7 @@ pub fn decode_html(bytes: &[u8]) -> Decoded {
             return decoded(text, enc, declared, "declared");
         }
     }
+    let guess = sniff();
     if let Some(text) = clean_decode(guess, bytes) {
         return decoded(text, guess, declared, "sniffed");
     }
@@ -259,8 +279,36 @@ fn has_c1_controls(s: &str) -> bool {
 
 /// The legacy multi-byte encodings of Chinese, Japanese and Korean pages.
 fn is_cjk_multibyte(enc: &'static encoding_rs::Encoding) -> bool {
-    use encoding_rs::{BIG5, EUC_JP, EUC_KR, GB18030, GBK, SHIFT_JIS};
-    [GBK, GB18030, BIG5, SHIFT_JIS, EUC_JP, EUC_KR].contains(&enc)
+    CJK_MULTIBYTE.contains(&enc)
+}
+
+const CJK_MULTIBYTE: [&encoding_rs::Encoding; 6] = [
+    encoding_rs::GBK,
+    encoding_rs::GB18030,
+    encoding_rs::BIG5,
+    encoding_rs::SHIFT_JIS,
+    encoding_rs::EUC_JP,
+    encoding_rs::EUC_KR,
+];
+
+/// Whether any of the CJK multi-byte encodings reads every byte (what
+/// [`clean_decode`] would accept), without building the text: a Latin page
+/// usually fails each of them within its first accented letters.
+fn any_cjk_multibyte_reads(bytes: &[u8]) -> bool {
+    CJK_MULTIBYTE.iter().any(|enc| {
+        let mut dec = enc.new_decoder_without_bom_handling();
+        let mut buf = [0u8; 8192];
+        let mut src = bytes;
+        loop {
+            let (res, read, _) = dec.decode_to_utf8_without_replacement(src, &mut buf, true);
+            src = &src[read..];
+            match res {
+                encoding_rs::DecoderResult::InputEmpty => return true,
+                encoding_rs::DecoderResult::OutputFull => {}
+                encoding_rs::DecoderResult::Malformed(..) => return false,
+            }
+        }
+    })
 }
 
 /// The charset a page declares in its first 1024 bytes (`<meta charset>`,

@@ -177,7 +177,7 @@ fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
             }
         },
         Payload::Html { bytes, file } => {
-            let decoded = io::html::decode_html(&bytes);
+            let decoded = io::html::decode_html_owned(bytes);
             let mut m = Map::new();
             m.insert(cx.map.id.clone(), Value::String(file));
             m.insert(cx.map.html.clone(), Value::String(decoded.text));
