@@ -414,12 +414,14 @@ fn cmd_run(
     }
     let stats = run::run(&p, &opts)?;
     if !quiet {
-        eprint!("{}", stats.table());
+        // The run's result goes to stdout (`curate run ... > table.txt`); progress
+        // and notes stay on stderr.
+        print!("{}", stats.table());
         let mut out = opts.output.clone().unwrap_or_else(|| p.output_dir());
         if let Some(s) = shard {
             out = s.dir(&out);
         }
-        eprintln!(
+        println!(
             "output: {}  (report: {})",
             out.display(),
             out.join("report.html").display()

@@ -179,6 +179,18 @@ fn a_missing_input_override_names_the_flag() {
     assert!(!err.contains("pipeline.toml"), "{err}");
 }
 
+/// The run's table is its result: on stdout, so `curate run ... > table.txt` keeps it.
+#[test]
+fn the_run_table_goes_to_stdout() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.jsonl"), many_lines(3)).unwrap();
+    let p = write_pipeline(tmp.path(), &["a.jsonl"], "", "out", "");
+    let o = run_ok(&["run", p.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("output: ") && out.contains("report.html"), "{out}");
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("report.html"));
+}
+
 #[test]
 fn empty_file_is_reported_not_silent() {
     let tmp = tempfile::tempdir().unwrap();
