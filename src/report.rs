@@ -39,7 +39,7 @@ fn funnel_svg(stats: &RunStats) -> String {
         let drop_w = bar_w * s.dropped as f64 / max;
         let _ = write!(
             svg,
-            r##"<text x="{x}" y="{ty}" text-anchor="end" font-size="13">{name}</text><rect x="{bx}" y="{y}" width="{kept_w:.1}" height="18" fill="#3b82f6"><title>kept {kept}</title></rect><rect x="{dx:.1}" y="{y}" width="{drop_w:.1}" height="18" fill="#ef4444"><title>dropped {dropped}</title></rect><text x="{lx:.1}" y="{ty}" font-size="12">{kept} kept, {dropped} dropped{modified}</text>"##,
+            r##"<text x="{x}" y="{ty}" text-anchor="end" font-size="13">{name}</text><rect x="{bx}" y="{y}" width="{kept_w:.1}" height="18" fill="#3b82f6"><title>kept {kept}</title></rect><rect x="{dx:.1}" y="{y}" width="{drop_w:.1}" height="18" fill="#ef4444"><title>dropped {dropped}</title></rect><text x="{lx:.1}" y="{ty}" font-size="12">{kept} kept, {dropped} dropped{modified}{tagged}</text>"##,
             x = label_w - 8.0,
             ty = y + 14.0,
             name = escape(&s.name),
@@ -50,6 +50,11 @@ fn funnel_svg(stats: &RunStats) -> String {
             dropped = s.dropped,
             modified = if s.modified > 0 {
                 format!(", {} modified", s.modified)
+            } else {
+                String::new()
+            },
+            tagged = if s.tagged > 0 {
+                format!(", {} tagged", s.tagged)
             } else {
                 String::new()
             },
@@ -90,7 +95,7 @@ pub fn render(stats: &RunStats, pipeline: &Pipeline, sections: &[(String, String
     );
     h.push_str("<h2>Funnel</h2>");
     h.push_str(&funnel_svg(stats));
-    h.push_str("<h2>Stages</h2><table><tr><th>stage</th><th>kind</th><th>in</th><th>kept</th><th>dropped</th><th>modified</th><th>seconds</th><th>reasons</th></tr>");
+    h.push_str("<h2>Stages</h2><table><tr><th>stage</th><th>kind</th><th>in</th><th>kept</th><th>dropped</th><th>modified</th><th>tagged</th><th>seconds</th><th>reasons</th></tr>");
     for s in &stats.stages {
         let reasons = s
             .reasons
@@ -100,13 +105,14 @@ pub fn render(stats: &RunStats, pipeline: &Pipeline, sections: &[(String, String
             .join("<br>");
         let _ = write!(
             h,
-            "<tr><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{:.2}</td><td>{reasons}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{:.2}</td><td>{reasons}</td></tr>",
             escape(&s.name),
             escape(&s.kind),
             s.input,
             s.kept,
             s.dropped,
             s.modified,
+            s.tagged,
             s.seconds
         );
     }

@@ -43,6 +43,9 @@ pub enum Verdict {
     Keep,
     /// Passed with its text changed (normalized, redacted, extracted).
     Modified,
+    /// Passed unchanged but flagged by a stage whose `action` is `tag`: counted as
+    /// `tagged` in the stage's books, the finding (`flag = reason`) is in `meta`.
+    Tagged { reason: String },
     /// Rejected: `reason` is a short stable code (`too_short`), `detail` says why in words.
     Drop { reason: String, detail: String },
 }
@@ -71,7 +74,9 @@ pub fn flag_or_drop(
         meta["flag"] = serde_json::json!(reason);
         meta["detail"] = serde_json::json!(detail);
         record.annotate(kind, meta);
-        Verdict::Keep
+        Verdict::Tagged {
+            reason: reason.to_string(),
+        }
     } else {
         record.annotate(kind, meta);
         Verdict::drop(reason, detail)

@@ -19,6 +19,9 @@ pub struct StageStats {
     pub dropped: u64,
     /// Records whose text this stage changed.
     pub modified: u64,
+    /// Records kept but flagged by the stage (`action = "tag"`).
+    #[serde(default)]
+    pub tagged: u64,
     /// Time spent in this stage, summed over threads.
     pub seconds: f64,
     /// Dropped records per reason code.
@@ -128,6 +131,7 @@ impl RunStats {
             "kept".to_string(),
             "dropped".to_string(),
             "modified".to_string(),
+            "tagged".to_string(),
             "seconds".to_string(),
             "top reasons".to_string(),
         ]];
@@ -147,11 +151,12 @@ impl RunStats {
                 s.kept.to_string(),
                 s.dropped.to_string(),
                 s.modified.to_string(),
+                s.tagged.to_string(),
                 format!("{:.2}", s.seconds),
                 top,
             ]);
         }
-        let widths: Vec<usize> = (0..8)
+        let widths: Vec<usize> = (0..9)
             .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
@@ -159,12 +164,12 @@ impl RunStats {
             let mut line = String::new();
             for (c, cell) in row.iter().enumerate() {
                 let pad = widths[c] - cell.chars().count();
-                if (2..7).contains(&c) {
+                if (2..8).contains(&c) {
                     line.push_str(&" ".repeat(pad));
                     line.push_str(cell);
                 } else {
                     line.push_str(cell);
-                    if c < 7 {
+                    if c < 8 {
                         line.push_str(&" ".repeat(pad));
                     }
                 }

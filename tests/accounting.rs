@@ -83,3 +83,30 @@ fn original_fields_and_order_survive() {
         r#"{"id":"a.jsonl:1","zeta":1,"instruction":"写一句话","output":"今天天气很好。","alpha":{"x":[1,2]},"meta":{"src":"web","length":{"chars":11,"prompt_chars":4,"response_chars":7}}}"#
     );
 }
+
+/// A tag-only stage's findings are counted as `tagged` in `stats.json` and the table;
+/// tagged records are kept, with the flag in `meta`.
+#[test]
+fn tag_only_stages_count_what_they_tagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lines: String = (0..10)
+        .map(|i| {
+            let text = if i % 2 == 0 { "short".to_string() } else { "long enough text ".repeat(4) };
+            format!("{{\"id\":\"r{i}\",\"text\":\"{text}\"}}\n")
+        })
+        .collect();
+    std::fs::write(tmp.path().join("a.jsonl"), lines).unwrap();
+    let stages = "[[stage]]\nkind = \"length\"\nmin_chars = 10\naction = \"tag\"\n";
+    let p = write_pipeline(tmp.path(), &["a.jsonl"], stages, "out", "compression = \"none\"");
+    let o = run_ok(&["run", p.to_str().unwrap()]);
+    let (kept, rejected) = check_books(&tmp.path().join("out"));
+    assert_eq!((kept.len(), rejected.len()), (10, 0));
+    let flagged = kept.iter().filter(|r| r["meta"]["length"]["flag"] == "too_short").count();
+    assert_eq!(flagged, 5);
+    let s = stats(&tmp.path().join("out"));
+    let length = &s["stages"][1];
+    assert_eq!((length["tagged"].as_u64(), length["dropped"].as_u64()), (Some(5), Some(0)));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let header = table.lines().next().unwrap();
+    assert!(header.contains("tagged"), "{table}");
+}

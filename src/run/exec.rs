@@ -32,20 +32,25 @@ use crate::stats::RejectSample;
 pub(super) struct Counters {
     input: AtomicU64,
     modified: AtomicU64,
+    tagged: AtomicU64,
     nanos: AtomicU64,
 }
 
+/// A stage's counts before a resume: input, modified, tagged, seconds.
+type BaseCounts = (u64, u64, u64, f64);
+
 /// Copy the stage counters into the checkpoint's books (`base`: counts before a resume).
-fn sync_stage_stats(cp: &mut Checkpoint, counters: &[Counters], base: &[(u64, u64, f64)]) {
+fn sync_stage_stats(cp: &mut Checkpoint, counters: &[Counters], base: &[BaseCounts]) {
     let n = cp.stats.stages.len();
     cp.stats.stages[0].input = cp.stats.input;
     cp.stats.stages[0].kept = cp.stats.input - cp.stats.stages[0].dropped;
     for i in 1..n {
         let c = &counters[i - 1];
-        let (bi, bm, bs) = base[i - 1];
+        let (bi, bm, bt, bs) = base[i - 1];
         let s = &mut cp.stats.stages[i];
         s.input = bi + c.input.load(Ordering::Relaxed);
         s.modified = bm + c.modified.load(Ordering::Relaxed);
+        s.tagged = bt + c.tagged.load(Ordering::Relaxed);
         s.seconds = bs + c.nanos.load(Ordering::Relaxed) as f64 / 1e9;
         s.kept = s.input - s.dropped;
     }
@@ -75,6 +80,9 @@ fn apply(verdict: Verdict, slot: &mut Slot, stage: usize, c: &Counters, meta_fie
         Verdict::Keep => {}
         Verdict::Modified => {
             c.modified.fetch_add(1, Ordering::Relaxed);
+        }
+        Verdict::Tagged { .. } => {
+            c.tagged.fetch_add(1, Ordering::Relaxed);
         }
         Verdict::Drop { reason, detail } => drop_slot(slot, stage, reason, detail, meta_field),
     }
@@ -209,12 +217,12 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
     };
 
     let counters: Vec<Counters> = (0..stages.len()).map(|_| Counters::default()).collect();
-    let base_counts: Vec<(u64, u64, f64)> = cp
+    let base_counts: Vec<BaseCounts> = cp
         .stats
         .stages
         .iter()
         .skip(1)
-        .map(|s| (s.input, s.modified, s.seconds))
+        .map(|s| (s.input, s.modified, s.tagged, s.seconds))
         .collect();
     let parser = BatchParser::new(pipeline)?;
     let meta_field = pipeline.output.meta_field.clone();

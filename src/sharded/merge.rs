@@ -143,6 +143,7 @@ fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
         s.kept = 0;
         s.dropped = 0;
         s.modified = 0;
+        s.tagged = 0;
         s.seconds = 0.0;
         s.reasons.clear();
         s.summary = None;
@@ -165,6 +166,7 @@ fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
             a.kept += b.kept;
             a.dropped += b.dropped;
             a.modified += b.modified;
+            a.tagged += b.tagged;
             a.seconds += b.seconds;
             for (k, v) in &b.reasons {
                 *a.reasons.entry(k.clone()).or_default() += v;

@@ -165,7 +165,9 @@ impl Stage for Decontaminate {
         }
         record.annotate("decontam", json!({ "hits": hits_json(&self.index, &hits) }));
         if self.action == Action::Tag {
-            return Ok(Verdict::Keep);
+            return Ok(Verdict::Tagged {
+                reason: "contaminated".into(),
+            });
         }
         let it = &self.index.items[hits[0].item as usize];
         Ok(Verdict::drop(
@@ -271,7 +273,12 @@ mod tests {
             &s,
             json!({"text": "TCP 协议建立连接的过程通常称为____ A.两次握手 B.三次握手"}),
         );
-        assert_eq!(v, Verdict::Keep);
+        assert_eq!(
+            v,
+            Verdict::Tagged {
+                reason: "contaminated".into()
+            }
+        );
         assert!(r.meta.contains_key("decontam"));
         let sum = s.summary().unwrap();
         assert_eq!(sum["contaminated"], 1);

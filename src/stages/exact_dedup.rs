@@ -133,7 +133,9 @@ impl GlobalStage for ExactDedup {
         };
         record.annotate("exact_dedup", json!({ "hash": hex(hash), "duplicate_of": kept }));
         if self.cfg.action == Action::Tag {
-            Ok(Verdict::Keep)
+            Ok(Verdict::Tagged {
+                reason: "duplicate".into(),
+            })
         } else {
             Ok(Verdict::drop("duplicate", format!("same text as `{kept}`")))
         }

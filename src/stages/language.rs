@@ -245,7 +245,12 @@ mod tests {
             &s,
             json!({"text": "A plain English sentence about the weather today."}),
         );
-        assert_eq!(v, Verdict::Keep);
+        assert_eq!(
+            v,
+            Verdict::Tagged {
+                reason: "language".into()
+            }
+        );
         assert_eq!(r.meta["language"]["flag"], "language");
         let s = build("min_confidence = 0.99", Language::new);
         let (v, _) = run(&s, json!({"text": "ok fine"}));

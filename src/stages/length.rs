@@ -320,7 +320,12 @@ mod tests {
     fn bounds_whole_record_turns_and_tags() {
         let s = build("max_chars = 3\naction = \"tag\"", Length::new);
         let (v, r) = run(&s, json!({"text": "abcd"}));
-        assert_eq!(v, Verdict::Keep);
+        assert_eq!(
+            v,
+            Verdict::Tagged {
+                reason: "too_long".into()
+            }
+        );
         assert_eq!(r.meta["length"]["flag"], "too_long");
         let s = build("turns = { min = 3 }", Length::new);
         let (v, _) = run(

@@ -651,7 +651,12 @@ mod tests {
             &stage,
             json!({"text": "As an AI language model, I cannot browse."}),
         );
-        assert_eq!(v, Verdict::Keep);
+        assert_eq!(
+            v,
+            Verdict::Tagged {
+                reason: "machine_text".into()
+            }
+        );
         assert_eq!(r.meta["machine_text"]["flag"], json!("machine_text"));
         let (v, r) = run(&stage, json!({"instruction": "只有问题", "output": ""}));
         assert_eq!(v, Verdict::Keep);

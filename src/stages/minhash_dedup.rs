@@ -447,7 +447,9 @@ impl GlobalStage for MinhashDedup {
             json!({ "cluster": d.cluster, "kept_id": kept_id, "similarity": sim }),
         );
         if self.cfg.action == Action::Tag {
-            return Ok(Verdict::Keep);
+            return Ok(Verdict::Tagged {
+                reason: "near_duplicate".into(),
+            });
         }
         Ok(Verdict::drop(
             "near_duplicate",

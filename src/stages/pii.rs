@@ -161,7 +161,7 @@ impl Stage for Pii {
         }
         record.annotate("pii", Value::Array(meta));
         if self.cfg.action == Action::Tag {
-            return Ok(Verdict::Keep);
+            return Ok(Verdict::Tagged { reason: "pii".into() });
         }
         // Redact in every mode but tag: a dropped record is shown in rejected/ and the report.
         for (path, _, redacted) in found {
@@ -256,7 +256,10 @@ mod tests {
     fn tag_keeps_text_and_drop_redacts_first() {
         let s = stage("action = \"tag\"");
         let mut r = rec(serde_json::json!({"text": "QQ 123456789"}));
-        assert_eq!(s.process(&mut r).unwrap(), Verdict::Keep);
+        assert_eq!(
+            s.process(&mut r).unwrap(),
+            Verdict::Tagged { reason: "pii".into() }
+        );
         assert_eq!(r.fields["text"], "QQ 123456789");
         let s = stage("action = \"drop\"\nmax_density = 0.5");
         let mut r = rec(serde_json::json!({"text": "13812345678 13912345678"}));

@@ -658,7 +658,12 @@ mod tests {
                 "output": "1. 苹果\n2. 苹果\n3. 苹果"
             }),
         );
-        assert_eq!(v, Verdict::Keep);
+        assert_eq!(
+            v,
+            Verdict::Tagged {
+                reason: "dup_lines".into()
+            }
+        );
         let q = &r.meta["quality"];
         assert_eq!(q["flag"], "dup_lines");
         assert_eq!(q["dup_line_frac"], 0.6667);

@@ -378,7 +378,12 @@ mod tests {
             Toxicity::new,
         );
         let (v, r) = run(&s, json!({"text": "傻逼"}));
-        assert_eq!(v, Verdict::Keep);
+        assert_eq!(
+            v,
+            Verdict::Tagged {
+                reason: "toxic".into()
+            }
+        );
         assert_eq!(r.meta["toxicity"]["flagged_by"], json!(["lexicon"]));
     }
 
