@@ -5,6 +5,7 @@
 //! line (toml's own messages carry line and column; stage tables add their line).
 //! Relative paths resolve against the folder of the pipeline file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -133,12 +134,27 @@ pub struct StageSpec {
     pub params: toml::Table,
     /// 1-based line of the table in the pipeline file.
     pub line: usize,
+    /// 1-based line of each key written in the table (`key = ...`), for errors about a key.
+    pub key_lines: BTreeMap<String, usize>,
 }
 
 impl StageSpec {
     /// Where this stage is defined, for error messages: `file:line: stage `name``.
     pub fn location(&self, file: &Path) -> String {
         format!("{}:{}: stage `{}`", file.display(), self.line, self.name)
+    }
+
+    /// Where an error about this stage points: the line of the first of its keys
+    /// that `message` names in backticks, else the table's header line.
+    pub fn location_for(&self, file: &Path, message: &str) -> String {
+        let line = message
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .find_map(|word| self.key_lines.get(word))
+            .copied()
+            .unwrap_or(self.line);
+        format!("{}:{line}: stage `{}`", file.display(), self.name)
     }
 }
 
@@ -162,6 +178,26 @@ pub struct Pipeline {
 
 fn line_of(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
+}
+
+/// The 1-based line of each `key = ...` of the table whose header is on line `header`,
+/// up to the next table header.
+fn key_lines(text: &str, header: usize) -> BTreeMap<String, usize> {
+    let mut keys = BTreeMap::new();
+    for (i, line) in text.lines().enumerate().skip(header) {
+        let line = line.trim_start();
+        if line.starts_with('[') {
+            break;
+        }
+        if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim().trim_matches('"');
+            let key = key.split('.').next().unwrap_or(key).trim();
+            if !key.is_empty() && !key.starts_with('#') {
+                keys.entry(key.to_string()).or_insert(i + 1);
+            }
+        }
+    }
+    keys
 }
 
 impl Pipeline {
@@ -225,11 +261,13 @@ impl Pipeline {
                 name = format!("{base}#{n}");
                 n += 1;
             }
+            let key_lines = key_lines(text, line);
             stages.push(StageSpec {
                 name,
                 kind,
                 params,
                 line,
+                key_lines,
             });
         }
         let p = Pipeline {
@@ -318,11 +356,12 @@ pub fn stage_params<T: serde::de::DeserializeOwned>(spec: &StageSpec, file: &Pat
     toml::Value::Table(spec.params.clone())
         .try_into()
         .map_err(|e: toml::de::Error| {
+            let message = e.to_string();
             config_error(format!(
                 "{} (kind `{}`): {}",
-                spec.location(file),
+                spec.location_for(file, &message),
                 spec.kind,
-                e.to_string().trim_end()
+                message.trim_end()
             ))
         })
 }

@@ -91,7 +91,11 @@ fn tag_only_stages_count_what_they_tagged() {
     let tmp = tempfile::tempdir().unwrap();
     let lines: String = (0..10)
         .map(|i| {
-            let text = if i % 2 == 0 { "short".to_string() } else { "long enough text ".repeat(4) };
+            let text = if i % 2 == 0 {
+                "short".to_string()
+            } else {
+                "long enough text ".repeat(4)
+            };
             format!("{{\"id\":\"r{i}\",\"text\":\"{text}\"}}\n")
         })
         .collect();
@@ -101,11 +105,17 @@ fn tag_only_stages_count_what_they_tagged() {
     let o = run_ok(&["run", p.to_str().unwrap()]);
     let (kept, rejected) = check_books(&tmp.path().join("out"));
     assert_eq!((kept.len(), rejected.len()), (10, 0));
-    let flagged = kept.iter().filter(|r| r["meta"]["length"]["flag"] == "too_short").count();
+    let flagged = kept
+        .iter()
+        .filter(|r| r["meta"]["length"]["flag"] == "too_short")
+        .count();
     assert_eq!(flagged, 5);
     let s = stats(&tmp.path().join("out"));
     let length = &s["stages"][1];
-    assert_eq!((length["tagged"].as_u64(), length["dropped"].as_u64()), (Some(5), Some(0)));
+    assert_eq!(
+        (length["tagged"].as_u64(), length["dropped"].as_u64()),
+        (Some(5), Some(0))
+    );
     let table = String::from_utf8_lossy(&o.stdout);
     let header = table.lines().next().unwrap();
     assert!(header.contains("tagged"), "{table}");

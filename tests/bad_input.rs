@@ -337,8 +337,9 @@ fn config_errors_exit_2_and_name_file_line_key() {
     let out = run_curate(&["run", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
+    // The line of the offending key (`min_char = 3`), not of the `[[stage]]` header (4).
     assert!(
-        err.contains("pipeline.toml:4") && err.contains("min_char"),
+        err.contains("pipeline.toml:6") && err.contains("min_char"),
         "{err}"
     );
     let p = write_pipeline(d, &["missing/*.jsonl"], "", "out", "");
