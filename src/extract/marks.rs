@@ -106,31 +106,32 @@ pub(super) fn mark_of(tag: &str, el: &Element, in_article: bool) -> Mark {
         return Mark::Hard;
     }
     let mut mark = Mark::None;
-    for (name, value) in el.attrs() {
-        if name != "class" && name != "id" {
+    for words in name_classes(el) {
+        // `enableGAMAds`, `disableAsideSection`, `filterNonGdprEmbeds`: feature
+        // flags on a page wrapper, not a name for what the element is.
+        if words.first().is_some_and(|w| in_list(FLAG_WORDS, w)) {
             continue;
         }
-        for class in value.split_whitespace() {
-            let words = class_words(class);
-            if is_taxonomy(&words) {
-                continue;
+        for word in words {
+            if in_list(HARD_WORDS, word) {
+                return Mark::Hard;
             }
-            // `enableGAMAds`, `disableAsideSection`, `filterNonGdprEmbeds`: feature
-            // flags on a page wrapper, not a name for what the element is.
-            if words.first().is_some_and(|w| in_list(FLAG_WORDS, w)) {
-                continue;
-            }
-            for word in words {
-                if in_list(HARD_WORDS, word) {
-                    return Mark::Hard;
-                }
-                if in_list(SOFT_WORDS, word) {
-                    mark = Mark::Soft;
-                }
+            if in_list(SOFT_WORDS, word) {
+                mark = Mark::Soft;
             }
         }
     }
     mark
+}
+
+/// The words of each class of an element's `class` and `id` values that names what
+/// the element is: taxonomy classes ([`is_taxonomy`]) name what its text is about.
+fn name_classes<'a>(el: &'a Element) -> impl Iterator<Item = Vec<&'a str>> + 'a {
+    el.attrs()
+        .filter(|(name, _)| *name == "class" || *name == "id")
+        .flat_map(|(_, value)| value.split_whitespace())
+        .map(class_words)
+        .filter(|words| !is_taxonomy(words))
 }
 
 /// Words that make a class a key-value pair of the page's taxonomy when a value
@@ -220,20 +221,11 @@ pub(super) struct Names {
 /// [`Names`] of an element, in one look at each `class`/`id` value.
 pub(super) fn names_of(el: &Element) -> Names {
     let mut names = Names::default();
-    for (name, value) in el.attrs() {
-        if name != "class" && name != "id" {
-            continue;
-        }
-        for class in value.split_whitespace() {
-            let words = class_words(class);
-            if is_taxonomy(&words) {
-                continue;
-            }
-            let has = |list: &[&str]| words.iter().any(|w| in_list(list, w));
-            names.thread |= has(THREAD_WORDS);
-            names.lead |= has(LEAD_WORDS);
-            names.user |= has(USER_WORDS);
-        }
+    for words in name_classes(el) {
+        let has = |list: &[&str]| words.iter().any(|w| in_list(list, w));
+        names.thread |= has(THREAD_WORDS);
+        names.lead |= has(LEAD_WORDS);
+        names.user |= has(USER_WORDS);
     }
     names
 }
