@@ -259,6 +259,8 @@ pub struct Record {
     pub schema: Schema,
     pub origin: Origin,
     pub map: Arc<FieldMap>,
+    /// Size of the record as read (bytes of its input line or file), for the books.
+    pub input_bytes: u64,
 }
 
 fn role_of_speaker(speaker: &str) -> Role {
@@ -323,6 +325,7 @@ impl Record {
             schema,
             origin,
             map,
+            input_bytes: 0,
         })
     }
 

@@ -84,7 +84,7 @@ pub fn render(stats: &RunStats, pipeline: &Pipeline, sections: &[(String, String
     let _ = write!(
         h,
         "<h1>curate report</h1><p class=\"muted\">pipeline {} &middot; curate {}</p>\
-         <p><b>{}</b> input records &rarr; <b>{}</b> kept ({pct:.1}%), <b>{}</b> rejected &middot; {:.1} MB read in {:.2} s</p>",
+         <p><b>{}</b> input records &rarr; <b>{}</b> kept ({pct:.1}%), <b>{}</b> rejected &middot; {:.1} MB read in {:.2} s ({:.2} CPU-s)</p>",
         escape(&pipeline.path.display().to_string()),
         env!("CARGO_PKG_VERSION"),
         stats.input,
@@ -92,10 +92,11 @@ pub fn render(stats: &RunStats, pipeline: &Pipeline, sections: &[(String, String
         stats.rejected,
         stats.bytes_in as f64 / 1e6,
         stats.seconds,
+        stats.cpu_seconds,
     );
     h.push_str("<h2>Funnel</h2>");
     h.push_str(&funnel_svg(stats));
-    h.push_str("<h2>Stages</h2><table><tr><th>stage</th><th>kind</th><th>in</th><th>kept</th><th>dropped</th><th>modified</th><th>tagged</th><th>seconds</th><th>reasons</th></tr>");
+    h.push_str("<h2>Stages</h2><table><tr><th>stage</th><th>kind</th><th>in</th><th>kept</th><th>dropped</th><th>modified</th><th>tagged</th><th>CPU s</th><th>reasons</th></tr>");
     for s in &stats.stages {
         let reasons = s
             .reasons
@@ -113,7 +114,7 @@ pub fn render(stats: &RunStats, pipeline: &Pipeline, sections: &[(String, String
             s.dropped,
             s.modified,
             s.tagged,
-            s.seconds
+            s.cpu_seconds
         );
     }
     h.push_str("</table>");

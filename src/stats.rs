@@ -19,11 +19,18 @@ pub struct StageStats {
     pub dropped: u64,
     /// Records whose text this stage changed.
     pub modified: u64,
+    /// Input bytes (as read) of the records that reached this stage.
+    #[serde(default)]
+    pub bytes_in: u64,
     /// Records kept but flagged by the stage (`action = "tag"`).
     #[serde(default)]
     pub tagged: u64,
-    /// Time spent in this stage, summed over threads.
+    /// Wall time spent in this stage, summed over threads.
     pub seconds: f64,
+    /// Thread CPU time spent in this stage (its prepass included), summed over
+    /// threads; for `read`, parsing the records. Comparable across machines' loads.
+    #[serde(default)]
+    pub cpu_seconds: f64,
     /// Dropped records per reason code.
     pub reasons: BTreeMap<String, u64>,
     /// Stage-specific numbers (`Stage::summary`).
@@ -64,6 +71,9 @@ pub struct RunStats {
     pub bytes_in: u64,
     /// Wall-clock seconds of the run (summed over resumed attempts).
     pub seconds: f64,
+    /// CPU seconds of the process, user + system (summed over resumed attempts).
+    #[serde(default)]
+    pub cpu_seconds: f64,
     pub stages: Vec<StageStats>,
     pub sources: Vec<SourceStats>,
     /// Output parts, relative to the output directory.
@@ -132,7 +142,7 @@ impl RunStats {
             "dropped".to_string(),
             "modified".to_string(),
             "tagged".to_string(),
-            "seconds".to_string(),
+            "cpu s".to_string(),
             "top reasons".to_string(),
         ]];
         for s in &self.stages {
@@ -152,7 +162,7 @@ impl RunStats {
                 s.dropped.to_string(),
                 s.modified.to_string(),
                 s.tagged.to_string(),
-                format!("{:.2}", s.seconds),
+                format!("{:.2}", s.cpu_seconds),
                 top,
             ]);
         }
@@ -184,12 +194,13 @@ impl RunStats {
             0.0
         };
         out.push_str(&format!(
-            "input {}  kept {} ({pct:.1}%)  rejected {}  {:.1} MB in {:.2} s\n",
+            "input {}  kept {} ({pct:.1}%)  rejected {}  {:.1} MB in {:.2} s ({:.2} CPU-s)\n",
             self.input,
             self.kept,
             self.rejected,
             self.bytes_in as f64 / 1e6,
-            self.seconds
+            self.seconds,
+            self.cpu_seconds
         ));
         out
     }

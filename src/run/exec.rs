@@ -17,6 +17,7 @@ use anyhow::{anyhow, Context, Result};
 use rayon::prelude::*;
 
 use super::checkpoint::Checkpoint;
+use super::clock::{process_cpu_seconds, thread_cpu_nanos};
 use super::options::RunOptions;
 use super::read::{preview, reader_thread, BatchParser, ReadMsg, ReaderJob, Rejection, Slot};
 use super::write::{rejection_line, writer_thread, BatchOutput, UnitEnd, WriteBatch, WriterState};
@@ -31,27 +32,55 @@ use crate::stats::RejectSample;
 #[derive(Default)]
 pub(super) struct Counters {
     input: AtomicU64,
+    /// Input bytes of the records that reached the stage.
+    bytes: AtomicU64,
     modified: AtomicU64,
     tagged: AtomicU64,
+    /// Wall time, summed over threads.
     nanos: AtomicU64,
+    /// Thread CPU time, summed over threads.
+    cpu_nanos: AtomicU64,
 }
 
-/// A stage's counts before a resume: input, modified, tagged, seconds.
-type BaseCounts = (u64, u64, u64, f64);
+impl Counters {
+    /// Add the time since `wall` / `cpu` (a [`thread_cpu_nanos`] reading on this thread).
+    fn add_time(&self, wall: Instant, cpu: u64) {
+        let spent = thread_cpu_nanos().saturating_sub(cpu);
+        self.cpu_nanos.fetch_add(spent, Ordering::Relaxed);
+        self.nanos
+            .fetch_add(wall.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Records per parallel task: a chunk goes through its stages stage by stage (its
+/// records stay in cache) and the CPU clock is read once per stage per chunk.
+const CHUNK: usize = 16;
+
+/// A stage's counts before a resume: input, modified, tagged, seconds, CPU seconds.
+type BaseCounts = (u64, u64, u64, f64, f64, u64);
 
 /// Copy the stage counters into the checkpoint's books (`base`: counts before a resume).
-fn sync_stage_stats(cp: &mut Checkpoint, counters: &[Counters], base: &[BaseCounts]) {
+fn sync_stage_stats(
+    cp: &mut Checkpoint,
+    counters: &[Counters],
+    base: &[BaseCounts],
+    read_cpu: (f64, &BatchParser),
+) {
     let n = cp.stats.stages.len();
     cp.stats.stages[0].input = cp.stats.input;
     cp.stats.stages[0].kept = cp.stats.input - cp.stats.stages[0].dropped;
+    cp.stats.stages[0].cpu_seconds = read_cpu.0 + read_cpu.1.cpu_seconds();
+    cp.stats.stages[0].bytes_in = cp.stats.bytes_in;
     for i in 1..n {
         let c = &counters[i - 1];
-        let (bi, bm, bt, bs) = base[i - 1];
+        let (bi, bm, bt, bs, bc, bb) = base[i - 1];
         let s = &mut cp.stats.stages[i];
         s.input = bi + c.input.load(Ordering::Relaxed);
         s.modified = bm + c.modified.load(Ordering::Relaxed);
         s.tagged = bt + c.tagged.load(Ordering::Relaxed);
         s.seconds = bs + c.nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        s.cpu_seconds = bc + c.cpu_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        s.bytes_in = bb + c.bytes.load(Ordering::Relaxed);
         s.kept = s.input - s.dropped;
     }
 }
@@ -72,6 +101,14 @@ pub(super) fn drop_slot(slot: &mut Slot, stage: usize, reason: String, detail: S
         raw: None,
     };
     *slot = Slot::Gone(Box::new(gone));
+}
+
+/// Live records in a chunk and their input bytes.
+fn live_count(chunk: &[Slot]) -> (u64, u64) {
+    chunk.iter().fold((0, 0), |(n, b), s| match s {
+        Slot::Live(r) => (n + 1, b + r.input_bytes),
+        Slot::Gone(_) => (n, b),
+    })
 }
 
 /// Apply a stage's verdict to a slot.
@@ -110,43 +147,57 @@ pub(super) fn run_stages(
         let mut global: Option<&mut dyn DynGlobalStage> = rest.first_mut().and_then(|s| s.global());
         let keys: Vec<Option<AnyKey>> = {
             let global: Option<&dyn DynGlobalStage> = global.as_deref();
-            slots
-                .par_iter_mut()
-                .map(|slot| -> Result<Option<AnyKey>> {
+            let per_chunk = slots
+                .par_chunks_mut(CHUNK)
+                .map(|chunk| -> Result<Vec<Option<AnyKey>>> {
                     for (k, stage) in group.iter().enumerate() {
                         let PipelineStage::PerRecord(stage) = stage else {
                             unreachable!("the group holds per-record stages only")
                         };
                         let idx = i + k;
-                        let Slot::Live(rec) = slot else { return Ok(None) };
                         let c = &counters[idx];
-                        c.input.fetch_add(1, Ordering::Relaxed);
-                        let t = Instant::now();
-                        let v = stage.process(rec).with_context(|| {
-                            format!("stage `{}` on record `{}` ({})", stage.kind(), rec.id, rec.origin)
-                        })?;
-                        c.nanos
-                            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                        apply(v, slot, idx, c, meta_field);
+                        let (live, bytes) = live_count(chunk);
+                        if live == 0 {
+                            break;
+                        }
+                        c.input.fetch_add(live, Ordering::Relaxed);
+                        c.bytes.fetch_add(bytes, Ordering::Relaxed);
+                        let (wall, cpu) = (Instant::now(), thread_cpu_nanos());
+                        for slot in chunk.iter_mut() {
+                            let Slot::Live(rec) = slot else { continue };
+                            let v = stage.process(rec).with_context(|| {
+                                format!("stage `{}` on record `{}` ({})", stage.kind(), rec.id, rec.origin)
+                            })?;
+                            apply(v, slot, idx, c, meta_field);
+                        }
+                        c.add_time(wall, cpu);
                     }
-                    let (Some(g), Slot::Live(rec)) = (global, &mut *slot) else {
-                        return Ok(None);
+                    let Some(g) = global else {
+                        return Ok(chunk.iter().map(|_| None).collect());
                     };
                     let c = &counters[j];
-                    c.input.fetch_add(1, Ordering::Relaxed);
-                    let t = Instant::now();
-                    let key = g.key(rec).with_context(|| {
-                        format!("stage `{}` on record `{}` ({})", g.kind(), rec.id, rec.origin)
-                    })?;
-                    c.nanos
-                        .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                    Ok(Some(key))
+                    let (wall, cpu) = (Instant::now(), thread_cpu_nanos());
+                    let keys = chunk
+                        .iter_mut()
+                        .map(|slot| {
+                            let Slot::Live(rec) = slot else { return Ok(None) };
+                            c.input.fetch_add(1, Ordering::Relaxed);
+                            c.bytes.fetch_add(rec.input_bytes, Ordering::Relaxed);
+                            let key = g.key(rec).with_context(|| {
+                                format!("stage `{}` on record `{}` ({})", g.kind(), rec.id, rec.origin)
+                            })?;
+                            Ok(Some(key))
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    c.add_time(wall, cpu);
+                    Ok(keys)
                 })
-                .collect::<Result<_>>()?
+                .collect::<Result<Vec<_>>>()?;
+            per_chunk.into_iter().flatten().collect()
         };
         if let Some(g) = global.as_mut() {
             let c = &counters[j];
-            let t = Instant::now();
+            let (wall, cpu) = (Instant::now(), thread_cpu_nanos());
             let observe = observe_last && j + 1 == n;
             for (slot, key) in slots.iter_mut().zip(keys) {
                 let Slot::Live(rec) = slot else { continue };
@@ -162,8 +213,7 @@ pub(super) fn run_stages(
                     apply(v, slot, j, c, meta_field);
                 }
             }
-            c.nanos
-                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            c.add_time(wall, cpu);
         }
         i = j + 1;
     }
@@ -180,6 +230,8 @@ pub(super) struct MainPass<'a> {
     pub stage_names: &'a [String],
     pub pool: &'a rayon::ThreadPool,
     pub started: Instant,
+    /// [`process_cpu_seconds`] when the run started.
+    pub cpu_started: f64,
 }
 
 /// The main pass: read from the checkpoint's position, run the stages, write the
@@ -194,6 +246,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         stage_names,
         pool,
         started,
+        cpu_started,
     } = job;
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
     let reader = {
@@ -222,13 +275,15 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         .stages
         .iter()
         .skip(1)
-        .map(|s| (s.input, s.modified, s.tagged, s.seconds))
+        .map(|s| (s.input, s.modified, s.tagged, s.seconds, s.cpu_seconds, s.bytes_in))
         .collect();
     let parser = BatchParser::new(pipeline)?;
     let meta_field = pipeline.output.meta_field.clone();
     let samples_per = pipeline.run.report_samples;
     let mut progress = Progress::new(opts.quiet, cp.records_read, cp.stats.kept);
     let prior_seconds = cp.stats.seconds;
+    let prior_cpu = cp.stats.cpu_seconds;
+    let base_read_cpu = cp.stats.stages[0].cpu_seconds;
     let mut failure: Option<anyhow::Error> = None;
     let (mut unit_kept, mut unit_rejected) = (0u64, 0u64);
 
@@ -344,7 +399,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
                 stats.rejected_parts.push(format!("rejected/{name}"));
             }
             (unit_kept, unit_rejected) = (0, 0);
-            sync_stage_stats(cp, &counters, &base_counts);
+            sync_stage_stats(cp, &counters, &base_counts, (base_read_cpu, &parser));
             if source_done {
                 cp.next_source = batch.source + 1;
                 cp.next_chunk = 0;
@@ -353,6 +408,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
                 cp.next_chunk = batch.chunk + 1;
             }
             cp.stats.seconds = prior_seconds + started.elapsed().as_secs_f64();
+            cp.stats.cpu_seconds = prior_cpu + process_cpu_seconds() - cpu_started;
             let mut states = Vec::with_capacity(stages.len());
             for (i, s) in stages.iter().enumerate() {
                 states.push(

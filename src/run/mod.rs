@@ -22,6 +22,7 @@
 //! the run from start to finish and the `s3://` staging around it.
 
 mod checkpoint;
+pub mod clock;
 mod exec;
 pub mod options;
 mod prepass;
@@ -132,6 +133,7 @@ pub fn run(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
 
 fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     let started = Instant::now();
+    let cpu_started = clock::process_cpu_seconds();
     let Plan {
         sources,
         output_dir: out,
@@ -162,6 +164,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     // Done before the first checkpoint, so a run with a checkpoint has them on disk.
     prepass::open_prepasses(pipeline, opts, &sources, &out, &mut stages, resuming, &pool)?;
     let prior_seconds = cp.stats.seconds;
+    let prior_cpu = cp.stats.cpu_seconds;
     let job = exec::MainPass {
         pipeline,
         opts,
@@ -171,6 +174,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         stage_names: &stage_names,
         pool: &pool,
         started,
+        cpu_started,
     };
     exec::main_pass(job, &mut cp)?;
     let cp_path = state_dir(&out).join("checkpoint.json");
@@ -189,6 +193,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     stats.stages[0].kept = stats.input - stats.stages[0].dropped;
     stats.complete = true;
     stats.seconds = prior_seconds + started.elapsed().as_secs_f64();
+    stats.cpu_seconds = prior_cpu + clock::process_cpu_seconds() - cpu_started;
     stats.check_accounting()?;
     let sections: Vec<(String, String)> = stages
         .iter()

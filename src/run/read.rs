@@ -4,6 +4,7 @@
 //! [`map_records`] is the same reading for tools that run no pipeline (`curate
 //! audit`, `curate tokstats`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
@@ -11,6 +12,7 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde_json::{json, Map, Value};
 
+use super::clock::thread_cpu_nanos;
 use super::options::RunOptions;
 use crate::config::Pipeline;
 use crate::io::{self, Payload, RawItem, Source};
@@ -72,7 +74,12 @@ struct ParseContext {
 pub(super) struct BatchParser {
     map: Arc<FieldMap>,
     schema: Option<Schema>,
+    /// Thread CPU time spent parsing, summed over workers.
+    cpu_nanos: AtomicU64,
 }
+
+/// Items per parallel parse task (the CPU clock is read once per task).
+const PARSE_CHUNK: usize = 64;
 
 impl BatchParser {
     /// The parser for `pipeline`'s `[input]` (a bad `schema` is a config error).
@@ -80,7 +87,13 @@ impl BatchParser {
         Ok(BatchParser {
             map: Arc::new(pipeline.input.fields.clone()),
             schema: pipeline.input.schema()?,
+            cpu_nanos: AtomicU64::new(0),
         })
+    }
+
+    /// CPU seconds spent parsing so far.
+    pub(super) fn cpu_seconds(&self) -> f64 {
+        self.cpu_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
     /// Parse one batch of `source_name`'s items in parallel (on the current rayon pool).
@@ -90,7 +103,26 @@ impl BatchParser {
             schema: self.schema,
             source_name: source_name.clone(),
         };
-        items.into_par_iter().map(|it| parse_item(it, &cx)).collect()
+        let mut chunks = Vec::with_capacity(items.len().div_ceil(PARSE_CHUNK));
+        let mut items = items.into_iter();
+        loop {
+            let chunk: Vec<RawItem> = items.by_ref().take(PARSE_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            chunks.push(chunk);
+        }
+        let parsed: Vec<Vec<Slot>> = chunks
+            .into_par_iter()
+            .map(|chunk| {
+                let cpu = thread_cpu_nanos();
+                let slots: Vec<Slot> = chunk.into_iter().map(|it| parse_item(it, &cx)).collect();
+                let spent = thread_cpu_nanos().saturating_sub(cpu);
+                self.cpu_nanos.fetch_add(spent, Ordering::Relaxed);
+                slots
+            })
+            .collect();
+        parsed.into_iter().flatten().collect()
     }
 }
 
@@ -115,6 +147,16 @@ pub fn parse_record(
 
 /// Parse one raw item into a live record or a `malformed` rejection.
 fn parse_item(item: RawItem, cx: &ParseContext) -> Slot {
+    let size = item.size() as u64;
+    let mut slot = parse_payload(item, cx);
+    if let Slot::Live(rec) = &mut slot {
+        rec.input_bytes = size;
+    }
+    slot
+}
+
+/// [`parse_item`] without the books.
+fn parse_payload(item: RawItem, cx: &ParseContext) -> Slot {
     let origin = Origin {
         source: cx.source_name.clone(),
         line: item.pos.line,

@@ -145,6 +145,8 @@ fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
         s.modified = 0;
         s.tagged = 0;
         s.seconds = 0.0;
+        s.cpu_seconds = 0.0;
+        s.bytes_in = 0;
         s.reasons.clear();
         s.summary = None;
     }
@@ -161,6 +163,8 @@ fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
         m.bytes_in += st.bytes_in;
         // Ranks run side by side: the run took as long as its slowest rank.
         m.seconds = m.seconds.max(st.seconds);
+        // CPU time adds up over ranks.
+        m.cpu_seconds += st.cpu_seconds;
         for (a, b) in m.stages.iter_mut().zip(&st.stages) {
             a.input += b.input;
             a.kept += b.kept;
@@ -168,6 +172,8 @@ fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
             a.modified += b.modified;
             a.tagged += b.tagged;
             a.seconds += b.seconds;
+            a.cpu_seconds += b.cpu_seconds;
+            a.bytes_in += b.bytes_in;
             for (k, v) in &b.reasons {
                 *a.reasons.entry(k.clone()).or_default() += v;
             }
