@@ -37,21 +37,39 @@ fn kill_after_progress(pipeline: &Path, out: &Path, after: Option<(u64, u64)>) -
 
 #[test]
 fn kill_9_and_resume_is_byte_identical() {
+    kill_and_resume(TEST_STAGES, 60_000, "part_records = 3000", None);
+}
+
+/// The stages before a MinHash stage run once, in its prepass, which spills the
+/// records as they reach it; the main pass reads them back. Killed in the main
+/// pass, the run resumes from the spill and ends identical, books included.
+#[test]
+fn kill_9_with_a_prepass_spill_resumes_byte_identical() {
+    let stages = "[[stage]]\nkind = \"normalize\"\n\n[[stage]]\nkind = \"length\"\nmin_chars = 12\n\n\
+                  [[stage]]\nkind = \"exact_dedup\"\n\n[[stage]]\nkind = \"minhash_dedup\"\n\n\
+                  [[stage]]\nkind = \"quality\"\n";
+    kill_and_resume(stages, 12_000, "part_records = 500", Some(3));
+}
+
+/// Run `stages` over 3 synthetic files of `per_file` records once uninterrupted and
+/// once killed (SIGKILL) and resumed; `spill_stage`: the stage whose prepass spills.
+fn kill_and_resume(stages: &str, per_file: usize, extra: &str, spill_stage: Option<usize>) {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     std::fs::create_dir(d.join("in")).unwrap();
     for i in 0..3u64 {
-        std::fs::write(d.join(format!("in/{i}.jsonl")), synthetic_jsonl(60_000, i)).unwrap();
+        std::fs::write(d.join(format!("in/{i}.jsonl")), synthetic_jsonl(per_file, i)).unwrap();
     }
-    let extra = "part_records = 3000";
+    let spill_file =
+        |out: &Path| spill_stage.map(|k| out.join(format!(".curate/prepass-{k:03}/records.spill")));
     // The reference: one uninterrupted run.
-    let p_ref = write_pipeline(d, &["in/*.jsonl"], TEST_STAGES, "ref", extra);
+    let p_ref = write_pipeline(d, &["in/*.jsonl"], stages, "ref", extra);
     std::fs::rename(&p_ref, d.join("ref.toml")).unwrap();
     run_ok(&["run", d.join("ref.toml").to_str().unwrap(), "--quiet"]);
     let reference = snapshot(&d.join("ref"), &["kept", "rejected"]);
     assert!(reference.len() > 20);
 
-    let p = write_pipeline(d, &["in/*.jsonl"], TEST_STAGES, "out", extra);
+    let p = write_pipeline(d, &["in/*.jsonl"], stages, "out", extra);
     let out = d.join("out");
     let mut kills = 0;
     let mut last = None;
@@ -61,6 +79,9 @@ fn kill_9_and_resume_is_byte_identical() {
                 kills += 1;
                 last = Some(done);
                 assert!(!out.join("stats.json").exists(), "a killed run has not finished");
+                if let Some(f) = spill_file(&out) {
+                    assert!(f.exists(), "the main pass reads {}", f.display());
+                }
             }
             None => break,
         }
@@ -107,8 +128,16 @@ fn kill_9_and_resume_is_byte_identical() {
         .iter()
         .zip(b["stages"].as_array().unwrap())
     {
-        for key in ["in", "kept", "dropped", "modified", "reasons"] {
+        for key in [
+            "in", "bytes_in", "kept", "dropped", "modified", "reasons", "summary",
+        ] {
             assert_eq!(sa[key], sb[key], "stage {} {key}", sa["name"]);
+        }
+    }
+    for out in [&out, &d.join("ref")] {
+        if let Some(f) = spill_file(out) {
+            assert!(!f.exists(), "a finished run keeps no spill: {}", f.display());
+            assert!(f.with_file_name("spill.json").exists());
         }
     }
     // A further rerun of a finished run changes nothing.

@@ -19,7 +19,8 @@ use rayon::prelude::*;
 use super::checkpoint::Checkpoint;
 use super::clock::{process_cpu_seconds, thread_cpu_nanos};
 use super::options::RunOptions;
-use super::read::{preview, reader_thread, BatchParser, ReadMsg, ReaderJob, Rejection, Slot};
+use super::read::{preview, reader_thread, BatchParser, ReadBatch, ReadMsg, ReaderJob, Rejection, Slot};
+use super::spill::{spill_reader_thread, Books, SpillBatch, SpillJob};
 use super::write::{rejection_line, writer_thread, BatchOutput, UnitEnd, WriteBatch, WriterState};
 use crate::config::Pipeline;
 use crate::io::writer::{part_file_name, OutputFormat};
@@ -43,6 +44,28 @@ pub(super) struct Counters {
 }
 
 impl Counters {
+    /// The books so far.
+    pub(super) fn books(&self) -> Books {
+        Books {
+            input: self.input.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+            modified: self.modified.load(Ordering::Relaxed),
+            tagged: self.tagged.load(Ordering::Relaxed),
+            nanos: self.nanos.load(Ordering::Relaxed),
+            cpu_nanos: self.cpu_nanos.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Add books kept elsewhere (a prepass spill's, for a stage it ran).
+    fn add_books(&self, b: &Books) {
+        self.input.fetch_add(b.input, Ordering::Relaxed);
+        self.bytes.fetch_add(b.bytes, Ordering::Relaxed);
+        self.modified.fetch_add(b.modified, Ordering::Relaxed);
+        self.tagged.fetch_add(b.tagged, Ordering::Relaxed);
+        self.nanos.fetch_add(b.nanos, Ordering::Relaxed);
+        self.cpu_nanos.fetch_add(b.cpu_nanos, Ordering::Relaxed);
+    }
+
     /// Add the time since `wall` / `cpu` (a [`thread_cpu_nanos`] reading on this thread).
     fn add_time(&self, wall: Instant, cpu: u64) {
         let spent = thread_cpu_nanos().saturating_sub(cpu);
@@ -125,19 +148,21 @@ fn apply(verdict: Verdict, slot: &mut Slot, stage: usize, c: &Counters, meta_fie
     }
 }
 
-/// Run every stage over a batch: each run of per-record stages in parallel,
-/// together with the key of the global stage after it, then that global stage's
-/// `decide` in input order. `observe_last`: the last stage is in its prepass and
-/// `observe`s instead of deciding.
+/// Run the stages from `start` on over a batch: each run of per-record stages in
+/// parallel, together with the key of the global stage after it, then that global
+/// stage's `decide` in input order. `observe_last`: the last stage is in its
+/// prepass and `observe`s instead of deciding. Stages before `start` already ran
+/// (the batch comes from a prepass spill).
 pub(super) fn run_stages(
     stages: &mut [PipelineStage],
     counters: &[Counters],
     slots: &mut [Slot],
     meta_field: &str,
     observe_last: bool,
+    start: usize,
 ) -> Result<()> {
     let n = stages.len();
-    let mut i = 0;
+    let mut i = start;
     while i < n {
         let mut j = i;
         while j < n && matches!(stages[j], PipelineStage::PerRecord(_)) {
@@ -220,6 +245,53 @@ pub(super) fn run_stages(
     Ok(())
 }
 
+/// A batch of the main pass or of a prepass: raw items from the input, or records
+/// read back from a prepass spill.
+pub(super) enum Input {
+    Raw(ReadBatch),
+    Spilled(SpillBatch),
+}
+
+/// The reader's marks of a batch, owned.
+pub(super) struct Marks {
+    pub(super) source: usize,
+    pub(super) chunk: u64,
+    pub(super) unit_end: bool,
+    pub(super) source_end: Option<Vec<String>>,
+    /// Input bytes of its items as read.
+    pub(super) bytes: u64,
+}
+
+impl Input {
+    /// The batch's marks (the source notes are moved out).
+    pub(super) fn marks(&self) -> Marks {
+        match self {
+            Input::Raw(b) => Marks {
+                source: b.source,
+                chunk: b.chunk,
+                unit_end: b.unit_end,
+                source_end: b.source_end.clone(),
+                bytes: b.items.iter().map(|i| i.size() as u64).sum(),
+            },
+            Input::Spilled(b) => Marks {
+                source: b.source,
+                chunk: b.chunk,
+                unit_end: b.unit_end,
+                source_end: b.source_end.clone(),
+                bytes: b.bytes,
+            },
+        }
+    }
+
+    /// Items in the batch.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Input::Raw(b) => b.items.len(),
+            Input::Spilled(b) => b.slots.len(),
+        }
+    }
+}
+
 /// Everything the main pass needs.
 pub(super) struct MainPass<'a> {
     pub pipeline: &'a Pipeline,
@@ -232,6 +304,9 @@ pub(super) struct MainPass<'a> {
     pub started: Instant,
     /// [`process_cpu_seconds`] when the run started.
     pub cpu_started: f64,
+    /// Read the records from this prepass spill, starting at its stage, instead of
+    /// reading the input and running every stage.
+    pub spill: Option<(SpillJob, usize)>,
 }
 
 /// The main pass: read from the checkpoint's position, run the stages, write the
@@ -247,17 +322,26 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         pool,
         started,
         cpu_started,
+        spill,
     } = job;
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
-    let reader = {
-        let job = ReaderJob::new(
-            pipeline,
-            sources,
-            opts,
-            (cp.next_source, cp.next_chunk),
-            cp.records_read,
-        );
-        std::thread::spawn(move || reader_thread(job, read_tx))
+    let mut first_stage = 0;
+    let reader = match spill {
+        Some((mut job, stage)) => {
+            first_stage = stage;
+            job.start = (cp.next_source, cp.next_chunk);
+            std::thread::spawn(move || spill_reader_thread(job, read_tx))
+        }
+        None => {
+            let job = ReaderJob::new(
+                pipeline,
+                sources,
+                opts,
+                (cp.next_source, cp.next_chunk),
+                cp.records_read,
+            );
+            std::thread::spawn(move || reader_thread(job, read_tx))
+        }
     };
     let (write_tx, write_rx) = sync_channel::<WriteBatch>(4);
     let writer = {
@@ -275,7 +359,16 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         .stages
         .iter()
         .skip(1)
-        .map(|s| (s.input, s.modified, s.tagged, s.seconds, s.cpu_seconds, s.bytes_in))
+        .map(|s| {
+            (
+                s.input,
+                s.modified,
+                s.tagged,
+                s.seconds,
+                s.cpu_seconds,
+                s.bytes_in,
+            )
+        })
         .collect();
     let parser = BatchParser::new(pipeline)?;
     let meta_field = pipeline.output.meta_field.clone();
@@ -287,19 +380,33 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
     let mut failure: Option<anyhow::Error> = None;
     let (mut unit_kept, mut unit_rejected) = (0u64, 0u64);
 
+    let mut spilled_read_cpu = 0.0;
     for msg in read_rx {
         let batch = match msg {
-            ReadMsg::Batch(b) => b,
+            ReadMsg::Batch(b) => Input::Raw(b),
+            ReadMsg::Spilled(b) => Input::Spilled(b),
             ReadMsg::Failed(e) => {
                 failure = Some(e);
                 break;
             }
         };
-        let n_items = batch.items.len() as u64;
-        let batch_bytes: u64 = batch.items.iter().map(|i| i.size() as u64).sum();
+        let marks = batch.marks();
+        let n_items = batch.len() as u64;
+        let batch_bytes = marks.bytes;
         let result = pool.install(|| -> Result<BatchOutput> {
-            let mut slots = parser.parse(batch.items, &sources[batch.source].name);
-            run_stages(stages, &counters, &mut slots, &meta_field, false)?;
+            let mut slots = match batch {
+                Input::Raw(b) => parser.parse(b.items, &sources[b.source].name),
+                Input::Spilled(b) => {
+                    if let Some(read) = b.books.first() {
+                        spilled_read_cpu += read.cpu_nanos as f64 / 1e9;
+                    }
+                    for (c, books) in counters.iter().zip(b.books.iter().skip(1)) {
+                        c.add_books(books);
+                    }
+                    b.slots
+                }
+            };
+            run_stages(stages, &counters, &mut slots, &meta_field, false, first_stage)?;
             let outs: Vec<(bool, Vec<u8>)> = slots
                 .par_iter()
                 .map(|slot| match slot {
@@ -373,39 +480,44 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         progress.update(cp.records_read, batch_bytes, nk);
         unit_kept += nk;
         unit_rejected += nr;
-        let source_done = batch.source_end.is_some();
+        let source_done = marks.source_end.is_some();
         cp.open_source.records += n_items;
         cp.open_source.bytes += batch_bytes;
-        if let Some(notes) = batch.source_end {
+        if let Some(notes) = marks.source_end {
             let mut done = std::mem::take(&mut cp.open_source);
-            done.name = sources[batch.source].name.to_string();
+            done.name = sources[marks.source].name.to_string();
             done.notes = notes;
             cp.stats.sources.push(done);
         }
         let stats = &mut cp.stats;
-        let end = if batch.unit_end {
+        let end = if marks.unit_end {
             let out_cfg = &pipeline.output;
             if unit_kept > 0 {
-                let name = part_file_name(batch.source, batch.chunk, out_cfg.format, out_cfg.compression);
+                let name = part_file_name(marks.source, marks.chunk, out_cfg.format, out_cfg.compression);
                 stats.kept_parts.push(format!("kept/{name}"));
             }
             if unit_rejected > 0 {
                 let name = part_file_name(
-                    batch.source,
-                    batch.chunk,
+                    marks.source,
+                    marks.chunk,
                     OutputFormat::Jsonl,
                     out_cfg.compression,
                 );
                 stats.rejected_parts.push(format!("rejected/{name}"));
             }
             (unit_kept, unit_rejected) = (0, 0);
-            sync_stage_stats(cp, &counters, &base_counts, (base_read_cpu, &parser));
+            sync_stage_stats(
+                cp,
+                &counters,
+                &base_counts,
+                (base_read_cpu + spilled_read_cpu, &parser),
+            );
             if source_done {
-                cp.next_source = batch.source + 1;
+                cp.next_source = marks.source + 1;
                 cp.next_chunk = 0;
             } else {
-                cp.next_source = batch.source;
-                cp.next_chunk = batch.chunk + 1;
+                cp.next_source = marks.source;
+                cp.next_chunk = marks.chunk + 1;
             }
             cp.stats.seconds = prior_seconds + started.elapsed().as_secs_f64();
             cp.stats.cpu_seconds = prior_cpu + process_cpu_seconds() - cpu_started;
@@ -424,8 +536,8 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
             None
         };
         let msg = WriteBatch {
-            source: batch.source,
-            chunk: batch.chunk,
+            source: marks.source,
+            chunk: marks.chunk,
             kept,
             n_kept: nk,
             rejected,

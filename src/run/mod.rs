@@ -27,6 +27,7 @@ mod exec;
 pub mod options;
 mod prepass;
 pub mod read;
+mod spill;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -163,6 +164,22 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         .context("cannot start worker threads")?;
     // Done before the first checkpoint, so a run with a checkpoint has them on disk.
     prepass::open_prepasses(pipeline, opts, &sources, &out, &mut stages, resuming, &pool)?;
+    // The records as they reached the last global stage were spilled by its
+    // prepass: the main pass starts there. A fresh run takes the earlier stages'
+    // states from the spill (a resumed one has them from its checkpoint).
+    let spill = match prepass::main_pass_spill(pipeline, opts, &out, &stages)? {
+        Some((job, k, meta)) => {
+            if !resuming {
+                for (i, state) in prepass::spill_states(&job, &meta)? {
+                    stages[i]
+                        .load_state(&state)
+                        .with_context(|| format!("stage `{}`: cannot restore state", stage_names[i + 1]))?;
+                }
+            }
+            Some((job, k))
+        }
+        None => None,
+    };
     let prior_seconds = cp.stats.seconds;
     let prior_cpu = cp.stats.cpu_seconds;
     let job = exec::MainPass {
@@ -175,6 +192,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         pool: &pool,
         started,
         cpu_started,
+        spill,
     };
     exec::main_pass(job, &mut cp)?;
     let cp_path = state_dir(&out).join("checkpoint.json");
@@ -214,6 +232,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     final_cp.stats = stats.clone();
     write_atomic(&cp_path, &serde_json::to_vec_pretty(&final_cp)?)?;
     sync_dir(&out)?;
+    prepass::remove_spills(pipeline, opts, &out, &stages);
     if let Some(shard) = opts.rank {
         // The merged report of a sharded run needs each rank's stage sections.
         write_atomic(&out.join("sections.json"), &serde_json::to_vec(&sections)?)?;

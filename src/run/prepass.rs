@@ -8,14 +8,20 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::checkpoint::state_dir;
-use super::exec::{run_stages, Counters};
+use super::clock::thread_cpu_nanos;
+use super::exec::{run_stages, Counters, Input};
 use super::options::{input_sources, output_dir, run_fingerprint, steps_root, RunOptions};
 use super::read::{reader_thread, BatchParser, ReadMsg, ReaderJob, Slot};
+use super::spill::{
+    self, add_books, spill_reader_thread, BatchMarks, Books, SpillJob, SpillMeta, SpillWriter,
+};
 use crate::config::Pipeline;
 use crate::dedup::store;
 use crate::error::config_error;
@@ -143,9 +149,11 @@ pub fn observe_step(pipeline: &Pipeline, opts: &RunOptions, k: usize) -> Result<
     Ok(true)
 }
 
-/// The prepass of stage `k`: read the whole input, run fresh copies of the stages
-/// before it (earlier global stages use their finished prepass), key and `observe`
-/// stage `k` in input order, and `prepare` it (a rank's observe step closes it instead).
+/// The prepass of stage `k`: read the whole input (or the spill of the global
+/// stage before it, which ran the stages before that one), run fresh copies of the
+/// stages before `k` (earlier global stages use their finished prepass), key and
+/// `observe` stage `k` in input order, spill the records as they reached `k` (see
+/// [`super::spill`]), and `prepare` stage `k` (a rank's observe step closes it instead).
 fn run_prepass(
     pipeline: &Pipeline,
     sources: &[Source],
@@ -168,51 +176,182 @@ fn run_prepass(
     let mut per_source: BTreeMap<usize, u64> = BTreeMap::new();
     let counters: Vec<Counters> = (0..pre.len()).map(|_| Counters::default()).collect();
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
-    let job = ReaderJob::new(pipeline, sources, opts, (0, 0), 0);
-    let reader = std::thread::spawn(move || reader_thread(job, read_tx));
+    let map = Arc::new(pipeline.input.fields.clone());
+    let chained = last_spill(pipeline, opts, out, &pre[..k])?;
+    let (first_stage, mut end_books) = match &chained {
+        Some((j, dir, meta)) => {
+            for (i, state) in spill::load_states(dir, meta)? {
+                pre[i].load_state(&state)?;
+            }
+            (*j, meta.end_books.clone())
+        }
+        None => (0, Vec::new()),
+    };
+    let reader = match chained {
+        Some((_, dir, meta)) => {
+            let job = SpillJob {
+                dir,
+                end_books: meta.end_books.iter().map(|_| Books::default()).collect(),
+                map,
+                start: (0, 0),
+            };
+            std::thread::spawn(move || spill_reader_thread(job, read_tx))
+        }
+        None => {
+            let job = ReaderJob::new(pipeline, sources, opts, (0, 0), 0);
+            std::thread::spawn(move || reader_thread(job, read_tx))
+        }
+    };
+    let dir = prepass_folder(pipeline, opts, out, k);
+    let mut spill = SpillWriter::create(&dir)?;
     let parser = BatchParser::new(pipeline)?;
     let meta_field = &pipeline.output.meta_field;
     let mut result = Ok(());
     for msg in read_rx {
         let batch = match msg {
-            ReadMsg::Batch(b) => b,
+            ReadMsg::Batch(b) => Input::Raw(b),
+            ReadMsg::Spilled(b) => Input::Spilled(b),
             ReadMsg::Failed(e) => {
                 result = Err(e);
                 break;
             }
         };
-        let batch_source = batch.source;
-        let step = pool.install(|| -> Result<Vec<Slot>> {
-            let mut slots = parser.parse(batch.items, &sources[batch_source].name);
-            run_stages(&mut pre, &counters, &mut slots, meta_field, true)?;
-            Ok(slots)
+        let marks = batch.marks();
+        let before: Vec<Books> = counters.iter().map(Counters::books).collect();
+        let parse_before = parser.cpu_seconds();
+        let step = pool.install(|| -> Result<(Vec<Slot>, Vec<Books>)> {
+            let (mut slots, mut books) = match batch {
+                Input::Raw(b) => (parser.parse(b.items, &sources[b.source].name), Vec::new()),
+                Input::Spilled(b) => (b.slots, b.books),
+            };
+            run_stages(&mut pre, &counters, &mut slots, meta_field, true, first_stage)?;
+            Ok((slots, std::mem::take(&mut books)))
         });
-        match step {
-            Ok(slots) => {
-                let observed = slots.iter().filter(|s| matches!(s, Slot::Live(_))).count() as u64;
-                if observed > 0 {
-                    *per_source.entry(batch_source).or_default() += observed;
-                }
-            }
+        let (slots, mut books) = match step {
+            Ok(v) => v,
             Err(e) => {
                 result = Err(e);
                 break;
             }
+        };
+        // This batch's books: what came with it plus what the stages here did; stage
+        // `k` only observed, so only its time counts (the main pass counts its records).
+        let mut own = vec![Books::default(); pre.len() + 1];
+        own[0].cpu_nanos = ((parser.cpu_seconds() - parse_before) * 1e9) as u64;
+        for (i, c) in counters.iter().enumerate() {
+            let (now, was) = (c.books(), before[i]);
+            own[i + 1] = Books {
+                input: now.input - was.input,
+                bytes: now.bytes - was.bytes,
+                modified: now.modified - was.modified,
+                tagged: now.tagged - was.tagged,
+                nanos: now.nanos - was.nanos,
+                cpu_nanos: now.cpu_nanos - was.cpu_nanos,
+            };
+        }
+        let last = &mut own[k + 1];
+        (last.input, last.bytes, last.modified, last.tagged) = (0, 0, 0, 0);
+        add_books(&mut books, &own);
+        let observed = slots.iter().filter(|s| matches!(s, Slot::Live(_))).count() as u64;
+        if observed > 0 {
+            *per_source.entry(marks.source).or_default() += observed;
+        }
+        let spilled = spill.write_batch(
+            BatchMarks {
+                source: marks.source,
+                chunk: marks.chunk,
+                unit_end: marks.unit_end,
+                source_end: marks.source_end.as_deref(),
+                bytes: marks.bytes,
+            },
+            &slots,
+            &books,
+        );
+        if let Err(e) = spilled {
+            result = Err(e);
+            break;
         }
     }
     let _ = reader.join();
     result?;
+    let (wall, cpu) = (Instant::now(), thread_cpu_nanos());
     let target = pre[k]
         .global()
         .context("internal error: the prepass stage is not a global stage")?;
-    if !opts.is_split() {
-        return target.prepass().prepare();
+    if opts.is_split() {
+        let sources_json = json!({
+            "run": run_fingerprint(pipeline, sources, opts),
+            "files": per_source.into_iter().collect::<Vec<_>>(),
+        });
+        write_atomic(&dir.join("sources.json"), &serde_json::to_vec(&sources_json)?)?;
+        target.prepass().close_observe()?;
+    } else {
+        target.prepass().prepare()?;
     }
-    let dir = prepass_folder(pipeline, opts, out, k);
-    let sources_json = json!({
-        "run": run_fingerprint(pipeline, sources, opts),
-        "files": per_source.into_iter().collect::<Vec<_>>(),
-    });
-    write_atomic(&dir.join("sources.json"), &serde_json::to_vec(&sources_json)?)?;
-    target.prepass().close_observe()
+    let mut closing = vec![Books::default(); k + 2];
+    closing[k + 1].nanos = wall.elapsed().as_nanos() as u64;
+    closing[k + 1].cpu_nanos = thread_cpu_nanos().saturating_sub(cpu);
+    add_books(&mut end_books, &closing);
+    let mut states = Vec::new();
+    for (i, st) in pre[..k].iter().enumerate() {
+        if let Some(bytes) = st.save_state()? {
+            states.push((i, bytes));
+        }
+    }
+    let meta = SpillMeta {
+        stage: k,
+        end_books,
+        states: states.iter().map(|(i, _)| *i).collect(),
+    };
+    spill.finish(&meta, &states)
+}
+
+/// The last global stage among `before` with a complete prepass spill: its index,
+/// folder and description (`None`: none has one; read the input).
+fn last_spill(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    out: &Path,
+    before: &[PipelineStage],
+) -> Result<Option<(usize, PathBuf, SpillMeta)>> {
+    let Some(j) = before.iter().rposition(PipelineStage::needs_prepass) else {
+        return Ok(None);
+    };
+    let dir = prepass_folder(pipeline, opts, out, j);
+    Ok(spill::load_meta(&dir)?
+        .filter(|m| m.stage == j)
+        .map(|m| (j, dir, m)))
+}
+
+/// The main pass's source of records: the spill of the last global stage with a
+/// prepass (the stage to start at, and the spill's reader), if it has one.
+pub(super) fn main_pass_spill(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+    out: &Path,
+    stages: &[PipelineStage],
+) -> Result<Option<(SpillJob, usize, SpillMeta)>> {
+    Ok(last_spill(pipeline, opts, out, stages)?.map(|(k, dir, meta)| {
+        let job = SpillJob {
+            dir,
+            end_books: meta.end_books.clone(),
+            map: Arc::new(pipeline.input.fields.clone()),
+            start: (0, 0),
+        };
+        (job, k, meta)
+    }))
+}
+
+/// The stage states saved with a spill (for a fresh main pass).
+pub(super) fn spill_states(job: &SpillJob, meta: &SpillMeta) -> Result<Vec<(usize, Vec<u8>)>> {
+    spill::load_states(&job.dir, meta)
+}
+
+/// A finished run no longer needs its prepass spills: remove them.
+pub(super) fn remove_spills(pipeline: &Pipeline, opts: &RunOptions, out: &Path, stages: &[PipelineStage]) {
+    for (k, st) in stages.iter().enumerate() {
+        if st.needs_prepass() {
+            spill::remove(&prepass_folder(pipeline, opts, out, k));
+        }
+    }
 }

@@ -32,6 +32,8 @@ pub(super) struct ReadBatch {
 
 pub(super) enum ReadMsg {
     Batch(ReadBatch),
+    /// A batch read back from a prepass spill (see [`super::spill`]).
+    Spilled(super::spill::SpillBatch),
     Failed(anyhow::Error),
 }
 
