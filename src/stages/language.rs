@@ -15,7 +15,15 @@
 //! `0.5 + share / 2`. Counting words rather than letters keeps Chinese math and
 //! SQL answers (`令 u = x³，v = ln x`) Chinese; whatlang is unreliable on short
 //! text and on Chinese mixed with code or English terms, while this share is not.
-//! Otherwise `whatlang` (0.18) decides: `Cmn` -> `zh`, `Eng` -> `en`, anything
+//! Otherwise, text that is clearly English (12+ words, under 0.5% of its letters
+//! outside ASCII, 20%+ of its words English function words that are not words of
+//! the other common Latin-script languages) is `en` with confidence 1.0 without
+//! asking whatlang, which costs ~100 µs per record whatever its length (it was 20%
+//! of the default pipeline's CPU) and on such text says `en`, mostly with
+//! confidence 1.0 too; where it did not, it was wrong on short English samples
+//! (docs/benchmarks/speed.md: 64 English Alpaca samples it called `other`, none of
+//! 668 German/Croatian/Spanish/French/Czech/Portuguese lines taken by this rule).
+//! Everything else goes to `whatlang` (0.18): `Cmn` -> `zh`, `Eng` -> `en`, anything
 //! else `other`; its confidence is reported as is. Text with no letters at all
 //! (numbers, symbols) is `other` with confidence 0.
 //!
@@ -98,24 +106,188 @@ fn without_code(text: &str) -> String {
     }
 }
 
+/// English function words that are not words of the other common Latin-script
+/// languages (so no `a`, `in`, `is`, `was`, `also`, `will`, `of`, `to`, `on`, `no`,
+/// `me`, `at`, `for`, `as`, `an`, `die`, `so`: each is a word in Spanish, German,
+/// Dutch, French, Italian, Portuguese, Polish or a Scandinavian language).
+/// Chosen from linguistic knowledge, not from data; the share that decides is
+/// measured in docs/benchmarks/speed.md.
+fn is_english_marker(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"the"
+            | b"and"
+            | b"that"
+            | b"this"
+            | b"with"
+            | b"which"
+            | b"have"
+            | b"from"
+            | b"they"
+            | b"their"
+            | b"there"
+            | b"these"
+            | b"those"
+            | b"would"
+            | b"should"
+            | b"could"
+            | b"what"
+            | b"when"
+            | b"where"
+            | b"about"
+            | b"into"
+            | b"been"
+            | b"than"
+            | b"your"
+            | b"you"
+            | b"are"
+            | b"were"
+            | b"it"
+            | b"its"
+            | b"not"
+            | b"by"
+            | b"how"
+            | b"who"
+            | b"why"
+            | b"more"
+            | b"some"
+            | b"other"
+            | b"such"
+            | b"each"
+            | b"only"
+            | b"just"
+            | b"because"
+            | b"while"
+            | b"after"
+            | b"before"
+            | b"between"
+            | b"through"
+            | b"during"
+            | b"without"
+            | b"within"
+            | b"does"
+            | b"did"
+            | b"has"
+            | b"them"
+            | b"then"
+            | b"very"
+            | b"can"
+            | b"our"
+            | b"we"
+            | b"my"
+            | b"she"
+            | b"her"
+            | b"his"
+            | b"him"
+            | b"be"
+            | b"or"
+            | b"if"
+            | b"all"
+            | b"any"
+            | b"many"
+            | b"most"
+            | b"make"
+            | b"use"
+            | b"used"
+            | b"using"
+            | b"following"
+            | b"given"
+            | b"provide"
+            | b"write"
+    )
+}
+
+/// What one pass over the characters counts: CJK ideographs, letter tokens (an
+/// ideograph or a run of letters), and for the English fast path the ASCII words,
+/// the English marker words among them and the non-ASCII letters.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct LetterCounts {
+    pub han: usize,
+    pub letter_tokens: usize,
+    pub ascii_words: usize,
+    pub markers: usize,
+    pub ascii_letters: usize,
+    pub other_letters: usize,
+}
+
+/// Count [`LetterCounts`] in one pass.
+pub fn letter_counts(text: &str) -> LetterCounts {
+    let mut n = LetterCounts::default();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut word_start: Option<usize> = None;
+    let mut word_ascii = true;
+    let end_word = |n: &mut LetterCounts, start: Option<usize>, end: usize, ascii: bool| {
+        if let (Some(s), true) = (start, ascii) {
+            n.ascii_words += 1;
+            let w = &bytes[s..end];
+            if w.len() <= 9 {
+                let mut low = [0u8; 9];
+                for (d, c) in low.iter_mut().zip(w) {
+                    *d = c.to_ascii_lowercase();
+                }
+                if is_english_marker(&low[..w.len()]) {
+                    n.markers += 1;
+                }
+            }
+        }
+    };
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b < 0x80 {
+            if b.is_ascii_alphabetic() {
+                if word_start.is_none() {
+                    word_start = Some(i);
+                    word_ascii = true;
+                    n.letter_tokens += 1;
+                }
+                n.ascii_letters += 1;
+            } else {
+                end_word(&mut n, word_start.take(), i, word_ascii);
+            }
+            i += 1;
+            continue;
+        }
+        let c = text[i..].chars().next().expect("a char starts here");
+        let len = c.len_utf8();
+        if is_han(c) {
+            end_word(&mut n, word_start.take(), i, word_ascii);
+            n.han += 1;
+            n.letter_tokens += 1;
+        } else if c.is_alphabetic() {
+            if word_start.is_none() {
+                word_start = Some(i);
+                n.letter_tokens += 1;
+            }
+            word_ascii = false;
+            n.other_letters += 1;
+        } else {
+            end_word(&mut n, word_start.take(), i, word_ascii);
+        }
+        i += len;
+    }
+    end_word(&mut n, word_start.take(), bytes.len(), word_ascii);
+    n
+}
+
+/// English without asking whatlang: enough words, (nearly) no letters outside
+/// ASCII, and English function words a large share of them. whatlang costs ~100 µs
+/// per record whatever its length; on such text it says `en` with confidence 1.0.
+pub fn clearly_english(n: &LetterCounts) -> bool {
+    n.ascii_words >= ENGLISH_MIN_WORDS
+        && n.other_letters * 200 <= n.ascii_letters
+        && n.markers * 100 >= n.ascii_words * ENGLISH_MIN_MARKER_PERCENT
+}
+
+/// Words the English fast path needs (shorter text goes to whatlang).
+const ENGLISH_MIN_WORDS: usize = 12;
+/// Share of marker words, in percent, the English fast path needs.
+const ENGLISH_MIN_MARKER_PERCENT: usize = 20;
+
 /// Detect the language of `text`: (`zh`|`en`|`other`, confidence).
 pub fn detect(text: &str) -> (&'static str, f64) {
-    let (mut han, mut letters) = (0usize, 0usize);
-    let mut in_word = false;
-    for c in text.chars() {
-        if is_han(c) {
-            han += 1;
-            letters += 1;
-            in_word = false;
-        } else if c.is_alphabetic() {
-            if !in_word {
-                letters += 1;
-            }
-            in_word = true;
-        } else {
-            in_word = false;
-        }
-    }
+    let counts = letter_counts(text);
+    let (han, letters) = (counts.han, counts.letter_tokens);
     if letters == 0 {
         return ("other", 0.0);
     }
@@ -123,6 +295,14 @@ pub fn detect(text: &str) -> (&'static str, f64) {
     if ratio >= 0.3 {
         return ("zh", 0.5 + ratio / 2.0);
     }
+    if clearly_english(&counts) {
+        return ("en", 1.0);
+    }
+    detect_whatlang(text)
+}
+
+/// whatlang's answer: `Cmn` -> `zh`, `Eng` -> `en`, anything else `other`.
+pub fn detect_whatlang(text: &str) -> (&'static str, f64) {
     match whatlang::detect(text) {
         Some(info) => {
             let lang = match info.lang() {
@@ -223,6 +403,29 @@ mod tests {
         );
         // Japanese: kana dominate, so the CJK rule does not call it Chinese.
         assert_eq!(detect("これはペンです。わたしはがくせいです。").0, "other");
+    }
+
+    #[test]
+    fn english_fast_path_only_for_clear_english() {
+        let en = "The museum opened a new wing this year, and visitors who come early can see \
+                  the paintings before the crowds arrive from the station.";
+        assert!(clearly_english(&letter_counts(en)));
+        assert_eq!(detect(en), ("en", 1.0));
+        // Other Latin-script languages, and short English, go to whatlang.
+        for other in [
+            "Das Museum hat in diesem Jahr einen neuen Flügel eröffnet, und wer früh kommt, kann die Bilder sehen.",
+            "El museo abrió una nueva ala este año y los visitantes que llegan temprano pueden ver las pinturas.",
+            "Le musée a ouvert une nouvelle aile cette année et les visiteurs matinaux peuvent voir les tableaux.",
+            "Het museum heeft dit jaar een nieuwe vleugel geopend en wie vroeg komt kan de schilderijen zien.",
+            "Muzeum otworzyło w tym roku nowe skrzydło i ci, którzy przyjdą wcześnie, mogą zobaczyć obrazy.",
+            "The cat sat on the mat.",
+        ] {
+            assert!(!clearly_english(&letter_counts(other)), "{other}");
+        }
+        // The counts match the letter-token rule the CJK share uses.
+        let n = letter_counts("在 Rust 里用 Vec::with_capacity 预先分配内存 café");
+        assert_eq!((n.han, n.letter_tokens), (9, 14));
+        assert_eq!(n.other_letters, 1);
     }
 
     #[test]
