@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod error;
 pub mod extract;
 pub mod finetune;
+pub mod hash;
 pub mod io;
 pub mod lm_score;
 pub mod pii;

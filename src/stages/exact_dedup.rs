@@ -26,8 +26,6 @@
 //! equal hashes across ranks in global input order, which keeps exactly the
 //! record a single-process run keeps (`tests/slurm.rs` checks the output is equal).
 
-use std::collections::HashMap;
-
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::json;
@@ -35,6 +33,7 @@ use serde_json::json;
 use crate::dedup::exact::text_hash;
 use crate::dedup::store::{self, DecisionKind, KeepRule};
 use crate::dedup::Prepass;
+use crate::hash::HashKeyMap;
 use crate::record::{Record, TextFields};
 use crate::stage::{Action, BuildContext, GlobalStage, Verdict};
 
@@ -58,7 +57,7 @@ fn yes() -> bool {
 /// The built stage: the seen hashes map to the id of the record that was kept.
 pub struct ExactDedup {
     cfg: ExactDedupConfig,
-    seen: HashMap<u128, String>,
+    seen: HashKeyMap<u128, String>,
     /// Sharded runs: decisions come from a prepass (see the module docs).
     sharded: bool,
     prepass: Prepass,
@@ -72,7 +71,7 @@ impl ExactDedup {
         }
         Ok(ExactDedup {
             cfg,
-            seen: HashMap::new(),
+            seen: HashKeyMap::default(),
             sharded: false,
             prepass: Prepass::new("exact_dedup", Self::params()),
         })

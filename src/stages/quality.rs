@@ -61,12 +61,11 @@
 //! `dup_paras`, `top_ngram`, `dup_ngram`, `symbols`, `punct_end`, `cjk_ratio`,
 //! `mojibake`); with `tag` it is kept and `meta.quality.flag` names the check.
 
-use std::collections::HashMap;
-
 use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::hash::{HashKeyMap, HashKeySet};
 use crate::record::{Record, Role};
 use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
 use crate::text::{cjk_ratio, is_cjk};
@@ -244,17 +243,18 @@ impl Metrics {
     }
 }
 
-/// Tokens with their character counts (see the module docs).
-fn tokenize(text: &str) -> Vec<(&str, usize)> {
-    let mut out = Vec::new();
+/// Tokens as (hash of the token's text, its character count) (see the module docs).
+fn tokenize(text: &str) -> Vec<(u64, usize)> {
+    let mut out = Vec::with_capacity(text.len() / 3);
+    let token = |s: &str, n: usize| (xxhash_rust::xxh3::xxh3_64(s.as_bytes()), n);
     let mut word_start: Option<usize> = None;
     let mut word_chars = 0;
     for (i, c) in text.char_indices() {
         if is_cjk(c) {
             if let Some(s) = word_start.take() {
-                out.push((&text[s..i], word_chars));
+                out.push(token(&text[s..i], word_chars));
             }
-            out.push((&text[i..i + c.len_utf8()], 1));
+            out.push(token(&text[i..i + c.len_utf8()], 1));
         } else if c.is_alphanumeric() {
             if word_start.is_none() {
                 word_start = Some(i);
@@ -262,11 +262,11 @@ fn tokenize(text: &str) -> Vec<(&str, usize)> {
             }
             word_chars += 1;
         } else if let Some(s) = word_start.take() {
-            out.push((&text[s..i], word_chars));
+            out.push(token(&text[s..i], word_chars));
         }
     }
     if let Some(s) = word_start {
-        out.push((&text[s..], word_chars));
+        out.push(token(&text[s..], word_chars));
     }
     out
 }
@@ -292,7 +292,9 @@ fn strip_list_marker(line: &str) -> &str {
 
 /// Characters in units that repeat an earlier unit / all unit characters.
 fn dup_unit_frac<'a>(units: impl Iterator<Item = &'a str>) -> f64 {
-    let mut seen: HashMap<&str, ()> = HashMap::new();
+    // Units by their 64-bit hash: a collision between two different lines is
+    // vanishingly unlikely, and hashing once is cheaper than keeping the strings.
+    let mut seen: HashKeySet<u64> = HashKeySet::default();
     let (mut dup, mut total) = (0usize, 0usize);
     for u in units {
         let key = strip_list_marker(u);
@@ -301,7 +303,7 @@ fn dup_unit_frac<'a>(units: impl Iterator<Item = &'a str>) -> f64 {
         }
         let n = u.trim().chars().count();
         total += n;
-        if seen.insert(key, ()).is_some() {
+        if !seen.insert(xxhash_rust::xxh3::xxh3_64(key.as_bytes())) {
             dup += n;
         }
     }
@@ -332,20 +334,22 @@ fn paragraphs(text: &str) -> Vec<&str> {
     out
 }
 
-fn ngram_key(tokens: &[(&str, usize)]) -> u64 {
+/// An n-gram's key from its tokens' hashes (order matters).
+fn ngram_key(tokens: &[(u64, usize)]) -> u64 {
     let mut h = 0u64;
     for (t, _) in tokens {
-        h = xxhash_rust::xxh3::xxh3_64_with_seed(t.as_bytes(), h);
+        h = (h.rotate_left(23) ^ t).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
     h
 }
 
-fn top_ngram_frac(tokens: &[(&str, usize)], n: usize) -> f64 {
+fn top_ngram_frac(tokens: &[(u64, usize)], n: usize) -> f64 {
     let total: usize = tokens.iter().map(|t| t.1).sum();
     if tokens.len() < n || total == 0 {
         return 0.0;
     }
-    let mut counts: HashMap<u64, (usize, usize)> = HashMap::new();
+    let mut counts: HashKeyMap<u64, (usize, usize)> =
+        HashKeyMap::with_capacity_and_hasher(tokens.len(), Default::default());
     for w in tokens.windows(n) {
         let e = counts
             .entry(ngram_key(w))
@@ -356,13 +360,14 @@ fn top_ngram_frac(tokens: &[(&str, usize)], n: usize) -> f64 {
     (best as f64 / total as f64).min(1.0)
 }
 
-fn dup_ngram_frac(tokens: &[(&str, usize)], n: usize) -> f64 {
+fn dup_ngram_frac(tokens: &[(u64, usize)], n: usize) -> f64 {
     let total: usize = tokens.iter().map(|t| t.1).sum();
     if tokens.len() < n || total == 0 {
         return 0.0;
     }
     let keys: Vec<u64> = tokens.windows(n).map(ngram_key).collect();
-    let mut counts: HashMap<u64, usize> = HashMap::new();
+    let mut counts: HashKeyMap<u64, usize> =
+        HashKeyMap::with_capacity_and_hasher(keys.len(), Default::default());
     for k in &keys {
         *counts.entry(*k).or_insert(0) += 1;
     }
