@@ -128,10 +128,9 @@ impl Builder {
 // ---------------------------------------------------------------- values
 
 const MOBILE_PREFIXES: &[&str] = &[
-    "130", "131", "132", "133", "134", "135", "136", "137", "138", "139", "145", "147", "150", "151",
-    "152", "153", "155", "156", "157", "158", "159", "166", "170", "171", "173", "175", "176", "177",
-    "178", "180", "181", "182", "183", "184", "185", "186", "187", "188", "189", "191", "193", "195",
-    "198", "199",
+    "130", "131", "132", "133", "134", "135", "136", "137", "138", "139", "145", "147", "150", "151", "152",
+    "153", "155", "156", "157", "158", "159", "166", "170", "171", "173", "175", "176", "177", "178", "180",
+    "181", "182", "183", "184", "185", "186", "187", "188", "189", "191", "193", "195", "198", "199",
 ];
 
 fn fullwidth(s: &str) -> String {
@@ -171,10 +170,12 @@ pub fn mobile(r: &mut Rng) -> String {
     }
 }
 
-const AREA3: &[&str] = &["010", "020", "021", "022", "023", "024", "025", "027", "028", "029"];
+const AREA3: &[&str] = &[
+    "010", "020", "021", "022", "023", "024", "025", "027", "028", "029",
+];
 const AREA4: &[&str] = &[
-    "0571", "0755", "0871", "0512", "0531", "0591", "0731", "0851", "0898", "0431", "0451", "0771",
-    "0991", "0574", "0769", "0592", "0311", "0371", "0551", "0791",
+    "0571", "0755", "0871", "0512", "0531", "0591", "0731", "0851", "0898", "0431", "0451", "0771", "0991",
+    "0574", "0769", "0592", "0311", "0371", "0551", "0791",
 ];
 
 /// A Chinese landline in one of its written forms.
@@ -217,14 +218,17 @@ pub fn landline(r: &mut Rng) -> String {
 
 /// Area code and number written together (only next to a telephone cue word).
 pub fn landline_plain(r: &mut Rng) -> String {
-    let area = if r.chance(0.5) { *r.pick(AREA3) } else { *r.pick(AREA4) };
+    let area = if r.chance(0.5) {
+        *r.pick(AREA3)
+    } else {
+        *r.pick(AREA4)
+    };
     format!("{area}{}{}", r.range(2, 8), r.digits(7))
 }
 
 const REGIONS: &[&str] = &[
-    "110101", "110105", "310104", "310115", "440305", "440106", "330106", "510107", "420102",
-    "320102", "610113", "500103", "370202", "350203", "430104", "210102", "120101", "530102",
-    "450102", "650102",
+    "110101", "110105", "310104", "310115", "440305", "440106", "330106", "510107", "420102", "320102",
+    "610113", "500103", "370202", "350203", "430104", "210102", "120101", "530102", "450102", "650102",
 ];
 
 fn days_in(y: u32, m: u32) -> u32 {
@@ -514,7 +518,10 @@ pub fn api_key(r: &mut Rng) -> String {
         7 => format!("LTAI5t{}", r.alnum(18)),
         8 => format!("AKID{}", r.alnum(32)),
         9 => format!("glpat-{}", r.b64url(20)),
-        _ => format!("hf_{}", r.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", 34)),
+        _ => format!(
+            "hf_{}",
+            r.from("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", 34)
+        ),
     }
 }
 
@@ -570,7 +577,8 @@ pub fn secret_url(r: &mut Rng) -> Filled {
             let pass = format!("{}{}", r.alnum(n), r.pick(&["!", "", "_1", "_x"]));
             let host = *r.pick(&["db.example.com", "10.0.3.17", "cache.internal", "mq.example.cn"]);
             let url = format!("{scheme}://{user}:{pass}@{host}:{}", r.range(1000, 9999));
-            b.span("URL_CREDENTIALS", &url).lit(&format!("/{}", r.pick(&["prod", "0", "app", "vhost"])));
+            b.span("URL_CREDENTIALS", &url)
+                .lit(&format!("/{}", r.pick(&["prod", "0", "app", "vhost"])));
         }
         1 => {
             b.lit("https://oapi.dingtalk.com/robot/send?access_token=")
@@ -595,7 +603,8 @@ pub fn secret_url(r: &mut Rng) -> Filled {
                 r.from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 10),
                 r.alnum(24)
             );
-            b.lit("https://hooks.slack.com/services/").span("URL_CREDENTIALS", &path);
+            b.lit("https://hooks.slack.com/services/")
+                .span("URL_CREDENTIALS", &path);
         }
         5 => {
             let t = 1_700_000_000 + r.below(30_000_000);
@@ -680,7 +689,11 @@ pub fn tracking(r: &mut Rng) -> String {
         1 => format!("YT{}", r.digits(13)),
         2 => format!("JD{}", r.digits(13)),
         3 => format!("75{}", r.digits(12)),
-        4 => format!("1Z{}{}", r.from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 6), r.digits(10)),
+        4 => format!(
+            "1Z{}{}",
+            r.from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 6),
+            r.digits(10)
+        ),
         _ => format!("{}", r.digits(12)),
     }
 }
@@ -741,9 +754,26 @@ pub fn version(r: &mut Rng) -> String {
     match r.below(5) {
         0 => format!("v{}.{}.{}", r.range(1, 20), r.range(0, 30), r.range(0, 9999)),
         1 => format!("10.0.{}.{}", r.range(10000, 22999), r.range(1, 4000)),
-        2 => format!("{}.0.{}.{}", r.range(90, 130), r.range(1000, 6999), r.range(10, 250)),
-        3 => format!("{}.{}.{}.{}", r.range(1, 9), r.range(0, 9), r.range(0, 9), r.range(0, 99)),
-        _ => format!("{}.{}.{}-beta.{}", r.range(0, 5), r.range(0, 30), r.range(0, 20), r.range(1, 9)),
+        2 => format!(
+            "{}.0.{}.{}",
+            r.range(90, 130),
+            r.range(1000, 6999),
+            r.range(10, 250)
+        ),
+        3 => format!(
+            "{}.{}.{}.{}",
+            r.range(1, 9),
+            r.range(0, 9),
+            r.range(0, 9),
+            r.range(0, 99)
+        ),
+        _ => format!(
+            "{}.{}.{}-beta.{}",
+            r.range(0, 5),
+            r.range(0, 30),
+            r.range(0, 20),
+            r.range(1, 9)
+        ),
     }
 }
 
@@ -786,7 +816,12 @@ fn fill(slot: &str, r: &mut Rng) -> Filled {
         "n9" => plain(format!("{}{}", r.range(1, 9), r.digits(8))),
         "hex40" => plain(r.hex(40)),
         "uuid" => plain(uuid(r)),
-        "word16" => plain(format!("{}_{}_{}", r.pick(SURNAMES), r.pick(GIVEN), r.pick(&["summer", "newsletter", "campaign", "december"]))),
+        "word16" => plain(format!(
+            "{}_{}_{}",
+            r.pick(SURNAMES),
+            r.pick(GIVEN),
+            r.pick(&["summer", "newsletter", "campaign", "december"])
+        )),
         "luhn16" => plain({
             let body = format!("4{}", r.digits(14));
             let c = luhn_digit(&body);
@@ -819,29 +854,65 @@ fn expand(tpl: &str, r: &mut Rng) -> Filled {
 pub const POS_TUNE: &[(&str, &str, &str)] = &[
     ("PHONE", "zh", "有问题可以直接打我手机{phone}，白天晚上都行。"),
     ("PHONE", "zh", "收货人：王先生，联系方式 {phone}，地址见备注。"),
-    ("PHONE", "en", "Feel free to text me at {phone} if anything changes."),
+    (
+        "PHONE",
+        "en",
+        "Feel free to text me at {phone} if anything changes.",
+    ),
     ("PHONE", "zh", "报名热线：{phone}（张老师）或 {phone}（李老师）"),
-    ("PHONE", "en", "Contact: Ms. Li, mobile {phone}, available on weekdays."),
-    ("LANDLINE", "zh", "办公室电话是{landline}，工作日九点到五点有人接听。"),
+    (
+        "PHONE",
+        "en",
+        "Contact: Ms. Li, mobile {phone}, available on weekdays.",
+    ),
+    (
+        "LANDLINE",
+        "zh",
+        "办公室电话是{landline}，工作日九点到五点有人接听。",
+    ),
     ("LANDLINE", "zh", "如需预约，请致电 {landline} 转前台。"),
-    ("LANDLINE", "en", "Our Hangzhou office can be reached at {landline} during business hours."),
+    (
+        "LANDLINE",
+        "en",
+        "Our Hangzhou office can be reached at {landline} during business hours.",
+    ),
     ("LANDLINE", "zh", "座机：{landline_plain}；传真：{landline}"),
     ("LANDLINE", "en", "Tel: {landline}   Fax: {landline}"),
     ("CN_ID", "zh", "本人身份证号码{cn_id}，申请补办社保卡。"),
     ("CN_ID", "en", "The applicant's resident ID is {cn_id}."),
     ("CN_ID", "zh", "乘车人：李娜 证件号 {cn_id} 座位 08车12F"),
-    ("BANK_CARD", "zh", "工资请打到我的卡上：{card}，开户行是招商银行。"),
-    ("BANK_CARD", "en", "Please charge the card ending in this number: {card}."),
+    (
+        "BANK_CARD",
+        "zh",
+        "工资请打到我的卡上：{card}，开户行是招商银行。",
+    ),
+    (
+        "BANK_CARD",
+        "en",
+        "Please charge the card ending in this number: {card}.",
+    ),
     ("BANK_CARD", "zh", "退款账户 {card}（户名：陈静）"),
     ("EMAIL", "zh", "简历请投递至{email}，邮件标题注明岗位。"),
-    ("EMAIL", "en", "You can reach the maintainer at {email} or open an issue."),
+    (
+        "EMAIL",
+        "en",
+        "You can reach the maintainer at {email} or open an issue.",
+    ),
     ("EMAIL", "zh", "联系邮箱：{email_cjk}"),
     ("EMAIL", "zh", "抄送 {email}; {email}"),
     ("IP", "zh", "登录日志显示来源地址为{ip}，时间是凌晨。"),
-    ("IP", "en", "The attacker connected from {ip} and scanned port 22."),
+    (
+        "IP",
+        "en",
+        "The attacker connected from {ip} and scanned port 22.",
+    ),
     ("IP", "zh", "把 nginx 的 upstream 改成 {ipv4}:8080 就行了。"),
     ("PASSPORT", "zh", "护照号码：{passport}，有效期至二〇三〇年。"),
-    ("PASSPORT", "en", "Passport number {passport} was used to book the flight."),
+    (
+        "PASSPORT",
+        "en",
+        "Passport number {passport} was used to book the flight.",
+    ),
     ("QQ", "zh", "有兴趣的加我QQ{qq}，备注来意。"),
     ("QQ", "en", "My QQ number is {qq}, add me anytime."),
     ("QQ", "zh", "QQ号码：{qq}（晚上在线）"),
@@ -849,30 +920,58 @@ pub const POS_TUNE: &[(&str, &str, &str)] = &[
     ("WECHAT", "zh", "详情请加微信：{wechat}，注明来意。"),
     ("WECHAT", "en", "Add me on WeChat: {wechat}"),
     ("WECHAT", "zh", "vx {wechat} 备注咨询"),
-    ("URL_CREDENTIALS", "zh", "告警机器人地址是 {secret_url} ，别外传。"),
-    ("URL_CREDENTIALS", "en", "I set the webhook to {secret_url} and it still fails."),
+    (
+        "URL_CREDENTIALS",
+        "zh",
+        "告警机器人地址是 {secret_url} ，别外传。",
+    ),
+    (
+        "URL_CREDENTIALS",
+        "en",
+        "I set the webhook to {secret_url} and it still fails.",
+    ),
     ("URL_CREDENTIALS", "zh", "下载链接（一小时内有效）：{secret_url}"),
     ("API_KEY", "en", "export OPENAI_API_KEY={api_key}"),
     ("API_KEY", "zh", "我的密钥是 {api_key}，为什么一直报 401？"),
     ("API_KEY", "en", "Authorization: Bearer {jwt}"),
     ("API_KEY", "zh", "调试时拿到的 token：{jwt}"),
-    ("PRIVATE_KEY", "en", "Here is the key file content:\n{private_key}\nWhy does ssh reject it?"),
+    (
+        "PRIVATE_KEY",
+        "en",
+        "Here is the key file content:\n{private_key}\nWhy does ssh reject it?",
+    ),
     ("PRIVATE_KEY", "zh", "私钥如下：\n{private_key}"),
 ];
 
 /// (type, lang, template) of the held part: written differently, never looked
 /// at while writing the rules.
 pub const POS_HELD: &[(&str, &str, &str)] = &[
-    ("PHONE", "zh", "我叫刘洋，手机号码是{phone}，麻烦快递到了打个电话。"),
+    (
+        "PHONE",
+        "zh",
+        "我叫刘洋，手机号码是{phone}，麻烦快递到了打个电话。",
+    ),
     ("PHONE", "en", "Call or WhatsApp {phone} (ask for Mr. Zhao)."),
     ("PHONE", "zh", "联系人电话{phone}；备用：{phone}"),
     ("PHONE", "en", "If the line is busy, my cell is {phone}."),
     ("LANDLINE", "zh", "投诉电话：{landline}（工作时间）"),
-    ("LANDLINE", "en", "For reservations call {landline}, extension desk."),
-    ("LANDLINE", "zh", "学校招生办 {landline}，也可以来电咨询 {landline}。"),
+    (
+        "LANDLINE",
+        "en",
+        "For reservations call {landline}, extension desk.",
+    ),
+    (
+        "LANDLINE",
+        "zh",
+        "学校招生办 {landline}，也可以来电咨询 {landline}。",
+    ),
     ("LANDLINE", "zh", "联系电话 {landline_plain} 王老师"),
     ("CN_ID", "zh", "持证人信息：姓名刘洋，公民身份号码 {cn_id}。"),
-    ("CN_ID", "en", "Chinese national ID number: {cn_id} (holder: Wang Fang)."),
+    (
+        "CN_ID",
+        "en",
+        "Chinese national ID number: {cn_id} (holder: Wang Fang).",
+    ),
     ("CN_ID", "zh", "请核对以下信息：{cn_id}，如有误请联系客服。"),
     ("BANK_CARD", "zh", "我的银行卡号是{card}，麻烦帮我查一下余额。"),
     ("BANK_CARD", "en", "Card number: {card}, expiry 08/27."),
@@ -885,7 +984,11 @@ pub const POS_HELD: &[(&str, &str, &str)] = &[
     ("IP", "en", "ping {ip} returns request timed out."),
     ("IP", "zh", "在防火墙里放行了{ip}之后就能访问了。"),
     ("PASSPORT", "zh", "出境时出示的护照（号码 {passport}）已经过期。"),
-    ("PASSPORT", "en", "Traveler: Chen Jing, passport no. {passport}, nationality CN."),
+    (
+        "PASSPORT",
+        "en",
+        "Traveler: Chen Jing, passport no. {passport}, nationality CN.",
+    ),
     ("QQ", "zh", "我的qq是{qq}，周末一般都在。"),
     ("QQ", "en", "you can find me on QQ: {qq}"),
     ("QQ", "zh", "群主扣扣号为 {qq}，有事私聊。"),
@@ -894,13 +997,21 @@ pub const POS_HELD: &[(&str, &str, &str)] = &[
     ("WECHAT", "en", "WeChat ID: {wechat} (same as my nickname)."),
     ("WECHAT", "zh", "v信：{wechat}"),
     ("URL_CREDENTIALS", "zh", "脚本里写死了 {secret_url}，这样安全吗？"),
-    ("URL_CREDENTIALS", "en", "curl -X POST '{secret_url}' -d @payload.json"),
+    (
+        "URL_CREDENTIALS",
+        "en",
+        "curl -X POST '{secret_url}' -d @payload.json",
+    ),
     ("URL_CREDENTIALS", "zh", "日志里打印出了回调地址：{secret_url}"),
     ("API_KEY", "zh", "配置文件：api_key = \"{api_key}\""),
     ("API_KEY", "en", "Leaked credential found in the repo: {api_key}"),
     ("API_KEY", "en", "The cookie holds {jwt} until logout."),
     ("API_KEY", "zh", "请求头带上 {jwt} 就能访问了"),
-    ("PRIVATE_KEY", "zh", "把下面的内容保存成 id_rsa：\n{private_key}\n然后 chmod 600。"),
+    (
+        "PRIVATE_KEY",
+        "zh",
+        "把下面的内容保存成 id_rsa：\n{private_key}\n然后 chmod 600。",
+    ),
     ("PRIVATE_KEY", "en", "```\n{private_key}\n```"),
 ];
 
@@ -908,7 +1019,10 @@ pub const POS_HELD: &[(&str, &str, &str)] = &[
 pub const NEG_TUNE: &[(&str, &str)] = &[
     ("zh", "您的订单号{order}已发货，预计三天内送达。"),
     ("zh", "订单编号：{mobile_like}，请妥善保存。"),
-    ("en", "Order #{order} has been shipped; tracking number {tracking}."),
+    (
+        "en",
+        "Order #{order} has been shipped; tracking number {tracking}.",
+    ),
     ("zh", "快递单号 {tracking}，可在官网查询。"),
     ("zh", "身份证号 {id_bad} 校验失败，请重新输入。"),
     ("en", "The test card {card_bad} was declined (checksum error)."),
@@ -954,7 +1068,10 @@ pub const NEG_HELD: &[(&str, &str)] = &[
     ("en", "Bumped the dependency from {version} to {version}."),
     ("zh", "固件版本号 {version}，发布于去年。"),
     ("zh", "已知 a = {mobile_like}，b = {n}，求 a × b。"),
-    ("en", "Multiply {mobile_like} by {n} and round to the nearest thousand."),
+    (
+        "en",
+        "Multiply {mobile_like} by {n} and round to the nearest thousand.",
+    ),
     ("zh", "{mobile_like} - {mobile_like} = ?"),
     ("zh", "把{mobile_like}分解质因数。"),
     ("en", "Is {mobile_like} divisible by {n}?"),
@@ -967,7 +1084,10 @@ pub const NEG_HELD: &[(&str, &str)] = &[
     ("zh", "营业时间 {landline_like} 点，周末休息。"),
     ("en", "The stadium holds {n9} people, about {n}% of the city."),
     ("en", "Part number {model} is out of stock."),
-    ("en", "Use the @Deprecated annotation and pin react@{version} in package.json."),
+    (
+        "en",
+        "Use the @Deprecated annotation and pin react@{version} in package.json.",
+    ),
 ];
 
 /// Carrier sentences: (even-indexed, odd-indexed) Chinese and English sentences
@@ -981,12 +1101,44 @@ fn clean_sentence(s: &str) -> bool {
     let n = s.chars().count();
     let low = s.to_lowercase();
     (8..=90).contains(&n)
-        && !s.chars().any(|c| c.is_ascii_digit() || ('０'..='９').contains(&c))
+        && !s
+            .chars()
+            .any(|c| c.is_ascii_digit() || ('０'..='９').contains(&c))
         && !s.contains(['@', '=', '/', ':', '：', '\\', '{', '}', '<', '>', '#'])
         && ![
-            "qq", "扣扣", "微信", "wechat", "weixin", "wx", "vx", "护照", "passport", "身份证", "证件",
-            "id", "电话", "手机", "phone", "tel", "call", "email", "邮箱", "token", "key", "密钥",
-            "计算", "乘", "除", "等于", "质数", "单号", "订单", "编号", "isbn", "版本", "version",
+            "qq",
+            "扣扣",
+            "微信",
+            "wechat",
+            "weixin",
+            "wx",
+            "vx",
+            "护照",
+            "passport",
+            "身份证",
+            "证件",
+            "id",
+            "电话",
+            "手机",
+            "phone",
+            "tel",
+            "call",
+            "email",
+            "邮箱",
+            "token",
+            "key",
+            "密钥",
+            "计算",
+            "乘",
+            "除",
+            "等于",
+            "质数",
+            "单号",
+            "订单",
+            "编号",
+            "isbn",
+            "版本",
+            "version",
         ]
         .iter()
         .any(|w| low.contains(w))
@@ -1056,9 +1208,9 @@ impl Carriers {
     pub fn load(shared: &Path) -> Carriers {
         let mut zh = Vec::new();
         let mut en = Vec::new();
-        if let Some(outs) = read_outputs(
-            &shared.join("alpaca_zh_hikariming/translated/zh_00000-03252_proofread_done.json"),
-        ) {
+        if let Some(outs) =
+            read_outputs(&shared.join("alpaca_zh_hikariming/translated/zh_00000-03252_proofread_done.json"))
+        {
             for o in outs.iter().take(3000) {
                 split_sentences(o, true, &mut zh);
             }
