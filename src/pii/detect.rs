@@ -997,11 +997,10 @@ fn has_digit_run(w: &str, n: usize) -> bool {
 fn clause_tail(w: String) -> String {
     let cut = w
         .char_indices()
-        .filter(|&(i, c)| {
+        .rfind(|&(i, c)| {
             matches!(c, '。' | '！' | '？' | '；' | '\n')
                 || (matches!(c, '.' | '!' | '?' | ';') && w[i + 1..].starts_with(' '))
         })
-        .last()
         .map(|(i, c)| i + c.len_utf8());
     match cut {
         Some(i) => w[i..].to_string(),
@@ -1082,7 +1081,7 @@ fn numeric_veto(t: &str, s: usize, e: usize, order_cues: bool) -> bool {
     // Operators glued to the digit run with a number on the other side.
     let op_after = {
         let a = after.trim_start();
-        a.starts_with(|ch| matches!(ch, '+' | '-' | '*' | '/' | '×' | '÷' | '=' | '^' | '%'))
+        a.starts_with(['+', '-', '*', '/', '×', '÷', '=', '^', '%'])
             .then(|| {
                 (
                     a.chars().next().unwrap(),

@@ -233,7 +233,7 @@ const REGIONS: &[&str] = &[
 
 fn days_in(y: u32, m: u32) -> u32 {
     match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -694,7 +694,7 @@ pub fn tracking(r: &mut Rng) -> String {
             r.from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", 6),
             r.digits(10)
         ),
-        _ => format!("{}", r.digits(12)),
+        _ => r.digits(12),
     }
 }
 
