@@ -233,6 +233,7 @@ impl PiiDetector {
             url_token: re(concat!(
                 r"[?&;#](?i-u:access_token|refresh_token|id_token|auth_token|token|api_key|apikey|api-key|key|secret|client_secret|app_secret|appsecret|secret_key|sig|signature|sign|appid|app_id|session|sessionid|session_id|sid|jwt|q-signature|x-amz-signature|x-amz-security-token|x-goog-signature|x-oss-signature)=([A-Za-z0-9._~%+/=-]{16,})",
                 r"|[?&;](?i-u:password|passwd|pwd|pass)=([A-Za-z0-9._~%+/=!*-]{6,})",
+                r"|[?&;](?i-u:appid|app_id|appkey|app_key)=([A-Za-z0-9._~%+/=-]{8,})",
             )),
             url_hook: re(concat!(
                 r"(?i-u:hooks\.slack\.com/services/)(T[A-Z0-9]{6,12}/B[A-Z0-9]{6,12}/[A-Za-z0-9]{16,40})",
@@ -314,9 +315,11 @@ impl PiiDetector {
         }
         if self.on(PiiType::UrlCredentials) && b.contains(&b'=') {
             for cap in self.url_token.captures_iter(t) {
-                let g = cap.get(1).or_else(|| cap.get(2)).expect("one value group");
+                let g = (1..=3).find_map(|i| cap.get(i)).expect("one value group");
                 let v = g.as_str().trim_end_matches(['.', ',']);
-                if v.len() >= 6 {
+                // A short app ID is a number or a code, not a word (`appid=demo_app`).
+                let short_id = cap.get(3).is_some() && !v.bytes().any(|b| b.is_ascii_digit());
+                if v.len() >= 6 && !short_id {
                     c.push(Cand {
                         ty: PiiType::UrlCredentials,
                         s: g.start(),
@@ -480,8 +483,21 @@ impl PiiDetector {
                 let chinese = window_before(t, s, 6)
                     .trim_end_matches([' ', '-', '('])
                     .ends_with("86");
-                let ok =
-                    !glued_before && !glued_after && !decimal && !chinese && !numeric_veto(t, s, e, true);
+                // Area codes N00 and N11 are toll-free and service numbers (and
+                // `400-820-8820` is a Chinese company hotline), not a person's line.
+                let digits: String = t[s..e].chars().filter(char::is_ascii_digit).collect();
+                let area = if digits.len() == 11 {
+                    &digits[1..4]
+                } else {
+                    &digits[..3]
+                };
+                let service = &area[1..] == "00" || &area[1..] == "11";
+                let ok = !glued_before
+                    && !glued_after
+                    && !decimal
+                    && !chinese
+                    && !service
+                    && !numeric_veto(t, s, e, true);
                 ok.then_some((s, e))
             });
             push(PiiType::Phone, nanp);
@@ -1392,6 +1408,7 @@ mod tests {
         ] {
             one(text, "PHONE", want);
         }
+        none("客服热线 400-820-8820，toll-free 1-800-555-0199");
         // 7-digit groups after +86 are a landline, not a North American number.
         one("office +86 531 494 8730 today", "LANDLINE", "+86 531 494 8730");
         // A grouped number inside a longer grouped run is not a phone.
@@ -1463,7 +1480,8 @@ mod tests {
             "API_KEY",
             "LTAI5tej5lcKZC1G0BOnhX35",
         );
-        none("?page=2&sort=desc&utm_source=zhang_wei_newsletter");
+        none("?page=2&sort=desc&utm_source=zhang_wei_newsletter&appid=demo_app");
+        one("GET /sms?appid=1400123456&x=1", "URL_CREDENTIALS", "1400123456");
     }
 
     #[test]
