@@ -55,18 +55,40 @@ fn real_corpus() -> Option<Vec<String>> {
     Some(docs)
 }
 
+/// This thread's CPU time in seconds (Linux schedstat, nanoseconds), so a shared,
+/// busy machine does not count other processes' time; `None` elsewhere.
+fn thread_cpu_secs() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = s.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1e9)
+}
+
 fn time_detect(name: &str, docs: &[String], det: &PiiDetector) {
     let bytes: usize = docs.iter().map(String::len).sum();
-    let t = Instant::now();
     let mut spans = 0usize;
-    for d in docs {
-        spans += det.detect(d).len();
+    let (mut wall, mut cpu) = (f64::MAX, f64::MAX);
+    // Best of three passes.
+    for _ in 0..3 {
+        let c0 = thread_cpu_secs();
+        let t = Instant::now();
+        spans = 0;
+        for d in docs {
+            spans += det.detect(d).len();
+        }
+        wall = wall.min(t.elapsed().as_secs_f64());
+        if let (Some(a), Some(b)) = (c0, thread_cpu_secs()) {
+            cpu = cpu.min(b - a);
+        }
     }
-    let secs = t.elapsed().as_secs_f64();
+    let mb = bytes as f64 / 1e6;
+    let cpu_text = if cpu < f64::MAX {
+        format!(", {:.1} MB per CPU-second", mb / cpu)
+    } else {
+        String::new()
+    };
     println!(
-        "{name}: {:.1} MB in {secs:.2}s = {:.1} MB/s per core ({spans} spans)",
-        bytes as f64 / 1e6,
-        bytes as f64 / 1e6 / secs
+        "{name}: {mb:.1} MB in {wall:.2}s = {:.1} MB/s per core{cpu_text} ({spans} spans)",
+        mb / wall
     );
 }
 
@@ -87,17 +109,7 @@ fn main() {
     let docs = corpus(mb);
     let bytes: usize = docs.iter().map(String::len).sum();
     let det = PiiDetector::new(&[]);
-    let t = Instant::now();
-    let mut spans = 0usize;
-    for d in &docs {
-        spans += det.detect(d).len();
-    }
-    let secs = t.elapsed().as_secs_f64();
-    println!(
-        "detect:          {:.1} MB in {secs:.2}s = {:.1} MB/s per core ({spans} spans)",
-        bytes as f64 / 1e6,
-        bytes as f64 / 1e6 / secs
-    );
+    time_detect("detect, synthetic worst case", &docs, &det);
     let t = Instant::now();
     let mut out = 0usize;
     for d in &docs {

@@ -96,7 +96,7 @@ pub fn valid_card(s: &str, max_year: u32) -> bool {
     let prefix_ok = match n {
         15 => p2 == 34 || p2 == 37,
         16..=19 => {
-            d.starts_with('4')
+            d.starts_with('4') && (n == 16 || n == 19)
                 || (51..=55).contains(&p2) && n == 16
                 || (2221..=2720).contains(&p4) && n == 16
                 || d.starts_with("62")

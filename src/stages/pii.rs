@@ -14,18 +14,26 @@
 //!
 //! Types (`types`, default all) and their placeholders:
 //! `CN_ID` (18-digit with check digit; 15-digit legacy with context),
-//! `PHONE` (Chinese mobile `1[3-9]x` with optional `+86`/`0086`/`86` and 3-4-4
-//! groups; North American numbers written with separators or `+1`),
-//! `LANDLINE` (Chinese `0xx(x)-xxxxxxx(x)`, `(0xx)` form), `EMAIL`,
+//! `PHONE` (Chinese mobile `1[3-9]x` with optional `+86`/`0086`/`86`/`(+86)`,
+//! whole or grouped 3-4-4 / 3-8 / 7-4; North American numbers written with
+//! separators or `+1`), `LANDLINE` (Chinese area code and 7-8 digit number in
+//! every written form: `0571-1234-5678`, `0871 6543 2109`, `(0755)1234-5678`,
+//! `+86-10-65521234`; written together only after a telephone word), `EMAIL`
+//! (also internationalised domains such as `…@公司.中国`),
 //! `BANK_CARD` (15-19 digits, optionally in groups of 4, Luhn, issuer prefix),
-//! `IP` (IPv4 other than 0/8, 127/8 and 224+; IPv6 validated by the std parser),
-//! `PASSPORT` (Chinese `E`/`G`+8 digits, `E`+letter+7 digits, US 9 digits, with
-//! context), `QQ` (5-11 digits after `QQ`/`扣扣`), `WECHAT` (after `微信`/`WeChat`/
-//! `wx`/`vx`, and `wxid_…`), `URL_CREDENTIALS` (`scheme://user:pass@host`, and
-//! the value of `token=`/`access_token=`/`api_key=`/`key=`/`secret=`/`sig=` query
-//! parameters of 16+ characters), `API_KEY` (AWS `AKIA…`, GitHub `ghp_…`,
-//! OpenAI-style `sk-…`, Slack `xox?-…`, Google `AIza…`) and `PRIVATE_KEY`
-//! (a whole `-----BEGIN … PRIVATE KEY-----` block). Overlapping finds keep the
+//! `IP` (IPv4 other than 0/8, 127/8, 224+ and version-like numbers; IPv6
+//! validated by the std parser), `PASSPORT` (Chinese `E`/`G`+8 digits,
+//! `E`+letter+7 digits, US 9 digits, with context), `QQ` (5-11 digits after
+//! `QQ`/`扣扣` with only filler between, so `QQ群 123456` is not one), `WECHAT`
+//! (after `微信`/`WeChat`/`wx`/`vx`, and `wxid_…`), `URL_CREDENTIALS`
+//! (`scheme://user:pass@host`; secret query values: `token`, `key`, `secret`,
+//! `sign`, `signature`, `appid`, `session`, `q-signature`, `X-Amz-Signature`, ...;
+//! webhook path secrets of Slack, Feishu, Discord, Telegram), `API_KEY` (AWS,
+//! Aliyun, Tencent, GitHub, GitLab, Hugging Face, npm, Stripe, OpenAI-style,
+//! Slack, Google keys; JWTs anywhere; `Bearer` tokens) and `PRIVATE_KEY`
+//! (a whole `-----BEGIN … PRIVATE KEY-----` block). Phone-, card- and ID-shaped
+//! numbers are vetoed by the clause around them: arithmetic (`计算 139… ÷ 7`),
+//! quantities and prices, order/tracking/serial words. Overlapping finds keep the
 //! longest, then the more specific type (in the order listed in [`PiiType`]).
 //!
 //! Actions: `redact` (default) replaces each span with the placeholder and
