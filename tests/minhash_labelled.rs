@@ -141,7 +141,7 @@ fn seeds(data: &Path, held: bool) -> Vec<Vec<Seed>> {
         let mut seen = HashSet::new();
         v.retain(|s| {
             let len = s.prompt.chars().count() + s.response.chars().count();
-            s.response.chars().count() >= 8 && len >= 20 && len <= 3000 && seen.insert(s.prompt.clone())
+            s.response.chars().count() >= 8 && (20..=3000).contains(&len) && seen.insert(s.prompt.clone())
         });
         let step = (v.len() / n.max(1)).max(1);
         v.into_iter().step_by(step).take(n).collect()
@@ -217,7 +217,7 @@ fn typos(s: &str, rate: f64, rng: &mut Rng) -> String {
     let mut out = String::new();
     let mut changed = false;
     let chars: Vec<char> = s.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
+    for &c in &chars {
         if c.is_alphanumeric() && rng.chance(rate) {
             changed = true;
             match rng.below(3) {
@@ -230,7 +230,6 @@ fn typos(s: &str, rate: f64, rng: &mut Rng) -> String {
         } else {
             out.push(c);
         }
-        let _ = i;
     }
     if !changed {
         let alnum: Vec<usize> = (0..chars.len()).filter(|&i| chars[i].is_alphanumeric()).collect();
@@ -253,7 +252,7 @@ fn typos(s: &str, rate: f64, rng: &mut Rng) -> String {
 /// inside words and removed between words, a few case changes.
 fn english(s: &str, rng: &mut Rng) -> String {
     let rate = 0.01 + 0.03 * rng.unit();
-    let mut c: Vec<char> = s.chars().collect();
+    let c: Vec<char> = s.chars().collect();
     let mut out = Vec::with_capacity(c.len() + 16);
     let mut i = 0;
     while i < c.len() {
@@ -281,7 +280,6 @@ fn english(s: &str, rng: &mut Rng) -> String {
         }
         i += 1;
     }
-    c.clear();
     out.into_iter().collect()
 }
 

@@ -869,10 +869,9 @@ impl Verify {
     }
 
     /// The character sample of a sketch at `level`, and how much of it is the prompt's.
-    fn sample(&self, s: &[u32], level: u32) -> (Vec<u32>, usize, bool) {
+    fn sample(&self, s: &[u32], level: u32) -> (Vec<u32>, usize) {
         let p = self.num_perm + RESPONSE_BINS + 1;
-        let head = s[p];
-        let (split, split_at) = (head & HAS_SPLIT != 0, (head & 0xffff) as usize);
+        let split_at = (s[p] & 0xffff) as usize;
         let len = (s[p + 1] as usize).min(SEQ_SLOTS);
         let seq = &s[p + 2..p + 2 + len];
         let mut out = Vec::with_capacity(len);
@@ -885,7 +884,7 @@ impl Verify {
                 }
             }
         }
-        (out, prompt, split)
+        (out, prompt)
     }
 
     /// Whether two sketches are near duplicates (the rules above).
@@ -898,14 +897,8 @@ impl Verify {
         }
         let head = p + RESPONSE_BINS + 1;
         let level = ((a[head] >> 16) & 0xff).max((b[head] >> 16) & 0xff);
-        let mut samples: Option<((Vec<u32>, usize, bool), (Vec<u32>, usize, bool))> = None;
-        let mut get = || {
-            samples
-                .get_or_insert_with(|| (self.sample(a, level), self.sample(b, level)))
-                .clone()
-        };
+        let ((sa, pa), (sb, pb)) = (self.sample(a, level), self.sample(b, level));
         if a[head] & HAS_SPLIT != 0 && b[head] & HAS_SPLIT != 0 {
-            let ((sa, pa, _), (sb, pb, _)) = get();
             if lcs_similarity(&sa[..pa], &sb[..pb]) < self.segment_threshold {
                 return false;
             }
@@ -914,14 +907,13 @@ impl Verify {
                 return false;
             }
         }
-        // The veto: a long stretch that differs on both sides (a shared template
-        // with other content), however similar the rest.
-        // A reordered text keeps its shingles (high Jaccard) but not its order, so the
-        // veto is skipped at `reorder_jaccard` and above.
+        // A reordered text keeps its shingles (high Jaccard) but not its order: no
+        // veto at `reorder_jaccard` and above.
         if j >= self.reorder_jaccard {
             return true;
         }
-        let ((sa, _, _), (sb, _, _)) = get();
+        // The veto: a long stretch that differs on both sides (a shared template
+        // with other content), however similar the rest.
         if gap_similarity(&sa, &sb) < self.edit_threshold {
             return false;
         }
