@@ -99,7 +99,23 @@
 //! # quality_meta = "quality.punct_end_frac"  # with keep = "quality": higher wins
 //! memory_limit = "1GiB"   # band entries held before spilling a sorted run
 //! action = "drop"         # drop | tag
+//! verify = "jaccard"      # jaccard | segments (below)
+//! # with verify = "segments":
+//! # candidate_threshold = 0.4   # LSH banding target
+//! # segment_threshold = 0.5     # prompt and response each (records with both)
+//! # reorder_jaccard = 0.8       # a duplicate whatever the order
+//! # edit_threshold = 0.85       # veto: long stretches differing on both sides
+//! # containment = 0.9           # smaller document's shingles contained
+//! # coverage = 0.75             # LCS similarity of the character samples
 //! ```
+//!
+//! **`verify = "segments"`** stores a verification sketch per record and confirms a
+//! candidate by the rules of [`crate::dedup::minhash::Verify`]: a per-segment guard
+//! (the same question with another answer is not a duplicate), a veto against long
+//! stretches that differ on both sides (a shared template with other content), then
+//! Jaccard, containment or an edit-aware LCS similarity (typos). Measured in
+//! `tests/minhash_labelled.rs` (docs/benchmarks/dedup.md, Session 8): higher recall per
+//! edit kind, but MMLU `moral_scenarios` items chain, so it is not the default.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer};
