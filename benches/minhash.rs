@@ -138,6 +138,7 @@ fn shared_data_bench() {
             memory_limit: 1 << 30,
             show_clusters: 10,
             show_members: 4,
+            verify: None,
         };
         let mut obs = Observer::create(dir.path(), params).unwrap();
         for (i, s) in sigs.iter().enumerate() {

@@ -377,6 +377,7 @@ fn predict(st: &MinhashDedup, sigs: &[Option<Vec<u32>>], threshold: f64) -> Vec<
         memory_limit: 1 << 30,
         show_clusters: 0,
         show_members: 0,
+        verify: None,
     };
     let mut obs = Observer::create(tmp.path(), params).unwrap();
     for (i, s) in sigs.iter().enumerate() {

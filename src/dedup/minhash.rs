@@ -83,6 +83,8 @@ pub struct MinHasher {
     perms: Vec<(u64, u64)>,
     /// Densification probes for one-permutation signatures.
     probes: Probes,
+    /// The same for the response's [`RESPONSE_BINS`]-bin signature.
+    response_probes: Probes,
 }
 
 impl MinHasher {
@@ -99,6 +101,7 @@ impl MinHasher {
             rows,
             perms,
             probes,
+            response_probes: Probes::new(RESPONSE_BINS),
         }
     }
 
@@ -137,6 +140,50 @@ impl MinHasher {
             scratch.trim();
             Some(sig)
         })
+    }
+
+    /// The verification sketch of a record (see [`Verify`]): the document signature
+    /// of `prompt` + `response` (the same as [`MinHasher::signature`] of the two
+    /// joined), then a [`RESPONSE_BINS`]-bin signature of `response` alone, the
+    /// document's shingle count, and a sample of at most [`SEQ_SLOTS`] of its
+    /// characters in order; `split`: the record has a prompt side and a response
+    /// side (the per-segment guard applies). `None` when it has no letter or digit.
+    pub fn sketch(&self, prompt: &str, response: &str, split: bool) -> Option<Vec<u32>> {
+        let p = self.cfg.num_perm;
+        let mut out = Vec::with_capacity(p + SKETCH_EXTRA);
+        let mut doc = String::with_capacity(prompt.len() + response.len() + 1);
+        doc.push_str(prompt);
+        doc.push('\n');
+        doc.push_str(response);
+        out.extend(self.signature(&doc)?);
+        SCRATCH.with(|cell| {
+            let mut scratch = cell.borrow_mut();
+            let Scratch {
+                units, words, sketch, ..
+            } = &mut *scratch;
+            // The response alone: its own small signature, shingled as the document is.
+            normalize_into(&doc, self.cfg.fold_traditional, units);
+            let by_char = by_char(&self.cfg, units);
+            let mut n_shingles = 0u32;
+            for_each_shingle(&self.cfg, units, by_char, words, |_| n_shingles += 1);
+            let doc_chars = std::mem::take(&mut units.chars);
+            normalize_into(response, self.cfg.fold_traditional, units);
+            let resp_units = units.chars.len();
+            if units.chars.is_empty() {
+                out.extend(std::iter::repeat_n(u32::MAX, RESPONSE_BINS));
+            } else {
+                sketch.reset(RESPONSE_BINS);
+                for_each_shingle(&self.cfg, units, by_char, words, |h| sketch.add(h));
+                out.extend(sketch.finish(&self.response_probes));
+            }
+            out.push(n_shingles);
+            // The prompt side is the document's characters before the response's.
+            let prompt_units = doc_chars.len().saturating_sub(resp_units);
+            sample_sequence(&doc_chars, prompt_units, split, &mut out);
+            units.chars = doc_chars;
+            scratch.trim();
+        });
+        Some(out)
     }
 
     /// `num_perm` multiply-shift permutations, the minimum of each.
@@ -572,6 +619,316 @@ fn shingles(cfg: &Shingling, text: &str) -> (Vec<u64>, bool) {
     (out, by_char)
 }
 
+/// Bins of the response-only signature in a verification sketch.
+pub const RESPONSE_BINS: usize = 32;
+/// Characters sampled into a verification sketch, at most.
+pub const SEQ_SLOTS: usize = 256;
+/// Words a verification sketch has after the document signature: the response
+/// signature, the shingle count, the sample's header (split, level, length) and the sample.
+pub const SKETCH_EXTRA: usize = RESPONSE_BINS + 3 + SEQ_SLOTS;
+const SEQ_SEED: u64 = 0x7365_7100_0000_0001; // "seq"
+const HAS_SPLIT: u32 = 1 << 31;
+/// Estimated Jaccard below which a pair is not verified further.
+const MIN_JACCARD: f64 = 0.2;
+
+/// The character sample of a sketch: every character whose selection hash (of the
+/// character and the one before it) has at least `level` trailing zero bits, with
+/// the smallest level that keeps at most [`SEQ_SLOTS`] (all of them in a text of up
+/// to 256 letters and digits). Each slot holds the selection hash (high 16 bits) and
+/// the character's hash (low 16 bits), so two samples taken at different levels are
+/// compared at the coarser one. A typo changes one character and the selection of
+/// the next, so the sample keeps the text's edit rate (about twice it, sampled).
+fn sample_sequence(chars: &[u32], prompt_units: usize, split: bool, out: &mut Vec<u32>) {
+    let word = |i: usize| -> u32 {
+        let c = chars[i] as u64;
+        let prev = if i == 0 { 0 } else { chars[i - 1] as u64 };
+        let sel = (mix(prev.wrapping_mul(0x9e37_79b9) ^ c ^ SEQ_SEED) >> 48) as u32;
+        let ch = (mix(prev.wrapping_mul(0x85eb_ca6b) ^ c ^ SEQ_SEED.rotate_left(17)) & 0xffff) as u32;
+        (sel << 16) | ch
+    };
+    let mut tz = [0usize; 18];
+    for i in 0..chars.len() {
+        tz[((word(i) >> 16) | 1 << 16).trailing_zeros() as usize] += 1;
+    }
+    // count(level) = characters with at least `level` trailing zeros.
+    let mut level = 0usize;
+    let mut count = chars.len();
+    while count > SEQ_SLOTS && level < 16 {
+        count -= tz[level];
+        level += 1;
+    }
+    let mut sample = Vec::with_capacity(SEQ_SLOTS);
+    let mut split_at = 0usize;
+    for i in 0..chars.len() {
+        let w = word(i);
+        if (w >> 16).trailing_zeros() as usize >= level && sample.len() < SEQ_SLOTS {
+            sample.push(w);
+            if i < prompt_units {
+                split_at = sample.len();
+            }
+        }
+    }
+    out.push(if split { HAS_SPLIT } else { 0 } | (level as u32) << 16 | split_at as u32);
+    out.push(sample.len() as u32);
+    out.extend_from_slice(&sample);
+    out.extend(std::iter::repeat_n(0, SEQ_SLOTS - sample.len()));
+}
+
+/// Runs of equal characters shorter than this do not count in [`lcs`]: unrelated
+/// texts share many scattered characters (English letters above all), a text with
+/// typos shares long runs between them.
+const MIN_RUN: usize = 3;
+
+/// The longest common subsequence of two character samples (by the characters'
+/// hashes) made of runs of at least [`MIN_RUN`] consecutive equal characters in
+/// both (LCS>=k, Benson et al. 2016): `dp[i][j]` is the best of `dp[i-1][j]`,
+/// `dp[i][j-1]`, and, when the last `r >= MIN_RUN` characters agree, `dp[i-k][j-k] + k`
+/// (a run starts) or `dp[i-1][j-1] + 1` (`r > MIN_RUN`: a run goes on).
+fn lcs(a: &[u32], b: &[u32]) -> usize {
+    if a.len() < MIN_RUN || b.len() < MIN_RUN {
+        return usize::from(a == b) * a.len();
+    }
+    let k = MIN_RUN;
+    let w = b.len() + 1;
+    // Rows i-k..=i of dp and of the run length, in a ring of k+1 rows.
+    let mut dp = vec![0u16; (k + 1) * w];
+    let mut run = vec![0u16; (k + 1) * w];
+    for i in 1..=a.len() {
+        let (cur, prev, back) = (i % (k + 1), (i - 1) % (k + 1), (i + 1) % (k + 1)); // back = i-k
+        let x = a[i - 1] & 0xffff;
+        dp[cur * w] = 0;
+        run[cur * w] = 0;
+        for j in 1..=b.len() {
+            let r = if x == b[j - 1] & 0xffff {
+                run[prev * w + j - 1] + 1
+            } else {
+                0
+            };
+            run[cur * w + j] = r;
+            let mut best = dp[prev * w + j].max(dp[cur * w + j - 1]);
+            if r as usize >= k {
+                best = best.max(dp[back * w + j - k] + k as u16);
+                if r as usize > k {
+                    best = best.max(dp[prev * w + j - 1] + 1);
+                }
+            }
+            dp[cur * w + j] = best;
+        }
+    }
+    dp[(a.len() % (k + 1)) * w + b.len()] as usize
+}
+
+/// Differing stretches longer than this many sampled characters count against
+/// [`gap_similarity`]; shorter ones (a typo breaks one or two) do not.
+const MAX_GAP: usize = 8;
+
+/// Window of [`covered`]: long enough that unrelated texts rarely share one.
+const MOVED_RUN: usize = 8;
+
+/// Per character of `a`: whether it is in a window of [`MOVED_RUN`] consecutive
+/// characters that also occurs somewhere in `b`.
+fn covered(a: &[u32], b: &[u32]) -> Vec<bool> {
+    let k = MOVED_RUN;
+    let mut out = vec![false; a.len()];
+    if a.len() < k || b.len() < k {
+        return out;
+    }
+    let key = |w: &[u32]| {
+        w.iter()
+            .fold(0u64, |h, &x| h.rotate_left(16) ^ (x & 0xffff) as u64)
+    };
+    let mut windows: Vec<u64> = b.windows(k).map(key).collect();
+    windows.sort_unstable();
+    for (p, w) in a.windows(k).enumerate() {
+        if windows.binary_search(&key(w)).is_ok() {
+            out[p..p + k].iter_mut().for_each(|m| *m = true);
+        }
+    }
+    out
+}
+
+/// Edit-aware similarity of two character samples: 1 minus the share of the text
+/// (mean length) that lies in differing stretches longer than [`MAX_GAP`] between
+/// the runs of an LCS>=[`MIN_RUN`] alignment (leading and trailing ones included),
+/// at least 0. Typos leave only short gaps (1 - ~0.05 at 8%), while two texts
+/// sharing a long template differ in one long stretch, their content (as low as the
+/// template's share, however much of it matches by chance).
+fn gap_similarity(a: &[u32], b: &[u32]) -> f64 {
+    let (n, m) = (a.len(), b.len());
+    if n == 0 || m == 0 {
+        return if n == m { 1.0 } else { 0.0 };
+    }
+    let k = MIN_RUN;
+    let w = m + 1;
+    let mut dp = vec![0u16; (n + 1) * w];
+    let mut run = vec![0u16; (n + 1) * w];
+    for i in 1..=n {
+        let x = a[i - 1] & 0xffff;
+        for j in 1..=m {
+            let r = if x == b[j - 1] & 0xffff {
+                run[(i - 1) * w + j - 1] + 1
+            } else {
+                0
+            };
+            run[i * w + j] = r;
+            let mut best = dp[(i - 1) * w + j].max(dp[i * w + j - 1]);
+            if r as usize >= k {
+                best = best.max(dp[(i - k) * w + j - k] + k as u16);
+                if r as usize > k {
+                    best = best.max(dp[(i - 1) * w + j - 1] + 1);
+                }
+            }
+            dp[i * w + j] = best;
+        }
+    }
+    // Characters in a run of MIN_RUN found anywhere in the other text: text that
+    // moved (reordered paragraphs) rather than differs.
+    let moved_a = covered(a, b);
+    let moved_b = covered(b, a);
+    // Walk the alignment back; sum the long gaps between matched characters.
+    let (mut i, mut j) = (n, m);
+    let (mut next_i, mut next_j) = (n + 1, m + 1);
+    let mut long = 0usize;
+    let mut gap = |i: usize, j: usize, next_i: usize, next_j: usize| {
+        // 1-based positions i+1..next_i-1 of `a` (0-based i..next_i-1), likewise `b`.
+        let gi = moved_a[i..next_i - 1].iter().filter(|&&m| !m).count();
+        let gj = moved_b[j..next_j - 1].iter().filter(|&&m| !m).count();
+        // Text on one side only (added, removed, cut) is not a difference here.
+        if gi.min(gj) > 2 && gi.max(gj) > MAX_GAP {
+            long += gi.max(gj);
+        }
+    };
+    while i > 0 && j > 0 {
+        let d = dp[i * w + j];
+        if d == dp[(i - 1) * w + j] {
+            i -= 1;
+        } else if d == dp[i * w + j - 1] {
+            j -= 1;
+        } else {
+            let r = run[i * w + j] as usize;
+            let step = if r > k && d == dp[(i - 1) * w + j - 1] + 1 {
+                1
+            } else {
+                k
+            };
+            for _ in 0..step {
+                gap(i, j, next_i, next_j);
+                (next_i, next_j) = (i, j);
+                i -= 1;
+                j -= 1;
+            }
+        }
+    }
+    gap(0, 0, next_i, next_j);
+    (1.0 - long as f64 / ((n + m) as f64 / 2.0)).max(0.0)
+}
+
+/// `2 * LCS / (|a| + |b|)`: 1 for equal samples (and two empty ones).
+fn lcs_similarity(a: &[u32], b: &[u32]) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 1.0;
+    }
+    2.0 * lcs(a, b) as f64 / (a.len() + b.len()) as f64
+}
+
+/// How two verification sketches ([`MinHasher::sketch`]) are judged near duplicates
+/// (the `minhash_dedup` keys of the same names; chosen on the tune part of
+/// `tests/minhash_labelled.rs`). A pair is a near duplicate when
+///
+/// 1. **per segment** (only when both records have a prompt side and a response
+///    side): the prompts' character samples have LCS similarity at least
+///    `segment_threshold`, and the responses have it, or their estimated Jaccard
+///    does (a reordered answer keeps its shingles, not its order) — this is what
+///    separates "the same question with a different answer"; and
+/// 2. one of: estimated Jaccard of the documents at least `threshold`; estimated
+///    containment of the smaller document's shingles at least `containment`
+///    (truncation, a sentence or boilerplate added); LCS similarity of the
+///    documents' character samples at least `edit_threshold` (typos: each one
+///    breaks `n` shingles but only one character, so a long shared template with
+///    different content scores as low as its differing share).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verify {
+    pub num_perm: usize,
+    pub threshold: f64,
+    pub containment: f64,
+    pub edit_threshold: f64,
+    pub coverage: f64,
+    pub reorder_jaccard: f64,
+    pub segment_threshold: f64,
+}
+
+impl Verify {
+    /// Words per sketch.
+    pub fn width(&self) -> usize {
+        self.num_perm + SKETCH_EXTRA
+    }
+
+    /// Estimated Jaccard of the documents (what `meta` reports).
+    pub fn similarity(&self, a: &[u32], b: &[u32]) -> f64 {
+        estimate(&a[..self.num_perm], &b[..self.num_perm])
+    }
+
+    /// The character sample of a sketch at `level`, and how much of it is the prompt's.
+    fn sample(&self, s: &[u32], level: u32) -> (Vec<u32>, usize) {
+        let p = self.num_perm + RESPONSE_BINS + 1;
+        let split_at = (s[p] & 0xffff) as usize;
+        let len = (s[p + 1] as usize).min(SEQ_SLOTS);
+        let seq = &s[p + 2..p + 2 + len];
+        let mut out = Vec::with_capacity(len);
+        let mut prompt = 0;
+        for (i, &w) in seq.iter().enumerate() {
+            if (w >> 16).trailing_zeros() >= level {
+                out.push(w);
+                if i < split_at {
+                    prompt = out.len();
+                }
+            }
+        }
+        (out, prompt)
+    }
+
+    /// Whether two sketches are near duplicates (the rules above).
+    pub fn matches(&self, a: &[u32], b: &[u32]) -> bool {
+        let p = self.num_perm;
+        let j = estimate(&a[..p], &b[..p]);
+        // Below this no rule passes in practice (a text with 8% typos keeps ~0.45).
+        if j < MIN_JACCARD {
+            return false;
+        }
+        let head = p + RESPONSE_BINS + 1;
+        let level = ((a[head] >> 16) & 0xff).max((b[head] >> 16) & 0xff);
+        let ((sa, pa), (sb, pb)) = (self.sample(a, level), self.sample(b, level));
+        if a[head] & HAS_SPLIT != 0 && b[head] & HAS_SPLIT != 0 {
+            if lcs_similarity(&sa[..pa], &sb[..pb]) < self.segment_threshold {
+                return false;
+            }
+            let jr = estimate(&a[p..p + RESPONSE_BINS], &b[p..p + RESPONSE_BINS]);
+            if jr < self.segment_threshold && lcs_similarity(&sa[pa..], &sb[pb..]) < self.segment_threshold {
+                return false;
+            }
+        }
+        // A reordered text keeps its shingles (high Jaccard) but not its order: no
+        // veto at `reorder_jaccard` and above.
+        if j >= self.reorder_jaccard {
+            return true;
+        }
+        // The veto: a long stretch that differs on both sides (a shared template
+        // with other content), however similar the rest.
+        if gap_similarity(&sa, &sb) < self.edit_threshold {
+            return false;
+        }
+        if j >= self.threshold {
+            return true;
+        }
+        let (na, nb) = (a[p + RESPONSE_BINS] as f64, b[p + RESPONSE_BINS] as f64);
+        let inter = j * (na + nb) / (1.0 + j);
+        if na.min(nb) > 0.0 && inter / na.min(nb) >= self.containment {
+            return true;
+        }
+        lcs_similarity(&sa, &sb) >= self.coverage
+    }
+}
+
 /// Estimated Jaccard similarity: the fraction of equal minimums.
 pub fn estimate(a: &[u32], b: &[u32]) -> f64 {
     let eq = a.iter().zip(b).filter(|(x, y)| x == y).count();
@@ -827,5 +1184,111 @@ mod tests {
         assert_eq!(sig.len(), 128);
         let again = hasher(Shingling::default()).signature("数据清洗是训练大模型的第一步");
         assert_eq!(Some(sig), again);
+    }
+
+    fn verify() -> Verify {
+        Verify {
+            num_perm: 128,
+            threshold: 0.6,
+            containment: 0.9,
+            edit_threshold: 0.85,
+            coverage: 0.75,
+            reorder_jaccard: 0.8,
+            segment_threshold: 0.4,
+        }
+    }
+
+    /// Every `every`-th letter replaced by another.
+    fn with_typos(t: &str, every: usize) -> String {
+        t.chars()
+            .enumerate()
+            .map(|(i, c)| match (i % every == every / 2, c.is_ascii_lowercase()) {
+                (true, true) => ((c as u8 - b'a' + 7) % 26 + b'a') as char,
+                (true, false) if c.is_alphanumeric() => '错',
+                _ => c,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn verification_tolerates_typos_and_reordering_but_not_another_answer_or_template() {
+        let s = hasher(Shingling {
+            shingle: ShingleMode::Char,
+            ..Shingling::default()
+        });
+        let v = verify();
+        let q = "请介绍一下长城的历史，以及它在中国古代军事防御中所起的作用。";
+        let a = "长城始建于春秋战国时期，秦始皇统一六国后将各国长城连接起来。明朝时又进行了大规模修筑，形成了今天我们看到的样子。它在古代主要用于抵御北方游牧民族的侵扰。";
+        let b = "光合作用是植物利用光能，把二氧化碳和水转化为有机物并释放氧气的过程。它是地球上几乎所有生命的能量来源，也维持着大气中氧气的含量。";
+        let sk = |p: &str, r: &str| s.sketch(p, r, true).unwrap();
+        let orig = sk(q, a);
+        assert_eq!(orig.len(), v.width());
+        assert!(v.matches(&orig, &orig));
+        // About 7% of the characters mistyped: Jaccard of 5-grams is far below 0.6.
+        let typo = sk(&with_typos(q, 14), &with_typos(a, 14));
+        assert!(v.similarity(&orig, &typo) < 0.6, "{}", v.similarity(&orig, &typo));
+        assert!(v.matches(&orig, &typo));
+        // The same question with another answer.
+        assert!(!v.matches(&orig, &sk(q, b)));
+        // Sentences of the answer reordered.
+        let mut ss: Vec<&str> = a.split_inclusive('。').collect();
+        ss.rotate_left(1);
+        assert!(v.matches(&orig, &sk(q, &ss.concat())));
+        // English: typos, and a long shared template with other content.
+        let t = |x: &str, y: &str| {
+            format!(
+                "For which of the following two situations does the person described act in a way that is clearly unfair or dishonest, judged by the common standards of most people today? Situation 1 | {x} Situation 2 | {y}\nA. Unfair, Unfair\nB. Unfair, Fair\nC. Fair, Unfair\nD. Fair, Fair"
+            )
+        };
+        let e1 = s
+            .sketch(
+                "",
+                &t(
+                    "I took the last cookie without asking anyone.",
+                    "I returned the wallet I found to its owner.",
+                ),
+                false,
+            )
+            .unwrap();
+        let e2 = s
+            .sketch(
+                "",
+                &t(
+                    "I copied my friend's homework and handed it in.",
+                    "I told my boss the project was late because of me.",
+                ),
+                false,
+            )
+            .unwrap();
+        assert!(!v.matches(&e1, &e2), "template pair merged");
+        let text = t(
+            "I took the last cookie without asking anyone.",
+            "I returned the wallet I found to its owner.",
+        );
+        let e3 = s.sketch("", &with_typos(&text, 16), false).unwrap();
+        assert!(v.matches(&e1, &e3));
+    }
+
+    #[test]
+    fn gap_similarity_counts_long_two_sided_differences_only() {
+        let seq = |t: &str| {
+            let mut u = Units::default();
+            normalize_into(t, true, &mut u);
+            let mut out = Vec::new();
+            sample_sequence(&u.chars, 0, false, &mut out);
+            out[2..2 + out[1] as usize].to_vec()
+        };
+        let a = seq("the quick brown fox jumps over the lazy dog and runs far away into the green forest");
+        assert_eq!(gap_similarity(&a, &a), 1.0);
+        // Text added at the end or removed: one-sided.
+        let b = seq("the quick brown fox jumps over the lazy dog and runs far away into the green forest, never to be seen again by anyone");
+        assert_eq!(gap_similarity(&a, &b), 1.0);
+        // The middle replaced by other text: two-sided and long.
+        let c = seq(
+            "the quick brown fox sleeps all day long under a big warm blanket far away into the green forest",
+        );
+        assert!(gap_similarity(&a, &c) < 0.8, "{}", gap_similarity(&a, &c));
+        assert_eq!(lcs(&a, &a), a.len());
+        assert!(lcs_similarity(&a, &c) < 1.0);
     }
 }

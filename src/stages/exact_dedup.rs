@@ -87,6 +87,7 @@ impl ExactDedup {
             memory_limit: 256 << 20,
             show_clusters: 0,
             show_members: 0,
+            verify: None,
         }
     }
 }

@@ -99,17 +99,33 @@
 //! # quality_meta = "quality.punct_end_frac"  # with keep = "quality": higher wins
 //! memory_limit = "1GiB"   # band entries held before spilling a sorted run
 //! action = "drop"         # drop | tag
+//! verify = "jaccard"      # jaccard | segments (below)
+//! # with verify = "segments":
+//! # candidate_threshold = 0.4   # LSH banding target
+//! # segment_threshold = 0.5     # prompt and response each (records with both)
+//! # reorder_jaccard = 0.8       # a duplicate whatever the order
+//! # edit_threshold = 0.85       # veto: long stretches differing on both sides
+//! # containment = 0.9           # smaller document's shingles contained
+//! # coverage = 0.75             # LCS similarity of the character samples
 //! ```
+//!
+//! **`verify = "segments"`** stores a verification sketch per record and confirms a
+//! candidate by the rules of [`crate::dedup::minhash::Verify`]: a per-segment guard
+//! (the same question with another answer is not a duplicate), a veto against long
+//! stretches that differ on both sides (a shared template with other content), then
+//! Jaccard, containment or an edit-aware LCS similarity (typos). Measured in
+//! `tests/minhash_labelled.rs` (docs/benchmarks/dedup.md, Session 8): higher recall per
+//! edit kind, but MMLU `moral_scenarios` items chain, so it is not the default.
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 
 pub use crate::dedup::minhash::{optimal_bands_rows, Hashing, ShingleMode};
-use crate::dedup::minhash::{MinHasher, Shingling};
+use crate::dedup::minhash::{MinHasher, Shingling, Verify};
 use crate::dedup::store::{self, round3, DecisionKind, KeepRule};
 use crate::dedup::Prepass;
-use crate::record::{Record, TextFields};
+use crate::record::{Record, Role, TextFields};
 use crate::stage::{Action, BuildContext, FinishContext, GlobalStage, Verdict};
 
 /// `[[stage]] kind = "minhash_dedup"`.
@@ -152,6 +168,60 @@ pub struct MinhashConfig {
     pub memory_limit: u64,
     #[serde(default)]
     pub action: Action,
+    /// How candidate pairs are verified.
+    #[serde(default)]
+    pub verify: VerifyMode,
+    /// `verify = "segments"`: the estimated Jaccard the LSH banding is derived for
+    /// (candidates are found generously, then verified).
+    #[serde(default = "d_candidate_threshold")]
+    pub candidate_threshold: f64,
+    /// `verify = "segments"`: estimated containment of the smaller document.
+    #[serde(default = "d_containment")]
+    pub containment: f64,
+    /// `verify = "segments"`: LCS similarity of the documents' character samples.
+    #[serde(default = "d_edit_threshold")]
+    pub edit_threshold: f64,
+    /// `verify = "segments"`: LCS similarity of the character samples that makes
+    /// a pair a near duplicate without the Jaccard or containment rule (typos).
+    #[serde(default = "d_coverage")]
+    pub coverage: f64,
+    /// `verify = "segments"`: estimated Jaccard at which a pair is a near duplicate
+    /// whatever the order of its text (reordered paragraphs); no veto above it.
+    #[serde(default = "d_reorder_jaccard")]
+    pub reorder_jaccard: f64,
+    /// `verify = "segments"`: the per-segment floor (prompts, and responses).
+    #[serde(default = "d_segment_threshold")]
+    pub segment_threshold: f64,
+}
+
+/// `verify`: how a candidate pair is confirmed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyMode {
+    /// Estimated Jaccard of the document signatures at least `threshold`.
+    #[default]
+    Jaccard,
+    /// [`Verify`]: per-segment guard, then Jaccard, containment or edit similarity.
+    Segments,
+}
+
+fn d_candidate_threshold() -> f64 {
+    0.4
+}
+fn d_containment() -> f64 {
+    0.85
+}
+fn d_edit_threshold() -> f64 {
+    0.85
+}
+fn d_coverage() -> f64 {
+    0.75
+}
+fn d_reorder_jaccard() -> f64 {
+    0.8
+}
+fn d_segment_threshold() -> f64 {
+    0.5
 }
 
 fn d_auto_cjk_share() -> f64 {
@@ -251,6 +321,13 @@ impl Default for MinhashConfig {
             quality_meta: None,
             memory_limit: d_memory_limit(),
             action: Action::Drop,
+            verify: VerifyMode::Jaccard,
+            candidate_threshold: d_candidate_threshold(),
+            containment: d_containment(),
+            edit_threshold: d_edit_threshold(),
+            coverage: d_coverage(),
+            reorder_jaccard: d_reorder_jaccard(),
+            segment_threshold: d_segment_threshold(),
         }
     }
 }
@@ -335,18 +412,46 @@ impl MinhashDedup {
                 }
                 (b, r)
             }
-            (None, None) => optimal_bands_rows(cfg.threshold, cfg.num_perm, cfg.false_negative_weight),
+            (None, None) => {
+                let t = match cfg.verify {
+                    VerifyMode::Jaccard => cfg.threshold,
+                    VerifyMode::Segments => cfg.candidate_threshold.min(cfg.threshold),
+                };
+                optimal_bands_rows(t, cfg.num_perm, cfg.false_negative_weight)
+            }
             _ => bail!("minhash_dedup: set both `bands` and `rows`, or neither (derived from `threshold`)"),
         };
+        for (k, v) in [
+            ("candidate_threshold", cfg.candidate_threshold),
+            ("containment", cfg.containment),
+            ("edit_threshold", cfg.edit_threshold),
+            ("coverage", cfg.coverage),
+            ("reorder_jaccard", cfg.reorder_jaccard),
+            ("segment_threshold", cfg.segment_threshold),
+        ] {
+            if !(v > 0.0 && v <= 1.0) {
+                bail!("minhash_dedup: {k} must be in (0, 1], got {v}");
+            }
+        }
         let hasher = MinHasher::new(cfg.shingling(), bands, rows);
-        let params = store::Params {
+        let verify = (cfg.verify == VerifyMode::Segments).then_some(Verify {
             num_perm: cfg.num_perm,
+            threshold: cfg.threshold,
+            containment: cfg.containment,
+            edit_threshold: cfg.edit_threshold,
+            coverage: cfg.coverage,
+            reorder_jaccard: cfg.reorder_jaccard,
+            segment_threshold: cfg.segment_threshold,
+        });
+        let params = store::Params {
+            num_perm: verify.map_or(cfg.num_perm, |v| v.width()),
             bands,
             threshold: cfg.threshold,
             keep: cfg.keep,
             memory_limit: cfg.memory_limit,
             show_clusters: 10,
             show_members: 4,
+            verify,
         };
         Ok(MinhashDedup {
             cfg,
@@ -407,10 +512,35 @@ impl GlobalStage for MinhashDedup {
         if self.prepass.summary().is_some() {
             return Ok(None); // the main pass: decisions are made
         }
-        let text = self.selected_text(record);
-        let chars = text.chars().count().min(u32::MAX as usize) as u32;
-        let sig = self.signature(&text).map(|sig| {
-            let keys = self.band_keys(&sig);
+        let (sig, chars) = if self.cfg.verify == VerifyMode::Segments {
+            // The prompt side, then the response side (whole documents count as responses).
+            let (mut prompt, mut response) = (String::new(), String::new());
+            let mut answers = false;
+            for (seg, text) in record.texts() {
+                if !self.cfg.fields.selects(seg.role) {
+                    continue;
+                }
+                let side = match seg.role {
+                    Role::Prompt | Role::System => &mut prompt,
+                    Role::Response => {
+                        answers = true;
+                        &mut response
+                    }
+                    Role::Document => &mut response,
+                };
+                side.push_str(text);
+                side.push('\n');
+            }
+            let chars = (prompt.chars().count() + response.chars().count()).min(u32::MAX as usize) as u32;
+            let split = answers && !prompt.trim().is_empty() && !response.trim().is_empty();
+            (self.hasher.sketch(&prompt, &response, split), chars)
+        } else {
+            let text = self.selected_text(record);
+            let chars = text.chars().count().min(u32::MAX as usize) as u32;
+            (self.signature(&text), chars)
+        };
+        let sig = sig.map(|sig| {
+            let keys = self.band_keys(&sig[..self.cfg.num_perm]);
             (sig, keys)
         });
         Ok(Some(Signed { chars, sig }))

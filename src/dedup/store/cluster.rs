@@ -265,7 +265,11 @@ pub(super) fn cluster(
                     }
                     compared += 1;
                     let slot = &ring[(j % BUCKET_WINDOW) * p..(j % BUCKET_WINDOW + 1) * p];
-                    if similarity(&cur, slot) >= params.threshold {
+                    let same = match &params.verify {
+                        Some(v) => v.matches(&cur, slot),
+                        None => similarity(&cur, slot) >= params.threshold,
+                    };
+                    if same {
                         similar += 1;
                         let (lo, hi) = (a.min(b), a.max(b));
                         parent[hi as usize] = lo;
@@ -334,7 +338,10 @@ pub(super) fn cluster(
         }
         sigs.read(i, &mut cur)?;
         sigs.read(kept[r], &mut other)?;
-        sim[i as usize] = similarity(&cur, &other) as f32;
+        sim[i as usize] = match &params.verify {
+            Some(v) => v.similarity(&cur, &other),
+            None => similarity(&cur, &other),
+        } as f32;
     }
     // Ids of records in clusters with duplicates (the only ones named elsewhere).
     let mut ids: HashMap<u32, String> = HashMap::new();

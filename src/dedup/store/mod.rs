@@ -98,6 +98,11 @@ pub struct Params {
     pub memory_limit: u64,
     /// Largest clusters shown in the report, and members shown per cluster.
     pub show_clusters: usize,
+    /// How a candidate pair is verified: `None`, estimated Jaccard of the whole
+    /// signature at least `threshold`; `Some`, the rules of
+    /// [`crate::dedup::minhash::Verify`] on verification sketches (`num_perm` is then
+    /// the sketch width).
+    pub verify: Option<crate::dedup::minhash::Verify>,
     pub show_members: usize,
 }
 
@@ -194,6 +199,7 @@ mod tests {
             memory_limit,
             show_clusters: 10,
             show_members: 3,
+            verify: None,
         }
     }
 
