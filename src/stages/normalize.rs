@@ -38,6 +38,8 @@
 //! "whitespace", ...]}` (the steps that changed some segment, in step order); an
 //! unchanged record gets no annotation.
 
+use std::borrow::Cow;
+
 use anyhow::Result;
 use serde::Deserialize;
 use serde_json::json;
@@ -90,38 +92,78 @@ impl Normalize {
     /// Normalize one text; returns the new text and which steps changed it
     /// (bit 0 control, 1 nfkc, 2 t2s, 3 whitespace).
     pub fn normalize(&self, text: &str) -> (String, u8) {
+        let (t, bits) = self.normalize_cow(text);
+        (t.into_owned(), bits)
+    }
+
+    /// [`Normalize::normalize`] without copying text that no step changes: each step
+    /// first checks cheaply whether it has anything to do (most SFT text is clean).
+    fn normalize_cow<'a>(&self, text: &'a str) -> (Cow<'a, str>, u8) {
         let mut changed = 0u8;
-        let mut cur = text.to_string();
-        if self.cfg.remove_control {
+        let mut cur: Cow<'a, str> = Cow::Borrowed(text);
+        let ascii = text.is_ascii();
+        if self.cfg.remove_control && cur.chars().any(is_removable_control) {
             let t: String = cur.chars().filter(|&c| !is_removable_control(c)).collect();
-            if t != cur {
-                changed |= 1;
-                cur = t;
-            }
+            changed |= 1;
+            cur = Cow::Owned(t);
         }
-        if self.cfg.nfkc {
+        // ASCII is NFKC already and holds no CJK.
+        if self.cfg.nfkc && !ascii {
             let t = nfkc_keep_cjk_punct(&cur);
-            if t != cur {
+            if t != *cur {
                 changed |= 2;
-                cur = t;
+                cur = Cow::Owned(t);
             }
         }
-        if self.cfg.traditional_to_simplified && cur.chars().any(is_cjk) {
+        if self.cfg.traditional_to_simplified && !ascii && cur.chars().any(is_cjk) {
             // `Owned` exactly when some character changed.
-            if let std::borrow::Cow::Owned(t) = to_simplified(&cur) {
+            if let Cow::Owned(t) = to_simplified(&cur) {
                 changed |= 4;
-                cur = t;
+                cur = Cow::Owned(t);
             }
         }
-        if self.cfg.whitespace {
+        if self.cfg.whitespace && !whitespace_is_clean(&cur) {
             let t = clean_whitespace(&cur);
-            if t != cur {
+            if t != *cur {
                 changed |= 8;
-                cur = t;
+                cur = Cow::Owned(t);
             }
         }
         (cur, changed)
     }
+}
+
+/// True when [`clean_whitespace`] would certainly return `text` unchanged: no `\r`,
+/// no tab, no two spaces in a row, no space before a line break, no two blank lines
+/// in a row, nothing blank at either end. (False does not mean it would change it.)
+fn whitespace_is_clean(text: &str) -> bool {
+    let b = text.as_bytes();
+    if b.is_empty() {
+        return true;
+    }
+    if matches!(b[0], b' ' | b'\n' | b'\t') || matches!(b[b.len() - 1], b' ' | b'\n' | b'\t') {
+        return false;
+    }
+    let (mut prev, mut newlines) = (0u8, 0u32);
+    for &c in b {
+        match c {
+            b'\r' | b'\t' => return false,
+            b' ' if prev == b' ' => return false,
+            b'\n' if prev == b' ' => return false,
+            b'\n' => {
+                newlines += 1;
+                if newlines == 3 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        if c != b'\n' {
+            newlines = 0;
+        }
+        prev = c;
+    }
+    true
 }
 
 fn is_removable_control(c: char) -> bool {
@@ -219,9 +261,12 @@ impl Stage for Normalize {
             .texts()
             .into_iter()
             .filter_map(|(seg, text)| {
-                let (new, bits) = self.normalize(text);
+                let (new, bits) = self.normalize_cow(text);
                 changed |= bits;
-                (bits != 0 && new != text).then_some((seg.path, new))
+                match new {
+                    Cow::Owned(t) if bits != 0 && t != text => Some((seg.path, t)),
+                    _ => None,
+                }
             })
             .collect();
         if updates.is_empty() {
