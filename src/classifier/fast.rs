@@ -51,15 +51,19 @@ fn fnv(h: u32, bytes: &[u8]) -> u32 {
 }
 const FNV_SEED: u32 = 2166136261;
 
-/// The model's vocabulary: open addressing on the fastText hash, each word's hash
-/// stored beside its bytes.
+/// The model's vocabulary: open addressing on the fastText hash (each slot holds
+/// the hash beside the word id, so a probe past another word costs no string
+/// compare), and a direct table for one-character words of the BMP (most tokens
+/// of Chinese text).
 struct Vocab {
-    slots: Vec<u32>,
+    /// `(hash, id + 1)`, 0 = empty.
+    slots: Vec<(u32, u32)>,
     mask: usize,
-    hashes: Vec<u32>,
     starts: Vec<usize>,
     bytes: Vec<u8>,
     is_word: Vec<bool>,
+    /// `id + 1` of the word that is this one character, 0 = none.
+    chars: Vec<u32>,
 }
 
 impl Vocab {
@@ -67,17 +71,16 @@ impl Vocab {
         let words = model.dict().words();
         let cap = (words.len() * 2).next_power_of_two().max(16);
         let mut v = Vocab {
-            slots: vec![0; cap],
+            slots: vec![(0, 0); cap],
             mask: cap - 1,
-            hashes: Vec::with_capacity(words.len()),
             starts: Vec::with_capacity(words.len() + 1),
             bytes: Vec::new(),
             is_word: Vec::with_capacity(words.len()),
+            chars: vec![0; 0x10000],
         };
         v.starts.push(0);
         for (i, e) in words.iter().enumerate() {
             let h = fnv(FNV_SEED, e.word.as_bytes());
-            v.hashes.push(h);
             v.bytes.extend_from_slice(e.word.as_bytes());
             v.starts.push(v.bytes.len());
             v.is_word.push(e.entry_type == EntryType::Word);
@@ -85,10 +88,16 @@ impl Vocab {
                 continue; // the crate's table keeps the first of equal words too
             }
             let mut s = h as usize & v.mask;
-            while v.slots[s] != 0 {
+            while v.slots[s].1 != 0 {
                 s = (s + 1) & v.mask;
             }
-            v.slots[s] = i as u32 + 1;
+            v.slots[s] = (h, i as u32 + 1);
+            let mut cs = e.word.chars();
+            if let (Some(c), None) = (cs.next(), cs.next()) {
+                if (c as u32) < 0x10000 {
+                    v.chars[c as usize] = i as u32 + 1;
+                }
+            }
         }
         v
     }
@@ -97,15 +106,27 @@ impl Vocab {
     fn get(&self, token: &[u8], h: u32) -> Option<usize> {
         let mut s = h as usize & self.mask;
         loop {
-            let w = self.slots[s];
+            let (sh, w) = self.slots[s];
             if w == 0 {
                 return None;
             }
-            let w = (w - 1) as usize;
-            if self.hashes[w] == h && &self.bytes[self.starts[w]..self.starts[w + 1]] == token {
-                return Some(w);
+            if sh == h {
+                let w = (w - 1) as usize;
+                let word = &self.bytes[self.starts[w]..self.starts[w + 1]];
+                if word.len() == token.len() && word.iter().zip(token).all(|(a, b)| a == b) {
+                    return Some(w);
+                }
             }
             s = (s + 1) & self.mask;
+        }
+    }
+
+    /// [`Vocab::get`] for a token that is the one character `c`.
+    #[inline]
+    fn get_char(&self, c: char, token: &[u8], h: u32) -> Option<usize> {
+        match self.chars.get(c as usize) {
+            Some(&w) => w.checked_sub(1).map(|w| w as usize),
+            None => self.get(token, h),
         }
     }
 }
@@ -119,6 +140,20 @@ enum Prune {
 
 /// Where the input rows come from.
 enum Input {
+    /// A quantized model with 2-wide sub-quantizers (what `curate train-classifier`
+    /// writes): per row its 16 codes and its norm code side by side, the centroids
+    /// and the 256 norms in small tables; a row is added as `x[j] += norm * c[j]`,
+    /// the crate's `addcode` product. 17 bytes a row instead of 128: the table stays
+    /// in cache, which is what the sum waits on.
+    Codes {
+        /// `nsubq` codes then the norm code, per row.
+        packed: Vec<u8>,
+        nsubq: usize,
+        /// Sub-quantizer `m`, centroid `k`: `centroids[(m * 256 + k) * 2..][..2]`.
+        centroids: Vec<f32>,
+        /// Norm by norm code (all 1.0 without `qnorm`).
+        norms: Vec<f32>,
+    },
     /// A quantized model's rows, dequantized at load with the norms folded in.
     Dequantized(Vec<f32>),
     /// An unquantized model's own dense matrix (read through the model).
@@ -130,6 +165,7 @@ enum Input {
 struct Scratch {
     token: Vec<u8>,
     hashes: Vec<i32>,
+    ids: Vec<u32>,
     hidden: Vec<f32>,
     output: Vec<f32>,
 }
@@ -169,7 +205,10 @@ impl Predictor {
             if model.quant_output().is_some() || args.loss == LossName::OneVsAll {
                 return None;
             }
-            Input::Dequantized(dequantize(model, dim)?)
+            match codes(model, dim) {
+                Some(c) => c,
+                None => Input::Dequantized(dequantize(model, dim)?),
+            }
         } else {
             let m = model.input_matrix();
             if args.loss != LossName::Softmax || m.cols() != dim as i64 || m.rows() < dict.size() as i64 {
@@ -212,10 +251,51 @@ impl Predictor {
         })
     }
 
-    fn row<'a>(&'a self, model: &'a FastText, id: usize) -> &'a [f32] {
+    /// The sum of the input rows `ids`, in order, into `hidden` (zeros on entry).
+    /// Rows are prefetched a few ids ahead: the table lookups, not the additions,
+    /// are what the sum waits on.
+    fn sum_rows(&self, model: &FastText, ids: &[u32], hidden: &mut [f32]) {
         match &self.input {
-            Input::Dequantized(rows) => &rows[id * self.dim..(id + 1) * self.dim],
-            Input::Dense => model.input_matrix().row(id as i64),
+            Input::Codes {
+                packed,
+                nsubq,
+                centroids,
+                norms,
+            } => {
+                if *nsubq == 16 {
+                    sum_codes::<16>(ids, packed, centroids, norms, hidden);
+                } else {
+                    sum_codes_any(*nsubq, ids, packed, centroids, norms, hidden);
+                }
+            }
+            Input::Dequantized(rows) => {
+                let dim = self.dim;
+                for (i, &id) in ids.iter().enumerate() {
+                    if let Some(&next) = ids.get(i + AHEAD) {
+                        let row = &rows[next as usize * dim..][..dim];
+                        prefetch(row.as_ptr() as *const u8);
+                        prefetch(row[dim - 1..].as_ptr() as *const u8);
+                    }
+                    for (x, r) in hidden.iter_mut().zip(&rows[id as usize * dim..][..dim]) {
+                        *x += *r;
+                    }
+                }
+            }
+            // The crate's dense path starts from a copy of the first row (the
+            // quantized one from zeros: they differ in the sign of an all-zero column).
+            Input::Dense => {
+                let m = model.input_matrix();
+                for (i, &id) in ids.iter().enumerate() {
+                    let row = m.row(id as i64);
+                    if i == 0 {
+                        hidden.copy_from_slice(row);
+                    } else {
+                        for (x, r) in hidden.iter_mut().zip(row) {
+                            *x += *r;
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -231,33 +311,33 @@ impl Predictor {
         let Scratch {
             token,
             hashes,
+            ids,
             hidden,
             output,
         } = s;
-        hidden.clear();
-        hidden.resize(self.dim, 0.0);
         hashes.clear();
-        // The crate's dense path starts from a copy of the first row, the quantized
-        // one from zeros (they differ only in the sign of an all-zero column).
-        let mut acc = Acc {
-            hidden,
-            n: 0,
-            copy_first: matches!(self.input, Input::Dense),
-        };
-        for_each_token(text, char_split, keep_punct, token, &mut |tok: &[u8]| {
+        ids.clear();
+        // Row ids in the crate's order: the words, then the word n-grams, then `</s>`.
+        for_each_token(text, char_split, keep_punct, token, &mut |tok: &[u8],
+                                                                  single: Option<
+            char,
+        >| {
             let h = fnv(FNV_SEED, tok);
-            let wid = self.vocab.get(tok, h);
+            let wid = match single {
+                Some(c) => self.vocab.get_char(c, tok, h),
+                None => self.vocab.get(tok, h),
+            };
             let is_word = match wid {
                 Some(w) => self.vocab.is_word[w],
                 None => !tok.starts_with(&self.label_prefix),
             };
             if is_word {
                 if let Some(w) = wid {
-                    acc.add(self.row(model, w));
+                    ids.push(w as u32);
                 }
                 hashes.push(h as i32);
             }
-            tok != EOS.as_bytes()
+            !(tok.len() == EOS.len() && tok == EOS.as_bytes())
         });
         if self.bucket > 0 && self.word_ngrams > 1 {
             let bucket = self.bucket as u64;
@@ -267,24 +347,27 @@ impl Predictor {
                     h = h.wrapping_mul(116049371).wrapping_add(hj as i64 as u64);
                     let id = (h % bucket) as i32;
                     match &self.prune {
-                        Prune::None => acc.add(self.row(model, (self.nwords + id) as usize)),
+                        Prune::None => ids.push((self.nwords + id) as u32),
                         Prune::All => {}
                         Prune::Map(m) => {
                             if let Some(&mapped) = m.get(&id) {
-                                acc.add(self.row(model, (self.nwords + mapped) as usize));
+                                ids.push((self.nwords + mapped) as u32);
                             }
                         }
                     }
                 }
             }
         }
-        if acc.n == 0 {
+        if ids.is_empty() {
             return None;
         }
         if let Some(e) = self.eos {
-            acc.add(self.row(model, e));
+            ids.push(e as u32);
         }
-        let n = acc.n;
+        hidden.clear();
+        hidden.resize(self.dim, 0.0);
+        self.sum_rows(model, ids, hidden);
+        let n = ids.len();
         let scale = 1.0 / n as f32;
         for x in hidden.iter_mut() {
             *x *= scale;
@@ -295,7 +378,7 @@ impl Predictor {
             let row = out.row(i as i64);
             output.push(match self.input {
                 // `predict_raw_quantized`: `DenseMatrix::dot_row`, the SIMD kernel.
-                Input::Dequantized(_) => simd::dot(row, hidden),
+                Input::Codes { .. } | Input::Dequantized(_) => simd::dot(row, hidden),
                 // `SoftmaxLoss::compute_output`: a plain sum.
                 Input::Dense => row.iter().zip(hidden.iter()).map(|(&a, &b)| a * b).sum(),
             });
@@ -306,25 +389,78 @@ impl Predictor {
     }
 }
 
-/// The hidden vector being summed.
-struct Acc<'a> {
-    hidden: &'a mut [f32],
-    n: usize,
-    copy_first: bool,
+/// How far ahead rows are prefetched.
+const AHEAD: usize = 12;
+
+/// [`Input::Codes`] rows summed for `N` sub-quantizers known at compile time (16:
+/// `dim` 32, the bundled models): the sum stays in registers.
+#[inline(never)]
+fn sum_codes<const N: usize>(
+    ids: &[u32],
+    packed: &[u8],
+    centroids: &[f32],
+    norms: &[f32],
+    hidden: &mut [f32],
+) {
+    let stride = N + 1;
+    let mut x = [[0.0f32; 2]; N];
+    for (i, &id) in ids.iter().enumerate() {
+        if let Some(&next) = ids.get(i + AHEAD) {
+            let at = next as usize * stride;
+            prefetch(packed[at..].as_ptr());
+            prefetch(packed[at + N..].as_ptr());
+        }
+        let p: &[u8; N] = packed[id as usize * stride..][..N].try_into().expect("N codes");
+        let norm = norms[packed[id as usize * stride + N] as usize];
+        for m in 0..N {
+            let c = &centroids[(m * 256 + p[m] as usize) * 2..][..2];
+            x[m][0] += norm * c[0];
+            x[m][1] += norm * c[1];
+        }
+    }
+    for (h, x) in hidden.chunks_exact_mut(2).zip(&x) {
+        h.copy_from_slice(x);
+    }
 }
 
-impl Acc<'_> {
-    #[inline]
-    fn add(&mut self, row: &[f32]) {
-        if self.n == 0 && self.copy_first {
-            self.hidden.copy_from_slice(row);
-        } else {
-            for (x, r) in self.hidden.iter_mut().zip(row) {
-                *x += *r;
-            }
+/// [`sum_codes`] for any number of sub-quantizers.
+fn sum_codes_any(
+    nsubq: usize,
+    ids: &[u32],
+    packed: &[u8],
+    centroids: &[f32],
+    norms: &[f32],
+    hidden: &mut [f32],
+) {
+    let stride = nsubq + 1;
+    let x = &mut hidden[..2 * nsubq];
+    for (i, &id) in ids.iter().enumerate() {
+        if let Some(&next) = ids.get(i + AHEAD) {
+            let at = next as usize * stride;
+            prefetch(packed[at..].as_ptr());
+            prefetch(packed[at + nsubq..].as_ptr());
         }
-        self.n += 1;
+        let p = &packed[id as usize * stride..][..stride];
+        let norm = norms[p[nsubq] as usize];
+        for (m, (&code, x)) in p[..nsubq].iter().zip(x.chunks_exact_mut(2)).enumerate() {
+            let c = &centroids[(m * 256 + code as usize) * 2..][..2];
+            x[0] += norm * c[0];
+            x[1] += norm * c[1];
+        }
     }
+}
+
+/// Ask for the cache line at `p` (a hint: it never faults).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `_mm_prefetch` only hints the cache; it reads nothing into the program
+    // and does not fault, whatever the address (here always inside a live table).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// `fasttext::utils::softmax_in_place` (crate-private there).
@@ -341,6 +477,56 @@ fn softmax_in_place(data: &mut [f32]) {
             *v *= inv_z;
         }
     }
+}
+
+/// [`Input::Codes`] for a quantized input matrix with `dsub` 2 (and an even `dim`).
+fn codes(model: &FastText, dim: usize) -> Option<Input> {
+    let q = model.quant_input()?;
+    let pq = &q.pq;
+    let nsubq = pq.nsubq as usize;
+    let rows = usize::try_from(q.m).ok()?;
+    if pq.dsub != 2
+        || pq.lastdsub != 2
+        || dim != 2 * nsubq
+        || q.n != dim as i64
+        || pq.dim as usize != dim
+        || q.codes.len() != rows * nsubq
+        || pq.centroids.len() != dim * 256
+        || rows < model.dict().size() as usize
+    {
+        return None;
+    }
+    let norms: Vec<f32> = if q.qnorm {
+        let npq = q.npq.as_ref()?;
+        (0..=255u8).map(|k| npq.get_centroids(0, k)[0]).collect()
+    } else {
+        vec![1.0; 256]
+    };
+    let norm_codes = if q.qnorm {
+        Some(q.norm_codes.as_deref()?)
+    } else {
+        None
+    };
+    if norm_codes.is_some_and(|c| c.len() != rows) {
+        return None;
+    }
+    let mut packed = Vec::with_capacity(rows * (nsubq + 1));
+    for r in 0..rows {
+        packed.extend_from_slice(&q.codes[r * nsubq..(r + 1) * nsubq]);
+        packed.push(norm_codes.map_or(0, |c| c[r]));
+    }
+    let mut centroids = Vec::with_capacity(dim * 256);
+    for m in 0..nsubq {
+        for k in 0..=255u8 {
+            centroids.extend_from_slice(pq.get_centroids(m, k));
+        }
+    }
+    Some(Input::Codes {
+        packed,
+        nsubq,
+        centroids,
+        norms,
+    })
 }
 
 /// Every row of a quantized input matrix as `ProductQuantizer::addcode` adds it
@@ -386,58 +572,68 @@ fn dequantize(model: &FastText, dim: usize) -> Option<Vec<f32>> {
 
 /// Tokens as `to_fasttext_input_with` writes them and fastText splits them (on
 /// ASCII whitespace), without building the string in `char_split` mode. `f`
-/// returns false to stop (fastText stops at a `</s>` token).
+/// returns false to stop (fastText stops at a `</s>` token); its second argument
+/// is the token's character when the token is one character.
 fn for_each_token(
     text: &str,
     char_split: bool,
     keep_punct: bool,
     buf: &mut Vec<u8>,
-    f: &mut impl FnMut(&[u8]) -> bool,
+    f: &mut impl FnMut(&[u8], Option<char>) -> bool,
 ) {
+    let one = |t: &str| {
+        let mut cs = t.chars();
+        match (cs.next(), cs.next()) {
+            (Some(c), None) => Some(c),
+            _ => None,
+        }
+    };
     if !char_split {
         let joined = super::to_fasttext_input_with(text, false, keep_punct);
         for tok in joined.split(|c: char| c.is_ascii_whitespace()) {
-            if !tok.is_empty() && !f(tok.as_bytes()) {
+            if !tok.is_empty() && !f(tok.as_bytes(), one(tok)) {
                 return;
             }
         }
         return;
     }
     buf.clear();
+    // The word being built: its first character, and whether it has only that one.
+    let mut first = ' ';
     let mut utf8 = [0u8; 4];
+    let line_break = one(super::LINE_BREAK_TOKEN).expect("one character");
     for raw in text.chars() {
         let c = fold_width_and_case(raw);
-        let single: Option<&str> = if keep_punct
+        let single: Option<char> = if keep_punct
             && (raw == '\n' || !(raw.is_whitespace() || is_cjk_through_ext_f(c) || c.is_alphanumeric()))
         {
-            Some(if raw == '\n' {
-                super::LINE_BREAK_TOKEN
-            } else {
-                raw.encode_utf8(&mut utf8)
-            })
+            Some(if raw == '\n' { line_break } else { raw })
         } else if is_cjk_through_ext_f(c) {
-            Some(c.encode_utf8(&mut utf8))
+            Some(c)
         } else if c.is_alphanumeric() {
+            if buf.is_empty() {
+                first = c;
+            }
             buf.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
             continue;
         } else {
             None
         };
         if !buf.is_empty() {
-            let go = f(buf);
+            let go = f(buf, (buf.len() == first.len_utf8()).then_some(first));
             buf.clear();
             if !go {
                 return;
             }
         }
         if let Some(t) = single {
-            if !f(t.as_bytes()) {
+            if !f(t.encode_utf8(&mut utf8).as_bytes(), Some(t)) {
                 return;
             }
         }
     }
     if !buf.is_empty() {
-        f(buf);
+        f(buf, (buf.len() == first.len_utf8()).then_some(first));
         buf.clear();
     }
 }

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_json::json;
@@ -88,6 +88,9 @@ impl Default for ToxicityConfig {
     }
 }
 
+/// Word lists up to this many terms are compiled to a DFA.
+const DFA_MAX_TERMS: usize = 2000;
+
 /// A compiled word list.
 pub struct Lexicon {
     ac: AhoCorasick,
@@ -127,8 +130,13 @@ impl Lexicon {
                 (alnum(t.chars().next()), alnum(t.chars().last()))
             })
             .collect();
+        // A DFA for short lists (machine_text's phrases: a few hundred states, about
+        // twice as fast to search as the default NFA); the default for the long
+        // word lists, where a DFA would take hundreds of MB. Same matches either way.
+        let kind = (map.len() <= DFA_MAX_TERMS).then_some(AhoCorasickKind::DFA);
         let ac = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(kind)
             .build(map.keys())
             .context("cannot build the lexicon automaton")?;
         Ok(Lexicon {
