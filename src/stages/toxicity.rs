@@ -167,11 +167,15 @@ impl Lexicon {
 
     /// Non-overlapping hits in `text`, leftmost-longest, with word boundaries for Latin terms.
     pub fn find(&self, text: &str) -> Vec<LexiconHit> {
-        let norm = normalize(text);
+        self.find_normalized(&normalize(text))
+    }
+
+    /// [`Lexicon::find`] on a text that is [`normalize`]d already.
+    pub fn find_normalized(&self, norm: &str) -> Vec<LexiconHit> {
         let mut hits = Vec::new();
         let (mut byte_pos, mut char_pos) = (0usize, 0usize);
         let alnum_at = |s: &str| s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-        for m in self.ac.find_iter(&norm) {
+        for m in self.ac.find_iter(norm) {
             let id = m.pattern().as_usize();
             let (b_start, b_end) = self.bounded[id];
             if (b_start
