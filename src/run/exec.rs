@@ -275,16 +275,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         .stages
         .iter()
         .skip(1)
-        .map(|s| {
-            (
-                s.input,
-                s.modified,
-                s.tagged,
-                s.seconds,
-                s.cpu_seconds,
-                s.bytes_in,
-            )
-        })
+        .map(|s| (s.input, s.modified, s.tagged, s.seconds, s.cpu_seconds, s.bytes_in))
         .collect();
     let parser = BatchParser::new(pipeline)?;
     let meta_field = pipeline.output.meta_field.clone();
