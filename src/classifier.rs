@@ -36,6 +36,8 @@ use crate::error::config_error;
 use crate::io::csv::parse_csv;
 use crate::text::{fold_width_and_case, is_cjk_through_ext_f};
 
+mod fast;
+
 /// Label prefix fastText uses in its training files.
 pub const LABEL_PREFIX: &str = "__label__";
 
@@ -222,11 +224,17 @@ pub fn to_fasttext_input_with(text: &str, char_split: bool, keep_punct: bool) ->
 
 /// A loaded model. `FastText::predict` takes `&self` and the model holds no
 /// interior mutability, so one instance is shared by all worker threads.
+///
+/// Scoring goes through [`fast`] (the same numbers as `FastText::predict`, bit for
+/// bit, several times faster) for the models it handles, else through the crate.
 pub struct Classifier {
     model: FastText,
+    fast: Option<fast::Predictor>,
     char_split: bool,
     keep_punct: bool,
     nlabels: usize,
+    /// Each label as `prob` matches it: without `__label__` (`None`: no such prefix).
+    label_keys: Vec<Option<String>>,
 }
 
 const _: () = {
@@ -246,11 +254,19 @@ impl Classifier {
                 path.display()
             );
         }
+        let label_keys = (0..nlabels)
+            .map(|i| {
+                let l = model.dict().get_label(i as i32).unwrap_or_default();
+                l.strip_prefix(LABEL_PREFIX).map(str::to_string)
+            })
+            .collect();
         Ok(Classifier {
+            fast: fast::Predictor::new(&model),
             model,
             char_split,
             keep_punct: false,
             nlabels,
+            label_keys,
         })
     }
 
@@ -272,6 +288,19 @@ impl Classifier {
 
     /// P(`label` | text); 0 for a text without tokens.
     pub fn prob(&self, text: &str, label: &str) -> f32 {
+        let Some(fast) = &self.fast else {
+            return self.prob_reference(text, label);
+        };
+        let Some(index) = self.label_keys.iter().position(|k| k.as_deref() == Some(label)) else {
+            return 0.0;
+        };
+        fast.prob(&self.model, text, self.char_split, self.keep_punct, index)
+            .map_or(0.0, |p| p.clamp(0.0, 1.0))
+    }
+
+    /// [`Classifier::prob`] through the crate's `FastText::predict` (what the fast
+    /// path must equal).
+    fn prob_reference(&self, text: &str, label: &str) -> f32 {
         let input = to_fasttext_input_with(text, self.char_split, self.keep_punct);
         self.model
             .predict(&input, self.nlabels, 0.0)
@@ -531,6 +560,125 @@ mod tests {
             to_fasttext_input_with("你好，World~~\r\n1. 好", true, true),
             "你 好 ， world ~ ~ ¶ 1 . 好"
         );
+    }
+
+    /// Texts for the fast-vs-crate comparisons: every string in the SFT samples
+    /// (Chinese, English, conversations), plus edge cases.
+    fn comparison_texts() -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/sft");
+        let mut texts: Vec<String> = [
+            "",
+            "   \n\t ",
+            "，。！",
+            "</s>",
+            "a </s> b 你好",
+            "__label__1 __label__0 x",
+            "__label__ 好",
+            "你好，World 2024年！\r\n1. 好~~ ¶",
+            "ＡＢＣ　全角\u{3000}空格\u{b}竖\u{c}页",
+            "İstanbul ǅemal Straße ΣΊΣΥΦΟΣ",
+            "emoji 😀👍🏽 and \u{200b}zero width",
+            "日本語のテキスト、한국어 텍스트",
+            "𠀀𠀁 ext-b 𪜀",
+            "你个傻逼，滚",
+        ]
+        .map(String::from)
+        .to_vec();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+                    match v {
+                        serde_json::Value::String(s) => out.push(s.clone()),
+                        serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+                        serde_json::Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+                        _ => {}
+                    }
+                }
+                strings(&serde_json::from_str(line).unwrap(), &mut texts);
+            }
+        }
+        let joined = texts.join("\n\n");
+        texts.push(joined);
+        assert!(texts.len() > 200, "{}", texts.len());
+        texts
+    }
+
+    fn assert_fast_equals_crate(c: &Classifier, texts: &[String], what: &str) {
+        assert!(c.fast.is_some(), "{what}: the fast path does not take this model");
+        let mut nonzero = 0;
+        for label in c.labels().iter().map(String::as_str).chain(["no-such-label"]) {
+            for t in texts {
+                let (fast, slow) = (c.prob(t, label), c.prob_reference(t, label));
+                assert_eq!(
+                    fast.to_bits(),
+                    slow.to_bits(),
+                    "{what}, label {label}: {fast} vs {slow} on {t:?}"
+                );
+                nonzero += usize::from(fast > 0.0);
+            }
+        }
+        assert!(
+            nonzero > texts.len() / 2,
+            "{what}: {nonzero} non-zero scores of {}",
+            texts.len()
+        );
+    }
+
+    #[test]
+    fn fast_path_equals_the_crate_bit_for_bit_on_the_bundled_models() {
+        let texts = comparison_texts();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (model, keep_punct) in [
+            ("filters/toxicity/cold_char.bin", false),
+            ("filters/machine_text/mgt_char.bin", true),
+        ] {
+            for (char_split, keep_punct) in [(true, keep_punct), (true, !keep_punct), (false, false)] {
+                let c = Classifier::load(&root.join(model), char_split)
+                    .unwrap()
+                    .with_keep_punct(keep_punct);
+                assert_fast_equals_crate(
+                    &c,
+                    &texts,
+                    &format!("{model} char_split {char_split} keep_punct {keep_punct}"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_equals_the_crate_on_dense_and_pruned_models() {
+        let texts = comparison_texts();
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("train.jsonl");
+        let mut lines = String::new();
+        for (i, t) in texts.iter().enumerate().filter(|(_, t)| !t.trim().is_empty()) {
+            let label = if t.chars().any(|c| c.is_ascii_digit()) {
+                1
+            } else {
+                i % 3
+            };
+            lines.push_str(&serde_json::json!({"text": t, "label": label}).to_string());
+            lines.push('\n');
+        }
+        std::fs::write(&input, lines).unwrap();
+        for (quantize, cutoff) in [(false, 0), (true, 0), (true, 300)] {
+            let output = dir.path().join(format!("m-{quantize}-{cutoff}.bin"));
+            let opts = TrainOptions {
+                input: input.clone(),
+                output: output.clone(),
+                epochs: 2,
+                dim: 21,
+                bucket: 5000,
+                quantize,
+                cutoff,
+                ..TrainOptions::default()
+            };
+            train(&opts).unwrap();
+            let c = Classifier::load(&output, true).unwrap();
+            assert_eq!(c.labels().len(), 3);
+            assert_fast_equals_crate(&c, &texts, &format!("quantize {quantize} cutoff {cutoff}"));
+        }
     }
 
     #[test]

@@ -70,11 +70,15 @@ pub fn fold_width(c: char) -> char {
 }
 
 /// [`fold_width`], then lower case (the first character of it), one character for one.
+/// CJK punctuation, kana, Han and Hangul syllables have no case: they skip the
+/// Unicode case table (a binary search), which most characters of Chinese text cost.
 #[inline]
 pub fn fold_width_and_case(c: char) -> char {
     let c = fold_width(c);
     if c.is_ascii() {
         c.to_ascii_lowercase()
+    } else if matches!(c as u32, 0x3001..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF) {
+        c
     } else {
         c.to_lowercase().next().unwrap_or(c)
     }
@@ -151,6 +155,19 @@ pub fn to_simplified(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fold_width_and_case_skips_the_case_table_only_where_it_changes_nothing() {
+        for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
+            let w = fold_width(c);
+            let full = if w.is_ascii() {
+                w.to_ascii_lowercase()
+            } else {
+                w.to_lowercase().next().unwrap_or(w)
+            };
+            assert_eq!(fold_width_and_case(c), full, "U+{:04X}", c as u32);
+        }
+    }
 
     #[test]
     fn cjk_ranges() {

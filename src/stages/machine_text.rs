@@ -53,6 +53,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use anyhow::{bail, Context, Result};
 use regex::Regex;
 use serde::Deserialize;
@@ -274,11 +275,16 @@ fn distinct(unit: &[&str]) -> usize {
 /// for each period p, runs where token i equals token i - p. O(64 n). Returns the
 /// tokens covered (0 when there is no loop).
 pub fn longest_loop(toks: &[&str]) -> usize {
+    // Tokens are compared by a hash first (one integer compare), then as strings
+    // when the hashes agree: the same equalities, without a string compare at each
+    // of the 61 periods of every token.
+    let keys: Vec<u64> = toks.iter().map(|t| token_key(t)).collect();
+    let same = |i: usize, j: usize| keys[i] == keys[j] && toks[i] == toks[j];
     let mut best = 0;
     for p in LOOP_MIN_PERIOD..=LOOP_MAX_PERIOD.min(toks.len() / LOOP_MIN_REPEATS) {
         let mut run = 0;
         for i in p..toks.len() {
-            if toks[i] == toks[i - p] {
+            if same(i, i - p) {
                 run += 1;
                 let covered = run + p;
                 if covered >= p * LOOP_MIN_REPEATS && covered > best && distinct(&toks[i + 1 - p..=i]) >= 3 {
@@ -292,20 +298,40 @@ pub fn longest_loop(toks: &[&str]) -> usize {
     best
 }
 
+/// FNV-1a of a token (equal tokens, equal keys).
+fn token_key(t: &str) -> u64 {
+    t.bytes().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
+}
+
+/// The template connectives, searched in one pass.
+static TEMPLATE_AC: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(TEMPLATE_MARKERS)
+        .expect("template markers")
+});
+
 /// Count the signals in one (already joined) text.
 pub fn signals(text: &str, phrases: Option<&Lexicon>) -> Signals {
     let folded: String = text.chars().map(fold_width_and_case).collect();
     let refusal = REFUSAL.find_iter(&folded).count();
     let indicating = phrases.map_or(0, |lex| {
         let found: BTreeSet<String> = lex
-            .find(text)
+            .find_normalized(&folded)
             .iter()
             .map(|h| folded.chars().skip(h.start).take(h.end - h.start).collect())
             .collect();
         found.len()
     });
     let list_items = LIST_ITEM.find_iter(text).count();
-    let markers = TEMPLATE_MARKERS.iter().filter(|m| folded.contains(*m)).count();
+    // Markers present (each counted once), as `folded.contains(marker)` for each.
+    let mut present = [false; TEMPLATE_MARKERS.len()];
+    for m in TEMPLATE_AC.find_overlapping_iter(&folded) {
+        present[m.pattern().as_usize()] = true;
+    }
+    let markers = present.iter().filter(|&&p| p).count();
     // Numbers are left out of the loop search: a list that repeats its items under
     // new numbers (`1. 苹果 2. 香蕉 3. 苹果 4. 香蕉`) is still a loop.
     let toks: Vec<&str> = tokens(&folded)
