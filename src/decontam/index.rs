@@ -97,8 +97,11 @@ pub struct MatchConfig {
     /// an item whose `verify_ngram_en`-gram overlap reaches `threshold` matches when
     /// its question aligns with the text with `min_similarity`.
     pub verify_ngram_en: usize,
-    /// Share of the question's tokens the best local alignment must match.
+    /// Share of the item's characters the clause-by-clause alignment must match.
     pub min_similarity: f64,
+    /// N-gram overlap from which an item below `threshold` is checked character by
+    /// character (main or candidate n-grams).
+    pub verify_threshold: f64,
 }
 
 impl Default for MatchConfig {
@@ -110,6 +113,7 @@ impl Default for MatchConfig {
             max_items_per_ngram: 10,
             verify_ngram_en: 5,
             min_similarity: 0.8,
+            verify_threshold: 0.2,
         }
     }
 }
@@ -191,6 +195,8 @@ struct Scratch {
     found: Vec<u64>,
     /// (item, posting flags) of every found n-gram.
     counts: Vec<(u32, u32)>,
+    /// Alignment rows of the character-level check.
+    dp: Vec<(i32, u32)>,
 }
 
 impl Scratch {
@@ -211,6 +217,9 @@ impl Scratch {
         }
         if self.counts.capacity() > KEEP {
             self.counts = Vec::new();
+        }
+        if self.dp.capacity() > KEEP {
+            self.dp = Vec::new();
         }
     }
 }
@@ -238,11 +247,38 @@ pub struct ItemGrams {
     pub f: u32,
 }
 
+/// What a hit rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// Enough of the item's n-grams (`overlap >= threshold`); score = overlap.
+    Ngram,
+    /// Fewer n-grams, verified: the item aligns with the text character by
+    /// character (changed letters, punctuation, spacing); score = share aligned.
+    Fuzzy,
+    /// As `Fuzzy`, with the question's clauses found in another order.
+    Reordered,
+}
+
+impl Evidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evidence::Ngram => "ngram",
+            Evidence::Fuzzy => "fuzzy",
+            Evidence::Reordered => "reordered",
+        }
+    }
+}
+
 /// One item a text matched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub item: u32,
+    /// Share of the item's n-grams found (of the candidate n-grams for verified hits).
     pub overlap: f64,
+    pub evidence: Evidence,
+    /// What decided: the overlap (`Ngram`) or the share aligned (`Fuzzy`, `Reordered`).
+    pub score: f64,
 }
 
 /// The index over all items of the configured benchmarks.
@@ -252,11 +288,8 @@ pub struct Index {
     pub grams: Vec<ItemGrams>,
     /// n-gram key -> (start, len) into `postings`.
     map: Map<(u32, u32)>,
-    /// `item << 2 | candidate << 1 | in_question`.
+    /// `item << 3 | touches_question << 2 | candidate << 1 | in_question`.
     postings: Vec<u32>,
-    /// Question token hashes of items with candidate n-grams: `qspan[item]` into `qhash`.
-    qhash: Vec<u64>,
-    qspan: Vec<(u32, u32)>,
     /// The n-gram sizes in use, ascending, with `P^n` for each.
     sizes: Vec<(usize, u64)>,
     /// Every key of the map: a cheap check before it.
@@ -334,6 +367,9 @@ impl MatchConfig {
         if !(self.min_similarity > 0.0 && self.min_similarity <= 1.0) {
             anyhow::bail!("min_similarity must be in (0, 1]");
         }
+        if !(self.verify_threshold > 0.0 && self.verify_threshold <= 1.0) {
+            anyhow::bail!("verify_threshold must be in (0, 1]");
+        }
         if self.max_items_per_ngram == 0 {
             anyhow::bail!("max_items_per_ngram must be at least 1");
         }
@@ -357,10 +393,10 @@ struct Per {
     qtoks: usize,
     short: bool,
     zh: bool,
-    /// (key, candidate, in_question)
-    grams: Vec<(u64, bool, bool)>,
-    /// Question token hashes, for items with candidate n-grams.
-    qhash: Vec<u64>,
+    /// (key, candidate, in_question, touches_question: starts in the question)
+    grams: Vec<(u64, bool, bool, bool)>,
+    /// Has candidate (`verify_ngram_en`) n-grams.
+    cand: bool,
     /// All token hashes (question, then options), for the presence filter.
     hashes: Vec<u64>,
 }
@@ -371,36 +407,45 @@ fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
     let (n, short, zh) = cfg.size_for(&toks, q);
     let hashes: Vec<u64> = toks.iter().map(|t| t.hash).collect();
     let mut g = Vec::new();
-    for_grams(&hashes, n, |i, k| g.push((k, false, i + n <= q)));
+    for_grams(&hashes, n, |i, k| g.push((k, false, i + n <= q, i < q)));
     let c = cfg.verify_ngram_en;
-    let mut qhash = Vec::new();
-    if !zh && n > 0 && c >= 2 && c < n && q >= c {
-        for_grams(&hashes, c, |i, k| g.push((k, true, i + c <= q)));
-        qhash = hashes[..q].to_vec();
+    let cand = !zh && n > 0 && c >= 2 && c < n && q >= c;
+    if cand {
+        for_grams(&hashes, c, |i, k| g.push((k, true, i + c <= q, i < q)));
     }
-    // Keep one entry per (key, candidate), `in_question` if any occurrence is.
-    g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(&a.2)));
-    g.dedup_by_key(|x| (x.0, x.1));
+    // Keep one entry per (key, candidate), `in_question` / `touches` if any occurrence is.
+    g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    g.dedup_by(|x, keep| {
+        let same = (x.0, x.1) == (keep.0, keep.1);
+        if same {
+            keep.2 |= x.2;
+            keep.3 |= x.3;
+        }
+        same
+    });
     Per {
         n,
         qtoks: q,
         short,
         zh,
         grams: g,
-        qhash,
+        cand,
         hashes,
     }
 }
 
-/// Overlap of an item from its found (`hq`, `hf`) and indexed (`q`, `f`) n-grams.
+/// Overlap of an item from its found (`hq` question, `hf` all, `ht` touching the
+/// question) and indexed (`q`, `f`) n-grams.
 ///
 /// A fraction counts only with at least MIN_HITS n-grams behind it (or all of
-/// them, for items with fewer). A short item's question is generic
-/// (`教育是一种`, `4的平方根是`): it needs an n-gram reaching into the options,
-/// or its whole question found with at least [`MIN_SHORT_Q_TOKENS`] tokens.
-fn overlap(g: &ItemGrams, hq: u32, hf: u32, q: u32, f: u32, short: bool) -> f64 {
+/// them, for items with fewer). The question-plus-options fraction needs a found
+/// n-gram that starts in the question: a shared option set alone is not a match.
+/// A short item's question is generic (`教育是一种`, `4的平方根是`): it needs an
+/// n-gram reaching into the options, or its whole question found with at least
+/// [`MIN_SHORT_Q_TOKENS`] tokens.
+fn overlap(g: &ItemGrams, [hq, hf, ht]: [u32; 3], q: u32, f: u32, short: bool) -> f64 {
     let mut o = 0.0;
-    if hf >= f.min(MIN_HITS) && (!short || hf > hq) {
+    if hf >= f.min(MIN_HITS) && ht > 0 && (!short || hf > hq) {
         o = hf as f64 / f.max(1) as f64;
     }
     let q_ok = !short || (hq == q && g.q_alone);
@@ -410,44 +455,110 @@ fn overlap(g: &ItemGrams, hq: u32, hf: u32, q: u32, f: u32, short: bool) -> f64 
     o
 }
 
-/// Share of `q`'s tokens matched by the best local alignment (Smith-Waterman:
-/// match +1, substitution and gap -1) of `q` against `text`.
-pub fn similarity(q: &[u64], text: &[Token]) -> f64 {
-    if q.is_empty() {
-        return 0.0;
+/// Fewest characters a question needs to be verified on its own.
+const MIN_VERIFY_UNITS: usize = 12;
+
+/// Character units of tokens for the character-level check: one per CJK token
+/// (its hash, top bit set), one per character of a word (lower case), so
+/// changed letters, split or merged words and punctuation cost little.
+fn units_into(text: &str, toks: &[Token], out: &mut Vec<u32>) {
+    for t in toks {
+        if t.cjk {
+            out.push(t.hash as u32 | 1 << 31);
+        } else if let Some(w) = text.get(t.start as usize..t.end as usize) {
+            out.extend(w.chars().filter(|c| c.is_alphanumeric()).map(|c| {
+                if c.is_ascii() {
+                    c.to_ascii_lowercase() as u32
+                } else {
+                    c.to_lowercase().next().unwrap_or(c) as u32
+                }
+            }));
+        }
     }
-    // (score, matches) of the best alignment ending at q[i], text[j].
-    let mut prev = vec![(0i32, 0u32); q.len() + 1];
-    let mut cur = prev.clone();
-    let mut best = (0i32, 0u32);
-    for t in text {
-        for i in 1..=q.len() {
+}
+
+fn text_units(text: &str, toks: &[Token]) -> Vec<u32> {
+    let mut v = Vec::with_capacity(text.len());
+    units_into(text, toks, &mut v);
+    v
+}
+
+/// An item cut for the character-level check: the question's clauses (at
+/// commas, semicolons, colons, sentence ends; short ones joined to the next),
+/// then each option; `true` for the question's.
+fn item_clauses(it: &BenchItem) -> Vec<(Vec<u32>, bool)> {
+    let (conv, toks) = tokenize(&it.question);
+    let mut out: Vec<(Vec<u32>, bool)> = Vec::new();
+    let mut cur = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        units_into(&conv, std::slice::from_ref(t), &mut cur);
+        let gap = toks.get(i + 1).map_or("", |n| &conv[t.end as usize..n.start as usize]);
+        let brk = gap.contains([',', '，', ';', '；', ':', '：', '、', '?', '？', '。', '!', '！', '\n'])
+            || gap.contains(". ");
+        let min = if t.cjk { 6 } else { 16 };
+        if brk && cur.len() >= min {
+            out.push((std::mem::take(&mut cur), true));
+        }
+    }
+    if !cur.is_empty() {
+        match out.last_mut() {
+            Some(last) if cur.len() < 6 => last.0.extend(cur),
+            _ => out.push((cur, true)),
+        }
+    }
+    for o in &it.options {
+        let (conv, toks) = tokenize(o);
+        let mut u = Vec::new();
+        units_into(&conv, &toks, &mut u);
+        if !u.is_empty() {
+            out.push((u, false));
+        }
+    }
+    out
+}
+
+/// Best local alignment of `pat` in `text` (Smith-Waterman, match +1, substitution
+/// and gap -1): (characters of `pat` matched, end position in `text`).
+fn align(pat: &[u32], text: &[u32], dp: &mut Vec<(i32, u32)>) -> (usize, usize) {
+    if pat.is_empty() {
+        return (0, 0);
+    }
+    // Row per text position; columns over `pat`: (score, matches).
+    let n = pat.len();
+    dp.clear();
+    dp.resize(2 * (n + 1), (0, 0));
+    let (mut best, mut end) = ((0i32, 0u32), 0usize);
+    for (j, &t) in text.iter().enumerate() {
+        let (prev, cur) = if j % 2 == 0 {
+            let (a, b) = dp.split_at_mut(n + 1);
+            (&*a, b)
+        } else {
+            let (a, b) = dp.split_at_mut(n + 1);
+            (&*b, a)
+        };
+        cur[0] = (0, 0);
+        for i in 1..=n {
             let (ds, dm) = prev[i - 1];
-            let diag = if q[i - 1] == t.hash {
-                (ds + 1, dm + 1)
-            } else {
-                (ds - 1, dm)
-            };
-            let up = (prev[i].0 - 1, prev[i].1);
-            let left = (cur[i - 1].0 - 1, cur[i - 1].1);
-            let mut c = diag;
-            if up.0 > c.0 {
-                c = up;
+            let mut c = if pat[i - 1] == t { (ds + 1, dm + 1) } else { (ds - 1, dm) };
+            let up = prev[i];
+            if up.0 - 1 > c.0 {
+                c = (up.0 - 1, up.1);
             }
-            if left.0 > c.0 {
-                c = left;
+            let left = cur[i - 1];
+            if left.0 - 1 > c.0 {
+                c = (left.0 - 1, left.1);
             }
             if c.0 <= 0 {
                 c = (0, 0);
             }
             if c > best {
                 best = c;
+                end = j;
             }
             cur[i] = c;
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
-    best.1 as f64 / q.len() as f64
+    (best.1 as usize, end)
 }
 
 impl Index {
@@ -455,7 +566,7 @@ impl Index {
     pub fn build(cfg: MatchConfig, items: Vec<BenchItem>) -> Index {
         let per: Vec<Per> = items.par_iter().map(|it| item_grams(&cfg, it)).collect();
         let mut sizes: Vec<usize> = per.iter().map(|p| p.n).filter(|&n| n > 0).collect();
-        if per.iter().any(|p| !p.qhash.is_empty()) {
+        if per.iter().any(|p| p.cand) {
             sizes.push(cfg.verify_ngram_en);
         }
         sizes.sort_unstable();
@@ -482,18 +593,12 @@ impl Index {
                 f: 0,
             })
             .collect();
-        let mut qhash = Vec::new();
-        let mut qspan = Vec::with_capacity(per.len());
-        for p in &per {
-            qspan.push((qhash.len() as u32, p.qhash.len() as u32));
-            qhash.extend_from_slice(&p.qhash);
-        }
         let mut all: Vec<(u64, u32)> = Vec::with_capacity(per.iter().map(|p| p.grams.len()).sum());
         for (i, p) in per.into_iter().enumerate() {
             all.extend(
                 p.grams
                     .into_iter()
-                    .map(|(k, c, q)| (k, (i as u32) << 2 | (c as u32) << 1 | q as u32)),
+                    .map(|(k, c, q, t)| (k, (i as u32) << 3 | (t as u32) << 2 | (c as u32) << 1 | q as u32)),
             );
         }
         all.par_sort_unstable();
@@ -514,7 +619,7 @@ impl Index {
                 map.insert(k, (postings.len() as u32, (j - i) as u32));
                 for &(_, p) in &all[i..j] {
                     postings.push(p);
-                    let g = &mut grams[(p >> 2) as usize];
+                    let g = &mut grams[(p >> 3) as usize];
                     if p & 2 == 0 {
                         g.f += 1;
                         g.q += p & 1;
@@ -538,8 +643,6 @@ impl Index {
             grams,
             map,
             postings,
-            qhash,
-            qspan,
             sizes: sizes.into_iter().map(|n| (n, pow_p(n))).collect(),
             skipped,
             common,
@@ -551,7 +654,7 @@ impl Index {
         let mut toks = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().toks));
         toks.clear();
         tokenize_into(text, &mut toks);
-        let hits = self.scan_tokens(&toks);
+        let hits = self.scan_tokens(text, &toks);
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             s.toks = toks;
@@ -560,9 +663,9 @@ impl Index {
         hits
     }
 
-    /// [`Index::scan`] on tokens already made.
-    pub fn scan_tokens(&self, toks: &[Token]) -> Vec<Hit> {
-        SCRATCH.with(|s| self.scan_with(toks, &mut s.borrow_mut()))
+    /// [`Index::scan`] on tokens already made from `text`.
+    pub fn scan_tokens(&self, text: &str, toks: &[Token]) -> Vec<Hit> {
+        SCRATCH.with(|s| self.scan_with(text, toks, &mut s.borrow_mut()))
     }
 
     /// The n-gram keys of `toks` that are in the index, sorted and distinct, into `s.found`.
@@ -645,7 +748,12 @@ impl Index {
         }
         s.found.sort_unstable();
         s.found.dedup();
-        self.hits(&toks, &mut s)
+        let conv = if text.chars().any(crate::text::is_cjk) {
+            std::borrow::Cow::Owned(fast2s::convert(text))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
+        self.hits(&conv, &toks, &mut s)
     }
 
     /// How far the windows of `text` get: [tokens, present smallest-size n-grams,
@@ -667,61 +775,123 @@ impl Index {
         ]
     }
 
-    fn scan_with(&self, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
+    fn scan_with(&self, text: &str, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
         self.find_keys(toks, s);
-        self.hits(toks, s)
+        self.hits(text, toks, s)
     }
 
-    /// Items matched by the keys in `s.found`, best first.
-    fn hits(&self, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
+    /// Items matched by the keys in `s.found`, best first. `text` is what the
+    /// spans of `toks` point into (for the character-level check).
+    fn hits(&self, text: &str, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
         if s.found.is_empty() {
             return Vec::new();
         }
-        // (item, posting) for every found n-gram, grouped by item.
+        // (item, posting flags) for every found n-gram, grouped by item.
         s.counts.clear();
         for k in &s.found {
             let (start, len) = self.map[k];
             s.counts.extend(
                 self.postings[start as usize..(start + len) as usize]
                     .iter()
-                    .map(|&p| (p >> 2, p & 3)),
+                    .map(|&p| (p >> 3, p & 7)),
             );
         }
         s.counts.sort_unstable();
         let thr = self.cfg.threshold;
+        let vthr = self.cfg.verify_threshold;
+        let mut units: Option<Vec<u32>> = None;
+        let mut dp = std::mem::take(&mut s.dp);
         let mut hits = Vec::new();
         for group in s.counts.chunk_by(|a, b| a.0 == b.0) {
             let item = group[0].0;
-            // [question, all, candidate question, candidate all] n-grams found.
-            let mut c = [0u32; 4];
+            // [question, all, touching the question] n-grams found: main, candidate.
+            let mut c = [[0u32; 3]; 2];
             for &(_, p) in group {
-                let base = (p & 2) as usize;
-                c[base] += p & 1;
-                c[base + 1] += 1;
+                let c = &mut c[(p >> 1 & 1) as usize];
+                c[0] += p & 1;
+                c[1] += 1;
+                c[2] += p >> 2 & 1;
             }
-            let [hq, hf, cq, cf] = c;
             let g = self.grams[item as usize];
-            let o = overlap(&g, hq, hf, g.q, g.f, g.short);
+            let o = overlap(&g, c[0], g.q, g.f, g.short);
             if o >= thr {
-                hits.push(Hit { item, overlap: o });
+                hits.push(Hit {
+                    item,
+                    overlap: o,
+                    evidence: Evidence::Ngram,
+                    score: o,
+                });
                 continue;
             }
-            // Candidate path: smaller n-grams, then the question must align.
-            if g.cf == 0 {
+            // Verified path: fewer or smaller n-grams, then the item must align
+            // with the text character by character (clause by clause).
+            let oc = if g.cf > 0 {
+                overlap(&g, c[1], g.cq, g.cf, g.short)
+            } else {
+                0.0
+            };
+            let ov = o.max(oc);
+            if ov < vthr {
                 continue;
             }
-            let oc = overlap(&g, cq, cf, g.cq, g.cf, g.short);
-            if oc < thr {
-                continue;
-            }
-            let (qs, ql) = self.qspan[item as usize];
-            let q = &self.qhash[qs as usize..(qs + ql) as usize];
-            if similarity(q, toks) >= self.cfg.min_similarity {
-                hits.push(Hit { item, overlap: oc });
+            let units = units.get_or_insert_with(|| text_units(text, toks));
+            let (sim, reordered) = self.verify(item, units, &mut dp);
+            if sim >= self.cfg.min_similarity {
+                hits.push(Hit {
+                    item,
+                    overlap: ov,
+                    evidence: if reordered { Evidence::Reordered } else { Evidence::Fuzzy },
+                    score: sim,
+                });
             }
         }
-        hits.sort_by(|a, b| b.overlap.total_cmp(&a.overlap).then(a.item.cmp(&b.item)));
+        s.dp = dp;
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(b.overlap.total_cmp(&a.overlap))
+                .then(a.item.cmp(&b.item))
+        });
         hits
+    }
+
+    /// How much of `item` aligns with the text `units`: (share of its characters
+    /// matched, clauses found out of order). Each clause of the question and each
+    /// option is aligned on its own (Smith-Waterman: match +1, substitution and
+    /// gap -1), so clauses and options may come in any order. The share is over the
+    /// question alone when it may decide alone ([`ItemGrams::q_alone`]), else over
+    /// question and options; options alone never reach it.
+    fn verify(&self, item: u32, units: &[u32], dp: &mut Vec<(i32, u32)>) -> (f64, bool) {
+        let it = &self.items[item as usize];
+        let g = &self.grams[item as usize];
+        let clauses = item_clauses(it);
+        let (mut qm, mut ql, mut am, mut al) = (0usize, 0usize, 0usize, 0usize);
+        let mut ends = Vec::new();
+        for (cl, in_q) in &clauses {
+            let (m, end) = align(cl, units, dp);
+            if *in_q {
+                qm += m;
+                ql += cl.len();
+                if m * 2 >= cl.len() {
+                    ends.push(end);
+                }
+            }
+            am += m;
+            al += cl.len();
+        }
+        let reordered = ends.windows(2).any(|w| w[1] < w[0]);
+        let q = if g.q_alone && ql >= MIN_VERIFY_UNITS {
+            qm as f64 / ql as f64
+        } else {
+            0.0
+        };
+        // The question must carry its share: options alone are no evidence.
+        let all = if al > 0 && qm * 2 >= ql {
+            am as f64 / al as f64
+        } else {
+            0.0
+        };
+        (q.max(all), reordered)
     }
 
     /// Byte spans of `text` (after t2s conversion, returned too) covered by n-grams of `item`,

@@ -57,6 +57,7 @@ pub struct DecontamConfig {
     pub max_items_per_ngram: Option<usize>,
     pub verify_ngram_en: Option<usize>,
     pub min_similarity: Option<f64>,
+    pub verify_threshold: Option<f64>,
     #[serde(default = "default_report_records")]
     pub report_records: usize,
     /// The pipeline's `[[benchmark]]` tables (paths resolved), filled in by the registry.
@@ -87,6 +88,7 @@ impl DecontamConfig {
             max_items_per_ngram: self.max_items_per_ngram.unwrap_or(d.max_items_per_ngram),
             verify_ngram_en: self.verify_ngram_en.unwrap_or(d.verify_ngram_en),
             min_similarity: self.min_similarity.unwrap_or(d.min_similarity),
+            verify_threshold: self.verify_threshold.unwrap_or(d.verify_threshold),
         }
     }
 }
@@ -142,7 +144,7 @@ pub fn hits_json(ix: &Index, hits: &[crate::decontam::Hit]) -> Value {
         hits.iter()
             .map(|h| {
                 let it = &ix.items[h.item as usize];
-                json!({"benchmark": it.benchmark, "split": it.split, "subject": it.subject, "row": it.row, "overlap": (h.overlap * 1000.0).round() / 1000.0})
+                json!({"benchmark": it.benchmark, "split": it.split, "subject": it.subject, "row": it.row, "evidence": h.evidence.as_str(), "score": (h.score * 1000.0).round() / 1000.0, "overlap": (h.overlap * 1000.0).round() / 1000.0})
             })
             .collect(),
     )
@@ -173,12 +175,13 @@ impl Stage for Decontaminate {
         Ok(Verdict::drop(
             "contaminated",
             format!(
-                "{} {} {} #{} (overlap {:.2}){}",
+                "{} {} {} #{} ({} {:.2}){}",
                 it.benchmark,
                 it.subject,
                 it.split,
                 it.row,
-                hits[0].overlap,
+                hits[0].evidence.as_str(),
+                hits[0].score,
                 if hits.len() > 1 {
                     format!(" and {} more", hits.len() - 1)
                 } else {
