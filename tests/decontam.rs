@@ -1027,6 +1027,14 @@ fn held_aside_eval_through_curate_run() {
         .map(|r| (r["id"].as_str().unwrap().to_string(), r))
         .collect();
     let verbose = std::env::var_os("CURATE_DECONTAM_VERBOSE").is_some();
+    let explain = verbose.then(|| {
+        let specs = ["mmlu", "ceval", "cmmlu"].map(|n| BenchmarkSpec {
+            name: n.into(),
+            format: BenchFormat::parse(n).unwrap(),
+            path: bench.join(n),
+        });
+        build_index(&specs, MatchConfig::default()).unwrap()
+    });
     // (kind, group) -> (flagged, total)
     let mut table: std::collections::BTreeMap<(bool, String, String), (usize, usize)> = Default::default();
     for r in set.iter().filter(|r| r.part == show) {
@@ -1037,7 +1045,21 @@ fn held_aside_eval_through_curate_run() {
         e.1 += 1;
         if verbose && hit != r.positive {
             let short: String = r.text.chars().take(200).collect();
-            eprintln!("{} {}: {} || {:?}", if hit { "FP" } else { "FN" }, r.id, short.replace('\n', " | "), flagged.get(&r.id).map(|f| f["detail"].clone()));
+            let why = explain.as_ref().and_then(|ix| {
+                let mut p = r.id.split(':');
+                let (b, sp, su, row) = (p.next()?, p.next()?, p.next()?, p.next()?.parse::<u32>().ok()?);
+                let i = ix.items.iter().position(|it| it.benchmark == b && (it.split == sp || sp == "pre") && it.subject == su && it.row == row)?;
+                let (o, oc, kw, sim, re) = ix.explain(&r.text, i as u32);
+                Some(format!("main {o:.2} cand {oc:.2} kw {kw:.2} sim {sim:.2}{}", if re { " reordered" } else { "" }))
+            });
+            eprintln!(
+                "{} {}: {} || {:?} {:?}",
+                if hit { "FP" } else { "FN" },
+                r.id,
+                short.replace('\n', " | "),
+                flagged.get(&r.id).map(|f| f["detail"].clone()),
+                why
+            );
         }
     }
     println!("\n{show} part: flagged / total");

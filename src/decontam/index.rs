@@ -102,6 +102,9 @@ pub struct MatchConfig {
     /// N-gram overlap from which an item below `threshold` is checked character by
     /// character (main or candidate n-grams).
     pub verify_threshold: f64,
+    /// Share of an item's keyword weight (its rarest words and character pairs,
+    /// found anywhere in the text) from which it is checked character by character.
+    pub keyword_threshold: f64,
 }
 
 impl Default for MatchConfig {
@@ -114,6 +117,7 @@ impl Default for MatchConfig {
             verify_ngram_en: 5,
             min_similarity: 0.8,
             verify_threshold: 0.2,
+            keyword_threshold: 0.5,
         }
     }
 }
@@ -193,10 +197,14 @@ struct Scratch {
     run: Vec<u32>,
     keys: Vec<u64>,
     found: Vec<u64>,
+    /// Keyword keys of the text that are in the keyword map, sorted and distinct.
+    kfound: Vec<u64>,
     /// (item, posting flags) of every found n-gram.
     counts: Vec<(u32, u32)>,
     /// Alignment rows of the character-level check.
     dp: Vec<(i32, u32)>,
+    /// Items checked character by character (for measuring).
+    verified: usize,
 }
 
 impl Scratch {
@@ -207,7 +215,7 @@ impl Scratch {
         if self.toks.capacity() > KEEP {
             self.toks = Vec::new();
         }
-        for v in [&mut self.prefix, &mut self.keys, &mut self.found] {
+        for v in [&mut self.prefix, &mut self.keys, &mut self.found, &mut self.kfound] {
             if v.capacity() > KEEP {
                 *v = Vec::new();
             }
@@ -245,6 +253,9 @@ pub struct ItemGrams {
     pub q: u32,
     /// Distinct non-common n-grams of question plus options.
     pub f: u32,
+    /// Keywords (rarest words / character pairs) and their summed weight.
+    pub kn: u32,
+    pub kw: u32,
 }
 
 /// What a hit rests on.
@@ -298,6 +309,10 @@ pub struct Index {
     /// common ones included: a text n-gram can only be indexed when all its
     /// smaller n-grams are present here.
     present: Bloom,
+    /// Keyword key -> (start, len) into `kpostings` (`item << 8 | weight`).
+    kmap: Map<(u32, u32)>,
+    kpostings: Vec<u32>,
+    kfilter: Bloom,
     /// Items too short to index.
     pub skipped: usize,
     /// N-grams dropped as shared by too many items.
@@ -369,6 +384,9 @@ impl MatchConfig {
         }
         if !(self.verify_threshold > 0.0 && self.verify_threshold <= 1.0) {
             anyhow::bail!("verify_threshold must be in (0, 1]");
+        }
+        if !(self.keyword_threshold > 0.0 && self.keyword_threshold <= 1.0) {
+            anyhow::bail!("keyword_threshold must be in (0, 1]");
         }
         if self.max_items_per_ngram == 0 {
             anyhow::bail!("max_items_per_ngram must be at least 1");
@@ -453,6 +471,36 @@ fn overlap(g: &ItemGrams, [hq, hf, ht]: [u32; 3], q: u32, f: u32, short: bool) -
         o = f64::max(o, hq as f64 / q as f64);
     }
     o
+}
+
+/// Keywords kept per item (its rarest).
+const KEYWORDS: usize = 12;
+
+/// A word or character pair in more items than this is no keyword.
+const KEYWORD_MAX_ITEMS: usize = 20;
+
+/// Fewest keywords found (all of them, for items with fewer) before their weight counts.
+const MIN_KEYWORDS: u32 = 3;
+
+/// Call `f(key)` for the keyword keys of `toks`: every pair of adjacent tokens
+/// of one kind (two words, two CJK characters; a single word or character says
+/// too little, and words rare in a benchmark are common elsewhere).
+fn for_keywords(toks: &[Token], mut f: impl FnMut(usize, u64)) {
+    for (i, w) in toks.windows(2).enumerate() {
+        if w[0].cjk == w[1].cjk {
+            f(i, mix(w[0].hash.wrapping_mul(P).wrapping_add(w[1].hash) ^ 0x4b57_0000_0000_0002));
+        }
+    }
+}
+
+/// Whether the keyword at token `i` is inside a present smallest-size n-gram
+/// (`present[j]`: the one starting at token `j`). Keywords elsewhere are not
+/// looked up: a copy, even an edited one, keeps most of an item's small n-grams,
+/// and clean text has few (this keeps keyword lookups off the hot path).
+fn covered(present: &[u32], i: usize, m: usize) -> bool {
+    let lo = (i + 2).saturating_sub(m);
+    let hi = (i + 1).min(present.len());
+    lo < hi && present[lo..hi].iter().any(|&r| r > 0)
 }
 
 /// Fewest characters a question needs to be verified on its own.
@@ -580,6 +628,53 @@ impl Index {
             for_grams(&p.hashes, m, |_, k| present.insert(k));
         }
         let skipped = per.iter().filter(|p| p.n == 0).count();
+        // Keywords: each item's rarest words / character pairs (in at most
+        // KEYWORD_MAX_ITEMS items), weighted by rarity (ln(items / df)).
+        let mut kall: Vec<(u64, u32)> = items
+            .par_iter()
+            .enumerate()
+            .flat_map_iter(|(i, it)| {
+                let (toks, _) = item_tokens(it);
+                let mut k = Vec::new();
+                for_keywords(&toks, |_, x| k.push(x));
+                k.sort_unstable();
+                k.dedup();
+                k.into_iter().map(move |x| (x, i as u32))
+            })
+            .collect();
+        kall.par_sort_unstable();
+        let mut per_item: Vec<Vec<(u32, u64)>> = vec![Vec::new(); items.len()];
+        for run in kall.chunk_by(|a, b| a.0 == b.0) {
+            if run.len() <= KEYWORD_MAX_ITEMS {
+                for &(k, i) in run {
+                    per_item[i as usize].push((run.len() as u32, k));
+                }
+            }
+        }
+        drop(kall);
+        let nitems = items.len().max(1) as f64;
+        let mut kpairs: Vec<(u64, u32)> = Vec::new();
+        for (i, v) in per_item.iter_mut().enumerate() {
+            v.sort_unstable();
+            v.truncate(KEYWORDS);
+            for &(df, k) in v.iter() {
+                let w = ((nitems / df as f64).ln() * 16.0).round().clamp(1.0, 255.0) as u32;
+                kpairs.push((k, (i as u32) << 8 | w));
+            }
+        }
+        drop(per_item);
+        kpairs.par_sort_unstable();
+        let mut kmap: Map<(u32, u32)> = Map::default();
+        let mut kpostings = Vec::with_capacity(kpairs.len());
+        for run in kpairs.chunk_by(|a, b| a.0 == b.0) {
+            kmap.insert(run[0].0, (kpostings.len() as u32, run.len() as u32));
+            kpostings.extend(run.iter().map(|x| x.1));
+        }
+        drop(kpairs);
+        let mut kfilter = Bloom::new(kmap.len(), 16);
+        for &k in kmap.keys() {
+            kfilter.insert(k);
+        }
         let mut grams: Vec<ItemGrams> = per
             .iter()
             .map(|p| ItemGrams {
@@ -591,6 +686,8 @@ impl Index {
                 cf: 0,
                 q: 0,
                 f: 0,
+                kn: 0,
+                kw: 0,
             })
             .collect();
         let mut all: Vec<(u64, u32)> = Vec::with_capacity(per.iter().map(|p| p.grams.len()).sum());
@@ -631,6 +728,11 @@ impl Index {
             }
             i = j;
         }
+        for &p in &kpostings {
+            let g = &mut grams[(p >> 8) as usize];
+            g.kn += 1;
+            g.kw += p & 255;
+        }
         let mut filter = Bloom::new(map.len(), 0);
         for &k in map.keys() {
             filter.insert(k);
@@ -644,6 +746,9 @@ impl Index {
             map,
             postings,
             sizes: sizes.into_iter().map(|n| (n, pow_p(n))).collect(),
+            kmap,
+            kpostings,
+            kfilter,
             skipped,
             common,
         }
@@ -732,6 +837,27 @@ impl Index {
         s.found.dedup();
     }
 
+    /// The keyword keys of `toks` in the keyword map, sorted and distinct, into `s.kfound`.
+    /// Needs `s.run` from [`Index::find_keys`] on the same tokens.
+    fn find_keywords(&self, toks: &[Token], s: &mut Scratch) {
+        s.kfound.clear();
+        let Some(&(m, _)) = self.sizes.first() else {
+            return;
+        };
+        if toks.len() < m {
+            return;
+        }
+        let windows = toks.len() + 1 - m;
+        let run = &s.run[..windows];
+        for_keywords(toks, |i, k| {
+            if covered(run, i, m) && self.kfilter.contains(k) && self.kmap.contains_key(&k) {
+                s.kfound.push(k);
+            }
+        });
+        s.kfound.sort_unstable();
+        s.kfound.dedup();
+    }
+
     /// [`Index::scan`] the plain way (fast2s, every window of every size looked up
     /// in the map), for checking that the fast path finds the same.
     #[doc(hidden)]
@@ -748,6 +874,17 @@ impl Index {
         }
         s.found.sort_unstable();
         s.found.dedup();
+        if let Some(&(m, _)) = self.sizes.first() {
+            let mut present = Vec::new();
+            for_grams(&hashes, m, |_, k| present.push(self.present.contains(k) as u32));
+            for_keywords(&toks, |i, k| {
+                if covered(&present, i, m) && self.kmap.contains_key(&k) {
+                    s.kfound.push(k);
+                }
+            });
+        }
+        s.kfound.sort_unstable();
+        s.kfound.dedup();
         let conv = if text.chars().any(crate::text::is_cjk) {
             std::borrow::Cow::Owned(fast2s::convert(text))
         } else {
@@ -757,36 +894,43 @@ impl Index {
     }
 
     /// How far the windows of `text` get: [tokens, present smallest-size n-grams,
-    /// windows probed in `filter`, passing it, found in the map]. For measuring.
+    /// windows probed in `filter`, passing it, found in the map, keywords found,
+    /// items checked character by character]. For measuring.
     #[doc(hidden)]
-    pub fn probe_counts(&self, text: &str) -> [usize; 5] {
+    pub fn probe_counts(&self, text: &str) -> [usize; 7] {
         let mut s = Scratch::default();
         let mut toks = Vec::new();
         tokenize_into(text, &mut toks);
         self.find_keys(&toks, &mut s);
         let probed = s.keys.len();
         s.keys.retain(|&k| self.filter.contains(k));
-        [
+        let counts = [
             toks.len(),
             s.run.iter().filter(|&&r| r > 0).count(),
             probed,
             s.keys.len(),
             s.found.len(),
-        ]
+        ];
+        self.find_keywords(&toks, &mut s);
+        let kfound = s.kfound.len();
+        self.hits(text, &toks, &mut s);
+        [counts[0], counts[1], counts[2], counts[3], counts[4], kfound, s.verified]
     }
 
     fn scan_with(&self, text: &str, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
         self.find_keys(toks, s);
+        self.find_keywords(toks, s);
         self.hits(text, toks, s)
     }
 
     /// Items matched by the keys in `s.found`, best first. `text` is what the
     /// spans of `toks` point into (for the character-level check).
     fn hits(&self, text: &str, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
-        if s.found.is_empty() {
+        if s.found.is_empty() && s.kfound.is_empty() {
             return Vec::new();
         }
-        // (item, posting flags) for every found n-gram, grouped by item.
+        // (item, posting flags) for every found n-gram, (item, 8 + weight) for every
+        // found keyword, grouped by item.
         s.counts.clear();
         for k in &s.found {
             let (start, len) = self.map[k];
@@ -794,6 +938,14 @@ impl Index {
                 self.postings[start as usize..(start + len) as usize]
                     .iter()
                     .map(|&p| (p >> 3, p & 7)),
+            );
+        }
+        for k in &s.kfound {
+            let (start, len) = self.kmap[k];
+            s.counts.extend(
+                self.kpostings[start as usize..(start + len) as usize]
+                    .iter()
+                    .map(|&p| (p >> 8, 8 + (p & 255))),
             );
         }
         s.counts.sort_unstable();
@@ -806,14 +958,20 @@ impl Index {
             let item = group[0].0;
             // [question, all, touching the question] n-grams found: main, candidate.
             let mut c = [[0u32; 3]; 2];
+            let (mut kn, mut kw) = (0u32, 0u32);
             for &(_, p) in group {
+                if p >= 8 {
+                    kn += 1;
+                    kw += p - 8;
+                    continue;
+                }
                 let c = &mut c[(p >> 1 & 1) as usize];
                 c[0] += p & 1;
                 c[1] += 1;
                 c[2] += p >> 2 & 1;
             }
             let g = self.grams[item as usize];
-            let o = overlap(&g, c[0], g.q, g.f, g.short);
+            let o = if c[0][1] > 0 { overlap(&g, c[0], g.q, g.f, g.short) } else { 0.0 };
             if o >= thr {
                 hits.push(Hit {
                     item,
@@ -831,9 +989,11 @@ impl Index {
                 0.0
             };
             let ov = o.max(oc);
-            if ov < vthr {
+            let keywords = kn >= MIN_KEYWORDS && kw as f64 >= self.cfg.keyword_threshold * g.kw as f64;
+            if ov < vthr && !(g.kn > 0 && keywords) {
                 continue;
             }
+            s.verified += 1;
             let units = units.get_or_insert_with(|| text_units(text, toks));
             let (sim, reordered) = self.verify(item, units, &mut dp);
             if sim >= self.cfg.min_similarity {
@@ -853,6 +1013,43 @@ impl Index {
                 .then(a.item.cmp(&b.item))
         });
         hits
+    }
+
+    /// Why `text` does or does not match `item`: (main overlap, candidate overlap,
+    /// keyword weight share, character-level share, reordered). For diagnosing misses.
+    #[doc(hidden)]
+    pub fn explain(&self, text: &str, item: u32) -> (f64, f64, f64, f64, bool) {
+        let mut s = Scratch::default();
+        let mut toks = Vec::new();
+        tokenize_into(text, &mut toks);
+        self.find_keys(&toks, &mut s);
+        self.find_keywords(&toks, &mut s);
+        let mut c = [[0u32; 3]; 2];
+        for k in &s.found {
+            let (start, len) = self.map[k];
+            for &p in &self.postings[start as usize..(start + len) as usize] {
+                if p >> 3 == item {
+                    let c = &mut c[(p >> 1 & 1) as usize];
+                    c[0] += p & 1;
+                    c[1] += 1;
+                    c[2] += p >> 2 & 1;
+                }
+            }
+        }
+        let g = self.grams[item as usize];
+        let o = overlap(&g, c[0], g.q, g.f, g.short);
+        let oc = overlap(&g, c[1], g.cq, g.cf, g.short);
+        let (sim, r) = self.verify(item, &text_units(text, &toks), &mut s.dp);
+        let mut kw = 0;
+        for k in &s.kfound {
+            let (start, len) = self.kmap[k];
+            for &p in &self.kpostings[start as usize..(start + len) as usize] {
+                if p >> 8 == item {
+                    kw += p & 255;
+                }
+            }
+        }
+        (o, oc, kw as f64 / g.kw.max(1) as f64, sim, r)
     }
 
     /// How much of `item` aligns with the text `units`: (share of its characters

@@ -58,6 +58,7 @@ pub struct DecontamConfig {
     pub verify_ngram_en: Option<usize>,
     pub min_similarity: Option<f64>,
     pub verify_threshold: Option<f64>,
+    pub keyword_threshold: Option<f64>,
     #[serde(default = "default_report_records")]
     pub report_records: usize,
     /// The pipeline's `[[benchmark]]` tables (paths resolved), filled in by the registry.
@@ -89,6 +90,7 @@ impl DecontamConfig {
             verify_ngram_en: self.verify_ngram_en.unwrap_or(d.verify_ngram_en),
             min_similarity: self.min_similarity.unwrap_or(d.min_similarity),
             verify_threshold: self.verify_threshold.unwrap_or(d.verify_threshold),
+            keyword_threshold: self.keyword_threshold.unwrap_or(d.keyword_threshold),
         }
     }
 }
