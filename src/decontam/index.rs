@@ -117,7 +117,7 @@ impl Default for MatchConfig {
             verify_ngram_en: 5,
             min_similarity: 0.8,
             verify_threshold: 0.2,
-            keyword_threshold: 0.5,
+            keyword_threshold: 0.25,
         }
     }
 }
@@ -457,13 +457,18 @@ fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
 ///
 /// A fraction counts only with at least MIN_HITS n-grams behind it (or all of
 /// them, for items with fewer). The question-plus-options fraction needs a found
-/// n-gram that starts in the question: a shared option set alone is not a match.
+/// n-gram inside the question (one that starts in it, for questions shorter
+/// than an n-gram): a shared option set alone is not a match, nor is one behind
+/// a question that only ends the same way (`…的是`).
 /// A short item's question is generic (`教育是一种`, `4的平方根是`): it needs an
 /// n-gram reaching into the options, or its whole question found with at least
 /// [`MIN_SHORT_Q_TOKENS`] tokens.
 fn overlap(g: &ItemGrams, [hq, hf, ht]: [u32; 3], q: u32, f: u32, short: bool) -> f64 {
     let mut o = 0.0;
-    if hf >= f.min(MIN_HITS) && ht > 0 && (!short || hf > hq) {
+    // Question evidence: an n-gram inside the question (one starting in it, when
+    // the question is shorter than an n-gram).
+    let asked = if q > 0 { hq > 0 } else { ht > 0 };
+    if hf >= f.min(MIN_HITS) && asked && (!short || hf > hq) {
         o = hf as f64 / f.max(1) as f64;
     }
     let q_ok = !short || (hq == q && g.q_alone);
