@@ -102,9 +102,11 @@ pub struct MatchConfig {
     /// N-gram overlap from which an item below `threshold` is checked character by
     /// character (main or candidate n-grams).
     pub verify_threshold: f64,
-    /// Share of an item's keyword weight (its rarest words and character pairs,
-    /// found anywhere in the text) from which it is checked character by character.
-    pub keyword_threshold: f64,
+    /// Share of an English item's keyword weight (its rarest word pairs, found
+    /// anywhere in the text) from which it is checked character by character.
+    pub keyword_threshold_en: f64,
+    /// The same for Chinese items (character pairs: a copy keeps more of them).
+    pub keyword_threshold_zh: f64,
 }
 
 impl Default for MatchConfig {
@@ -117,7 +119,8 @@ impl Default for MatchConfig {
             verify_ngram_en: 5,
             min_similarity: 0.8,
             verify_threshold: 0.2,
-            keyword_threshold: 0.25,
+            keyword_threshold_en: 0.2,
+            keyword_threshold_zh: 0.5,
         }
     }
 }
@@ -253,6 +256,8 @@ pub struct ItemGrams {
     pub q: u32,
     /// Distinct non-common n-grams of question plus options.
     pub f: u32,
+    /// A Chinese item.
+    pub zh: bool,
     /// Keywords (rarest words / character pairs) and their summed weight.
     pub kn: u32,
     pub kw: u32,
@@ -385,8 +390,10 @@ impl MatchConfig {
         if !(self.verify_threshold > 0.0 && self.verify_threshold <= 1.0) {
             anyhow::bail!("verify_threshold must be in (0, 1]");
         }
-        if !(self.keyword_threshold > 0.0 && self.keyword_threshold <= 1.0) {
-            anyhow::bail!("keyword_threshold must be in (0, 1]");
+        for t in [self.keyword_threshold_en, self.keyword_threshold_zh] {
+            if !(t > 0.0 && t <= 1.0) {
+                anyhow::bail!("keyword_threshold_en and keyword_threshold_zh must be in (0, 1]");
+            }
         }
         if self.max_items_per_ngram == 0 {
             anyhow::bail!("max_items_per_ngram must be at least 1");
@@ -456,18 +463,18 @@ fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
 /// question) and indexed (`q`, `f`) n-grams.
 ///
 /// A fraction counts only with at least MIN_HITS n-grams behind it (or all of
-/// them, for items with fewer). The question-plus-options fraction needs a found
-/// n-gram inside the question (one that starts in it, for questions shorter
-/// than an n-gram): a shared option set alone is not a match, nor is one behind
+/// them, for items with fewer). The question-plus-options fraction needs a third
+/// of the n-grams inside the question found (one that starts in it, for questions
+/// shorter than an n-gram): a shared option set alone is not a match, nor is one behind
 /// a question that only ends the same way (`…的是`).
 /// A short item's question is generic (`教育是一种`, `4的平方根是`): it needs an
 /// n-gram reaching into the options, or its whole question found with at least
 /// [`MIN_SHORT_Q_TOKENS`] tokens.
 fn overlap(g: &ItemGrams, [hq, hf, ht]: [u32; 3], q: u32, f: u32, short: bool) -> f64 {
     let mut o = 0.0;
-    // Question evidence: an n-gram inside the question (one starting in it, when
-    // the question is shorter than an n-gram).
-    let asked = if q > 0 { hq > 0 } else { ht > 0 };
+    // Question evidence: a third of the n-grams inside the question (one starting
+    // in it, when the question is shorter than an n-gram).
+    let asked = if q > 0 { hq > 0 && hq * 3 >= q } else { ht > 0 };
     if hf >= f.min(MIN_HITS) && asked && (!short || hf > hq) {
         o = hf as f64 / f.max(1) as f64;
     }
@@ -691,6 +698,7 @@ impl Index {
                 cf: 0,
                 q: 0,
                 f: 0,
+                zh: p.zh,
                 kn: 0,
                 kw: 0,
             })
@@ -994,13 +1002,18 @@ impl Index {
                 0.0
             };
             let ov = o.max(oc);
-            let keywords = kn >= MIN_KEYWORDS && kw as f64 >= self.cfg.keyword_threshold * g.kw as f64;
+            let kthr = if g.zh {
+                self.cfg.keyword_threshold_zh
+            } else {
+                self.cfg.keyword_threshold_en
+            };
+            let keywords = kn >= MIN_KEYWORDS && kw as f64 >= kthr * g.kw as f64;
             if ov < vthr && !(g.kn > 0 && keywords) {
                 continue;
             }
             s.verified += 1;
             let units = units.get_or_insert_with(|| text_units(text, toks));
-            let (sim, reordered) = self.verify(item, units, &mut dp);
+            let (sim, reordered) = self.verify(item, units, &mut dp, self.cfg.min_similarity);
             if sim >= self.cfg.min_similarity {
                 hits.push(Hit {
                     item,
@@ -1044,7 +1057,7 @@ impl Index {
         let g = self.grams[item as usize];
         let o = overlap(&g, c[0], g.q, g.f, g.short);
         let oc = overlap(&g, c[1], g.cq, g.cf, g.short);
-        let (sim, r) = self.verify(item, &text_units(text, &toks), &mut s.dp);
+        let (sim, r) = self.verify(item, &text_units(text, &toks), &mut s.dp, 0.0);
         let mut kw = 0;
         for k in &s.kfound {
             let (start, len) = self.kmap[k];
@@ -1063,13 +1076,24 @@ impl Index {
     /// gap -1), so clauses and options may come in any order. The share is over the
     /// question alone when it may decide alone ([`ItemGrams::q_alone`]), else over
     /// question and options; options alone never reach it.
-    fn verify(&self, item: u32, units: &[u32], dp: &mut Vec<(i32, u32)>) -> (f64, bool) {
+    ///
+    /// Stops early (share 0) once the share cannot reach `stop_below`.
+    fn verify(&self, item: u32, units: &[u32], dp: &mut Vec<(i32, u32)>, stop_below: f64) -> (f64, bool) {
         let it = &self.items[item as usize];
         let g = &self.grams[item as usize];
         let clauses = item_clauses(it);
+        let q_total: usize = clauses.iter().filter(|c| c.1).map(|c| c.0.len()).sum();
+        let all_total: usize = clauses.iter().map(|c| c.0.len()).sum();
+        let q_counts = g.q_alone && q_total >= MIN_VERIFY_UNITS;
         let (mut qm, mut ql, mut am, mut al) = (0usize, 0usize, 0usize, 0usize);
         let mut ends = Vec::new();
         for (cl, in_q) in &clauses {
+            // Best share still possible, if every clause left matched in full.
+            let q_best = if q_counts { (qm + q_total - ql) as f64 / q_total as f64 } else { 0.0 };
+            let all_best = (am + all_total - al) as f64 / all_total.max(1) as f64;
+            if q_best.max(all_best) < stop_below {
+                return (0.0, false);
+            }
             let (m, end) = align(cl, units, dp);
             if *in_q {
                 qm += m;
@@ -1082,7 +1106,7 @@ impl Index {
             al += cl.len();
         }
         let reordered = ends.windows(2).any(|w| w[1] < w[0]);
-        let q = if g.q_alone && ql >= MIN_VERIFY_UNITS {
+        let q = if q_counts {
             qm as f64 / ql as f64
         } else {
             0.0

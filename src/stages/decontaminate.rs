@@ -58,7 +58,8 @@ pub struct DecontamConfig {
     pub verify_ngram_en: Option<usize>,
     pub min_similarity: Option<f64>,
     pub verify_threshold: Option<f64>,
-    pub keyword_threshold: Option<f64>,
+    pub keyword_threshold_en: Option<f64>,
+    pub keyword_threshold_zh: Option<f64>,
     #[serde(default = "default_report_records")]
     pub report_records: usize,
     /// The pipeline's `[[benchmark]]` tables (paths resolved), filled in by the registry.
@@ -90,7 +91,8 @@ impl DecontamConfig {
             verify_ngram_en: self.verify_ngram_en.unwrap_or(d.verify_ngram_en),
             min_similarity: self.min_similarity.unwrap_or(d.min_similarity),
             verify_threshold: self.verify_threshold.unwrap_or(d.verify_threshold),
-            keyword_threshold: self.keyword_threshold.unwrap_or(d.keyword_threshold),
+            keyword_threshold_en: self.keyword_threshold_en.unwrap_or(d.keyword_threshold_en),
+            keyword_threshold_zh: self.keyword_threshold_zh.unwrap_or(d.keyword_threshold_zh),
         }
     }
 }
