@@ -1296,6 +1296,25 @@ mod tests {
     }
 
     #[test]
+    fn edits_and_reordering_are_verified_and_options_alone_are_not_a_hit() {
+        let ix = index();
+        // Letters changed, words merged, options shuffled: no intact 13-gram.
+        let t = "The Louisana Purchase of 1803 was a land deal betwen the UnitedStates and which European country in the end?\nA) Mexico B) France C) Spain D) Great Britain";
+        let h = ix.scan(t);
+        assert_eq!(h.first().map(|h| h.item), Some(3), "{:?}", ix.explain(t, 3));
+        assert_eq!(h[0].evidence, Evidence::Fuzzy);
+        assert!(h[0].score >= 0.8 && h[0].overlap < 0.35, "{h:?}");
+        assert_eq!(h, ix.scan_reference(t));
+        // Clauses moved around.
+        let t = "清政府割让给日本的地区不包括（　　），根据《马关条约》\nA.台湾岛及所有附属各岛屿 B.澎湖列岛 C.辽东半岛 D.香港岛";
+        assert_eq!(ix.scan(t)[0].item, 1);
+        // Another question with the same option set.
+        let t = "Which process do catalysts in industry rely on?\nA. increasing the amount of reactant available\nB. lowering the activation energy of the reaction\nC. raising the temperature of the cell\nD. changing the equilibrium constant of the reaction";
+        assert!(ix.scan(t).is_empty(), "{:?}", ix.scan(t));
+        assert!(ix.scan_reference(t).is_empty());
+    }
+
+    #[test]
     fn spans_cover_the_matched_question() {
         let ix = index();
         let text = "题目：TCP 协议建立连接的过程通常称为____";

@@ -269,6 +269,8 @@ mod tests {
         );
         assert_eq!(r.meta["decontam"]["hits"][0]["subject"], "net");
         assert_eq!(r.meta["decontam"]["hits"][0]["split"], "val");
+        assert_eq!(r.meta["decontam"]["hits"][0]["evidence"], "ngram");
+        assert!(r.meta["decontam"]["hits"][0]["score"].as_f64().unwrap() >= 0.35);
         let (v, clean) = run(
             &s,
             json!({"instruction": "UDP 是什么协议？", "output": "无连接的传输层协议"}),
