@@ -478,15 +478,16 @@ impl Rng {
 }
 
 fn fnv(s: &str) -> u64 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 /// Where a subject goes: `Some(true)` indexed, `Some(false)` left out; and its part.
 fn subject_role(bench: &str, subject: &str) -> (bool, &'static str) {
     let h = fnv(&format!("{bench}/{subject}"));
-    let indexed = h % 5 != 0;
-    let part = if (h >> 8) % 2 == 0 { "tune" } else { "held" };
+    let indexed = !h.is_multiple_of(5);
+    let part = if (h >> 8).is_multiple_of(2) { "tune" } else { "held" };
     (indexed, part)
 }
 
@@ -513,7 +514,11 @@ fn noisy(s: &str, zh: bool, p: f64, rng: &mut Rng) -> String {
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
-        let target = if zh { c > '\u{2e80}' && c.is_alphanumeric() } else { c.is_ascii_alphabetic() };
+        let target = if zh {
+            c > '\u{2e80}' && c.is_alphanumeric()
+        } else {
+            c.is_ascii_alphabetic()
+        };
         if target && rng.unit() < p {
             match rng.below(4) {
                 0 => out.push(if zh {
@@ -586,7 +591,10 @@ fn reorder(q: &str, zh: bool) -> Option<String> {
     if clauses.len() < 2 {
         return None;
     }
-    let end = |s: &str| s.trim_end_matches(['?', '？', '。', '.', '_', '（', '）', '(', ')', ' ']).to_string();
+    let end = |s: &str| {
+        s.trim_end_matches(['?', '？', '。', '.', '_', '（', '）', '(', ')', ' '])
+            .to_string()
+    };
     let mut v: Vec<String> = clauses.iter().map(|c| end(c)).collect();
     let first = v.remove(0);
     v.push(first);
@@ -615,7 +623,11 @@ fn eval_positive(it: &BenchItem, kind: &str, ctx: &str, rng: &mut Rng) -> Option
     Some(match kind {
         "verbatim" => format!("{}\n{ans}", lettered(&it.question, &it.options, &abcd, "\n")),
         "relettered" => {
-            let l: &[&str] = if zh { &["①", "②", "③", "④"] } else { &["(i) ", "(ii) ", "(iii) ", "(iv) "] };
+            let l: &[&str] = if zh {
+                &["①", "②", "③", "④"]
+            } else {
+                &["(i) ", "(ii) ", "(iii) ", "(iv) "]
+            };
             lettered(&it.question, &it.options, l, "\n")
         }
         "one_line" => lettered(&it.question, &it.options, &["A.", "B.", "C.", "D."], " "),
@@ -630,9 +642,15 @@ fn eval_positive(it: &BenchItem, kind: &str, ctx: &str, rng: &mut Rng) -> Option
         "in_prompt" => {
             let head: String = ctx.chars().take(300).collect();
             if zh {
-                format!("{head}\n\n另外，复习资料里有这样一道题：{} 请给出答案并说明理由。", lettered(&it.question, &it.options, &abcd, " "))
+                format!(
+                    "{head}\n\n另外，复习资料里有这样一道题：{} 请给出答案并说明理由。",
+                    lettered(&it.question, &it.options, &abcd, " ")
+                )
             } else {
-                format!("{head}\n\nAlso, my homework has this question: {} Please explain.", lettered(&it.question, &it.options, &abcd, " "))
+                format!(
+                    "{head}\n\nAlso, my homework has this question: {} Please explain.",
+                    lettered(&it.question, &it.options, &abcd, " ")
+                )
             }
         }
         "light_edit" => {
@@ -687,7 +705,11 @@ fn sft_records(path: &Path) -> Vec<String> {
 }
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     v.sort();
     v
 }
@@ -783,7 +805,12 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
                 .to_string()
         }
     };
-    copy(&d.join("mmlu/final/test"), &bench.join("mmlu/test"), "mmlu", &strip(&["_test"]));
+    copy(
+        &d.join("mmlu/final/test"),
+        &bench.join("mmlu/test"),
+        "mmlu",
+        &strip(&["_test"]),
+    );
     for split in ["dev", "val", "test"] {
         copy(
             &d.join("ceval").join(split),
@@ -792,7 +819,12 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
             &strip(&["_dev", "_val", "_test"]),
         );
     }
-    copy(&d.join("cmmlu/test"), &bench.join("cmmlu/test"), "cmmlu", &strip(&[]));
+    copy(
+        &d.join("cmmlu/test"),
+        &bench.join("cmmlu/test"),
+        "cmmlu",
+        &strip(&[]),
+    );
     let load = |name: &str, format: BenchFormat, path: PathBuf| {
         curate::decontam::loaders::load(&BenchmarkSpec {
             name: name.into(),
@@ -808,7 +840,10 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
     // Ordinary records.
     let mut out: Vec<Labelled> = Vec::new();
     let mut ordinary: Vec<(&'static str, String, String)> = Vec::new();
-    for (i, t) in sft_records(&d.join("alpaca_en/alpaca_data.json")).into_iter().enumerate() {
+    for (i, t) in sft_records(&d.join("alpaca_en/alpaca_data.json"))
+        .into_iter()
+        .enumerate()
+    {
         ordinary.push((if i % 2 == 0 { "tune" } else { "held" }, "alpaca_en".into(), t));
     }
     for f in files_in(&d.join("alpaca_zh_hikariming/translated")) {
@@ -825,8 +860,14 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
         ("belle", "belle_zh_eval/eval_set.json"),
         ("llamafactory", "llamafactory_demo/alpaca_en_demo.json"),
         ("llamafactory", "llamafactory_demo/alpaca_zh_demo.json"),
-        ("medicalgpt", "medicalgpt_zh_sft_samples/sharegpt_zh_1K_format.jsonl"),
-        ("medicalgpt", "medicalgpt_zh_sft_samples/medical_sft_1K_format.jsonl"),
+        (
+            "medicalgpt",
+            "medicalgpt_zh_sft_samples/sharegpt_zh_1K_format.jsonl",
+        ),
+        (
+            "medicalgpt",
+            "medicalgpt_zh_sft_samples/medical_sft_1K_format.jsonl",
+        ),
     ] {
         for t in sft_records(&d.join(f)) {
             ordinary.push(("held", src.into(), t));
@@ -888,7 +929,11 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
     }
     // Real light edits: MMLU pre-release test items that differ from the final
     // ones, paired by subject and row where the subject kept its row count.
-    let pre = load("mmlu", BenchFormat::Mmlu, d.join("mmlu/prerelease_2020-09-08/test"));
+    let pre = load(
+        "mmlu",
+        BenchFormat::Mmlu,
+        d.join("mmlu/prerelease_2020-09-08/test"),
+    );
     let key = |it: &BenchItem| {
         let mut s = it.question.clone();
         s.extend(it.options.iter().map(|o| format!("\n{o}")));
@@ -903,7 +948,10 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
     for s in subjects {
         let (indexed, part) = subject_role("mmlu", s);
         let p: Vec<&BenchItem> = pre.iter().filter(|it| it.subject == s).collect();
-        let f: Vec<&BenchItem> = all.iter().filter(|it| it.benchmark == "mmlu" && it.subject == s).collect();
+        let f: Vec<&BenchItem> = all
+            .iter()
+            .filter(|it| it.benchmark == "mmlu" && it.subject == s)
+            .collect();
         if !indexed {
             continue;
         }
@@ -932,7 +980,10 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
                 pairs += 1;
                 out.push(Labelled {
                     id: format!("mmlu:pre:{s}:{}:prerelease_edit", a.row),
-                    text: format!("{}\nAnswer:", lettered(&a.question, &a.options, &["A. ", "B. ", "C. ", "D. "], "\n")),
+                    text: format!(
+                        "{}\nAnswer:",
+                        lettered(&a.question, &a.options, &["A. ", "B. ", "C. ", "D. "], "\n")
+                    ),
                     part,
                     group: "en".into(),
                     kind: "prerelease_edit".into(),
@@ -965,13 +1016,20 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
                 let zh = is_zh(&it.question);
                 let abcd = ["A. ", "B. ", "C. ", "D. "];
                 let (kind, opts) = if k % 3 == 2 {
-                    ("shared_options", indexed[rng.below(indexed.len())].options.clone())
+                    (
+                        "shared_options",
+                        indexed[rng.below(indexed.len())].options.clone(),
+                    )
                 } else {
                     ("exam_like", it.options.clone())
                 };
                 out.push(Labelled {
                     id: format!("{b}:{}:{}:{}:{kind}", it.split, it.subject, it.row),
-                    text: format!("{}\n{}", lettered(&it.question, &opts, &abcd, "\n"), answer_text(it)),
+                    text: format!(
+                        "{}\n{}",
+                        lettered(&it.question, &opts, &abcd, "\n"),
+                        answer_text(it)
+                    ),
                     part,
                     group: if zh { "zh".into() } else { "en".into() },
                     kind: kind.into(),
@@ -1018,7 +1076,13 @@ fn held_aside_eval_through_curate_run() {
         b("ceval"),
         b("cmmlu")
     );
-    let pipeline = write_pipeline(tmp.path(), &[input.to_str().unwrap()], &stages, out.to_str().unwrap(), "");
+    let pipeline = write_pipeline(
+        tmp.path(),
+        &[input.to_str().unwrap()],
+        &stages,
+        out.to_str().unwrap(),
+        "",
+    );
     run_ok(&["run", pipeline.to_str().unwrap(), "--quiet"]);
     let (_, rejected) = check_books(&out);
     let flagged: std::collections::HashMap<String, serde_json::Value> = rejected
@@ -1038,7 +1102,11 @@ fn held_aside_eval_through_curate_run() {
     // (kind, group) -> (flagged, total)
     let mut table: std::collections::BTreeMap<(bool, String, String), (usize, usize)> = Default::default();
     for r in set.iter().filter(|r| r.part == show) {
-        let group = if r.kind == "ordinary" { "all".to_string() } else { r.group.clone() };
+        let group = if r.kind == "ordinary" {
+            "all".to_string()
+        } else {
+            r.group.clone()
+        };
         let e = table.entry((!r.positive, r.kind.clone(), group)).or_default();
         let hit = flagged.contains_key(&r.id);
         e.0 += hit as usize;
@@ -1048,9 +1116,14 @@ fn held_aside_eval_through_curate_run() {
             let why = explain.as_ref().and_then(|ix| {
                 let mut p = r.id.split(':');
                 let (b, sp, su, row) = (p.next()?, p.next()?, p.next()?, p.next()?.parse::<u32>().ok()?);
-                let i = ix.items.iter().position(|it| it.benchmark == b && (it.split == sp || sp == "pre") && it.subject == su && it.row == row)?;
+                let i = ix.items.iter().position(|it| {
+                    it.benchmark == b && (it.split == sp || sp == "pre") && it.subject == su && it.row == row
+                })?;
                 let (o, oc, kw, sim, re) = ix.explain(&r.text, i as u32);
-                Some(format!("main {o:.2} cand {oc:.2} kw {kw:.2} sim {sim:.2}{}", if re { " reordered" } else { "" }))
+                Some(format!(
+                    "main {o:.2} cand {oc:.2} kw {kw:.2} sim {sim:.2}{}",
+                    if re { " reordered" } else { "" }
+                ))
             });
             eprintln!(
                 "{} {}: {} || {:?} {:?}",

@@ -218,7 +218,12 @@ impl Scratch {
         if self.toks.capacity() > KEEP {
             self.toks = Vec::new();
         }
-        for v in [&mut self.prefix, &mut self.keys, &mut self.found, &mut self.kfound] {
+        for v in [
+            &mut self.prefix,
+            &mut self.keys,
+            &mut self.found,
+            &mut self.kfound,
+        ] {
             if v.capacity() > KEEP {
                 *v = Vec::new();
             }
@@ -500,7 +505,10 @@ const MIN_KEYWORDS: u32 = 3;
 fn for_keywords(toks: &[Token], mut f: impl FnMut(usize, u64)) {
     for (i, w) in toks.windows(2).enumerate() {
         if w[0].cjk == w[1].cjk {
-            f(i, mix(w[0].hash.wrapping_mul(P).wrapping_add(w[1].hash) ^ 0x4b57_0000_0000_0002));
+            f(
+                i,
+                mix(w[0].hash.wrapping_mul(P).wrapping_add(w[1].hash) ^ 0x4b57_0000_0000_0002),
+            );
         }
     }
 }
@@ -516,7 +524,7 @@ fn covered(present: &[u32], i: usize, m: usize) -> bool {
 }
 
 /// Fewest characters a question needs to be verified on its own.
-const MIN_VERIFY_UNITS: usize = 12;
+const MIN_VERIFY_UNITS: usize = 20;
 
 /// Character units of tokens for the character-level check: one per CJK token
 /// (its hash, top bit set), one per character of a word (lower case), so
@@ -552,9 +560,12 @@ fn item_clauses(it: &BenchItem) -> Vec<(Vec<u32>, bool)> {
     let mut cur = Vec::new();
     for (i, t) in toks.iter().enumerate() {
         units_into(&conv, std::slice::from_ref(t), &mut cur);
-        let gap = toks.get(i + 1).map_or("", |n| &conv[t.end as usize..n.start as usize]);
-        let brk = gap.contains([',', '，', ';', '；', ':', '：', '、', '?', '？', '。', '!', '！', '\n'])
-            || gap.contains(". ");
+        let gap = toks
+            .get(i + 1)
+            .map_or("", |n| &conv[t.end as usize..n.start as usize]);
+        let brk = gap.contains([
+            ',', '，', ';', '；', ':', '：', '、', '?', '？', '。', '!', '！', '\n',
+        ]) || gap.contains(". ");
         let min = if t.cjk { 6 } else { 16 };
         if brk && cur.len() >= min {
             out.push((std::mem::take(&mut cur), true));
@@ -599,7 +610,11 @@ fn align(pat: &[u32], text: &[u32], dp: &mut Vec<(i32, u32)>) -> (usize, usize) 
         cur[0] = (0, 0);
         for i in 1..=n {
             let (ds, dm) = prev[i - 1];
-            let mut c = if pat[i - 1] == t { (ds + 1, dm + 1) } else { (ds - 1, dm) };
+            let mut c = if pat[i - 1] == t {
+                (ds + 1, dm + 1)
+            } else {
+                (ds - 1, dm)
+            };
             let up = prev[i];
             if up.0 - 1 > c.0 {
                 c = (up.0 - 1, up.1);
@@ -927,7 +942,9 @@ impl Index {
         self.find_keywords(&toks, &mut s);
         let kfound = s.kfound.len();
         self.hits(text, &toks, &mut s);
-        [counts[0], counts[1], counts[2], counts[3], counts[4], kfound, s.verified]
+        [
+            counts[0], counts[1], counts[2], counts[3], counts[4], kfound, s.verified,
+        ]
     }
 
     fn scan_with(&self, text: &str, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
@@ -984,7 +1001,11 @@ impl Index {
                 c[2] += p >> 2 & 1;
             }
             let g = self.grams[item as usize];
-            let o = if c[0][1] > 0 { overlap(&g, c[0], g.q, g.f, g.short) } else { 0.0 };
+            let o = if c[0][1] > 0 {
+                overlap(&g, c[0], g.q, g.f, g.short)
+            } else {
+                0.0
+            };
             if o >= thr {
                 hits.push(Hit {
                     item,
@@ -1018,7 +1039,11 @@ impl Index {
                 hits.push(Hit {
                     item,
                     overlap: ov,
-                    evidence: if reordered { Evidence::Reordered } else { Evidence::Fuzzy },
+                    evidence: if reordered {
+                        Evidence::Reordered
+                    } else {
+                        Evidence::Fuzzy
+                    },
                     score: sim,
                 });
             }
@@ -1089,7 +1114,11 @@ impl Index {
         let mut ends = Vec::new();
         for (cl, in_q) in &clauses {
             // Best share still possible, if every clause left matched in full.
-            let q_best = if q_counts { (qm + q_total - ql) as f64 / q_total as f64 } else { 0.0 };
+            let q_best = if q_counts {
+                (qm + q_total - ql) as f64 / q_total as f64
+            } else {
+                0.0
+            };
             let all_best = (am + all_total - al) as f64 / all_total.max(1) as f64;
             if q_best.max(all_best) < stop_below {
                 return (0.0, false);
@@ -1106,11 +1135,7 @@ impl Index {
             al += cl.len();
         }
         let reordered = ends.windows(2).any(|w| w[1] < w[0]);
-        let q = if q_counts {
-            qm as f64 / ql as f64
-        } else {
-            0.0
-        };
+        let q = if q_counts { qm as f64 / ql as f64 } else { 0.0 };
         // The question must carry its share: options alone are no evidence.
         let all = if al > 0 && qm * 2 >= ql {
             am as f64 / al as f64
