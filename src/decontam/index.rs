@@ -27,13 +27,15 @@
 //! [`MIN_SHORT_Q_TOKENS`] tokens; otherwise a matched n-gram must reach into the
 //! options.
 //!
-//! Verified candidates (English light edits): with n = 13, two changed words leave
-//! hardly any intact n-gram. English items are therefore also indexed with
-//! `verify_ngram_en`-word candidate n-grams (5; flagged in the postings). When the
-//! main overlap misses but the candidate overlap (same rules) reaches `threshold`,
-//! the item's question is aligned with the text ([`similarity`], Smith-Waterman)
-//! and the item matches when at least `min_similarity` of its question tokens are
-//! matched. The main n = 13 path is unchanged; `verify_ngram_en = 0` turns it off.
+//! Verified candidates (light edits, reordering, shuffled options): English items
+//! also get `verify_ngram_en`-word candidate n-grams, and every item keeps its
+//! [`KEYWORDS`] rarest token pairs (word pairs, CJK character pairs) weighted by
+//! rarity. An item whose main or candidate overlap reaches `verify_threshold`, or
+//! whose keyword weight found anywhere in the text reaches `keyword_threshold_en` /
+//! `_zh`, is aligned with the text clause by clause, character by character
+//! (`Index::verify`), and matches with `min_similarity` ([`Evidence::Fuzzy`] or
+//! [`Evidence::Reordered`]). Options alone never match: the question must carry
+//! its share in both paths.
 //!
 //! Scanning (the hot path, >= 50 MB/s per core) never builds an n-gram list per
 //! size: one pass makes prefix hashes of the tokens, then probes a Bloom filter of

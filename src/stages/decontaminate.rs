@@ -25,12 +25,16 @@
 //! ngram_zh = 8                     # character n-grams for Chinese items
 //! threshold = 0.35                 # overlap from which a record is contaminated
 //! max_items_per_ngram = 10         # n-grams shared by more items are ignored
-//! verify_ngram_en = 5              # verified candidate word n-grams (0: off)
-//! min_similarity = 0.8             # question alignment a candidate needs
+//! verify_ngram_en = 5              # extra candidate word n-grams (0: off)
+//! verify_threshold = 0.2           # n-gram overlap from which a candidate is aligned
+//! keyword_threshold_en = 0.2       # keyword weight share from which a candidate is aligned
+//! keyword_threshold_zh = 0.5
+//! min_similarity = 0.8             # character alignment a candidate needs
 //! report_records = 10              # worst records shown in the report
 //! ```
-//! `meta.decontam = {hits: [{benchmark, split, subject, row, overlap}]}` on
-//! contaminated records (best first); reason `contaminated`.
+//! `meta.decontam = {hits: [{benchmark, split, subject, row, evidence, score,
+//! overlap}]}` on contaminated records (best first; `evidence` is `ngram`,
+//! `fuzzy` or `reordered`, see [`crate::decontam::Evidence`]); reason `contaminated`.
 
 use std::sync::{Arc, Mutex};
 
