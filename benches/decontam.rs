@@ -128,7 +128,7 @@ fn main() {
         // How far windows get (the presence filter's work): tokens, present
         // smallest-size n-grams, windows left to probe in the key filter, passing it,
         // found in the map.
-        let mut c = [0usize; 5];
+        let mut c = [0usize; 7];
         for s in &sel {
             for (a, b) in c.iter_mut().zip(ix.probe_counts(s)) {
                 *a += b;
@@ -136,14 +136,16 @@ fn main() {
         }
         println!(
             "  {name}: {} tokens, {} present ({:.1}%), {} windows probed ({:.2} per token), \
-             {} pass the key filter, {} found",
+             {} pass the key filter, {} found; {} keywords found, {} items checked character by character",
             c[0],
             c[1],
             100.0 * c[1] as f64 / c[0].max(1) as f64,
             c[2],
             c[2] as f64 / c[0].max(1) as f64,
             c[3],
-            c[4]
+            c[4],
+            c[5],
+            c[6]
         );
         println!(
             "scan {name}: {} records, {mb:.1} MB in {best:.2} CPU s = {:.1} MB/s per core \

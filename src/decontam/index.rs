@@ -27,13 +27,15 @@
 //! [`MIN_SHORT_Q_TOKENS`] tokens; otherwise a matched n-gram must reach into the
 //! options.
 //!
-//! Verified candidates (English light edits): with n = 13, two changed words leave
-//! hardly any intact n-gram. English items are therefore also indexed with
-//! `verify_ngram_en`-word candidate n-grams (5; flagged in the postings). When the
-//! main overlap misses but the candidate overlap (same rules) reaches `threshold`,
-//! the item's question is aligned with the text ([`similarity`], Smith-Waterman)
-//! and the item matches when at least `min_similarity` of its question tokens are
-//! matched. The main n = 13 path is unchanged; `verify_ngram_en = 0` turns it off.
+//! Verified candidates (light edits, reordering, shuffled options): English items
+//! also get `verify_ngram_en`-word candidate n-grams, and every item keeps its
+//! [`KEYWORDS`] rarest token pairs (word pairs, CJK character pairs) weighted by
+//! rarity. An item whose main or candidate overlap reaches `verify_threshold`, or
+//! whose keyword weight found anywhere in the text reaches `keyword_threshold_en` /
+//! `_zh`, is aligned with the text clause by clause, character by character
+//! (`Index::verify`), and matches with `min_similarity` ([`Evidence::Fuzzy`] or
+//! [`Evidence::Reordered`]). Options alone never match: the question must carry
+//! its share in both paths.
 //!
 //! Scanning (the hot path, >= 50 MB/s per core) never builds an n-gram list per
 //! size: one pass makes prefix hashes of the tokens, then probes a Bloom filter of
@@ -97,8 +99,16 @@ pub struct MatchConfig {
     /// an item whose `verify_ngram_en`-gram overlap reaches `threshold` matches when
     /// its question aligns with the text with `min_similarity`.
     pub verify_ngram_en: usize,
-    /// Share of the question's tokens the best local alignment must match.
+    /// Share of the item's characters the clause-by-clause alignment must match.
     pub min_similarity: f64,
+    /// N-gram overlap from which an item below `threshold` is checked character by
+    /// character (main or candidate n-grams).
+    pub verify_threshold: f64,
+    /// Share of an English item's keyword weight (its rarest word pairs, found
+    /// anywhere in the text) from which it is checked character by character.
+    pub keyword_threshold_en: f64,
+    /// The same for Chinese items (character pairs: a copy keeps more of them).
+    pub keyword_threshold_zh: f64,
 }
 
 impl Default for MatchConfig {
@@ -110,6 +120,9 @@ impl Default for MatchConfig {
             max_items_per_ngram: 10,
             verify_ngram_en: 5,
             min_similarity: 0.8,
+            verify_threshold: 0.2,
+            keyword_threshold_en: 0.2,
+            keyword_threshold_zh: 0.5,
         }
     }
 }
@@ -189,8 +202,14 @@ struct Scratch {
     run: Vec<u32>,
     keys: Vec<u64>,
     found: Vec<u64>,
+    /// Keyword keys of the text that are in the keyword map, sorted and distinct.
+    kfound: Vec<u64>,
     /// (item, posting flags) of every found n-gram.
     counts: Vec<(u32, u32)>,
+    /// Alignment rows of the character-level check.
+    dp: Vec<(i32, u32)>,
+    /// Items checked character by character (for measuring).
+    verified: usize,
 }
 
 impl Scratch {
@@ -201,7 +220,12 @@ impl Scratch {
         if self.toks.capacity() > KEEP {
             self.toks = Vec::new();
         }
-        for v in [&mut self.prefix, &mut self.keys, &mut self.found] {
+        for v in [
+            &mut self.prefix,
+            &mut self.keys,
+            &mut self.found,
+            &mut self.kfound,
+        ] {
             if v.capacity() > KEEP {
                 *v = Vec::new();
             }
@@ -211,6 +235,9 @@ impl Scratch {
         }
         if self.counts.capacity() > KEEP {
             self.counts = Vec::new();
+        }
+        if self.dp.capacity() > KEEP {
+            self.dp = Vec::new();
         }
     }
 }
@@ -236,13 +263,45 @@ pub struct ItemGrams {
     pub q: u32,
     /// Distinct non-common n-grams of question plus options.
     pub f: u32,
+    /// A Chinese item.
+    pub zh: bool,
+    /// Keywords (rarest words / character pairs) and their summed weight.
+    pub kn: u32,
+    pub kw: u32,
+}
+
+/// What a hit rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    /// Enough of the item's n-grams (`overlap >= threshold`); score = overlap.
+    Ngram,
+    /// Fewer n-grams, verified: the item aligns with the text character by
+    /// character (changed letters, punctuation, spacing); score = share aligned.
+    Fuzzy,
+    /// As `Fuzzy`, with the question's clauses found in another order.
+    Reordered,
+}
+
+impl Evidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Evidence::Ngram => "ngram",
+            Evidence::Fuzzy => "fuzzy",
+            Evidence::Reordered => "reordered",
+        }
+    }
 }
 
 /// One item a text matched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hit {
     pub item: u32,
+    /// Share of the item's n-grams found (of the candidate n-grams for verified hits).
     pub overlap: f64,
+    pub evidence: Evidence,
+    /// What decided: the overlap (`Ngram`) or the share aligned (`Fuzzy`, `Reordered`).
+    pub score: f64,
 }
 
 /// The index over all items of the configured benchmarks.
@@ -252,11 +311,8 @@ pub struct Index {
     pub grams: Vec<ItemGrams>,
     /// n-gram key -> (start, len) into `postings`.
     map: Map<(u32, u32)>,
-    /// `item << 2 | candidate << 1 | in_question`.
+    /// `item << 3 | touches_question << 2 | candidate << 1 | in_question`.
     postings: Vec<u32>,
-    /// Question token hashes of items with candidate n-grams: `qspan[item]` into `qhash`.
-    qhash: Vec<u64>,
-    qspan: Vec<(u32, u32)>,
     /// The n-gram sizes in use, ascending, with `P^n` for each.
     sizes: Vec<(usize, u64)>,
     /// Every key of the map: a cheap check before it.
@@ -265,6 +321,10 @@ pub struct Index {
     /// common ones included: a text n-gram can only be indexed when all its
     /// smaller n-grams are present here.
     present: Bloom,
+    /// Keyword key -> (start, len) into `kpostings` (`item << 8 | weight`).
+    kmap: Map<(u32, u32)>,
+    kpostings: Vec<u32>,
+    kfilter: Bloom,
     /// Items too short to index.
     pub skipped: usize,
     /// N-grams dropped as shared by too many items.
@@ -334,6 +394,14 @@ impl MatchConfig {
         if !(self.min_similarity > 0.0 && self.min_similarity <= 1.0) {
             anyhow::bail!("min_similarity must be in (0, 1]");
         }
+        if !(self.verify_threshold > 0.0 && self.verify_threshold <= 1.0) {
+            anyhow::bail!("verify_threshold must be in (0, 1]");
+        }
+        for t in [self.keyword_threshold_en, self.keyword_threshold_zh] {
+            if !(t > 0.0 && t <= 1.0) {
+                anyhow::bail!("keyword_threshold_en and keyword_threshold_zh must be in (0, 1]");
+            }
+        }
         if self.max_items_per_ngram == 0 {
             anyhow::bail!("max_items_per_ngram must be at least 1");
         }
@@ -357,10 +425,10 @@ struct Per {
     qtoks: usize,
     short: bool,
     zh: bool,
-    /// (key, candidate, in_question)
-    grams: Vec<(u64, bool, bool)>,
-    /// Question token hashes, for items with candidate n-grams.
-    qhash: Vec<u64>,
+    /// (key, candidate, in_question, touches_question: starts in the question)
+    grams: Vec<(u64, bool, bool, bool)>,
+    /// Has candidate (`verify_ngram_en`) n-grams.
+    cand: bool,
     /// All token hashes (question, then options), for the presence filter.
     hashes: Vec<u64>,
 }
@@ -371,36 +439,50 @@ fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
     let (n, short, zh) = cfg.size_for(&toks, q);
     let hashes: Vec<u64> = toks.iter().map(|t| t.hash).collect();
     let mut g = Vec::new();
-    for_grams(&hashes, n, |i, k| g.push((k, false, i + n <= q)));
+    for_grams(&hashes, n, |i, k| g.push((k, false, i + n <= q, i < q)));
     let c = cfg.verify_ngram_en;
-    let mut qhash = Vec::new();
-    if !zh && n > 0 && c >= 2 && c < n && q >= c {
-        for_grams(&hashes, c, |i, k| g.push((k, true, i + c <= q)));
-        qhash = hashes[..q].to_vec();
+    let cand = !zh && n > 0 && c >= 2 && c < n && q >= c;
+    if cand {
+        for_grams(&hashes, c, |i, k| g.push((k, true, i + c <= q, i < q)));
     }
-    // Keep one entry per (key, candidate), `in_question` if any occurrence is.
-    g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(&a.2)));
-    g.dedup_by_key(|x| (x.0, x.1));
+    // Keep one entry per (key, candidate), `in_question` / `touches` if any occurrence is.
+    g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    g.dedup_by(|x, keep| {
+        let same = (x.0, x.1) == (keep.0, keep.1);
+        if same {
+            keep.2 |= x.2;
+            keep.3 |= x.3;
+        }
+        same
+    });
     Per {
         n,
         qtoks: q,
         short,
         zh,
         grams: g,
-        qhash,
+        cand,
         hashes,
     }
 }
 
-/// Overlap of an item from its found (`hq`, `hf`) and indexed (`q`, `f`) n-grams.
+/// Overlap of an item from its found (`hq` question, `hf` all, `ht` touching the
+/// question) and indexed (`q`, `f`) n-grams.
 ///
 /// A fraction counts only with at least MIN_HITS n-grams behind it (or all of
-/// them, for items with fewer). A short item's question is generic
-/// (`教育是一种`, `4的平方根是`): it needs an n-gram reaching into the options,
-/// or its whole question found with at least [`MIN_SHORT_Q_TOKENS`] tokens.
-fn overlap(g: &ItemGrams, hq: u32, hf: u32, q: u32, f: u32, short: bool) -> f64 {
+/// them, for items with fewer). The question-plus-options fraction needs a third
+/// of the n-grams inside the question found (one that starts in it, for questions
+/// shorter than an n-gram): a shared option set alone is not a match, nor is one behind
+/// a question that only ends the same way (`…的是`).
+/// A short item's question is generic (`教育是一种`, `4的平方根是`): it needs an
+/// n-gram reaching into the options, or its whole question found with at least
+/// [`MIN_SHORT_Q_TOKENS`] tokens.
+fn overlap(g: &ItemGrams, [hq, hf, ht]: [u32; 3], q: u32, f: u32, short: bool) -> f64 {
     let mut o = 0.0;
-    if hf >= f.min(MIN_HITS) && (!short || hf > hq) {
+    // Question evidence: a third of the n-grams inside the question (one starting
+    // in it, when the question is shorter than an n-gram).
+    let asked = if q > 0 { hq > 0 && hq * 3 >= q } else { ht > 0 };
+    if hf >= f.min(MIN_HITS) && asked && (!short || hf > hq) {
         o = hf as f64 / f.max(1) as f64;
     }
     let q_ok = !short || (hq == q && g.q_alone);
@@ -410,44 +492,150 @@ fn overlap(g: &ItemGrams, hq: u32, hf: u32, q: u32, f: u32, short: bool) -> f64 
     o
 }
 
-/// Share of `q`'s tokens matched by the best local alignment (Smith-Waterman:
-/// match +1, substitution and gap -1) of `q` against `text`.
-pub fn similarity(q: &[u64], text: &[Token]) -> f64 {
-    if q.is_empty() {
-        return 0.0;
+/// Keywords kept per item (its rarest).
+const KEYWORDS: usize = 12;
+
+/// A word or character pair in more items than this is no keyword.
+const KEYWORD_MAX_ITEMS: usize = 20;
+
+/// Fewest keywords found (all of them, for items with fewer) before their weight counts.
+const MIN_KEYWORDS: u32 = 3;
+
+/// Call `f(key)` for the keyword keys of `toks`: every pair of adjacent tokens
+/// of one kind (two words, two CJK characters; a single word or character says
+/// too little, and words rare in a benchmark are common elsewhere).
+fn for_keywords(toks: &[Token], mut f: impl FnMut(usize, u64)) {
+    for (i, w) in toks.windows(2).enumerate() {
+        if w[0].cjk == w[1].cjk {
+            f(
+                i,
+                mix(w[0].hash.wrapping_mul(P).wrapping_add(w[1].hash) ^ 0x4b57_0000_0000_0002),
+            );
+        }
     }
-    // (score, matches) of the best alignment ending at q[i], text[j].
-    let mut prev = vec![(0i32, 0u32); q.len() + 1];
-    let mut cur = prev.clone();
-    let mut best = (0i32, 0u32);
-    for t in text {
-        for i in 1..=q.len() {
+}
+
+/// Whether the keyword at token `i` is inside a present smallest-size n-gram
+/// (`present[j]`: the one starting at token `j`). Keywords elsewhere are not
+/// looked up: a copy, even an edited one, keeps most of an item's small n-grams,
+/// and clean text has few (this keeps keyword lookups off the hot path).
+fn covered(present: &[u32], i: usize, m: usize) -> bool {
+    let lo = (i + 2).saturating_sub(m);
+    let hi = (i + 1).min(present.len());
+    lo < hi && present[lo..hi].iter().any(|&r| r > 0)
+}
+
+/// Fewest characters a question needs to be verified on its own.
+const MIN_VERIFY_UNITS: usize = 20;
+
+/// Character units of tokens for the character-level check: one per CJK token
+/// (its hash, top bit set), one per character of a word (lower case), so
+/// changed letters, split or merged words and punctuation cost little.
+fn units_into(text: &str, toks: &[Token], out: &mut Vec<u32>) {
+    for t in toks {
+        if t.cjk {
+            out.push(t.hash as u32 | 1 << 31);
+        } else if let Some(w) = text.get(t.start as usize..t.end as usize) {
+            out.extend(w.chars().filter(|c| c.is_alphanumeric()).map(|c| {
+                if c.is_ascii() {
+                    c.to_ascii_lowercase() as u32
+                } else {
+                    c.to_lowercase().next().unwrap_or(c) as u32
+                }
+            }));
+        }
+    }
+}
+
+fn text_units(text: &str, toks: &[Token]) -> Vec<u32> {
+    let mut v = Vec::with_capacity(text.len());
+    units_into(text, toks, &mut v);
+    v
+}
+
+/// An item cut for the character-level check: the question's clauses (at
+/// commas, semicolons, colons, sentence ends; short ones joined to the next),
+/// then each option; `true` for the question's.
+fn item_clauses(it: &BenchItem) -> Vec<(Vec<u32>, bool)> {
+    let (conv, toks) = tokenize(&it.question);
+    let mut out: Vec<(Vec<u32>, bool)> = Vec::new();
+    let mut cur = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        units_into(&conv, std::slice::from_ref(t), &mut cur);
+        let gap = toks
+            .get(i + 1)
+            .map_or("", |n| &conv[t.end as usize..n.start as usize]);
+        let brk = gap.contains([
+            ',', '，', ';', '；', ':', '：', '、', '?', '？', '。', '!', '！', '\n',
+        ]) || gap.contains(". ");
+        let min = if t.cjk { 6 } else { 16 };
+        if brk && cur.len() >= min {
+            out.push((std::mem::take(&mut cur), true));
+        }
+    }
+    if !cur.is_empty() {
+        match out.last_mut() {
+            Some(last) if cur.len() < 6 => last.0.extend(cur),
+            _ => out.push((cur, true)),
+        }
+    }
+    for o in &it.options {
+        let (conv, toks) = tokenize(o);
+        let mut u = Vec::new();
+        units_into(&conv, &toks, &mut u);
+        if !u.is_empty() {
+            out.push((u, false));
+        }
+    }
+    out
+}
+
+/// Best local alignment of `pat` in `text` (Smith-Waterman, match +1, substitution
+/// and gap -1): (characters of `pat` matched, end position in `text`).
+fn align(pat: &[u32], text: &[u32], dp: &mut Vec<(i32, u32)>) -> (usize, usize) {
+    if pat.is_empty() {
+        return (0, 0);
+    }
+    // Row per text position; columns over `pat`: (score, matches).
+    let n = pat.len();
+    dp.clear();
+    dp.resize(2 * (n + 1), (0, 0));
+    let (mut best, mut end) = ((0i32, 0u32), 0usize);
+    for (j, &t) in text.iter().enumerate() {
+        let (prev, cur) = if j % 2 == 0 {
+            let (a, b) = dp.split_at_mut(n + 1);
+            (&*a, b)
+        } else {
+            let (a, b) = dp.split_at_mut(n + 1);
+            (&*b, a)
+        };
+        cur[0] = (0, 0);
+        for i in 1..=n {
             let (ds, dm) = prev[i - 1];
-            let diag = if q[i - 1] == t.hash {
+            let mut c = if pat[i - 1] == t {
                 (ds + 1, dm + 1)
             } else {
                 (ds - 1, dm)
             };
-            let up = (prev[i].0 - 1, prev[i].1);
-            let left = (cur[i - 1].0 - 1, cur[i - 1].1);
-            let mut c = diag;
-            if up.0 > c.0 {
-                c = up;
+            let up = prev[i];
+            if up.0 - 1 > c.0 {
+                c = (up.0 - 1, up.1);
             }
-            if left.0 > c.0 {
-                c = left;
+            let left = cur[i - 1];
+            if left.0 - 1 > c.0 {
+                c = (left.0 - 1, left.1);
             }
             if c.0 <= 0 {
                 c = (0, 0);
             }
             if c > best {
                 best = c;
+                end = j;
             }
             cur[i] = c;
         }
-        std::mem::swap(&mut prev, &mut cur);
     }
-    best.1 as f64 / q.len() as f64
+    (best.1 as usize, end)
 }
 
 impl Index {
@@ -455,7 +643,7 @@ impl Index {
     pub fn build(cfg: MatchConfig, items: Vec<BenchItem>) -> Index {
         let per: Vec<Per> = items.par_iter().map(|it| item_grams(&cfg, it)).collect();
         let mut sizes: Vec<usize> = per.iter().map(|p| p.n).filter(|&n| n > 0).collect();
-        if per.iter().any(|p| !p.qhash.is_empty()) {
+        if per.iter().any(|p| p.cand) {
             sizes.push(cfg.verify_ngram_en);
         }
         sizes.sort_unstable();
@@ -469,6 +657,53 @@ impl Index {
             for_grams(&p.hashes, m, |_, k| present.insert(k));
         }
         let skipped = per.iter().filter(|p| p.n == 0).count();
+        // Keywords: each item's rarest words / character pairs (in at most
+        // KEYWORD_MAX_ITEMS items), weighted by rarity (ln(items / df)).
+        let mut kall: Vec<(u64, u32)> = items
+            .par_iter()
+            .enumerate()
+            .flat_map_iter(|(i, it)| {
+                let (toks, _) = item_tokens(it);
+                let mut k = Vec::new();
+                for_keywords(&toks, |_, x| k.push(x));
+                k.sort_unstable();
+                k.dedup();
+                k.into_iter().map(move |x| (x, i as u32))
+            })
+            .collect();
+        kall.par_sort_unstable();
+        let mut per_item: Vec<Vec<(u32, u64)>> = vec![Vec::new(); items.len()];
+        for run in kall.chunk_by(|a, b| a.0 == b.0) {
+            if run.len() <= KEYWORD_MAX_ITEMS {
+                for &(k, i) in run {
+                    per_item[i as usize].push((run.len() as u32, k));
+                }
+            }
+        }
+        drop(kall);
+        let nitems = items.len().max(1) as f64;
+        let mut kpairs: Vec<(u64, u32)> = Vec::new();
+        for (i, v) in per_item.iter_mut().enumerate() {
+            v.sort_unstable();
+            v.truncate(KEYWORDS);
+            for &(df, k) in v.iter() {
+                let w = ((nitems / df as f64).ln() * 16.0).round().clamp(1.0, 255.0) as u32;
+                kpairs.push((k, (i as u32) << 8 | w));
+            }
+        }
+        drop(per_item);
+        kpairs.par_sort_unstable();
+        let mut kmap: Map<(u32, u32)> = Map::default();
+        let mut kpostings = Vec::with_capacity(kpairs.len());
+        for run in kpairs.chunk_by(|a, b| a.0 == b.0) {
+            kmap.insert(run[0].0, (kpostings.len() as u32, run.len() as u32));
+            kpostings.extend(run.iter().map(|x| x.1));
+        }
+        drop(kpairs);
+        let mut kfilter = Bloom::new(kmap.len(), 16);
+        for &k in kmap.keys() {
+            kfilter.insert(k);
+        }
         let mut grams: Vec<ItemGrams> = per
             .iter()
             .map(|p| ItemGrams {
@@ -480,20 +715,17 @@ impl Index {
                 cf: 0,
                 q: 0,
                 f: 0,
+                zh: p.zh,
+                kn: 0,
+                kw: 0,
             })
             .collect();
-        let mut qhash = Vec::new();
-        let mut qspan = Vec::with_capacity(per.len());
-        for p in &per {
-            qspan.push((qhash.len() as u32, p.qhash.len() as u32));
-            qhash.extend_from_slice(&p.qhash);
-        }
         let mut all: Vec<(u64, u32)> = Vec::with_capacity(per.iter().map(|p| p.grams.len()).sum());
         for (i, p) in per.into_iter().enumerate() {
             all.extend(
                 p.grams
                     .into_iter()
-                    .map(|(k, c, q)| (k, (i as u32) << 2 | (c as u32) << 1 | q as u32)),
+                    .map(|(k, c, q, t)| (k, (i as u32) << 3 | (t as u32) << 2 | (c as u32) << 1 | q as u32)),
             );
         }
         all.par_sort_unstable();
@@ -514,7 +746,7 @@ impl Index {
                 map.insert(k, (postings.len() as u32, (j - i) as u32));
                 for &(_, p) in &all[i..j] {
                     postings.push(p);
-                    let g = &mut grams[(p >> 2) as usize];
+                    let g = &mut grams[(p >> 3) as usize];
                     if p & 2 == 0 {
                         g.f += 1;
                         g.q += p & 1;
@@ -525,6 +757,11 @@ impl Index {
                 }
             }
             i = j;
+        }
+        for &p in &kpostings {
+            let g = &mut grams[(p >> 8) as usize];
+            g.kn += 1;
+            g.kw += p & 255;
         }
         let mut filter = Bloom::new(map.len(), 0);
         for &k in map.keys() {
@@ -538,9 +775,10 @@ impl Index {
             grams,
             map,
             postings,
-            qhash,
-            qspan,
             sizes: sizes.into_iter().map(|n| (n, pow_p(n))).collect(),
+            kmap,
+            kpostings,
+            kfilter,
             skipped,
             common,
         }
@@ -551,7 +789,7 @@ impl Index {
         let mut toks = SCRATCH.with(|s| std::mem::take(&mut s.borrow_mut().toks));
         toks.clear();
         tokenize_into(text, &mut toks);
-        let hits = self.scan_tokens(&toks);
+        let hits = self.scan_tokens(text, &toks);
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             s.toks = toks;
@@ -560,9 +798,9 @@ impl Index {
         hits
     }
 
-    /// [`Index::scan`] on tokens already made.
-    pub fn scan_tokens(&self, toks: &[Token]) -> Vec<Hit> {
-        SCRATCH.with(|s| self.scan_with(toks, &mut s.borrow_mut()))
+    /// [`Index::scan`] on tokens already made from `text`.
+    pub fn scan_tokens(&self, text: &str, toks: &[Token]) -> Vec<Hit> {
+        SCRATCH.with(|s| self.scan_with(text, toks, &mut s.borrow_mut()))
     }
 
     /// The n-gram keys of `toks` that are in the index, sorted and distinct, into `s.found`.
@@ -629,6 +867,27 @@ impl Index {
         s.found.dedup();
     }
 
+    /// The keyword keys of `toks` in the keyword map, sorted and distinct, into `s.kfound`.
+    /// Needs `s.run` from [`Index::find_keys`] on the same tokens.
+    fn find_keywords(&self, toks: &[Token], s: &mut Scratch) {
+        s.kfound.clear();
+        let Some(&(m, _)) = self.sizes.first() else {
+            return;
+        };
+        if toks.len() < m {
+            return;
+        }
+        let windows = toks.len() + 1 - m;
+        let run = &s.run[..windows];
+        for_keywords(toks, |i, k| {
+            if covered(run, i, m) && self.kfilter.contains(k) && self.kmap.contains_key(&k) {
+                s.kfound.push(k);
+            }
+        });
+        s.kfound.sort_unstable();
+        s.kfound.dedup();
+    }
+
     /// [`Index::scan`] the plain way (fast2s, every window of every size looked up
     /// in the map), for checking that the fast path finds the same.
     #[doc(hidden)]
@@ -645,83 +904,247 @@ impl Index {
         }
         s.found.sort_unstable();
         s.found.dedup();
-        self.hits(&toks, &mut s)
+        if let Some(&(m, _)) = self.sizes.first() {
+            let mut present = Vec::new();
+            for_grams(&hashes, m, |_, k| present.push(self.present.contains(k) as u32));
+            for_keywords(&toks, |i, k| {
+                if covered(&present, i, m) && self.kmap.contains_key(&k) {
+                    s.kfound.push(k);
+                }
+            });
+        }
+        s.kfound.sort_unstable();
+        s.kfound.dedup();
+        let conv = if text.chars().any(crate::text::is_cjk) {
+            std::borrow::Cow::Owned(fast2s::convert(text))
+        } else {
+            std::borrow::Cow::Borrowed(text)
+        };
+        self.hits(&conv, &toks, &mut s)
     }
 
     /// How far the windows of `text` get: [tokens, present smallest-size n-grams,
-    /// windows probed in `filter`, passing it, found in the map]. For measuring.
+    /// windows probed in `filter`, passing it, found in the map, keywords found,
+    /// items checked character by character]. For measuring.
     #[doc(hidden)]
-    pub fn probe_counts(&self, text: &str) -> [usize; 5] {
+    pub fn probe_counts(&self, text: &str) -> [usize; 7] {
         let mut s = Scratch::default();
         let mut toks = Vec::new();
         tokenize_into(text, &mut toks);
         self.find_keys(&toks, &mut s);
         let probed = s.keys.len();
         s.keys.retain(|&k| self.filter.contains(k));
-        [
+        let counts = [
             toks.len(),
             s.run.iter().filter(|&&r| r > 0).count(),
             probed,
             s.keys.len(),
             s.found.len(),
+        ];
+        self.find_keywords(&toks, &mut s);
+        let kfound = s.kfound.len();
+        self.hits(text, &toks, &mut s);
+        [
+            counts[0], counts[1], counts[2], counts[3], counts[4], kfound, s.verified,
         ]
     }
 
-    fn scan_with(&self, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
+    fn scan_with(&self, text: &str, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
         self.find_keys(toks, s);
-        self.hits(toks, s)
+        self.find_keywords(toks, s);
+        self.hits(text, toks, s)
     }
 
-    /// Items matched by the keys in `s.found`, best first.
-    fn hits(&self, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
-        if s.found.is_empty() {
+    /// Items matched by the keys in `s.found`, best first. `text` is what the
+    /// spans of `toks` point into (for the character-level check).
+    fn hits(&self, text: &str, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
+        if s.found.is_empty() && s.kfound.is_empty() {
             return Vec::new();
         }
-        // (item, posting) for every found n-gram, grouped by item.
+        // (item, posting flags) for every found n-gram, (item, 8 + weight) for every
+        // found keyword, grouped by item.
         s.counts.clear();
         for k in &s.found {
             let (start, len) = self.map[k];
             s.counts.extend(
                 self.postings[start as usize..(start + len) as usize]
                     .iter()
-                    .map(|&p| (p >> 2, p & 3)),
+                    .map(|&p| (p >> 3, p & 7)),
+            );
+        }
+        for k in &s.kfound {
+            let (start, len) = self.kmap[k];
+            s.counts.extend(
+                self.kpostings[start as usize..(start + len) as usize]
+                    .iter()
+                    .map(|&p| (p >> 8, 8 + (p & 255))),
             );
         }
         s.counts.sort_unstable();
         let thr = self.cfg.threshold;
+        let vthr = self.cfg.verify_threshold;
+        let mut units: Option<Vec<u32>> = None;
+        let mut dp = std::mem::take(&mut s.dp);
         let mut hits = Vec::new();
         for group in s.counts.chunk_by(|a, b| a.0 == b.0) {
             let item = group[0].0;
-            // [question, all, candidate question, candidate all] n-grams found.
-            let mut c = [0u32; 4];
+            // [question, all, touching the question] n-grams found: main, candidate.
+            let mut c = [[0u32; 3]; 2];
+            let (mut kn, mut kw) = (0u32, 0u32);
             for &(_, p) in group {
-                let base = (p & 2) as usize;
-                c[base] += p & 1;
-                c[base + 1] += 1;
+                if p >= 8 {
+                    kn += 1;
+                    kw += p - 8;
+                    continue;
+                }
+                let c = &mut c[(p >> 1 & 1) as usize];
+                c[0] += p & 1;
+                c[1] += 1;
+                c[2] += p >> 2 & 1;
             }
-            let [hq, hf, cq, cf] = c;
             let g = self.grams[item as usize];
-            let o = overlap(&g, hq, hf, g.q, g.f, g.short);
+            let o = if c[0][1] > 0 {
+                overlap(&g, c[0], g.q, g.f, g.short)
+            } else {
+                0.0
+            };
             if o >= thr {
-                hits.push(Hit { item, overlap: o });
+                hits.push(Hit {
+                    item,
+                    overlap: o,
+                    evidence: Evidence::Ngram,
+                    score: o,
+                });
                 continue;
             }
-            // Candidate path: smaller n-grams, then the question must align.
-            if g.cf == 0 {
+            // Verified path: fewer or smaller n-grams, then the item must align
+            // with the text character by character (clause by clause).
+            let oc = if g.cf > 0 {
+                overlap(&g, c[1], g.cq, g.cf, g.short)
+            } else {
+                0.0
+            };
+            let ov = o.max(oc);
+            let kthr = if g.zh {
+                self.cfg.keyword_threshold_zh
+            } else {
+                self.cfg.keyword_threshold_en
+            };
+            let keywords = kn >= MIN_KEYWORDS && kw as f64 >= kthr * g.kw as f64;
+            if ov < vthr && !(g.kn > 0 && keywords) {
                 continue;
             }
-            let oc = overlap(&g, cq, cf, g.cq, g.cf, g.short);
-            if oc < thr {
-                continue;
-            }
-            let (qs, ql) = self.qspan[item as usize];
-            let q = &self.qhash[qs as usize..(qs + ql) as usize];
-            if similarity(q, toks) >= self.cfg.min_similarity {
-                hits.push(Hit { item, overlap: oc });
+            s.verified += 1;
+            let units = units.get_or_insert_with(|| text_units(text, toks));
+            let (sim, reordered) = self.verify(item, units, &mut dp, self.cfg.min_similarity);
+            if sim >= self.cfg.min_similarity {
+                hits.push(Hit {
+                    item,
+                    overlap: ov,
+                    evidence: if reordered {
+                        Evidence::Reordered
+                    } else {
+                        Evidence::Fuzzy
+                    },
+                    score: sim,
+                });
             }
         }
-        hits.sort_by(|a, b| b.overlap.total_cmp(&a.overlap).then(a.item.cmp(&b.item)));
+        s.dp = dp;
+        hits.sort_by(|a, b| {
+            b.score
+                .total_cmp(&a.score)
+                .then(b.overlap.total_cmp(&a.overlap))
+                .then(a.item.cmp(&b.item))
+        });
         hits
+    }
+
+    /// Why `text` does or does not match `item`: (main overlap, candidate overlap,
+    /// keyword weight share, character-level share, reordered). For diagnosing misses.
+    #[doc(hidden)]
+    pub fn explain(&self, text: &str, item: u32) -> (f64, f64, f64, f64, bool) {
+        let mut s = Scratch::default();
+        let mut toks = Vec::new();
+        tokenize_into(text, &mut toks);
+        self.find_keys(&toks, &mut s);
+        self.find_keywords(&toks, &mut s);
+        let mut c = [[0u32; 3]; 2];
+        for k in &s.found {
+            let (start, len) = self.map[k];
+            for &p in &self.postings[start as usize..(start + len) as usize] {
+                if p >> 3 == item {
+                    let c = &mut c[(p >> 1 & 1) as usize];
+                    c[0] += p & 1;
+                    c[1] += 1;
+                    c[2] += p >> 2 & 1;
+                }
+            }
+        }
+        let g = self.grams[item as usize];
+        let o = overlap(&g, c[0], g.q, g.f, g.short);
+        let oc = overlap(&g, c[1], g.cq, g.cf, g.short);
+        let (sim, r) = self.verify(item, &text_units(text, &toks), &mut s.dp, 0.0);
+        let mut kw = 0;
+        for k in &s.kfound {
+            let (start, len) = self.kmap[k];
+            for &p in &self.kpostings[start as usize..(start + len) as usize] {
+                if p >> 8 == item {
+                    kw += p & 255;
+                }
+            }
+        }
+        (o, oc, kw as f64 / g.kw.max(1) as f64, sim, r)
+    }
+
+    /// How much of `item` aligns with the text `units`: (share of its characters
+    /// matched, clauses found out of order). Each clause of the question and each
+    /// option is aligned on its own (Smith-Waterman: match +1, substitution and
+    /// gap -1), so clauses and options may come in any order. The share is over the
+    /// question alone when it may decide alone ([`ItemGrams::q_alone`]), else over
+    /// question and options; options alone never reach it.
+    ///
+    /// Stops early (share 0) once the share cannot reach `stop_below`.
+    fn verify(&self, item: u32, units: &[u32], dp: &mut Vec<(i32, u32)>, stop_below: f64) -> (f64, bool) {
+        let it = &self.items[item as usize];
+        let g = &self.grams[item as usize];
+        let clauses = item_clauses(it);
+        let q_total: usize = clauses.iter().filter(|c| c.1).map(|c| c.0.len()).sum();
+        let all_total: usize = clauses.iter().map(|c| c.0.len()).sum();
+        let q_counts = g.q_alone && q_total >= MIN_VERIFY_UNITS;
+        let (mut qm, mut ql, mut am, mut al) = (0usize, 0usize, 0usize, 0usize);
+        let mut ends = Vec::new();
+        for (cl, in_q) in &clauses {
+            // Best share still possible, if every clause left matched in full.
+            let q_best = if q_counts {
+                (qm + q_total - ql) as f64 / q_total as f64
+            } else {
+                0.0
+            };
+            let all_best = (am + all_total - al) as f64 / all_total.max(1) as f64;
+            if q_best.max(all_best) < stop_below {
+                return (0.0, false);
+            }
+            let (m, end) = align(cl, units, dp);
+            if *in_q {
+                qm += m;
+                ql += cl.len();
+                if m * 2 >= cl.len() {
+                    ends.push(end);
+                }
+            }
+            am += m;
+            al += cl.len();
+        }
+        let reordered = ends.windows(2).any(|w| w[1] < w[0]);
+        let q = if q_counts { qm as f64 / ql as f64 } else { 0.0 };
+        // The question must carry its share: options alone are no evidence.
+        let all = if al > 0 && qm * 2 >= ql {
+            am as f64 / al as f64
+        } else {
+            0.0
+        };
+        (q.max(all), reordered)
     }
 
     /// Byte spans of `text` (after t2s conversion, returned too) covered by n-grams of `item`,
@@ -897,6 +1320,25 @@ mod tests {
         assert_eq!(ix.scan(&long), ix.scan_reference(&long));
         assert_eq!(ix.scan(&long)[0].item, 1);
         assert_eq!(ix.scan(texts[0]), ix.scan_reference(texts[0]));
+    }
+
+    #[test]
+    fn edits_and_reordering_are_verified_and_options_alone_are_not_a_hit() {
+        let ix = index();
+        // Letters changed, words merged, options shuffled: no intact 13-gram.
+        let t = "The Louisana Purchase of 1803 was a land deal betwen the UnitedStates and which European country in the end?\nA) Mexico B) France C) Spain D) Great Britain";
+        let h = ix.scan(t);
+        assert_eq!(h.first().map(|h| h.item), Some(3), "{:?}", ix.explain(t, 3));
+        assert_eq!(h[0].evidence, Evidence::Fuzzy);
+        assert!(h[0].score >= 0.8 && h[0].overlap < 0.35, "{h:?}");
+        assert_eq!(h, ix.scan_reference(t));
+        // Clauses moved around.
+        let t = "清政府割让给日本的地区不包括（　　），根据《马关条约》\nA.台湾岛及所有附属各岛屿 B.澎湖列岛 C.辽东半岛 D.香港岛";
+        assert_eq!(ix.scan(t)[0].item, 1);
+        // Another question with the same option set.
+        let t = "Which process do catalysts in industry rely on?\nA. increasing the amount of reactant available\nB. lowering the activation energy of the reaction\nC. raising the temperature of the cell\nD. changing the equilibrium constant of the reaction";
+        assert!(ix.scan(t).is_empty(), "{:?}", ix.scan(t));
+        assert!(ix.scan_reference(t).is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod loaders;
 pub mod normalize;
 pub mod report;
 
-pub use index::{Hit, Index, MatchConfig};
+pub use index::{Evidence, Hit, Index, MatchConfig};
 pub use loaders::{BenchFormat, BenchItem, BenchmarkSpec};
 
 /// Load every benchmark and build one index over all their items.

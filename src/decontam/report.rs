@@ -26,6 +26,11 @@ pub struct Counts {
 pub struct Worst {
     pub id: String,
     pub overlap: f64,
+    /// Evidence kind of the best hit (`ngram`, `fuzzy`, `reordered`) and its score.
+    #[serde(default)]
+    pub evidence: String,
+    #[serde(default)]
+    pub score: f64,
     pub item: u32,
     pub text: String,
 }
@@ -83,6 +88,8 @@ impl Tally {
             self.worst.push(Worst {
                 id: id.to_string(),
                 overlap: best.overlap,
+                evidence: best.evidence.as_str().to_string(),
+                score: best.score,
                 item: best.item,
                 text: text.chars().take(KEEP_CHARS).collect(),
             });
@@ -145,7 +152,7 @@ impl Tally {
             "index": {"items": ix.items.len(), "ngrams": ix.len(), "common_ngrams_dropped": ix.common, "unmatchable_items": ix.unmatchable()},
             "worst": self.worst.iter().map(|w| {
                 let it = &ix.items[w.item as usize];
-                json!({"id": w.id, "overlap": w.overlap, "benchmark": it.benchmark, "split": it.split, "subject": it.subject, "row": it.row})
+                json!({"id": w.id, "overlap": w.overlap, "evidence": w.evidence, "score": w.score, "benchmark": it.benchmark, "split": it.split, "subject": it.subject, "row": it.row})
             }).collect::<Vec<_>>(),
         })
     }
@@ -212,8 +219,10 @@ impl Tally {
                 }
                 let _ = write!(
                     h,
-                    "<tr><td style=\"vertical-align:top;white-space:pre-wrap\"><b>{}</b> (overlap {:.2})\n{}</td><td style=\"vertical-align:top;white-space:pre-wrap\"><b>{} {} {} #{}</b>\n{}</td></tr>",
+                    "<tr><td style=\"vertical-align:top;white-space:pre-wrap\"><b>{}</b> ({} {:.2}, n-gram overlap {:.2})\n{}</td><td style=\"vertical-align:top;white-space:pre-wrap\"><b>{} {} {} #{}</b>\n{}</td></tr>",
                     escape(&w.id),
+                    escape(&w.evidence),
+                    w.score,
                     w.overlap,
                     highlight(ix, &w.text, w.item),
                     escape(&it.benchmark),

@@ -25,12 +25,16 @@
 //! ngram_zh = 8                     # character n-grams for Chinese items
 //! threshold = 0.35                 # overlap from which a record is contaminated
 //! max_items_per_ngram = 10         # n-grams shared by more items are ignored
-//! verify_ngram_en = 5              # verified candidate word n-grams (0: off)
-//! min_similarity = 0.8             # question alignment a candidate needs
+//! verify_ngram_en = 5              # extra candidate word n-grams (0: off)
+//! verify_threshold = 0.2           # n-gram overlap from which a candidate is aligned
+//! keyword_threshold_en = 0.2       # keyword weight share from which a candidate is aligned
+//! keyword_threshold_zh = 0.5
+//! min_similarity = 0.8             # character alignment a candidate needs
 //! report_records = 10              # worst records shown in the report
 //! ```
-//! `meta.decontam = {hits: [{benchmark, split, subject, row, overlap}]}` on
-//! contaminated records (best first); reason `contaminated`.
+//! `meta.decontam = {hits: [{benchmark, split, subject, row, evidence, score,
+//! overlap}]}` on contaminated records (best first; `evidence` is `ngram`,
+//! `fuzzy` or `reordered`, see [`crate::decontam::Evidence`]); reason `contaminated`.
 
 use std::sync::{Arc, Mutex};
 
@@ -57,6 +61,9 @@ pub struct DecontamConfig {
     pub max_items_per_ngram: Option<usize>,
     pub verify_ngram_en: Option<usize>,
     pub min_similarity: Option<f64>,
+    pub verify_threshold: Option<f64>,
+    pub keyword_threshold_en: Option<f64>,
+    pub keyword_threshold_zh: Option<f64>,
     #[serde(default = "default_report_records")]
     pub report_records: usize,
     /// The pipeline's `[[benchmark]]` tables (paths resolved), filled in by the registry.
@@ -87,6 +94,9 @@ impl DecontamConfig {
             max_items_per_ngram: self.max_items_per_ngram.unwrap_or(d.max_items_per_ngram),
             verify_ngram_en: self.verify_ngram_en.unwrap_or(d.verify_ngram_en),
             min_similarity: self.min_similarity.unwrap_or(d.min_similarity),
+            verify_threshold: self.verify_threshold.unwrap_or(d.verify_threshold),
+            keyword_threshold_en: self.keyword_threshold_en.unwrap_or(d.keyword_threshold_en),
+            keyword_threshold_zh: self.keyword_threshold_zh.unwrap_or(d.keyword_threshold_zh),
         }
     }
 }
@@ -142,7 +152,7 @@ pub fn hits_json(ix: &Index, hits: &[crate::decontam::Hit]) -> Value {
         hits.iter()
             .map(|h| {
                 let it = &ix.items[h.item as usize];
-                json!({"benchmark": it.benchmark, "split": it.split, "subject": it.subject, "row": it.row, "overlap": (h.overlap * 1000.0).round() / 1000.0})
+                json!({"benchmark": it.benchmark, "split": it.split, "subject": it.subject, "row": it.row, "evidence": h.evidence.as_str(), "score": (h.score * 1000.0).round() / 1000.0, "overlap": (h.overlap * 1000.0).round() / 1000.0})
             })
             .collect(),
     )
@@ -173,12 +183,13 @@ impl Stage for Decontaminate {
         Ok(Verdict::drop(
             "contaminated",
             format!(
-                "{} {} {} #{} (overlap {:.2}){}",
+                "{} {} {} #{} ({} {:.2}){}",
                 it.benchmark,
                 it.subject,
                 it.split,
                 it.row,
-                hits[0].overlap,
+                hits[0].evidence.as_str(),
+                hits[0].score,
                 if hits.len() > 1 {
                     format!(" and {} more", hits.len() - 1)
                 } else {
@@ -262,6 +273,8 @@ mod tests {
         );
         assert_eq!(r.meta["decontam"]["hits"][0]["subject"], "net");
         assert_eq!(r.meta["decontam"]["hits"][0]["split"], "val");
+        assert_eq!(r.meta["decontam"]["hits"][0]["evidence"], "ngram");
+        assert!(r.meta["decontam"]["hits"][0]["score"].as_f64().unwrap() >= 0.35);
         let (v, clean) = run(
             &s,
             json!({"instruction": "UDP 是什么协议？", "output": "无连接的传输层协议"}),
