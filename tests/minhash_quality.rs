@@ -24,6 +24,9 @@
 //! `kind`, `text`) for `benches/dedup_peers.sh`. Without the shared data it prints a
 //! note and returns.
 
+mod common;
+use common::Rng;
+
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -37,21 +40,6 @@ struct Item {
     text: String,
     group: usize,
     kind: &'static str,
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 /// Simplified -> traditional for common characters (only pairs `fast2s` maps back are used).

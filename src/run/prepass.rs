@@ -188,10 +188,11 @@ fn run_prepass(
         None => (0, Vec::new()),
     };
     let reader = match chained {
-        Some((_, dir, meta)) => {
+        Some((_, dir, _)) => {
+            // The earlier spill's end books go into this spill's (below), not into a batch.
             let job = SpillJob {
                 dir,
-                end_books: meta.end_books.iter().map(|_| Books::default()).collect(),
+                end_books: Vec::new(),
                 map,
                 start: (0, 0),
             };
@@ -220,12 +221,12 @@ fn run_prepass(
         let before: Vec<Books> = counters.iter().map(Counters::books).collect();
         let parse_before = parser.cpu_seconds();
         let step = pool.install(|| -> Result<(Vec<Slot>, Vec<Books>)> {
-            let (mut slots, mut books) = match batch {
+            let (mut slots, books) = match batch {
                 Input::Raw(b) => (parser.parse(b.items, &sources[b.source].name), Vec::new()),
                 Input::Spilled(b) => (b.slots, b.books),
             };
             run_stages(&mut pre, &counters, &mut slots, meta_field, true, first_stage)?;
-            Ok((slots, std::mem::take(&mut books)))
+            Ok((slots, books))
         });
         let (slots, mut books) = match step {
             Ok(v) => v,
@@ -239,15 +240,7 @@ fn run_prepass(
         let mut own = vec![Books::default(); pre.len() + 1];
         own[0].cpu_nanos = ((parser.cpu_seconds() - parse_before) * 1e9) as u64;
         for (i, c) in counters.iter().enumerate() {
-            let (now, was) = (c.books(), before[i]);
-            own[i + 1] = Books {
-                input: now.input - was.input,
-                bytes: now.bytes - was.bytes,
-                modified: now.modified - was.modified,
-                tagged: now.tagged - was.tagged,
-                nanos: now.nanos - was.nanos,
-                cpu_nanos: now.cpu_nanos - was.cpu_nanos,
-            };
+            own[i + 1] = c.books().since(&before[i]);
         }
         let last = &mut own[k + 1];
         (last.input, last.bytes, last.modified, last.tagged) = (0, 0, 0, 0);

@@ -61,6 +61,18 @@ pub(super) struct Books {
 }
 
 impl Books {
+    /// What was added to these books since `was` (an earlier reading of the same counters).
+    pub(super) fn since(&self, was: &Books) -> Books {
+        Books {
+            input: self.input - was.input,
+            bytes: self.bytes - was.bytes,
+            modified: self.modified - was.modified,
+            tagged: self.tagged - was.tagged,
+            nanos: self.nanos - was.nanos,
+            cpu_nanos: self.cpu_nanos - was.cpu_nanos,
+        }
+    }
+
     /// Add `other` to these books.
     pub(super) fn add(&mut self, other: &Books) {
         self.input += other.input;
