@@ -167,12 +167,17 @@ def main():
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
     if c["tie_word_embeddings"]:
         model.tie_weights()
-    model = model.to(device=dev, dtype=dtype)
-    model.config.use_cache = False
     hd = c["hidden_size"] // c["num_attention_heads"]
     want = 1.0 / (c["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float64) / hd))
-    got = model.model.rotary_emb.inv_freq.double().cpu()
+    rope = model.model.rotary_emb
+    got = rope.inv_freq.double()
     assert torch.allclose(got, want, rtol=1e-5), "RoPE frequencies differ from the run's rope_theta"
+    # RoPE frequencies stay f32 in a bf16 model (as from_pretrained(dtype=bfloat16) leaves them).
+    rope_buffers = {n: b.detach().clone() for n, b in rope.named_buffers(recurse=False)}
+    model = model.to(device=dev, dtype=dtype)
+    for n, b in rope_buffers.items():
+        setattr(rope, n, b.to(dev))
+    model.config.use_cache = False
     targets = sorted({t.rsplit(".", 1)[-1] for t in ms["target_modules"]}) if "all" not in ms["target_modules"] else \
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     model = get_peft_model(model, LoraConfig(r=ms["r"], lora_alpha=ms["alpha"], lora_dropout=ms["dropout"],
@@ -216,6 +221,8 @@ def main():
         with torch.no_grad():
             for i in range(0, val_x.shape[0], batch):
                 n = float(val_m[i:i + batch].sum())
+                if n == 0:  # no trained position: the mean would be 0/0
+                    continue
                 total += loss_of(val_x[i:i + batch], val_y[i:i + batch]).double() * n
                 count += n
         model.train()
