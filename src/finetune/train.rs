@@ -383,6 +383,9 @@ pub fn train(
     if device.is_cuda() {
         // LoRA dropout masks are drawn on the GPU there (see `Model::linear`).
         device.set_seed(cfg.seed)?;
+        if let Err(e) = super::cuda_ops::keep_pool_memory(&device) {
+            eprintln!("finetune: could not keep freed GPU memory pooled ({e:#})");
+        }
     }
     let (mut epoch, mut cursor) = (0usize, 0usize);
     let mut window: Vec<f64> = Vec::new();
