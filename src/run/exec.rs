@@ -326,9 +326,11 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
     } = job;
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
     let mut first_stage = 0;
-    // What this pass reads, for the progress bar: the prepass's spill, or the sources.
+    // What this pass reads, for the progress bar: the prepass's spill, or the sources
+    // (unknown with --limit, which stops inside them).
     let read_size = match &spill {
-        Some((job, _)) => crate::io::tree_size(&job.dir),
+        Some((job, _)) => crate::io::tree_size(&super::spill::spill_path(&job.dir)),
+        None if opts.limit.is_some() => 0,
         None => crate::io::sources_size(sources),
     };
     let reader = match spill {

@@ -189,7 +189,8 @@ fn run_prepass(
         None => (0, Vec::new()),
     };
     let read_size = match &chained {
-        Some((_, from, _)) => crate::io::tree_size(from),
+        Some((_, from, _)) => crate::io::tree_size(&super::spill::spill_path(from)),
+        None if opts.limit.is_some() => 0,
         None => crate::io::sources_size(sources),
     };
     let mut progress = Progress::new(opts.quiet, 0, 0, read_size);
