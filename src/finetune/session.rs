@@ -7,17 +7,23 @@
 //! [`super::checkpoint`]; its tokenizer tokenizes and, with `template = "auto"`, its own
 //! chat template renders (else a plain `User:` / `Assistant:` text closed by its EOS).
 //!
-//! Files written into the output folder:
+//! Files written into the output folder ([`save`]; the model folders by [`super::export`]):
 //! - `finetune.json`: the settings, the data counts and every loss ([`TrainReport`]).
-//! - `model.safetensors` + `config.json` + `tokenizer.json`: the full weights under HF
-//!   names (LoRA merged in), a folder HF-style loaders read.
-//! - LoRA and prefix tuning also write `adapter_model.safetensors` (PEFT key names,
-//!   `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight`, `prompt_embeddings`)
-//!   and `adapter_config.json`.
+//! - `merged/`: the full fine-tuned model (LoRA merged in) in the base checkpoint's dtype,
+//!   a folder `AutoModelForCausalLM.from_pretrained` loads; not for prefix tuning (nothing
+//!   to merge) nor with `save_merged = false`.
+//! - `adapter/` (LoRA, prefix tuning): PEFT's `save_pretrained` layout
+//!   (`adapter_model.safetensors` with keys such as
+//!   `base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight` or
+//!   `prompt_embeddings`, `adapter_config.json` naming the base by absolute path).
+//! - `base/` (an adapter on the tiny model): the untrained base the adapter applies to.
 //! - `loss.svg`: the loss curves.
 //! - With `save_rows`: `rows.safetensors`, the token rows each step trained on (`train_inputs`,
 //!   `train_targets`, `train_mask`, `[steps x batch_size x grad_accum, seq_len]`, in order)
 //!   and the validation rows (`val_*`), for training the same data with another tool.
+//! - With `save_logits = N`: `logits.safetensors`, the trained model's logits on the first
+//!   N validation rows (`input_ids` `[N, seq_len]` i64, `logits` `[N, seq_len, vocab]` f32),
+//!   to check another tool's loading of `merged/` and `adapter/` against.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +37,7 @@ use super::chart::{self, Series};
 use super::checkpoint::{self, LoadedCheckpoint};
 use super::config::ModelConfig;
 use super::data::{self, ChatFormat, ChatTemplate, Conversation, Example, ReadTally, Template};
+use super::export;
 use super::model::{LoraConfig, Method, Model};
 use super::train::{self, TrainConfig, TrainData, TrainReport};
 use crate::io::writer::write_atomic;
@@ -95,9 +102,8 @@ pub struct FinetuneConfig {
     pub output: Option<PathBuf>,
     /// Print a line per evaluation to stderr.
     pub progress: bool,
-    /// LoRA / prefix tuning of a pretrained checkpoint: also write the merged full weights
-    /// (`model.safetensors` + `config.json`, as large as the base model); off: the adapter
-    /// only. A tiny model's weights are always written (its base exists nowhere else).
+    /// LoRA: also write `merged/`, the full model with the adapter merged in (as large as
+    /// the base model); off: `adapter/` only. Full fine-tuning always writes `merged/`.
     pub save_merged: bool,
     /// Where to train: `cpu`, or `cuda` / `cuda:N` (a build with `--features cuda`).
     pub device: String,
@@ -107,6 +113,9 @@ pub struct FinetuneConfig {
     /// Also write `rows.safetensors`: the token rows every step trained on, in order, and
     /// the validation rows (for training the same data elsewhere, e.g. PyTorch).
     pub save_rows: bool,
+    /// Also write `logits.safetensors`: the trained model's logits on the first this many
+    /// validation rows (to check another tool's loading of the saved model against).
+    pub save_logits: usize,
     pub train: TrainConfig,
 }
 
@@ -127,6 +136,7 @@ impl Default for FinetuneConfig {
             device: "cpu".into(),
             dtype: "f32".into(),
             save_rows: false,
+            save_logits: 0,
             train: TrainConfig::default(),
         }
     }
@@ -390,10 +400,16 @@ pub struct Outcome {
     pub format: ChatFormat,
     /// The pretrained checkpoint trained from (`None` for `tiny`).
     pub base_model: Option<PathBuf>,
+    /// The dtype the base checkpoint stores its weights in (f32 for `tiny` and quantized
+    /// GGUF files): `merged/` is written in it.
+    pub checkpoint_dtype: DType,
     /// The body of `finetune.json`.
     pub json: serde_json::Value,
     /// With `save_rows`: the rows the steps trained on, in order, and the validation rows.
     pub rows: Option<(data::Rows, data::Rows)>,
+    /// With `save_logits`: the validation rows' input ids `[N, seq_len]` (i64) and the
+    /// trained model's logits on them `[N, seq_len, vocab]` (f32), on the CPU.
+    pub logits: Option<(Tensor, Tensor)>,
 }
 
 /// Tokenize, build the model, train. `tokenizer` (tiny only): `None` trains one on the
@@ -409,9 +425,9 @@ pub fn run(
         bail!("finetune: no training records with a response to learn from");
     }
     let device = open_device(&cfg.device)?;
-    // The base: weights, tokenizer, chat format, end-of-sequence id and the ids the
-    // tokenizer puts before a text.
-    let (config, tensors, tokenizer, format, eos, prefix) = match cfg.model_path() {
+    // The base: weights, tokenizer, chat format, end-of-sequence id, the ids the
+    // tokenizer puts before a text, and the dtype its file stores weights in.
+    let (config, tensors, tokenizer, format, eos, prefix, checkpoint_dtype) = match cfg.model_path() {
         None => {
             let template = cfg.tiny_template()?;
             let tokenizer = match tokenizer {
@@ -432,6 +448,7 @@ pub fn run(
                 ChatFormat::Parts(template),
                 eos,
                 Vec::new(),
+                DType::F32,
             )
         }
         Some(path) => {
@@ -455,7 +472,7 @@ pub fn run(
                 );
             }
             let eos = ck.config.eos_token_id;
-            (ck.config, ck.tensors, ck.tokenizer, format, eos, prefix)
+            (ck.config, ck.tensors, ck.tokenizer, format, eos, prefix, ck.dtype)
         }
     };
     let vocab = config.vocab_size;
@@ -478,6 +495,16 @@ pub fn run(
         train: encode(&split.train)?,
         val: encode(&split.val)?,
         pad: eos.unwrap_or(0),
+    };
+    // Checked before training, which may take long.
+    let logit_rows = if cfg.save_logits > 0 {
+        let rows = data::pack(&train_data.val, cfg.train.seq_len, train_data.pad);
+        if rows.is_empty() {
+            bail!("finetune: save_logits needs validation rows, and there are none");
+        }
+        Some(rows)
+    } else {
+        None
     };
     let model = Model::new_with_dtype(
         config,
@@ -519,6 +546,10 @@ pub fn run(
         "train_config": cfg.train,
         "report": report,
     });
+    let logits = match &logit_rows {
+        Some(rows) => Some(logits_of(&model, rows, cfg.save_logits, &device)?),
+        None => None,
+    };
     let rows = if cfg.save_rows {
         Some((
             train::trained_rows(&train_data, &cfg.train, report.steps),
@@ -533,9 +564,26 @@ pub fn run(
         tokenizer,
         format,
         base_model: cfg.model_path().map(Path::to_path_buf),
+        checkpoint_dtype,
         json,
         rows,
+        logits,
     })
+}
+
+/// The first `n` of `rows` as i64 input ids `[n, seq_len]` and the model's f32 logits on
+/// them `[n, seq_len, vocab]`, both on the CPU.
+fn logits_of(model: &Model, rows: &data::Rows, n: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+    let n = n.min(rows.len());
+    let ids = &rows.inputs[..n * rows.seq_len];
+    let input = Tensor::from_slice(ids, (n, rows.seq_len), device)?;
+    let logits = model
+        .forward(&input, None)
+        .context("finetune: logits for save_logits")?
+        .to_dtype(DType::F32)?
+        .to_device(&Device::Cpu)?;
+    let ids = Tensor::from_slice(ids, (n, rows.seq_len), &Device::Cpu)?.to_dtype(DType::I64)?;
+    Ok((ids, logits))
 }
 
 /// `cpu`, or `cuda:N` with the GPU's ordinal.
@@ -582,37 +630,77 @@ pub fn loss_chart(report: &TrainReport, title: &str) -> String {
     chart::line_chart(title, "optimizer step", "loss (nats / token)", &series)
 }
 
-/// Write the session's files into `dir` (created); returns the paths written.
+/// Files of the layout before `merged/` and `adapter/` (weights and adapter in one
+/// folder, which transformers loads wrongly): removed when a session saves over one.
+const OLD_LAYOUT: [&str; 6] = [
+    "model.safetensors",
+    "config.json",
+    "tokenizer.json",
+    "chat_template.jinja",
+    "adapter_model.safetensors",
+    "adapter_config.json",
+];
+
+/// Write the session's files into `dir` (created): `merged/`, `adapter/`, `base/` as the
+/// method needs ([`export`]), `finetune.json`, `loss.svg`, rows and logits when asked.
+/// `save_merged = false` leaves out `merged/` for LoRA. Returns the paths written.
 pub fn save(outcome: &Outcome, dir: &Path, save_merged: bool) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    // A folder saved over holds only this session's models, never a stale one beside them.
+    for sub in ["merged", "adapter", "base"] {
+        let p = dir.join(sub);
+        if p.exists() {
+            std::fs::remove_dir_all(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+    }
+    for file in OLD_LAYOUT {
+        let p = dir.join(file);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+    }
+    let model = &outcome.model;
     let mut written = Vec::new();
-    // Full fine-tuning has nothing but the full weights to save, and a tiny model's base
-    // weights exist nowhere else.
-    if save_merged || outcome.base_model.is_none() || outcome.model.adapter_tensors().is_empty() {
-        outcome.model.save_full(dir)?;
-        written.push(dir.join("model.safetensors"));
-        written.push(dir.join("config.json"));
+    let merges = match model.method {
+        Method::Full => true,
+        Method::Lora(_) => save_merged,
+        // Prefix tuning changes no weight: there is nothing to merge.
+        Method::Prefix { .. } => false,
+    };
+    if merges {
+        written.extend(export::write_model_folder(
+            &dir.join("merged"),
+            &model.merged_weights()?,
+            &model.config,
+            outcome.checkpoint_dtype,
+            &outcome.tokenizer,
+            Some(&outcome.format),
+        )?);
     }
-    let tk = outcome
-        .tokenizer
-        .to_string(false)
-        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-    write_atomic(&dir.join("tokenizer.json"), tk.as_bytes())?;
-    written.push(dir.join("tokenizer.json"));
-    if let ChatFormat::Jinja(t) = &outcome.format {
-        write_atomic(&dir.join("chat_template.jinja"), t.source.as_bytes())?;
-        written.push(dir.join("chat_template.jinja"));
-    }
-    let adapter = outcome.model.adapter_tensors();
-    if !adapter.is_empty() {
-        candle_core::safetensors::save(&adapter, dir.join("adapter_model.safetensors"))
-            .with_context(|| format!("{}: cannot write adapter_model.safetensors", dir.display()))?;
-        write_atomic(
-            &dir.join("adapter_config.json"),
-            &serde_json::to_vec_pretty(&adapter_config(&outcome.model, outcome.base_model.as_deref()))?,
-        )?;
-        written.push(dir.join("adapter_model.safetensors"));
-        written.push(dir.join("adapter_config.json"));
+    if model.method != Method::Full {
+        let base = match &outcome.base_model {
+            Some(path) => export::Base::at(path)?,
+            // A tiny model's base exists nowhere else: write it for the adapter to apply to.
+            None => {
+                let base_dir = dir.join("base");
+                written.extend(export::write_model_folder(
+                    &base_dir,
+                    model.weights(),
+                    &model.config,
+                    outcome.checkpoint_dtype,
+                    &outcome.tokenizer,
+                    Some(&outcome.format),
+                )?);
+                export::Base::at(&base_dir)?
+            }
+        };
+        written.extend(export::write_adapter_folder(
+            &dir.join("adapter"),
+            model,
+            &base,
+            &outcome.tokenizer,
+            &outcome.format,
+        )?);
     }
     if let Some((train_rows, val_rows)) = &outcome.rows {
         let mut t = HashMap::new();
@@ -635,6 +723,15 @@ pub fn save(outcome: &Outcome, dir: &Path, save_merged: bool) -> Result<Vec<Path
             .with_context(|| format!("{}: cannot write rows.safetensors", dir.display()))?;
         written.push(dir.join("rows.safetensors"));
     }
+    if let Some((ids, logits)) = &outcome.logits {
+        let t = HashMap::from([
+            ("input_ids".to_string(), ids.clone()),
+            ("logits".to_string(), logits.clone()),
+        ]);
+        candle_core::safetensors::save(&t, dir.join("logits.safetensors"))
+            .with_context(|| format!("{}: cannot write logits.safetensors", dir.display()))?;
+        written.push(dir.join("logits.safetensors"));
+    }
     write_atomic(
         &dir.join("finetune.json"),
         &serde_json::to_vec_pretty(&outcome.json)?,
@@ -648,48 +745,8 @@ pub fn save(outcome: &Outcome, dir: &Path, save_merged: bool) -> Result<Vec<Path
     Ok(written)
 }
 
-/// PEFT's `adapter_config.json` for the model's adapter (`base`: the checkpoint trained from).
-pub fn adapter_config(model: &Model, base: Option<&Path>) -> serde_json::Value {
-    let c = &model.config;
-    let base = base.map(|p| p.display().to_string());
-    match &model.method {
-        Method::Lora(l) => {
-            let targets: Vec<String> = l
-                .projections()
-                .unwrap_or_default()
-                .iter()
-                .map(|p| p.rsplit('.').next().unwrap_or(p).to_string())
-                .collect();
-            serde_json::json!({
-                "peft_type": "LORA",
-                "task_type": "CAUSAL_LM",
-                "base_model_name_or_path": base,
-                "r": l.r,
-                "lora_alpha": l.alpha,
-                "lora_dropout": l.dropout,
-                "target_modules": targets,
-                "bias": "none",
-                "fan_in_fan_out": false,
-                "inference_mode": true,
-            })
-        }
-        Method::Prefix { num_virtual_tokens } => serde_json::json!({
-            "peft_type": "PREFIX_TUNING",
-            "task_type": "CAUSAL_LM",
-            "base_model_name_or_path": base,
-            "num_virtual_tokens": num_virtual_tokens,
-            "num_layers": c.num_hidden_layers,
-            "num_attention_heads": c.num_key_value_heads,
-            "token_dim": c.num_key_value_heads * c.head_dim(),
-            "num_transformer_submodules": 1,
-            "prefix_projection": false,
-            "inference_mode": true,
-        }),
-        Method::Full => serde_json::Value::Null,
-    }
-}
-
-/// Load `model.safetensors` written by [`save`] (HF names) as a plain map.
+/// Load the `model.safetensors` of a model folder written by [`save`] (`merged/`, `base/`;
+/// HF names) as a plain map.
 pub fn load_weights(dir: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     candle_core::safetensors::load(dir.join("model.safetensors"), device)
         .with_context(|| format!("{}: cannot read model.safetensors", dir.display()))
@@ -799,27 +856,51 @@ mod tests {
             let d = dir.path().join(method);
             let written = save(&out, &d, true).unwrap();
             assert!(written.iter().all(|p| p.exists()));
-            // `save_merged = false`: a tiny model still gets its weights; on a pretrained
-            // base only the adapter is written.
+            // Which folders each method writes: a tiny model's adapter gets its base.
+            let folders: Vec<&str> = ["merged", "adapter", "base"]
+                .into_iter()
+                .filter(|f| d.join(f).is_dir())
+                .collect();
+            let want: &[&str] = match method {
+                "full" => &["merged"],
+                "lora" => &["merged", "adapter", "base"],
+                _ => &["adapter", "base"],
+            };
+            assert_eq!(folders, want, "{method}");
+            // `save_merged = false` leaves out merged/ for LoRA only; on a pretrained base
+            // an adapter names it and base/ is not written.
             let mut out = out;
-            let keep = dir.path().join(format!("{method}-unmerged-tiny"));
-            assert!(save(&out, &keep, false)
-                .unwrap()
-                .contains(&keep.join("model.safetensors")));
-            out.base_model = Some(PathBuf::from("/base/model"));
-            let adapter_only = dir.path().join(format!("{method}-unmerged"));
-            let written = save(&out, &adapter_only, false).unwrap();
+            let tiny_unmerged = dir.path().join(format!("{method}-unmerged-tiny"));
+            save(&out, &tiny_unmerged, false).unwrap();
             assert_eq!(
-                written.contains(&adapter_only.join("model.safetensors")),
+                tiny_unmerged.join("merged").exists(),
                 method == "full",
                 "{method}"
             );
-            assert_eq!(adapter_only.join("model.safetensors").exists(), method == "full");
+            assert_eq!(tiny_unmerged.join("base").exists(), method != "full", "{method}");
+            out.base_model = Some(PathBuf::from("/base/model"));
+            let adapter_only = dir.path().join(format!("{method}-unmerged"));
+            save(&out, &adapter_only, false).unwrap();
+            assert_eq!(adapter_only.join("merged").exists(), method == "full", "{method}");
+            assert!(!adapter_only.join("base").exists());
+            if method != "full" {
+                let ac: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(adapter_only.join("adapter/adapter_config.json")).unwrap(),
+                )
+                .unwrap();
+                assert_eq!(ac["base_model_name_or_path"], "/base/model");
+            }
             out.base_model = None;
-            let tk = Tokenizer::from_file(d.join("tokenizer.json")).unwrap();
+            // The model folder: merged/ when there is one, else the base the adapter applies to.
+            let model_dir = if method == "prefix" {
+                d.join("base")
+            } else {
+                d.join("merged")
+            };
+            let tk = Tokenizer::from_file(model_dir.join("tokenizer.json")).unwrap();
             assert_eq!(tk.get_vocab_size(true), out.tokenizer.get_vocab_size(true));
             let config: ModelConfig =
-                serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+                serde_json::from_slice(&std::fs::read(model_dir.join("config.json")).unwrap()).unwrap();
             assert_eq!(config, out.model.config);
             let val: Vec<Example> = sp
                 .val
@@ -828,15 +909,17 @@ mod tests {
                 .collect();
             let rows = data::pack(&val, 32, 0);
             let trained = evaluate(&out.model, &rows, 4).unwrap();
-            let weights = load_weights(&d, &Device::Cpu).unwrap();
+            let weights = load_weights(&model_dir, &Device::Cpu).unwrap();
             let reloaded = match method {
                 // Full weights (LoRA merged in): the same model up to float rounding of the merge.
                 "full" | "lora" => Model::new(config, weights, Method::Full, 1, &Device::Cpu).unwrap(),
                 _ => {
                     let mut m = Model::new(config, weights, cfg.method().unwrap(), 99, &Device::Cpu).unwrap();
-                    let adapter =
-                        candle_core::safetensors::load(d.join("adapter_model.safetensors"), &Device::Cpu)
-                            .unwrap();
+                    let adapter = candle_core::safetensors::load(
+                        d.join("adapter/adapter_model.safetensors"),
+                        &Device::Cpu,
+                    )
+                    .unwrap();
                     m.load_adapter_tensors(&adapter).unwrap();
                     m
                 }
@@ -849,7 +932,7 @@ mod tests {
             }
             if method != "full" {
                 let adapter =
-                    candle_core::safetensors::load(d.join("adapter_model.safetensors"), &Device::Cpu)
+                    candle_core::safetensors::load(d.join("adapter/adapter_model.safetensors"), &Device::Cpu)
                         .unwrap();
                 let mut keys: Vec<&String> = adapter.keys().collect();
                 keys.sort();
@@ -865,11 +948,16 @@ mod tests {
                     assert_eq!(keys, vec!["prompt_embeddings"]);
                 }
                 let ac: serde_json::Value =
-                    serde_json::from_slice(&std::fs::read(d.join("adapter_config.json")).unwrap()).unwrap();
+                    serde_json::from_slice(&std::fs::read(d.join("adapter/adapter_config.json")).unwrap())
+                        .unwrap();
                 assert_eq!(
                     ac["peft_type"],
                     if method == "lora" { "LORA" } else { "PREFIX_TUNING" }
                 );
+                // The tiny base is named by the absolute path of base/.
+                let base = std::path::absolute(d.join("base")).unwrap();
+                assert_eq!(ac["base_model_name_or_path"], base.to_str().unwrap());
+                assert_eq!(ac["peft_version"], export::PEFT_VERSION);
             }
             // Every loss is in finetune.json.
             let j: serde_json::Value =
@@ -886,6 +974,74 @@ mod tests {
                 "{eval_steps:?}"
             );
         }
+    }
+
+    #[test]
+    fn saving_over_an_old_folder_leaves_no_adapter_beside_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("ft");
+        // The layout before merged/ and adapter/: weights and adapter in one folder.
+        std::fs::create_dir_all(d.join("adapter")).unwrap();
+        for f in OLD_LAYOUT {
+            std::fs::write(d.join(f), b"old").unwrap();
+        }
+        std::fs::write(d.join("adapter/stale.bin"), b"old").unwrap();
+        let cfg = small("full");
+        let out = run(&cfg, &split(conversations(40), None, &cfg), None, None).unwrap();
+        save(&out, &d, true).unwrap();
+        for f in OLD_LAYOUT {
+            assert!(!d.join(f).exists(), "{f} left over");
+        }
+        assert!(!d.join("adapter").exists());
+        assert!(d.join("merged/model.safetensors").exists());
+    }
+
+    #[test]
+    fn merged_weights_keep_the_checkpoint_dtype_and_logits_are_the_models() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = small("lora");
+        cfg.save_logits = 3;
+        let sp = split(conversations(40), None, &cfg);
+        let mut out = run(&cfg, &sp, None, None).unwrap();
+        // As if the base checkpoint stored bf16: merged/ is written in bf16, base/ too.
+        out.checkpoint_dtype = DType::BF16;
+        save(&out, dir.path(), true).unwrap();
+        for sub in ["merged", "base"] {
+            let w = load_weights(&dir.path().join(sub), &Device::Cpu).unwrap();
+            assert!(w.values().all(|t| t.dtype() == DType::BF16), "{sub}");
+            let c: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(dir.path().join(sub).join("config.json")).unwrap())
+                    .unwrap();
+            assert_eq!(c["torch_dtype"], "bfloat16");
+        }
+        // logits.safetensors: the trained model's logits on the first validation rows.
+        let saved =
+            candle_core::safetensors::load(dir.path().join("logits.safetensors"), &Device::Cpu).unwrap();
+        let (ids, logits) = (&saved["input_ids"], &saved["logits"]);
+        let rows = ids.dim(0).unwrap();
+        assert!(rows > 0 && rows <= 3);
+        assert_eq!(ids.dtype(), DType::I64);
+        assert_eq!(logits.dims(), &[rows, 32, out.model.config.vocab_size]);
+        let again = out
+            .model
+            .forward(&ids.to_dtype(DType::U32).unwrap(), None)
+            .unwrap();
+        let diff: f32 = (again - logits)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert_eq!(diff, 0.0);
+        // No validation rows: refused before training.
+        cfg.val_fraction = 0.0;
+        let sp = split(conversations(40), None, &cfg);
+        let err = format!("{:#}", run(&cfg, &sp, None, None).err().unwrap());
+        assert!(err.contains("save_logits"), "{err}");
     }
 
     #[test]

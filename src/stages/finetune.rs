@@ -6,9 +6,9 @@
 //! ([`Stage::finish`]) the stage reads the kept parts back, splits them, trains (a
 //! tiny from-scratch model with a byte-level BPE trained on the training split by
 //! default) and writes `finetune/` beside `kept/`: `finetune.json` (every loss),
-//! `model.safetensors` + `config.json` + `tokenizer.json`, PEFT adapter files for LoRA
-//! and prefix tuning, `loss.svg`. `report.html` gets the loss curves, the gap and the
-//! overfitting flag.
+//! `merged/` (the full model, a Hugging Face folder), `adapter/` (PEFT's layout, for LoRA
+//! and prefix tuning), `base/` (a tiny model's base under an adapter), `loss.svg`
+//! ([`session::save`]). `report.html` gets the loss curves, the gap and the overfitting flag.
 //!
 //! ```toml
 //! [[stage]]
@@ -259,8 +259,25 @@ impl Stage for Finetune {
                 )
             })
             .collect();
+        // The model folders written, each with what loads it.
+        let folders: String = [
+            (
+                "merged",
+                "the full model: <code>AutoModelForCausalLM.from_pretrained</code>",
+            ),
+            (
+                "adapter",
+                "PEFT adapter: <code>PeftModel.from_pretrained(base, …)</code>",
+            ),
+            ("base", "the untrained base the adapter applies to"),
+        ]
+        .iter()
+        .filter(|(sub, _)| f.output.join(sub).is_dir())
+        .map(|(sub, what)| format!("<code>{sub}/</code> ({what})"))
+        .collect::<Vec<_>>()
+        .join(", ");
         Some(format!(
-            "<p>Files in <code>{}</code>.</p><table>{table}</table>\
+            "<p>Files in <code>{}</code>: {folders}.</p><table>{table}</table>\
              <h4>Per epoch</h4><table><tr><th>epoch</th><th>steps</th><th>train loss</th>\
              <th>validation loss</th><th>gap</th></tr>{epochs}</table>{}",
             crate::report::escape(&f.output.display().to_string()),
