@@ -85,6 +85,13 @@ pub fn merge_stats(out: &Path) -> Result<RunStats> {
             std::fs::rename(&tmp, out.join("clusters.jsonl"))?;
         }
     }
+    // Every rank scanned every source for the output schema, so all ranks wrote the
+    // same features.json: the merged run has it where a single-process run puts it.
+    if let Some((dir, _, _)) = ranks.first() {
+        if let Ok(bytes) = std::fs::read(dir.join("features.json")) {
+            write_atomic(&out.join("features.json"), &bytes)?;
+        }
+    }
     write_atomic(&out.join("stats.json"), &serde_json::to_vec_pretty(&merged)?)?;
     write_atomic(
         &out.join("report.html"),
