@@ -252,20 +252,20 @@ impl Serialize for Conform<'_> {
             }
             (Shape::Struct(fields), Value::Object(m)) => {
                 let mut out = s.serialize_map(None)?;
+                let mut found = 0;
                 for (k, shape) in fields {
-                    out.serialize_entry(
-                        k,
-                        &Conform {
-                            shape,
-                            value: m.get(k),
-                        },
-                    )?;
+                    let value = m.get(k);
+                    found += usize::from(value.is_some());
+                    out.serialize_entry(k, &Conform { shape, value })?;
                 }
-                for (k, x) in m
-                    .iter()
-                    .filter(|(k, _)| !fields.iter().any(|(name, _)| name == *k))
-                {
-                    out.serialize_entry(k, x)?;
+                // Only when some key was not declared (never, for a declared shape).
+                if found < m.len() {
+                    for (k, x) in m
+                        .iter()
+                        .filter(|(k, _)| !fields.iter().any(|(name, _)| name == *k))
+                    {
+                        out.serialize_entry(k, x)?;
+                    }
                 }
                 out.end()
             }
@@ -425,20 +425,20 @@ impl Serialize for RowView<'_> {
         let (sc, r) = (self.schema, self.rec);
         let mut m = s.serialize_map(None)?;
         m.serialize_entry(&sc.id_field, &r.id)?;
+        let mut found = usize::from(r.fields.contains_key(&sc.id_field))
+            + usize::from(r.fields.contains_key(&sc.meta_field));
         for (k, shape) in &sc.fields {
-            m.serialize_entry(
-                k,
-                &Conform {
-                    shape,
-                    value: r.fields.get(k),
-                },
-            )?;
+            let value = r.fields.get(k);
+            found += usize::from(value.is_some());
+            m.serialize_entry(k, &Conform { shape, value })?;
         }
         // A field the scan did not see (it cannot happen for input fields; a stage
         // that adds one must declare it): written rather than lost.
-        for (k, v) in &r.fields {
-            if *k != sc.id_field && *k != sc.meta_field && !sc.index.contains_key(k) {
-                m.serialize_entry(k, v)?;
+        if found < r.fields.len() {
+            for (k, v) in &r.fields {
+                if *k != sc.id_field && *k != sc.meta_field && !sc.index.contains_key(k) {
+                    m.serialize_entry(k, v)?;
+                }
             }
         }
         if !sc.meta.is_empty() {
@@ -466,17 +466,20 @@ impl Serialize for MetaView<'_> {
             Some(other) => Some(other),
         };
         let mut m = s.serialize_map(None)?;
+        let mut annotated = 0;
         for (k, shape) in &sc.meta {
-            let value = r
-                .meta
-                .get(k)
+            let mine = r.meta.get(k);
+            annotated += usize::from(mine.is_some());
+            let value = mine
                 .or_else(|| input_meta.and_then(|im| im.get(k)))
                 .or_else(|| (k == "input").then_some(input_scalar).flatten());
             m.serialize_entry(k, &Conform { shape, value })?;
         }
-        for (k, v) in &r.meta {
-            if !sc.meta.iter().any(|(name, _)| name == k) {
-                m.serialize_entry(k, v)?;
+        if annotated < r.meta.len() {
+            for (k, v) in &r.meta {
+                if !sc.meta.iter().any(|(name, _)| name == k) {
+                    m.serialize_entry(k, v)?;
+                }
             }
         }
         m.end()
