@@ -150,7 +150,7 @@ curate_run() { # curate_run DEVICE SPEC... -> prints the summary JSON with peak_
     local base; base="$(gpu_mem_now)"
     gpu_mem_start "$RUNS/mem.txt"
     local t0=$SECONDS
-    echo "== $name on $device${CURATE_FUSED_ADAMW:+ CURATE_FUSED_ADAMW=$CURATE_FUSED_ADAMW}${CURATE_FINETUNE_PROFILE:+ CURATE_FINETUNE_PROFILE=$CURATE_FINETUNE_PROFILE}" >>"$OUT/curate.log"
+    echo "== $name on $device${CURATE_FUSED_ADAMW:+ CURATE_FUSED_ADAMW=$CURATE_FUSED_ADAMW}${CURATE_FUSED_OPS:+ CURATE_FUSED_OPS=$CURATE_FUSED_OPS}${CURATE_FINETUNE_PROFILE:+ CURATE_FINETUNE_PROFILE=$CURATE_FINETUNE_PROFILE}" >>"$OUT/curate.log"
     if ! "$CURATE" finetune "$cfg" --output "$dir" >>"$OUT/curate.log" 2>&1; then
         gpu_mem_stop "$RUNS/mem.txt" "$base" >/dev/null
         echo "curate $name on $device failed; the end of $OUT/curate.log:" >&2
@@ -238,6 +238,7 @@ run_tiny() {
     t="$("$PY" "$(benches)/finetune_torch.py" --config "$RUNS/tiny_check-$DEV/finetune.json" --device "$DEV" --steps "$(echo $TINY_CHECK | cut -d" " -f4)" 2>>"$OUT/torch.log" | tail -1 || echo '{"error": "pytorch failed"}')"
     echo "{\"curate_cuda\": $j, \"pytorch_cuda\": $t}" | "$PY" -m json.tool >"$OUT/gpu_check_tiny.json"
     cat "$OUT/gpu_check_tiny.json"
+    grep -E "warning|unavailable" "$OUT/curate.log" || true
 }
 
 run_smol() {
@@ -258,11 +259,21 @@ run_smol() {
         echo "$name: curate $j" >&2
         echo "$name: pytorch $t" >&2
     done
-    # The check with candle-op AdamW instead of the fused kernels, and where a step's time goes.
+    # The check with candle-op AdamW instead of the fused kernels, the check and the largest
+    # bf16 run with basic-op attention/loss/RoPE instead of the fused ones (before/after on
+    # the same machine), and where a step's time goes.
     spec=($SMOL_CHECK)
     spec[0]=smol_check_ops
     j="$(CURATE_FUSED_ADAMW=0 curate_run "$DEV" "${spec[@]}")"
     all="$all, \"smol_check_ops\": {\"curate\": $j}"
+    spec=($SMOL_CHECK)
+    spec[0]=smol_check_basic
+    j="$(CURATE_FUSED_OPS=0 curate_run "$DEV" "${spec[@]}")"
+    all="$all, \"smol_check_basic\": {\"curate\": $j}"
+    spec=(${SMOL_SPEED[3]})
+    spec[0]=smol_b16_bf16_basic
+    j="$(CURATE_FUSED_OPS=0 curate_run "$DEV" "${spec[@]}")"
+    all="$all, \"smol_b16_bf16_basic\": {\"curate\": $j}"
     for s in "${PROFILE_RUNS[@]}"; do
         spec=($s)
         CURATE_FINETUNE_PROFILE=1 curate_run "$DEV" "${spec[@]}" >/dev/null
@@ -275,8 +286,13 @@ d = json.load(open(sys.argv[1]))
 print(f"{'run':<15} {'curate tok/s':>13} {'steady':>9} {'torch tok/s':>12} {'steady':>9} {'ratio':>6} {'curate MiB':>10} {'torch MiB':>9} {'val curate':>10} {'val torch':>9}")
 for k, v in d.items():
     c, t = v["curate"], v.get("pytorch_peft", {"error": "not run"})
-    if k == "smol_check_ops":
-        print(f"smol_check_ops (candle-op AdamW): final val {c.get('final_val_loss')} vs fused {d['smol_check']['curate'].get('final_val_loss')}")
+    if k in ("smol_check_ops", "smol_check_basic"):
+        what = "candle-op AdamW" if k == "smol_check_ops" else "basic-op attention/loss/RoPE"
+        print(f"{k} ({what}): final val {c.get('final_val_loss')} vs fused {d['smol_check']['curate'].get('final_val_loss')}")
+        continue
+    if k == "smol_b16_bf16_basic":
+        if "error" not in c:
+            print(f"{k} (basic ops): {c['tokens_per_second']:.0f} tok/s, steady {c.get('steady_tokens_per_second')}, {c['peak_gpu_mib']} MiB")
         continue
     if "error" in c or "error" in t:
         print(k, "error", c.get("error"), t.get("error")); continue

@@ -7,6 +7,7 @@
 #    for the loader tests of tests/checkpoint.rs
 #  - pyarrow, pandas and Hugging Face datasets (PyPI) in .venv-py/ for tests/py_consumers.rs
 #    (scripts/py_consumers.sh)
+#  - g++ (C++20) for tests/cuda_kernels.rs (apt, when missing)
 #  - real English news pages with reference text (newspaper4k's test data, PyPI) in web-gold/
 #    for tests/extract.rs (scripts/fetch_web_gold.sh)
 # Once installed, their absence is a test failure (CURATE_REQUIRE_*), not a skip.
@@ -16,6 +17,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && scripts/slurm/cluster.
     export CURATE_REQUIRE_SLURM=1
 else
     echo "WARNING: Slurm could not be installed (needs root and apt-get); tests/slurm.rs skips its cluster test" >&2
+fi
+# tests/cuda_kernels.rs runs the CUDA kernels on the CPU through C++20 threads.
+if ! command -v g++ >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -q g++ >/dev/null || echo "WARNING: g++ could not be installed; tests/cuda_kernels.rs will fail" >&2
 fi
 if scripts/s3/moto.sh install; then
     export CURATE_REQUIRE_S3=1

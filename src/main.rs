@@ -533,6 +533,7 @@ fn cmd_finetune(config: PathBuf, output: Option<PathBuf>) -> Result<()> {
             o.since_step
         ))
     );
+    print!("{}", curate::finetune::train::epoch_table_text(&r.epochs));
     println!("wrote {}", dir.display());
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The `toxicity` stage and `curate train-classifier`: training through the CLI is
-//! deterministic (same bytes twice); the shipped model and lexicons scored on COLD
-//! dev and on clean exam questions (when the shared data is there); and the stage
-//! end to end through the binary.
+//! deterministic (same bytes twice); the shipped model and lexicons scored on the
+//! sources it never saw (COLD dev, SWSR's held-aside posts, ToxiCN's test split) and
+//! on clean exam questions (when the shared data is there); and the stage end to end
+//! through the binary.
 
 mod common;
 
@@ -12,8 +13,15 @@ use curate::classifier::{Classifier, Metrics};
 use curate::io::csv::parse_csv;
 use curate::stages::toxicity::Lexicon;
 
-/// The threshold the default pipeline (pipelines/zh_sft.toml) uses.
-const THRESHOLD: f32 = 0.9;
+/// The threshold the default pipeline (pipelines/zh_sft.toml) uses: chosen for the
+/// shipped model by cross-validation inside its training pool (filters/toxicity/cv.py).
+const THRESHOLD: f32 = 0.65;
+/// Floors a little under the shipped model's measured F1 at `THRESHOLD` (COLD dev
+/// 0.877, SWSR held-aside posts 0.667, ToxiCN test 0.522; docs/benchmarks/toxicity.md).
+/// The model before SWSR was added scored 0.583 on SWSR held at this threshold.
+const COLD_DEV_F1: f64 = 0.86;
+const SWSR_HELD_F1: f64 = 0.65;
+const TOXICN_F1: f64 = 0.50;
 /// `min_lexicon_hits` of the default pipeline: one hit flags too many law and medicine questions.
 const MIN_HITS: usize = 2;
 
@@ -148,23 +156,82 @@ fn lexicon() -> Lexicon {
     Lexicon::new(entries).unwrap()
 }
 
+/// CRC-32 (IEEE), as Python's `zlib.crc32`: `filters/toxicity/toxdata.py` splits SWSR with it.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for b in bytes {
+        c ^= u32::from(*b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                (c >> 1) ^ 0xEDB8_8320
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}
+
+/// `(text, offensive)` rows of a CSV file, by column names.
+fn labelled_csv(path: &Path, text: &str, label: &str) -> Vec<(String, bool, Vec<String>)> {
+    let rows = parse_csv(&std::fs::read_to_string(path).unwrap());
+    let col = |name: &str| {
+        rows[0]
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}') == name)
+            .unwrap()
+    };
+    let (ti, li) = (col(text), col(label));
+    rows[1..]
+        .iter()
+        .filter(|r| r.len() > li.max(ti))
+        .map(|r| (r[ti].clone(), r[li].trim() == "1", r.clone()))
+        .collect()
+}
+
+/// SWSR comments whose post is in the held-aside part (never trained on; see toxdata.py).
+fn swsr_held(data: &Path) -> Vec<(String, bool)> {
+    let path = data.join("swsr_sexism_zh/SexComment.csv");
+    let header = parse_csv(&std::fs::read_to_string(&path).unwrap())[0].clone();
+    let wi = header.iter().position(|h| h == "weibo_id").unwrap();
+    labelled_csv(&path, "comment_text", "label")
+        .into_iter()
+        .filter(|(_, _, row)| crc32(row[wi].as_bytes()).is_multiple_of(5))
+        .map(|(t, y, _)| (t, y))
+        .collect()
+}
+
+/// ToxiCN's test split (CC BY-NC-ND: evaluation only), when the shared data has it.
+fn toxicn_test(data: &Path) -> Option<Vec<(String, bool)>> {
+    let text = std::fs::read_to_string(data.join("toxicn/split/test.json")).ok()?;
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    Some(
+        rows.iter()
+            .map(|r| (r["content"].as_str().unwrap().to_string(), r["toxic"] == 1))
+            .collect(),
+    )
+}
+
+/// Precision/recall of `score >= th` on labelled rows.
+fn metrics_at(model: &Classifier, rows: &[(String, bool)], th: f32) -> Metrics {
+    let mut m = Metrics::default();
+    for (t, y) in rows {
+        m.add(model.prob(t, "1") >= th, *y);
+    }
+    m
+}
+
 #[test]
-fn shipped_model_and_lexicon_on_cold_dev_and_exam_questions() {
+fn shipped_model_and_lexicon_on_held_out_sources() {
     let model = Classifier::load(&filters().join("cold_char.bin"), true).unwrap();
     let size = std::fs::metadata(filters().join("cold_char.bin")).unwrap().len();
     assert!(size < 5_000_000, "shipped model is {size} bytes");
     let lex = lexicon();
     let Some(data) = shared_data() else { return };
 
-    let rows = parse_csv(&std::fs::read_to_string(data.join("cold/dev.csv")).unwrap());
-    let (ti, li) = (
-        rows[0].iter().position(|h| h == "TEXT").unwrap(),
-        rows[0].iter().position(|h| h == "label").unwrap(),
-    );
-    let cold: Vec<(String, bool)> = rows[1..]
-        .iter()
-        .filter(|r| r.len() > li.max(ti))
-        .map(|r| (r[ti].clone(), r[li].trim() == "1"))
+    let cold: Vec<(String, bool)> = labelled_csv(&data.join("cold/dev.csv"), "TEXT", "label")
+        .into_iter()
+        .map(|(t, y, _)| (t, y))
         .collect();
     assert_eq!(cold.len(), 6431);
     let scores: Vec<f32> = cold.iter().map(|(t, _)| model.prob(t, "1")).collect();
@@ -196,23 +263,28 @@ fn shipped_model_and_lexicon_on_cold_dev_and_exam_questions() {
         cold.len(),
         exams.len()
     );
-    println!("| detector | P | R | F1 | acc | FP rate COLD-dev safe | FP rate exams |");
+    println!("| detector | P | R | F1 | acc | FP rate on the source's safe rows | FP rate exams |");
     println!("|---|---|---|---|---|---|---|");
-    let line = |name: &str, m: &Metrics, ex: f64| {
+    // `ex`: the false-positive rate on exam questions, where measured.
+    let line = |name: &str, m: &Metrics, ex: Option<f64>| {
+        let ex = ex.map_or(String::new(), |e| format!("{:.2}%", 100.0 * e));
         println!(
-            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2}% | {:.2}% |",
+            "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.2}% | {ex} |",
             m.precision(),
             m.recall(),
             m.f1(),
             m.accuracy(),
             100.0 * m.fp_rate(),
-            100.0 * ex
         )
     };
-    for th in [0.5, 0.7, 0.9, 0.95] {
-        line(&format!("model, threshold {th}"), &at(th, false), exam_fp(th));
+    for th in [0.3, 0.5, 0.7, 0.9] {
+        line(
+            &format!("model, threshold {th}"),
+            &at(th, false),
+            Some(exam_fp(th)),
+        );
     }
-    line("lexicon only", &lex_only, rate(exam_lex, exams.len()));
+    line("lexicon only", &lex_only, Some(rate(exam_lex, exams.len())));
     let both = at(THRESHOLD, true);
     let exam_both = exams
         .iter()
@@ -222,22 +294,47 @@ fn shipped_model_and_lexicon_on_cold_dev_and_exam_questions() {
     line(
         &format!("model {THRESHOLD} + lexicon >= {MIN_HITS} hits (stage default)"),
         &both,
-        rate(exam_both, exams.len()),
+        Some(rate(exam_both, exams.len())),
     );
 
-    // Targets: F1 >= 0.80 on COLD and <= 1% false positives on exam questions, for
-    // the model at the threshold the default pipeline uses. The lexicon adds ~0.6%
-    // on exams (law questions about drugs and gambling); see the README.
-    let model = at(THRESHOLD, false);
-    assert!(model.f1() >= 0.80, "model F1 on COLD dev {:.3}", model.f1());
+    // The other sources, at the default threshold: SWSR's held-aside posts and
+    // ToxiCN's test split (neither trained on nor used to choose anything).
+    let swsr = swsr_held(&data);
+    assert_eq!(swsr.len(), 1757, "the held-aside SWSR part changed");
+    let swsr_m = metrics_at(&model, &swsr, THRESHOLD);
+    line(&format!("SWSR held, model {THRESHOLD}"), &swsr_m, None);
+    let toxicn = toxicn_test(&data).map(|rows| metrics_at(&model, &rows, THRESHOLD));
+    if let Some(m) = &toxicn {
+        line(&format!("ToxiCN test, model {THRESHOLD}"), m, None);
+    }
+
+    // Floors a little under the measured levels of the shipped model (see
+    // docs/benchmarks/toxicity.md): a worse model or a changed threshold fails.
+    let model_m = at(THRESHOLD, false);
+    assert!(
+        model_m.f1() >= COLD_DEV_F1,
+        "model F1 on COLD dev {:.3}",
+        model_m.f1()
+    );
+    assert!(
+        swsr_m.f1() >= SWSR_HELD_F1,
+        "model F1 on SWSR held {:.3}",
+        swsr_m.f1()
+    );
+    if let Some(m) = toxicn {
+        assert!(m.f1() >= TOXICN_F1, "model F1 on ToxiCN test {:.3}", m.f1());
+    }
     assert!(
         exam_fp(THRESHOLD) <= 0.01,
         "model FP on exams: {:.4}",
         exam_fp(THRESHOLD)
     );
-    assert!(at(0.5, false).f1() >= 0.85, "model F1 at 0.5");
     assert!(rate(exam_lex, exams.len()) <= 0.01, "lexicon FP on exams");
-    assert!(both.f1() >= 0.80, "stage default F1 on COLD dev {:.3}", both.f1());
+    assert!(
+        both.f1() >= COLD_DEV_F1,
+        "stage default F1 on COLD dev {:.3}",
+        both.f1()
+    );
     assert!(rate(exam_both, exams.len()) <= 0.01, "stage default FP on exams");
 }
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Write the training file of mgt_char.bin (JSON Lines, {"text", "label", "source"}):
+"""Write the training file of mgt_zh_formal.bin (with FORMAL_REPEAT=0: of mgt_char.bin) (JSON Lines, {"text", "label", "source"}):
 
     python3 filters/machine_text/build_train.py [SHARED_DATA] > mgt_train.jsonl
 
@@ -13,7 +13,10 @@ GPT-3.5 / GPT-4). Holding the medical answers out means the model cannot learn
 "medical topic = human"; the held-out pair measures whether it learned style.
 
 Human (0): COLD train texts (social media; every 3rd row), C-Eval test and CMMLU
-dev questions (every 2nd), SOHU news texts, AGT-2025 fold A human answers; English: Fast-DetectGPT main/
+dev questions (every 2nd), SOHU news texts, AGT-2025 fold A human answers, formal prose
+from Chinese books installed by Debian packages (formal_prose.py: Debian Reference, the
+Debian Administrator's Handbook, the New Maintainers' Guide, LibreOffice's help; four
+pages in five, the fifth and the Debian Edu manual are build_eval.py's); English: Fast-DetectGPT main/
 originals (XSum, SQuAD, WritingPrompts), MMLU test questions (every 7th), C4 docs.
 Machine (1): BELLE eval answers, alpaca-gpt4-zh demo outputs, LLaMA-Factory and
 MedicalGPT DPO chosen+rejected answers, hikariming supplementary ChatGPT/ERNIE
@@ -32,6 +35,9 @@ import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import formal_prose  # noqa: E402
+
 DATA = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared", "data")
 MIN_CHARS = 10
 
@@ -77,6 +83,25 @@ for f in sorted(glob.glob(p("zh_similarity_pairs_text2vec", "sohu2021", "*.jsonl
                 # else the only human documents with paragraphs would be English (C4).
                 sohu.append(re.sub(r" {2,}", "\n\n", r[k].strip()))
 sources.append(("sohu_news", "0", sohu))
+
+# Formal human prose: Debian's Chinese books (formal_prose.py), minus one page in five
+# (build_eval.py's tune part) and minus the Debian Edu manual (left out whole: report part).
+# Without them the pool's formal human Chinese is news (SOHU) and exam questions, and
+# impersonal explanatory prose, the register of definitions and manuals, reads as a model's.
+# `FORMAL_BOOKS` limits the books (the leave-one-book-out check of docs/benchmarks/machine_text.md).
+formal_books = os.environ.get("FORMAL_BOOKS", ",".join(formal_prose.BOOKS)).split(",")
+formal_repeat = int(os.environ.get("FORMAL_REPEAT", "1"))
+books = []
+for book in formal_books:
+    if book in formal_prose.LEFT_OUT or not formal_repeat:
+        continue
+    chunks = formal_prose.chunks(book)
+    if not chunks:
+        # A missing package would silently give another pool (and another model).
+        sys.exit(f"build_train.py: no text for {book} ({formal_prose.BOOKS[book]}); "
+                 "install the packages named in formal_prose.py, or set FORMAL_REPEAT=0")
+    books += [chunk for page, chunk in chunks if not formal_prose.held_aside(page)]
+sources.append(("formal_books_zh", "0", books * formal_repeat))
 
 # ---- machine, Chinese
 sources.append(("belle_answers", "1", [r["std_answer"] for r in jsonl(p("belle_zh_eval", "eval_set.json"))]))

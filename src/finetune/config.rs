@@ -169,8 +169,11 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     /// Validation loss every this many steps (0 = only at epoch ends).
     pub eval_every: usize,
-    /// Evaluations in a row with rising validation and falling training loss that flag overfitting.
+    /// Evaluations in a row after the best one whose validation loss stays above the best
+    /// by more than `overfit_margin` that flag overfitting.
     pub overfit_patience: usize,
+    /// Nats above the best validation loss that count as worse (0: any rise).
+    pub overfit_margin: f64,
     /// Stop when overfitting is flagged.
     pub early_stopping: bool,
     /// Restore the weights of the best validation loss at the end.
@@ -196,6 +199,7 @@ impl Default for TrainConfig {
             max_grad_norm: 1.0,
             eval_every: 50,
             overfit_patience: 3,
+            overfit_margin: 0.0,
             early_stopping: false,
             keep_best: true,
         }
@@ -219,6 +223,9 @@ impl TrainConfig {
         }
         if self.overfit_patience == 0 {
             bail!("finetune: overfit_patience must be >= 1");
+        }
+        if !(self.overfit_margin >= 0.0 && self.overfit_margin.is_finite()) {
+            bail!("finetune: overfit_margin must be a finite number >= 0");
         }
         Ok(())
     }

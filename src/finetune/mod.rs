@@ -6,12 +6,13 @@
 //! trains on raw and on cleaned data and reports the difference. [`checkpoint`] loads
 //! pretrained Llama/Qwen2 checkpoints (HF folders, GGUF files) and [`gguf_tokenizer`]
 //! rebuilds their tokenizers. With `--features cuda`, [`fused`] is the optimizer step as
-//! CUDA kernels.
+//! CUDA kernels and [`cuda_ops`] holds fused attention, loss and RoPE with their gradients.
 
 pub mod chart;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
+pub mod cuda_ops;
 pub mod data;
 #[cfg(feature = "cuda")]
 pub mod fused;

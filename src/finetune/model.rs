@@ -25,13 +25,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use super::config::ModelConfig;
+use super::cuda_ops::{self, Kernels};
 use super::rng::Rng;
 
 /// Which parameters train.
@@ -129,6 +130,8 @@ pub struct Model {
     base_dtype: DType,
     /// RoPE cos/sin tables and the causal mask by (prefix slots, length), built once.
     tables: Mutex<HashMap<(usize, usize), Tables>>,
+    /// Fused CUDA attention, loss and RoPE (None on the CPU or when they failed their check).
+    fused: Option<Arc<Kernels>>,
 }
 
 /// RoPE cos and sin tables and the additive causal mask for one (prefix, length).
@@ -272,7 +275,9 @@ impl Model {
             vars,
             base_dtype,
             tables: Mutex::new(HashMap::new()),
+            fused: None,
         };
+        model.fused = fused_kernels(device, model.config.head_dim());
         let mut rng = Rng::new(seed, 2);
         match &method {
             Method::Full => {}
@@ -433,14 +438,8 @@ impl Model {
     pub fn forward(&self, ids: &Tensor, mut dropout: Option<&mut Rng>) -> Result<Tensor> {
         let c = &self.config;
         let (b, t) = ids.dims2()?;
-        let (d, h, kvh, hd) = (
-            c.hidden_size,
-            c.num_attention_heads,
-            c.num_key_value_heads,
-            c.head_dim(),
-        );
         let n_prefix = self.prefix.as_ref().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
-        let (cos, sin, mask) = self.tables(n_prefix, t)?;
+        let tabs = self.tables(n_prefix, t)?;
         let mut x = self
             .w("model.embed_tokens.weight")?
             .index_select(&ids.flatten_all()?, 0)?; // [B*T, d]
@@ -458,34 +457,7 @@ impl Model {
             let q = self.linear(&format!("{p}.self_attn.q_proj"), &hn, &hb, dropout.as_deref_mut())?;
             let k = self.linear(&format!("{p}.self_attn.k_proj"), &hn, &hb, dropout.as_deref_mut())?;
             let v = self.linear(&format!("{p}.self_attn.v_proj"), &hn, &hb, dropout.as_deref_mut())?;
-            let q = q.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?;
-            let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
-            let mut v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
-            let q = rope(&q, &cos, &sin, c.rope_interleaved)?;
-            let mut k = rope(&k, &cos, &sin, c.rope_interleaved)?;
-            if let Some(prefix) = &self.prefix {
-                // PEFT layout: columns (layer*2 + 0) hold keys, (layer*2 + 1) values.
-                let kv_dim = kvh * hd;
-                let take = |slot: usize| -> Result<Tensor> {
-                    Ok(prefix
-                        .narrow(1, (i * 2 + slot) * kv_dim, kv_dim)?
-                        .reshape((n_prefix, kvh, hd))?
-                        .transpose(0, 1)?
-                        .unsqueeze(0)?
-                        .broadcast_as((b, kvh, n_prefix, hd))?
-                        .contiguous()?)
-                };
-                k = Tensor::cat(&[&take(0)?, &k], 2)?;
-                v = Tensor::cat(&[&take(1)?, &v], 2)?;
-            }
-            let k = repeat_kv(&k, h / kvh)?;
-            let v = repeat_kv(&v, h / kvh)?;
-            let scores = q
-                .matmul(&k.t()?.contiguous()?)?
-                .affine(1.0 / (hd as f64).sqrt(), 0.0)?
-                .broadcast_add(&mask)?;
-            let attn = softmax_last_dim(&scores)?.matmul(&v)?; // [B, H, T, hd]
-            let attn = attn.transpose(1, 2)?.contiguous()?.reshape((b * t, d))?;
+            let attn = self.attention(i, q, k, v, (b, t), &tabs)?; // [B*T, d]
             let o = self.linear(
                 &format!("{p}.self_attn.o_proj"),
                 &attn,
@@ -525,6 +497,75 @@ impl Model {
         Ok(logits.reshape((b, t, c.vocab_size))?)
     }
 
+    /// Self-attention of layer `layer` on its projections q `[B*T, H*hd]`, k, v
+    /// `[B*T, KVH*hd]` (`bt` = (B, T)): RoPE, the prefix slots, causal softmax attention.
+    /// `[B*T, d]`. With the fused CUDA kernels q, k, v stay in `[B, T, heads, hd]` and
+    /// no score matrix is stored; otherwise basic ops in `[B, heads, T, hd]`.
+    fn attention(
+        &self,
+        layer: usize,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        (b, t): (usize, usize),
+        (cos, sin, mask): &Tables,
+    ) -> Result<Tensor> {
+        let c = &self.config;
+        let (d, h, kvh, hd) = (
+            c.hidden_size,
+            c.num_attention_heads,
+            c.num_key_value_heads,
+            c.head_dim(),
+        );
+        let n_prefix = self.prefix.as_ref().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
+        // PEFT layout: columns (layer*2 + 0) hold keys, (layer*2 + 1) values: [P, KVH, hd].
+        let prefix_slot = |prefix: &Tensor, slot: usize| -> Result<Tensor> {
+            let kv_dim = kvh * hd;
+            Ok(prefix
+                .narrow(1, (layer * 2 + slot) * kv_dim, kv_dim)?
+                .reshape((n_prefix, kvh, hd))?)
+        };
+        if let Some(kern) = &self.fused {
+            let q = kern.rope(&q.reshape((b, t, h, hd))?, cos, sin, c.rope_interleaved)?;
+            let mut k = kern.rope(&k.reshape((b, t, kvh, hd))?, cos, sin, c.rope_interleaved)?;
+            let mut v = v.reshape((b, t, kvh, hd))?;
+            if let Some(prefix) = &self.prefix {
+                let take = |slot| -> Result<Tensor> {
+                    Ok(prefix_slot(prefix, slot)?
+                        .unsqueeze(0)?
+                        .broadcast_as((b, n_prefix, kvh, hd))?)
+                };
+                k = Tensor::cat(&[&take(0)?, &k], 1)?;
+                v = Tensor::cat(&[&take(1)?, &v], 1)?;
+            }
+            return Ok(kern.attention(&q, &k, &v, n_prefix)?.reshape((b * t, d))?);
+        }
+        let q = q.reshape((b, t, h, hd))?.transpose(1, 2)?.contiguous()?;
+        let k = k.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
+        let mut v = v.reshape((b, t, kvh, hd))?.transpose(1, 2)?.contiguous()?;
+        let q = rope(&q, cos, sin, c.rope_interleaved)?;
+        let mut k = rope(&k, cos, sin, c.rope_interleaved)?;
+        if let Some(prefix) = &self.prefix {
+            let take = |slot| -> Result<Tensor> {
+                Ok(prefix_slot(prefix, slot)?
+                    .transpose(0, 1)?
+                    .unsqueeze(0)?
+                    .broadcast_as((b, kvh, n_prefix, hd))?
+                    .contiguous()?)
+            };
+            k = Tensor::cat(&[&take(0)?, &k], 2)?;
+            v = Tensor::cat(&[&take(1)?, &v], 2)?;
+        }
+        let k = repeat_kv(&k, h / kvh)?;
+        let v = repeat_kv(&v, h / kvh)?;
+        let scores = q
+            .matmul(&k.t()?.contiguous()?)?
+            .affine(1.0 / (hd as f64).sqrt(), 0.0)?
+            .broadcast_add(mask)?;
+        let attn = softmax_last_dim(&scores)?.matmul(&v)?; // [B, H, T, hd]
+        Ok(attn.transpose(1, 2)?.contiguous()?.reshape((b * t, d))?)
+    }
+
     /// Mean cross-entropy over positions where `mask` is 1 (`targets`, `mask`: [B, T]),
     /// and the number of such positions.
     pub fn loss(
@@ -555,7 +596,10 @@ impl Model {
         let logits = self.forward(ids, dropout)?;
         let v = self.config.vocab_size;
         let logits = logits.reshape(((), v))?;
-        let nll = nll_per_position(&logits, &targets.flatten_all()?)?;
+        let nll = match &self.fused {
+            Some(kern) => kern.cross_entropy(&logits, &targets.flatten_all()?)?,
+            None => nll_per_position(&logits, &targets.flatten_all()?)?,
+        };
         let mask = mask.flatten_all()?.to_dtype(DType::F32)?;
         let total = (nll * &mask)?.sum_all()?;
         Ok(total.affine(1.0 / count.max(1.0), 0.0)?)
@@ -653,6 +697,21 @@ impl Model {
         crate::io::writer::write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(&config)?)?;
         Ok(())
     }
+}
+
+/// The fused CUDA kernels for `device` (compiled and checked against basic ops), or None
+/// on the CPU, with `CURATE_FUSED_OPS=0`, or when they fail to load or agree (warned).
+fn fused_kernels(device: &Device, head_dim: usize) -> Option<Arc<Kernels>> {
+    if !device.is_cuda() || !cuda_ops::enabled() {
+        return None;
+    }
+    #[cfg(feature = "cuda")]
+    match Kernels::load(device, head_dim) {
+        Ok(k) => return Some(k),
+        Err(e) => eprintln!("warning: fused CUDA attention/loss/RoPE unavailable, using basic ops: {e:#}"),
+    }
+    let _ = head_dim;
+    None
 }
 
 /// RMSNorm from basic ops: `x / sqrt(mean(x²) + eps) · w` over the last dimension.

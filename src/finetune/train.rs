@@ -7,8 +7,11 @@
 //! epoch), and every optimizer step takes `batch_size x grad_accum` rows of
 //! `seq_len` tokens: the token budget is `steps x batch_size x grad_accum x seq_len`.
 //!
-//! Overfitting: the validation loss rose for `overfit_patience` evaluations in a
-//! row while the mean training loss over the same windows fell.
+//! Overfitting: after its best evaluation, the validation loss stayed above that best
+//! by more than `overfit_margin` for `overfit_patience` evaluations in a row ([`overfitting`]).
+//! The training loss plays no part: its window means are noisy, and a validation loss
+//! that keeps failing to improve is the signal whatever they do. [`epoch_table`] gives
+//! the train and validation loss per epoch.
 //!
 //! On a GPU nothing inside a step waits for the device: the batch goes up in one copy
 //! per tensor, the trained-position counts come from the host rows, the gradient norm
@@ -57,11 +60,26 @@ pub struct EvalLog {
 /// Where overfitting was flagged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Overfit {
-    /// The step of the last evaluation before validation loss started rising.
+    /// The step of the best evaluation, after which validation loss did not come back.
     pub since_step: usize,
-    /// The step at which it was flagged (after `overfit_patience` rising evaluations).
+    /// The step at which it was flagged (`overfit_patience` evaluations after the best).
     pub flagged_at_step: usize,
     pub since_epoch: f64,
+}
+
+/// One epoch's losses: the steps since the previous epoch's end, and the evaluation at
+/// its end (the last row may be a partial epoch, ending at the run's last evaluation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRow {
+    /// Epoch position at its evaluation (e.g. 1.02: the step that crossed into epoch 2).
+    pub epoch: f64,
+    pub first_step: usize,
+    pub last_step: usize,
+    /// Mean training loss of its steps.
+    pub train_loss: f64,
+    pub val_loss: Option<f64>,
+    /// `val_loss - train_loss`.
+    pub gap: Option<f64>,
 }
 
 /// Everything a training run measured (the body of `finetune.json`).
@@ -94,6 +112,84 @@ pub struct TrainReport {
     pub early_stopped_at_step: Option<usize>,
     /// True when the saved weights are the best evaluation's rather than the last step's.
     pub restored_best: bool,
+    /// Train and validation loss per epoch ([`epoch_table`]).
+    #[serde(default)]
+    pub epochs: Vec<EpochRow>,
+}
+
+/// Overfitting in `evals` so far: the validation loss has stayed above its best by more
+/// than `margin` for `patience` evaluations in a row since that best.
+pub fn overfitting(evals: &[EvalLog], patience: usize, margin: f64) -> Option<Overfit> {
+    let (best_at, best) = evals
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.val_loss.total_cmp(&b.1.val_loss).then(a.0.cmp(&b.0)))?;
+    let after = &evals[best_at + 1..];
+    if after.len() < patience || after.iter().any(|e| e.val_loss <= best.val_loss + margin) {
+        return None;
+    }
+    Some(Overfit {
+        since_step: best.step,
+        since_epoch: best.epoch,
+        flagged_at_step: after[patience - 1].step,
+    })
+}
+
+/// Per-epoch rows from a run's step log and evaluations: each epoch-end evaluation closes
+/// an epoch, and steps after the last one form a partial epoch closed by the final
+/// evaluation (or none).
+pub fn epoch_table(steps: &[StepLog], evals: &[EvalLog]) -> Vec<EpochRow> {
+    let mut ends: Vec<(usize, f64, Option<f64>)> = evals
+        .iter()
+        .filter(|e| e.epoch_end)
+        .map(|e| (e.step, e.epoch, Some(e.val_loss)))
+        .collect();
+    if let Some(last) = steps.last() {
+        if ends.last().is_none_or(|&(s, _, _)| s < last.step) {
+            let val = evals.last().filter(|e| e.step == last.step).map(|e| e.val_loss);
+            ends.push((last.step, last.epoch, val));
+        }
+    }
+    let mut rows = Vec::with_capacity(ends.len());
+    let mut first = 1;
+    for (end, epoch, val_loss) in ends {
+        let losses: Vec<f64> = steps
+            .iter()
+            .filter(|s| s.step >= first && s.step <= end)
+            .map(|s| s.train_loss)
+            .collect();
+        if losses.is_empty() {
+            continue;
+        }
+        let train_loss = losses.iter().sum::<f64>() / losses.len() as f64;
+        rows.push(EpochRow {
+            epoch,
+            first_step: first,
+            last_step: end,
+            train_loss,
+            val_loss,
+            gap: val_loss.map(|v| v - train_loss),
+        });
+        first = end + 1;
+    }
+    rows
+}
+
+/// The per-epoch table as aligned text lines (terminal summaries).
+pub fn epoch_table_text(rows: &[EpochRow]) -> String {
+    let num = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let mut out = String::from("epoch    steps        train    val      gap\n");
+    for r in rows {
+        out.push_str(&format!(
+            "{:<8.2} {:<12} {:<8.4} {:<8} {}\n",
+            r.epoch,
+            format!("{}-{}", r.first_step, r.last_step),
+            r.train_loss,
+            num(r.val_loss),
+            r.gap.map_or("-".to_string(), |g| format!("{g:+.4}"))
+        ));
+    }
+    out
 }
 
 /// AdamW with decoupled weight decay on matrices (not on norms, biases, prefixes).
@@ -376,6 +472,7 @@ pub fn train(
         overfitting: None,
         early_stopped_at_step: None,
         restored_best: false,
+        epochs: Vec::new(),
     };
     let mut opt = Optimizer::new(model)?;
     let mut profile = Profile::from_env(&device)?;
@@ -383,11 +480,13 @@ pub fn train(
     if device.is_cuda() {
         // LoRA dropout masks are drawn on the GPU there (see `Model::linear`).
         device.set_seed(cfg.seed)?;
+        if let Err(e) = super::cuda_ops::keep_pool_memory(&device) {
+            eprintln!("finetune: could not keep freed GPU memory pooled ({e:#})");
+        }
     }
     let (mut epoch, mut cursor) = (0usize, 0usize);
     let mut window: Vec<f64> = Vec::new();
     let mut best: Option<(f64, Vec<Tensor>)> = None;
-    let mut rising = 0usize;
     let started = Instant::now();
     // Time spent outside training (evaluations, snapshots), and the first step's time.
     let mut other_seconds = 0.0;
@@ -484,21 +583,6 @@ pub fn train(
                 gap: val_loss - train_loss,
                 epoch_end: epoch_ended,
             };
-            if let Some(prev) = report.evals.last() {
-                if e.val_loss > prev.val_loss && e.train_loss < prev.train_loss {
-                    rising += 1;
-                } else {
-                    rising = 0;
-                }
-            }
-            if rising >= cfg.overfit_patience && report.overfitting.is_none() {
-                let since = &report.evals[report.evals.len() - rising];
-                report.overfitting = Some(Overfit {
-                    since_step: since.step,
-                    since_epoch: since.epoch,
-                    flagged_at_step: e.step,
-                });
-            }
             if best.as_ref().is_none_or(|(b, _)| val_loss < *b) {
                 report.best_step = Some(e.step);
                 report.best_epoch = Some(e.epoch);
@@ -516,6 +600,9 @@ pub fn train(
             report.final_val_loss = Some(e.val_loss);
             report.final_gap = Some(e.gap);
             report.evals.push(e);
+            if report.overfitting.is_none() {
+                report.overfitting = overfitting(&report.evals, cfg.overfit_patience, cfg.overfit_margin);
+            }
             eval_log = report.evals.last().cloned();
             device.synchronize()?;
             other_seconds += eval_started.elapsed().as_secs_f64();
@@ -546,6 +633,7 @@ pub fn train(
             report.restored_best = true;
         }
     }
+    report.epochs = epoch_table(&report.step_log, &report.evals);
     report.seconds = started.elapsed().as_secs_f64();
     report.tokens_per_second = report.tokens_seen as f64 / train_seconds;
     if let (Some(first), true) = (first_step_seconds, report.steps > 1) {
@@ -662,6 +750,90 @@ mod tests {
             eval_every: 10,
             ..TrainConfig::default()
         }
+    }
+
+    fn eval_at(step: usize, train_loss: f64, val_loss: f64, epoch_end: bool) -> EvalLog {
+        EvalLog {
+            step,
+            epoch: step as f64 / 10.0,
+            train_loss,
+            val_loss,
+            gap: val_loss - train_loss,
+            epoch_end,
+        }
+    }
+
+    #[test]
+    fn overfitting_fires_on_a_rising_validation_loss_and_not_on_a_falling_one() {
+        // The run the issue saw: validation rose at 3 evaluations in a row while the
+        // noisy training window went up once; the old rule (both at once) said no.
+        let rising: Vec<EvalLog> = [(5.90, 5.8620), (5.70, 5.8644), (5.72, 5.8656), (5.60, 5.8666)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(t, v))| eval_at((i + 1) * 50, t, v, false))
+            .collect();
+        let o = overfitting(&rising, 3, 0.0).expect("three evaluations above the best");
+        assert_eq!((o.since_step, o.flagged_at_step), (50, 200));
+        assert!(
+            overfitting(&rising[..3], 3, 0.0).is_none(),
+            "only two after the best"
+        );
+        assert!(
+            overfitting(&rising, 3, 0.003).is_none(),
+            "5.8644 is within the margin"
+        );
+        let falling: Vec<EvalLog> = (0..8)
+            .map(|i| eval_at((i + 1) * 50, 6.0 - 0.1 * i as f64, 6.5 - 0.05 * i as f64, false))
+            .collect();
+        assert!(overfitting(&falling, 1, 0.0).is_none());
+        // A dip below the best resets the count: it only counts evaluations after the best.
+        let mut back = rising.clone();
+        back.push(eval_at(250, 5.5, 5.80, false));
+        assert!(overfitting(&back, 3, 0.0).is_none());
+    }
+
+    #[test]
+    fn epoch_table_closes_epochs_at_epoch_end_evaluations() {
+        let steps: Vec<StepLog> = (1..=25)
+            .map(|s| StepLog {
+                step: s,
+                epoch: s as f64 / 10.0,
+                lr: 1e-3,
+                train_loss: if s <= 10 {
+                    4.0
+                } else if s <= 20 {
+                    3.0
+                } else {
+                    2.0
+                },
+                grad_norm: 1.0,
+            })
+            .collect();
+        let evals = vec![
+            eval_at(5, 4.0, 4.5, false),
+            eval_at(10, 4.0, 4.2, true),
+            eval_at(20, 3.0, 3.9, true),
+            eval_at(25, 2.0, 3.95, false),
+        ];
+        let rows = epoch_table(&steps, &evals);
+        let got: Vec<(usize, usize, f64, Option<f64>)> = rows
+            .iter()
+            .map(|r| (r.first_step, r.last_step, r.train_loss, r.val_loss))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, 10, 4.0, Some(4.2)),
+                (11, 20, 3.0, Some(3.9)),
+                (21, 25, 2.0, Some(3.95))
+            ]
+        );
+        assert!((rows[2].gap.unwrap() - 1.95).abs() < 1e-12);
+        let text = epoch_table_text(&rows);
+        assert_eq!(text.lines().count(), 4, "{text}");
+        // No evaluation at the last step: the partial epoch has no validation loss.
+        let rows = epoch_table(&steps, &evals[..3]);
+        assert_eq!(rows.last().map(|r| (r.first_step, r.val_loss)), Some((21, None)));
     }
 
     #[test]

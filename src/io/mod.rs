@@ -18,6 +18,7 @@ pub mod writer;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -379,10 +380,66 @@ pub fn walk_files(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBu
     Ok(out)
 }
 
+/// Bytes this process has read from input files (before decompression) and from a
+/// prepass's spill, for the progress bar: one counter for all readers, since progress is
+/// per process (the bar measures what was read since it started).
+static INPUT_BYTES_READ: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes read from input files so far (compressed bytes for compressed files; a Parquet
+/// file counts whole when it is opened).
+pub fn input_bytes_read() -> u64 {
+    INPUT_BYTES_READ.load(Ordering::Relaxed)
+}
+
+/// Add `n` bytes to [`input_bytes_read`].
+pub fn count_input_bytes(n: u64) {
+    INPUT_BYTES_READ.fetch_add(n, Ordering::Relaxed);
+}
+
+/// On-disk size of the sources (local files and S3 objects): the progress bar's total.
+pub fn sources_size(sources: &[Source]) -> u64 {
+    sources
+        .iter()
+        .map(|s| match &s.remote {
+            Some(obj) => obj.size,
+            None => tree_size(&s.path),
+        })
+        .sum()
+}
+
+/// Size of a file, or of every file under a folder (an HTML folder source).
+pub fn tree_size(path: &Path) -> u64 {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => m.len(),
+        Ok(m) if m.is_dir() => {
+            std::fs::read_dir(path).map_or(0, |entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
+        }
+        _ => 0,
+    }
+}
+
+/// A file whose reads count toward [`input_bytes_read`].
+pub struct CountedFile(File);
+
+impl CountedFile {
+    /// Open `path` for counted reading.
+    pub fn open(path: &Path) -> std::io::Result<CountedFile> {
+        File::open(path).map(CountedFile)
+    }
+}
+
+impl Read for CountedFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        count_input_bytes(n as u64);
+        Ok(n)
+    }
+}
+
 /// Open a file for reading, decompressing by its extension.
 pub fn open_decompressed(path: &Path, named: Codec) -> Result<Box<dyn Read + Send>> {
     let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut buffered = BufReader::with_capacity(1 << 16, file);
+    let mut buffered = BufReader::with_capacity(1 << 16, CountedFile(file));
     let codec =
         sniff_codec(&mut buffered, named).with_context(|| format!("{}: read error", path.display()))?;
     Ok(match codec {
@@ -399,7 +456,7 @@ pub fn open_decompressed(path: &Path, named: Codec) -> Result<Box<dyn Read + Sen
 /// whatever its name says: a plain file named `.gz` is read as plain (flate2 would
 /// read it as an empty stream, and the whole file would be lost without a word),
 /// and a gzip file without the suffix is decompressed. An empty file keeps its name's codec.
-fn sniff_codec(reader: &mut BufReader<File>, named: Codec) -> std::io::Result<Codec> {
+fn sniff_codec<R: Read>(reader: &mut BufReader<R>, named: Codec) -> std::io::Result<Codec> {
     use std::io::BufRead;
     let head = reader.fill_buf()?;
     Ok(if head.is_empty() {

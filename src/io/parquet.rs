@@ -41,6 +41,8 @@ impl ParquetSource {
     pub fn open(source: &Source, fields: &FieldMap) -> Result<Self> {
         let name = source.path.display().to_string();
         let file = File::open(&source.path).with_context(|| format!("{name}: cannot open"))?;
+        // Progress: the reader seeks around the file, so it counts whole here.
+        super::count_input_bytes(file.metadata().map_or(0, |m| m.len()));
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .with_context(|| format!("{name}: not a readable Parquet file"))?;
         let columns: Vec<String> = builder

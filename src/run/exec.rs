@@ -331,6 +331,13 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
     let rejected_shape = schema.rejected_shape();
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
     let mut first_stage = 0;
+    // What this pass reads, for the progress bar: the prepass's spill, or the sources
+    // (unknown with --limit, which stops inside them).
+    let read_size = match &spill {
+        Some((job, _)) => crate::io::tree_size(&super::spill::spill_path(&job.dir)),
+        None if opts.limit.is_some() => 0,
+        None => crate::io::sources_size(sources),
+    };
     let reader = match spill {
         Some((mut job, stage)) => {
             first_stage = stage;
@@ -380,7 +387,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
     let parser = BatchParser::new(pipeline)?;
     let meta_field = pipeline.output.meta_field.clone();
     let samples_per = pipeline.run.report_samples;
-    let mut progress = Progress::new(opts.quiet, cp.records_read, cp.stats.kept);
+    let mut progress = Progress::new(opts.quiet, cp.records_read, cp.stats.kept, read_size);
     let prior_seconds = cp.stats.seconds;
     let prior_cpu = cp.stats.cpu_seconds;
     let base_read_cpu = cp.stats.stages[0].cpu_seconds;

@@ -27,6 +27,7 @@ use crate::dedup::store;
 use crate::error::config_error;
 use crate::io::writer::write_atomic;
 use crate::io::Source;
+use crate::progress::Progress;
 use crate::sharded::layout::{global_dir, rank_dir};
 use crate::stage::PipelineStage;
 
@@ -187,6 +188,12 @@ fn run_prepass(
         }
         None => (0, Vec::new()),
     };
+    let read_size = match &chained {
+        Some((_, from, _)) => crate::io::tree_size(&super::spill::spill_path(from)),
+        None if opts.limit.is_some() => 0,
+        None => crate::io::sources_size(sources),
+    };
+    let mut progress = Progress::new(opts.quiet, 0, 0, read_size);
     let reader = match chained {
         Some((_, dir, _)) => {
             // The earlier spill's end books go into this spill's (below), not into a batch.
@@ -208,6 +215,7 @@ fn run_prepass(
     let parser = BatchParser::new(pipeline)?;
     let meta_field = &pipeline.output.meta_field;
     let mut result = Ok(());
+    let mut read_records = 0u64;
     for msg in read_rx {
         let batch = match msg {
             ReadMsg::Batch(b) => Input::Raw(b),
@@ -249,6 +257,8 @@ fn run_prepass(
         if observed > 0 {
             *per_source.entry(marks.source).or_default() += observed;
         }
+        read_records += slots.len() as u64;
+        progress.update(read_records, marks.bytes, observed);
         let spilled = spill.write_batch(
             BatchMarks {
                 source: marks.source,
@@ -266,6 +276,7 @@ fn run_prepass(
         }
     }
     let _ = reader.join();
+    progress.finish();
     result?;
     let (wall, cpu) = (Instant::now(), thread_cpu_nanos());
     let target = pre[k]

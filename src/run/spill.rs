@@ -260,7 +260,8 @@ pub(super) struct SpillJob {
 pub(super) fn spill_reader_thread(job: SpillJob, tx: SyncSender<ReadMsg>) {
     let path = spill_path(&job.dir);
     let run = || -> Result<()> {
-        let file = File::open(&path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let file = crate::io::CountedFile::open(&path)
+            .with_context(|| format!("{}: cannot open", path.display()))?;
         let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))?;
         let mut sources: Vec<Arc<str>> = Vec::new();
         let mut pending: Option<SpillBatch> = None;

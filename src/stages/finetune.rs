@@ -31,7 +31,8 @@
 //! lr = 2e-3
 //! warmup_steps = 20
 //! eval_every = 50             # steps; and at every epoch end
-//! overfit_patience = 3        # K rising evaluations while training loss falls
+//! overfit_patience = 3        # K evaluations after the best, all above it: overfitting
+//! overfit_margin = 0.0        # nats above the best that count as worse
 //! early_stopping = false
 //! keep_best = true
 //! [stage.lora]                # method = "lora"
@@ -175,6 +176,7 @@ impl Stage for Finetune {
             "best_val_loss": r.best_val_loss,
             "overfitting": r.overfitting,
             "early_stopped_at_step": r.early_stopped_at_step,
+            "epochs": r.epochs,
         }))
     }
 
@@ -184,8 +186,8 @@ impl Stage for Finetune {
         let num = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.4}"));
         let overfit = match &r.overfitting {
             Some(o) => format!(
-                "<b>yes</b>: validation loss rose for {} evaluations in a row while training loss fell, since step {} (epoch {:.2})",
-                self.cfg.train.overfit_patience, o.since_step, o.since_epoch
+                "<b>yes</b>: validation loss stayed above its best (step {}, epoch {:.2}) by more than {} for {} evaluations, flagged at step {}",
+                o.since_step, o.since_epoch, self.cfg.train.overfit_margin, self.cfg.train.overfit_patience, o.flagged_at_step
             ),
             None => "no".to_string(),
         };
@@ -243,8 +245,25 @@ impl Stage for Finetune {
             .iter()
             .map(|(k, v)| format!("<tr><th style=\"text-align:left\">{k}</th><td>{v}</td></tr>"))
             .collect();
+        let epochs: String = r
+            .epochs
+            .iter()
+            .map(|e| {
+                format!(
+                    "<tr><td>{:.2}</td><td>{}–{}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
+                    e.epoch,
+                    e.first_step,
+                    e.last_step,
+                    e.train_loss,
+                    num(e.val_loss),
+                    e.gap.map_or("–".into(), |g| format!("{g:+.4}"))
+                )
+            })
+            .collect();
         Some(format!(
-            "<p>Files in <code>{}</code>.</p><table>{table}</table>{}",
+            "<p>Files in <code>{}</code>.</p><table>{table}</table>\
+             <h4>Per epoch</h4><table><tr><th>epoch</th><th>steps</th><th>train loss</th>\
+             <th>validation loss</th><th>gap</th></tr>{epochs}</table>{}",
             crate::report::escape(&f.output.display().to_string()),
             session::loss_chart(r, "training and validation loss")
         ))

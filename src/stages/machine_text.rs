@@ -25,6 +25,7 @@
 //! [[stage]]
 //! kind = "machine_text"
 //! model = "../filters/machine_text/mgt_char.bin"
+//! model_cjk = "../filters/machine_text/mgt_zh_formal.bin"   # mostly-CJK text (cjk_share = 0.5)
 //! phrases = ["../filters/machine_text/indicating_zh.txt", "../filters/machine_text/indicating_en.txt"]
 //! threshold = 0.9          # score at or above this flags the record
 //! fields = "response"      # response | prompt | all
@@ -97,6 +98,9 @@ fn default_lm_max_tokens() -> usize {
 fn default_lm_center() -> f32 {
     -3.0
 }
+fn default_cjk_share() -> f32 {
+    0.5
+}
 
 /// `[[stage]] kind = "machine_text"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +108,13 @@ fn default_lm_center() -> f32 {
 pub struct MachineTextConfig {
     /// A fastText model from `curate train-classifier` (labels `0` human / `1` machine).
     pub model: Option<PathBuf>,
+    /// A second model of the same kind for text whose letters are mostly CJK (at least
+    /// `cjk_share`): `filters/machine_text/mgt_zh_formal.bin` has formal Chinese prose in
+    /// its human side, which lowered English recall, so English keeps `model`.
+    pub model_cjk: Option<PathBuf>,
+    /// Share of CJK characters among a text's letters from which `model_cjk` scores it.
+    #[serde(default = "default_cjk_share")]
+    pub cjk_share: f32,
     /// Phrase lists (`phrase` or `phrase<TAB>category` per line, `#` comments), e.g. HC3's.
     #[serde(default)]
     pub phrases: Vec<PathBuf>,
@@ -237,6 +248,20 @@ pub struct Signals {
     pub lm: Option<LmScore>,
 }
 
+/// Share of CJK characters among the alphanumeric characters of `text` (0 without any).
+fn cjk_share(text: &str) -> f32 {
+    let (mut cjk, mut letters) = (0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphanumeric()) {
+        letters += 1;
+        cjk += usize::from(crate::text::is_cjk(c));
+    }
+    if letters == 0 {
+        0.0
+    } else {
+        cjk as f32 / letters as f32
+    }
+}
+
 /// Tokens as the classifier sees them: a CJK character, or a run of other letters/digits.
 fn tokens(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
@@ -365,6 +390,7 @@ pub struct MachineText {
     cfg: MachineTextConfig,
     phrases: Option<Lexicon>,
     model: Option<Classifier>,
+    model_cjk: Option<Classifier>,
     lm: Option<LmScorer>,
 }
 
@@ -401,24 +427,29 @@ impl MachineText {
             }
             Some(Lexicon::new(entries)?)
         };
-        let model = match &cfg.model {
-            Some(p) => {
-                let path = cx.resolve(p);
-                let m = Classifier::load(&path, cfg.char_split)
-                    .with_context(|| "machine_text: model")?
-                    .with_keep_punct(cfg.keep_punct);
-                if !m.labels().contains(&cfg.positive_label) {
-                    bail!(
-                        "machine_text: model {} has no label `{}` (labels: {:?})",
-                        path.display(),
-                        cfg.positive_label,
-                        m.labels()
-                    );
-                }
-                Some(m)
+        let load = |p: &PathBuf, key: &str| -> Result<Classifier> {
+            let path = cx.resolve(p);
+            let m = Classifier::load(&path, cfg.char_split)
+                .with_context(|| format!("machine_text: {key}"))?
+                .with_keep_punct(cfg.keep_punct);
+            if !m.labels().contains(&cfg.positive_label) {
+                bail!(
+                    "machine_text: {key} {} has no label `{}` (labels: {:?})",
+                    path.display(),
+                    cfg.positive_label,
+                    m.labels()
+                );
             }
-            None => None,
+            Ok(m)
         };
+        let model = cfg.model.as_ref().map(|p| load(p, "model")).transpose()?;
+        let model_cjk = cfg.model_cjk.as_ref().map(|p| load(p, "model_cjk")).transpose()?;
+        if model_cjk.is_some() && model.is_none() {
+            bail!("machine_text: model_cjk needs `model` too (for the other text)");
+        }
+        if !(0.0..=1.0).contains(&cfg.cjk_share) {
+            bail!("machine_text: cjk_share must be in 0..=1, got {}", cfg.cjk_share);
+        }
         let lm = match &cfg.lm_model {
             Some(p) => {
                 Some(LmScorer::load(&cx.resolve(p), cfg.lm_max_tokens).context("machine_text: lm_model")?)
@@ -429,15 +460,22 @@ impl MachineText {
             cfg,
             phrases,
             model,
+            model_cjk,
             lm,
         })
     }
 
-    /// P(machine) from the model alone; `None` without a model or for short text.
+    /// P(machine) from the model alone (`model_cjk` for mostly-CJK text when set); `None`
+    /// without a model or for short text.
     pub fn model_prob(&self, text: &str) -> Option<f32> {
-        let m = self.model.as_ref()?;
+        let mut m = self.model.as_ref()?;
         if text.trim().chars().count() < self.cfg.min_chars {
             return None;
+        }
+        if let Some(cjk) = &self.model_cjk {
+            if cjk_share(text) >= self.cfg.cjk_share {
+                m = cjk;
+            }
         }
         Some(m.prob(text, &self.cfg.positive_label))
     }

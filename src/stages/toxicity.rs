@@ -5,8 +5,9 @@
 //! houbb/sensitive-word's porn, drugs and gambling categories, filtered against
 //! clean exam questions) catch profanity and porn spam with near-zero false
 //! positives but miss attacks written in ordinary words; the fastText model
-//! (`filters/toxicity/cold_char.bin`, trained on COLD's train split with character
-//! n-grams) catches bias and attacks against groups, which is what COLD labels.
+//! (`filters/toxicity/cold_char.bin`, trained on COLD's train split and SWSR's
+//! training posts with character n-grams) catches bias, sexism and attacks
+//! against groups, which is what COLD and SWSR label.
 //!
 //! Lexicon matching runs aho-corasick (leftmost-longest) over a lower-cased,
 //! full-width-folded copy of each text; terms that start or end with a Latin
@@ -19,7 +20,7 @@
 //! kind = "toxicity"
 //! lexicon = ["../filters/toxicity/lexicon_zh.txt", "../filters/toxicity/lexicon_en.txt"]
 //! model = "../filters/toxicity/cold_char.bin"
-//! threshold = 0.9          # P(offensive) at or above this flags the record
+//! threshold = 0.65         # P(offensive) at or above this flags the record (0.9 if unset)
 //! min_lexicon_hits = 1     # this many lexicon hits flag it (0 = annotate only)
 //! fields = "all"           # all | response | prompt
 //! action = "drop"          # or "tag"
