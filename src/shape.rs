@@ -187,30 +187,6 @@ impl Shape {
             }
         }
     }
-
-    /// Where `v` does not fit this shape: `None` when it fits, else the path and why.
-    /// Stages' declared annotations are checked with it in tests.
-    pub fn misfit(&self, v: &Value) -> Option<String> {
-        match (self, v) {
-            (_, Value::Null) | (Shape::Json, _) => None,
-            (Shape::Bool, Value::Bool(_)) | (Shape::Str, Value::String(_)) => None,
-            (Shape::Int, Value::Number(n)) if n.is_i64() => None,
-            (Shape::Float, Value::Number(_)) => None,
-            (Shape::List(item), Value::Array(a)) => a
-                .iter()
-                .enumerate()
-                .find_map(|(i, x)| item.misfit(x).map(|e| format!("[{i}]{e}"))),
-            (Shape::Struct(fields), Value::Object(m)) => {
-                if let Some(k) = m.keys().find(|k| !fields.iter().any(|(name, _)| name == *k)) {
-                    return Some(format!(".{k}: key not declared"));
-                }
-                fields
-                    .iter()
-                    .find_map(|(k, s)| m.get(k).and_then(|x| s.misfit(x)).map(|e| format!(".{k}{e}")))
-            }
-            (s, v) => Some(format!(": {} does not fit {s:?}", crate::record::json_type(v))),
-        }
-    }
 }
 
 fn arrow_fields(fields: &[(String, Shape)]) -> Fields {
@@ -538,18 +514,13 @@ mod tests {
             r#"{"lang":"zh","via":null,"hits":[{"c":null,"n":1}],"any":"[1]"}"#
         );
         assert_eq!(conformed(&shape, json!(null)), "null");
-        // Undeclared keys are kept after the declared ones, and reported by `misfit`.
-        let extra = json!({"lang": "en", "new": 1});
+        // Undeclared keys are kept after the declared ones (tests/stage_compliance.rs
+        // fails a stage that writes one); a number in a text place becomes text.
         assert_eq!(
-            conformed(&shape, extra.clone()),
+            conformed(&shape, json!({"lang": "en", "new": 1})),
             r#"{"lang":"en","via":null,"hits":null,"any":null,"new":1}"#
         );
-        assert_eq!(shape.misfit(&extra).as_deref(), Some(".new: key not declared"));
-        assert_eq!(
-            shape.misfit(&json!({"hits": [{"n": 1.5}]})).as_deref(),
-            Some(".hits[0].n: number does not fit Int")
-        );
-        assert_eq!(shape.misfit(&json!({"lang": "zh", "hits": []})), None);
+        assert_eq!(conformed(&Shape::Str, json!(7)), r#""7""#);
     }
 
     #[test]
