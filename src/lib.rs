@@ -21,6 +21,7 @@ pub mod progress;
 pub mod record;
 pub mod report;
 pub mod run;
+pub mod shape;
 pub mod sharded;
 pub mod stage;
 pub mod stages;

@@ -456,20 +456,6 @@ impl Record {
         self.meta.insert(key.to_string(), value);
     }
 
-    /// Serialize the output form (see [`Record::to_output`]) as one JSON line, without
-    /// copying the fields (this runs once per kept record).
-    pub fn write_output_line(&self, meta_field: &str, out: &mut Vec<u8>) {
-        serde_json::to_writer(
-            &mut *out,
-            &OutputView {
-                rec: self,
-                meta_field,
-            },
-        )
-        .expect("JSON values always serialize");
-        out.push(b'\n');
-    }
-
     fn merged_meta(&self, meta_field: &str) -> Map<String, Value> {
         let mut meta = match self.fields.get(meta_field) {
             Some(Value::Object(m)) => m.clone(),
@@ -486,56 +472,24 @@ impl Record {
         meta
     }
 
-    /// The record as written to output: its fields, `id` first if the input had none, and `meta`.
+    /// The record as written to output (before it is conformed to the run's schema,
+    /// `src/shape.rs`): `id` first, its other fields, and `meta` (its annotations over
+    /// the input's own `meta`).
     pub fn to_output(&self, meta_field: &str) -> Map<String, Value> {
         let mut out = Map::with_capacity(self.fields.len() + 2);
-        if !self.fields.contains_key(&self.map.id) {
-            out.insert(self.map.id.clone(), Value::String(self.id.clone()));
-        }
+        out.insert(self.map.id.clone(), Value::String(self.id.clone()));
         for (k, v) in &self.fields {
-            if k == meta_field && !self.meta.is_empty() {
-                continue;
+            if *k != self.map.id && k != meta_field {
+                out.insert(k.clone(), v.clone());
             }
-            out.insert(k.clone(), v.clone());
         }
-        if !self.meta.is_empty() {
+        if !self.meta.is_empty() || self.fields.get(meta_field).is_some_and(|v| !v.is_null()) {
             out.insert(
                 meta_field.to_string(),
                 Value::Object(self.merged_meta(meta_field)),
             );
         }
         out
-    }
-}
-
-/// Serializes a record in its output form straight from its parts.
-struct OutputView<'a> {
-    rec: &'a Record,
-    meta_field: &'a str,
-}
-
-impl Serialize for OutputView<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let r = self.rec;
-        let mut m = s.serialize_map(None)?;
-        if !r.fields.contains_key(&r.map.id) {
-            m.serialize_entry(&r.map.id, &r.id)?;
-        }
-        for (k, v) in &r.fields {
-            if k == self.meta_field && !r.meta.is_empty() {
-                continue;
-            }
-            m.serialize_entry(k, v)?;
-        }
-        if !r.meta.is_empty() {
-            match r.fields.get(self.meta_field) {
-                // The common case: no `meta` in the input, so ours is written as is.
-                None => m.serialize_entry(self.meta_field, &r.meta)?,
-                Some(_) => m.serialize_entry(self.meta_field, &r.merged_meta(self.meta_field))?,
-            }
-        }
-        m.end()
     }
 }
 
@@ -624,9 +578,6 @@ mod tests {
         assert!(r.set_text(&seg.path, "b".into()));
         r.annotate("length", json!({"chars": 1}));
         let out = serde_json::to_string(&r.to_output("meta")).unwrap();
-        let mut line = Vec::new();
-        r.write_output_line("meta", &mut line);
-        assert_eq!(String::from_utf8(line).unwrap(), format!("{out}\n"));
         assert_eq!(
             out,
             r#"{"id":"a.jsonl:3","conversations":[{"from":"human","value":"b"}],"extra":1,"meta":{"length":{"chars":1}}}"#

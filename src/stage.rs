@@ -34,7 +34,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::dedup::Prepass;
-use crate::record::Record;
+use crate::record::{FieldMap, Record};
+use crate::shape::Shape;
 
 /// What a stage decided about one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +81,19 @@ pub fn flag_or_drop(
     } else {
         record.annotate(kind, meta);
         Verdict::drop(reason, detail)
+    }
+}
+
+/// The shape of an annotation written through [`flag_or_drop`]: with `action = "tag"`
+/// the finding's `flag` and `detail` are keys of it too.
+pub fn flagged_shape(action: Action, shape: Shape) -> Shape {
+    match shape {
+        Shape::Struct(mut fields) if action == Action::Tag => {
+            fields.push(("flag".into(), Shape::Str));
+            fields.push(("detail".into(), Shape::Str));
+            Shape::Struct(fields)
+        }
+        other => other,
     }
 }
 
@@ -134,6 +148,17 @@ pub trait Stage: Send + Sync {
     /// A one-line description of the configured stage for `curate validate`.
     fn describe(&self) -> String;
 
+    /// The shape of every `meta.<key>` this stage writes, fixed before the first
+    /// record so that all output parts share one schema (`src/shape.rs`); optional
+    /// keys are declared too (written as null when absent).
+    fn annotations(&self) -> Vec<(&'static str, Shape)>;
+
+    /// Record fields this stage adds (extract's `text`, named by the input's field map),
+    /// with their shapes.
+    fn added_fields(&self, _map: &FieldMap) -> Vec<(String, Shape)> {
+        Vec::new()
+    }
+
     /// Called once after the last record, with the output written (fine-tuning runs here).
     fn finish(&mut self, _ctx: &FinishContext) -> Result<()> {
         Ok(())
@@ -177,6 +202,9 @@ pub trait GlobalStage: Send + Sync {
 
     /// A one-line description of the configured stage for `curate validate`.
     fn describe(&self) -> String;
+
+    /// See [`Stage::annotations`].
+    fn annotations(&self) -> Vec<(&'static str, Shape)>;
 
     /// Per record, in parallel: annotate the record and compute its key.
     fn key(&self, record: &mut Record) -> Result<Self::Key>;
@@ -230,6 +258,8 @@ pub trait DynGlobalStage: Send + Sync {
     fn kind(&self) -> &'static str;
     /// See [`GlobalStage::describe`].
     fn describe(&self) -> String;
+    /// See [`Stage::annotations`].
+    fn annotations(&self) -> Vec<(&'static str, Shape)>;
     /// See [`GlobalStage::key`].
     fn key(&self, record: &mut Record) -> Result<AnyKey>;
     /// See [`GlobalStage::decide`].
@@ -260,6 +290,9 @@ impl<G: GlobalStage> DynGlobalStage for G {
     }
     fn describe(&self) -> String {
         GlobalStage::describe(self)
+    }
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        GlobalStage::annotations(self)
     }
     fn key(&self, record: &mut Record) -> Result<AnyKey> {
         Ok(Box::new(GlobalStage::key(self, record)?))
@@ -329,6 +362,22 @@ impl PipelineStage {
         match self {
             PipelineStage::PerRecord(s) => s.describe(),
             PipelineStage::Global(s) => s.describe(),
+        }
+    }
+
+    /// See [`Stage::annotations`].
+    pub fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        match self {
+            PipelineStage::PerRecord(s) => s.annotations(),
+            PipelineStage::Global(s) => s.annotations(),
+        }
+    }
+
+    /// See [`Stage::added_fields`].
+    pub fn added_fields(&self, map: &FieldMap) -> Vec<(String, Shape)> {
+        match self {
+            PipelineStage::PerRecord(s) => s.added_fields(map),
+            PipelineStage::Global(_) => Vec::new(),
         }
     }
 

@@ -80,7 +80,7 @@ fn original_fields_and_order_survive() {
     let text = std::fs::read_to_string(d.join("out/kept/part-00000-00000.jsonl")).unwrap();
     assert_eq!(
         text.trim(),
-        r#"{"id":"a.jsonl:1","zeta":1,"instruction":"写一句话","output":"今天天气很好。","alpha":{"x":[1,2]},"meta":{"src":"web","length":{"chars":11,"prompt_chars":4,"response_chars":7}}}"#
+        r#"{"id":"a.jsonl:1","zeta":1,"instruction":"写一句话","output":"今天天气很好。","alpha":{"x":[1,2]},"meta":{"src":"web","length":{"chars":11,"prompt_chars":4,"response_chars":7,"turns":null}}}"#
     );
 }
 

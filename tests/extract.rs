@@ -703,7 +703,7 @@ fn run_with_pages_accounts_for_every_record() {
         assert_eq!(reason_of("empty.html"), Some("no_main_text"), "{reasons:?}");
         assert_eq!(rejected.len(), 3, "only the bad pages: {reasons:?}");
         for r in &kept {
-            assert!(r.get("html").is_none(), "html replaced by text");
+            assert!(r["html"].is_null(), "html replaced by text");
             let text = r["text"].as_str().unwrap();
             assert!(
                 text.chars().filter(|c| c.is_alphanumeric()).count() > 100,

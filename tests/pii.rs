@@ -227,7 +227,7 @@ fn end_to_end_redacts_and_never_leaks() {
                 (m[1]["start"].as_u64(), m[1]["end"].as_u64()),
                 (Some(24), Some(45))
             );
-            assert!(kept[2]["meta"].get("pii").is_none());
+            assert!(kept[2]["meta"]["pii"].is_null());
             let st = s["stages"]
                 .as_array()
                 .unwrap()

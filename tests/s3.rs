@@ -271,6 +271,11 @@ fn s3_inputs_and_sharded_s3_outputs_match_a_local_run() {
     for k in ["input", "kept", "rejected"] {
         assert_eq!(merged[k], local_stats[k], "{k}");
     }
+    assert_eq!(
+        s3.get("data", "out/features.json"),
+        std::fs::read(local.join("features.json")).unwrap(),
+        "the merged run's schema is the local run's"
+    );
 
     // A missing object is a config error naming it.
     let p_missing = write_pipeline(

@@ -189,6 +189,11 @@ fn ranks_together_equal_one_process() {
         std::fs::read(sharded.join("clusters.jsonl")).unwrap(),
         std::fs::read(single.join("clusters.jsonl")).unwrap()
     );
+    // Every rank wrote its parts in the single run's one schema.
+    assert_eq!(
+        std::fs::read(sharded.join("features.json")).unwrap(),
+        std::fs::read(single.join("features.json")).unwrap()
+    );
     check_books(&single);
 
     // A completed rank or step is skipped on rerun; merge-stats is repeatable.

@@ -8,7 +8,10 @@
 //! - `stats.json` adds up: `input = kept + rejected`, every stage's `in = kept + dropped`,
 //!   each stage takes in what the one before kept, the drops add up to `rejected`;
 //! - `--threads 1` and `--threads 4` write byte-identical `kept/` and `rejected/` files
-//!   (small batches and parts, so the threads have work to share).
+//!   (small batches and parts, so the threads have work to share);
+//! - every kept and rejected record fits the output's one schema (`features.json`):
+//!   whatever the stage writes under `meta` it declared (`Stage::annotations`), with
+//!   the declared types, and every record has every declared key.
 //!
 //! Only the bundled `data-samples/` and `filters/` are used: no shared data needed.
 
@@ -16,7 +19,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{check_books, run_curate, snapshot, stats};
+use common::{check_books, read_lines, run_curate, snapshot, stats};
 
 fn repo(rel: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -207,6 +210,16 @@ fn check_kind(kind: &str, dir: &Path, input: &Path) -> Result<(), String> {
                 n(&s, "rejected")
             ));
         }
+        let features: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("features.json")).map_err(|e| e.to_string())?)
+                .map_err(|e| format!("features.json: {e}"))?;
+        let (kept, rejected) = (read_lines(&out, "kept"), read_lines(&out, "rejected"));
+        for (sub, rows) in [("kept", &kept), ("rejected", &rejected)] {
+            for row in rows.iter() {
+                fits(&features[sub], row, "", true)
+                    .map_err(|e| format!("a {sub} record does not fit features.json: {e}\n{row}"))?;
+            }
+        }
         snaps.push(snapshot(&out, &["kept", "rejected"]));
     }
     let (one, four) = (&snaps[0], &snaps[1]);
@@ -225,6 +238,48 @@ fn check_kind(kind: &str, dir: &Path, input: &Path) -> Result<(), String> {
         return Err("the run wrote no kept or rejected part at all".into());
     }
     Ok(())
+}
+
+/// Whether `value` fits a Hugging Face feature of `features.json` (a struct is a dict
+/// without `_type`, a list `[item]`); `complete`: an object must have every declared key.
+fn fits(
+    feature: &serde_json::Value,
+    value: &serde_json::Value,
+    path: &str,
+    complete: bool,
+) -> Result<(), String> {
+    use serde_json::Value;
+    if value.is_null() {
+        return Ok(());
+    }
+    match (feature, value) {
+        (Value::Array(item), Value::Array(xs)) => xs
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, x)| fits(&item[0], x, &format!("{path}[{i}]"), complete)),
+        (Value::Object(f), _) if f.contains_key("_type") => {
+            let ok = match f["dtype"].as_str().unwrap_or("") {
+                "string" => value.is_string(),
+                "int64" => value.is_i64(),
+                "float64" => value.is_number(),
+                "bool" => value.is_boolean(),
+                _ => false,
+            };
+            ok.then_some(())
+                .ok_or_else(|| format!("{path}: {value} is not {}", f["dtype"]))
+        }
+        (Value::Object(f), Value::Object(m)) => {
+            if let Some(k) = m.keys().find(|k| !f.contains_key(*k)) {
+                return Err(format!("{path}.{k}: not declared"));
+            }
+            if let Some(k) = f.keys().find(|k| complete && !m.contains_key(*k)) {
+                return Err(format!("{path}.{k}: declared but missing"));
+            }
+            m.iter()
+                .try_for_each(|(k, x)| fits(&f[k], x, &format!("{path}.{k}"), complete))
+        }
+        _ => Err(format!("{path}: {value} does not fit {feature}")),
+    }
 }
 
 #[test]

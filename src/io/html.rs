@@ -153,6 +153,16 @@ pub fn decode_html(bytes: &[u8]) -> Decoded {
     decode_html_owned(bytes.to_vec())
 }
 
+/// The shape of `meta.decode` (one schema per output, `src/shape.rs`).
+pub fn decode_shape() -> crate::shape::Shape {
+    use crate::shape::Shape;
+    Shape::object(&[
+        ("encoding", Shape::Str),
+        ("declared", Shape::Str),
+        ("via", Shape::Str),
+    ])
+}
+
 /// [`decode_html`] taking the bytes by value: a valid UTF-8 page (most pages)
 /// becomes its `String` without a copy.
 pub fn decode_html_owned(bytes: Vec<u8>) -> Decoded {

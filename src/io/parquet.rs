@@ -5,19 +5,20 @@
 //! objects, as HF `datasets` writes them). A file without any text column that
 //! the field map names is refused at open, naming the file and its columns.
 //!
-//! Writing: a part is first streamed to a JSON Lines temp file; at the end of
-//! the part its schema is inferred over all rows and the rows are re-read into
-//! Arrow batches, so memory stays bounded by one batch, and the columns are the
-//! record's own fields (plus `id` and `meta`), which is what a `datasets` user
-//! expects from `load_dataset("parquet", ...)`.
+//! Writing: a part is first streamed to a JSON Lines temp file of rows already
+//! conformed to the run's one output schema (`src/shape.rs`); at the end of the part
+//! the rows are decoded into Arrow batches of that schema, so memory stays bounded by
+//! one batch and every part of a folder has the same schema: the columns are the
+//! record's own fields (plus `id` and `meta`), which is what a `datasets` user expects
+//! from `load_dataset("parquet", ...)`.
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufReader, Seek};
+use std::io::BufReader;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use arrow_schema::SchemaRef;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -133,26 +134,24 @@ impl SourceReader for ParquetSource {
     }
 }
 
-/// Convert a JSON Lines file of output records into a Parquet file (zstd inside).
-pub fn jsonl_to_parquet(jsonl: &Path, out: &Path) -> Result<u64> {
-    let mut reader = BufReader::new(File::open(jsonl)?);
-    let (schema, _) = arrow_json::reader::infer_json_schema_from_seekable(&mut reader, None)
-        .with_context(|| format!("{}: cannot infer a Parquet schema", jsonl.display()))?;
-    reader.rewind()?;
-    let schema = Arc::new(schema);
+/// Convert a JSON Lines file of output records into a Parquet file (zstd inside) of
+/// `schema`; a row with a key or type outside it is an error (strict decoding), not a loss.
+pub fn jsonl_to_parquet(jsonl: &Path, out: &Path, schema: &SchemaRef) -> Result<u64> {
+    let reader = BufReader::new(File::open(jsonl)?);
     let rows = arrow_json::ReaderBuilder::new(schema.clone())
         .with_batch_size(4096)
+        .with_strict_mode(true)
         .build(reader)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
         .set_created_by(format!("curate {}", env!("CARGO_PKG_VERSION")))
         .build();
     let file = File::create(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(props))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))?;
     let mut n = 0;
     for batch in rows {
         let batch =
-            batch.with_context(|| format!("{}: rows do not fit the inferred schema", jsonl.display()))?;
+            batch.with_context(|| format!("{}: rows do not fit the output schema", jsonl.display()))?;
         n += batch.num_rows() as u64;
         writer.write(&batch)?;
     }

@@ -6,6 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use arrow_schema::SchemaRef;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,7 +69,8 @@ impl Encoder {
 pub struct PartWriter {
     final_path: PathBuf,
     tmp_path: PathBuf,
-    parquet: bool,
+    /// The Arrow schema of a Parquet part (its rows are staged as JSON Lines).
+    parquet: Option<SchemaRef>,
     compression: Compression,
     level: Option<i32>,
     encoder: Option<Encoder>,
@@ -113,15 +115,17 @@ pub fn part_file_name(source: usize, chunk: u64, format: OutputFormat, compressi
 }
 
 impl PartWriter {
-    /// A part that will land at `final_path` once committed.
+    /// A part that will land at `final_path` once committed; a Parquet part's rows
+    /// must fit `schema`.
     pub fn new(
         final_path: PathBuf,
         format: OutputFormat,
         compression: Compression,
         level: Option<i32>,
+        schema: &SchemaRef,
     ) -> Self {
-        let parquet = format == OutputFormat::Parquet;
-        let tmp_path = if parquet {
+        let parquet = (format == OutputFormat::Parquet).then(|| schema.clone());
+        let tmp_path = if parquet.is_some() {
             let mut s = final_path.as_os_str().to_owned();
             s.push(".jsonl.tmp");
             PathBuf::from(s)
@@ -132,7 +136,11 @@ impl PartWriter {
             final_path,
             tmp_path,
             parquet,
-            compression: if parquet { Compression::None } else { compression },
+            compression: if format == OutputFormat::Parquet {
+                Compression::None
+            } else {
+                compression
+            },
             level,
             encoder: None,
             records: 0,
@@ -181,9 +189,9 @@ impl PartWriter {
         let file = enc.finish()?;
         file.sync_all()?;
         drop(file);
-        if self.parquet {
+        if let Some(schema) = &self.parquet {
             let tmp_parquet = tmp_name(&self.final_path);
-            crate::io::parquet::jsonl_to_parquet(&self.tmp_path, &tmp_parquet)?;
+            crate::io::parquet::jsonl_to_parquet(&self.tmp_path, &tmp_parquet, schema)?;
             File::open(&tmp_parquet)?.sync_all()?;
             std::fs::remove_file(&self.tmp_path)?;
             std::fs::rename(&tmp_parquet, &self.final_path)?;

@@ -23,9 +23,10 @@ use super::read::{preview, reader_thread, BatchParser, ReadBatch, ReadMsg, Reade
 use super::spill::{spill_reader_thread, Books, SpillBatch, SpillJob};
 use super::write::{rejection_line, writer_thread, BatchOutput, UnitEnd, WriteBatch, WriterState};
 use crate::config::Pipeline;
-use crate::io::writer::{part_file_name, OutputFormat};
+use crate::io::writer::part_file_name;
 use crate::io::Source;
 use crate::progress::Progress;
+use crate::shape::OutputSchema;
 use crate::stage::{AnyKey, DynGlobalStage, PipelineStage, Verdict};
 use crate::stats::RejectSample;
 
@@ -307,6 +308,8 @@ pub(super) struct MainPass<'a> {
     /// Read the records from this prepass spill, starting at its stage, instead of
     /// reading the input and running every stage.
     pub spill: Option<(SpillJob, usize)>,
+    /// The one schema every part is written in.
+    pub schema: &'a OutputSchema,
 }
 
 /// The main pass: read from the checkpoint's position, run the stages, write the
@@ -323,7 +326,9 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         started,
         cpu_started,
         spill,
+        schema,
     } = job;
+    let rejected_shape = schema.rejected_shape();
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
     let mut first_stage = 0;
     // What this pass reads, for the progress bar: the prepass's spill, or the sources
@@ -355,6 +360,8 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         let st = WriterState {
             out_dir: out.to_path_buf(),
             cfg: pipeline.output.clone(),
+            kept_schema: schema.kept_arrow(),
+            rejected_schema: schema.rejected_arrow(),
             current: None,
         };
         std::thread::spawn(move || writer_thread(st, write_rx))
@@ -419,10 +426,10 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
                 .map(|slot| match slot {
                     Slot::Live(r) => {
                         let mut line = Vec::with_capacity(256);
-                        r.write_output_line(&meta_field, &mut line);
+                        schema.write_row(r, &mut line);
                         (true, line)
                     }
-                    Slot::Gone(rej) => (false, rejection_line(rej, stage_names)),
+                    Slot::Gone(rej) => (false, rejection_line(rej, stage_names, &rejected_shape)),
                 })
                 .collect();
             let (mut kept, mut rejected) = (Vec::new(), Vec::new());
@@ -504,12 +511,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
                 stats.kept_parts.push(format!("kept/{name}"));
             }
             if unit_rejected > 0 {
-                let name = part_file_name(
-                    marks.source,
-                    marks.chunk,
-                    OutputFormat::Jsonl,
-                    out_cfg.compression,
-                );
+                let name = part_file_name(marks.source, marks.chunk, out_cfg.format, out_cfg.compression);
                 stats.rejected_parts.push(format!("rejected/{name}"));
             }
             (unit_kept, unit_rejected) = (0, 0);

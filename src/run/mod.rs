@@ -16,9 +16,12 @@
 //! A global stage that asks for a prepass gets one before the main pass of a
 //! fresh run ([`prepass`]). A resumed run (one with a checkpoint) reuses it.
 //!
+//! Before the main pass the input is scanned once for the output's one schema
+//! ([`scan`]), so every part is written in it.
+//!
 //! Files: [`options`] (overrides, inputs, output, fingerprint), [`read`] (reader
-//! thread, parsing), [`exec`] (stages on batches, the main pass), [`write`]
-//! (writer thread), [`checkpoint`] (resume state), [`prepass`]; this file holds
+//! thread, parsing), [`scan`] (the output schema), [`exec`] (stages on batches, the
+//! main pass), [`write`] (writer thread), [`checkpoint`] (resume state), [`prepass`]; this file holds
 //! the run from start to finish and the `s3://` staging around it.
 
 mod checkpoint;
@@ -27,6 +30,7 @@ mod exec;
 pub mod options;
 mod prepass;
 pub mod read;
+mod scan;
 mod spill;
 mod write;
 
@@ -180,6 +184,11 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         }
         None => None,
     };
+    let schema = scan::output_schema(pipeline, opts, &sources, &stages, &pool)?;
+    write_atomic(
+        &out.join("features.json"),
+        &serde_json::to_vec_pretty(&schema.features_json())?,
+    )?;
     let prior_seconds = cp.stats.seconds;
     let prior_cpu = cp.stats.cpu_seconds;
     let job = exec::MainPass {
@@ -193,6 +202,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         started,
         cpu_started,
         spill,
+        schema: &schema,
     };
     exec::main_pass(job, &mut cp)?;
     let cp_path = state_dir(&out).join("checkpoint.json");

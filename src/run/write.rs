@@ -1,17 +1,19 @@
 //! Writing: the writer thread appends serialized lines to the current unit's
 //! `kept/` and `rejected/` part files and, when a unit ends, commits them (fsync +
 //! rename) and only then the checkpoint, so a unit is marked done only once its
-//! output is durable.
+//! output is durable. Rejected parts have the kept parts' format.
 
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 
 use anyhow::Result;
+use arrow_schema::SchemaRef;
 use serde_json::{json, Map, Value};
 
 use super::checkpoint::{commit_checkpoint, Checkpoint};
 use super::read::Rejection;
-use crate::io::writer::{part_file_name, OutputFormat, PartWriter};
+use crate::io::writer::{part_file_name, PartWriter};
+use crate::shape::{Conform, Shape};
 
 /// What the writer needs to close a unit.
 pub(super) struct UnitEnd {
@@ -32,8 +34,9 @@ pub(super) struct WriteBatch {
     pub(super) end: Option<Box<UnitEnd>>,
 }
 
-/// A `rejected/` line: id, stage, reason, detail, source, and the record or raw bytes.
-pub(super) fn rejection_line(r: &Rejection, stage_names: &[String]) -> Vec<u8> {
+/// A `rejected/` line: id, stage, reason, detail, source, and the record or raw bytes,
+/// conformed to the run's rejected shape ([`OutputSchema::rejected_shape`]).
+pub(super) fn rejection_line(r: &Rejection, stage_names: &[String], shape: &Shape) -> Vec<u8> {
     let mut m = Map::new();
     m.insert("id".into(), Value::String(r.id.clone()));
     m.insert("stage".into(), Value::String(stage_names[r.stage].clone()));
@@ -47,7 +50,12 @@ pub(super) fn rejection_line(r: &Rejection, stage_names: &[String]) -> Vec<u8> {
         m.insert("raw".into(), Value::String(raw.clone()));
         m.insert("raw_bytes".into(), json!(len));
     }
-    let mut line = serde_json::to_vec(&Value::Object(m)).expect("JSON values always serialize");
+    let row = Value::Object(m);
+    let mut line = serde_json::to_vec(&Conform {
+        shape,
+        value: Some(&row),
+    })
+    .expect("JSON values always serialize");
     line.push(b'\n');
     line
 }
@@ -55,6 +63,9 @@ pub(super) fn rejection_line(r: &Rejection, stage_names: &[String]) -> Vec<u8> {
 pub(super) struct WriterState {
     pub(super) out_dir: PathBuf,
     pub(super) cfg: crate::config::OutputConfig,
+    /// The Arrow schemas of the kept and rejected parts (Parquet output).
+    pub(super) kept_schema: SchemaRef,
+    pub(super) rejected_schema: SchemaRef,
     pub(super) current: Option<(usize, u64, PartWriter, PartWriter)>,
 }
 
@@ -72,18 +83,26 @@ pub(super) fn writer_thread(mut st: WriterState, rx: Receiver<WriteBatch>) -> Re
             let rejected = st.out_dir.join("rejected").join(part_file_name(
                 msg.source,
                 msg.chunk,
-                OutputFormat::Jsonl,
+                st.cfg.format,
                 st.cfg.compression,
             ));
+            let c = &st.cfg;
             st.current = Some((
                 msg.source,
                 msg.chunk,
-                PartWriter::new(kept, st.cfg.format, st.cfg.compression, st.cfg.compression_level),
+                PartWriter::new(
+                    kept,
+                    c.format,
+                    c.compression,
+                    c.compression_level,
+                    &st.kept_schema,
+                ),
                 PartWriter::new(
                     rejected,
-                    OutputFormat::Jsonl,
-                    st.cfg.compression,
-                    st.cfg.compression_level,
+                    c.format,
+                    c.compression,
+                    c.compression_level,
+                    &st.rejected_schema,
                 ),
             ));
         }

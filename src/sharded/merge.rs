@@ -85,6 +85,13 @@ pub fn merge_stats(out: &Path) -> Result<RunStats> {
             std::fs::rename(&tmp, out.join("clusters.jsonl"))?;
         }
     }
+    // Every rank scanned every source for the output schema, so all ranks wrote the
+    // same features.json: the merged run has it where a single-process run puts it.
+    if let Some((dir, _, _)) = ranks.first() {
+        if let Ok(bytes) = std::fs::read(dir.join("features.json")) {
+            write_atomic(&out.join("features.json"), &bytes)?;
+        }
+    }
     write_atomic(&out.join("stats.json"), &serde_json::to_vec_pretty(&merged)?)?;
     write_atomic(
         &out.join("report.html"),
@@ -93,8 +100,9 @@ pub fn merge_stats(out: &Path) -> Result<RunStats> {
     Ok(merged)
 }
 
-/// Merge a sharded run whose output is an `s3://` prefix: the markers, stats and report
-/// sections come down into a temporary folder, the merged stats and report go up.
+/// Merge a sharded run whose output is an `s3://` prefix: the markers, stats, report
+/// sections and features come down into a temporary folder, the merged stats, report
+/// and features go up.
 fn merge_remote(url: &str) -> Result<RunStats> {
     let (bucket, prefix) = Bucket::for_url(url)?;
     let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
@@ -108,7 +116,7 @@ fn merge_remote(url: &str) -> Result<RunStats> {
         write_atomic(&shard.marker(tmp.path()), &serde_json::to_vec(m)?)?;
         let dir = shard.dir(tmp.path());
         std::fs::create_dir_all(&dir)?;
-        for f in ["stats.json", "sections.json"] {
+        for f in ["stats.json", "sections.json", "features.json"] {
             let key = remote::join_key(&prefix, &format!("{}/{f}", shard.rel_dir()));
             if let Some(bytes) = bucket.get_small(&key)? {
                 std::fs::write(dir.join(f), bytes)?;
@@ -116,6 +124,12 @@ fn merge_remote(url: &str) -> Result<RunStats> {
         }
     }
     let stats = merge_stats(tmp.path())?;
+    if tmp.path().join("features.json").exists() {
+        bucket.upload_file(
+            &tmp.path().join("features.json"),
+            &remote::join_key(&prefix, "features.json"),
+        )?;
+    }
     bucket.upload_file(
         &tmp.path().join("report.html"),
         &remote::join_key(&prefix, "report.html"),

@@ -45,6 +45,7 @@ use serde_json::{json, Value};
 use crate::decontam::report::Tally;
 use crate::decontam::{build_index, BenchmarkSpec, Index, MatchConfig};
 use crate::record::Record;
+use crate::shape::Shape;
 use crate::stage::{Action, BuildContext, Stage, Verdict};
 
 /// `[[stage]] kind = "decontaminate"`.
@@ -219,6 +220,19 @@ impl Stage for Decontaminate {
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone();
         t.finish(&self.index);
         Some(t.html(&self.index))
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        let hit = Shape::object(&[
+            ("benchmark", Shape::Str),
+            ("split", Shape::Str),
+            ("subject", Shape::Str),
+            ("row", Shape::Int),
+            ("evidence", Shape::Str),
+            ("score", Shape::Float),
+            ("overlap", Shape::Float),
+        ]);
+        vec![("decontam", Shape::object(&[("hits", Shape::list(hit))]))]
     }
 
     fn describe(&self) -> String {

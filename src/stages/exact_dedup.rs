@@ -35,6 +35,7 @@ use crate::dedup::store::{self, DecisionKind, KeepRule};
 use crate::dedup::Prepass;
 use crate::hash::HashKeyMap;
 use crate::record::{Record, TextFields};
+use crate::shape::Shape;
 use crate::stage::{Action, BuildContext, GlobalStage, Verdict};
 
 /// `[[stage]] kind = "exact_dedup"`.
@@ -208,6 +209,13 @@ impl GlobalStage for ExactDedup {
             None => self.seen.len() as u64,
         };
         Some(json!({ "distinct": distinct }))
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        vec![(
+            "exact_dedup",
+            Shape::object(&[("hash", Shape::Str), ("duplicate_of", Shape::Str)]),
+        )]
     }
 
     fn describe(&self) -> String {

@@ -46,7 +46,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::extract::{extract_with, ExtractError};
-use crate::record::{Record, Schema};
+use crate::record::{FieldMap, Record, Schema};
+use crate::shape::Shape;
 use crate::stage::{BuildContext, Stage, Verdict};
 
 fn d_max_page_bytes() -> usize {
@@ -192,6 +193,21 @@ impl Stage for Extract {
         record.fields = fields;
         record.schema = Schema::Text;
         Ok(Verdict::Modified)
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        let found = Shape::object(&[
+            ("title", Shape::Str),
+            ("lang", Shape::Str),
+            ("chars_kept", Shape::Int),
+            ("chars_total", Shape::Int),
+            ("fallback", Shape::Bool),
+        ]);
+        vec![("extract", found)]
+    }
+
+    fn added_fields(&self, map: &FieldMap) -> Vec<(String, Shape)> {
+        vec![(map.text.clone(), Shape::Str)]
     }
 
     fn describe(&self) -> String {

@@ -54,6 +54,7 @@ use crate::finetune::data;
 use crate::finetune::session::{self, FinetuneConfig, Split};
 use crate::finetune::train::TrainReport;
 use crate::record::{FieldMap, Record};
+use crate::shape::Shape;
 use crate::stage::{BuildContext, FinishContext, Stage, Verdict};
 
 /// The `finetune` stage.
@@ -283,6 +284,10 @@ impl Stage for Finetune {
             crate::report::escape(&f.output.display().to_string()),
             session::loss_chart(r, "training and validation loss")
         ))
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        vec![("finetune", Shape::object(&[("split", Shape::Str)]))]
     }
 
     fn describe(&self) -> String {

@@ -43,7 +43,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::record::{Record, Role};
-use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
+use crate::shape::Shape;
+use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Stage, Verdict};
 use crate::text::is_han;
 
 fn d_allowed() -> Vec<String> {
@@ -368,6 +369,15 @@ impl Stage for Language {
                 detail,
             )),
         }
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        let found = Shape::object(&[
+            ("lang", Shape::Str),
+            ("confidence", Shape::Float),
+            ("via", Shape::Str),
+        ]);
+        vec![("language", flagged_shape(self.cfg.action, found))]
     }
 
     fn describe(&self) -> String {

@@ -41,7 +41,8 @@ use serde_json::json;
 use tokenizers::Tokenizer;
 
 use crate::record::{Record, Role};
-use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
+use crate::shape::Shape;
+use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Stage, Verdict};
 
 /// An inclusive range; either end may be open.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -268,6 +269,23 @@ impl Stage for Length {
                 Ok(Verdict::Keep)
             }
         }
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        let mut fields = vec![
+            ("chars", Shape::Int),
+            ("prompt_chars", Shape::Int),
+            ("response_chars", Shape::Int),
+        ];
+        if self.tokenizer.is_some() {
+            fields.extend([
+                ("tokens", Shape::Int),
+                ("prompt_tokens", Shape::Int),
+                ("response_tokens", Shape::Int),
+            ]);
+        }
+        fields.push(("turns", Shape::Int));
+        vec![("length", flagged_shape(self.cfg.action, Shape::object(&fields)))]
     }
 
     fn describe(&self) -> String {

@@ -63,7 +63,8 @@ use serde_json::json;
 use crate::classifier::Classifier;
 use crate::lm_score::{LmScore, LmScorer};
 use crate::record::{Record, TextFields};
-use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
+use crate::shape::Shape;
+use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Stage, Verdict};
 use crate::stages::toxicity::Lexicon;
 use crate::text::{fold_width_and_case, is_bmp_han};
 
@@ -573,6 +574,32 @@ impl Stage for MachineText {
             "machine_text",
             detail,
         ))
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        let mut signals = vec![
+            ("refusal", Shape::Int),
+            ("indicating", Shape::Int),
+            ("template", Shape::Int),
+            ("list_items", Shape::Int),
+            ("loop_tokens", Shape::Int),
+            ("loop_frac", Shape::Float),
+        ];
+        if self.lm.is_some() {
+            let lm = Shape::object(&[
+                ("tokens", Shape::Int),
+                ("log_likelihood", Shape::Float),
+                ("entropy", Shape::Float),
+                ("discrepancy", Shape::Float),
+            ]);
+            signals.push(("lm", lm));
+        }
+        let found = Shape::object(&[
+            ("score", Shape::Float),
+            ("model", Shape::Float),
+            ("signals", Shape::object(&signals)),
+        ]);
+        vec![("machine_text", flagged_shape(self.cfg.action, found))]
     }
 
     fn describe(&self) -> String {

@@ -126,6 +126,7 @@ use crate::dedup::minhash::{MinHasher, Shingling, Verify};
 use crate::dedup::store::{self, round3, DecisionKind, KeepRule};
 use crate::dedup::Prepass;
 use crate::record::{Record, Role, TextFields};
+use crate::shape::Shape;
 use crate::stage::{Action, BuildContext, FinishContext, GlobalStage, Verdict};
 
 /// `[[stage]] kind = "minhash_dedup"`.
@@ -770,6 +771,16 @@ impl GlobalStage for MinhashDedup {
             h.push_str("</tr></table>");
         }
         Some(h)
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        let decision = Shape::object(&[
+            ("cluster", Shape::Int),
+            ("kept_id", Shape::Str),
+            ("similarity", Shape::Float),
+            ("exempt", Shape::Bool),
+        ]);
+        vec![("dedup", decision)]
     }
 
     fn describe(&self) -> String {

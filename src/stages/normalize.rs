@@ -46,6 +46,7 @@ use serde_json::json;
 use unicode_normalization::UnicodeNormalization;
 
 use crate::record::Record;
+use crate::shape::Shape;
 use crate::stage::{BuildContext, Stage, Verdict};
 use crate::text::{is_cjk, to_simplified};
 
@@ -283,6 +284,13 @@ impl Stage for Normalize {
             .collect();
         record.annotate("normalize", json!({ "changed": names }));
         Ok(Verdict::Modified)
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        vec![(
+            "normalize",
+            Shape::object(&[("changed", Shape::list(Shape::Str))]),
+        )]
     }
 
     fn describe(&self) -> String {

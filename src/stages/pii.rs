@@ -66,6 +66,7 @@ use serde_json::{json, Value};
 
 use crate::pii::{redact, PiiDetector, PiiSpan, PiiType};
 use crate::record::{FieldPath, Record};
+use crate::shape::Shape;
 use crate::stage::{Action, BuildContext, Stage, Verdict};
 
 fn default_action() -> Action {
@@ -203,6 +204,16 @@ impl Stage for Pii {
             }
         }
         Ok(Verdict::Modified)
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        let span = Shape::object(&[
+            ("type", Shape::Str),
+            ("field", Shape::Str),
+            ("start", Shape::Int),
+            ("end", Shape::Int),
+        ]);
+        vec![("pii", Shape::list(span))]
     }
 
     fn describe(&self) -> String {

@@ -67,7 +67,8 @@ use serde_json::{json, Value};
 
 use crate::hash::{HashKeyMap, HashKeySet};
 use crate::record::{Record, Role};
-use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
+use crate::shape::Shape;
+use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Stage, Verdict};
 use crate::text::{cjk_ratio, is_cjk};
 
 fn d_line() -> f64 {
@@ -551,6 +552,21 @@ impl Stage for Quality {
                 detail.to_string(),
             )),
         }
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        let f = Shape::Float;
+        let metrics = Shape::object(&[
+            ("dup_line_frac", f.clone()),
+            ("dup_para_frac", f.clone()),
+            ("top_ngram_frac", f.clone()),
+            ("dup_ngram_frac", f.clone()),
+            ("symbol_ratio", f.clone()),
+            ("punct_end_frac", f.clone()),
+            ("cjk_ratio", f),
+            ("mojibake", Shape::Int),
+        ]);
+        vec![("quality", flagged_shape(self.cfg.action, metrics))]
     }
 
     fn describe(&self) -> String {

@@ -39,7 +39,8 @@ use serde_json::json;
 
 use crate::classifier::Classifier;
 use crate::record::{Record, TextFields};
-use crate::stage::{flag_or_drop, Action, BuildContext, Stage, Verdict};
+use crate::shape::Shape;
+use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Stage, Verdict};
 use crate::text::fold_width_and_case;
 
 fn default_threshold() -> f32 {
@@ -308,6 +309,21 @@ impl Stage for Toxicity {
             "toxic",
             detail,
         ))
+    }
+
+    fn annotations(&self) -> Vec<(&'static str, Shape)> {
+        let hit = Shape::object(&[
+            ("category", Shape::Str),
+            ("field", Shape::Str),
+            ("start", Shape::Int),
+            ("end", Shape::Int),
+        ]);
+        let found = Shape::object(&[
+            ("score", Shape::Float),
+            ("lexicon_hits", Shape::list(hit)),
+            ("flagged_by", Shape::list(Shape::Str)),
+        ]);
+        vec![("toxicity", flagged_shape(self.cfg.action, found))]
     }
 
     fn describe(&self) -> String {
