@@ -28,6 +28,19 @@ __device__ __forceinline__ bool curate_visible(int i, int j, int P) {
     return j < P || j - P <= i;
 }
 
+// Keys and values j0 .. j0 + ATT_BK - 1 of kv head g into shared tiles (zeros past S), by
+// all threads of the block together (the forward and dQ kernels).
+__device__ __forceinline__ void curate_load_kv(float ks[ATT_BK][HD], float vs[ATT_BK][HD],
+                                               const float* __restrict__ k, const float* __restrict__ v,
+                                               int b, int S, int KVH, int g, int j0) {
+    for (int idx = threadIdx.x; idx < ATT_BK * HD; idx += blockDim.x) {
+        const int r = idx / HD, d = idx % HD, j = j0 + r;
+        const long off = (((long)b * S + j) * KVH + g) * HD + d;
+        ks[r][d] = j < S ? k[off] : 0.0f;
+        vs[r][d] = j < S ? v[off] : 0.0f;
+    }
+}
+
 extern "C" __global__ void curate_attn_fwd(const float* __restrict__ q, const float* __restrict__ k,
                                            const float* __restrict__ v, float* __restrict__ o,
                                            float* __restrict__ lse, int T, int S, int P, int H,
@@ -50,12 +63,7 @@ extern "C" __global__ void curate_attn_fwd(const float* __restrict__ q, const fl
     if (last_q > T - 1) last_q = T - 1;
     const int jend = P + last_q + 1;  // keys [0, jend) are visible to some query here
     for (int j0 = 0; j0 < jend; j0 += ATT_BK) {
-        for (int idx = threadIdx.x; idx < ATT_BK * HD; idx += blockDim.x) {
-            const int r = idx / HD, d = idx % HD, j = j0 + r;
-            const long off = (((long)b * S + j) * KVH + g) * HD + d;
-            ks[r][d] = j < S ? k[off] : 0.0f;
-            vs[r][d] = j < S ? v[off] : 0.0f;
-        }
+        curate_load_kv(ks, vs, k, v, b, S, KVH, g, j0);
         __syncthreads();
         if (active) {
             for (int r = 0; r < ATT_BK; r++) {
@@ -116,12 +124,7 @@ extern "C" __global__ void curate_attn_dq(const float* __restrict__ q, const flo
     if (last_q > T - 1) last_q = T - 1;
     const int jend = P + last_q + 1;
     for (int j0 = 0; j0 < jend; j0 += ATT_BK) {
-        for (int idx = threadIdx.x; idx < ATT_BK * HD; idx += blockDim.x) {
-            const int r = idx / HD, d = idx % HD, j = j0 + r;
-            const long off = (((long)b * S + j) * KVH + g) * HD + d;
-            ks[r][d] = j < S ? k[off] : 0.0f;
-            vs[r][d] = j < S ? v[off] : 0.0f;
-        }
+        curate_load_kv(ks, vs, k, v, b, S, KVH, g, j0);
         __syncthreads();
         if (active) {
             for (int r = 0; r < ATT_BK; r++) {
