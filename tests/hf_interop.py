@@ -8,7 +8,7 @@ RUN_DIR is a fine-tune output folder written with `save_logits`: `logits.safeten
 holds curate's input ids and logits. Each folder present is loaded the documented way:
 
 - merged/: AutoModelForCausalLM.from_pretrained(merged) (and AutoTokenizer)
-- adapter/ (LoRA or prefix tuning): PeftModel.from_pretrained(base, adapter), the base loaded from
+- adapter/ (LoRA, prefix or prompt tuning): PeftModel.from_pretrained(base, adapter), the base loaded from
   adapter_config.json's base_model_name_or_path (a GGUF file through `gguf_file=`); for a
   folder base also AutoPeftModelForCausalLM.from_pretrained(adapter) alone
 
@@ -29,6 +29,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 def max_abs_diff(model, ids, want):
     with torch.no_grad():
         got = model(input_ids=ids).logits.float()
+    # PEFT's prompt tuning returns logits for its virtual tokens too, before the ids'.
+    if got.dim() == 3 and got.shape[1] > want.shape[1]:
+        got = got[:, got.shape[1] - want.shape[1]:]
     assert got.shape == want.shape, f"logits shape {tuple(got.shape)}, curate's {tuple(want.shape)}"
     return float((got - want).abs().max())
 

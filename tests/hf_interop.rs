@@ -149,7 +149,7 @@ const TINY_TRAIN: &str =
     "seq_len = 48\nbatch_size = 4\nmax_steps = 12\neval_every = 12\nwarmup_steps = 2\nlr = 2e-2\n";
 
 #[test]
-fn tiny_full_lora_and_prefix_load_in_transformers_and_peft() {
+fn tiny_full_lora_prefix_and_prompt_load_in_transformers_and_peft() {
     let Some(python) = torch_python() else {
         return;
     };
@@ -195,6 +195,25 @@ fn tiny_full_lora_and_prefix_load_in_transformers_and_peft() {
     assert!(!prefix.join("merged").exists());
     let r = load_in_python(&python, &prefix);
     let base = std::path::absolute(prefix.join("base")).unwrap();
+    check_adapter(&r, &base, 0);
+    assert!(
+        num(&r["adapter"]["auto_peft_max_abs_diff"]) <= tolerance(&r),
+        "{r}"
+    );
+
+    // Prompt tuning: virtual input embeddings, the adapter on base/.
+    let prompt = finetune(
+        dir.path(),
+        "prompt",
+        &format!("method = \"prompt\"\nnum_virtual_tokens = 4\n{TINY}"),
+        TINY_TRAIN,
+    );
+    assert!(!prompt.join("merged").exists());
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(prompt.join("adapter/adapter_config.json")).unwrap()).unwrap();
+    assert_eq!(config["peft_type"], "PROMPT_TUNING");
+    let r = load_in_python(&python, &prompt);
+    let base = std::path::absolute(prompt.join("base")).unwrap();
     check_adapter(&r, &base, 0);
     assert!(
         num(&r["adapter"]["auto_peft_max_abs_diff"]) <= tolerance(&r),

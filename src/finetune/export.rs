@@ -4,7 +4,7 @@
 //!   `AutoModelForCausalLM.from_pretrained` reads: `config.json`, `model.safetensors` in
 //!   the base checkpoint's dtype, `generation_config.json`, `tokenizer.json` and
 //!   `tokenizer_config.json` (special tokens, the chat template).
-//! - `adapter/`: LoRA or prefix tuning as PEFT's `save_pretrained` writes it:
+//! - `adapter/`: LoRA, prefix or prompt tuning as PEFT's `save_pretrained` writes it:
 //!   `adapter_config.json` (`base_model_name_or_path` = the base's absolute path,
 //!   `peft_version`), `adapter_model.safetensors`, the tokenizer files, and a `README.md`
 //!   saying how to load it (a GGUF base needs `gguf_file=`).
@@ -192,7 +192,7 @@ pub fn write_tokenizer_files(
     ])
 }
 
-/// Write `adapter/`: the model's LoRA or prefix tensors under PEFT names, PEFT's
+/// Write `adapter/`: the model's LoRA, prefix or prompt tensors under PEFT names, PEFT's
 /// `adapter_config.json`, the tokenizer files and a README on loading it onto `base`.
 pub fn write_adapter_folder(
     dir: &Path,
@@ -274,6 +274,19 @@ pub fn adapter_config(model: &Model, base: &Base) -> Value {
             "prefix_projection": false,
             "inference_mode": true,
         }),
+        Method::Prompt { num_virtual_tokens } => json!({
+            "peft_type": "PROMPT_TUNING",
+            "peft_version": PEFT_VERSION,
+            "task_type": "CAUSAL_LM",
+            "base_model_name_or_path": base,
+            "num_virtual_tokens": num_virtual_tokens,
+            "num_layers": c.num_hidden_layers,
+            "num_attention_heads": c.num_attention_heads,
+            "token_dim": c.hidden_size,
+            "num_transformer_submodules": 1,
+            "prompt_tuning_init": "RANDOM",
+            "inference_mode": true,
+        }),
         Method::Full => Value::Null,
     }
 }
@@ -282,6 +295,7 @@ pub fn adapter_config(model: &Model, base: &Base) -> Value {
 fn adapter_readme(model: &Model, base: &Base, dir: &Path) -> String {
     let kind = match model.method {
         Method::Prefix { .. } => "prefix-tuning",
+        Method::Prompt { .. } => "prompt-tuning",
         _ => "LoRA",
     };
     let adapter = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());

@@ -44,6 +44,10 @@ pub enum Method {
     Lora(LoraConfig),
     /// `num_virtual_tokens` trained key/value vectors prepended in every layer.
     Prefix { num_virtual_tokens: usize },
+    /// `num_virtual_tokens` trained input embeddings prepended to every sequence (PEFT's
+    /// prompt tuning): they take positions `0..P`, the tokens `P..P+T`, and the loss is
+    /// on the tokens only.
+    Prompt { num_virtual_tokens: usize },
 }
 
 /// LoRA settings (PEFT's names and defaults: r=8, alpha=16, on q and v).
@@ -123,6 +127,8 @@ pub struct Model {
     lora_dropout: f64,
     /// PEFT layout: `[num_virtual_tokens, layers * 2 * kv_dim]`, (layer, key|value) major.
     prefix: Option<Tensor>,
+    /// Prompt tuning's virtual token embeddings `[num_virtual_tokens, hidden]`.
+    prompt: Option<Tensor>,
     /// What the optimizer updates, with stable names (HF names; PEFT-style for adapters).
     vars: Vec<(String, Var)>,
     /// The dtype the base weights are kept in (f32, or bf16 when frozen).
@@ -271,6 +277,7 @@ impl Model {
             lora_scale: 0.0,
             lora_dropout: 0.0,
             prefix: None,
+            prompt: None,
             vars,
             base_dtype,
             tables: Mutex::new(HashMap::new()),
@@ -321,6 +328,21 @@ impl Model {
                     device,
                 )?;
                 model.prefix = Some(p.as_tensor().clone());
+                model.vars.push(("prompt_embeddings".to_string(), p));
+            }
+            Method::Prompt { num_virtual_tokens } => {
+                if *num_virtual_tokens == 0 {
+                    bail!("prompt tuning: num_virtual_tokens must be > 0");
+                }
+                // PEFT's RANDOM init is nn.Embedding's N(0, 1); embeddings of a trained
+                // model are far smaller, so start at the scale of prefix tuning's slots.
+                let d = model.config.hidden_size;
+                let p = Var::from_vec(
+                    rng.normal_vec(num_virtual_tokens * d, 0.02),
+                    (*num_virtual_tokens, d),
+                    device,
+                )?;
+                model.prompt = Some(p.as_tensor().clone());
                 model.vars.push(("prompt_embeddings".to_string(), p));
             }
         }
@@ -436,14 +458,22 @@ impl Model {
     /// Logits `[B, T, vocab]` for token ids `[B, T]`. `dropout` (training) drives LoRA dropout.
     pub fn forward(&self, ids: &Tensor, mut dropout: Option<&mut Rng>) -> Result<Tensor> {
         let c = &self.config;
-        let (b, t) = ids.dims2()?;
+        let (b, t_ids) = ids.dims2()?;
         let n_prefix = self.prefix.as_ref().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
+        let n_prompt = self.prompt.as_ref().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
+        // Prompt tuning lengthens every sequence by its virtual tokens.
+        let t = t_ids + n_prompt;
         let tabs = self.tables(n_prefix, t)?;
         let mut x = self
             .w("model.embed_tokens.weight")?
             .index_select(&ids.flatten_all()?, 0)?; // [B*T, d]
         if x.dtype() != DType::F32 {
             x = x.to_dtype(DType::F32)?;
+        }
+        if let Some(prompt) = &self.prompt {
+            let d = c.hidden_size;
+            let virtual_tokens = prompt.unsqueeze(0)?.broadcast_as((b, n_prompt, d))?;
+            x = Tensor::cat(&[&virtual_tokens, &x.reshape((b, t_ids, d))?], 1)?.reshape((b * t, d))?;
         }
         for i in 0..c.num_hidden_layers {
             let p = format!("model.layers.{i}");
@@ -481,6 +511,15 @@ impl Model {
             )?;
             x = (x + m)?;
         }
+        // Logits for the tokens only: the virtual tokens of prompt tuning predict nothing.
+        let x = if n_prompt > 0 {
+            let d = c.hidden_size;
+            x.reshape((b, t, d))?
+                .narrow(1, n_prompt, t_ids)?
+                .reshape((b * t_ids, d))?
+        } else {
+            x
+        };
         let x = rms_norm(&x, self.w("model.norm.weight")?, c.rms_norm_eps)?;
         let head = if c.tie_word_embeddings {
             self.w("model.embed_tokens.weight")?
@@ -493,7 +532,7 @@ impl Model {
         } else {
             logits.to_dtype(DType::F32)?
         };
-        Ok(logits.reshape((b, t, c.vocab_size))?)
+        Ok(logits.reshape((b, t_ids, c.vocab_size))?)
     }
 
     /// Self-attention of layer `layer` on its projections q `[B*T, H*hd]`, k, v
@@ -869,6 +908,54 @@ mod tests {
     }
 
     #[test]
+    fn prompt_tuning_is_the_base_model_on_tokens_after_the_virtual_ones() {
+        // Virtual token embeddings set to the embeddings of real tokens: the logits of the
+        // ids must be the base model's on those tokens followed by the ids (positions
+        // continue after the virtual tokens, attention is causal over both).
+        let d = Device::Cpu;
+        let c = tiny_config(2, true, false, false);
+        let tensors = init_weights(&c, 4, &d).unwrap();
+        let base = Model::new(c.clone(), tensors.clone(), Method::Full, 4, &d).unwrap();
+        let prompt = Model::new(
+            c,
+            tensors,
+            Method::Prompt {
+                num_virtual_tokens: 3,
+            },
+            4,
+            &d,
+        )
+        .unwrap();
+        let virtual_ids = Tensor::new(&[5u32, 9, 2], &d).unwrap();
+        let embeddings = base
+            .w("model.embed_tokens.weight")
+            .unwrap()
+            .index_select(&virtual_ids, 0)
+            .unwrap();
+        prompt.vars()[0].1.set(&embeddings).unwrap();
+        let ids = Tensor::new(&[[7u32, 1, 4, 4], [3, 3, 8, 0]], &d).unwrap();
+        let got = prompt.forward(&ids, None).unwrap();
+        assert_eq!(got.dims(), &[2, 4, base.config.vocab_size]);
+        let full_ids = Tensor::cat(
+            &[&virtual_ids.unsqueeze(0).unwrap().repeat((2, 1)).unwrap(), &ids],
+            1,
+        )
+        .unwrap();
+        let want = base.forward(&full_ids, None).unwrap().narrow(1, 3, 4).unwrap();
+        let diff = (got - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "max |prompt - base| = {diff}");
+    }
+
+    #[test]
     fn every_variant_runs_and_every_trainable_tensor_gets_a_gradient() {
         let d = Device::Cpu;
         let lora_all = Method::Lora(LoraConfig {
@@ -886,6 +973,9 @@ mod tests {
                 lora_all.clone(),
                 Method::Prefix {
                     num_virtual_tokens: 3,
+                },
+                Method::Prompt {
+                    num_virtual_tokens: 2,
                 },
             ] {
                 let c = tiny_config(kv, tied, bias, inter);

@@ -88,10 +88,11 @@ pub struct FinetuneConfig {
     /// else the path of a pretrained checkpoint (HF folder or `.gguf` file).
     pub model: String,
     pub tiny: TinyModel,
-    /// `full`, `lora` or `prefix`; `auto`: `full` for tiny, `lora` for a pretrained model.
+    /// `full`, `lora`, `prefix` or `prompt`; `auto`: `full` for tiny, `lora` for a pretrained model.
     pub method: String,
     pub lora: LoraConfig,
-    /// Prefix tuning: trained key/value slots per layer.
+    /// Prefix tuning: trained key/value slots per layer; prompt tuning: trained input
+    /// embeddings before every sequence.
     pub num_virtual_tokens: usize,
     pub template: TemplateSpec,
     /// Share of records held out for validation (by a hash of the text, seeded).
@@ -196,7 +197,10 @@ impl FinetuneConfig {
             "prefix" => Method::Prefix {
                 num_virtual_tokens: self.num_virtual_tokens,
             },
-            other => bail!("finetune: unknown method `{other}`; expected auto, full, lora or prefix"),
+            "prompt" => Method::Prompt {
+                num_virtual_tokens: self.num_virtual_tokens,
+            },
+            other => bail!("finetune: unknown method `{other}`; expected auto, full, lora, prefix or prompt"),
         })
     }
 
@@ -664,8 +668,8 @@ pub fn save(outcome: &Outcome, dir: &Path, save_merged: bool) -> Result<Vec<Path
     let merges = match model.method {
         Method::Full => true,
         Method::Lora(_) => save_merged,
-        // Prefix tuning changes no weight: there is nothing to merge.
-        Method::Prefix { .. } => false,
+        // Prefix and prompt tuning change no weight: there is nothing to merge.
+        Method::Prefix { .. } | Method::Prompt { .. } => false,
     };
     if merges {
         written.extend(export::write_model_folder(
@@ -847,7 +851,7 @@ mod tests {
     #[test]
     fn saved_weights_and_adapters_load_back_to_the_same_model() {
         let dir = tempfile::tempdir().unwrap();
-        for method in ["full", "lora", "prefix"] {
+        for method in ["full", "lora", "prefix", "prompt"] {
             let cfg = small(method);
             let template = ChatFormat::Parts(cfg.tiny_template().unwrap());
             let sp = split(conversations(40), None, &cfg);
@@ -892,7 +896,7 @@ mod tests {
             }
             out.base_model = None;
             // The model folder: merged/ when there is one, else the base the adapter applies to.
-            let model_dir = if method == "prefix" {
+            let model_dir = if method == "prefix" || method == "prompt" {
                 d.join("base")
             } else {
                 d.join("merged")
@@ -950,10 +954,12 @@ mod tests {
                 let ac: serde_json::Value =
                     serde_json::from_slice(&std::fs::read(d.join("adapter/adapter_config.json")).unwrap())
                         .unwrap();
-                assert_eq!(
-                    ac["peft_type"],
-                    if method == "lora" { "LORA" } else { "PREFIX_TUNING" }
-                );
+                let peft_type = match method {
+                    "lora" => "LORA",
+                    "prompt" => "PROMPT_TUNING",
+                    _ => "PREFIX_TUNING",
+                };
+                assert_eq!(ac["peft_type"], peft_type);
                 // The tiny base is named by the absolute path of base/.
                 let base = std::path::absolute(d.join("base")).unwrap();
                 assert_eq!(ac["base_model_name_or_path"], base.to_str().unwrap());
