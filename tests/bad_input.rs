@@ -370,3 +370,42 @@ fn config_errors_exit_2_and_name_file_line_key() {
     let out = run_curate(&["run", d.join("nonexistent.toml").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Unmounts the test's tmpfs when the test ends, whatever happened.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_in_the_prepass_names_the_index_not_a_record() {
+    // A 1 MB tmpfs as the output folder: the minhash prepass's index and spill cannot fit.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("small");
+    std::fs::create_dir(&out).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&out)
+        .output();
+    if !mounted.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("note: cannot mount a tmpfs here (needs root); skipping the full-disk case");
+        return;
+    }
+    let _guard = Mounted(out.clone());
+    let input = tmp.path().join("in.jsonl");
+    std::fs::write(&input, synthetic_jsonl(30_000, 7)).unwrap();
+    let stages = "[[stage]]\nkind = \"minhash_dedup\"\n";
+    let p = write_pipeline(tmp.path(), &["in.jsonl"], stages, "small/run", "");
+    let o = run_curate(&["run", p.to_str().unwrap(), "--quiet"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "a full disk must fail the run: {err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains(out.join("run").to_str().unwrap()),
+        "names a file of the output: {err}"
+    );
+    assert!(!err.contains("on record"), "blamed on a record: {err}");
+}

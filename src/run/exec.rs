@@ -230,8 +230,10 @@ pub(super) fn run_stages(
                 let key = key.context("internal error: a live record without its key")?;
                 let kind = g.kind();
                 if observe {
-                    g.observe(rec, key)
-                        .with_context(|| format!("stage `{kind}` on record `{}` ({})", rec.id, rec.origin))?;
+                    // Observing only writes the stage's index: its failures (a full disk)
+                    // are the index's, not the record's, and name its files; the prepass
+                    // and the observe step name the stage.
+                    g.observe(rec, key)?;
                 } else {
                     let v = g
                         .decide(rec, key)

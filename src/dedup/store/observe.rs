@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use super::cluster::{cluster, RunReader};
 use super::layout::{Layout, Observed};
@@ -45,8 +45,24 @@ impl Observer {
         })
     }
 
-    /// Add the next record: its signature and band hashes (`None`: exempt).
+    /// Add the next record: its signature and band hashes (`None`: exempt). A write
+    /// error (a full disk) names the prepass folder's files, not the record.
     pub fn add(
+        &mut self,
+        id: &str,
+        sig: Option<(&[u32], &[u64])>,
+        chars: u32,
+        quality: Option<f64>,
+    ) -> Result<()> {
+        self.append(id, sig, chars, quality).with_context(|| {
+            format!(
+                "{}: cannot write the prepass index (signatures.bin, records.bin, bands-*.bin)",
+                self.dir.display()
+            )
+        })
+    }
+
+    fn append(
         &mut self,
         id: &str,
         sig: Option<(&[u32], &[u64])>,
