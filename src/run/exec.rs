@@ -333,13 +333,8 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
     let rejected_shape = schema.rejected_shape();
     let (read_tx, read_rx) = sync_channel::<ReadMsg>(4);
     let mut first_stage = 0;
-    // What this pass reads, for the progress bar: the prepass's spill, or the sources
-    // (unknown with --limit, which stops inside them).
-    let read_size = match &spill {
-        Some((job, _)) => crate::io::tree_size(&super::spill::spill_path(&job.dir)),
-        None if opts.limit.is_some() => 0,
-        None => crate::io::sources_size(sources),
-    };
+    let read_size =
+        super::read::pass_read_size(spill.as_ref().map(|(job, _)| job.dir.as_path()), sources, opts);
     let reader = match spill {
         Some((mut job, stage)) => {
             first_stage = stage;

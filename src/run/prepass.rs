@@ -188,11 +188,8 @@ fn run_prepass(
         }
         None => (0, Vec::new()),
     };
-    let read_size = match &chained {
-        Some((_, from, _)) => crate::io::tree_size(&super::spill::spill_path(from)),
-        None if opts.limit.is_some() => 0,
-        None => crate::io::sources_size(sources),
-    };
+    let read_size =
+        super::read::pass_read_size(chained.as_ref().map(|(_, from, _)| from.as_path()), sources, opts);
     let mut progress = Progress::new(opts.quiet, 0, 0, read_size);
     let reader = match chained {
         Some((_, dir, _)) => {

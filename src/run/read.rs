@@ -254,6 +254,20 @@ fn parse_payload(item: RawItem, cx: &ParseContext) -> Slot {
     }
 }
 
+/// Bytes on disk that a pass reads, for its progress bar: the spill of the prepass it
+/// follows, else the sources (unknown, 0, with `--limit`, which stops inside them).
+pub(super) fn pass_read_size(
+    spill_dir: Option<&std::path::Path>,
+    sources: &[Source],
+    opts: &RunOptions,
+) -> u64 {
+    match spill_dir {
+        Some(dir) => crate::io::tree_size(&super::spill::spill_path(dir)),
+        None if opts.limit.is_some() => 0,
+        None => crate::io::sources_size(sources),
+    }
+}
+
 /// What the reader thread needs: sources, where to start, and how to cut units.
 pub(super) struct ReaderJob {
     sources: Vec<Source>,

@@ -248,20 +248,6 @@ pub struct Signals {
     pub lm: Option<LmScore>,
 }
 
-/// Share of CJK characters among the alphanumeric characters of `text` (0 without any).
-fn cjk_share(text: &str) -> f32 {
-    let (mut cjk, mut letters) = (0usize, 0usize);
-    for c in text.chars().filter(|c| c.is_alphanumeric()) {
-        letters += 1;
-        cjk += usize::from(crate::text::is_cjk(c));
-    }
-    if letters == 0 {
-        0.0
-    } else {
-        cjk as f32 / letters as f32
-    }
-}
-
 /// Tokens as the classifier sees them: a CJK character, or a run of other letters/digits.
 fn tokens(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
@@ -473,7 +459,7 @@ impl MachineText {
             return None;
         }
         if let Some(cjk) = &self.model_cjk {
-            if cjk_share(text) >= self.cfg.cjk_share {
+            if crate::text::cjk_ratio(text) >= f64::from(self.cfg.cjk_share) {
                 m = cjk;
             }
         }
