@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use super::dom::{Dom, Edge, Element, Node, NodeRef};
 use super::marks::{
-    content_hint, mark_of, mark_teaser_lists, names_of, resolve_marks, shape_of, unit_shape_of,
+    class_names, content_hint, mark_of, mark_teaser_lists, resolve_marks, shape_of, unit_shape_of,
 };
 use super::page::{Block, BlockKind, El, ListRole, Mark, Page};
 use super::parse::past;
@@ -215,12 +215,13 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
                         }
                         let top = stack.last().expect("root stays open");
                         let in_article = top.in_article || tag == "article" || tag == "main";
-                        let hint = content_hint(tag, el);
+                        let class = class_names(el);
+                        let hint = content_hint(tag, el, &class);
                         let in_code = top.in_code || tag == "pre" || tag == "code";
                         let own_mark = if top.in_code {
                             Mark::None
                         } else {
-                            mark_of(tag, el, top.in_article)
+                            mark_of(tag, &class, top.in_article)
                         };
                         let kind = match tag {
                             "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => BlockKind::Heading,
@@ -238,7 +239,7 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
                         let block = is_block(tag) || own_mark != Mark::None;
                         let el_index = if block {
                             flush(&mut page, &mut pending, &stack);
-                            let names = names_of(el);
+                            let names = class.names;
                             page.elements.push(El {
                                 parent: top.el,
                                 first_block: page.blocks.len(),

@@ -100,38 +100,69 @@ const SOFT_WORDS: &[&str] = &[
     "pinglun",
 ];
 
-/// The boilerplate mark an element's tag and `class`/`id` give it.
-pub(super) fn mark_of(tag: &str, el: &Element, in_article: bool) -> Mark {
+/// What an element's `class`/`id` words name it, read in one pass over its
+/// values ([`class_names`]): the walk looks at every element, and splitting
+/// its classes once per question (mark, article body, names) was a tenth of it.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ClassNames {
+    /// The mark of the words ([`HARD_WORDS`], [`SOFT_WORDS`]), feature flags and taxonomy classes left out.
+    pub(super) mark: Mark,
+    /// An article word and a body word among all of them ([`content_hint`]).
+    article_body: bool,
+    /// Thread, lead and author names ([`Names`]), taxonomy classes left out.
+    pub(super) names: Names,
+}
+
+/// [`ClassNames`] of an element: each `class`/`id` value split into classes at
+/// whitespace and each class into words ([`class_words`]), every word looked up once.
+pub(super) fn class_names(el: &Element) -> ClassNames {
+    let mut out = ClassNames::default();
+    let (mut article, mut body) = (false, false);
+    for (name, value) in el.attrs() {
+        if name != "class" && name != "id" {
+            continue;
+        }
+        for class in value.split_whitespace() {
+            // Kinds of all words, of the first word, and whether a word
+            // follows a taxonomy word (`tag-ads`: see [`TAXONOMY_WORDS`]).
+            let (mut all, mut first, mut taxonomy, mut after_taxonomy) = (0u16, None, false, false);
+            for_each_class_word(class, |word| {
+                let kind = word_kind(word);
+                after_taxonomy |= taxonomy;
+                taxonomy |= kind & TAXONOMY != 0;
+                first.get_or_insert(kind);
+                all |= kind;
+            });
+            article |= all & ARTICLE != 0;
+            body |= all & BODY != 0;
+            if after_taxonomy {
+                continue;
+            }
+            out.names.thread |= all & THREAD != 0;
+            out.names.lead |= all & LEAD != 0;
+            out.names.user |= all & USER != 0;
+            // `enableGAMAds`, `disableAsideSection`, `filterNonGdprEmbeds`: feature
+            // flags on a page wrapper, not a name for what the element is.
+            if first.is_some_and(|k| k & FLAG != 0) {
+                continue;
+            }
+            if all & HARD != 0 {
+                out.mark = Mark::Hard;
+            } else if all & SOFT != 0 && out.mark == Mark::None {
+                out.mark = Mark::Soft;
+            }
+        }
+    }
+    out.article_body = article && body;
+    out
+}
+
+/// The boilerplate mark an element's tag and `class`/`id` words ([`class_names`]) give it.
+pub(super) fn mark_of(tag: &str, names: &ClassNames, in_article: bool) -> Mark {
     if mark_of_tag(tag, in_article) == Mark::Hard {
         return Mark::Hard;
     }
-    let mut mark = Mark::None;
-    for words in name_classes(el) {
-        // `enableGAMAds`, `disableAsideSection`, `filterNonGdprEmbeds`: feature
-        // flags on a page wrapper, not a name for what the element is.
-        if words.first().is_some_and(|w| in_list(FLAG_WORDS, w)) {
-            continue;
-        }
-        for word in words {
-            if in_list(HARD_WORDS, word) {
-                return Mark::Hard;
-            }
-            if in_list(SOFT_WORDS, word) {
-                mark = Mark::Soft;
-            }
-        }
-    }
-    mark
-}
-
-/// The words of each class of an element's `class` and `id` values that names what
-/// the element is: taxonomy classes ([`is_taxonomy`]) name what its text is about.
-fn name_classes<'a>(el: &'a Element) -> impl Iterator<Item = Vec<&'a str>> + 'a {
-    el.attrs()
-        .filter(|(name, _)| *name == "class" || *name == "id")
-        .flat_map(|(_, value)| value.split_whitespace())
-        .map(class_words)
-        .filter(|words| !is_taxonomy(words))
+    names.mark
 }
 
 /// Words that make a class a key-value pair of the page's taxonomy when a value
@@ -152,14 +183,6 @@ const TAXONOMY_WORDS: &[&str] = &[
     "term",
 ];
 
-/// Whether a class (its words) is a taxonomy key with a value after it ([`TAXONOMY_WORDS`]).
-fn is_taxonomy(words: &[&str]) -> bool {
-    words
-        .iter()
-        .position(|w| in_list(TAXONOMY_WORDS, w))
-        .is_some_and(|at| at + 1 < words.len())
-}
-
 /// First words of a class name that make it a feature flag (see [`mark_of`]).
 const FLAG_WORDS: &[&str] = &[
     "enable", "disable", "filter", "has", "no", "show", "hide", "with", "use", "allow",
@@ -175,25 +198,12 @@ const BODY_WORDS: &[&str] = &["content", "body", "text", "txt", "cont"];
 /// (`<article>`, `itemprop="articleBody"`, `article-content`, `entry-content`,
 /// `post_body`, `caas-body`, `rich_media_content`, ...). Trafilatura starts from
 /// a list of such selectors; here they only steer the container choice.
-pub(super) fn content_hint(tag: &str, el: &Element) -> bool {
-    if tag == "article" {
-        return true;
-    }
-    let mut article = false;
-    let mut body = false;
-    for (name, value) in el.attrs() {
-        if name == "itemprop" && value.eq_ignore_ascii_case("articlebody") {
-            return true;
-        }
-        if name != "class" && name != "id" {
-            continue;
-        }
-        for word in class_words(value) {
-            article |= in_list(ARTICLE_WORDS, word);
-            body |= in_list(BODY_WORDS, word);
-        }
-    }
-    article && body
+pub(super) fn content_hint(tag: &str, el: &Element, names: &ClassNames) -> bool {
+    tag == "article"
+        || names.article_body
+        || el
+            .attrs()
+            .any(|(name, value)| name == "itemprop" && value.eq_ignore_ascii_case("articlebody"))
 }
 
 /// Words of a `class`/`id` that name a forum or Q&A thread, whose replies are
@@ -216,18 +226,6 @@ pub(super) struct Names {
     pub(super) thread: bool,
     pub(super) lead: bool,
     pub(super) user: bool,
-}
-
-/// [`Names`] of an element, in one look at each `class`/`id` value.
-pub(super) fn names_of(el: &Element) -> Names {
-    let mut names = Names::default();
-    for words in name_classes(el) {
-        let has = |list: &[&str]| words.iter().any(|w| in_list(list, w));
-        names.thread |= has(THREAD_WORDS);
-        names.lead |= has(LEAD_WORDS);
-        names.user |= has(USER_WORDS);
-    }
-    names
 }
 
 /// An element's [`El::shape`](super::page::El::shape): its tag and `class` value, hashed.
@@ -272,10 +270,8 @@ fn mark_of_tag(tag: &str, in_article: bool) -> Mark {
 /// case changes (`shareBar` -> `share`, `Bar`). Hexadecimal runs of 8+
 /// characters are ids (`entry-6a00d8341c57a853ef`), not words: their letters
 /// would read as `ad`, `ef`, `e`. The words are slices of `value`, in its case
-/// (compare them with [`in_list`]): the walk splits every element's classes,
-/// and a `String` per word was a tenth of its time.
-fn class_words(value: &str) -> Vec<&str> {
-    let mut words = Vec::new();
+/// (compare them with [`word_kind`]), handed to `f` without collecting them.
+fn for_each_class_word<'a>(value: &'a str, mut f: impl FnMut(&'a str)) {
     let is_hex_id = |run: &[u8]| run.len() >= 8 && run.iter().all(u8::is_ascii_hexdigit);
     // Runs of ASCII letters and digits, split on bytes: every byte of a
     // non-ASCII character is a separator, as the character is.
@@ -283,7 +279,7 @@ fn class_words(value: &str) -> Vec<&str> {
     for run in value.as_bytes().split(|b| !b.is_ascii_alphanumeric()) {
         let at = next;
         next += run.len() + 1;
-        if is_hex_id(run) {
+        if run.is_empty() || is_hex_id(run) {
             continue;
         }
         // `run` is ASCII: its byte offsets are char boundaries of `value`.
@@ -293,7 +289,7 @@ fn class_words(value: &str) -> Vec<&str> {
             if c.is_ascii_alphabetic() {
                 if c.is_ascii_uppercase() && prev_lower {
                     if let Some(s) = start {
-                        words.push(&value[at + s..at + i]);
+                        f(&value[at + s..at + i]);
                     }
                     start = Some(i);
                 }
@@ -302,20 +298,76 @@ fn class_words(value: &str) -> Vec<&str> {
             } else {
                 prev_lower = false;
                 if let Some(s) = start.take() {
-                    words.push(&value[at + s..at + i]);
+                    f(&value[at + s..at + i]);
                 }
             }
         }
         if let Some(s) = start {
-            words.push(&value[at + s..at + run.len()]);
+            f(&value[at + s..at + run.len()]);
         }
     }
+}
+
+/// [`for_each_class_word`] collected.
+#[cfg(test)]
+fn class_words(value: &str) -> Vec<&str> {
+    let mut words = Vec::new();
+    for_each_class_word(value, |w| words.push(w));
     words
 }
 
-/// Whether a class word (any case) is one of `list`'s lower-case words.
-fn in_list(list: &[&str], word: &str) -> bool {
-    list.iter().any(|w| w.eq_ignore_ascii_case(word))
+/// Bits of [`word_kind`]: which of the word lists above hold a word.
+const HARD: u16 = 1;
+const SOFT: u16 = 1 << 1;
+const FLAG: u16 = 1 << 2;
+const TAXONOMY: u16 = 1 << 3;
+const ARTICLE: u16 = 1 << 4;
+const BODY: u16 = 1 << 5;
+const THREAD: u16 = 1 << 6;
+const LEAD: u16 = 1 << 7;
+const USER: u16 = 1 << 8;
+
+/// The lists a class word (any case) is in, as [`HARD`] | [`SOFT`] | ... bits.
+///
+/// One hash lookup of the lower-cased word packed into a `u128` (the longest
+/// listed word has 13 letters), instead of a scan of every list per question.
+fn word_kind(word: &str) -> u16 {
+    use std::sync::OnceLock;
+    static KINDS: OnceLock<crate::hash::HashKeyMap<u128, u16>> = OnceLock::new();
+    let kinds = KINDS.get_or_init(|| {
+        let mut map = crate::hash::HashKeyMap::default();
+        let lists: [(&[&str], u16); 9] = [
+            (HARD_WORDS, HARD),
+            (SOFT_WORDS, SOFT),
+            (FLAG_WORDS, FLAG),
+            (TAXONOMY_WORDS, TAXONOMY),
+            (ARTICLE_WORDS, ARTICLE),
+            (BODY_WORDS, BODY),
+            (THREAD_WORDS, THREAD),
+            (LEAD_WORDS, LEAD),
+            (USER_WORDS, USER),
+        ];
+        for (list, bit) in lists {
+            for w in list {
+                *map.entry(pack_lower(w).expect("listed words are short")).or_insert(0) |= bit;
+            }
+        }
+        map
+    });
+    pack_lower(word).and_then(|k| kinds.get(&k).copied()).unwrap_or(0)
+}
+
+/// An ASCII word of up to 16 bytes, lower-cased, as one integer; `None` when longer.
+fn pack_lower(word: &str) -> Option<u128> {
+    let bytes = word.as_bytes();
+    if bytes.len() > 16 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    for (b, &c) in buf.iter_mut().zip(bytes) {
+        *b = c.to_ascii_lowercase();
+    }
+    Some(u128::from_le_bytes(buf))
 }
 
 /// Give each block the strongest mark among its elements, except that a
@@ -466,6 +518,6 @@ mod tests {
         );
         assert_eq!(class_words("XMLHttp navBAR"), ["XMLHttp", "nav", "BAR"]);
         assert_eq!(class_words("评论cmt区·foot2x"), ["cmt", "foot", "x"]);
-        assert!(in_list(HARD_WORDS, "NAV"));
+        assert_eq!(word_kind("NAV"), HARD);
     }
 }

@@ -19,8 +19,9 @@ pub(super) enum BlockKind {
 }
 
 /// Boilerplate level of an element or block (higher wins when nested).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub(super) enum Mark {
+    #[default]
     None,
     /// Comment sections: dropped only when the page has other main text.
     Soft,
