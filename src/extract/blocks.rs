@@ -106,17 +106,30 @@ fn is_hidden(el: &Element) -> bool {
     el.attrs().any(|(name, value)| match name {
         "hidden" => true,
         "aria-hidden" => value.eq_ignore_ascii_case("true"),
-        "style" => {
-            let v: String = value
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect::<String>()
-                .to_ascii_lowercase();
-            // Not `visibility:hidden`: WeChat articles hide the body that way until a script shows it.
-            v.contains("display:none")
-        }
+        // Not `visibility:hidden`: WeChat articles hide the body that way until a script shows it.
+        "style" => hides_display(value),
         _ => false,
     })
+}
+
+/// Whether a `style` value holds `display:none`, whitespace and ASCII case aside
+/// (`Display: none !important`), without building the folded copy.
+fn hides_display(style: &str) -> bool {
+    const PATTERN: &[u8] = b"display:none";
+    let mut matched = 0;
+    for c in style.chars().filter(|c| !c.is_whitespace()) {
+        let c = c.to_ascii_lowercase();
+        // `d` occurs only first in the pattern, so a mismatch restarts at 0 or 1.
+        matched = if c == PATTERN[matched] as char {
+            matched + 1
+        } else {
+            usize::from(c == 'd')
+        };
+        if matched == PATTERN.len() {
+            return true;
+        }
+    }
+    false
 }
 
 fn is_sentence_punct(c: char) -> bool {
@@ -349,6 +362,10 @@ fn push_newline(p: &mut Pending) {
 
 /// Append a text node to the pending block, folding whitespace outside `<pre>`.
 fn push_text(p: &mut Pending, t: &str, in_link: bool, in_pre: bool) {
+    if t.is_ascii() {
+        push_ascii_text(p, t, in_link, in_pre);
+        return;
+    }
     for c in t.chars() {
         // CJK unified ideographs are all letters: spared the Unicode table
         // lookup that `is_alphanumeric` does for every non-ASCII character.
@@ -373,6 +390,36 @@ fn push_text(p: &mut Pending, t: &str, in_link: bool, in_pre: bool) {
             p.space = true;
         } else {
             p.text.push(c);
+            p.space = false;
+        }
+    }
+}
+
+/// [`push_text`] for ASCII text (most text nodes of Latin pages and the
+/// whitespace between elements of every page): byte tests, no Unicode tables.
+fn push_ascii_text(p: &mut Pending, t: &str, in_link: bool, in_pre: bool) {
+    p.text.reserve(t.len());
+    for &b in t.as_bytes() {
+        if b.is_ascii_alphanumeric() {
+            p.chars += 1;
+            if in_link {
+                p.link_chars += 1;
+            }
+        } else if matches!(b, b',' | b'.' | b'!' | b'?' | b';' | b':') {
+            p.punct += 1;
+        }
+        if in_pre {
+            p.text.push(b as char);
+            continue;
+        }
+        // `char::is_whitespace` on ASCII: the five of `is_ascii_whitespace` and U+000B.
+        if b.is_ascii_whitespace() || b == 0x0b {
+            if !p.space && !p.text.is_empty() {
+                p.text.push(' ');
+            }
+            p.space = true;
+        } else {
+            p.text.push(b as char);
             p.space = false;
         }
     }
@@ -421,6 +468,49 @@ fn flush(page: &mut Page, p: &mut Pending, stack: &[Open]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn display_none_is_found_through_whitespace_and_case() {
+        for hidden in [
+            "display:none",
+            "color:red; Display : NONE !important",
+            "ddisplay:none",
+            "display:\u{3000}none",
+        ] {
+            assert!(super::hides_display(hidden), "{hidden}");
+        }
+        for shown in [
+            "display:block",
+            "visibility:hidden",
+            "display:non",
+            "display:inline; none",
+        ] {
+            assert!(!super::hides_display(shown), "{shown}");
+        }
+    }
+
+    #[test]
+    fn ascii_text_is_pushed_as_by_the_general_path() {
+        let text = "  Hello,\tworld!\x0b\x0c 42 items; see: a.b?\r\n  end  ";
+        for (in_link, in_pre) in [(false, false), (true, false), (false, true)] {
+            let (mut fast, mut general) = (super::Pending::default(), super::Pending::default());
+            super::push_ascii_text(&mut fast, text, in_link, in_pre);
+            // The general path, on a copy that is not ASCII only at its end.
+            super::push_text(&mut general, &format!("{text}é"), in_link, in_pre);
+            general.text.pop();
+            general.chars -= 1;
+            assert_eq!(
+                (fast.text, fast.chars, fast.link_chars, fast.punct, fast.cjk_text),
+                (
+                    general.text,
+                    general.chars,
+                    general.link_chars,
+                    general.punct,
+                    general.cjk_text
+                ),
+            );
+        }
+    }
+
     #[test]
     fn cjk_unified_ideographs_are_alphanumeric() {
         // `push_text` counts U+4E00..U+9FFF as letters without asking the Unicode tables.

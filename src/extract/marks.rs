@@ -230,31 +230,31 @@ pub(super) struct Names {
 
 /// An element's [`El::shape`](super::page::El::shape): its tag and `class` value, hashed.
 pub(super) fn shape_of(tag: &str, el: &Element) -> u64 {
-    use std::hash::{Hash, Hasher};
-    // SipHash with fixed keys: the same value on every run and machine.
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    tag.hash(&mut h);
-    el.attr("class").unwrap_or("").hash(&mut h);
-    h.finish()
+    let class = el.attr("class").unwrap_or("");
+    fnv1a(fnv1a(fnv1a(FNV_OFFSET, tag.bytes()), [0xff]), class.bytes())
 }
 
 /// An element's [`El::unit_shape`](super::page::El::unit_shape): its tag and first
 /// `class` word, so the units of one template match whatever their parity or depth classes.
 pub(super) fn unit_shape_of(tag: &str, el: &Element) -> u64 {
-    use std::hash::{Hash, Hasher};
     let class = el.attr("class").unwrap_or("");
     let first = class
         .split_ascii_whitespace()
         .find(|w| !matches!(*w, "even" | "odd" | "alt" | "first" | "last" | "clearfix"))
         .unwrap_or("");
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    tag.hash(&mut h);
-    // The class without its digits, written a run at a time (one SipHash
-    // write per character was a fifth of the walk's hashing).
-    first
-        .split(|c: char| c.is_ascii_digit())
-        .for_each(|run| h.write(run.as_bytes()));
-    h.finish()
+    // The class without its digits.
+    let h = fnv1a(fnv1a(FNV_OFFSET, tag.bytes()), [0xff]);
+    fnv1a(h, first.bytes().filter(|b| !b.is_ascii_digit()))
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, from `h`: shapes are short strings compared for
+/// equality on one page, where SipHash's setup cost more than the hashing.
+fn fnv1a(h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes
+        .into_iter()
+        .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The boilerplate mark of a tag alone.
@@ -349,7 +349,8 @@ fn word_kind(word: &str) -> u16 {
         ];
         for (list, bit) in lists {
             for w in list {
-                *map.entry(pack_lower(w).expect("listed words are short")).or_insert(0) |= bit;
+                *map.entry(pack_lower(w).expect("listed words are short"))
+                    .or_insert(0) |= bit;
             }
         }
         map

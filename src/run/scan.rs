@@ -4,7 +4,8 @@
 //! run reads (`--limit` included); every JSON object counts, so a rejected malformed
 //! object's fields have their columns too. It walks each object's JSON without
 //! building it ([`ShapeSeed`]: no strings are copied), so it costs a fraction of the
-//! parse step; HTML pages have known fields and the reader's `meta.decode`.
+//! parse step; HTML pages have known fields and the reader's `meta.decode`, so they are
+//! counted, not read.
 //!
 //! Every rank of a sharded run scans every source (a rank's `--limit` applies to each
 //! source, a superset of what any rank reads), so all ranks write one schema. A
@@ -19,7 +20,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess,
 
 use super::options::RunOptions;
 use crate::config::Pipeline;
-use crate::io::{self, Payload, RawItem, Source};
+use crate::io::{self, Payload, RawItem, Source, SourceKind};
 use crate::record::FieldMap;
 use crate::shape::{OutputSchema, Shape};
 use crate::stage::PipelineStage;
@@ -43,15 +44,19 @@ impl Scanned {
         match &item.payload {
             Payload::Json(bytes) => observe_json(&mut self.fields, bytes),
             Payload::Row(text) => observe_json(&mut self.fields, text.as_bytes()),
-            Payload::Html { .. } => {
-                let page = [(map.id.as_str(), Shape::Str), (map.html.as_str(), Shape::Str)];
-                self.fields = std::mem::replace(&mut self.fields, Shape::Null).merge(Shape::object(&page));
-                let decode = Shape::object(&[("decode", io::html::decode_shape())]);
-                self.meta = std::mem::replace(&mut self.meta, Shape::Null).merge(decode);
-            }
+            Payload::Html { .. } => return self.observe_page(map),
             // Rejected with its raw text only: no fields.
             Payload::Malformed { .. } => {}
         }
+        self
+    }
+
+    /// Widen the shapes by an HTML page: its id and text, and `meta.decode`.
+    fn observe_page(mut self, map: &FieldMap) -> Scanned {
+        let page = [(map.id.as_str(), Shape::Str), (map.html.as_str(), Shape::Str)];
+        self.fields = std::mem::replace(&mut self.fields, Shape::Null).merge(Shape::object(&page));
+        let decode = Shape::object(&[("decode", io::html::decode_shape())]);
+        self.meta = std::mem::replace(&mut self.meta, Shape::Null).merge(decode);
         self
     }
 
@@ -227,6 +232,20 @@ pub(super) fn output_schema(
     for source in sources {
         if per_source {
             left = opts.limit.unwrap_or(u64::MAX);
+        }
+        if source.remote.is_none() && matches!(source.kind, SourceKind::HtmlDir | SourceKind::HtmlFile) {
+            // A page's shape is known without reading it (reading every page
+            // again was a sixteenth of an extract-only run); a page that turns
+            // out unreadable leaves its columns null.
+            let pages = match source.kind {
+                SourceKind::HtmlDir => io::html::list_pages(&source.path)?.len() as u64,
+                _ => 1,
+            };
+            if pages.min(left) > 0 {
+                scanned = scanned.observe_page(map);
+            }
+            left -= pages.min(left);
+            continue;
         }
         let mut reader = io::open_source(source, pipeline.input.max_record_bytes, map)?;
         while left > 0 {
