@@ -171,6 +171,46 @@ fn magic_html_pages() -> Option<(PathBuf, Vec<BenchPage>)> {
     Some((root, pages))
 }
 
+/// The project's HTML tokenizer (`src/extract/tokenize.rs`) builds the tree
+/// html5ever's own tokenizer builds, on every page of the extraction sets.
+#[test]
+fn tokenizer_builds_html5evers_tree_on_every_benchmark_page() {
+    let data = curate::shared_data_dir();
+    let mut dirs = vec![repo().join("data-samples/web")];
+    for sub in [
+        "magic_html_zh_benchmark/article/htmls",
+        "magic_html_zh_benchmark/forum/htmls",
+    ] {
+        dirs.push(data.join(sub));
+    }
+    if let Ok(sources) = std::fs::read_dir(data.join("web_extraction_wceb")) {
+        dirs.extend(sources.flatten().map(|s| s.path().join("html")));
+    }
+    let mut checked = 0;
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        for page in curate::io::html::list_pages(dir).unwrap() {
+            let html = curate::io::html::decode_html(&std::fs::read(&page).unwrap()).text;
+            if let Err((ours, theirs)) = curate::extract::tokenizer_matches_html5ever(&html) {
+                let at = ours
+                    .bytes()
+                    .zip(theirs.bytes())
+                    .take_while(|(a, b)| a == b)
+                    .count();
+                let from = at.saturating_sub(200);
+                panic!(
+                    "{}: trees differ at byte {at}\n ours:   {}\n theirs: {}",
+                    page.display(),
+                    ours.get(from..(at + 200).min(ours.len())).unwrap_or(&ours),
+                    theirs.get(from..(at + 200).min(theirs.len())).unwrap_or(&theirs),
+                );
+            }
+            checked += 1;
+        }
+    }
+    eprintln!("tokenizer: {checked} pages, same tree as html5ever's tokenizer");
+    assert!(checked >= 16);
+}
+
 /// Character P/R/F1 on the 81 magic-html pages, read from their files by
 /// `curate run`, by half (even indices are the development half) and by subset.
 #[test]

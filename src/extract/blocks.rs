@@ -498,6 +498,7 @@ mod tests {
             super::push_text(&mut general, &format!("{text}é"), in_link, in_pre);
             general.text.pop();
             general.chars -= 1;
+            general.link_chars -= usize::from(in_link);
             assert_eq!(
                 (fast.text, fast.chars, fast.link_chars, fast.punct, fast.cjk_text),
                 (

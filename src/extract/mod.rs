@@ -91,6 +91,7 @@ mod page;
 mod parse;
 mod posts;
 mod print;
+mod tokenize;
 
 use std::time::Instant;
 
@@ -169,6 +170,14 @@ pub fn extract_with(
         chars_total,
         fallback,
     })
+}
+
+/// Whether the project's tokenizer and html5ever's own lead the tree builder to
+/// the same tree for a page, after the cuts made before parsing; `Err` holds
+/// both trees. For the tests that check the tokenizer on the benchmark pages.
+#[doc(hidden)]
+pub fn tokenizer_matches_html5ever(html: &str) -> Result<(), (String, String)> {
+    tokenize::check_against_html5ever(&strip_attributes(&strip_invisible(html)))
 }
 
 /// A page's blocks as the extractor sees them, one per line (index, mark, letters,

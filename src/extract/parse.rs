@@ -3,24 +3,46 @@
 //! no visible text, often more than half of a page), then every attribute of a
 //! start tag that neither the extractor nor the tree builder reads
 //! ([`strip_attributes`]: `data-*`, `href`, `srcset`, ... are a third of what
-//! is left). html5ever's tokenizer and tree builder then parse the rest in
-//! 8 KiB chunks into a [`Dom`]; a guard between them checks the deadline every
-//! 256 tokens (deep nesting makes one token cost O(depth)) and drops the
-//! tokens after it, so a pathological page ends as [`ExtractError::Timeout`]
-//! soon after its deadline instead of holding a worker.
+//! is left). The project's tokenizer (`tokenize.rs`) and html5ever's tree
+//! builder then parse the rest into a [`Dom`]; a guard between them checks the
+//! deadline every 256 tokens (deep nesting makes one token cost O(depth)) and
+//! drops the tokens after it, so a pathological page ends as
+//! [`ExtractError::Timeout`] soon after its deadline instead of holding a worker.
 
 use std::cell::Cell;
 use std::time::Instant;
 
-use html5ever::tokenizer::{BufferQueue, Token, TokenSink, TokenSinkResult, Tokenizer};
+use html5ever::tokenizer::{Token, TokenSink, TokenSinkResult};
 use html5ever::tree_builder::{TreeBuilder, TreeSink};
-use html5ever::TokenizerResult;
 
 use super::dom::{self, Dom, DomSink};
 use super::ExtractError;
 
-/// Parse with html5ever, in chunks so the deadline is checked during parsing.
+/// Parse with the project's tokenizer (`tokenize.rs`) and html5ever's tree builder.
 pub(super) fn parse(html: &str, deadline: Option<Instant>) -> Result<Dom, ExtractError> {
+    let guard = Guard {
+        builder: TreeBuilder::new(DomSink::new(), Default::default()),
+        deadline,
+        tokens: Cell::new(0),
+        stopped: Cell::new(false),
+    };
+    super::tokenize::tokenize(html, &guard, |g: &Guard| {
+        g.builder
+            .adjusted_current_node_present_but_not_in_html_namespace()
+    });
+    if guard.stopped.get() {
+        return Err(ExtractError::Timeout);
+    }
+    Ok(guard.builder.sink.finish())
+}
+
+/// Parse with html5ever's own tokenizer and tree builder (in chunks, as
+/// `curate` did before `tokenize.rs`): the reference the project's tokenizer is
+/// checked against.
+pub(super) fn parse_html5ever_reference(html: &str) -> Result<Dom, ExtractError> {
+    let deadline = None;
+    use html5ever::tokenizer::{BufferQueue, Tokenizer};
+    use html5ever::TokenizerResult;
     // Small enough that a deadline is noticed soon after a chunk of cheap tokens.
     const CHUNK: usize = 8 * 1024;
     let guard = Guard {
