@@ -127,7 +127,7 @@ use crate::dedup::store::{self, round3, DecisionKind, KeepRule};
 use crate::dedup::Prepass;
 use crate::record::{Record, Role, TextFields};
 use crate::shape::Shape;
-use crate::stage::{Action, BuildContext, FinishContext, GlobalStage, Verdict};
+use crate::stage::{Action, BuildContext, FinishContext, Flags, GlobalStage, Score, Verdict};
 
 /// `[[stage]] kind = "minhash_dedup"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -710,6 +710,15 @@ impl GlobalStage for MinhashDedup {
             "false_negative_weight": self.cfg.false_negative_weight,
             "threshold": self.cfg.threshold,
         }))
+    }
+
+    fn scores(&self) -> Vec<Score> {
+        vec![Score::unit(
+            "dedup",
+            "similarity",
+            self.cfg.threshold,
+            Flags::AtOrAbove,
+        )]
     }
 
     fn report_html(&self) -> Option<String> {
