@@ -261,6 +261,9 @@ pub struct Record {
     pub map: Arc<FieldMap>,
     /// Size of the record as read (bytes of its input line or file), for the books.
     pub input_bytes: u64,
+    /// Pipeline stages (0-based) whose verdict on it was `Tagged`: for the report's
+    /// books, never written out.
+    pub tagged_by: Vec<u32>,
 }
 
 fn role_of_speaker(speaker: &str) -> Role {
@@ -326,6 +329,7 @@ impl Record {
             origin,
             map,
             input_bytes: 0,
+            tagged_by: Vec::new(),
         })
     }
 

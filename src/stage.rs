@@ -97,6 +97,60 @@ pub fn flagged_shape(action: Action, shape: Shape) -> Shape {
     }
 }
 
+/// A number a stage writes under `meta` and decides by, declared so that `report.html`
+/// can draw its distribution (split by what the stage did) around the threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Score {
+    /// Where it is: `meta.<key>.<field>` (`toxicity`, `score`).
+    pub key: String,
+    pub field: String,
+    /// The threshold in force.
+    pub threshold: f64,
+    /// Which side of the threshold the stage flags.
+    pub flags: Flags,
+    /// The histogram's range; values outside it count in the first or last bin.
+    pub range: [f64; 2],
+}
+
+impl Score {
+    /// A score in `[0, 1]` at `meta.<key>.<field>`.
+    pub fn unit(key: &str, field: &str, threshold: f64, flags: Flags) -> Score {
+        Score {
+            key: key.to_string(),
+            field: field.to_string(),
+            threshold,
+            flags,
+            range: [0.0, 1.0],
+        }
+    }
+
+    /// An `f32` setting as written in the config (`0.65`, not `0.6499999761581421`).
+    pub fn decimal(x: f32) -> f64 {
+        x.to_string().parse().unwrap_or(f64::from(x))
+    }
+
+    /// True when `value` is on the side of the threshold that the stage flags.
+    pub fn flagged(&self, value: f64) -> bool {
+        match self.flags {
+            Flags::AtOrAbove => value >= self.threshold,
+            Flags::Above => value > self.threshold,
+            Flags::Below => value < self.threshold,
+        }
+    }
+}
+
+/// The side of a [`Score`]'s threshold that a stage flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flags {
+    /// `value >= threshold` (toxicity, machine_text, near-duplicate similarity).
+    AtOrAbove,
+    /// `value > threshold` (quality's `max_*` limits).
+    Above,
+    /// `value < threshold` (quality's `min_*` limits, language confidence).
+    Below,
+}
+
 /// What a stage does with a record its check flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -167,6 +221,11 @@ pub trait Stage: Send + Sync {
     /// Stage-specific numbers for `stats.json` (histograms, thresholds in force).
     fn summary(&self) -> Option<Value> {
         None
+    }
+
+    /// The numbers in `meta` it decides by, for the report's histograms; none by default.
+    fn scores(&self) -> Vec<Score> {
+        Vec::new()
     }
 
     /// A stage-specific section for `report.html` (an HTML fragment, already escaped).
@@ -242,6 +301,11 @@ pub trait GlobalStage: Send + Sync {
         None
     }
 
+    /// See [`Stage::scores`].
+    fn scores(&self) -> Vec<Score> {
+        Vec::new()
+    }
+
     /// A stage-specific section for `report.html` (an HTML fragment, already escaped).
     fn report_html(&self) -> Option<String> {
         None
@@ -280,6 +344,8 @@ pub trait DynGlobalStage: Send + Sync {
     fn finish(&mut self, ctx: &FinishContext) -> Result<()>;
     /// See [`GlobalStage::summary`].
     fn summary(&self) -> Option<Value>;
+    /// See [`Stage::scores`].
+    fn scores(&self) -> Vec<Score>;
     /// See [`GlobalStage::report_html`].
     fn report_html(&self) -> Option<String>;
 }
@@ -323,6 +389,9 @@ impl<G: GlobalStage> DynGlobalStage for G {
     }
     fn summary(&self) -> Option<Value> {
         GlobalStage::summary(self)
+    }
+    fn scores(&self) -> Vec<Score> {
+        GlobalStage::scores(self)
     }
     fn report_html(&self) -> Option<String> {
         GlobalStage::report_html(self)
@@ -431,6 +500,14 @@ impl PipelineStage {
         match self {
             PipelineStage::PerRecord(s) => s.summary(),
             PipelineStage::Global(s) => s.summary(),
+        }
+    }
+
+    /// See [`Stage::scores`].
+    pub fn scores(&self) -> Vec<Score> {
+        match self {
+            PipelineStage::PerRecord(s) => s.scores(),
+            PipelineStage::Global(s) => s.scores(),
         }
     }
 

@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::stage::Score;
+
 /// Counts for one stage (the reader counts as stage `read`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StageStats {
@@ -36,6 +38,158 @@ pub struct StageStats {
     /// Stage-specific numbers (`Stage::summary`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<serde_json::Value>,
+    /// The distribution of each number the stage decides by (`Stage::scores`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<ScoreStats>,
+}
+
+/// Bins of a score histogram.
+pub const SCORE_BINS: usize = 20;
+
+/// Records shown on each side of a threshold.
+pub const NEAR_THRESHOLD: usize = 3;
+
+/// The distribution of one [`Score`] over the records that reached its stage, split
+/// by what the stage did, and the records nearest its threshold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScoreStats {
+    #[serde(flatten)]
+    pub score: Score,
+    /// Records per bin ([`SCORE_BINS`] equal bins over `range`) that the stage let
+    /// through untagged, tagged, or dropped.
+    pub passed: Vec<u64>,
+    pub tagged: Vec<u64>,
+    pub dropped: Vec<u64>,
+    /// Records whose value is on the side of the threshold the stage flags.
+    pub flagged_side: u64,
+    /// Up to [`NEAR_THRESHOLD`] records on each side of the threshold, nearest first.
+    pub near_threshold: Vec<ScoreExample>,
+}
+
+/// What a stage did with a record (for its score histogram).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Passed,
+    Tagged,
+    Dropped,
+}
+
+/// A record near a score's threshold.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScoreExample {
+    pub value: f64,
+    /// True when the value is on the side the stage flags.
+    pub flagged_side: bool,
+    pub outcome: Outcome,
+    pub id: String,
+    pub origin: String,
+    /// The start of the record's text (sensitive spans masked).
+    pub preview: String,
+    /// (input source number, item number in it): of two records as near, the earlier is shown.
+    pub at: [u64; 2],
+}
+
+impl ScoreStats {
+    /// Empty books for a score.
+    pub fn new(score: Score) -> ScoreStats {
+        ScoreStats {
+            score,
+            passed: vec![0; SCORE_BINS],
+            tagged: vec![0; SCORE_BINS],
+            dropped: vec![0; SCORE_BINS],
+            flagged_side: 0,
+            near_threshold: Vec::new(),
+        }
+    }
+
+    /// The bin of a value (values outside the range count in the first or last bin).
+    pub fn bin(&self, value: f64) -> usize {
+        let [lo, hi] = self.score.range;
+        let x = ((value - lo) / (hi - lo) * SCORE_BINS as f64).floor();
+        if x.is_nan() || x < 0.0 {
+            0
+        } else {
+            (x as usize).min(SCORE_BINS - 1)
+        }
+    }
+
+    /// Count one record's value.
+    pub fn count(&mut self, value: f64, outcome: Outcome) {
+        let b = self.bin(value);
+        let bins = match outcome {
+            Outcome::Passed => &mut self.passed,
+            Outcome::Tagged => &mut self.tagged,
+            Outcome::Dropped => &mut self.dropped,
+        };
+        bins[b] += 1;
+        self.flagged_side += u64::from(self.score.flagged(value));
+    }
+
+    /// Records counted.
+    pub fn total(&self) -> u64 {
+        self.passed.iter().chain(&self.tagged).chain(&self.dropped).sum()
+    }
+
+    /// Sort key of an example: distance to the threshold, then position.
+    fn nearness(&self, value: f64, at: [u64; 2]) -> (f64, [u64; 2]) {
+        ((value - self.score.threshold).abs(), at)
+    }
+
+    /// True when a record at `at` with `value` would be shown (so that its preview is
+    /// built only then).
+    pub fn wants_example(&self, value: f64, at: [u64; 2]) -> bool {
+        let side = self.score.flagged(value);
+        let key = self.nearness(value, at);
+        let mut same = self.near_threshold.iter().filter(|e| e.flagged_side == side);
+        same.clone().count() < NEAR_THRESHOLD
+            || same.any(|e| {
+                let k = self.nearness(e.value, e.at);
+                key.0.total_cmp(&k.0).then(key.1.cmp(&k.1)).is_lt()
+            })
+    }
+
+    /// Add an example: kept when among the [`NEAR_THRESHOLD`] nearest of its side.
+    pub fn offer_example(&mut self, example: ScoreExample) {
+        self.near_threshold.push(example);
+        let t = self.score.threshold;
+        let order = |a: &ScoreExample, b: &ScoreExample| {
+            // Passing side first, then each side nearest first, then input order.
+            a.flagged_side
+                .cmp(&b.flagged_side)
+                .then((a.value - t).abs().total_cmp(&(b.value - t).abs()))
+                .then(a.at.cmp(&b.at))
+        };
+        self.near_threshold.sort_by(order);
+        let mut per_side = [0usize; 2];
+        self.near_threshold.retain(|e| {
+            let n = &mut per_side[e.flagged_side as usize];
+            *n += 1;
+            *n <= NEAR_THRESHOLD
+        });
+    }
+
+    /// Add another run's books of the same score (a rank's).
+    pub fn add(&mut self, other: &ScoreStats) {
+        for (mine, theirs) in [
+            (&mut self.passed, &other.passed),
+            (&mut self.tagged, &other.tagged),
+            (&mut self.dropped, &other.dropped),
+        ] {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                *a += b;
+            }
+        }
+        self.flagged_side += other.flagged_side;
+        for e in &other.near_threshold {
+            self.offer_example(e.clone());
+        }
+    }
+
+    /// Empty the books (the score stays).
+    pub fn clear(&mut self) {
+        *self = ScoreStats::new(self.score.clone());
+    }
 }
 
 /// One input source's counts.
@@ -47,6 +201,48 @@ pub struct SourceStats {
     /// What the reader noticed (blank lines, empty file, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Its records kept and rejected.
+    #[serde(default)]
+    pub kept: u64,
+    #[serde(default)]
+    pub rejected: u64,
+    /// Its rejections per stage and reason, most frequent first (ties: first seen first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejections: Vec<SourceRejections>,
+}
+
+/// Rejections of one source by one stage for one reason.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SourceRejections {
+    pub stage: String,
+    pub reason: String,
+    pub records: u64,
+}
+
+impl SourceStats {
+    /// Count one rejection, keeping `rejections` most frequent first.
+    pub fn add_rejection(&mut self, stage: &str, reason: &str) {
+        let mut i = match self
+            .rejections
+            .iter()
+            .position(|r| r.stage == stage && r.reason == reason)
+        {
+            Some(i) => i,
+            None => {
+                self.rejections.push(SourceRejections {
+                    stage: stage.to_string(),
+                    reason: reason.to_string(),
+                    records: 0,
+                });
+                self.rejections.len() - 1
+            }
+        };
+        self.rejections[i].records += 1;
+        while i > 0 && self.rejections[i - 1].records < self.rejections[i].records {
+            self.rejections.swap(i - 1, i);
+            i -= 1;
+        }
+    }
 }
 
 /// A rejected record shown in the report.
@@ -203,5 +399,76 @@ impl RunStats {
             self.cpu_seconds
         ));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stage::Flags;
+
+    fn example(value: f64, at: u64, flagged_side: bool) -> ScoreExample {
+        ScoreExample {
+            value,
+            flagged_side,
+            outcome: if flagged_side {
+                Outcome::Dropped
+            } else {
+                Outcome::Passed
+            },
+            id: format!("r{at}"),
+            origin: String::new(),
+            preview: String::new(),
+            at: [0, at],
+        }
+    }
+
+    #[test]
+    fn keeps_the_records_nearest_the_threshold_earliest_first_on_ties() {
+        let mut s = ScoreStats::new(Score::unit("k", "score", 0.5, Flags::AtOrAbove));
+        for (i, v) in [0.1, 0.45, 0.45, 0.49, 0.9, 0.5, 0.45, 0.7, 0.55, 0.51]
+            .iter()
+            .enumerate()
+        {
+            s.count(*v, Outcome::Passed);
+            if s.wants_example(*v, [0, i as u64]) {
+                s.offer_example(example(*v, i as u64, s.score.flagged(*v)));
+            }
+        }
+        let ids: Vec<&str> = s.near_threshold.iter().map(|e| e.id.as_str()).collect();
+        // Passing side: 0.49, then the first two 0.45s; flagged side: 0.5, 0.51, 0.55.
+        assert_eq!(ids, ["r3", "r1", "r2", "r5", "r9", "r8"]);
+        assert_eq!(s.flagged_side, 5);
+        assert_eq!(s.total(), 10);
+        assert_eq!(
+            (s.bin(0.0), s.bin(0.5), s.bin(1.0), s.bin(7.0), s.bin(-1.0)),
+            (0, 10, 19, 19, 0)
+        );
+        // Adding a rank's books gives what one run over both would have.
+        let mut merged = ScoreStats::new(s.score.clone());
+        merged.add(&s);
+        assert_eq!(merged.near_threshold.len(), 6);
+        assert_eq!(merged.passed, s.passed);
+    }
+
+    #[test]
+    fn source_rejections_stay_most_frequent_first() {
+        let mut s = SourceStats::default();
+        for (stage, reason) in [
+            ("a", "x"),
+            ("b", "y"),
+            ("b", "y"),
+            ("c", "z"),
+            ("a", "x"),
+            ("a", "x"),
+        ] {
+            s.add_rejection(stage, reason);
+        }
+        let got: Vec<(&str, u64)> = s
+            .rejections
+            .iter()
+            .map(|r| (r.stage.as_str(), r.records))
+            .collect();
+        assert_eq!(got, [("a", 3), ("b", 2), ("c", 1)]);
     }
 }

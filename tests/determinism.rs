@@ -38,3 +38,42 @@ fn output_is_identical_for_one_and_two_threads_and_reruns() {
         }
     }
 }
+
+/// The report's books (score histograms, the records nearest each threshold, kept and
+/// rejected per source) and the report's pages built from them do not depend on the
+/// thread count; a stage that tags and one with a prepass included.
+#[test]
+fn report_books_are_identical_for_one_and_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("in")).unwrap();
+    for (i, n) in [(0u64, 1500usize), (1, 700)] {
+        std::fs::write(d.join(format!("in/{i}.jsonl")), synthetic_jsonl(n, i)).unwrap();
+    }
+    let stages = "[[stage]]\nkind = \"length\"\nmin_chars = 12\n\n[[stage]]\nkind = \"quality\"\n\
+                  max_dup_ngram_frac = 0.3\naction = \"tag\"\n\n[[stage]]\nkind = \"minhash_dedup\"\n";
+    let mut books = Vec::new();
+    for (threads, out) in [("1", "out1"), ("2", "out2")] {
+        let p = write_pipeline(d, &["in/*.jsonl"], stages, out, "part_records = 400");
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push_str("\n[run]\nbatch_records = 97\n");
+        std::fs::write(&p, text).unwrap();
+        run_ok(&["run", p.to_str().unwrap(), "--threads", threads, "--quiet"]);
+        let s = stats(&d.join(out));
+        assert!(
+            s["stages"][2]["tagged"].as_u64().unwrap() > 0,
+            "quality tags some records"
+        );
+        let scores: Vec<serde_json::Value> = s["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| st["scores"].clone())
+            .collect();
+        let report = std::fs::read_to_string(d.join(out).join("report.html")).unwrap();
+        // Everything after the stage table (which holds CPU seconds).
+        let from_scores = report[report.find("<h2>Scores</h2>").expect("a scores section")..].to_string();
+        books.push((scores, s["sources"].clone(), from_scores));
+    }
+    assert_eq!(books[0], books[1]);
+}

@@ -129,7 +129,7 @@ fn kill_and_resume(stages: &str, per_file: usize, extra: &str, spill_stage: Opti
         .zip(b["stages"].as_array().unwrap())
     {
         for key in [
-            "in", "bytes_in", "kept", "dropped", "modified", "reasons", "summary",
+            "in", "bytes_in", "kept", "dropped", "modified", "tagged", "reasons", "summary", "scores",
         ] {
             assert_eq!(sa[key], sb[key], "stage {} {key}", sa["name"]);
         }

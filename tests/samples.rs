@@ -349,3 +349,171 @@ fn default_pipeline_extracts_web_pages_and_keeps_one_copy_of_each_crawled_duplic
         );
     }
 }
+
+/// HTML-escaped as the report's template engine writes text (minijinja's HTML escape).
+fn html_escaped(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#x27;")
+        .replace('/', "&#x2f;")
+}
+
+#[test]
+fn report_shows_score_histograms_sources_and_examples_with_record_markup_escaped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    // Sorted first, so its too-short record is among the rejected samples shown.
+    let markup = [
+        r#"{"instruction": "<script>alert(1)</script> 这段代码做什么？", "input": "", "output": "弹窗"}"#,
+        r#"{"instruction": "解释 HTML 标签", "input": "", "output": "<b>粗体</b>标签让文字加粗，<i>斜体</i>标签让文字倾斜，网页里很常用。"}"#,
+    ];
+    std::fs::write(input.join("a_markup.jsonl"), markup.join("\n") + "\n").unwrap();
+    for f in ["sft/alpaca_zh.jsonl", "sft/alpaca_en.jsonl", "bad/broken.jsonl"] {
+        let name = f.rsplit('/').next().unwrap();
+        std::fs::copy(repo().join("data-samples").join(f), input.join(name)).unwrap();
+    }
+    let out = tmp.path().join("out");
+    run_ok(&[
+        "run",
+        repo().join("pipelines/zh_sft.toml").to_str().unwrap(),
+        "--input",
+        input.join("*.jsonl").to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    check_books(&out);
+    let stats = stats(&out);
+    assert!(
+        stats["input"].as_u64().unwrap() > 150,
+        "the copied samples were read"
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+
+    // Record text is escaped by the template engine: no live markup from a record.
+    assert!(
+        !report.contains("<script"),
+        "a record's <script> reached the report raw"
+    );
+    assert!(!report.contains("<b>粗体"));
+    assert!(
+        report.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        "the dropped record's text is shown escaped"
+    );
+
+    // A histogram per declared score, with its threshold, split by outcome.
+    let stages = stats["stages"].as_array().unwrap();
+    let stage = |name: &str| stages.iter().find(|s| s["name"] == name).unwrap();
+    for (name, key, field, threshold) in [
+        ("quality", "quality", "dup_line_frac", "0.5"),
+        ("toxicity", "toxicity", "score", "0.65"),
+        ("machine_text", "machine_text", "score", "0.9"),
+        ("minhash_dedup", "dedup", "similarity", "0.7"),
+    ] {
+        let s = stage(name);
+        let sc = s["scores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["key"] == key && c["field"] == field)
+            .unwrap_or_else(|| panic!("{name}: no score {key}.{field}"));
+        let sum = |k: &str| {
+            sc[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .sum::<u64>()
+        };
+        let (passed, tagged, dropped) = (sum("passed"), sum("tagged"), sum("dropped"));
+        assert!(passed + tagged + dropped > 0, "{name}: nothing counted");
+        assert!(dropped <= s["dropped"].as_u64().unwrap() && tagged <= s["tagged"].as_u64().unwrap());
+        assert!(
+            report.contains(&format!("meta.{key}.{field}</h4>")),
+            "{name}: no histogram"
+        );
+        assert!(
+            report.contains(&format!("threshold {threshold}<")),
+            "{name}: no threshold"
+        );
+        // The records nearest the threshold are shown with their (escaped) text.
+        let near = sc["near_threshold"].as_array().unwrap();
+        assert!(!near.is_empty(), "{name}: no examples");
+        for e in near {
+            assert!(
+                report.contains(&html_escaped(e["preview"].as_str().unwrap())),
+                "{name}: example {} not shown",
+                e["id"]
+            );
+        }
+    }
+    // A tag-only stage: every record it saw is in its histogram, its tags in amber.
+    let mt = stage("machine_text");
+    let sc = &mt["scores"][0];
+    let sum = |k: &str| {
+        sc[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let tagged = mt["tagged"].as_u64().unwrap();
+    assert!(tagged > 0);
+    assert_eq!(
+        sum("tagged"),
+        tagged,
+        "machine_text: tagged records in its histogram"
+    );
+    assert_eq!(sum("passed") + sum("tagged"), mt["in"].as_u64().unwrap());
+    assert_eq!(sum("dropped"), 0);
+    assert!(report.contains(&format!("{tagged} tagged")));
+
+    // Kept and rejected per source, with the top reasons (also in stats.json).
+    let sources = stats["sources"].as_array().unwrap();
+    let source = |name: &str| sources.iter().find(|s| s["name"] == name).unwrap();
+    for s in sources {
+        assert_eq!(
+            s["kept"].as_u64().unwrap() + s["rejected"].as_u64().unwrap(),
+            s["records"].as_u64().unwrap(),
+            "{s}"
+        );
+        let by_reason: u64 = s["rejections"]
+            .as_array()
+            .map_or(0, |r| r.iter().map(|r| r["records"].as_u64().unwrap()).sum());
+        assert_eq!(by_reason, s["rejected"].as_u64().unwrap(), "{s}");
+    }
+    let broken = source("broken.jsonl");
+    assert_eq!(broken["rejections"][0]["stage"], "read");
+    assert_eq!(broken["rejections"][0]["reason"], "malformed");
+    let row = |name: &str| {
+        let at = report
+            .find(&format!("<tr><td>{name}</td>"))
+            .unwrap_or_else(|| panic!("no row {name}"));
+        report[at..at + report[at..].find("</tr>").unwrap()].to_string()
+    };
+    let b = row("broken.jsonl");
+    assert!(
+        b.contains(&format!(
+            "read / malformed {}",
+            broken["rejections"][0]["records"]
+        )),
+        "{b}"
+    );
+    let m = row("a_markup.jsonl");
+    assert!(m.contains("length / too_short 1"), "{m}");
+    let zh = source("alpaca_zh.jsonl");
+    let top = &zh["rejections"][0];
+    assert!(
+        row("alpaca_zh.jsonl").contains(&format!(
+            "{} / {} {}",
+            top["stage"].as_str().unwrap(),
+            top["reason"].as_str().unwrap(),
+            top["records"]
+        )),
+        "the top reason of alpaca_zh.jsonl"
+    );
+}

@@ -185,6 +185,20 @@ fn ranks_together_equal_one_process() {
     run_ok(&["merge-stats", sharded.to_str().unwrap()]);
     assert_eq!(sharded_parts(&sharded), snapshot(&single, &["kept", "rejected"]));
     assert_eq!(books(&sharded), books(&single));
+    // The report's books too: score histograms, the records nearest each threshold
+    // (the ranks' sources mapped back to the run's order), kept/rejected per source.
+    let report_books = |d: &Path| {
+        let s = stats(d);
+        let scores: Vec<serde_json::Value> = s["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|st| st["scores"].clone())
+            .collect();
+        (scores, s["sources"].clone())
+    };
+    assert!(!report_books(&single).0[MINHASH + 1].is_null());
+    assert_eq!(report_books(&sharded), report_books(&single));
     assert_eq!(
         std::fs::read(sharded.join("clusters.jsonl")).unwrap(),
         std::fs::read(single.join("clusters.jsonl")).unwrap()

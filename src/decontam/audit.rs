@@ -13,7 +13,6 @@ use super::report::Tally;
 use super::{build_index, BenchFormat, BenchmarkSpec, Index, MatchConfig};
 use crate::io::InputFormat;
 use crate::record::Schema;
-use crate::report::escape;
 
 /// What to audit.
 #[derive(Debug, Clone)]
@@ -116,11 +115,11 @@ pub fn audit(opts: &AuditOptions) -> Result<Audit> {
         "records": records,
     });
     write(&opts.output.join("audit.json"), &serde_json::to_vec_pretty(&doc)?)?;
-    let html = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>curate audit</title><style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}mark{{background:#fde047}}</style></head><body><h1>curate audit</h1><p>Inputs: {}</p>{}</body></html>\n",
-        escape(&opts.inputs.join(", ")),
-        tally.html(&index)
-    );
+    let html = crate::report::render_html(
+        "audit.html",
+        AUDIT_TEMPLATE,
+        json!({ "inputs": opts.inputs.join(", "), "section": tally.html(&index)? }),
+    )?;
     write(&opts.output.join("audit.html"), html.as_bytes())?;
     Ok(Audit {
         index,
@@ -130,6 +129,11 @@ pub fn audit(opts: &AuditOptions) -> Result<Audit> {
         bytes,
     })
 }
+
+/// `audit.html` (auto-escaped; `section` is the decontamination section, rendered already).
+const AUDIT_TEMPLATE: &str = r#"<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>curate audit</title><style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}mark{background:#fde047}</style></head><body><h1>curate audit</h1><p>Inputs: {{ inputs }}</p>{{ section|safe }}</body></html>
+"#;
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))

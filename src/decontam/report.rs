@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::index::{Hit, Index};
-use crate::report::escape;
 
 /// Counts for one benchmark or one subject.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -158,8 +157,7 @@ impl Tally {
     }
 
     /// An HTML section: rates per benchmark and subject, worst records side by side.
-    pub fn html(&self, ix: &Index) -> String {
-        let mut h = String::new();
+    pub fn html(&self, ix: &Index) -> anyhow::Result<String> {
         let pct = |n: u64| {
             if self.scanned == 0 {
                 0.0
@@ -167,89 +165,93 @@ impl Tally {
                 100.0 * n as f64 / self.scanned as f64
             }
         };
-        let _ = write!(
-            h,
-            "<p>{} of {} records contaminated ({:.3}%). Index: {} items, {} n-grams, {} common n-grams ignored, {} items unmatchable.</p>",
-            self.contaminated,
-            self.scanned,
-            pct(self.contaminated),
-            ix.items.len(),
-            ix.len(),
-            ix.common,
-            ix.unmatchable()
-        );
-        h.push_str(
-            "<table><tr><th>benchmark / subject</th><th>records</th><th>rate</th><th>items matched</th></tr>",
-        );
-        for (b, c) in &self.benchmarks {
-            let _ = write!(
-                h,
-                "<tr><td><b>{}</b></td><td>{}</td><td>{:.3}%</td><td>{} / {}</td></tr>",
-                escape(b),
-                c.records,
-                pct(c.records),
-                c.items_matched,
-                c.items
-            );
-            for (s, c) in self.subjects.range(format!("{b}/")..format!("{b}0")) {
-                if c.records == 0 {
-                    continue;
-                }
-                let _ = write!(
-                    h,
-                    "<tr><td>&nbsp;&nbsp;{}</td><td>{}</td><td>{:.3}%</td><td>{} / {}</td></tr>",
-                    escape(s.split_once('/').map_or(s.as_str(), |x| x.1)),
-                    c.records,
-                    pct(c.records),
-                    c.items_matched,
-                    c.items
-                );
-            }
-        }
-        h.push_str("</table>");
-        if !self.worst.is_empty() {
-            h.push_str(
-                "<h3>Most contaminated records</h3><table><tr><th>record</th><th>benchmark item</th></tr>",
-            );
-            for w in &self.worst {
+        let row = |name: &str, c: &Counts| {
+            json!({
+                "name": name,
+                "records": c.records,
+                "rate": format!("{:.3}", pct(c.records)),
+                "matched": format!("{} / {}", c.items_matched, c.items),
+            })
+        };
+        let benchmarks: Vec<Value> = self
+            .benchmarks
+            .iter()
+            .map(|(b, c)| {
+                let subjects: Vec<Value> = self
+                    .subjects
+                    .range(format!("{b}/")..format!("{b}0"))
+                    .filter(|(_, c)| c.records > 0)
+                    .map(|(s, c)| row(s.split_once('/').map_or(s.as_str(), |x| x.1), c))
+                    .collect();
+                let mut r = row(b, c);
+                r["subjects"] = json!(subjects);
+                r
+            })
+            .collect();
+        let worst: Vec<Value> = self
+            .worst
+            .iter()
+            .map(|w| {
                 let it = &ix.items[w.item as usize];
                 let mut item_text = it.question.clone();
                 for (l, o) in ["A", "B", "C", "D"].iter().zip(&it.options) {
                     let _ = write!(item_text, "\n{l}. {o}");
                 }
-                let _ = write!(
-                    h,
-                    "<tr><td style=\"vertical-align:top;white-space:pre-wrap\"><b>{}</b> ({} {:.2}, n-gram overlap {:.2})\n{}</td><td style=\"vertical-align:top;white-space:pre-wrap\"><b>{} {} {} #{}</b>\n{}</td></tr>",
-                    escape(&w.id),
-                    escape(&w.evidence),
-                    w.score,
-                    w.overlap,
-                    highlight(ix, &w.text, w.item),
-                    escape(&it.benchmark),
-                    escape(&it.subject),
-                    escape(&it.split),
-                    it.row,
-                    highlight(ix, &item_text, w.item)
-                );
-            }
-            h.push_str("</table>");
-        }
-        h
+                json!({
+                    "id": w.id,
+                    "evidence": w.evidence,
+                    "score": format!("{:.2}", w.score),
+                    "overlap": format!("{:.2}", w.overlap),
+                    "text": highlight(ix, &w.text, w.item),
+                    "item": format!("{} {} {} #{}", it.benchmark, it.subject, it.split, it.row),
+                    "item_text": highlight(ix, &item_text, w.item),
+                })
+            })
+            .collect();
+        let ctx = json!({
+            "contaminated": self.contaminated,
+            "scanned": self.scanned,
+            "rate": format!("{:.3}", pct(self.contaminated)),
+            "items": ix.items.len(),
+            "ngrams": ix.len(),
+            "common": ix.common,
+            "unmatchable": ix.unmatchable(),
+            "benchmarks": benchmarks,
+            "worst": worst,
+        });
+        crate::report::render_html("decontaminate.html", SECTION_TEMPLATE, ctx)
     }
 }
 
-/// `text` (t2s-converted) escaped, with the n-grams it shares with `item` in `<mark>`.
-pub fn highlight(ix: &Index, text: &str, item: u32) -> String {
+/// The section of `report.html` and `audit.html` (auto-escaped: `crate::report::render_html`).
+const SECTION_TEMPLATE: &str = r#"{% macro marked(pieces) %}{% for text, mark in pieces %}{% if mark %}<mark>{{ text }}</mark>{% else %}{{ text }}{% endif %}{% endfor %}{% endmacro %}
+<p>{{ contaminated }} of {{ scanned }} records contaminated ({{ rate }}%). Index: {{ items }} items, {{ ngrams }} n-grams, {{ common }} common n-grams ignored, {{ unmatchable }} items unmatchable.</p>
+<table><tr><th>benchmark / subject</th><th>records</th><th>rate</th><th>items matched</th></tr>
+{% for b in benchmarks %}<tr><td><b>{{ b.name }}</b></td><td>{{ b.records }}</td><td>{{ b.rate }}%</td><td>{{ b.matched }}</td></tr>
+{% for s in b.subjects %}<tr><td>&nbsp;&nbsp;{{ s.name }}</td><td>{{ s.records }}</td><td>{{ s.rate }}%</td><td>{{ s.matched }}</td></tr>
+{% endfor %}{% endfor %}</table>
+{% if worst %}<h3>Most contaminated records</h3><table><tr><th>record</th><th>benchmark item</th></tr>
+{% for w in worst %}<tr><td style="vertical-align:top;white-space:pre-wrap"><b>{{ w.id }}</b> ({{ w.evidence }} {{ w.score }}, n-gram overlap {{ w.overlap }})
+{{ marked(w.text) }}</td><td style="vertical-align:top;white-space:pre-wrap"><b>{{ w.item }}</b>
+{{ marked(w.item_text) }}</td></tr>
+{% endfor %}</table>
+{% endif %}"#;
+
+/// `text` (t2s-converted) in pieces, each paired with whether it is an n-gram shared
+/// with `item` (the report marks those).
+pub fn highlight(ix: &Index, text: &str, item: u32) -> Vec<(String, bool)> {
     let (conv, spans) = ix.spans(text, item);
-    let mut out = String::new();
+    let mut out = Vec::new();
     let mut at = 0;
     for (s, e) in spans {
-        out.push_str(&escape(&conv[at..s]));
-        out.push_str("<mark>");
-        out.push_str(&escape(&conv[s..e]));
-        out.push_str("</mark>");
+        if s > at {
+            out.push((conv[at..s].to_string(), false));
+        }
+        out.push((conv[s..e].to_string(), true));
         at = e;
     }
-    out.push_str(&escape(&conv[at..]));
+    if at < conv.len() {
+        out.push((conv[at..].to_string(), false));
+    }
     out
 }

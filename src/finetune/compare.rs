@@ -29,7 +29,6 @@ use super::session::{self, FinetuneConfig, Split};
 use super::train::TrainReport;
 use crate::config::{stage_params, Pipeline};
 use crate::io::writer::write_atomic;
-use crate::report::escape;
 use crate::run::{self, RunOptions};
 
 /// What `curate compare` was asked.
@@ -306,7 +305,7 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     )?;
     write_atomic(
         &opts.output.join("compare.html"),
-        html(&result, &opts.pipeline).as_bytes(),
+        html(&result, &opts.pipeline)?.as_bytes(),
     )?;
     Ok(result)
 }
@@ -339,7 +338,7 @@ pub fn summary_lines(c: &Comparison) -> Vec<String> {
     out
 }
 
-fn html(c: &Comparison, pipeline: &Path) -> String {
+fn html(c: &Comparison, pipeline: &Path) -> Result<String> {
     let mut series = Vec::new();
     for (i, s) in c.seeds.iter().enumerate() {
         for (name, run, color) in [
@@ -378,28 +377,40 @@ fn html(c: &Comparison, pipeline: &Path) -> String {
         "loss (nats / token)",
         &series,
     );
-    let rows: String = c
+    let rows: Vec<[String; 7]> = c
         .seeds
         .iter()
         .map(|s| {
-            format!(
-                "<tr><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:+.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.3}</td></tr>",
-                s.seed, s.raw.final_val_loss, s.clean.final_val_loss, s.final_val_diff, s.raw.best_val_loss, s.clean.best_val_loss, s.perplexity_ratio
-            )
+            [
+                s.seed.to_string(),
+                format!("{:.4}", s.raw.final_val_loss),
+                format!("{:.4}", s.clean.final_val_loss),
+                format!("{:+.4}", s.final_val_diff),
+                format!("{:.4}", s.raw.best_val_loss),
+                format!("{:.4}", s.clean.best_val_loss),
+                format!("{:.3}", s.perplexity_ratio),
+            ]
         })
         .collect();
-    let lines: String = summary_lines(c)
-        .iter()
-        .map(|l| format!("<li>{}</li>", escape(l)))
-        .collect();
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>curate compare</title>\
-<style>body{{font-family:sans-serif;margin:2em;max-width:980px}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}</style></head><body>\
-<h1>Raw vs cleaned</h1><p>Pipeline <code>{}</code>. Same model, seed and token budget; loss on one clean held-out set that overlaps neither training set.</p><ul>{lines}</ul>{svg}\
-<table><tr><th>seed</th><th>raw val</th><th>clean val</th><th>raw − clean</th><th>raw best</th><th>clean best</th><th>perplexity ratio</th></tr>{rows}</table></body></html>\n",
-        escape(&pipeline.display().to_string())
-    )
+    let ctx = serde_json::json!({
+        "pipeline": pipeline.display().to_string(),
+        "lines": summary_lines(c),
+        "svg": svg,
+        "rows": rows,
+    });
+    crate::report::render_html("compare.html", COMPARE_TEMPLATE, ctx)
 }
+
+/// `compare.html` (auto-escaped; the chart is SVG built by [`chart::line_chart`]).
+const COMPARE_TEMPLATE: &str = r#"<!doctype html><html><head><meta charset="utf-8"><title>curate compare</title>
+<style>body{font-family:sans-serif;margin:2em;max-width:980px}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>
+<h1>Raw vs cleaned</h1><p>Pipeline <code>{{ pipeline }}</code>. Same model, seed and token budget; loss on one clean held-out set that overlaps neither training set.</p>
+<ul>{% for l in lines %}<li>{{ l }}</li>{% endfor %}</ul>
+{{ svg|safe }}
+<table><tr><th>seed</th><th>raw val</th><th>clean val</th><th>raw − clean</th><th>raw best</th><th>clean best</th><th>perplexity ratio</th></tr>
+{% for r in rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>
+{% endfor %}</table></body></html>
+"#;
 
 #[cfg(test)]
 mod tests {

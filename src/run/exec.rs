@@ -122,6 +122,7 @@ pub(super) fn drop_slot(slot: &mut Slot, stage: usize, reason: String, detail: S
         origin,
         record: Some(rec.to_output(meta_field)),
         preview: preview(&text, 300),
+        tagged_by: std::mem::take(&mut rec.tagged_by),
         raw: None,
     };
     *slot = Slot::Gone(Box::new(gone));
@@ -144,6 +145,9 @@ fn apply(verdict: Verdict, slot: &mut Slot, stage: usize, c: &Counters, meta_fie
         }
         Verdict::Tagged { .. } => {
             c.tagged.fetch_add(1, Ordering::Relaxed);
+            if let Slot::Live(rec) = slot {
+                rec.tagged_by.push(stage as u32);
+            }
         }
         Verdict::Drop { reason, detail } => drop_slot(slot, stage, reason, detail, meta_field),
     }
@@ -392,6 +396,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
     let (mut unit_kept, mut unit_rejected) = (0u64, 0u64);
 
     let mut spilled_read_cpu = 0.0;
+    super::tally::init_scores(&mut cp.stats.stages, stages);
     for msg in read_rx {
         let batch = match msg {
             ReadMsg::Batch(b) => Input::Raw(b),
@@ -404,6 +409,8 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         let marks = batch.marks();
         let n_items = batch.len() as u64;
         let batch_bytes = marks.bytes;
+        let score_books = &mut cp.stats.stages;
+        let first_item = (marks.source, cp.open_source.records);
         let result = pool.install(|| -> Result<BatchOutput> {
             let mut slots = match batch {
                 Input::Raw(b) => parser.parse(b.items, &sources[b.source].name),
@@ -418,6 +425,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
                 }
             };
             run_stages(stages, &counters, &mut slots, &meta_field, false, first_stage)?;
+            super::tally::tally_scores(score_books, &slots, first_item, &meta_field, stages);
             let outs: Vec<(bool, Vec<u8>)> = slots
                 .par_iter()
                 .map(|slot| match slot {
@@ -464,6 +472,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         stats.bytes_in += batch_bytes;
         cp.records_read += n_items;
         for rej in &gone {
+            cp.open_source.add_rejection(&stage_names[rej.stage], &rej.reason);
             let st = &mut stats.stages[rej.stage];
             st.dropped += 1;
             *st.reasons.entry(rej.reason.clone()).or_default() += 1;
@@ -494,6 +503,8 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         let source_done = marks.source_end.is_some();
         cp.open_source.records += n_items;
         cp.open_source.bytes += batch_bytes;
+        cp.open_source.kept += nk;
+        cp.open_source.rejected += nr;
         if let Some(notes) = marks.source_end {
             let mut done = std::mem::take(&mut cp.open_source);
             done.name = sources[marks.source].name.to_string();

@@ -32,6 +32,7 @@ mod prepass;
 pub mod read;
 mod scan;
 mod spill;
+mod tally;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -231,7 +232,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     write_atomic(&out.join("stats.json"), &serde_json::to_vec_pretty(&stats)?)?;
     write_atomic(
         &out.join("report.html"),
-        crate::report::render(&stats, pipeline, &sections).as_bytes(),
+        crate::report::render(&stats, pipeline, &sections)?.as_bytes(),
     )?;
     // The writer thread owns the on-disk checkpoint (with the state file names).
     let mut final_cp: Checkpoint = match std::fs::read_to_string(&cp_path) {

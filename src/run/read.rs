@@ -53,6 +53,8 @@ pub(super) struct Rejection {
     /// The record as it was when dropped (None for malformed input).
     pub(super) record: Option<Map<String, Value>>,
     pub(super) preview: String,
+    /// Stages that tagged the record before it was dropped ([`Record::tagged_by`]).
+    pub(super) tagged_by: Vec<u32>,
     pub(super) raw: Option<(String, u64)>,
 }
 
@@ -174,6 +176,7 @@ fn parse_payload(item: RawItem, cx: &ParseContext) -> Slot {
             origin: origin.to_string(),
             record: None,
             preview: preview(&text, 300),
+            tagged_by: Vec::new(),
             raw: Some((text, raw_len)),
         }))
     };
@@ -248,6 +251,7 @@ fn parse_payload(item: RawItem, cx: &ParseContext) -> Slot {
                 origin: origin.to_string(),
                 record: Some(fields),
                 preview: preview(&text, 300),
+                tagged_by: Vec::new(),
                 raw: None,
             }))
         }

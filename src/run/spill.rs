@@ -389,6 +389,20 @@ fn put_record(b: &mut Vec<u8>, r: &Record) {
     put_u64(b, r.origin.line);
     put_u64(b, r.origin.index);
     put_u64(b, r.input_bytes);
+    put_stages(b, &r.tagged_by);
+}
+
+/// A list of stage numbers (`tagged_by`).
+fn put_stages(b: &mut Vec<u8>, stages: &[u32]) {
+    put_u64(b, stages.len() as u64);
+    for &s in stages {
+        put_u64(b, s as u64);
+    }
+}
+
+fn get_stages(c: &mut Cursor<'_>) -> Result<Vec<u32>> {
+    let n = c.u64()?;
+    (0..n).map(|_| Ok(c.u64()? as u32)).collect()
 }
 
 fn get_record(c: &mut Cursor<'_>, map: &Arc<FieldMap>, sources: &mut Vec<Arc<str>>) -> Result<Record> {
@@ -419,6 +433,7 @@ fn get_record(c: &mut Cursor<'_>, map: &Arc<FieldMap>, sources: &mut Vec<Arc<str
         origin,
         map: map.clone(),
         input_bytes: c.u64()?,
+        tagged_by: get_stages(c)?,
     })
 }
 
@@ -436,6 +451,7 @@ fn put_rejection(b: &mut Vec<u8>, r: &Rejection) {
         None => b.push(0),
     }
     put_str(b, &r.preview);
+    put_stages(b, &r.tagged_by);
     match &r.raw {
         Some((text, len)) => {
             b.push(1);
@@ -458,6 +474,7 @@ fn get_rejection(c: &mut Cursor<'_>) -> Result<Rejection> {
             _ => Some(c.map()?),
         },
         preview: c.string()?,
+        tagged_by: get_stages(c)?,
         raw: match c.byte()? {
             0 => None,
             _ => Some((c.string()?, c.u64()?)),

@@ -95,7 +95,7 @@ pub fn merge_stats(out: &Path) -> Result<RunStats> {
     write_atomic(&out.join("stats.json"), &serde_json::to_vec_pretty(&merged)?)?;
     write_atomic(
         &out.join("report.html"),
-        crate::report::render(&merged, &pipeline, &sections).as_bytes(),
+        crate::report::render(&merged, &pipeline, &sections)?.as_bytes(),
     )?;
     Ok(merged)
 }
@@ -163,6 +163,9 @@ fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
         s.bytes_in = 0;
         s.reasons.clear();
         s.summary = None;
+        for sc in &mut s.scores {
+            sc.clear();
+        }
     }
     let mut sources = Vec::new();
     let mut kept_parts = Vec::new();
@@ -190,6 +193,14 @@ fn combine(ranks: &[RankRun], samples_per: usize) -> Result<RunStats> {
             a.bytes_in += b.bytes_in;
             for (k, v) in &b.reasons {
                 *a.reasons.entry(k.clone()).or_default() += v;
+            }
+            if a.scores.len() != b.scores.len() {
+                bail!("rank {r}: stage `{}` has other scores than rank 0's", b.name);
+            }
+            // Examples carry the run's source numbers, so the nearest ones over all
+            // ranks are those a single run picks.
+            for (sa, sb) in a.scores.iter_mut().zip(&b.scores) {
+                sa.add(sb);
             }
         }
         // Rank r's k-th source is the global source r + k * world.

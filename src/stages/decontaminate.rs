@@ -219,7 +219,7 @@ impl Stage for Decontaminate {
     fn report_html(&self) -> Option<String> {
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner()).clone();
         t.finish(&self.index);
-        Some(t.html(&self.index))
+        t.html(&self.index).ok()
     }
 
     fn annotations(&self) -> Vec<(&'static str, Shape)> {

@@ -99,6 +99,16 @@ impl Finetune {
     }
 }
 
+/// The stage's section of `report.html` (auto-escaped: `crate::report::render_html`;
+/// the chart is SVG built by `finetune::chart`).
+const REPORT_TEMPLATE: &str = r#"<p>Files in <code>{{ output }}</code>: {% for sub, what in folders %}<code>{{ sub }}/</code> ({{ what }}){% if not loop.last %}, {% endif %}{% endfor %}.</p>
+<table>{% for k, v in rows %}<tr><th style="text-align:left">{{ k }}</th><td>{{ v }}</td></tr>{% endfor %}
+<tr><th style="text-align:left">overfitting</th><td>{% if overfitting %}<b>yes</b>: {{ overfitting }}{% else %}no{% endif %}</td></tr>
+<tr><th style="text-align:left">early stopping</th><td>{{ early_stopping }}</td></tr></table>
+<h4>Per epoch</h4><table><tr><th>epoch</th><th>steps</th><th>train loss</th><th>validation loss</th><th>gap</th></tr>
+{% for e in epochs %}<tr>{% for v in e %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+{{ chart|safe }}"#;
+
 impl Stage for Finetune {
     fn kind(&self) -> &'static str {
         "finetune"
@@ -184,13 +194,12 @@ impl Stage for Finetune {
         let f = self.result.as_ref()?;
         let r = &f.report;
         let num = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.4}"));
-        let overfit = match &r.overfitting {
-            Some(o) => format!(
-                "<b>yes</b>: validation loss stayed above its best (step {}, epoch {:.2}) by more than {} for {} evaluations, flagged at step {}",
+        let overfitting = r.overfitting.as_ref().map(|o| {
+            format!(
+                "validation loss stayed above its best (step {}, epoch {:.2}) by more than {} for {} evaluations, flagged at step {}",
                 o.since_step, o.since_epoch, self.cfg.train.overfit_margin, self.cfg.train.overfit_patience, o.flagged_at_step
-            ),
-            None => "no".to_string(),
-        };
+            )
+        });
         let rows = [
             (
                 "method",
@@ -209,10 +218,7 @@ impl Stage for Finetune {
                 "steps",
                 format!(
                     "{} ({} tokens, {:.0} tokens/s on {})",
-                    r.steps,
-                    r.tokens_seen,
-                    r.tokens_per_second,
-                    crate::report::escape(&self.cfg.device)
+                    r.steps, r.tokens_seen, r.tokens_per_second, self.cfg.device
                 ),
             ),
             (
@@ -234,56 +240,42 @@ impl Stage for Finetune {
                     }
                 ),
             ),
-            ("overfitting", overfit),
-            (
-                "early stopping",
-                r.early_stopped_at_step
-                    .map_or("no".into(), |s| format!("stopped at step {s}")),
-            ),
         ];
-        let table: String = rows
-            .iter()
-            .map(|(k, v)| format!("<tr><th style=\"text-align:left\">{k}</th><td>{v}</td></tr>"))
-            .collect();
-        let epochs: String = r
+        let early_stopping = r
+            .early_stopped_at_step
+            .map_or("no".into(), |s| format!("stopped at step {s}"));
+        let epochs: Vec<[String; 5]> = r
             .epochs
             .iter()
             .map(|e| {
-                format!(
-                    "<tr><td>{:.2}</td><td>{}–{}</td><td>{:.4}</td><td>{}</td><td>{}</td></tr>",
-                    e.epoch,
-                    e.first_step,
-                    e.last_step,
-                    e.train_loss,
+                [
+                    format!("{:.2}", e.epoch),
+                    format!("{}–{}", e.first_step, e.last_step),
+                    format!("{:.4}", e.train_loss),
                     num(e.val_loss),
-                    e.gap.map_or("–".into(), |g| format!("{g:+.4}"))
-                )
+                    e.gap.map_or("–".into(), |g| format!("{g:+.4}")),
+                ]
             })
             .collect();
         // The model folders written, each with what loads it.
-        let folders: String = [
-            (
-                "merged",
-                "the full model: <code>AutoModelForCausalLM.from_pretrained</code>",
-            ),
-            (
-                "adapter",
-                "PEFT adapter: <code>PeftModel.from_pretrained(base, …)</code>",
-            ),
+        let folders: Vec<(&str, &str)> = [
+            ("merged", "the full model: AutoModelForCausalLM.from_pretrained"),
+            ("adapter", "PEFT adapter: PeftModel.from_pretrained(base, …)"),
             ("base", "the untrained base the adapter applies to"),
         ]
-        .iter()
+        .into_iter()
         .filter(|(sub, _)| f.output.join(sub).is_dir())
-        .map(|(sub, what)| format!("<code>{sub}/</code> ({what})"))
-        .collect::<Vec<_>>()
-        .join(", ");
-        Some(format!(
-            "<p>Files in <code>{}</code>: {folders}.</p><table>{table}</table>\
-             <h4>Per epoch</h4><table><tr><th>epoch</th><th>steps</th><th>train loss</th>\
-             <th>validation loss</th><th>gap</th></tr>{epochs}</table>{}",
-            crate::report::escape(&f.output.display().to_string()),
-            session::loss_chart(r, "training and validation loss")
-        ))
+        .collect();
+        let ctx = serde_json::json!({
+            "output": f.output.display().to_string(),
+            "folders": folders,
+            "rows": rows,
+            "overfitting": overfitting,
+            "early_stopping": early_stopping,
+            "epochs": epochs,
+            "chart": session::loss_chart(r, "training and validation loss"),
+        });
+        crate::report::render_html("finetune.html", REPORT_TEMPLATE, ctx).ok()
     }
 
     fn annotations(&self) -> Vec<(&'static str, Shape)> {

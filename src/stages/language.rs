@@ -44,7 +44,7 @@ use serde_json::json;
 
 use crate::record::{Record, Role};
 use crate::shape::Shape;
-use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Stage, Verdict};
+use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Flags, Score, Stage, Verdict};
 use crate::text::is_han;
 
 fn d_allowed() -> Vec<String> {
@@ -378,6 +378,15 @@ impl Stage for Language {
             ("via", Shape::Str),
         ]);
         vec![("language", flagged_shape(self.cfg.action, found))]
+    }
+
+    fn scores(&self) -> Vec<Score> {
+        vec![Score::unit(
+            "language",
+            "confidence",
+            self.cfg.min_confidence,
+            Flags::Below,
+        )]
     }
 
     fn describe(&self) -> String {

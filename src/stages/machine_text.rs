@@ -64,7 +64,7 @@ use crate::classifier::Classifier;
 use crate::lm_score::{LmScore, LmScorer};
 use crate::record::{Record, TextFields};
 use crate::shape::Shape;
-use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Stage, Verdict};
+use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Flags, Score, Stage, Verdict};
 use crate::stages::toxicity::Lexicon;
 use crate::text::{fold_width_and_case, is_bmp_han};
 
@@ -586,6 +586,11 @@ impl Stage for MachineText {
             ("signals", Shape::object(&signals)),
         ]);
         vec![("machine_text", flagged_shape(self.cfg.action, found))]
+    }
+
+    fn scores(&self) -> Vec<Score> {
+        let t = Score::decimal(self.cfg.threshold);
+        vec![Score::unit("machine_text", "score", t, Flags::AtOrAbove)]
     }
 
     fn describe(&self) -> String {

@@ -127,7 +127,7 @@ use crate::dedup::store::{self, round3, DecisionKind, KeepRule};
 use crate::dedup::Prepass;
 use crate::record::{Record, Role, TextFields};
 use crate::shape::Shape;
-use crate::stage::{Action, BuildContext, FinishContext, GlobalStage, Verdict};
+use crate::stage::{Action, BuildContext, FinishContext, Flags, GlobalStage, Score, Verdict};
 
 /// `[[stage]] kind = "minhash_dedup"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -345,6 +345,16 @@ struct Shown {
 
 /// Characters of a record's text shown in the report.
 const SHOWN_CHARS: usize = 400;
+
+/// The stage's section of `report.html` (auto-escaped: `crate::report::render_html`).
+const REPORT_TEMPLATE: &str = r#"<p>{{ sum.duplicates }} near duplicates in {{ sum.clusters_with_duplicates }} clusters with more than one record ({% if dropped %}dropped{% else %}tagged{% endif %}, kept by: {{ sum.keep }}); {{ sum.exempt }} records without text exempt. Threshold {{ threshold }} (estimated Jaccard), {{ bands }} bands x {{ rows }} rows; {{ sum.pairs_compared }} candidate pairs compared, {{ sum.pairs_similar }} similar. Every cluster is listed in <code>clusters.jsonl</code>.</p>
+<table><tr><th>cluster size</th><th>clusters</th></tr>
+{% for size, n in sum.cluster_sizes %}<tr><td>{{ size }}</td><td>{{ n }}</td></tr>
+{% endfor %}</table>
+{% if largest %}<h3>Largest clusters (kept record first)</h3>
+{% endif %}
+{% for big in largest %}<p>cluster {{ big.cluster }}: {{ big.size }} records, kept <code>{{ big.kept_id }}</code></p><table><tr>{% for m in big.members %}<th>{{ m.id }} ({{ m.label }})</th>{% endfor %}</tr><tr>{% for m in big.members %}<td style="vertical-align:top;white-space:pre-wrap">{{ m.text }}</td>{% endfor %}</tr></table>
+{% endfor %}"#;
 
 /// The built stage.
 pub struct MinhashDedup {
@@ -712,65 +722,55 @@ impl GlobalStage for MinhashDedup {
         }))
     }
 
+    fn scores(&self) -> Vec<Score> {
+        vec![Score::unit(
+            "dedup",
+            "similarity",
+            self.cfg.threshold,
+            Flags::AtOrAbove,
+        )]
+    }
+
     fn report_html(&self) -> Option<String> {
-        use crate::report::escape;
-        use std::fmt::Write;
         let (bands, rows) = self.banding();
         let sum = self.prepass.summary()?;
-        let mut h = String::new();
-        let _ = write!(
-            h,
-            "<p>{} near duplicates in {} clusters with more than one record ({}: {:?}); {} records without text exempt. \
-             Threshold {} (estimated Jaccard), {} bands x {} rows; {} candidate pairs compared, {} similar. \
-             Every cluster is listed in <code>clusters.jsonl</code>.</p>",
-            sum.duplicates,
-            sum.clusters_with_duplicates,
-            if self.cfg.action == Action::Drop { "dropped, kept by" } else { "tagged, kept by" },
-            sum.keep,
-            sum.exempt,
-            self.cfg.threshold,
-            bands,
-            rows,
-            sum.pairs_compared,
-            sum.pairs_similar,
-        );
-        h.push_str("<table><tr><th>cluster size</th><th>clusters</th></tr>");
-        for (k, v) in &sum.cluster_sizes {
-            let _ = write!(h, "<tr><td>{}</td><td>{v}</td></tr>", escape(k));
-        }
-        h.push_str("</table>");
-        if !sum.largest.is_empty() {
-            h.push_str("<h3>Largest clusters (kept record first)</h3>");
-        }
-        for big in &sum.largest {
-            let _ = write!(
-                h,
-                "<p>cluster {}: {} records, kept <code>{}</code></p><table><tr>",
-                big.cluster,
-                big.size,
-                escape(&big.kept_id)
-            );
-            let mut members: Vec<&Shown> = self.shown.iter().filter(|s| s.cluster == big.cluster).collect();
-            members.sort_by_key(|s| !s.kept); // stable: the kept record, then input order
-            for m in &members {
-                let label = if m.kept {
-                    "kept".to_string()
-                } else {
-                    format!("similarity {:.3}", m.similarity)
-                };
-                let _ = write!(h, "<th>{} ({label})</th>", escape(&m.id));
-            }
-            h.push_str("</tr><tr>");
-            for m in &members {
-                let _ = write!(
-                    h,
-                    "<td style=\"vertical-align:top;white-space:pre-wrap\">{}</td>",
-                    escape(&m.text)
-                );
-            }
-            h.push_str("</tr></table>");
-        }
-        Some(h)
+        let largest: Vec<serde_json::Value> = sum
+            .largest
+            .iter()
+            .map(|big| {
+                let mut members: Vec<&Shown> = self.shown.iter().filter(|s| s.cluster == big.cluster).collect();
+                members.sort_by_key(|s| !s.kept); // stable: the kept record, then input order
+                let members: Vec<serde_json::Value> = members
+                    .iter()
+                    .map(|m| {
+                        let label = if m.kept {
+                            "kept".to_string()
+                        } else {
+                            format!("similarity {:.3}", m.similarity)
+                        };
+                        json!({ "id": m.id, "label": label, "text": m.text })
+                    })
+                    .collect();
+                json!({ "cluster": big.cluster, "size": big.size, "kept_id": big.kept_id, "members": members })
+            })
+            .collect();
+        let ctx = json!({
+            "sum": {
+                "duplicates": sum.duplicates,
+                "clusters_with_duplicates": sum.clusters_with_duplicates,
+                "keep": format!("{:?}", sum.keep),
+                "exempt": sum.exempt,
+                "pairs_compared": sum.pairs_compared,
+                "pairs_similar": sum.pairs_similar,
+                "cluster_sizes": sum.cluster_sizes,
+            },
+            "dropped": self.cfg.action == Action::Drop,
+            "threshold": self.cfg.threshold,
+            "bands": bands,
+            "rows": rows,
+            "largest": largest,
+        });
+        crate::report::render_html("minhash_dedup.html", REPORT_TEMPLATE, ctx).ok()
     }
 
     fn annotations(&self) -> Vec<(&'static str, Shape)> {

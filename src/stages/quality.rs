@@ -68,7 +68,7 @@ use serde_json::{json, Value};
 use crate::hash::{HashKeyMap, HashKeySet};
 use crate::record::{Record, Role};
 use crate::shape::Shape;
-use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Stage, Verdict};
+use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Flags, Score, Stage, Verdict};
 use crate::text::{cjk_ratio, is_cjk};
 
 fn d_line() -> f64 {
@@ -567,6 +567,22 @@ impl Stage for Quality {
             ("mojibake", Shape::Int),
         ]);
         vec![("quality", flagged_shape(self.cfg.action, metrics))]
+    }
+
+    fn scores(&self) -> Vec<Score> {
+        let c = &self.cfg;
+        [
+            ("dup_line_frac", c.max_dup_line_frac, Flags::Above),
+            ("dup_para_frac", c.max_dup_para_frac, Flags::Above),
+            ("top_ngram_frac", c.max_top_ngram_frac, Flags::Above),
+            ("dup_ngram_frac", c.max_dup_ngram_frac, Flags::Above),
+            ("symbol_ratio", c.max_symbol_ratio, Flags::Above),
+            ("punct_end_frac", c.min_punct_end_frac, Flags::Below),
+            ("cjk_ratio", c.min_cjk_ratio, Flags::Below),
+        ]
+        .into_iter()
+        .map(|(field, t, flags)| Score::unit("quality", field, t, flags))
+        .collect()
     }
 
     fn describe(&self) -> String {

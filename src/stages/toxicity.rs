@@ -40,7 +40,7 @@ use serde_json::json;
 use crate::classifier::Classifier;
 use crate::record::{Record, TextFields};
 use crate::shape::Shape;
-use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Stage, Verdict};
+use crate::stage::{flag_or_drop, flagged_shape, Action, BuildContext, Flags, Score, Stage, Verdict};
 use crate::text::fold_width_and_case;
 
 fn default_threshold() -> f32 {
@@ -324,6 +324,11 @@ impl Stage for Toxicity {
             ("flagged_by", Shape::list(Shape::Str)),
         ]);
         vec![("toxicity", flagged_shape(self.cfg.action, found))]
+    }
+
+    fn scores(&self) -> Vec<Score> {
+        let t = Score::decimal(self.cfg.threshold);
+        vec![Score::unit("toxicity", "score", t, Flags::AtOrAbove)]
     }
 
     fn describe(&self) -> String {
