@@ -29,9 +29,11 @@ use anyhow::{bail, Context, Result};
 
 use super::layout::{global_dir, rank_dir};
 use crate::config::Pipeline;
-use crate::dedup::store::{self as prepass, Layout};
+use crate::dedup::store as prepass;
+use crate::dedup::PrepassStore;
 use crate::error::config_error;
 use crate::run::{self, RunOptions};
+use crate::stage::PipelineStage;
 
 /// One step of a sharded run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,15 +176,10 @@ pub fn run_step(pipeline: &Pipeline, opts: &RunOptions, step: Step) -> Result<()
                 return Ok(());
             }
             std::fs::create_dir_all(&gdir).with_context(|| format!("{}: cannot create", gdir.display()))?;
-            let (layout, params) = layout_and_params(pipeline, &out, k, me.world_size)?;
-            let n = prepass::bucket_step(&layout, &params, me.rank, me.world_size, &gdir)?;
-            say(format!(
-                "buckets {} of {} (bands {:?}) of `{}`: {n} band entries",
-                me.rank,
-                me.world_size,
-                prepass::band_range(params.bands, me.rank, me.world_size),
-                pipeline.stages[k].name
-            ));
+            let (mut stage, dirs) = sharded_stage(pipeline, &out, k, me.world_size)?;
+            let line =
+                stage_store(&mut stage, pipeline, k)?.bucket_step(&dirs, me.rank, me.world_size, &gdir)?;
+            say(format!("{line} of `{}`", pipeline.stages[k].name));
         }
         Step::Clusters(k) => {
             let gdir = global_dir(&out, k);
@@ -190,31 +187,37 @@ pub fn run_step(pipeline: &Pipeline, opts: &RunOptions, step: Step) -> Result<()
                 say(format!("{}: clusters already complete", gdir.display()));
                 return Ok(());
             }
-            let (layout, params) = layout_and_params(pipeline, &out, k, me.world_size)?;
-            let sum = prepass::cluster_step(&layout, &params, me.world_size, &gdir)?;
-            say(format!(
-                "clusters of `{}`: {} records, {} duplicates in {} clusters",
-                pipeline.stages[k].name, sum.records, sum.duplicates, sum.clusters_with_duplicates
-            ));
+            let (mut stage, dirs) = sharded_stage(pipeline, &out, k, me.world_size)?;
+            let line = stage_store(&mut stage, pipeline, k)?.cluster_step(&dirs, me.world_size, &gdir)?;
+            say(format!("{line} of `{}`", pipeline.stages[k].name));
         }
     }
     Ok(())
 }
 
-fn layout_and_params(
+/// Stage `k`, built afresh, and the folders of its ranks' observe steps.
+fn sharded_stage(
     pipeline: &Pipeline,
     out: &Path,
     k: usize,
     world_size: usize,
-) -> Result<(Layout, prepass::Params)> {
-    let mut stage = crate::stages::build(&pipeline.stages[k], pipeline)?;
+) -> Result<(PipelineStage, Vec<PathBuf>)> {
+    let stage = crate::stages::build(&pipeline.stages[k], pipeline)?;
+    let dirs: Vec<PathBuf> = (0..world_size).map(|r| rank_dir(out, k, r)).collect();
+    Ok((stage, dirs))
+}
+
+/// The sharded prepass of a global stage (an error for any other stage).
+fn stage_store<'a>(
+    stage: &'a mut PipelineStage,
+    pipeline: &Pipeline,
+    k: usize,
+) -> Result<&'a mut dyn PrepassStore> {
     let Some(g) = stage.global() else {
         bail!("stage `{}` has no cluster steps", pipeline.stages[k].name);
     };
     if !g.use_sharded_prepass() {
         bail!("stage `{}` has no cluster steps", pipeline.stages[k].name);
     }
-    let params = g.prepass().params().clone();
-    let dirs: Vec<PathBuf> = (0..world_size).map(|r| rank_dir(out, k, r)).collect();
-    Ok((Layout::ranks(&dirs)?, params))
+    Ok(g.prepass())
 }

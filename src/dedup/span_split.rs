@@ -1,0 +1,256 @@
+//! How `span_dedup` cuts a text into spans and hashes them.
+//!
+//! A span is a line (the text between newlines) or, with [`SpanUnit::Sentence`], a
+//! sentence inside a line: it ends after a terminator (Chinese `。！？；…`, English
+//! `. ! ? ;` followed by a space or the end of the line), with the closing quotes and
+//! brackets after it. Spans are byte ranges of the text, trimmed of surrounding
+//! whitespace.
+//!
+//! The hash is xxh3-64 of the span **normalized**: whitespace and punctuation (ASCII,
+//! CJK and full-width) dropped, full-width ASCII folded to half-width, ASCII
+//! lower-cased; so `希望对你有帮助！` and `希望对你有帮助!` are one span, and so are
+//! `Accept all cookies` and `accept all cookies.`. A span counts only when its
+//! normalized **width** reaches `min_width`: a CJK (wide) character counts 2, any
+//! other kept character 1, so `谢谢` (4), `Yes` (3) and `1.` (1) never count while
+//! `希望对你有帮助` (14) and `Hope this helps` (13) do at the default 10.
+
+use serde::Deserialize;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// What a span is: `unit = "line" | "sentence"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpanUnit {
+    /// A whole line (CCNet's line dedup; paragraphs in one-line-per-paragraph text).
+    #[default]
+    Line,
+    /// A sentence inside a line (boilerplate appended to an answer's last line).
+    Sentence,
+}
+
+/// One span of a text: its byte range (trimmed) and normalized hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+    pub hash: u64,
+}
+
+/// Cuts texts into spans; holds a reusable buffer for the normalized text.
+#[derive(Debug, Clone)]
+pub struct SpanSplitter {
+    unit: SpanUnit,
+    min_width: usize,
+    buf: String,
+}
+
+impl SpanSplitter {
+    /// A splitter for `unit`, counting only spans of at least `min_width`.
+    pub fn new(unit: SpanUnit, min_width: usize) -> SpanSplitter {
+        SpanSplitter {
+            unit,
+            min_width,
+            buf: String::with_capacity(256),
+        }
+    }
+
+    /// Append the spans of `text` that reach `min_width`, in text order, to `out`.
+    pub fn split(&mut self, text: &str, out: &mut Vec<Span>) {
+        let mut line_start = 0;
+        for line in text.split('\n') {
+            let line_end = line_start + line.len();
+            match self.unit {
+                SpanUnit::Line => self.push(text, line_start, line_end, out),
+                SpanUnit::Sentence => {
+                    let mut s = line_start;
+                    for cut in sentence_ends(line) {
+                        self.push(text, s, line_start + cut, out);
+                        s = line_start + cut;
+                    }
+                    self.push(text, s, line_end, out);
+                }
+            }
+            line_start = line_end + 1;
+        }
+    }
+
+    /// Trim `text[start..end]`, normalize and hash it; keep it if wide enough.
+    fn push(&mut self, text: &str, start: usize, end: usize, out: &mut Vec<Span>) {
+        let raw = &text[start..end];
+        let trimmed = raw.trim_start();
+        let start = start + (raw.len() - trimmed.len());
+        let trimmed = trimmed.trim_end();
+        if trimmed.is_empty() {
+            return;
+        }
+        let end = start + trimmed.len();
+        let width = normalize_into(trimmed, &mut self.buf);
+        if width >= self.min_width {
+            out.push(Span {
+                start,
+                end,
+                hash: xxh3_64(self.buf.as_bytes()),
+            });
+        }
+    }
+}
+
+/// The normalized form of a span (what is hashed), for tests and checks.
+pub fn normalized(span: &str) -> String {
+    let mut buf = String::new();
+    normalize_into(span, &mut buf);
+    buf
+}
+
+/// Write the normalized `span` into `buf` (cleared first); returns its width.
+fn normalize_into(span: &str, buf: &mut String) -> usize {
+    buf.clear();
+    let mut width = 0;
+    for c in span.chars() {
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                buf.push(c.to_ascii_lowercase());
+                width += 1;
+            }
+            continue;
+        }
+        let c = match c as u32 {
+            // Full-width ASCII -> ASCII, then the ASCII rules.
+            0xFF01..=0xFF5E => {
+                let a = char::from_u32(c as u32 - 0xFEE0).unwrap_or(c);
+                if a.is_ascii_alphanumeric() {
+                    buf.push(a.to_ascii_lowercase());
+                    width += 1;
+                }
+                continue;
+            }
+            _ => c,
+        };
+        if c.is_whitespace() || is_cjk_punct(c) {
+            continue;
+        }
+        buf.push(c);
+        width += if is_wide(c) { 2 } else { 1 };
+    }
+    width
+}
+
+/// CJK and full-width punctuation, general punctuation (U+2010..U+206F), and
+/// Latin-1 punctuation and symbols (`©`, `·`, `«`).
+fn is_cjk_punct(c: char) -> bool {
+    matches!(c as u32, 0x00A1..=0x00BF | 0x00D7 | 0x00F7 | 0x2010..=0x206F | 0x3000..=0x303F | 0xFE30..=0xFE4F | 0xFF01..=0xFF0F | 0xFF1A..=0xFF20 | 0xFF3B..=0xFF40 | 0xFF5B..=0xFF65)
+}
+
+/// East Asian wide characters: CJK ideographs, kana, hangul, full-width forms.
+fn is_wide(c: char) -> bool {
+    matches!(c as u32, 0x1100..=0x115F | 0x2E80..=0xA4CF | 0xAC00..=0xD7A3 | 0xF900..=0xFAFF | 0xFE30..=0xFE4F | 0xFF00..=0xFF60 | 0xFFE0..=0xFFE6 | 0x20000..=0x3FFFD)
+}
+
+/// Sentence terminators that end a sentence wherever they are (CJK).
+fn is_cjk_terminator(c: char) -> bool {
+    matches!(c, '。' | '！' | '？' | '；' | '…' | '｡')
+}
+
+/// Closing quotes and brackets that stay with the sentence before them.
+fn is_closer(c: char) -> bool {
+    matches!(
+        c,
+        '"' | '\'' | ')' | ']' | '”' | '’' | '」' | '』' | '）' | '】' | '》' | '〉'
+    )
+}
+
+/// Byte offsets in `line` where a sentence ends (after its terminators and closers),
+/// not counting the end of the line.
+fn sentence_ends(line: &str) -> impl Iterator<Item = usize> + '_ {
+    let bytes = line.as_bytes();
+    let mut it = line.char_indices().peekable();
+    std::iter::from_fn(move || {
+        while let Some((i, c)) = it.next() {
+            let ascii_end = matches!(c, '.' | '!' | '?' | ';');
+            if !(ascii_end || is_cjk_terminator(c)) {
+                continue;
+            }
+            let mut end = i + c.len_utf8();
+            // Runs of terminators and closers stay together ("！！", "?\"", "。”").
+            while let Some(&(j, d)) = it.peek() {
+                if is_closer(d) || is_cjk_terminator(d) || matches!(d, '.' | '!' | '?' | ';') {
+                    end = j + d.len_utf8();
+                    it.next();
+                } else {
+                    break;
+                }
+            }
+            if end >= bytes.len() {
+                return None;
+            }
+            // ASCII terminators end a sentence only before whitespace ("3.14", "e.g.x").
+            let cjk_last = is_cjk_terminator(line[..end].chars().last().unwrap_or(c));
+            if ascii_end && !cjk_last && !bytes[end].is_ascii_whitespace() {
+                continue;
+            }
+            return Some(end);
+        }
+        None
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans(text: &str, unit: SpanUnit, min_width: usize) -> Vec<&str> {
+        let mut out = Vec::new();
+        SpanSplitter::new(unit, min_width).split(text, &mut out);
+        out.iter().map(|s| &text[s.start..s.end]).collect()
+    }
+
+    #[test]
+    fn lines_are_trimmed_and_short_ones_left_out() {
+        let text = "  第一行的内容比较长一些  \n1.\nYes\n\n希望对你有帮助！\r\nHope this helps.";
+        assert_eq!(
+            spans(text, SpanUnit::Line, 10),
+            ["第一行的内容比较长一些", "希望对你有帮助！", "Hope this helps."]
+        );
+    }
+
+    #[test]
+    fn sentences_split_on_cjk_and_ascii_terminators() {
+        let text = "这是答案的正文部分。希望对你有帮助！\nPi is 3.14 here. It was said: \"hi there!\" Then more text";
+        assert_eq!(
+            spans(text, SpanUnit::Sentence, 1),
+            [
+                "这是答案的正文部分。",
+                "希望对你有帮助！",
+                "Pi is 3.14 here.",
+                "It was said: \"hi there!\"",
+                "Then more text"
+            ]
+        );
+        assert_eq!(
+            spans("他说：“好的。”然后走了。", SpanUnit::Sentence, 1),
+            ["他说：“好的。”", "然后走了。"]
+        );
+    }
+
+    #[test]
+    fn normalization_folds_width_case_punctuation_and_space() {
+        assert_eq!(normalized("希望对你有帮助！"), normalized("希望对你有帮助!"));
+        assert_eq!(
+            normalized("Accept ALL cookies."),
+            normalized("accept all cookies")
+        );
+        assert_eq!(normalized("ＡＢＣ１２３"), "abc123");
+        assert_eq!(normalized("版权所有 © 2024"), "版权所有2024");
+        let mut a = Vec::new();
+        let mut s = SpanSplitter::new(SpanUnit::Line, 10);
+        s.split("希望对你有帮助！", &mut a);
+        s.split("希望 对你有帮助!", &mut a);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].hash, a[1].hash);
+        // Widths: CJK characters count 2.
+        assert_eq!(
+            spans("谢谢你们\n版权所有\nRead more", SpanUnit::Line, 10),
+            Vec::<&str>::new()
+        );
+    }
+}
