@@ -13,9 +13,24 @@
 //! normalized **width** reaches `min_width`: a CJK (wide) character counts 2, any
 //! other kept character 1, so `谢谢` (4), `Yes` (3) and `1.` (1) never count while
 //! `希望对你有帮助` (14) and `Hope this helps` (13) do at the default 10.
+//!
+//! Text that repeats by nature is never a span (measured on the SFT sets: code lines
+//! and one-word headings were most of what was removed besides boilerplate):
+//! - lines inside fenced code blocks (```` ``` ```` or `~~~`), and the fences;
+//! - a span whose code symbols (`_ = { } ( ) [ ] < > ; # $ & * / \ | ~ ^ %` and
+//!   backticks) are [`MAX_CODE_SHARE`] or more of its non-space characters
+//!   (`if __name__ == '__main__':`, `.then(r => r.json())`, `&quot;`);
+//! - a span without CJK characters of fewer than [`MIN_WORDS`] words
+//!   (`Conclusion`, `Ingredients:`, `return False`, `I. Introduction`).
 
 use serde::Deserialize;
 use xxhash_rust::xxh3::xxh3_64;
+
+/// Code symbols at or above this share of a span's non-space characters: code, not prose.
+pub const MAX_CODE_SHARE: f64 = 0.1;
+
+/// Words a span without CJK characters needs (headings and code are shorter).
+pub const MIN_WORDS: usize = 3;
 
 /// What a span is: `unit = "line" | "sentence"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -57,8 +72,18 @@ impl SpanSplitter {
     /// Append the spans of `text` that reach `min_width`, in text order, to `out`.
     pub fn split(&mut self, text: &str, out: &mut Vec<Span>) {
         let mut line_start = 0;
+        let mut in_code = false;
         for line in text.split('\n') {
             let line_end = line_start + line.len();
+            let fence = {
+                let t = line.trim_start();
+                t.starts_with("```") || t.starts_with("~~~")
+            };
+            if fence || in_code {
+                in_code ^= fence;
+                line_start = line_end + 1;
+                continue;
+            }
             match self.unit {
                 SpanUnit::Line => self.push(text, line_start, line_end, out),
                 SpanUnit::Sentence => {
@@ -84,8 +109,10 @@ impl SpanSplitter {
             return;
         }
         let end = start + trimmed.len();
-        let width = normalize_into(trimmed, &mut self.buf);
-        if width >= self.min_width {
+        let shape = normalize_into(trimmed, &mut self.buf);
+        let prose = shape.code_symbols as f64 / shape.chars.max(1) as f64 <= MAX_CODE_SHARE - 1e-9
+            && (shape.cjk || shape.words >= MIN_WORDS);
+        if shape.width >= self.min_width && prose {
             out.push(Span {
                 start,
                 end,
@@ -102,15 +129,40 @@ pub fn normalized(span: &str) -> String {
     buf
 }
 
-/// Write the normalized `span` into `buf` (cleared first); returns its width.
-fn normalize_into(span: &str, buf: &mut String) -> usize {
+/// What [`normalize_into`] measured of a span.
+#[derive(Debug, Default)]
+struct SpanShape {
+    /// Normalized width (CJK characters count 2).
+    width: usize,
+    /// Non-space characters, and code symbols among them.
+    chars: usize,
+    code_symbols: usize,
+    /// Runs of letters and digits (non-CJK).
+    words: usize,
+    cjk: bool,
+}
+
+/// Write the normalized `span` into `buf` (cleared first); returns what it measured.
+fn normalize_into(span: &str, buf: &mut String) -> SpanShape {
     buf.clear();
+    let mut shape = SpanShape::default();
     let mut width = 0;
+    let mut in_word = false;
     for c in span.chars() {
+        if !c.is_whitespace() {
+            shape.chars += 1;
+        }
+        let letter = c.is_alphanumeric() && !is_wide(c);
+        if letter && !in_word {
+            shape.words += 1;
+        }
+        in_word = letter;
         if c.is_ascii() {
             if c.is_ascii_alphanumeric() {
                 buf.push(c.to_ascii_lowercase());
                 width += 1;
+            } else if is_code_symbol(c) {
+                shape.code_symbols += 1;
             }
             continue;
         }
@@ -130,9 +182,43 @@ fn normalize_into(span: &str, buf: &mut String) -> usize {
             continue;
         }
         buf.push(c);
-        width += if is_wide(c) { 2 } else { 1 };
+        if is_wide(c) {
+            width += 2;
+            shape.cjk = true;
+        } else {
+            width += 1;
+        }
     }
-    width
+    shape.width = width;
+    shape
+}
+
+/// ASCII symbols that are common in code and markup and rare in prose.
+fn is_code_symbol(c: char) -> bool {
+    matches!(
+        c,
+        '_' | '='
+            | '{'
+            | '}'
+            | '('
+            | ')'
+            | '['
+            | ']'
+            | '<'
+            | '>'
+            | ';'
+            | '#'
+            | '$'
+            | '&'
+            | '*'
+            | '/'
+            | '\\'
+            | '|'
+            | '~'
+            | '^'
+            | '%'
+            | '`'
+    )
 }
 
 /// CJK and full-width punctuation, general punctuation (U+2010..U+206F), and
