@@ -146,50 +146,62 @@ struct SpanShape {
 fn normalize_into(span: &str, buf: &mut String) -> SpanShape {
     buf.clear();
     let mut shape = SpanShape::default();
-    let mut width = 0;
     let mut in_word = false;
     for c in span.chars() {
-        if !c.is_whitespace() {
-            shape.chars += 1;
-        }
-        let letter = c.is_alphanumeric() && !is_wide(c);
-        if letter && !in_word {
-            shape.words += 1;
-        }
-        in_word = letter;
+        // ASCII first: most of the work in English text, one branch per character.
         if c.is_ascii() {
             if c.is_ascii_alphanumeric() {
+                shape.words += usize::from(!in_word);
+                in_word = true;
                 buf.push(c.to_ascii_lowercase());
-                width += 1;
-            } else if is_code_symbol(c) {
-                shape.code_symbols += 1;
-            }
-            continue;
-        }
-        let c = match c as u32 {
-            // Full-width ASCII -> ASCII, then the ASCII rules.
-            0xFF01..=0xFF5E => {
-                let a = char::from_u32(c as u32 - 0xFEE0).unwrap_or(c);
-                if a.is_ascii_alphanumeric() {
-                    buf.push(a.to_ascii_lowercase());
-                    width += 1;
+                shape.width += 1;
+                shape.chars += 1;
+            } else {
+                in_word = false;
+                if !c.is_ascii_whitespace() {
+                    shape.chars += 1;
+                    shape.code_symbols += usize::from(is_code_symbol(c));
                 }
-                continue;
             }
-            _ => c,
-        };
-        if c.is_whitespace() || is_cjk_punct(c) {
             continue;
         }
-        buf.push(c);
-        if is_wide(c) {
-            width += 2;
-            shape.cjk = true;
-        } else {
-            width += 1;
+        if (0xFF01..=0xFF5E).contains(&(c as u32)) {
+            // Full-width ASCII -> ASCII letters and digits; its punctuation is dropped.
+            shape.chars += 1;
+            in_word = false;
+            let a = char::from_u32(c as u32 - 0xFEE0).unwrap_or(c);
+            if a.is_ascii_alphanumeric() {
+                buf.push(a.to_ascii_lowercase());
+                shape.width += 1;
+            }
+            continue;
         }
+        if is_wide(c) {
+            in_word = false;
+            shape.chars += 1;
+            if !is_cjk_punct(c) {
+                buf.push(c);
+                shape.width += 2;
+                shape.cjk = true;
+            }
+            continue;
+        }
+        if c.is_whitespace() {
+            in_word = false;
+            continue;
+        }
+        shape.chars += 1;
+        if is_cjk_punct(c) {
+            in_word = false;
+            continue;
+        }
+        // Other scripts (accented Latin, Cyrillic, ...): letters make words.
+        let letter = c.is_alphanumeric();
+        shape.words += usize::from(letter && !in_word);
+        in_word = letter;
+        buf.push(c);
+        shape.width += 1;
     }
-    shape.width = width;
     shape
 }
 
@@ -337,6 +349,29 @@ mod tests {
         assert_eq!(
             spans("谢谢你们\n版权所有\nRead more", SpanUnit::Line, 10),
             Vec::<&str>::new()
+        );
+    }
+
+    #[test]
+    fn code_headings_and_fenced_blocks_are_not_spans() {
+        let text = "Conclusion\nIngredients and tools:\nif __name__ == '__main__':\n```python\nprint('a long line of code here')\n```\nThe Associated Press\n.then(response => response.json())";
+        assert_eq!(
+            spans(text, SpanUnit::Line, 10),
+            ["Ingredients and tools:", "The Associated Press"]
+        );
+        // Prose with a parenthesis stays a span.
+        assert_eq!(
+            spans("长城（The Great Wall）是古代的防御工程", SpanUnit::Line, 10).len(),
+            1
+        );
+        assert_eq!(
+            spans(
+                "The wall (built long ago) is very long indeed.",
+                SpanUnit::Line,
+                10
+            )
+            .len(),
+            1
         );
     }
 }

@@ -1,7 +1,7 @@
 //! Sharded runs with global stages: the steps that split them over ranks.
 //!
-//! `exact_dedup` and `minhash_dedup` compare every record with every other, so a
-//! rank cannot decide alone. In a sharded run (`--world-size` > 1) each of them
+//! `exact_dedup`, `minhash_dedup` and `span_dedup` compare every record with every
+//! other, so a rank cannot decide alone. In a sharded run (`--world-size` > 1) each of them
 //! runs as three steps before the ranks write their output, the way datatrove
 //! runs MinHash on Slurm:
 //!
@@ -12,7 +12,10 @@
 //! | `clusters:NAME` | one | the bucket files, every rank's signatures and records | `decisions.bin` + `prepared.json` per rank folder; `clusters.jsonl`, `prepared.json` (last) in `global/` |
 //! | `filter` | one per rank | the rank's input, every stage's decisions | the rank's kept and rejected parts (the plain `curate run --rank`) |
 //!
-//! The file formats are those of `src/dedup/store.rs`. A record's global
+//! The table is `minhash_dedup`'s (and `exact_dedup`'s); `span_dedup` has the same
+//! steps over its own files (`src/dedup/spans.rs`: count runs per rank, merged per
+//! hash range, joined into the repeated set), driven through
+//! [`crate::dedup::PrepassStore`]. The file formats are those of `src/dedup/store.rs`. A record's global
 //! ordinal is its position in a single-process run (input files in order), which
 //! `sources.json` (records per input file) lets the later steps compute; with the
 //! same ordinals the clusters, the kept records and every decision are those of a
