@@ -594,7 +594,7 @@ fn labelled_precision_and_recall_on_shared_data() {
         );
         let mut top: Vec<(&String, &usize)> = sc.natural.iter().collect();
         top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-        for (span, n) in top.iter().take(25) {
+        for (span, n) in top.iter().take(40) {
             println!("    {n:5}  {span}");
         }
         assert!(precision >= 0.99, "precision {precision}");
