@@ -108,6 +108,10 @@ impl SpanSplitter {
         if trimmed.is_empty() {
             return;
         }
+        // A span's width is at most its length in bytes: short lines need no look.
+        if trimmed.len() < self.min_width {
+            return;
+        }
         let end = start + trimmed.len();
         let shape = normalize_into(trimmed, &mut self.buf);
         let prose = shape.code_symbols as f64 / shape.chars.max(1) as f64 <= MAX_CODE_SHARE - 1e-9

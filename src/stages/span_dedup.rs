@@ -263,7 +263,9 @@ impl SpanDedup {
                 meta.push(json!({"field": field, "start": start, "end": chars, "docs": docs}));
                 found.spans += 1;
                 found.chars += (chars - start) as u64;
-                if let Some(&i) = self.top_index().get(&s.hash) {
+                // Once per record, as `docs` counts it.
+                let listed = self.top_index().get(&s.hash).copied();
+                if let Some(i) = listed.filter(|i| !found.top.iter().any(|(j, _)| j == i)) {
                     found
                         .top
                         .push((i, text[s.start..s.end].chars().take(TOP_TEXT_CHARS).collect()));
