@@ -8,7 +8,8 @@
 # LLaMA-Factory demos, MedicalGPT, concatenated and repeated), then runs with
 # `taskset -c 0 ... --threads 1`:
 #   - pass-through, plain JSONL out and zstd out (benches/pipeline/passthrough*.toml);
-#   - the default pipeline, pipelines/zh_sft.toml (11 stages, no fine-tune).
+#   - the default pipeline, pipelines/zh_sft.toml (11 stages, no fine-tune);
+#   - span_dedup alone (benches/pipeline/span_dedup.toml; docs/benchmarks/dedup.md).
 # Each row: CPU seconds (user + system, /usr/bin/time), MB per CPU-second, peak RSS;
 # the default pipeline also gets its per-stage CPU seconds from stats.json.
 # CURATE_BIN: a release binary built already (else one is built here).
@@ -37,3 +38,4 @@ echo "input: $INPUT ($(stat -c %s "$INPUT") bytes), one core (taskset -c 0, --th
 run passthrough benches/pipeline/passthrough.toml
 run passthrough_zstd benches/pipeline/passthrough_zstd.toml
 run zh_sft pipelines/zh_sft.toml
+run span_dedup benches/pipeline/span_dedup.toml

@@ -18,7 +18,7 @@
 //! ([`GlobalStage::needs_prepass`]): before the main pass the executor reads the
 //! input once, runs the stages before it (fresh copies, so their state is not
 //! touched), computes each record's key and hands it to [`GlobalStage::observe`]
-//! in input order, then calls [`crate::dedup::Prepass::prepare`], which stores all
+//! in input order, then calls [`crate::dedup::PrepassStore::prepare`], which stores all
 //! decisions in the stage's prepass folder (inside the output's `.curate/`). The
 //! main pass calls `decide` as usual, which reads the decision back. A resumed run
 //! reuses the finished prepass; a run that crashed before its first checkpoint
@@ -33,7 +33,7 @@ use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::dedup::Prepass;
+use crate::dedup::PrepassStore;
 use crate::record::{FieldMap, Record};
 use crate::shape::Shape;
 
@@ -275,7 +275,7 @@ pub trait GlobalStage: Send + Sync {
     fn needs_prepass(&self) -> bool;
 
     /// The stage's prepass store (opened, prepared and closed by the executor).
-    fn prepass(&mut self) -> &mut Prepass;
+    fn prepass(&mut self) -> &mut dyn PrepassStore;
 
     /// Prepass: called in input order with each record that reaches the stage and its key.
     fn observe(&mut self, record: &Record, key: Self::Key) -> Result<()>;
@@ -331,7 +331,7 @@ pub trait DynGlobalStage: Send + Sync {
     /// See [`GlobalStage::needs_prepass`].
     fn needs_prepass(&self) -> bool;
     /// See [`GlobalStage::prepass`].
-    fn prepass(&mut self) -> &mut Prepass;
+    fn prepass(&mut self) -> &mut dyn PrepassStore;
     /// See [`GlobalStage::observe`].
     fn observe(&mut self, record: &Record, key: AnyKey) -> Result<()>;
     /// See [`GlobalStage::use_sharded_prepass`].
@@ -369,7 +369,7 @@ impl<G: GlobalStage> DynGlobalStage for G {
     fn needs_prepass(&self) -> bool {
         GlobalStage::needs_prepass(self)
     }
-    fn prepass(&mut self) -> &mut Prepass {
+    fn prepass(&mut self) -> &mut dyn PrepassStore {
         GlobalStage::prepass(self)
     }
     fn observe(&mut self, record: &Record, key: AnyKey) -> Result<()> {

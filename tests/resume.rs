@@ -51,6 +51,15 @@ fn kill_9_with_a_prepass_spill_resumes_byte_identical() {
     kill_and_resume(stages, 12_000, "part_records = 500", Some(3));
 }
 
+/// The same with `span_dedup`: its count prepass spills the records, and its tallies
+/// (records emptied, the texts of the most frequent spans) resume with the checkpoint.
+#[test]
+fn kill_9_in_span_dedup_resumes_byte_identical() {
+    let stages = "[[stage]]\nkind = \"normalize\"\n\n[[stage]]\nkind = \"length\"\nmin_chars = 12\n\n\
+                  [[stage]]\nkind = \"span_dedup\"\nmin_width = 6\n\n[[stage]]\nkind = \"quality\"\n";
+    kill_and_resume(stages, 12_000, "part_records = 500", Some(2));
+}
+
 /// Run `stages` over 3 synthetic files of `per_file` records once uninterrupted and
 /// once killed (SIGKILL) and resumed; `spill_stage`: the stage whose prepass spills.
 fn kill_and_resume(stages: &str, per_file: usize, extra: &str, spill_stage: Option<usize>) {

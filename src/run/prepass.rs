@@ -23,7 +23,6 @@ use super::spill::{
     self, add_books, spill_reader_thread, BatchMarks, Books, SpillJob, SpillMeta, SpillWriter,
 };
 use crate::config::Pipeline;
-use crate::dedup::store;
 use crate::error::config_error;
 use crate::io::writer::write_atomic;
 use crate::io::Source;
@@ -133,7 +132,8 @@ pub(super) fn open_prepasses(
 pub fn observe_step(pipeline: &Pipeline, opts: &RunOptions, k: usize) -> Result<bool> {
     let (sources, output_dir) = (input_sources(pipeline, opts)?, output_dir(pipeline, opts));
     let dir = prepass_folder(pipeline, opts, &output_dir, k);
-    if store::load_observed(&dir)?.is_some() && !opts.overwrite {
+    // `observed.json` is written last by every kind of prepass store.
+    if dir.join("observed.json").is_file() && !opts.overwrite {
         return Ok(false);
     }
     if dir.exists() {

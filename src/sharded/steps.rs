@@ -1,7 +1,7 @@
 //! Sharded runs with global stages: the steps that split them over ranks.
 //!
-//! `exact_dedup` and `minhash_dedup` compare every record with every other, so a
-//! rank cannot decide alone. In a sharded run (`--world-size` > 1) each of them
+//! `exact_dedup`, `minhash_dedup` and `span_dedup` compare every record with every
+//! other, so a rank cannot decide alone. In a sharded run (`--world-size` > 1) each of them
 //! runs as three steps before the ranks write their output, the way datatrove
 //! runs MinHash on Slurm:
 //!
@@ -12,7 +12,10 @@
 //! | `clusters:NAME` | one | the bucket files, every rank's signatures and records | `decisions.bin` + `prepared.json` per rank folder; `clusters.jsonl`, `prepared.json` (last) in `global/` |
 //! | `filter` | one per rank | the rank's input, every stage's decisions | the rank's kept and rejected parts (the plain `curate run --rank`) |
 //!
-//! The file formats are those of `src/dedup/store.rs`. A record's global
+//! The table is `minhash_dedup`'s (and `exact_dedup`'s); `span_dedup` has the same
+//! steps over its own files (`src/dedup/spans.rs`: count runs per rank, merged per
+//! hash range, joined into the repeated set), driven through
+//! [`crate::dedup::PrepassStore`]. The file formats are those of `src/dedup/store.rs`. A record's global
 //! ordinal is its position in a single-process run (input files in order), which
 //! `sources.json` (records per input file) lets the later steps compute; with the
 //! same ordinals the clusters, the kept records and every decision are those of a
@@ -29,9 +32,11 @@ use anyhow::{bail, Context, Result};
 
 use super::layout::{global_dir, rank_dir};
 use crate::config::Pipeline;
-use crate::dedup::store::{self as prepass, Layout};
+use crate::dedup::store as prepass;
+use crate::dedup::PrepassStore;
 use crate::error::config_error;
 use crate::run::{self, RunOptions};
+use crate::stage::PipelineStage;
 
 /// One step of a sharded run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,15 +179,10 @@ pub fn run_step(pipeline: &Pipeline, opts: &RunOptions, step: Step) -> Result<()
                 return Ok(());
             }
             std::fs::create_dir_all(&gdir).with_context(|| format!("{}: cannot create", gdir.display()))?;
-            let (layout, params) = layout_and_params(pipeline, &out, k, me.world_size)?;
-            let n = prepass::bucket_step(&layout, &params, me.rank, me.world_size, &gdir)?;
-            say(format!(
-                "buckets {} of {} (bands {:?}) of `{}`: {n} band entries",
-                me.rank,
-                me.world_size,
-                prepass::band_range(params.bands, me.rank, me.world_size),
-                pipeline.stages[k].name
-            ));
+            let (mut stage, dirs) = sharded_stage(pipeline, &out, k, me.world_size)?;
+            let line =
+                stage_store(&mut stage, pipeline, k)?.bucket_step(&dirs, me.rank, me.world_size, &gdir)?;
+            say(format!("{line} of `{}`", pipeline.stages[k].name));
         }
         Step::Clusters(k) => {
             let gdir = global_dir(&out, k);
@@ -190,31 +190,37 @@ pub fn run_step(pipeline: &Pipeline, opts: &RunOptions, step: Step) -> Result<()
                 say(format!("{}: clusters already complete", gdir.display()));
                 return Ok(());
             }
-            let (layout, params) = layout_and_params(pipeline, &out, k, me.world_size)?;
-            let sum = prepass::cluster_step(&layout, &params, me.world_size, &gdir)?;
-            say(format!(
-                "clusters of `{}`: {} records, {} duplicates in {} clusters",
-                pipeline.stages[k].name, sum.records, sum.duplicates, sum.clusters_with_duplicates
-            ));
+            let (mut stage, dirs) = sharded_stage(pipeline, &out, k, me.world_size)?;
+            let line = stage_store(&mut stage, pipeline, k)?.cluster_step(&dirs, me.world_size, &gdir)?;
+            say(format!("{line} of `{}`", pipeline.stages[k].name));
         }
     }
     Ok(())
 }
 
-fn layout_and_params(
+/// Stage `k`, built afresh, and the folders of its ranks' observe steps.
+fn sharded_stage(
     pipeline: &Pipeline,
     out: &Path,
     k: usize,
     world_size: usize,
-) -> Result<(Layout, prepass::Params)> {
-    let mut stage = crate::stages::build(&pipeline.stages[k], pipeline)?;
+) -> Result<(PipelineStage, Vec<PathBuf>)> {
+    let stage = crate::stages::build(&pipeline.stages[k], pipeline)?;
+    let dirs: Vec<PathBuf> = (0..world_size).map(|r| rank_dir(out, k, r)).collect();
+    Ok((stage, dirs))
+}
+
+/// The sharded prepass of a global stage (an error for any other stage).
+fn stage_store<'a>(
+    stage: &'a mut PipelineStage,
+    pipeline: &Pipeline,
+    k: usize,
+) -> Result<&'a mut dyn PrepassStore> {
     let Some(g) = stage.global() else {
         bail!("stage `{}` has no cluster steps", pipeline.stages[k].name);
     };
     if !g.use_sharded_prepass() {
         bail!("stage `{}` has no cluster steps", pipeline.stages[k].name);
     }
-    let params = g.prepass().params().clone();
-    let dirs: Vec<PathBuf> = (0..world_size).map(|r| rank_dir(out, k, r)).collect();
-    Ok((Layout::ranks(&dirs)?, params))
+    Ok(g.prepass())
 }

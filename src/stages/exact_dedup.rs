@@ -32,7 +32,7 @@ use serde_json::json;
 
 use crate::dedup::exact::text_hash;
 use crate::dedup::store::{self, DecisionKind, KeepRule};
-use crate::dedup::Prepass;
+use crate::dedup::{Prepass, PrepassStore};
 use crate::hash::HashKeyMap;
 use crate::record::{Record, TextFields};
 use crate::shape::Shape;
@@ -146,7 +146,7 @@ impl GlobalStage for ExactDedup {
         self.sharded
     }
 
-    fn prepass(&mut self) -> &mut Prepass {
+    fn prepass(&mut self) -> &mut dyn PrepassStore {
         &mut self.prepass
     }
 

@@ -124,7 +124,7 @@ use serde_json::{json, Value};
 pub use crate::dedup::minhash::{optimal_bands_rows, Hashing, ShingleMode};
 use crate::dedup::minhash::{MinHasher, Shingling, Verify};
 use crate::dedup::store::{self, round3, DecisionKind, KeepRule};
-use crate::dedup::Prepass;
+use crate::dedup::{Prepass, PrepassStore};
 use crate::record::{Record, Role, TextFields};
 use crate::shape::Shape;
 use crate::stage::{Action, BuildContext, FinishContext, Flags, GlobalStage, Score, Verdict};
@@ -605,7 +605,7 @@ impl GlobalStage for MinhashDedup {
         true
     }
 
-    fn prepass(&mut self) -> &mut Prepass {
+    fn prepass(&mut self) -> &mut dyn PrepassStore {
         &mut self.prepass
     }
 

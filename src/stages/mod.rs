@@ -11,6 +11,7 @@ pub mod minhash_dedup;
 pub mod normalize;
 pub mod pii;
 pub mod quality;
+pub mod span_dedup;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod toxicity;
@@ -50,6 +51,9 @@ const REGISTRY: &[(&str, Build)] = &[
     }),
     ("minhash_dedup", |s, p, cx| {
         global(minhash_dedup::MinhashDedup::new(params(s, p)?, cx)?)
+    }),
+    ("span_dedup", |s, p, cx| {
+        global(span_dedup::SpanDedup::new(params(s, p)?, cx)?)
     }),
     ("decontaminate", |s, p, cx| {
         // The benchmarks are top-level `[[benchmark]]` tables; the stage names which.
