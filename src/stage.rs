@@ -527,3 +527,66 @@ impl PipelineStage {
         }
     }
 }
+
+/// Reads the bytes a stage's [`GlobalStage::save_state`]-style checkpoint state
+/// was written as (little-endian numbers, length-prefixed strings), failing with
+/// the stage's name when they end early.
+pub struct StateReader<'a> {
+    bytes: &'a [u8],
+    stage: &'static str,
+}
+
+impl<'a> StateReader<'a> {
+    /// A reader over `bytes`, which must start with `magic` (the state's format and version).
+    pub fn new(bytes: &'a [u8], stage: &'static str, magic: &[u8]) -> Result<Self> {
+        let mut r = StateReader { bytes, stage };
+        if r.take(magic.len())? != magic {
+            anyhow::bail!("{stage}: state of another version");
+        }
+        Ok(r)
+    }
+
+    /// The next `n` bytes.
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.bytes.len() < n {
+            anyhow::bail!("{}: truncated state", self.stage);
+        }
+        let (a, b) = self.bytes.split_at(n);
+        self.bytes = b;
+        Ok(a)
+    }
+
+    /// The next `N` bytes as an array.
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
+    }
+
+    /// A little-endian `u32`.
+    pub fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    /// A little-endian `u64`.
+    pub fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// A little-endian `f32`.
+    pub fn f32(&mut self) -> Result<f32> {
+        Ok(f32::from_le_bytes(self.array()?))
+    }
+
+    /// `len` bytes of UTF-8.
+    pub fn str(&mut self, len: usize) -> Result<String> {
+        let stage = self.stage;
+        let b = self.take(len)?;
+        Ok(std::str::from_utf8(b)
+            .map_err(|e| anyhow::anyhow!("{stage}: state text: {e}"))?
+            .to_string())
+    }
+
+    /// Whether every byte was read.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}

@@ -148,7 +148,7 @@ def run_curate(binary, pipeline, work, repeat="3"):
     runs = os.path.join(work, "curate-runs")
     shutil.rmtree(runs, ignore_errors=True)
     out_path = os.path.join(work, "texts", "curate.jsonl")
-    total_pages, total_cpu = 0, 0.0
+    total_pages, total_cpu, total_stage = 0, 0.0, 0.0
     with open(out_path, "w", encoding="utf-8") as w:
         for line in open(os.path.join(work, "sources.tsv")):
             src, d, n = line.rstrip("\n").split("\t")
@@ -158,7 +158,7 @@ def run_curate(binary, pipeline, work, repeat="3"):
             if src.endswith("+comments"):
                 config = os.path.join(os.path.dirname(pipeline), "extract_keep_comments.toml")
             cmd = ["taskset", "-c", "0", binary, "run", config, "--input", d, "--output", out, "--quiet"]
-            cpus = []
+            cpus, stage_cpus = [], []
             for _ in range(int(repeat)):
                 shutil.rmtree(out, ignore_errors=True)
                 proc = subprocess.Popen(cmd)
@@ -166,7 +166,12 @@ def run_curate(binary, pipeline, work, repeat="3"):
                 if os.waitstatus_to_exitcode(status) != 0:
                     sys.exit(f"{' '.join(cmd)}: exit {os.waitstatus_to_exitcode(status)}")
                 cpus.append(ru.ru_utime + ru.ru_stime)
+                # The extract stage's own CPU (thread CPU time, stats.json): the
+                # figure without start-up, listing, reading, decoding and writing.
+                stats = json.load(open(os.path.join(out, "stats.json")))
+                stage_cpus.append(sum(s["cpu_seconds"] for s in stats["stages"] if s["kind"] == "extract"))
             cpu = min(cpus)
+            stage_cpu = min(stage_cpus)
             seen = set()
             rejected = {}
             for kind in ("kept", "rejected"):
@@ -185,13 +190,17 @@ def run_curate(binary, pipeline, work, repeat="3"):
                         w.write(json.dumps(rec, ensure_ascii=False) + "\n")
             if len(seen) != n:
                 sys.exit(f"{src}: curate wrote {len(seen)} records (kept + rejected) for {n} pages")
-            w.write(json.dumps({"source": src, "run_cpu_s": cpu, "run_pages": n}) + "\n")
+            w.write(json.dumps({"source": src, "run_cpu_s": cpu, "run_pages": n,
+                                "stage_cpu_s": stage_cpu}) + "\n")
             total_pages += n
             total_cpu += cpu
+            total_stage += stage_cpu
             print(f"  curate {src}: {n} pages, {cpu:.3f} CPU-s ({n / cpu:.0f} pages/CPU-s), "
+                  f"stage {stage_cpu:.3f} CPU-s ({n / stage_cpu:.0f} pages/CPU-s), "
                   f"runs {' '.join(f'{c:.3f}' for c in cpus)}, rejected {rejected or 0}", file=sys.stderr)
     print(f"  curate, all runs: {total_pages} pages, {total_cpu:.3f} CPU-s "
-          f"({total_pages / total_cpu:.0f} pages/CPU-s)", file=sys.stderr)
+          f"({total_pages / total_cpu:.0f} pages/CPU-s); the extract stage {total_stage:.3f} CPU-s "
+          f"({total_pages / total_stage:.0f} pages/CPU-s)", file=sys.stderr)
 
 
 def read_table(path):

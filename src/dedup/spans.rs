@@ -33,13 +33,13 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::store::buckets_file;
+use super::store::{buckets_file, create, open};
 use super::PrepassStore;
 use crate::hash::HashKeyMap;
 use crate::io::writer::{sync_dir, write_atomic};
@@ -570,27 +570,6 @@ fn load_observed(dir: &Path) -> Result<SpanObserved> {
         )
     })?;
     serde_json::from_slice(&text).with_context(|| format!("{}: unreadable", path.display()))
-}
-
-fn create(path: &Path) -> Result<BufWriter<File>> {
-    let f = File::create(path).with_context(|| format!("{}: cannot create", path.display()))?;
-    Ok(BufWriter::with_capacity(1 << 20, f))
-}
-
-fn open(path: &Path, magic: &[u8; 8]) -> Result<BufReader<File>> {
-    let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut r = BufReader::with_capacity(1 << 20, f);
-    let mut m = [0u8; 8];
-    r.read_exact(&mut m)
-        .with_context(|| format!("{}: too short", path.display()))?;
-    if &m != magic {
-        bail!(
-            "{}: not a {} file",
-            path.display(),
-            String::from_utf8_lossy(magic)
-        );
-    }
-    Ok(r)
 }
 
 fn write_entry(w: &mut impl Write, hash: u64, docs: u32) -> std::io::Result<()> {

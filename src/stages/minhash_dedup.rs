@@ -127,7 +127,7 @@ use crate::dedup::store::{self, round3, DecisionKind, KeepRule};
 use crate::dedup::{Prepass, PrepassStore};
 use crate::record::{Record, Role, TextFields};
 use crate::shape::Shape;
-use crate::stage::{Action, BuildContext, FinishContext, Flags, GlobalStage, Score, Verdict};
+use crate::stage::{Action, BuildContext, FinishContext, Flags, GlobalStage, Score, StateReader, Verdict};
 
 /// `[[stage]] kind = "minhash_dedup"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -639,32 +639,18 @@ impl GlobalStage for MinhashDedup {
     }
 
     fn load_state(&mut self, state: &[u8]) -> Result<()> {
-        fn take<'a>(s: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
-            if s.len() < n {
-                bail!("minhash_dedup: truncated state");
-            }
-            let (a, b) = s.split_at(n);
-            *s = b;
-            Ok(a)
-        }
-        fn string(s: &mut &[u8]) -> Result<String> {
-            let n = u32::from_le_bytes(take(s, 4)?.try_into()?) as usize;
-            Ok(std::str::from_utf8(take(s, n)?)?.to_string())
-        }
-        let mut s = state;
-        if take(&mut s, 4)? != b"MH02" {
-            bail!("minhash_dedup: state of another version");
-        }
-        self.prepass
-            .seek(u64::from_le_bytes(take(&mut s, 8)?.try_into()?));
-        self.decided = u64::from_le_bytes(take(&mut s, 8)?.try_into()?);
+        let mut s = StateReader::new(state, "minhash_dedup", b"MH02")?;
+        self.prepass.seek(s.u64()?);
+        self.decided = s.u64()?;
         self.shown.clear();
         while !s.is_empty() {
-            let cluster = u32::from_le_bytes(take(&mut s, 4)?.try_into()?);
-            let kept = take(&mut s, 1)?[0] == 1;
-            let similarity = f32::from_le_bytes(take(&mut s, 4)?.try_into()?);
-            let id = string(&mut s)?;
-            let text = string(&mut s)?;
+            let cluster = s.u32()?;
+            let kept = s.take(1)?[0] == 1;
+            let similarity = s.f32()?;
+            let id_len = s.u32()? as usize;
+            let id = s.str(id_len)?;
+            let text_len = s.u32()? as usize;
+            let text = s.str(text_len)?;
             self.shown.push(Shown {
                 cluster,
                 kept,

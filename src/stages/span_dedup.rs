@@ -51,7 +51,7 @@
 
 use std::sync::OnceLock;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -62,7 +62,7 @@ use crate::dedup::PrepassStore;
 use crate::hash::HashKeyMap;
 use crate::record::{FieldPath, Record, TextFields};
 use crate::shape::Shape;
-use crate::stage::{Action, BuildContext, GlobalStage, Verdict};
+use crate::stage::{Action, BuildContext, GlobalStage, StateReader, Verdict};
 
 /// Most frequent repeated spans listed in `stats.json`.
 const TOP_SPANS: usize = 20;
@@ -464,21 +464,10 @@ impl GlobalStage for SpanDedup {
     }
 
     fn load_state(&mut self, state: &[u8]) -> Result<()> {
-        fn take<'a>(s: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
-            if s.len() < n {
-                bail!("span_dedup: truncated state");
-            }
-            let (a, b) = s.split_at(n);
-            *s = b;
-            Ok(a)
-        }
-        let mut s = state;
-        if take(&mut s, 4)? != b"SD01" {
-            bail!("span_dedup: state of another version");
-        }
+        let mut s = StateReader::new(state, "span_dedup", b"SD01")?;
         let mut n = [0u64; 4];
         for v in &mut n {
-            *v = u64::from_le_bytes(take(&mut s, 8)?.try_into()?);
+            *v = s.u64()?;
         }
         [
             self.records_modified,
@@ -488,17 +477,12 @@ impl GlobalStage for SpanDedup {
         ] = n;
         self.top_seen.clear();
         while !s.is_empty() {
-            let records = u64::from_le_bytes(take(&mut s, 8)?.try_into()?);
-            let len = u32::from_le_bytes(take(&mut s, 4)?.try_into()?);
+            let records = s.u64()?;
+            let len = s.u32()?;
             let text = if len == u32::MAX {
                 None
             } else {
-                let b = take(&mut s, len as usize)?;
-                Some(
-                    std::str::from_utf8(b)
-                        .context("span_dedup: state text")?
-                        .to_string(),
-                )
+                Some(s.str(len as usize)?)
             };
             self.top_seen.push(TopSeen { text, records });
         }
