@@ -104,7 +104,7 @@
 //! # candidate_threshold = 0.4   # LSH banding target
 //! # segment_threshold = 0.5     # prompt and response each (records with both)
 //! # reorder_jaccard = 0.8       # a duplicate whatever the order
-//! # edit_threshold = 0.85       # veto: long stretches differing on both sides
+//! # edit_threshold = 0.9        # veto: long stretches differing on both sides
 //! # containment = 0.9           # smaller document's shingles contained
 //! # coverage = 0.75             # LCS similarity of the character samples
 //! ```
@@ -213,7 +213,7 @@ fn d_containment() -> f64 {
     0.85
 }
 fn d_edit_threshold() -> f64 {
-    0.85
+    0.9
 }
 fn d_coverage() -> f64 {
     0.75
