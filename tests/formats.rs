@@ -113,3 +113,32 @@ fn validate_prints_the_plan_and_stats_prints_the_table() {
     let o = run_curate(&["stats", d.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn a_directory_input_reads_its_record_files_and_an_empty_one_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let folder = d.join("sets");
+    std::fs::create_dir_all(folder.join("nested")).unwrap();
+    std::fs::write(folder.join("a.jsonl"), synthetic_jsonl(30, 1)).unwrap();
+    std::fs::write(folder.join("nested/b.jsonl"), synthetic_jsonl(20, 2)).unwrap();
+    std::fs::write(folder.join("notes.txt"), "not a record file").unwrap();
+    let p = write_pipeline(d, &["sets"], "", "out", "compression = \"none\"");
+    run_ok(&["run", p.to_str().unwrap(), "--quiet"]);
+    let (kept, rejected) = check_books(&d.join("out"));
+    assert_eq!(
+        kept.len() + rejected.len(),
+        50,
+        "both files under the folder are read"
+    );
+
+    std::fs::create_dir_all(d.join("empty")).unwrap();
+    let p = write_pipeline(d, &["empty"], "", "out2", "");
+    let out = run_curate(&["run", p.to_str().unwrap(), "--quiet"]);
+    assert!(
+        !out.status.success(),
+        "a folder with nothing to read must not run as 0 records"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a directory with no"), "{err}");
+}

@@ -315,7 +315,11 @@ fn expand_local(patterns: &[String], base: &Path, format: InputFormat) -> Result
                     full.display()
                 )));
             }
-            paths.push(full);
+            if full.is_dir() {
+                paths.extend(directory_inputs(&full, pat, format)?);
+            } else {
+                paths.push(full);
+            }
         }
     }
     let common = common_parent(&paths);
@@ -343,6 +347,42 @@ fn expand_local(patterns: &[String], base: &Path, format: InputFormat) -> Result
             })
         })
         .collect()
+}
+
+/// What a directory given as an input stands for: itself, a folder of HTML pages (one
+/// record per page), when it holds `.html` files and the format allows HTML; otherwise
+/// the record files under it (`.jsonl`, `.json`, `.parquet`, compressed or not; those of
+/// the configured format when one is set), sorted. A directory with neither is an error
+/// naming it, never a run that reads nothing.
+fn directory_inputs(dir: &Path, pat: &str, format: InputFormat) -> Result<Vec<PathBuf>> {
+    if matches!(format, InputFormat::Auto | InputFormat::Html) && !html::list_pages(dir)?.is_empty() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    let wanted = |p: &Path| {
+        let ext = inner_extension(p);
+        match format {
+            InputFormat::Auto => matches!(ext.as_str(), "jsonl" | "ndjson" | "json" | "parquet"),
+            InputFormat::Jsonl => matches!(ext.as_str(), "jsonl" | "ndjson"),
+            InputFormat::Json => ext == "json",
+            InputFormat::Parquet => ext == "parquet",
+            InputFormat::Html => false,
+        }
+    };
+    let files = walk_files(dir, wanted)?;
+    if files.is_empty() {
+        let looked_for = match format {
+            InputFormat::Auto => ".html pages or .jsonl/.json/.parquet files",
+            InputFormat::Html => ".html pages",
+            InputFormat::Jsonl => ".jsonl files",
+            InputFormat::Json => ".json files",
+            InputFormat::Parquet => ".parquet files",
+        };
+        return Err(config_error(format!(
+            "[input] paths: `{pat}` is a directory with no {looked_for} in it ({})",
+            dir.display()
+        )));
+    }
+    Ok(files)
 }
 
 fn common_parent(paths: &[PathBuf]) -> PathBuf {
