@@ -203,12 +203,10 @@ struct CompareArgs {
     /// Optimizer steps per run (the token budget); default: the stage's max_steps, else 300.
     #[arg(long)]
     steps: Option<usize>,
-    /// A clean validation file instead of holding out part of the cleaned output.
+    /// The clean validation file, from another source than the input (default: the
+    /// finetune table's `validation`); never a split of the cleaned output.
     #[arg(long)]
     validation: Option<PathBuf>,
-    /// Share of the cleaned records held out for validation.
-    #[arg(long, default_value_t = 0.2)]
-    val_fraction: f64,
     /// Training records sharing a window of this many characters with a validation record are left out.
     #[arg(long, default_value_t = 24)]
     overlap_chars: usize,
@@ -422,6 +420,11 @@ fn cmd_run(
         // The run's result goes to stdout (`curate run ... > table.txt`); progress
         // and notes stay on stderr.
         print!("{}", stats.table());
+        for s in stats.stages.iter().filter(|s| s.kind == "finetune") {
+            if let Some(summary) = &s.summary {
+                print!("{}", curate::stages::finetune::summary_text(&s.name, summary));
+            }
+        }
         let mut out = opts.output.clone().unwrap_or_else(|| p.output_dir());
         if let Some(s) = shard {
             out = s.dir(&out);
@@ -546,7 +549,6 @@ fn cmd_compare(
         seeds,
         steps,
         validation,
-        val_fraction,
         overlap_chars,
         threads,
     }: CompareArgs,
@@ -557,7 +559,6 @@ fn cmd_compare(
         output: output.clone(),
         seeds,
         steps,
-        val_fraction,
         validation,
         overlap_chars,
         threads,

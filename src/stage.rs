@@ -189,6 +189,10 @@ pub struct FinishContext {
     pub output_dir: PathBuf,
     /// Paths of the kept parts, in order.
     pub kept_parts: Vec<PathBuf>,
+    /// `--quiet`: no progress lines on stderr.
+    pub quiet: bool,
+    /// One rank of a sharded run: the kept parts are this rank's share only.
+    pub sharded: bool,
 }
 
 /// A per-record pipeline step. See the module docs for the execution model.

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{check_books, run_ok, stats, write_pipeline};
+use common::{check_books, run_curate, run_ok, stats, write_pipeline};
 
 fn samples(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -172,8 +172,12 @@ fn finetune_command_and_compare_command() {
     }
 
     // compare: a cleaning pipeline with the small training settings in its finetune table.
+    let exams = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/exams");
     let stages = format!(
-        "[[stage]]\nkind = \"normalize\"\n\n[[stage]]\nkind = \"length\"\nresponse = {{ min = 5 }}\n\n[[stage]]\nkind = \"exact_dedup\"\n\n[[stage]]\nkind = \"finetune\"\n{SMALL}"
+        "[[stage]]\nkind = \"normalize\"\n\n[[stage]]\nkind = \"length\"\nresponse = {{ min = 5 }}\n\n[[stage]]\nkind = \"exact_dedup\"\n\n[[stage]]\nkind = \"decontaminate\"\n\n[[stage]]\nkind = \"finetune\"\n{SMALL}\n\
+         [[benchmark]]\nname = \"ceval\"\nformat = \"ceval\"\npath = {:?}\n\n[[benchmark]]\nname = \"mmlu\"\nformat = \"mmlu\"\npath = {:?}\n",
+        exams.join("ceval").display().to_string(),
+        exams.join("mmlu").display().to_string()
     );
     let p = write_pipeline(
         dir.path(),
@@ -183,6 +187,12 @@ fn finetune_command_and_compare_command() {
         "",
     );
     let cmp = dir.path().join("cmp");
+    // Without a validation file the comparison refuses: a split of the cleaned output
+    // would favour the cleaned arm.
+    let refused = run_curate(&["compare", p.to_str().unwrap(), "--output", cmp.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no validation set"));
+    let validation = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/validation/qa_zh_en.jsonl");
     let o = run_ok(&[
         "compare",
         p.to_str().unwrap(),
@@ -192,6 +202,8 @@ fn finetune_command_and_compare_command() {
         "1,2",
         "--steps",
         "8",
+        "--validation",
+        validation.to_str().unwrap(),
     ]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("perplexity ratio"), "{text}");
@@ -199,7 +211,24 @@ fn finetune_command_and_compare_command() {
     assert_eq!(c["seeds"].as_array().unwrap().len(), 2);
     assert_eq!(c["steps"], 8);
     assert_eq!(c["tokens_per_run"], 8 * 4 * 64);
-    assert!(c["val_records"].as_u64().unwrap() > 0);
+    assert_eq!(c["val_records"], 36, "every record of the validation file");
+    assert!(c["significance"]["statement"]
+        .as_str()
+        .unwrap()
+        .contains("standard errors"));
+    // Probe sets: exact_dedup dropped copies, so memorisation is measured; no
+    // decontaminate stage, so contamination inflation is not.
+    assert!(c["probe_sets"]["duplicates"].as_u64().unwrap() > 0);
+    assert!(c["probe_sets"]["unique"].as_u64().unwrap() > 0);
+    assert!(c["memorisation"]["mean"].as_f64().unwrap().is_finite());
+    // The samples leak exam items (data-samples/labels.json): both halves of the
+    // inflation measure have items, rendered from the benchmark files.
+    assert!(c["probe_sets"]["leaked_items"].as_u64().unwrap() > 0);
+    assert!(c["probe_sets"]["unleaked_items"].as_u64().unwrap() > 0);
+    assert!(c["contamination_inflation"]["mean"].as_f64().unwrap().is_finite());
+    let leaked = std::fs::read_to_string(cmp.join("probes/leaked_items.jsonl")).unwrap();
+    assert!(leaked.lines().all(|l| l.contains("\"assistant\"")));
+    assert!(cmp.join("probes/duplicates.jsonl").exists());
     // The raw side has the duplicates the cleaned side lost.
     assert!(c["raw_train_records"].as_u64().unwrap() > c["clean_train_records"].as_u64().unwrap());
     for s in c["seeds"].as_array().unwrap() {
@@ -612,4 +641,76 @@ mod pretrained {
         assert_eq!(o.status.code(), Some(2));
         assert!(String::from_utf8_lossy(&o.stderr).contains("pretrained"));
     }
+}
+
+/// A pipeline that ends in `finetune` (as the default one does) still succeeds on an
+/// input too small to train on, and on one rank of a sharded run; both say why they did
+/// not train, in stats.json, report.html and the summary under the stage table.
+#[test]
+fn finetune_stage_without_enough_records_reports_why_instead_of_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let lines: String = (0..5)
+        .map(|i| {
+            format!(
+                "{}\n",
+                serde_json::json!({"instruction": format!("问题 {i}：什么是数据清洗？"), "output": format!("答案 {i}：去掉重复、错误和无用的样本。")})
+            )
+        })
+        .collect();
+    std::fs::write(d.join("few.jsonl"), lines).unwrap();
+    let stages = format!("[[stage]]\nkind = \"finetune\"\nmin_train_records = 32\n{SMALL}");
+    let p = write_pipeline(d, &["few.jsonl"], &stages, "out", "");
+    let o = run_ok(&["run", p.to_str().unwrap()]);
+    let summary_text = String::from_utf8_lossy(&o.stdout);
+    assert!(summary_text.contains("finetune: not trained:"), "{summary_text}");
+    let (kept, rejected) = check_books(&d.join("out"));
+    assert_eq!((kept.len(), rejected.len()), (5, 0));
+    let s = stats(&d.join("out"));
+    let ft = &s["stages"][1]["summary"];
+    assert!(
+        ft["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("fewer than min_train_records = 32"),
+        "{ft}"
+    );
+    assert!(
+        !d.join("out/finetune").exists(),
+        "nothing trained, nothing written"
+    );
+    let html = std::fs::read_to_string(d.join("out/report.html")).unwrap();
+    assert!(html.contains("Not trained:"));
+
+    // Enough records when the limit allows it: the same input trains and prints its epochs.
+    let stages = format!("[[stage]]\nkind = \"finetune\"\nmin_train_records = 2\n{SMALL}");
+    let p = write_pipeline(d, &["few.jsonl"], &stages, "out2", "");
+    let o = run_ok(&["run", p.to_str().unwrap()]);
+    let summary_text = String::from_utf8_lossy(&o.stdout);
+    assert!(summary_text.contains("epoch    steps"), "{summary_text}");
+    assert!(d.join("out2/finetune/finetune.json").exists());
+
+    // One rank of two: its share is not the data set, so it does not train.
+    let stages = format!("[[stage]]\nkind = \"finetune\"\nmin_train_records = 1\n{SMALL}");
+    let p = write_pipeline(d, &["few.jsonl"], &stages, "sharded", "");
+    run_ok(&[
+        "run",
+        p.to_str().unwrap(),
+        "--quiet",
+        "--rank",
+        "0",
+        "--world-size",
+        "2",
+    ]);
+    let rank_dir = std::fs::read_dir(d.join("sharded/ranks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let s = stats(&rank_dir);
+    assert!(s["stages"][1]["summary"]["skipped"]
+        .as_str()
+        .unwrap()
+        .contains("sharded run"));
 }

@@ -72,7 +72,7 @@ fn stage_keys(kind: &str) -> String {
         ),
         "length" => "min_chars = 1\nresponse = { min = 5 }\n".into(),
         // A very small model and a few steps (tests/finetune.rs), no progress lines.
-        "finetune" => "model = \"tiny\"\nval_fraction = 0.3\nprogress = false\n\
+        "finetune" => "model = \"tiny\"\nval_fraction = 0.3\nprogress = false\nmin_train_records = 1\n\
              [stage.tiny]\nvocab_size = 300\nhidden_size = 16\nintermediate_size = 32\n\
              num_hidden_layers = 1\nnum_attention_heads = 2\nnum_key_value_heads = 1\n\
              [stage.train]\nseq_len = 32\nbatch_size = 2\nmax_steps = 4\neval_every = 2\nwarmup_steps = 1\n"

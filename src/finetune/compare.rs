@@ -3,8 +3,10 @@
 //! held-out validation set, over several seeds.
 //!
 //! - Cleaned data: the pipeline runs (without any `finetune` stage) into `OUTPUT/clean/`.
-//! - Validation: a `--validation` file, else a seeded hash split (`val_fraction`) of the
-//!   cleaned records, the same for every seed.
+//! - Validation: a file neither arm is drawn from: `--validation FILE`, else the
+//!   `validation` key of the pipeline's `finetune` table. Never a split of the cleaned
+//!   output: that would train the cleaned arm on the validation distribution and favour
+//!   it by construction, so without a file the comparison refuses to run.
 //! - No overlap: a training record (raw or clean) that shares any window of
 //!   `overlap_chars` characters with a validation record is left out of training. The
 //!   key folds case, traditional -> simplified and drops everything but letters and
@@ -14,6 +16,18 @@
 //!   so losses per token are comparable.
 //! - Budget: `max_steps` (`--steps`) optimizer steps of `batch_size x seq_len` packed
 //!   tokens for both runs.
+//!
+//! - Significance: the per-seed differences (raw − clean, paired by seed) as mean,
+//!   standard deviation and standard error, and how many standard errors the mean is
+//!   from zero.
+//! - Two effects of what the pipeline removed, measured on the trained models (probe
+//!   sets written to `OUTPUT/probes/`): **contamination inflation**, how much lower the
+//!   raw arm's loss is on the benchmark items the pipeline found leaked in the raw input
+//!   than on unleaked items of the same benchmarks, beyond the cleaned arm's difference;
+//!   and **memorisation of duplicates** (Lee et al. 2022), how much lower its loss is on
+//!   the records the dedup stages dropped as copies than on unique records, beyond the
+//!   cleaned arm's. Both are differences of differences, so the format of the probe
+//!   texts cancels out.
 //!
 //! Writes `compare.json` (every run's curves) and `compare.html` (both curves in one chart).
 
@@ -39,8 +53,7 @@ pub struct CompareOptions {
     pub seeds: Vec<u64>,
     /// Optimizer steps per run (default: the config's `max_steps`, else 300).
     pub steps: Option<usize>,
-    /// Share of cleaned records held out (when no `--validation`).
-    pub val_fraction: f64,
+    /// The validation file (default: the finetune table's `validation`).
     pub validation: Option<PathBuf>,
     /// Window length of the overlap check, in characters.
     pub overlap_chars: usize,
@@ -70,7 +83,74 @@ pub struct RunSummary {
     pub tokens_seen: usize,
     pub tokens_per_second: f64,
     pub overfitting_since_step: Option<usize>,
+    /// Losses on the probe sets.
+    pub probes: ProbeLosses,
     pub report: TrainReport,
+}
+
+/// Sizes of the probe sets (`OUTPUT/probes/*.jsonl`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProbeSets {
+    /// Benchmark items the `decontaminate` stage found in raw records, as question -> answer.
+    pub leaked_items: usize,
+    /// Items of the same benchmarks found in no record (a seeded sample), rendered alike.
+    pub unleaked_items: usize,
+    /// Raw records a dedup stage dropped as a copy of a kept one: the raw arm trains on
+    /// every copy, the cleaned arm on one.
+    pub duplicates: usize,
+    /// Cleaned training records that share no text window with a dropped copy (a sample).
+    pub unique: usize,
+}
+
+/// One run's token-weighted mean loss on each probe set (`None`: the set is empty).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProbeLosses {
+    pub leaked_items: Option<f64>,
+    pub unleaked_items: Option<f64>,
+    pub duplicates: Option<f64>,
+    pub unique: Option<f64>,
+}
+
+/// How far the mean per-seed difference is from zero.
+#[derive(Debug, Clone, Serialize)]
+pub struct Significance {
+    /// Standard deviation / sqrt(seeds).
+    pub standard_error: f64,
+    /// Mean / standard error (0 with one seed or no spread).
+    pub standard_errors: f64,
+    /// Seeds whose cleaned run ended lower than its raw run.
+    pub seeds_clean_better: usize,
+    /// One sentence: cleaned beats raw by more than 2 standard errors, or not.
+    pub statement: String,
+}
+
+impl Significance {
+    /// Judge paired per-seed differences (raw − clean; positive: cleaning helped).
+    pub fn of(diffs: &[f64]) -> Significance {
+        let s = Spread::of(diffs);
+        let n = diffs.len();
+        let se = s.std / (n.max(1) as f64).sqrt();
+        let t = if n > 1 && se > 0.0 { s.mean / se } else { 0.0 };
+        let better = diffs.iter().filter(|d| **d > 0.0).count();
+        let statement = if n < 2 {
+            "one seed: no spread to judge the difference by (use --seeds with 3 or more)".to_string()
+        } else if t >= 2.0 {
+            format!("cleaned beats raw by {t:.1} standard errors ({better} of {n} seeds)")
+        } else if t <= -2.0 {
+            format!(
+                "raw beats cleaned by {:.1} standard errors ({better} of {n} seeds favour cleaned)",
+                -t
+            )
+        } else {
+            format!("no significant difference: {t:+.1} standard errors, within 2 ({better} of {n} seeds favour cleaned)")
+        };
+        Significance {
+            standard_error: se,
+            standard_errors: t,
+            seeds_clean_better: better,
+            statement,
+        }
+    }
 }
 
 /// Mean and sample standard deviation.
@@ -109,6 +189,8 @@ pub struct Comparison {
     pub raw_train_records: usize,
     pub clean_train_records: usize,
     pub val_records: usize,
+    /// The validation file.
+    pub validation: PathBuf,
     /// Training records left out because they overlap the validation set.
     pub raw_overlap_removed: usize,
     pub clean_overlap_removed: usize,
@@ -120,6 +202,15 @@ pub struct Comparison {
     pub final_val_diff: Spread,
     pub best_val_diff: Spread,
     pub perplexity_ratio: Spread,
+    /// Of `final_val_diff`.
+    pub significance: Significance,
+    pub probe_sets: ProbeSets,
+    /// Per seed: (raw unleaked − raw leaked) − (clean unleaked − clean leaked), in nats;
+    /// positive: the raw arm looks better on leaked benchmark items than it is.
+    pub contamination_inflation: Option<Spread>,
+    /// Per seed: (raw unique − raw duplicates) − (clean unique − clean duplicates);
+    /// positive: the raw arm memorised the duplicated records.
+    pub memorisation: Option<Spread>,
     pub seconds: f64,
 }
 
@@ -158,8 +249,9 @@ fn remove_overlap(train: &mut Vec<Conversation>, val_windows: &HashSet<u64>, n: 
     before - train.len()
 }
 
-fn summary(report: TrainReport) -> RunSummary {
+fn summary(report: TrainReport, probes: ProbeLosses) -> RunSummary {
     RunSummary {
+        probes,
         final_val_loss: report.evals.last().map_or(f64::NAN, |e| e.val_loss),
         best_val_loss: report.best_val_loss.unwrap_or(f64::NAN),
         best_step: report.best_step.unwrap_or(0),
@@ -190,6 +282,17 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     cfg.train.max_steps = Some(opts.steps.or(cfg.train.max_steps).unwrap_or(300));
     cfg.resolve_model(&pipeline.dir);
     cfg.validate()?;
+    let validation = match (&opts.validation, &cfg.validation) {
+        (Some(p), _) => p.clone(),
+        (None, Some(p)) => crate::io::lexical_clean(&pipeline.dir.join(p)),
+        (None, None) => bail!(
+            "compare: no validation set: give `--validation FILE` or `validation = \"FILE\"` in the pipeline's finetune table, \
+             a clean set from another source than the input (a split of the cleaned output would favour the cleaned arm by construction)"
+        ),
+    };
+    // The probe sets read the rejected records back: plain JSONL, whatever the pipeline writes.
+    pipeline.output.format = crate::io::writer::OutputFormat::Jsonl;
+    pipeline.output.compression = crate::io::writer::Compression::None;
 
     std::fs::create_dir_all(&opts.output)
         .with_context(|| format!("{}: cannot create", opts.output.display()))?;
@@ -216,20 +319,18 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
         Path::new("."),
     )?;
 
-    let (mut clean_train, val): (Vec<Conversation>, Vec<Conversation>) = match &opts.validation {
-        Some(path) => {
-            let input = data::input_for_files(std::slice::from_ref(path), &pipeline.input.fields);
-            (clean, data::read_conversations(&input, Path::new("."))?.0)
-        }
-        None => {
-            let (val, train): (Vec<Conversation>, Vec<Conversation>) = clean
-                .into_iter()
-                .partition(|c| data::is_validation(&data::split_text(&c.turns), opts.val_fraction, 0));
-            (train, val)
-        }
+    let mut clean_train = clean;
+    let val = {
+        let input = data::input_for_files(std::slice::from_ref(&validation), &pipeline.input.fields);
+        data::read_conversations(&input, Path::new("."))
+            .with_context(|| format!("compare: validation file {}", validation.display()))?
+            .0
     };
     if val.is_empty() {
-        bail!("compare: the validation set is empty");
+        bail!(
+            "compare: the validation set {} has no record with a response",
+            validation.display()
+        );
     }
     let val_windows: HashSet<u64> = val.iter().flat_map(|c| windows(c, opts.overlap_chars)).collect();
     let mut raw_train = raw;
@@ -238,6 +339,8 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     if raw_train.is_empty() || clean_train.is_empty() {
         bail!("compare: a training set is empty after removing validation overlap");
     }
+    let probe_dir = opts.output.join("probes");
+    let probes = Probes::build(&pipeline, &stats, &clean_dir, &clean_train, &probe_dir)?;
 
     // The tiny model: one tokenizer trained on both training sets; a pretrained model has its own.
     let tokenizer = match cfg.model_path() {
@@ -262,7 +365,8 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
             let out = session::run(&c, &split, tokenizer.clone(), None)?;
             parameters = out.model.config.parameter_count();
             vocab_size = out.model.config.vocab_size;
-            let s = summary(out.report);
+            let losses = probes.losses(&out, &c)?;
+            let s = summary(out.report, losses);
             eprintln!(
                 "compare: seed {seed} {name:<5} final val {:.4} best val {:.4} (step {}) train {:.4} ({:.0} tokens/s)",
                 s.final_val_loss, s.best_val_loss, s.best_step, s.final_train_loss, s.tokens_per_second
@@ -281,7 +385,24 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
         });
     }
     let steps = cfg.train.max_steps.unwrap_or(0);
+    let per_seed = |f: &dyn Fn(&ProbeLosses) -> Option<f64>, g: &dyn Fn(&ProbeLosses) -> Option<f64>| {
+        let xs: Option<Vec<f64>> = seeds
+            .iter()
+            .map(|s| {
+                Some((f(&s.raw.probes)? - g(&s.raw.probes)?) - (f(&s.clean.probes)? - g(&s.clean.probes)?))
+            })
+            .collect();
+        xs.filter(|v| !v.is_empty()).map(|v| Spread::of(&v))
+    };
+    let contamination_inflation = per_seed(&|p| p.unleaked_items, &|p| p.leaked_items);
+    let memorisation = per_seed(&|p| p.unique, &|p| p.duplicates);
+    let diffs: Vec<f64> = seeds.iter().map(|s| s.final_val_diff).collect();
     let result = Comparison {
+        validation,
+        significance: Significance::of(&diffs),
+        probe_sets: probes.sizes(),
+        contamination_inflation,
+        memorisation,
         raw_read,
         clean_read,
         raw_train_records: raw_train.len(),
@@ -310,10 +431,208 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     Ok(result)
 }
 
+/// Most records in one probe set: enough for a mean loss, little time next to training.
+const PROBE_MAX: usize = 400;
+
+/// The probe sets of a comparison, built from the cleaning run's rejected records.
+struct Probes {
+    leaked_items: Vec<Conversation>,
+    unleaked_items: Vec<Conversation>,
+    duplicates: Vec<Conversation>,
+    unique: Vec<Conversation>,
+}
+
+impl Probes {
+    /// Read the cleaning run's rejected parts: the benchmark items `decontaminate` found
+    /// (and a seeded sample of the other items of the same benchmarks), the copies the
+    /// dedup stages dropped (and a sample of cleaned training records without a copy).
+    /// Each set is also written to `dir` as JSONL, to look at.
+    fn build(
+        pipeline: &Pipeline,
+        stats: &crate::stats::RunStats,
+        clean_dir: &Path,
+        clean_train: &[Conversation],
+        dir: &Path,
+    ) -> Result<Probes> {
+        let kind_of: std::collections::HashMap<&str, &str> = stats
+            .stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind.as_str()))
+            .collect();
+        let meta = pipeline.output.meta_field.as_str();
+        let mut leaked_keys: HashSet<(String, String, String, u64)> = HashSet::new();
+        let mut duplicate_lines = Vec::new();
+        for part in &stats.rejected_parts {
+            let path = clean_dir.join(part);
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+            for line in text.lines() {
+                let row: serde_json::Value =
+                    serde_json::from_str(line).with_context(|| format!("{}: bad line", path.display()))?;
+                let kind = row["stage"]
+                    .as_str()
+                    .and_then(|s| kind_of.get(s))
+                    .copied()
+                    .unwrap_or("");
+                match kind {
+                    "decontaminate" => {
+                        for h in row["record"][meta]["decontam"]["hits"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                        {
+                            leaked_keys.insert((
+                                h["benchmark"].as_str().unwrap_or("").to_string(),
+                                h["split"].as_str().unwrap_or("").to_string(),
+                                h["subject"].as_str().unwrap_or("").to_string(),
+                                h["row"].as_u64().unwrap_or(0),
+                            ));
+                        }
+                    }
+                    "exact_dedup" | "minhash_dedup" => {
+                        if let Some(mut rec) = row["record"].as_object().cloned() {
+                            rec.remove(meta);
+                            duplicate_lines.push(serde_json::Value::Object(rec).to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+
+        // Benchmark items as question (with lettered options) -> answer letter and option.
+        let mut leaked_items = Vec::new();
+        let mut unleaked_items = Vec::new();
+        for spec in &pipeline.benchmark {
+            let mut spec = spec.clone();
+            spec.path = pipeline.dir.join(&spec.path);
+            for item in crate::decontam::loaders::load(&spec)? {
+                let Some(conv) = item_conversation(&item) else {
+                    continue;
+                };
+                let key = (
+                    item.benchmark.clone(),
+                    item.split.clone(),
+                    item.subject.clone(),
+                    u64::from(item.row),
+                );
+                if leaked_keys.contains(&key) {
+                    leaked_items.push(conv);
+                } else {
+                    unleaked_items.push(conv);
+                }
+            }
+        }
+        let duplicates_file = dir.join("duplicates.jsonl");
+        write_atomic(&duplicates_file, duplicate_lines.join("\n").as_bytes())?;
+        let duplicates = if duplicate_lines.is_empty() {
+            Vec::new()
+        } else {
+            data::read_conversations(
+                &data::input_for_files(std::slice::from_ref(&duplicates_file), &pipeline.input.fields),
+                Path::new("."),
+            )?
+            .0
+        };
+        let copied: HashSet<u64> = duplicates.iter().flat_map(|c| windows(c, 24)).collect();
+        let unique: Vec<Conversation> = clean_train
+            .iter()
+            .filter(|c| !windows(c, 24).iter().any(|w| copied.contains(w)))
+            .cloned()
+            .collect();
+        let probes = Probes {
+            leaked_items: sample(leaked_items),
+            unleaked_items: sample(unleaked_items),
+            duplicates: sample(duplicates),
+            unique: sample(unique),
+        };
+        for (name, set) in [
+            ("leaked_items", &probes.leaked_items),
+            ("unleaked_items", &probes.unleaked_items),
+            ("unique", &probes.unique),
+        ] {
+            let lines: Vec<String> = set.iter().map(conversation_line).collect();
+            write_atomic(&dir.join(format!("{name}.jsonl")), lines.join("\n").as_bytes())?;
+        }
+        Ok(probes)
+    }
+
+    fn sizes(&self) -> ProbeSets {
+        ProbeSets {
+            leaked_items: self.leaked_items.len(),
+            unleaked_items: self.unleaked_items.len(),
+            duplicates: self.duplicates.len(),
+            unique: self.unique.len(),
+        }
+    }
+
+    /// A trained run's loss on each set.
+    fn losses(&self, out: &session::Outcome, cfg: &FinetuneConfig) -> Result<ProbeLosses> {
+        let loss = |set: &[Conversation]| -> Result<Option<f64>> {
+            if set.is_empty() {
+                return Ok(None);
+            }
+            session::loss_on(out, cfg.train.seq_len, cfg.train.batch_size, set).map(Some)
+        };
+        Ok(ProbeLosses {
+            leaked_items: loss(&self.leaked_items)?,
+            unleaked_items: loss(&self.unleaked_items)?,
+            duplicates: loss(&self.duplicates)?,
+            unique: loss(&self.unique)?,
+        })
+    }
+}
+
+/// At most [`PROBE_MAX`] conversations, chosen by a hash of their id (the same every run).
+fn sample(mut set: Vec<Conversation>) -> Vec<Conversation> {
+    if set.len() > PROBE_MAX {
+        set.sort_by_key(|c| (xxhash_rust::xxh3::xxh3_64(c.id.as_bytes()), c.id.clone()));
+        set.truncate(PROBE_MAX);
+    }
+    set
+}
+
+/// A benchmark item as a prompt (question and lettered options) and its answer; `None`
+/// without an answer key.
+fn item_conversation(item: &crate::decontam::BenchItem) -> Option<Conversation> {
+    let letter = item.answer.as_deref()?.trim();
+    let index = letter.chars().next()?.to_ascii_uppercase() as usize;
+    let option = item.options.get(index.checked_sub('A' as usize)?)?;
+    let mut prompt = item.question.clone();
+    for (i, o) in item.options.iter().enumerate() {
+        prompt.push_str(&format!("\n{}. {o}", (b'A' + i as u8) as char));
+    }
+    Some(Conversation {
+        id: format!("{}/{}/{}/{}", item.benchmark, item.split, item.subject, item.row),
+        turns: vec![
+            (crate::record::Role::Prompt, prompt),
+            (crate::record::Role::Response, format!("{letter}. {option}")),
+        ],
+    })
+}
+
+/// A conversation as a `messages` JSONL line.
+fn conversation_line(c: &Conversation) -> String {
+    let messages: Vec<serde_json::Value> = c
+        .turns
+        .iter()
+        .map(|(role, text)| {
+            let role = match role {
+                crate::record::Role::Response => "assistant",
+                crate::record::Role::System => "system",
+                _ => "user",
+            };
+            serde_json::json!({"role": role, "content": text})
+        })
+        .collect();
+    serde_json::json!({"id": c.id, "messages": messages}).to_string()
+}
+
 /// The result as lines for the terminal.
 pub fn summary_lines(c: &Comparison) -> Vec<String> {
     let mut out = vec![format!(
-        "{} seeds x {} steps ({} tokens per run, {} parameters, vocab {}); train raw {} / clean {} records, validation {} clean records (overlap removed: raw {}, clean {})",
+        "{} seeds x {} steps ({} tokens per run, {} parameters, vocab {}); train raw {} / clean {} records, validation {} records from {} (overlap removed: raw {}, clean {})",
         c.seeds.len(),
         c.steps,
         c.tokens_per_run,
@@ -322,6 +641,7 @@ pub fn summary_lines(c: &Comparison) -> Vec<String> {
         c.raw_train_records,
         c.clean_train_records,
         c.val_records,
+        c.validation.display(),
         c.raw_overlap_removed,
         c.clean_overlap_removed
     )];
@@ -335,16 +655,41 @@ pub fn summary_lines(c: &Comparison) -> Vec<String> {
         "val loss raw - clean: {:+.4} ± {:.4} nats (best-checkpoint {:+.4} ± {:.4}); perplexity ratio raw/clean {:.3} ± {:.3}",
         c.final_val_diff.mean, c.final_val_diff.std, c.best_val_diff.mean, c.best_val_diff.std, c.perplexity_ratio.mean, c.perplexity_ratio.std
     ));
+    out.push(format!(
+        "{} (standard error {:.4})",
+        c.significance.statement, c.significance.standard_error
+    ));
+    let p = &c.probe_sets;
+    out.push(match &c.contamination_inflation {
+        Some(s) => format!(
+            "contamination inflation: {:+.4} ± {:.4} nats (raw arm's advantage on {} leaked benchmark items over {} unleaked ones, beyond the cleaned arm's)",
+            s.mean, s.std, p.leaked_items, p.unleaked_items
+        ),
+        None => format!(
+            "contamination inflation: not measured ({} leaked, {} unleaked benchmark items with an answer key)",
+            p.leaked_items, p.unleaked_items
+        ),
+    });
+    out.push(match &c.memorisation {
+        Some(s) => format!(
+            "memorisation of duplicates: {:+.4} ± {:.4} nats (raw arm's advantage on {} dropped copies over {} unique records, beyond the cleaned arm's)",
+            s.mean, s.std, p.duplicates, p.unique
+        ),
+        None => format!(
+            "memorisation of duplicates: not measured ({} dropped copies, {} unique records)",
+            p.duplicates, p.unique
+        ),
+    });
     out
 }
 
 fn html(c: &Comparison, pipeline: &Path) -> Result<String> {
+    // Each seed its own shade: raw in warm colours, cleaned in cool ones.
+    const RAW: [&str; 4] = ["#d62728", "#ff7f0e", "#e377c2", "#8c564b"];
+    const CLEAN: [&str; 4] = ["#1f77b4", "#2ca02c", "#17becf", "#9467bd"];
     let mut series = Vec::new();
     for (i, s) in c.seeds.iter().enumerate() {
-        for (name, run, color) in [
-            ("raw", &s.raw, chart::PALETTE[1]),
-            ("clean", &s.clean, chart::PALETTE[0]),
-        ] {
+        for (name, run, color) in [("raw", &s.raw, RAW[i % 4]), ("clean", &s.clean, CLEAN[i % 4])] {
             series.push(Series {
                 name: format!("{name} val, seed {}", s.seed),
                 color,
@@ -392,11 +737,40 @@ fn html(c: &Comparison, pipeline: &Path) -> Result<String> {
             ]
         })
         .collect();
+    let num = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.4}"));
+    let probe_rows: Vec<[String; 5]> = c
+        .seeds
+        .iter()
+        .flat_map(|s| {
+            [("raw", &s.raw), ("clean", &s.clean)].map(|(arm, r)| {
+                [
+                    format!("{} {arm}", s.seed),
+                    num(r.probes.leaked_items),
+                    num(r.probes.unleaked_items),
+                    num(r.probes.duplicates),
+                    num(r.probes.unique),
+                ]
+            })
+        })
+        .collect();
+    let spread = |s: &Spread| {
+        format!(
+            "{:+.4} ± {:.4} (min {:+.4}, max {:+.4})",
+            s.mean, s.std, s.min, s.max
+        )
+    };
     let ctx = serde_json::json!({
         "pipeline": pipeline.display().to_string(),
         "lines": summary_lines(c),
         "svg": svg,
         "rows": rows,
+        "diff": spread(&c.final_val_diff),
+        "significance": c.significance.statement,
+        "se": format!("{:.4}", c.significance.standard_error),
+        "sets": c.probe_sets,
+        "probe_rows": probe_rows,
+        "inflation": c.contamination_inflation.as_ref().map(spread),
+        "memorisation": c.memorisation.as_ref().map(spread),
     });
     crate::report::render_html("compare.html", COMPARE_TEMPLATE, ctx)
 }
@@ -409,7 +783,15 @@ const COMPARE_TEMPLATE: &str = r#"<!doctype html><html><head><meta charset="utf-
 {{ svg|safe }}
 <table><tr><th>seed</th><th>raw val</th><th>clean val</th><th>raw − clean</th><th>raw best</th><th>clean best</th><th>perplexity ratio</th></tr>
 {% for r in rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>
-{% endfor %}</table></body></html>
+{% endfor %}<tr><th>all</th><td colspan="2"></td><td colspan="4" style="text-align:left">{{ diff }}; standard error {{ se }}: <b>{{ significance }}</b></td></tr></table>
+<h2>What the removed records did to the raw arm</h2>
+<p>Loss of each trained model on four probe sets (in <code>probes/</code>): {{ sets.leaked_items }} benchmark items the pipeline found leaked into the raw input, {{ sets.unleaked_items }} unleaked items of the same benchmarks (same rendering), {{ sets.duplicates }} records dropped as copies (the raw arm trained on every copy), {{ sets.unique }} cleaned training records without a copy.</p>
+<table><tr><th>seed, arm</th><th>leaked items</th><th>unleaked items</th><th>dropped copies</th><th>unique records</th></tr>
+{% for r in probe_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<ul><li><b>Contamination inflation</b> ((raw unleaked − raw leaked) − (clean unleaked − clean leaked), nats, over seeds): {% if inflation %}{{ inflation }}{% else %}not measured (a set is empty){% endif %}</li>
+<li><b>Memorisation of duplicates</b> ((raw unique − raw copies) − (clean unique − clean copies)): {% if memorisation %}{{ memorisation }}{% else %}not measured (a set is empty){% endif %}</li></ul>
+</body></html>
 "#;
 
 #[cfg(test)]
@@ -435,6 +817,54 @@ mod tests {
         assert_eq!(remove_overlap(&mut train, &vw, 12), 1);
         assert_eq!(train.len(), 1);
         assert!(train[0].turns[1].1.starts_with("完全"));
+    }
+
+    #[test]
+    fn significance_counts_standard_errors_of_the_paired_differences() {
+        let s = Significance::of(&[0.05, 0.06, 0.07]);
+        assert!((s.standard_error - 0.01 / 3f64.sqrt()).abs() < 1e-12);
+        assert!(s.standard_errors > 10.0 && s.statement.starts_with("cleaned beats raw by"));
+        assert_eq!(s.seeds_clean_better, 3);
+        let s = Significance::of(&[0.02, -0.03, 0.01]);
+        assert!(
+            s.statement.starts_with("no significant difference"),
+            "{}",
+            s.statement
+        );
+        assert!(Significance::of(&[-0.05, -0.06, -0.07])
+            .statement
+            .starts_with("raw beats cleaned"));
+        assert!(Significance::of(&[0.1]).statement.starts_with("one seed"));
+    }
+
+    #[test]
+    fn benchmark_items_render_with_lettered_options_and_the_answer() {
+        let item = crate::decontam::BenchItem {
+            benchmark: "mmlu".into(),
+            split: "test".into(),
+            subject: "astronomy".into(),
+            row: 3,
+            question: "Which planet is largest?".into(),
+            options: vec!["Mars".into(), "Jupiter".into(), "Venus".into(), "Earth".into()],
+            answer: Some("B".into()),
+        };
+        let c = item_conversation(&item).unwrap();
+        assert_eq!(c.id, "mmlu/test/astronomy/3");
+        assert_eq!(
+            c.turns[0].1,
+            "Which planet is largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Earth"
+        );
+        assert_eq!(c.turns[1].1, "B. Jupiter");
+        let unanswered = crate::decontam::BenchItem {
+            answer: None,
+            ..item.clone()
+        };
+        assert!(item_conversation(&unanswered).is_none());
+        let out_of_range = crate::decontam::BenchItem {
+            answer: Some("F".into()),
+            ..item
+        };
+        assert!(item_conversation(&out_of_range).is_none());
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub struct FinetuneConfig {
     pub output: Option<PathBuf>,
     /// Print a line per evaluation to stderr.
     pub progress: bool,
+    /// The `finetune` stage: with fewer training records than this it does not train
+    /// (the run goes on, the report says why); `curate finetune` trains on any number.
+    pub min_train_records: usize,
     /// LoRA: also write `merged/`, the full model with the adapter merged in (as large as
     /// the base model); off: `adapter/` only. Full fine-tuning always writes `merged/`.
     pub save_merged: bool,
@@ -133,6 +136,7 @@ impl Default for FinetuneConfig {
             validation: None,
             output: None,
             progress: true,
+            min_train_records: 32,
             save_merged: true,
             device: "cpu".into(),
             dtype: "f32".into(),
@@ -414,6 +418,9 @@ pub struct Outcome {
     /// With `save_logits`: the validation rows' input ids `[N, seq_len]` (i64) and the
     /// trained model's logits on them `[N, seq_len, vocab]` (f32), on the CPU.
     pub logits: Option<(Tensor, Tensor)>,
+    /// Ids the tokenizer puts before a text (a BOS), untrained; padding id of packed rows.
+    pub prefix: Vec<u32>,
+    pub pad: u32,
 }
 
 /// Tokenize, build the model, train. `tokenizer` (tiny only): `None` trains one on the
@@ -572,7 +579,24 @@ pub fn run(
         json,
         rows,
         logits,
+        prefix,
+        pad: train_data.pad,
     })
+}
+
+/// Token-weighted mean loss (on the response tokens, as validation) of the trained model
+/// on other conversations, rendered and packed as the validation set is: for probe sets
+/// such as `curate compare`'s leaked benchmark items and duplicated records.
+pub fn loss_on(outcome: &Outcome, seq_len: usize, batch_size: usize, convs: &[Conversation]) -> Result<f64> {
+    let examples = convs
+        .iter()
+        .map(|c| {
+            data::encode(&outcome.tokenizer, &outcome.format, &c.turns, &outcome.prefix)
+                .with_context(|| format!("record {}", c.id))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rows = data::pack(&examples, seq_len, outcome.pad);
+    train::evaluate(&outcome.model, &rows, batch_size)
 }
 
 /// The first `n` of `rows` as i64 input ids `[n, seq_len]` and the model's f32 logits on

@@ -212,11 +212,18 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     let finish = FinishContext {
         output_dir: out.to_path_buf(),
         kept_parts: stats.kept_parts.iter().map(|p| out.join(p)).collect(),
+        quiet: opts.quiet,
+        sharded: opts.rank.is_some_and(|r| r.world_size > 1),
     };
     for (i, s) in stages.iter_mut().enumerate() {
+        // A stage's work after the last record (a fine-tune, a cluster file) counts as
+        // its own time; nothing else runs then, so the process CPU is the stage's.
+        let (wall, cpu) = (Instant::now(), clock::process_cpu_seconds());
         s.finish(&finish)
             .with_context(|| format!("stage `{}`: finish failed", stage_names[i + 1]))?;
         stats.stages[i + 1].summary = s.summary();
+        stats.stages[i + 1].seconds += wall.elapsed().as_secs_f64();
+        stats.stages[i + 1].cpu_seconds += clock::process_cpu_seconds() - cpu;
     }
     stats.stages[0].input = stats.input;
     stats.stages[0].kept = stats.input - stats.stages[0].dropped;

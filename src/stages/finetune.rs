@@ -62,8 +62,16 @@ pub struct Finetune {
     cfg: FinetuneConfig,
     fields: FieldMap,
     validation: Option<PathBuf>,
-    /// Filled by `finish`.
+    /// Filled by `finish` when it trained.
     result: Option<Finished>,
+    /// Filled by `finish` when it did not train: why, and the records it had.
+    skipped: Option<Skipped>,
+}
+
+struct Skipped {
+    reason: String,
+    train_records: usize,
+    val_records: usize,
 }
 
 struct Finished {
@@ -95,6 +103,7 @@ impl Finetune {
             fields,
             validation,
             result: None,
+            skipped: None,
         })
     }
 }
@@ -147,12 +156,39 @@ impl Stage for Finetune {
             None => None,
         };
         let split: Split = session::split(all, given_val, &self.cfg);
+        // A default pipeline ends in this stage, so a small or sharded run must still
+        // succeed: it says why it did not train instead of failing or training on a few
+        // records (or on one rank's share, where the gap would mean little).
+        let skip = if ctx.sharded {
+            Some("one rank of a sharded run holds only its share of the kept records: fine-tune the merged output with `curate finetune`".to_string())
+        } else if split.train.len() < self.cfg.min_train_records {
+            Some(format!(
+                "{} training records with a response, fewer than min_train_records = {}",
+                split.train.len(),
+                self.cfg.min_train_records
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = skip {
+            if !ctx.quiet {
+                eprintln!("finetune: not trained: {reason}");
+            }
+            self.skipped = Some(Skipped {
+                reason,
+                train_records: split.train.len(),
+                val_records: split.val.len(),
+            });
+            return Ok(());
+        }
         let output = match &self.cfg.output {
             Some(p) if p.is_absolute() => p.clone(),
             Some(p) => ctx.output_dir.join(p),
             None => ctx.output_dir.join("finetune"),
         };
-        let outcome = session::run(&self.cfg, &split, None, Some(&tally))?;
+        let mut cfg = self.cfg.clone();
+        cfg.progress &= !ctx.quiet;
+        let outcome = session::run(&cfg, &split, None, Some(&tally))?;
         session::save(&outcome, &output, self.cfg.save_merged)?;
         self.result = Some(Finished {
             report: outcome.report,
@@ -166,6 +202,14 @@ impl Stage for Finetune {
     }
 
     fn summary(&self) -> Option<serde_json::Value> {
+        if let Some(s) = &self.skipped {
+            return Some(json!({
+                "skipped": s.reason,
+                "method": self.cfg.method_name(),
+                "train_records": s.train_records,
+                "val_records": s.val_records,
+            }));
+        }
         let f = self.result.as_ref()?;
         let r = &f.report;
         Some(json!({
@@ -191,6 +235,15 @@ impl Stage for Finetune {
     }
 
     fn report_html(&self) -> Option<String> {
+        if let Some(s) = &self.skipped {
+            let ctx = json!({"reason": s.reason, "train": s.train_records, "val": s.val_records});
+            return crate::report::render_html(
+                "finetune_skipped.html",
+                "<p>Not trained: {{ reason }} ({{ train }} train, {{ val }} validation records).</p>",
+                ctx,
+            )
+            .ok();
+        }
         let f = self.result.as_ref()?;
         let r = &f.report;
         let num = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.4}"));
@@ -296,4 +349,33 @@ impl Stage for Finetune {
             self.cfg.train.seed
         )
     }
+}
+
+/// The lines `curate run` prints under its stage table for a `finetune` stage's
+/// `stats.json` summary: the validation gap and the per-epoch table, or why it did not train.
+pub fn summary_text(name: &str, summary: &serde_json::Value) -> String {
+    if let Some(reason) = summary["skipped"].as_str() {
+        return format!("{name}: not trained: {reason}\n");
+    }
+    let num = |k: &str| summary[k].as_f64().map_or("-".to_string(), |x| format!("{x:.4}"));
+    let mut out = format!(
+        "{name}: {} steps, train {} val {} gap {}; best val {} at step {}{}\n",
+        summary["steps"],
+        num("final_train_loss"),
+        num("final_val_loss"),
+        summary["gap"]
+            .as_f64()
+            .map_or("-".to_string(), |x| format!("{x:+.4}")),
+        num("best_val_loss"),
+        summary["best_step"],
+        if summary["overfitting"].is_null() {
+            ""
+        } else {
+            "; OVERFITTING"
+        }
+    );
+    let epochs: Vec<crate::finetune::train::EpochRow> =
+        serde_json::from_value(summary["epochs"].clone()).unwrap_or_default();
+    out.push_str(&crate::finetune::train::epoch_table_text(&epochs));
+    out
 }
