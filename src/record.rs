@@ -476,6 +476,39 @@ impl Record {
         meta
     }
 
+    /// [`Record::to_output`] by moving the fields and annotations out of the record
+    /// (left without them) instead of copying: for a record that is being dropped.
+    pub fn take_output(&mut self, meta_field: &str) -> Map<String, Value> {
+        let fields = std::mem::take(&mut self.fields);
+        let annotations = std::mem::take(&mut self.meta);
+        let mut out = Map::with_capacity(fields.len() + 2);
+        out.insert(self.map.id.clone(), Value::String(self.id.clone()));
+        let mut input_meta = None;
+        for (k, v) in fields {
+            if k == meta_field {
+                input_meta = Some(v);
+            } else if k != self.map.id {
+                out.insert(k, v);
+            }
+        }
+        if !annotations.is_empty() || input_meta.as_ref().is_some_and(|v| !v.is_null()) {
+            let mut meta = match input_meta {
+                Some(Value::Object(m)) => m,
+                Some(other) => {
+                    let mut m = Map::new();
+                    m.insert("input".into(), other);
+                    m
+                }
+                None => Map::new(),
+            };
+            for (k, v) in annotations {
+                meta.insert(k, v);
+            }
+            out.insert(meta_field.to_string(), Value::Object(meta));
+        }
+        out
+    }
+
     /// The record as written to output (before it is conformed to the run's schema,
     /// `src/shape.rs`): `id` first, its other fields, and `meta` (its annotations over
     /// the input's own `meta`).
@@ -586,6 +619,30 @@ mod tests {
             out,
             r#"{"id":"a.jsonl:3","conversations":[{"from":"human","value":"b"}],"extra":1,"meta":{"length":{"chars":1}}}"#
         );
+    }
+
+    #[test]
+    fn take_output_is_to_output() {
+        let cases = [
+            json!({"id": "x", "instruction": "i", "output": "o", "meta": {"src": 1, "length": 0}}),
+            json!({"conversations": [{"from": "human", "value": "a"}], "meta": 5, "extra": null}),
+            json!({"text": "t", "meta": null}),
+            json!({"text": "t"}),
+        ];
+        for v in cases {
+            for annotate in [false, true] {
+                let mut r = rec(v.clone());
+                if annotate {
+                    r.annotate("length", json!({"chars": 1}));
+                    r.annotate("quality", json!({"x": 0.5}));
+                }
+                let copied = r.to_output("meta");
+                assert_eq!(
+                    serde_json::to_string(&r.take_output("meta")).unwrap(),
+                    serde_json::to_string(&copied).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

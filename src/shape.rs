@@ -229,8 +229,9 @@ impl Serialize for Conform<'_> {
             (Shape::Struct(fields), Value::Object(m)) => {
                 let mut out = s.serialize_map(None)?;
                 let mut found = 0;
+                let mut keys = InOrder::new(m);
                 for (k, shape) in fields {
-                    let value = m.get(k);
+                    let value = keys.get(k);
                     found += usize::from(value.is_some());
                     out.serialize_entry(k, &Conform { shape, value })?;
                 }
@@ -246,6 +247,41 @@ impl Serialize for Conform<'_> {
                 out.end()
             }
             _ => v.serialize(s),
+        }
+    }
+}
+
+/// Looks keys up in a map that usually holds them in the order they are asked for
+/// (a record's keys in its schema's order): the map's next entry is compared first,
+/// and only a miss hashes the key (serde_json's map hashes with SipHash). Returns
+/// what `map.get` returns.
+struct InOrder<'a> {
+    map: &'a Map<String, Value>,
+    rest: serde_json::map::Iter<'a>,
+    next: Option<(&'a String, &'a Value)>,
+}
+
+impl<'a> InOrder<'a> {
+    fn new(map: &'a Map<String, Value>) -> InOrder<'a> {
+        let mut rest = map.iter();
+        let next = rest.next();
+        InOrder { map, rest, next }
+    }
+
+    /// Step over the next entries while their key is one of `keys` (keys never asked for).
+    fn skip(&mut self, keys: [&str; 2]) {
+        while self.next.is_some_and(|(k, _)| keys.contains(&k.as_str())) {
+            self.next = self.rest.next();
+        }
+    }
+
+    fn get(&mut self, key: &str) -> Option<&'a Value> {
+        match self.next {
+            Some((k, v)) if k == key => {
+                self.next = self.rest.next();
+                Some(v)
+            }
+            _ => self.map.get(key),
         }
     }
 }
@@ -403,8 +439,10 @@ impl Serialize for RowView<'_> {
         m.serialize_entry(&sc.id_field, &r.id)?;
         let mut found = usize::from(r.fields.contains_key(&sc.id_field))
             + usize::from(r.fields.contains_key(&sc.meta_field));
+        let mut keys = InOrder::new(&r.fields);
         for (k, shape) in &sc.fields {
-            let value = r.fields.get(k);
+            keys.skip([&sc.id_field, &sc.meta_field]);
+            let value = keys.get(k);
             found += usize::from(value.is_some());
             m.serialize_entry(k, &Conform { shape, value })?;
         }
@@ -443,11 +481,13 @@ impl Serialize for MetaView<'_> {
         };
         let mut m = s.serialize_map(None)?;
         let mut annotated = 0;
+        let mut mine_in_order = InOrder::new(&r.meta);
+        let mut input_in_order = input_meta.map(InOrder::new);
         for (k, shape) in &sc.meta {
-            let mine = r.meta.get(k);
+            let mine = mine_in_order.get(k);
             annotated += usize::from(mine.is_some());
             let value = mine
-                .or_else(|| input_meta.and_then(|im| im.get(k)))
+                .or_else(|| input_in_order.as_mut().and_then(|im| im.get(k)))
                 .or_else(|| (k == "input").then_some(input_scalar).flatten());
             m.serialize_entry(k, &Conform { shape, value })?;
         }

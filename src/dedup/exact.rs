@@ -4,10 +4,24 @@
 
 /// Lower-case and drop whitespace and punctuation, so trivial variants compare equal.
 pub fn normalize_for_dedup(text: &str) -> String {
-    text.chars()
-        .filter(|c| !(c.is_whitespace() || c.is_ascii_punctuation() || is_cjk_punct(*c)))
-        .flat_map(char::to_lowercase)
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    normalize_for_dedup_into(text, &mut out);
+    out
+}
+
+/// [`normalize_for_dedup`] appended to `out` (a buffer reused across texts).
+pub fn normalize_for_dedup_into(text: &str, out: &mut String) {
+    for c in text.chars() {
+        if c.is_ascii() {
+            // The same tests as below, without the Unicode tables.
+            let b = c as u8;
+            if !(matches!(b, b'\t'..=b'\r' | b' ') || b.is_ascii_punctuation()) {
+                out.push(b.to_ascii_lowercase() as char);
+            }
+        } else if !(c.is_whitespace() || is_cjk_punct(c)) {
+            out.extend(c.to_lowercase());
+        }
+    }
 }
 
 /// CJK and full-width punctuation, and general punctuation (U+2010..U+206F).
@@ -18,9 +32,12 @@ fn is_cjk_punct(c: char) -> bool {
 /// The 128-bit hash of a record's compared texts, each normalized when `normalize`.
 pub fn text_hash<'a>(texts: impl IntoIterator<Item = &'a str>, normalize: bool) -> u128 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut folded = String::new();
     for text in texts {
         if normalize {
-            h.update(normalize_for_dedup(text).as_bytes());
+            folded.clear();
+            normalize_for_dedup_into(text, &mut folded);
+            h.update(folded.as_bytes());
         } else {
             h.update(text.as_bytes());
         }
@@ -41,6 +58,20 @@ mod tests {
             normalize_for_dedup("你好,世界!hello")
         );
         assert_ne!(normalize_for_dedup("你好世界"), normalize_for_dedup("你好中国"));
+    }
+
+    #[test]
+    fn ascii_fast_path_matches_the_unicode_tests() {
+        for b in 0u8..0x80 {
+            let c = b as char;
+            let kept: String = [c]
+                .into_iter()
+                .filter(|c| !(c.is_whitespace() || c.is_ascii_punctuation() || is_cjk_punct(*c)))
+                .flat_map(char::to_lowercase)
+                .collect();
+            assert_eq!(normalize_for_dedup(&c.to_string()), kept, "byte {b:#x}");
+        }
+        assert_eq!(normalize_for_dedup("İ Ab，c\u{3000}Ü"), "i̇abcü");
     }
 
     #[test]

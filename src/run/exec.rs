@@ -19,7 +19,9 @@ use rayon::prelude::*;
 use super::checkpoint::Checkpoint;
 use super::clock::{process_cpu_seconds, thread_cpu_nanos};
 use super::options::RunOptions;
-use super::read::{preview, reader_thread, BatchParser, ReadBatch, ReadMsg, ReaderJob, Rejection, Slot};
+use super::read::{
+    preview_joined, reader_thread, BatchParser, ReadBatch, ReadMsg, ReaderJob, Rejection, Slot,
+};
 use super::spill::{spill_reader_thread, Books, SpillBatch, SpillJob};
 use super::write::{rejection_line, writer_thread, BatchOutput, UnitEnd, WriteBatch, WriterState};
 use crate::config::Pipeline;
@@ -113,16 +115,16 @@ fn sync_stage_stats(
 pub(super) fn drop_slot(slot: &mut Slot, stage: usize, reason: String, detail: String, meta_field: &str) {
     let Slot::Live(rec) = slot else { return };
     let origin = rec.origin.to_string();
-    let text = rec.full_text();
+    let shown = preview_joined(rec.texts().into_iter().map(|(_, t)| t), 300);
     let gone = Rejection {
         stage: stage + 1,
         reason,
         detail,
         id: rec.id.clone(),
         origin,
-        record: Some(rec.to_output(meta_field)),
-        preview: preview(&text, 300),
+        preview: shown,
         tagged_by: std::mem::take(&mut rec.tagged_by),
+        record: Some(rec.take_output(meta_field)),
         raw: None,
     };
     *slot = Slot::Gone(Box::new(gone));
@@ -427,7 +429,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
             run_stages(stages, &counters, &mut slots, &meta_field, false, first_stage)?;
             super::tally::tally_scores(score_books, &slots, first_item, &meta_field, stages);
             let outs: Vec<(bool, Vec<u8>)> = slots
-                .par_iter()
+                .par_iter_mut()
                 .map(|slot| match slot {
                     Slot::Live(r) => {
                         let mut line = Vec::with_capacity(256);

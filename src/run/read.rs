@@ -58,6 +58,25 @@ pub(super) struct Rejection {
     pub(super) raw: Option<(String, u64)>,
 }
 
+/// [`preview`] of `texts` joined by blank lines (as [`Record::full_text`] joins
+/// them), without building the whole joined text.
+pub(super) fn preview_joined<'a>(texts: impl Iterator<Item = &'a str>, max_chars: usize) -> String {
+    let mut s = String::new();
+    let mut taken = 0;
+    for (i, text) in texts.enumerate() {
+        let piece = if i > 0 { ["\n\n", text] } else { ["", text] };
+        for c in piece.iter().flat_map(|p| p.chars()) {
+            if taken == max_chars {
+                s.push('…');
+                return s;
+            }
+            s.push(c);
+            taken += 1;
+        }
+    }
+    s
+}
+
 /// The first `max_chars` characters of a text, `…` when cut.
 pub(super) fn preview(text: &str, max_chars: usize) -> String {
     let mut s: String = text.chars().take(max_chars).collect();
@@ -455,4 +474,23 @@ pub fn map_records<T: Send>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preview_joined_is_the_preview_of_the_joined_text() {
+        let texts = ["ab", "", "数据清洗", "xyz"];
+        let joined = texts.join("\n\n");
+        for max in 0..joined.chars().count() + 2 {
+            assert_eq!(
+                preview_joined(texts.iter().copied(), max),
+                preview(&joined, max),
+                "{max}"
+            );
+        }
+        assert_eq!(preview_joined(std::iter::empty(), 3), "");
+    }
 }

@@ -35,19 +35,21 @@ pub(super) struct WriteBatch {
 }
 
 /// A `rejected/` line: id, stage, reason, detail, source, and the record or raw bytes,
-/// conformed to the run's rejected shape ([`OutputSchema::rejected_shape`]).
-pub(super) fn rejection_line(r: &Rejection, stage_names: &[String], shape: &Shape) -> Vec<u8> {
+/// conformed to the run's rejected shape ([`OutputSchema::rejected_shape`]). The
+/// record and raw bytes are moved into the line's value (the books after it do not
+/// read them), so a rejected record is not copied again.
+pub(super) fn rejection_line(r: &mut Rejection, stage_names: &[String], shape: &Shape) -> Vec<u8> {
     let mut m = Map::new();
     m.insert("id".into(), Value::String(r.id.clone()));
     m.insert("stage".into(), Value::String(stage_names[r.stage].clone()));
     m.insert("reason".into(), Value::String(r.reason.clone()));
     m.insert("detail".into(), Value::String(r.detail.clone()));
     m.insert("source".into(), Value::String(r.origin.clone()));
-    if let Some(rec) = &r.record {
-        m.insert("record".into(), Value::Object(rec.clone()));
+    if let Some(rec) = r.record.take() {
+        m.insert("record".into(), Value::Object(rec));
     }
-    if let Some((raw, len)) = &r.raw {
-        m.insert("raw".into(), Value::String(raw.clone()));
+    if let Some((raw, len)) = r.raw.take() {
+        m.insert("raw".into(), Value::String(raw));
         m.insert("raw_bytes".into(), json!(len));
     }
     let row = Value::Object(m);

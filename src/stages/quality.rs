@@ -435,15 +435,47 @@ fn punct_end_frac(text: &str) -> f64 {
     }
 }
 
-/// Lead characters of common Chinese text (and punctuation) decoded as GBK.
+/// Lead characters of common Chinese text (and punctuation) decoded as GBK (the list
+/// `is_gbk_mojibake_lead` matches).
+#[cfg(test)]
 const GBK_MOJIBAKE: &str = "鐨鏄鍦鎴鏈杩锛銆鈥浣鍙璇鍥鍒鍜瀛鏃灏寰鐢骞澶鏉";
+
+/// One of the lead characters above (a `match`: `str::contains` per character was a
+/// search; a test checks the two lists agree).
+fn is_gbk_mojibake_lead(c: char) -> bool {
+    matches!(
+        c,
+        '鐨' | '鏄'
+            | '鍦'
+            | '鎴'
+            | '鏈'
+            | '杩'
+            | '锛'
+            | '銆'
+            | '鈥'
+            | '浣'
+            | '鍙'
+            | '璇'
+            | '鍥'
+            | '鍒'
+            | '鍜'
+            | '瀛'
+            | '鏃'
+            | '灏'
+            | '寰'
+            | '鐢'
+            | '骞'
+            | '澶'
+            | '鏉'
+    )
+}
 
 /// The mojibake count (module docs).
 pub fn mojibake_count(text: &str) -> u64 {
     let mut n = text.matches("锟斤拷").count() as u64;
     let mut prev: Option<char> = None;
     for c in text.chars() {
-        if c == '\u{FFFD}' || GBK_MOJIBAKE.contains(c) {
+        if c == '\u{FFFD}' || is_gbk_mojibake_lead(c) {
             n += 1;
         }
         if let Some(p) = prev {
@@ -609,6 +641,16 @@ impl Stage for Quality {
 mod tests {
     use super::*;
     use crate::stages::testing::{build, run, try_build};
+
+    #[test]
+    fn gbk_mojibake_leads_are_the_listed_characters() {
+        for c in GBK_MOJIBAKE.chars() {
+            assert!(is_gbk_mojibake_lead(c), "{c}");
+        }
+        let listed = GBK_MOJIBAKE.chars().count();
+        let matched = ('\u{0}'..=char::MAX).filter(|&c| is_gbk_mojibake_lead(c)).count();
+        assert_eq!(listed, matched);
+    }
 
     fn m(text: &str) -> Metrics {
         Metrics::compute(text, &QualityConfig::default())
