@@ -8,7 +8,8 @@
 # LLaMA-Factory demos, MedicalGPT, concatenated and repeated), then runs with
 # `taskset -c 0 ... --threads 1`:
 #   - pass-through, plain JSONL out and zstd out (benches/pipeline/passthrough*.toml);
-#   - the default pipeline, pipelines/zh_sft.toml (11 stages, no fine-tune);
+#   - the default pipeline, pipelines/zh_sft.toml without its last stage, the fine-tune
+#     (11 cleaning stages; written to target/bench/zh_sft_clean.toml);
 #   - span_dedup alone (benches/pipeline/span_dedup.toml; docs/benchmarks/dedup.md).
 # Each row: CPU seconds (user + system, /usr/bin/time), MB per CPU-second, peak RSS;
 # the default pipeline also gets its per-stage CPU seconds from stats.json.
@@ -37,5 +38,19 @@ run() {
 echo "input: $INPUT ($(stat -c %s "$INPUT") bytes), one core (taskset -c 0, --threads 1)"
 run passthrough benches/pipeline/passthrough.toml
 run passthrough_zstd benches/pipeline/passthrough_zstd.toml
-run zh_sft pipelines/zh_sft.toml
+# The cleaning stages only: the finetune table (from its [[stage]] to the next top-level
+# table) cut out, relative paths made absolute.
+python3 - "$(pwd)" <<'PY'
+import re, sys
+root = sys.argv[1]
+text = open("pipelines/zh_sft.toml", encoding="utf-8").read()
+start = text.index('kind = "finetune"')
+start = text.rindex("[[stage]]", 0, start)
+rest = re.search(r"^\[(?!stage\.)", text[start + 9:], re.M)
+end = start + 9 + rest.start() if rest else len(text)
+text = (text[:start] + text[end:]).replace('"../', '"' + root + "/")
+assert 'kind = "finetune"' not in text
+open("target/bench/zh_sft_clean.toml", "w", encoding="utf-8").write(text)
+PY
+run zh_sft target/bench/zh_sft_clean.toml
 run span_dedup benches/pipeline/span_dedup.toml
