@@ -660,27 +660,31 @@ pub fn summary_lines(c: &Comparison) -> Vec<String> {
         c.significance.statement, c.significance.standard_error
     ));
     let p = &c.probe_sets;
-    out.push(match &c.contamination_inflation {
-        Some(s) => format!(
-            "contamination inflation: {:+.4} ± {:.4} nats (raw arm's advantage on {} leaked benchmark items over {} unleaked ones, beyond the cleaned arm's)",
-            s.mean, s.std, p.leaked_items, p.unleaked_items
-        ),
-        None => format!(
-            "contamination inflation: not measured ({} leaked, {} unleaked benchmark items with an answer key)",
+    out.push(effect_line(
+        "contamination inflation",
+        c.contamination_inflation.as_ref(),
+        &format!(
+            "{} leaked benchmark items over {} unleaked ones",
             p.leaked_items, p.unleaked_items
         ),
-    });
-    out.push(match &c.memorisation {
-        Some(s) => format!(
-            "memorisation of duplicates: {:+.4} ± {:.4} nats (raw arm's advantage on {} dropped copies over {} unique records, beyond the cleaned arm's)",
-            s.mean, s.std, p.duplicates, p.unique
-        ),
-        None => format!(
-            "memorisation of duplicates: not measured ({} dropped copies, {} unique records)",
-            p.duplicates, p.unique
-        ),
-    });
+    ));
+    out.push(effect_line(
+        "memorisation of duplicates",
+        c.memorisation.as_ref(),
+        &format!("{} dropped copies over {} unique records", p.duplicates, p.unique),
+    ));
     out
+}
+
+/// One probe effect for the terminal: its spread over seeds and the two sets it compares.
+fn effect_line(name: &str, spread: Option<&Spread>, sets: &str) -> String {
+    match spread {
+        Some(s) => format!(
+            "{name}: {:+.4} ± {:.4} nats (the raw arm's advantage on {sets}, beyond the cleaned arm's)",
+            s.mean, s.std
+        ),
+        None => format!("{name}: not measured ({sets}: a set is empty)"),
+    }
 }
 
 fn html(c: &Comparison, pipeline: &Path) -> Result<String> {
