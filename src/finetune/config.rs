@@ -178,6 +178,10 @@ pub struct TrainConfig {
     pub early_stopping: bool,
     /// Restore the weights of the best validation loss at the end.
     pub keep_best: bool,
+    /// Activation checkpointing: keep one decoder layer's activations at a time and
+    /// recompute each layer in the backward pass (about a third more compute, a fraction
+    /// of the memory: `Model::loss_and_grads`).
+    pub checkpoint_layers: bool,
 }
 
 impl Default for TrainConfig {
@@ -202,6 +206,7 @@ impl Default for TrainConfig {
             overfit_margin: 0.0,
             early_stopping: false,
             keep_best: true,
+            checkpoint_layers: false,
         }
     }
 }

@@ -142,6 +142,21 @@ pub struct Model {
 /// RoPE cos and sin tables and the additive causal mask for one (prefix, length).
 type Tables = (Tensor, Tensor, Tensor);
 
+/// Token rows the LM head and the loss take at a time in the checkpointed and evaluation
+/// passes (`Model::chunked_loss`): 256 rows of SmolLM2's 49,152-word vocabulary are 50 MB
+/// of logits. The unit tests use 5, so that their small batches take several chunks.
+const HEAD_ROWS: usize = if cfg!(test) { 5 } else { 256 };
+
+/// What every segment of one forward pass needs: batch size, token count (`t_ids`), the
+/// sequence length with prompt tuning's virtual tokens (`t`), and the RoPE/mask tables.
+struct PassShape {
+    b: usize,
+    t_ids: usize,
+    t: usize,
+    n_prompt: usize,
+    tables: Tables,
+}
+
 /// The HF tensor names a model of this shape needs.
 pub fn tensor_names(c: &ModelConfig) -> Vec<String> {
     let mut names = vec!["model.embed_tokens.weight".to_string()];
@@ -457,13 +472,32 @@ impl Model {
 
     /// Logits `[B, T, vocab]` for token ids `[B, T]`. `dropout` (training) drives LoRA dropout.
     pub fn forward(&self, ids: &Tensor, mut dropout: Option<&mut Rng>) -> Result<Tensor> {
-        let c = &self.config;
+        let shape = self.shape_of(ids)?;
+        let mut x = self.stem(ids, &shape)?;
+        for i in 0..self.config.num_hidden_layers {
+            x = self.layer(i, &x, &shape, dropout.as_deref_mut())?;
+        }
+        self.head(&x, &shape)
+    }
+
+    /// Batch size, token count, prefix slots and prompt tokens of a forward pass on `ids`.
+    fn shape_of(&self, ids: &Tensor) -> Result<PassShape> {
         let (b, t_ids) = ids.dims2()?;
         let n_prefix = self.prefix.as_ref().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
         let n_prompt = self.prompt.as_ref().map(|p| p.dim(0)).transpose()?.unwrap_or(0);
         // Prompt tuning lengthens every sequence by its virtual tokens.
         let t = t_ids + n_prompt;
-        let tabs = self.tables(n_prefix, t)?;
+        Ok(PassShape {
+            b,
+            t_ids,
+            t,
+            n_prompt,
+            tables: self.tables(n_prefix, t)?,
+        })
+    }
+
+    /// The token embeddings (after prompt tuning's virtual tokens): `[B*T, d]`.
+    fn stem(&self, ids: &Tensor, s: &PassShape) -> Result<Tensor> {
         let mut x = self
             .w("model.embed_tokens.weight")?
             .index_select(&ids.flatten_all()?, 0)?; // [B*T, d]
@@ -471,68 +505,120 @@ impl Model {
             x = x.to_dtype(DType::F32)?;
         }
         if let Some(prompt) = &self.prompt {
-            let d = c.hidden_size;
-            let virtual_tokens = prompt.unsqueeze(0)?.broadcast_as((b, n_prompt, d))?;
-            x = Tensor::cat(&[&virtual_tokens, &x.reshape((b, t_ids, d))?], 1)?.reshape((b * t, d))?;
+            let d = self.config.hidden_size;
+            let virtual_tokens = prompt.unsqueeze(0)?.broadcast_as((s.b, s.n_prompt, d))?;
+            x = Tensor::cat(&[&virtual_tokens, &x.reshape((s.b, s.t_ids, d))?], 1)?
+                .reshape((s.b * s.t, d))?;
         }
-        for i in 0..c.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let hn = rms_norm(
-                &x,
-                self.w(&format!("{p}.input_layernorm.weight"))?,
-                c.rms_norm_eps,
-            )?;
-            let hb = self.base_input(&hn)?;
-            let q = self.linear(&format!("{p}.self_attn.q_proj"), &hn, &hb, dropout.as_deref_mut())?;
-            let k = self.linear(&format!("{p}.self_attn.k_proj"), &hn, &hb, dropout.as_deref_mut())?;
-            let v = self.linear(&format!("{p}.self_attn.v_proj"), &hn, &hb, dropout.as_deref_mut())?;
-            let attn = self.attention(i, q, k, v, (b, t), &tabs)?; // [B*T, d]
-            let o = self.linear(
-                &format!("{p}.self_attn.o_proj"),
-                &attn,
-                &self.base_input(&attn)?,
-                dropout.as_deref_mut(),
-            )?;
-            x = (x + o)?;
-            let hn = rms_norm(
-                &x,
-                self.w(&format!("{p}.post_attention_layernorm.weight"))?,
-                c.rms_norm_eps,
-            )?;
-            let hb = self.base_input(&hn)?;
-            let gate = self.linear(&format!("{p}.mlp.gate_proj"), &hn, &hb, dropout.as_deref_mut())?;
-            let up = self.linear(&format!("{p}.mlp.up_proj"), &hn, &hb, dropout.as_deref_mut())?;
-            let act = (gate.silu()? * up)?;
-            let m = self.linear(
-                &format!("{p}.mlp.down_proj"),
-                &act,
-                &self.base_input(&act)?,
-                dropout.as_deref_mut(),
-            )?;
-            x = (x + m)?;
-        }
-        // Logits for the tokens only: the virtual tokens of prompt tuning predict nothing.
-        let x = if n_prompt > 0 {
-            let d = c.hidden_size;
-            x.reshape((b, t, d))?
-                .narrow(1, n_prompt, t_ids)?
-                .reshape((b * t_ids, d))?
+        Ok(x)
+    }
+
+    /// Decoder layer `i` on the residual stream `x` `[B*T, d]`.
+    fn layer(&self, i: usize, x: &Tensor, s: &PassShape, mut dropout: Option<&mut Rng>) -> Result<Tensor> {
+        let c = &self.config;
+        let p = format!("model.layers.{i}");
+        let hn = rms_norm(x, self.w(&format!("{p}.input_layernorm.weight"))?, c.rms_norm_eps)?;
+        let hb = self.base_input(&hn)?;
+        let q = self.linear(&format!("{p}.self_attn.q_proj"), &hn, &hb, dropout.as_deref_mut())?;
+        let k = self.linear(&format!("{p}.self_attn.k_proj"), &hn, &hb, dropout.as_deref_mut())?;
+        let v = self.linear(&format!("{p}.self_attn.v_proj"), &hn, &hb, dropout.as_deref_mut())?;
+        let attn = self.attention(i, q, k, v, (s.b, s.t), &s.tables)?; // [B*T, d]
+        let o = self.linear(
+            &format!("{p}.self_attn.o_proj"),
+            &attn,
+            &self.base_input(&attn)?,
+            dropout.as_deref_mut(),
+        )?;
+        let x = (x + o)?;
+        let hn = rms_norm(
+            &x,
+            self.w(&format!("{p}.post_attention_layernorm.weight"))?,
+            c.rms_norm_eps,
+        )?;
+        let hb = self.base_input(&hn)?;
+        let gate = self.linear(&format!("{p}.mlp.gate_proj"), &hn, &hb, dropout.as_deref_mut())?;
+        let up = self.linear(&format!("{p}.mlp.up_proj"), &hn, &hb, dropout.as_deref_mut())?;
+        let act = (gate.silu()? * up)?;
+        let m = self.linear(
+            &format!("{p}.mlp.down_proj"),
+            &act,
+            &self.base_input(&act)?,
+            dropout,
+        )?;
+        Ok((x + m)?)
+    }
+
+    /// Logits `[B, T, vocab]` from the last residual stream (the final norm and the LM head).
+    fn head(&self, x: &Tensor, s: &PassShape) -> Result<Tensor> {
+        let logits = self.logits_of_rows(&self.token_rows(x, s)?)?;
+        Ok(logits.reshape((s.b, s.t_ids, self.config.vocab_size))?)
+    }
+
+    /// The residual stream's rows of the real tokens `[B*T_ids, d]`: the virtual tokens of
+    /// prompt tuning predict nothing.
+    fn token_rows(&self, x: &Tensor, s: &PassShape) -> Result<Tensor> {
+        Ok(if s.n_prompt > 0 {
+            let d = self.config.hidden_size;
+            x.reshape((s.b, s.t, d))?
+                .narrow(1, s.n_prompt, s.t_ids)?
+                .reshape((s.b * s.t_ids, d))?
         } else {
-            x
-        };
-        let x = rms_norm(&x, self.w("model.norm.weight")?, c.rms_norm_eps)?;
+            x.clone()
+        })
+    }
+
+    /// Logits `[N, vocab]` (f32) of residual rows `[N, d]`: the final norm and the LM head.
+    fn logits_of_rows(&self, x: &Tensor) -> Result<Tensor> {
+        let c = &self.config;
+        let x = rms_norm(x, self.w("model.norm.weight")?, c.rms_norm_eps)?;
         let head = if c.tie_word_embeddings {
             self.w("model.embed_tokens.weight")?
         } else {
             self.w("lm_head.weight")?
         };
         let logits = self.base_input(&x)?.matmul(&head.t()?)?;
-        let logits = if logits.dtype() == DType::F32 {
+        Ok(if logits.dtype() == DType::F32 {
             logits
         } else {
             logits.to_dtype(DType::F32)?
-        };
-        Ok(logits.reshape((b, t_ids, c.vocab_size))?)
+        })
+    }
+
+    /// The loss of the last residual stream `x`, [`HEAD_ROWS`] token rows at a time (the
+    /// logits of a whole batch over a large vocabulary, and the copies the loss makes of
+    /// them, are the largest tensors of a pass). Each chunk's loss, times `scale`, goes
+    /// to `each` (to run its backward pass) before the next is computed; returns the
+    /// summed loss, detached.
+    fn chunked_loss(
+        &self,
+        x: &Tensor,
+        s: &PassShape,
+        targets: &Tensor,
+        mask: &Tensor,
+        count: f64,
+        mut each: impl FnMut(Tensor) -> Result<()>,
+    ) -> Result<Tensor> {
+        let rows = self.token_rows(x, s)?;
+        let (targets, mask) = (targets.flatten_all()?, mask.flatten_all()?);
+        let n = rows.dim(0)?;
+        let mut total: Option<Tensor> = None;
+        for start in (0..n).step_by(HEAD_ROWS) {
+            let len = HEAD_ROWS.min(n - start);
+            let logits = self.logits_of_rows(&rows.narrow(0, start, len)?)?;
+            let loss = self.loss_from_logits(
+                &logits,
+                &targets.narrow(0, start, len)?,
+                &mask.narrow(0, start, len)?,
+                count,
+            )?;
+            let value = loss.detach();
+            each(loss)?;
+            total = Some(match total {
+                Some(t) => (t + value)?,
+                None => value,
+            });
+        }
+        total.context("a forward pass needs at least one token")
     }
 
     /// Self-attention of layer `layer` on its projections q `[B*T, H*hd]`, k, v
@@ -632,6 +718,17 @@ impl Model {
         dropout: Option<&mut Rng>,
     ) -> Result<Tensor> {
         let logits = self.forward(ids, dropout)?;
+        self.loss_from_logits(&logits, targets, mask, count)
+    }
+
+    /// Mean cross-entropy of `logits` `[B, T, vocab]` over the `count` positions where `mask` is 1.
+    fn loss_from_logits(
+        &self,
+        logits: &Tensor,
+        targets: &Tensor,
+        mask: &Tensor,
+        count: f64,
+    ) -> Result<Tensor> {
         let v = self.config.vocab_size;
         let logits = logits.reshape(((), v))?;
         let nll = match &self.fused {
@@ -641,6 +738,99 @@ impl Model {
         let mask = mask.flatten_all()?.to_dtype(DType::F32)?;
         let total = (nll * &mask)?.sum_all()?;
         Ok(total.affine(1.0 / count.max(1.0), 0.0)?)
+    }
+
+    /// The loss ([`Model::loss_given_count`], detached) and the gradient of `scale` times
+    /// it for every trainable tensor, in [`Model::vars`] order (`None` where the loss does
+    /// not depend on it). With `checkpoint` (activation checkpointing), the forward pass
+    /// keeps only each decoder layer's input; the backward pass recomputes one layer at a
+    /// time from it (with the dropout state that layer started from, so the masks are the
+    /// same) and carries the gradient at the residual stream down, layer by layer. Memory
+    /// then holds one layer's activations instead of all of them, for one more forward
+    /// pass of compute; the gradients equal the plain ones up to float summation order.
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_and_grads(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        mask: &Tensor,
+        count: f64,
+        scale: f64,
+        mut dropout: Option<&mut Rng>,
+        checkpoint: bool,
+    ) -> Result<(Tensor, Vec<Option<Tensor>>)> {
+        let mut acc: Vec<Option<Tensor>> = vec![None; self.vars.len()];
+        let add = |acc: &mut Vec<Option<Tensor>>, grads: &candle_core::backprop::GradStore| -> Result<()> {
+            for (slot, (_, var)) in acc.iter_mut().zip(&self.vars) {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    *slot = Some(match slot.take() {
+                        Some(prev) => (prev + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+            Ok(())
+        };
+        if !checkpoint {
+            let loss = self.loss_given_count(ids, targets, mask, count, dropout)?;
+            add(&mut acc, &loss.affine(scale, 0.0)?.backward()?)?;
+            return Ok((loss.detach(), acc));
+        }
+        let s = self.shape_of(ids)?;
+        let mut inputs: Vec<(Tensor, Option<Rng>)> = Vec::with_capacity(self.config.num_hidden_layers);
+        let mut x = self.stem(ids, &s)?.detach();
+        for i in 0..self.config.num_hidden_layers {
+            let rng = dropout.as_deref().cloned();
+            let next = self.layer(i, &x, &s, dropout.as_deref_mut())?.detach();
+            inputs.push((x, rng));
+            x = next;
+        }
+        let top = Var::from_tensor(&x)?;
+        let mut g_top: Option<Tensor> = None;
+        let loss = self.chunked_loss(top.as_tensor(), &s, targets, mask, count, |chunk| {
+            let grads = chunk.affine(scale, 0.0)?.backward()?;
+            add(&mut acc, &grads)?;
+            let g = grads
+                .get(top.as_tensor())
+                .context("checkpointing: no gradient reaches the last layer")?;
+            g_top = Some(match g_top.take() {
+                Some(prev) => (prev + g)?,
+                None => g.clone(),
+            });
+            Ok(())
+        })?;
+        let mut g = g_top.context("checkpointing: no gradient reaches the last layer")?;
+        for (i, (input, rng)) in inputs.into_iter().enumerate().rev() {
+            let xin = Var::from_tensor(&input)?;
+            drop(input);
+            let mut rng = rng;
+            let out = self.layer(i, xin.as_tensor(), &s, rng.as_mut())?;
+            let grads = (out * &g)?.sum_all()?.backward()?;
+            add(&mut acc, &grads)?;
+            g = grads
+                .get(xin.as_tensor())
+                .with_context(|| format!("checkpointing: no gradient reaches layer {i}'s input"))?
+                .clone();
+        }
+        // The stem trains too when the embeddings (full) or virtual tokens (prompt) do.
+        let x0 = self.stem(ids, &s)?;
+        if x0.is_variable() || x0.track_op() {
+            add(&mut acc, &(x0 * &g)?.sum_all()?.backward()?)?;
+        }
+        Ok((loss, acc))
+    }
+
+    /// [`Model::loss_given_count`] for evaluation: each segment's output is detached, so
+    /// no autograd graph holds the activations of the whole pass (candle has no no-grad
+    /// mode; with trainable tensors every intermediate would stay alive until the loss
+    /// is dropped). Same value, one layer's activations in memory.
+    pub fn eval_loss(&self, ids: &Tensor, targets: &Tensor, mask: &Tensor, count: f64) -> Result<Tensor> {
+        let s = self.shape_of(ids)?;
+        let mut x = self.stem(ids, &s)?.detach();
+        for i in 0..self.config.num_hidden_layers {
+            x = self.layer(i, &x, &s, None)?.detach();
+        }
+        self.chunked_loss(&x, &s, targets, mask, count, |_| Ok(()))
     }
 
     /// The base weights with LoRA merged in (`W + scale·B·A`), by HF name, in f32.
@@ -1005,6 +1195,89 @@ mod tests {
                     assert!(
                         norm > 0.0,
                         "{method:?} kv={kv} tied={tied}: zero gradient for {name}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Activation checkpointing (and the chunked head) changes memory, not the result:
+    /// same loss, same gradient for every trainable tensor (up to float summation order),
+    /// with LoRA dropout replayed, for every method and a tied/untied head; the dropout
+    /// generator ends where the plain pass leaves it.
+    #[test]
+    fn checkpointed_gradients_equal_the_plain_ones() {
+        let d = Device::Cpu;
+        let lora_all = Method::Lora(LoraConfig {
+            target_modules: vec!["all".into()],
+            dropout: 0.1,
+            ..LoraConfig::default()
+        });
+        for (kv, tied, bias, inter) in [(4, true, false, false), (2, false, true, true)] {
+            for method in [
+                Method::Full,
+                lora_all.clone(),
+                Method::Prefix {
+                    num_virtual_tokens: 3,
+                },
+                Method::Prompt {
+                    num_virtual_tokens: 2,
+                },
+            ] {
+                let model =
+                    Model::from_scratch(tiny_config(kv, tied, bias, inter), method.clone(), 3, &d).unwrap();
+                for (name, var) in model.vars() {
+                    if name.ends_with("lora_B.weight") {
+                        let n = var.elem_count();
+                        var.set(
+                            &Tensor::from_vec(Rng::new(9, 9).normal_vec(n, 0.1), var.shape(), &d).unwrap(),
+                        )
+                        .unwrap();
+                    }
+                }
+                let (x, y, m) = batch(&d);
+                let (mut r1, mut r2) = (Rng::new(5, 5), Rng::new(5, 5));
+                let (l1, g1) = model
+                    .loss_and_grads(&x, &y, &m, 16.0, 0.5, Some(&mut r1), false)
+                    .unwrap();
+                let (l2, g2) = model
+                    .loss_and_grads(&x, &y, &m, 16.0, 0.5, Some(&mut r2), true)
+                    .unwrap();
+                let (l1, l2) = (l1.to_scalar::<f32>().unwrap(), l2.to_scalar::<f32>().unwrap());
+                assert!((l1 - l2).abs() < 1e-5 * l1.abs(), "{method:?}: loss {l1} vs {l2}");
+                assert_eq!(r1.next_u64(), r2.next_u64(), "{method:?}: dropout draws differ");
+                let eval = model
+                    .eval_loss(&x, &y, &m, 16.0)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let plain = model
+                    .loss_given_count(&x, &y, &m, 16.0, None)
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(
+                    (eval - plain).abs() < 1e-5 * plain.abs(),
+                    "{method:?}: eval {eval} vs {plain}"
+                );
+                for ((name, _), (a, b)) in model.vars().iter().zip(g1.iter().zip(&g2)) {
+                    let (a, b) = (
+                        a.as_ref().unwrap(),
+                        b.as_ref()
+                            .unwrap_or_else(|| panic!("{method:?}: no gradient for {name}")),
+                    );
+                    let diff = (a - b)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap();
+                    let scale = a.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                    assert!(
+                        diff <= 1e-4 * scale.max(1e-6),
+                        "{method:?} tied={tied}: {name} differs by {diff} (max {scale})"
                     );
                 }
             }

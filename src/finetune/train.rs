@@ -345,9 +345,8 @@ impl Profile {
         if self.on && steps > 0 {
             let ms = |s: f64| s * 1e3 / steps as f64;
             eprintln!(
-                "finetune profile: per step forward {:.2} ms, backward {:.2} ms, optimizer {:.2} ms (device synced after each)",
-                ms(self.seconds[0]),
-                ms(self.seconds[1]),
+                "finetune profile: per step forward and backward {:.2} ms, optimizer {:.2} ms (device synced after each)",
+                ms(self.seconds[0] + self.seconds[1]),
                 ms(self.seconds[2])
             );
         }
@@ -375,8 +374,8 @@ pub fn evaluate(model: &Model, rows: &Rows, batch_size: usize) -> Result<f64> {
         let mut host = HostBatch::new(n, rows.seq_len);
         host.push(rows, from, n);
         let (x, y, m, c) = host.upload(model.device())?;
-        // Detached: a queued loss must not keep its batch's activations alive.
-        losses.push((model.loss_given_count(&x, &y, &m, c, None)?.detach(), c));
+        // Detached segment by segment: a queued loss keeps no activations alive.
+        losses.push((model.eval_loss(&x, &y, &m, c)?, c));
         from += n;
     }
     let (mut total, mut count) = (0.0, 0.0);
@@ -516,16 +515,23 @@ pub fn train(
                 need -= n;
             }
             let (x, y, m, count) = host.upload(&device)?;
-            let loss = model.loss_given_count(&x, &y, &m, count, Some(&mut dropout))?;
-            profile.mark(&device, 0)?;
-            let grads = (&loss / cfg.grad_accum as f64)?.backward()?;
+            let (loss, grads) = model.loss_and_grads(
+                &x,
+                &y,
+                &m,
+                count,
+                1.0 / cfg.grad_accum as f64,
+                Some(&mut dropout),
+                cfg.checkpoint_layers,
+            )?;
+            // One mark for forward and backward together (checkpointing interleaves them).
             profile.mark(&device, 1)?;
-            losses.push(loss.detach());
-            for (slot, (_, var)) in acc.iter_mut().zip(model.vars()) {
-                if let Some(g) = grads.get(var.as_tensor()) {
+            losses.push(loss);
+            for (slot, g) in acc.iter_mut().zip(grads) {
+                if let Some(g) = g {
                     *slot = Some(match slot.take() {
                         Some(prev) => (prev + g)?,
-                        None => g.clone(),
+                        None => g,
                     });
                 }
             }
