@@ -1145,41 +1145,47 @@ mod tests {
         assert!(diff < 1e-5, "max |prompt - base| = {diff}");
     }
 
+    /// Every training method: full, LoRA on all projections with dropout, prefix, prompt.
+    fn every_method() -> [Method; 4] {
+        [
+            Method::Full,
+            Method::Lora(LoraConfig {
+                target_modules: vec!["all".into()],
+                dropout: 0.1,
+                ..LoraConfig::default()
+            }),
+            Method::Prefix {
+                num_virtual_tokens: 3,
+            },
+            Method::Prompt {
+                num_virtual_tokens: 2,
+            },
+        ]
+    }
+
+    /// A tiny model; LoRA B starts at zero, so A's gradient is zero until B moves: B gets a value.
+    fn model_with_moving_lora(c: ModelConfig, method: &Method, d: &Device) -> Model {
+        let model = Model::from_scratch(c, method.clone(), 3, d).unwrap();
+        for (name, var) in model.vars() {
+            if name.ends_with("lora_B.weight") {
+                let n = var.elem_count();
+                var.set(&Tensor::from_vec(Rng::new(9, 9).normal_vec(n, 0.1), var.shape(), d).unwrap())
+                    .unwrap();
+            }
+        }
+        model
+    }
+
     #[test]
     fn every_variant_runs_and_every_trainable_tensor_gets_a_gradient() {
         let d = Device::Cpu;
-        let lora_all = Method::Lora(LoraConfig {
-            target_modules: vec!["all".into()],
-            dropout: 0.1,
-            ..LoraConfig::default()
-        });
         for (kv, tied, bias, inter) in [
             (4, true, false, false),
             (2, false, true, true),
             (1, true, true, false),
         ] {
-            for method in [
-                Method::Full,
-                lora_all.clone(),
-                Method::Prefix {
-                    num_virtual_tokens: 3,
-                },
-                Method::Prompt {
-                    num_virtual_tokens: 2,
-                },
-            ] {
-                let c = tiny_config(kv, tied, bias, inter);
-                let model = Model::from_scratch(c, method.clone(), 3, &d).unwrap();
-                // LoRA B starts at zero, so A's gradient is zero until B moves: give B a value first.
-                for (name, var) in model.vars() {
-                    if name.ends_with("lora_B.weight") {
-                        let n = var.elem_count();
-                        var.set(
-                            &Tensor::from_vec(Rng::new(9, 9).normal_vec(n, 0.1), var.shape(), &d).unwrap(),
-                        )
-                        .unwrap();
-                    }
-                }
+            for method in every_method() {
+                let model = model_with_moving_lora(tiny_config(kv, tied, bias, inter), &method, &d);
                 let (x, y, m) = batch(&d);
                 let mut rng = Rng::new(5, 5);
                 let (loss, count) = model.loss(&x, &y, &m, Some(&mut rng)).unwrap();
@@ -1208,33 +1214,9 @@ mod tests {
     #[test]
     fn checkpointed_gradients_equal_the_plain_ones() {
         let d = Device::Cpu;
-        let lora_all = Method::Lora(LoraConfig {
-            target_modules: vec!["all".into()],
-            dropout: 0.1,
-            ..LoraConfig::default()
-        });
         for (kv, tied, bias, inter) in [(4, true, false, false), (2, false, true, true)] {
-            for method in [
-                Method::Full,
-                lora_all.clone(),
-                Method::Prefix {
-                    num_virtual_tokens: 3,
-                },
-                Method::Prompt {
-                    num_virtual_tokens: 2,
-                },
-            ] {
-                let model =
-                    Model::from_scratch(tiny_config(kv, tied, bias, inter), method.clone(), 3, &d).unwrap();
-                for (name, var) in model.vars() {
-                    if name.ends_with("lora_B.weight") {
-                        let n = var.elem_count();
-                        var.set(
-                            &Tensor::from_vec(Rng::new(9, 9).normal_vec(n, 0.1), var.shape(), &d).unwrap(),
-                        )
-                        .unwrap();
-                    }
-                }
+            for method in every_method() {
+                let model = model_with_moving_lora(tiny_config(kv, tied, bias, inter), &method, &d);
                 let (x, y, m) = batch(&d);
                 let (mut r1, mut r2) = (Rng::new(5, 5), Rng::new(5, 5));
                 let (l1, g1) = model
