@@ -351,6 +351,16 @@ fn default_pipeline_extracts_web_pages_and_keeps_one_copy_of_each_crawled_duplic
 }
 
 /// HTML-escaped as the report's template engine writes text (minijinja's HTML escape).
+/// The records counted in all bins of one side (`passed`, `tagged`, `dropped`) of a score histogram.
+fn bins_total(score: &serde_json::Value, side: &str) -> u64 {
+    score[side]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
 fn html_escaped(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -420,15 +430,11 @@ fn report_shows_score_histograms_sources_and_examples_with_record_markup_escaped
             .iter()
             .find(|c| c["key"] == key && c["field"] == field)
             .unwrap_or_else(|| panic!("{name}: no score {key}.{field}"));
-        let sum = |k: &str| {
-            sc[k]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap())
-                .sum::<u64>()
-        };
-        let (passed, tagged, dropped) = (sum("passed"), sum("tagged"), sum("dropped"));
+        let (passed, tagged, dropped) = (
+            bins_total(sc, "passed"),
+            bins_total(sc, "tagged"),
+            bins_total(sc, "dropped"),
+        );
         assert!(passed + tagged + dropped > 0, "{name}: nothing counted");
         assert!(dropped <= s["dropped"].as_u64().unwrap() && tagged <= s["tagged"].as_u64().unwrap());
         assert!(
@@ -453,14 +459,7 @@ fn report_shows_score_histograms_sources_and_examples_with_record_markup_escaped
     // A tag-only stage: every record it saw is in its histogram, its tags in amber.
     let mt = stage("machine_text");
     let sc = &mt["scores"][0];
-    let sum = |k: &str| {
-        sc[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .sum::<u64>()
-    };
+    let sum = |k: &str| bins_total(sc, k);
     let tagged = mt["tagged"].as_u64().unwrap();
     assert!(tagged > 0);
     assert_eq!(

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::store::{buckets_file, create, open};
+use super::store::{buckets_file, create, load_summary, open};
 use super::PrepassStore;
 use crate::hash::HashKeyMap;
 use crate::io::writer::{sync_dir, write_atomic};
@@ -547,18 +547,6 @@ fn top_list(top: &[(u64, u32)]) -> Vec<TopSpan> {
             docs,
         })
         .collect()
-}
-
-/// Load a finished prepass's summary; an error when it did not finish.
-fn load_summary(dir: &Path) -> Result<SpanSummary> {
-    let path = dir.join("prepared.json");
-    let text = std::fs::read(&path).with_context(|| {
-        format!(
-            "{}: prepass results missing; rerun with --overwrite",
-            path.display()
-        )
-    })?;
-    serde_json::from_slice(&text).with_context(|| format!("{}: unreadable", path.display()))
 }
 
 fn load_observed(dir: &Path) -> Result<SpanObserved> {

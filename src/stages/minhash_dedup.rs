@@ -251,7 +251,7 @@ fn yes() -> bool {
 }
 
 /// A byte count: an integer, or a string such as `"512MiB"`, `"2GB"`, `"64k"`.
-fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+pub(crate) fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Bytes {

@@ -55,7 +55,7 @@ use anyhow::{bail, Result};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::minhash_dedup::parse_bytes;
+use super::minhash_dedup::de_bytes;
 use crate::dedup::span_split::{Span, SpanSplitter, SpanUnit};
 use crate::dedup::spans::{SpanParams, SpanPrepass};
 use crate::dedup::PrepassStore;
@@ -102,19 +102,6 @@ fn d_memory_limit() -> u64 {
 }
 fn d_action() -> Action {
     Action::Redact
-}
-
-fn de_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Bytes {
-        N(u64),
-        S(String),
-    }
-    match Bytes::deserialize(d)? {
-        Bytes::N(n) => Ok(n),
-        Bytes::S(s) => parse_bytes(&s).map_err(serde::de::Error::custom),
-    }
 }
 
 impl Default for SpanDedupConfig {

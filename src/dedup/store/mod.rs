@@ -174,8 +174,9 @@ pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// Load a finished prepass's summary; an error when it did not finish.
-pub fn load_summary(dir: &Path) -> Result<Summary> {
+/// Load a finished prepass's summary (`prepared.json`: minhash's [`Summary`], span
+/// dedup's own); an error when it did not finish.
+pub fn load_summary<T: serde::de::DeserializeOwned>(dir: &Path) -> Result<T> {
     let path = dir.join("prepared.json");
     let text = std::fs::read(&path).with_context(|| {
         format!(
@@ -221,7 +222,7 @@ mod tests {
             .unwrap();
         }
         let sum = o.finish().unwrap();
-        assert_eq!(load_summary(tmp.path()).unwrap(), sum);
+        assert_eq!(load_summary::<Summary>(tmp.path()).unwrap(), sum);
         let mut r = DecisionReader::open(tmp.path(), 0).unwrap();
         let mut ds = Vec::new();
         while let Some(d) = r.next_decision().unwrap() {
