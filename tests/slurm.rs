@@ -127,24 +127,6 @@ fn run_all_steps(p: &str, out: &Path, world: usize) {
     }
 }
 
-/// Kept and rejected parts of a sharded run, by file name, from every rank.
-fn sharded_parts(out: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut all = Vec::new();
-    let ranks = out.join("ranks");
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&ranks)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    for d in dirs {
-        all.extend(snapshot(&d, &["kept", "rejected"]));
-    }
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
-}
-
 fn books(dir: &Path) -> (u64, u64, u64) {
     let s = stats(dir);
     (

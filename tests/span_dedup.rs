@@ -170,23 +170,6 @@ fn sharded_setup(dir: &Path) -> PathBuf {
     write_pipeline(dir, &[&glob], stages, "out", "part_records = 40")
 }
 
-/// Kept and rejected parts of a sharded run, by file name, from every rank.
-fn sharded_parts(out: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut all = Vec::new();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join("ranks"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    for d in dirs {
-        all.extend(snapshot(&d, &["kept", "rejected"]));
-    }
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all
-}
-
 #[test]
 fn sharded_run_equals_single_process() {
     let tmp = tempfile::tempdir().unwrap();

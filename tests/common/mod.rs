@@ -223,3 +223,20 @@ impl Rng {
         self.unit() < p
     }
 }
+
+/// Kept and rejected parts of a sharded run, by file name, from every rank.
+pub fn sharded_parts(out: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out.join("ranks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    let mut all: Vec<(String, Vec<u8>)> = dirs
+        .iter()
+        .flat_map(|d| snapshot(d, &["kept", "rejected"]))
+        .collect();
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
+}
