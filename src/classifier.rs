@@ -298,6 +298,19 @@ impl Classifier {
             .map_or(0.0, |p| p.clamp(0.0, 1.0))
     }
 
+    /// P(each label | text), in [`Classifier::labels`] order; all 0 for a text without tokens.
+    pub fn probs(&self, text: &str) -> Vec<f32> {
+        let Some(fast) = &self.fast else {
+            let labels = self.labels();
+            return labels.iter().map(|l| self.prob_reference(text, l)).collect();
+        };
+        fast.probs(&self.model, text, self.char_split, self.keep_punct)
+            .map_or_else(
+                || vec![0.0; self.nlabels],
+                |ps| ps.into_iter().map(|p| p.clamp(0.0, 1.0)).collect(),
+            )
+    }
+
     /// [`Classifier::prob`] through the crate's `FastText::predict` (what the fast
     /// path must equal).
     fn prob_reference(&self, text: &str, label: &str) -> f32 {
@@ -617,6 +630,12 @@ mod tests {
                 );
                 nonzero += usize::from(fast > 0.0);
             }
+        }
+        // `probs` gives every label's `prob` at once, in `labels` order.
+        for t in texts {
+            let all: Vec<u32> = c.labels().iter().map(|l| c.prob(t, l).to_bits()).collect();
+            let probs: Vec<u32> = c.probs(t).iter().map(|p| p.to_bits()).collect();
+            assert_eq!(probs, all, "{what}: probs on {t:?}");
         }
         assert!(
             nonzero > texts.len() / 2,

@@ -101,7 +101,7 @@ pub fn flagged_shape(action: Action, shape: Shape) -> Shape {
 /// can draw its distribution (split by what the stage did) around the threshold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Score {
-    /// Where it is: `meta.<key>.<field>` (`toxicity`, `score`).
+    /// Where it is: `meta.<key>.<field>` (`toxicity`, `score`); `field` may be dotted.
     pub key: String,
     pub field: String,
     /// The threshold in force.
@@ -127,6 +127,15 @@ impl Score {
     /// An `f32` setting as written in the config (`0.65`, not `0.6499999761581421`).
     pub fn decimal(x: f32) -> f64 {
         x.to_string().parse().unwrap_or(f64::from(x))
+    }
+
+    /// The value in a record's `meta`; `field` may be a dotted path (`quality.score`).
+    pub fn value_in(&self, meta: &serde_json::Map<String, Value>) -> Option<f64> {
+        let mut v = meta.get(&self.key)?;
+        for part in self.field.split('.') {
+            v = v.get(part)?;
+        }
+        v.as_f64()
     }
 
     /// True when `value` is on the side of the threshold that the stage flags.

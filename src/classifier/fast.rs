@@ -254,7 +254,23 @@ impl Predictor {
     ) -> Option<f32> {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            self.prob_with(model, text, char_split, keep_punct, label, &mut s)
+            self.softmax_with(model, text, char_split, keep_punct, &mut s)
+                .then(|| rounded(s.output[label]))
+        })
+    }
+
+    /// P(each label | text), in label order; `None` for a text without tokens.
+    pub(super) fn probs(
+        &self,
+        model: &FastText,
+        text: &str,
+        char_split: bool,
+        keep_punct: bool,
+    ) -> Option<Vec<f32>> {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            self.softmax_with(model, text, char_split, keep_punct, &mut s)
+                .then(|| s.output.iter().map(|&p| rounded(p)).collect())
         })
     }
 
@@ -308,15 +324,15 @@ impl Predictor {
         }
     }
 
-    fn prob_with(
+    /// The label distribution of `text` into `s.output`; false for a text without tokens.
+    fn softmax_with(
         &self,
         model: &FastText,
         text: &str,
         char_split: bool,
         keep_punct: bool,
-        label: usize,
         s: &mut Scratch,
-    ) -> Option<f32> {
+    ) -> bool {
         let Scratch {
             token,
             hashes,
@@ -368,7 +384,7 @@ impl Predictor {
             }
         }
         if ids.is_empty() {
-            return None;
+            return false;
         }
         if let Some(e) = self.eos {
             ids.push(e as u32);
@@ -393,9 +409,13 @@ impl Predictor {
             });
         }
         softmax_in_place(output);
-        let p = output[label];
-        Some((p + 1e-5_f32).ln().exp())
+        true
     }
+}
+
+/// A probability as `FastText::predict` reports it (stored as a log, read back with `exp`).
+fn rounded(p: f32) -> f32 {
+    (p + 1e-5_f32).ln().exp()
 }
 
 /// How far ahead rows are prefetched.

@@ -73,12 +73,7 @@ pub(super) fn tally_scores(
             let Some(meta) = meta else { continue };
             let pos = [at.0 as u64, at.1 + k as u64];
             for sc in &mut b.scores {
-                let Some(value) = meta
-                    .get(&sc.score.key)
-                    .and_then(|m| m.get(&sc.score.field))
-                    .and_then(Value::as_f64)
-                    .filter(|v| v.is_finite())
-                else {
+                let Some(value) = sc.score.value_in(meta).filter(|v| v.is_finite()) else {
                     continue;
                 };
                 sc.count(value, outcome);

@@ -1,5 +1,6 @@
 //! The stage registry: one file per stage kind, one line here to register it.
 
+pub mod classifier;
 pub mod decontaminate;
 pub mod exact_dedup;
 pub mod extract;
@@ -64,6 +65,12 @@ const REGISTRY: &[(&str, Build)] = &[
     ("pii", |s, p, cx| record(pii::Pii::new(params(s, p)?, cx)?)),
     ("toxicity", |s, p, cx| {
         record(toxicity::Toxicity::new(params(s, p)?, cx)?)
+    }),
+    ("classifier", |s, p, cx| {
+        // Its `name` is the key of its scores under `meta.classifier`.
+        let mut cfg: classifier::ClassifierConfig = params(s, p)?;
+        cfg.name = s.name.clone();
+        record(classifier::ClassifierStage::new(cfg, cx)?)
     }),
     ("machine_text", |s, p, cx| {
         record(machine_text::MachineText::new(params(s, p)?, cx)?)
