@@ -70,6 +70,11 @@ fn stage_keys(kind: &str) -> String {
             q("filters/machine_text/indicating_zh.txt"),
             q("filters/machine_text/indicating_en.txt")
         ),
+        // Drops whatever the toxicity model gives any weight to: both sides get records.
+        "classifier" => format!(
+            "name = \"offensive\"\nmodel = {}\nlabel = \"1\"\nflag = \"at_or_above\"\nthreshold = 0.002\n",
+            q("filters/toxicity/cold_char.bin")
+        ),
         "length" => "min_chars = 1\nresponse = { min = 5 }\n".into(),
         // A very small model and a few steps (tests/finetune.rs), no progress lines.
         "finetune" => "model = \"tiny\"\nval_fraction = 0.3\nprogress = false\nmin_train_records = 1\n\
@@ -136,11 +141,12 @@ fn check_kind(kind: &str, dir: &Path, input: &Path) -> Result<(), String> {
         .take_while(|l| l.starts_with("  "))
         .any(|l| {
             let mut words = l.split_whitespace();
-            words.next() == Some(kind) && words.next() == Some(kind) && words.next().is_some()
+            // The stage's name (its kind unless the table names it), its kind, a description.
+            words.next().is_some() && words.next() == Some(kind) && words.next().is_some()
         });
     if !described {
         return Err(format!(
-            "`curate validate` prints no description line `{kind} {kind} ...` under `stages:`\n{stdout}"
+            "`curate validate` prints no description line `NAME {kind} ...` under `stages:`\n{stdout}"
         ));
     }
 

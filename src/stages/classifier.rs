@@ -268,8 +268,7 @@ impl Stage for ClassifierStage {
 
     fn describe(&self) -> String {
         format!(
-            "{}: model {}, P({}) {} {}, fields {:?}, aggregate {:?}, action {:?}",
-            self.cfg.name,
+            "model {}, P({}) {} {}, fields {:?}, aggregate {:?}, action {:?}",
             self.cfg.model.display(),
             self.cfg.label,
             match self.cfg.flag {
