@@ -124,6 +124,99 @@ impl LmScorer {
     }
 }
 
+/// How hard a response is for a model, alone and after its instruction (Cherry LLM's
+/// instruction-following difficulty, Li et al., NAACL 2024).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResponseLoss {
+    /// Response tokens scored.
+    pub tokens: usize,
+    /// Mean negative log-likelihood of the response alone (nats): `ln` of its perplexity.
+    pub alone: f64,
+    /// The same after the instruction; `None` without one.
+    pub conditioned: Option<f64>,
+}
+
+impl ResponseLoss {
+    /// Perplexity of the response alone.
+    pub fn perplexity(&self) -> f64 {
+        self.alone.exp()
+    }
+
+    /// IFD = conditioned / alone: below 1 the instruction helps predict the response;
+    /// near or above 1 it does not (an answer unrelated to its question, or one the
+    /// model finds trivial either way).
+    pub fn ifd(&self) -> Option<f64> {
+        self.conditioned.map(|c| c / self.alone.max(1e-9))
+    }
+}
+
+impl LmScorer {
+    /// Token ids of `text`, without special tokens.
+    fn ids(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self
+            .tokenizer
+            .encode(text, false)
+            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?
+            .get_ids()
+            .to_vec())
+    }
+
+    /// Mean negative log-likelihood of `target` right after `context` (non-empty).
+    fn mean_nll(&self, context: &[u32], target: &[u32]) -> Result<f64> {
+        let mut ids = context.to_vec();
+        ids.extend_from_slice(target);
+        let n_in = ids.len() - 1;
+        let first = context.len() - 1;
+        let device = self.model.device();
+        let input = Tensor::from_slice(&ids[..n_in], (1, n_in), device)?;
+        let logits = self.model.forward(&input, None)?.squeeze(0)?;
+        let logits = logits.narrow(0, first, target.len())?.to_dtype(DType::F32)?;
+        let targets = Tensor::from_slice(target, (target.len(), 1), device)?;
+        let shifted = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?)?;
+        let logp = shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)?;
+        let ll = logp.gather(&targets, 1)?.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        Ok(-ll / target.len() as f64)
+    }
+
+    /// The loss of the first `max_tokens` tokens of `response`, alone and after the last
+    /// `max_prompt_tokens` tokens of `prompt` (followed by a line break); `None` when the
+    /// response has too few tokens. Both losses are over the same response tokens: all
+    /// of them after the document separator, or all but the first without one.
+    pub fn response_loss(
+        &self,
+        prompt: Option<&str>,
+        response: &str,
+        max_prompt_tokens: usize,
+    ) -> Result<Option<ResponseLoss>> {
+        let resp = self.ids(response)?;
+        let resp = &resp[..resp.len().min(self.max_tokens)];
+        let skip = usize::from(self.prefix.is_empty());
+        if resp.len() < skip + 1 {
+            return Ok(None);
+        }
+        let (head, target) = resp.split_at(skip);
+        let mut alone = self.prefix.clone();
+        alone.extend_from_slice(head);
+        let loss_alone = self.mean_nll(&alone, target)?;
+        let conditioned = match prompt.filter(|p| !p.trim().is_empty()) {
+            Some(p) => {
+                let p = self.ids(&format!("{p}\n"))?;
+                let p = &p[p.len().saturating_sub(max_prompt_tokens)..];
+                let mut context = self.prefix.clone();
+                context.extend_from_slice(p);
+                context.extend_from_slice(head);
+                Some(self.mean_nll(&context, target)?)
+            }
+            None => None,
+        };
+        Ok(Some(ResponseLoss {
+            tokens: target.len(),
+            alone: loss_alone,
+            conditioned,
+        }))
+    }
+}
+
 /// A tiny random model and its tokenizer, for tests here and in the stage.
 #[cfg(test)]
 pub(crate) mod test_model {
@@ -188,6 +281,54 @@ mod tests {
         }
         let n = (ids.len() - 1) as f64;
         (ll / n, -mean / n, (ll - mean) / var.sqrt())
+    }
+
+    /// Log-probability of each next token of `ids`, in f64 from the logits.
+    fn next_token_logps(model: &Model, ids: &[u32]) -> Vec<f64> {
+        let input = Tensor::from_slice(&ids[..ids.len() - 1], (1, ids.len() - 1), &Device::Cpu).unwrap();
+        let logits: Vec<Vec<f32>> = model.forward(&input, None).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        logits
+            .iter()
+            .zip(&ids[1..])
+            .map(|(row, &next)| {
+                let max = row.iter().fold(f64::MIN, |m, &x| m.max(x as f64));
+                let z: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
+                row[next as usize] as f64 - max - z.ln()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn response_loss_and_ifd_match_a_direct_computation() {
+        let (model, tk) = tiny();
+        let eot = tk.token_to_id("<|endoftext|>").unwrap();
+        let scorer = {
+            // The same weights (seeded), one copy for the scorer.
+            let (m, t) = tiny();
+            LmScorer::new(m, t, 64)
+        };
+        let (prompt, response) = ("今天天气怎么样？", "今天天气不错，我们去爬山了。");
+        let r = scorer.response_loss(Some(prompt), response, 64).unwrap().unwrap();
+        let resp = tk.encode(response, false).unwrap().get_ids().to_vec();
+        let p = tk.encode(format!("{prompt}\n"), false).unwrap().get_ids().to_vec();
+        assert_eq!(r.tokens, resp.len());
+        let mean_of_last = |ids: Vec<u32>| {
+            let lp = next_token_logps(&model, &ids);
+            -lp[lp.len() - resp.len()..].iter().sum::<f64>() / resp.len() as f64
+        };
+        let alone = mean_of_last([vec![eot], resp.clone()].concat());
+        let conditioned = mean_of_last([vec![eot], p.clone(), resp.clone()].concat());
+        assert!((r.alone - alone).abs() < 1e-4, "{} vs {alone}", r.alone);
+        assert!((r.conditioned.unwrap() - conditioned).abs() < 1e-4);
+        assert!((r.ifd().unwrap() - conditioned / alone).abs() < 1e-4);
+        assert!((r.perplexity() - alone.exp()).abs() < 1e-3);
+        // No prompt: no IFD. The prompt is cut from its start to `max_prompt_tokens`.
+        let none = scorer.response_loss(None, response, 64).unwrap().unwrap();
+        assert_eq!((none.alone, none.conditioned), (r.alone, None));
+        let cut = scorer.response_loss(Some(prompt), response, 2).unwrap().unwrap();
+        let tail = mean_of_last([vec![eot], p[p.len() - 2..].to_vec(), resp.clone()].concat());
+        assert!((cut.conditioned.unwrap() - tail).abs() < 1e-4);
+        assert_eq!(scorer.response_loss(Some(prompt), "", 64).unwrap(), None);
     }
 
     #[test]
