@@ -174,7 +174,11 @@ impl LmScorer {
         let targets = Tensor::from_slice(target, (target.len(), 1), device)?;
         let shifted = logits.broadcast_sub(&logits.max_keepdim(D::Minus1)?)?;
         let logp = shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)?;
-        let ll = logp.gather(&targets, 1)?.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+        let ll = logp
+            .gather(&targets, 1)?
+            .to_dtype(DType::F64)?
+            .sum_all()?
+            .to_scalar::<f64>()?;
         Ok(-ll / target.len() as f64)
     }
 
@@ -286,7 +290,13 @@ mod tests {
     /// Log-probability of each next token of `ids`, in f64 from the logits.
     fn next_token_logps(model: &Model, ids: &[u32]) -> Vec<f64> {
         let input = Tensor::from_slice(&ids[..ids.len() - 1], (1, ids.len() - 1), &Device::Cpu).unwrap();
-        let logits: Vec<Vec<f32>> = model.forward(&input, None).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        let logits: Vec<Vec<f32>> = model
+            .forward(&input, None)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
         logits
             .iter()
             .zip(&ids[1..])
@@ -310,7 +320,11 @@ mod tests {
         let (prompt, response) = ("今天天气怎么样？", "今天天气不错，我们去爬山了。");
         let r = scorer.response_loss(Some(prompt), response, 64).unwrap().unwrap();
         let resp = tk.encode(response, false).unwrap().get_ids().to_vec();
-        let p = tk.encode(format!("{prompt}\n"), false).unwrap().get_ids().to_vec();
+        let p = tk
+            .encode(format!("{prompt}\n"), false)
+            .unwrap()
+            .get_ids()
+            .to_vec();
         assert_eq!(r.tokens, resp.len());
         let mean_of_last = |ids: Vec<u32>| {
             let lp = next_token_logps(&model, &ids);

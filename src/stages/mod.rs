@@ -7,6 +7,7 @@ pub mod extract;
 pub mod finetune;
 pub mod language;
 pub mod length;
+pub mod lm_score;
 pub mod machine_text;
 pub mod minhash_dedup;
 pub mod normalize;
@@ -74,6 +75,9 @@ const REGISTRY: &[(&str, Build)] = &[
     }),
     ("machine_text", |s, p, cx| {
         record(machine_text::MachineText::new(params(s, p)?, cx)?)
+    }),
+    ("lm_score", |s, p, cx| {
+        global(lm_score::LmScore::new(params(s, p)?, cx)?)
     }),
     // Reads the kept parts back after the run, so it needs the input's field names.
     ("finetune", |s, p, cx| {
