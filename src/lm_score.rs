@@ -262,16 +262,21 @@ mod tests {
     use super::test_model::tiny;
     use super::*;
 
-    /// The scores computed the slow way: f64 softmax over each row of logits.
-    fn by_hand(model: &Model, ids: &[u32]) -> (f64, f64, f64) {
+    /// The model's logits after each token of `ids` but the last, one row per position.
+    fn logit_rows(model: &Model, ids: &[u32]) -> Vec<Vec<f32>> {
         let input = Tensor::from_slice(&ids[..ids.len() - 1], (1, ids.len() - 1), &Device::Cpu).unwrap();
-        let logits: Vec<Vec<f32>> = model
+        model
             .forward(&input, None)
             .unwrap()
             .squeeze(0)
             .unwrap()
             .to_vec2()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// The scores computed the slow way: f64 softmax over each row of logits.
+    fn by_hand(model: &Model, ids: &[u32]) -> (f64, f64, f64) {
+        let logits = logit_rows(model, ids);
         let (mut ll, mut mean, mut var) = (0.0, 0.0, 0.0);
         for (row, &next) in logits.iter().zip(&ids[1..]) {
             let max = row.iter().fold(f64::MIN, |m, &x| m.max(x as f64));
@@ -289,15 +294,7 @@ mod tests {
 
     /// Log-probability of each next token of `ids`, in f64 from the logits.
     fn next_token_logps(model: &Model, ids: &[u32]) -> Vec<f64> {
-        let input = Tensor::from_slice(&ids[..ids.len() - 1], (1, ids.len() - 1), &Device::Cpu).unwrap();
-        let logits: Vec<Vec<f32>> = model
-            .forward(&input, None)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_vec2()
-            .unwrap();
-        logits
+        logit_rows(model, ids)
             .iter()
             .zip(&ids[1..])
             .map(|(row, &next)| {

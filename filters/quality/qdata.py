@@ -23,6 +23,7 @@ import os
 import random
 import re
 import subprocess
+import sys
 import tempfile
 import zlib
 
@@ -499,19 +500,9 @@ def score(model, texts, threads=2, keep_punct=False):
         return scores
 
 
-def auroc(scores, labels):
-    """Area under the ROC curve of `scores` for 0/1 `labels` (ties count half)."""
-    pairs = sorted(zip(scores, labels))
-    pos = sum(labels)
-    neg = len(labels) - pos
-    rank_sum, i = 0.0, 0
-    while i < len(pairs):
-        j = i
-        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
-            j += 1
-        rank_sum += (i + 1 + j) / 2 * sum(y for _, y in pairs[i:j])
-        i = j
-    return (rank_sum - pos * (pos + 1) / 2) / (pos * neg) if pos and neg else float("nan")
+# One AUROC for every evaluation script (ties count half): the toxicity scripts' own.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "toxicity"))
+from toxdata import auroc  # noqa: E402  (after the path is set)
 
 
 def flag_stats(scores, is_lq, th):
