@@ -213,6 +213,10 @@ struct CompareArgs {
     /// Worker threads for the cleaning run (0 = one per core).
     #[arg(long)]
     threads: Option<usize>,
+    /// A selection pipeline (e.g. `lm_score` with `select`, or a `classifier`) run on the
+    /// cleaned output: adds a selected arm and a random subset of the same size.
+    #[arg(long)]
+    select: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -551,6 +555,7 @@ fn cmd_compare(
         validation,
         overlap_chars,
         threads,
+        select,
     }: CompareArgs,
 ) -> Result<()> {
     use curate::finetune::compare;
@@ -562,6 +567,7 @@ fn cmd_compare(
         validation,
         overlap_chars,
         threads,
+        select,
     };
     let c = compare::compare(&opts)?;
     for line in compare::summary_lines(&c) {

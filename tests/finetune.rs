@@ -193,6 +193,13 @@ fn finetune_command_and_compare_command() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("no validation set"));
     let validation = Path::new(env!("CARGO_MANIFEST_DIR")).join("data-samples/validation/qa_zh_en.jsonl");
+    // A selection pipeline on the cleaned output: answers of at least 60 characters.
+    let select = dir.path().join("select.toml");
+    std::fs::write(
+        &select,
+        "[input]\npaths = [\"placeholder.jsonl\"]\n[output]\ndir = \"unused\"\n[[stage]]\nkind = \"length\"\nresponse = { min = 60 }\n",
+    )
+    .unwrap();
     let o = run_ok(&[
         "compare",
         p.to_str().unwrap(),
@@ -204,8 +211,11 @@ fn finetune_command_and_compare_command() {
         "8",
         "--validation",
         validation.to_str().unwrap(),
+        "--select",
+        select.to_str().unwrap(),
     ]);
     let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("val loss random - selected"), "{text}");
     assert!(text.contains("perplexity ratio"), "{text}");
     let c = json(&cmp.join("compare.json"));
     assert_eq!(c["seeds"].as_array().unwrap().len(), 2);
@@ -240,7 +250,39 @@ fn finetune_command_and_compare_command() {
             s["raw"]["final_val_loss"].as_f64().unwrap() - s["clean"]["final_val_loss"].as_f64().unwrap();
         assert!((diff - s["final_val_diff"].as_f64().unwrap()).abs() < 1e-12);
     }
+    // Selected vs random vs all: a real subset, the random arm as large, same budget.
+    let sel = &c["selection"];
+    let chosen = sel["selected_records"].as_u64().unwrap();
+    assert!(
+        chosen > 0 && chosen < c["clean_train_records"].as_u64().unwrap(),
+        "{sel}"
+    );
+    assert_eq!(sel["seeds"].as_array().unwrap().len(), 2);
+    for (s, all) in sel["seeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(c["seeds"].as_array().unwrap())
+    {
+        for arm in ["selected", "random"] {
+            assert_eq!(s[arm]["tokens_seen"], 8 * 4 * 64);
+        }
+        let loss = |v: &serde_json::Value| v["final_val_loss"].as_f64().unwrap();
+        assert!(
+            (loss(&s["random"]) - loss(&s["selected"]) - s["random_minus_selected"].as_f64().unwrap()).abs()
+                < 1e-12
+        );
+        assert!(
+            (loss(&all["clean"]) - loss(&s["selected"]) - s["all_minus_selected"].as_f64().unwrap()).abs()
+                < 1e-12
+        );
+    }
+    assert!(sel["vs_random"]["statement"]
+        .as_str()
+        .unwrap()
+        .contains("standard errors"));
     let html = std::fs::read_to_string(cmp.join("compare.html")).unwrap();
+    assert!(html.contains("Selected vs random vs all"));
     assert!(html.matches("<polyline").count() >= 4);
     assert!(
         !dir.path().join("unused").exists(),

@@ -58,6 +58,41 @@ pub struct CompareOptions {
     /// Window length of the overlap check, in characters.
     pub overlap_chars: usize,
     pub threads: Option<usize>,
+    /// A selection pipeline run on the cleaned output (`--select`): adds the selected
+    /// arm and a random subset of the cleaned set of the same size.
+    pub select: Option<PathBuf>,
+}
+
+/// One seed's runs of the selection arms.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelectionSeed {
+    pub seed: u64,
+    pub selected: RunSummary,
+    /// A random subset of the cleaned training set, as many records as selected (drawn
+    /// with this seed).
+    pub random: RunSummary,
+    /// `random.final_val_loss - selected.final_val_loss`: positive when selection helped.
+    pub random_minus_selected: f64,
+    /// `clean.final_val_loss - selected.final_val_loss` (the whole cleaned set).
+    pub all_minus_selected: f64,
+}
+
+/// Selected vs random vs all (`compare.json` `selection`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SelectionArms {
+    /// The selection pipeline.
+    pub pipeline: PathBuf,
+    pub selected_read: ReadTally,
+    /// Training records of the selected arm (and of each random subset).
+    pub selected_records: usize,
+    pub selected_overlap_removed: usize,
+    pub seeds: Vec<SelectionSeed>,
+    pub random_minus_selected: Spread,
+    pub all_minus_selected: Spread,
+    /// Of `random_minus_selected`.
+    pub vs_random: Significance,
+    /// Of `all_minus_selected`.
+    pub vs_all: Significance,
 }
 
 /// One seed's pair of runs.
@@ -118,7 +153,7 @@ pub struct Significance {
     pub standard_error: f64,
     /// Mean / standard error (0 with one seed or no spread).
     pub standard_errors: f64,
-    /// Seeds whose cleaned run ended lower than its raw run.
+    /// Seeds whose second arm (cleaned; selected) ended lower than the first.
     pub seeds_clean_better: usize,
     /// One sentence: cleaned beats raw by more than 2 standard errors, or not.
     pub statement: String,
@@ -127,6 +162,12 @@ pub struct Significance {
 impl Significance {
     /// Judge paired per-seed differences (raw − clean; positive: cleaning helped).
     pub fn of(diffs: &[f64]) -> Significance {
+        Significance::between(diffs, "cleaned", "raw")
+    }
+
+    /// Judge paired per-seed differences `worse − better` of two named arms (positive:
+    /// the arm called `better` ended lower).
+    pub fn between(diffs: &[f64], better_arm: &str, worse_arm: &str) -> Significance {
         let s = Spread::of(diffs);
         let n = diffs.len();
         let se = s.std / (n.max(1) as f64).sqrt();
@@ -135,14 +176,14 @@ impl Significance {
         let statement = if n < 2 {
             "one seed: no spread to judge the difference by (use --seeds with 3 or more)".to_string()
         } else if t >= 2.0 {
-            format!("cleaned beats raw by {t:.1} standard errors ({better} of {n} seeds)")
+            format!("{better_arm} beats {worse_arm} by {t:.1} standard errors ({better} of {n} seeds)")
         } else if t <= -2.0 {
             format!(
-                "raw beats cleaned by {:.1} standard errors ({better} of {n} seeds favour cleaned)",
+                "{worse_arm} beats {better_arm} by {:.1} standard errors ({better} of {n} seeds favour {better_arm})",
                 -t
             )
         } else {
-            format!("no significant difference: {t:+.1} standard errors, within 2 ({better} of {n} seeds favour cleaned)")
+            format!("no significant difference: {t:+.1} standard errors, within 2 ({better} of {n} seeds favour {better_arm})")
         };
         Significance {
             standard_error: se,
@@ -211,7 +252,58 @@ pub struct Comparison {
     /// Per seed: (raw unique − raw duplicates) − (clean unique − clean duplicates);
     /// positive: the raw arm memorised the duplicated records.
     pub memorisation: Option<Spread>,
+    /// With `--select`: the selected arm against a random subset of the same size and
+    /// against the whole cleaned set.
+    pub selection: Option<SelectionArms>,
     pub seconds: f64,
+}
+
+/// `n` of `all`, drawn with `seed` (a hash order of the indices), kept in input order.
+fn random_subset(all: &[Conversation], n: usize, seed: u64) -> Vec<Conversation> {
+    let mut idx: Vec<usize> = (0..all.len()).collect();
+    idx.sort_by_key(|&i| {
+        (
+            xxhash_rust::xxh3::xxh3_64_with_seed(&(i as u64).to_le_bytes(), seed),
+            i,
+        )
+    });
+    idx.truncate(n);
+    idx.sort_unstable();
+    idx.into_iter().map(|i| all[i].clone()).collect()
+}
+
+/// Run the selection pipeline on the cleaned output's kept parts into `OUTPUT/selected/`
+/// and read what it keeps.
+fn run_selection(
+    path: &Path,
+    kept: &[PathBuf],
+    opts: &CompareOptions,
+    fields: &crate::record::FieldMap,
+) -> Result<(Vec<Conversation>, ReadTally)> {
+    let mut select = Pipeline::load(path)?;
+    select.stages.retain(|s| s.kind != "finetune");
+    select.output.format = crate::io::writer::OutputFormat::Jsonl;
+    select.output.compression = crate::io::writer::Compression::None;
+    let dir = opts.output.join("selected");
+    eprintln!(
+        "compare: selecting with {} into {}",
+        path.display(),
+        dir.display()
+    );
+    let stats = run::run(
+        &select,
+        &RunOptions {
+            inputs: kept.to_vec(),
+            output: Some(dir.clone()),
+            threads: opts.threads,
+            quiet: true,
+            overwrite: true,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("compare: selection pipeline {}", path.display()))?;
+    let parts: Vec<PathBuf> = stats.kept_parts.iter().map(|p| dir.join(p)).collect();
+    data::read_conversations(&data::input_for_files(&parts, fields), Path::new("."))
 }
 
 /// The overlap key of a text: lower case, simplified script, letters and digits only.
@@ -339,6 +431,20 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     if raw_train.is_empty() || clean_train.is_empty() {
         bail!("compare: a training set is empty after removing validation overlap");
     }
+    let selected = match &opts.select {
+        Some(path) => {
+            let (mut sel, read) = run_selection(path, &kept, opts, &pipeline.input.fields)?;
+            let removed = remove_overlap(&mut sel, &val_windows, opts.overlap_chars);
+            if sel.is_empty() {
+                bail!(
+                    "compare: the selection pipeline {} kept no training record",
+                    path.display()
+                );
+            }
+            Some((sel, read, removed, path.clone()))
+        }
+        None => None,
+    };
     let probe_dir = opts.output.join("probes");
     let probes = Probes::build(&pipeline, &stats, &clean_dir, &clean_train, &probe_dir)?;
 
@@ -353,6 +459,7 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     };
     let mut vocab_size = tokenizer.as_ref().map_or(0, |t| t.get_vocab_size(true));
     let mut seeds = Vec::new();
+    let mut selection_seeds = Vec::new();
     let mut parameters = 0;
     for &seed in &opts.seeds {
         let mut c = cfg.clone();
@@ -368,13 +475,24 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
             let losses = probes.losses(&out, &c)?;
             let s = summary(out.report, losses);
             eprintln!(
-                "compare: seed {seed} {name:<5} final val {:.4} best val {:.4} (step {}) train {:.4} ({:.0} tokens/s)",
+                "compare: seed {seed} {name:<8} final val {:.4} best val {:.4} (step {}) train {:.4} ({:.0} tokens/s)",
                 s.final_val_loss, s.best_val_loss, s.best_step, s.final_train_loss, s.tokens_per_second
             );
             Ok(s)
         };
         let raw_run = run_one(&raw_train, "raw")?;
         let clean_run = run_one(&clean_train, "clean")?;
+        if let Some((sel, ..)) = &selected {
+            let selected_run = run_one(sel, "selected")?;
+            let random_run = run_one(&random_subset(&clean_train, sel.len(), seed), "random")?;
+            selection_seeds.push(SelectionSeed {
+                seed,
+                random_minus_selected: random_run.final_val_loss - selected_run.final_val_loss,
+                all_minus_selected: clean_run.final_val_loss - selected_run.final_val_loss,
+                selected: selected_run,
+                random: random_run,
+            });
+        }
         seeds.push(SeedResult {
             seed,
             final_val_diff: raw_run.final_val_loss - clean_run.final_val_loss,
@@ -397,7 +515,23 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
     let contamination_inflation = per_seed(&|p| p.unleaked_items, &|p| p.leaked_items);
     let memorisation = per_seed(&|p| p.unique, &|p| p.duplicates);
     let diffs: Vec<f64> = seeds.iter().map(|s| s.final_val_diff).collect();
+    let selection = selected.map(|(sel, selected_read, selected_overlap_removed, pipeline)| {
+        let vs_random: Vec<f64> = selection_seeds.iter().map(|s| s.random_minus_selected).collect();
+        let vs_all: Vec<f64> = selection_seeds.iter().map(|s| s.all_minus_selected).collect();
+        SelectionArms {
+            pipeline,
+            selected_read,
+            selected_records: sel.len(),
+            selected_overlap_removed,
+            random_minus_selected: Spread::of(&vs_random),
+            all_minus_selected: Spread::of(&vs_all),
+            vs_random: Significance::between(&vs_random, "selected", "random"),
+            vs_all: Significance::between(&vs_all, "selected", "all cleaned"),
+            seeds: selection_seeds,
+        }
+    });
     let result = Comparison {
+        selection,
         validation,
         significance: Significance::of(&diffs),
         probe_sets: probes.sizes(),
@@ -673,6 +807,31 @@ pub fn summary_lines(c: &Comparison) -> Vec<String> {
         c.memorisation.as_ref(),
         &format!("{} dropped copies over {} unique records", p.duplicates, p.unique),
     ));
+    if let Some(s) = &c.selection {
+        out.push(format!(
+            "selection ({}): {} of {} cleaned training records; same steps and tokens per run",
+            s.pipeline.display(),
+            s.selected_records,
+            c.clean_train_records
+        ));
+        for r in &s.seeds {
+            out.push(format!(
+                "seed {:>3}: val loss selected {:.4} random {:.4} all {:.4}",
+                r.seed,
+                r.selected.final_val_loss,
+                r.random.final_val_loss,
+                r.selected.final_val_loss + r.all_minus_selected
+            ));
+        }
+        out.push(format!(
+            "val loss random - selected: {:+.4} ± {:.4} nats: {}",
+            s.random_minus_selected.mean, s.random_minus_selected.std, s.vs_random.statement
+        ));
+        out.push(format!(
+            "val loss all - selected: {:+.4} ± {:.4} nats: {}",
+            s.all_minus_selected.mean, s.all_minus_selected.std, s.vs_all.statement
+        ));
+    }
     out
 }
 
@@ -775,6 +934,20 @@ fn html(c: &Comparison, pipeline: &Path) -> Result<String> {
         "probe_rows": probe_rows,
         "inflation": c.contamination_inflation.as_ref().map(spread),
         "memorisation": c.memorisation.as_ref().map(spread),
+        "selection": c.selection.as_ref().map(|s| serde_json::json!({
+            "pipeline": s.pipeline.display().to_string(),
+            "records": s.selected_records,
+            "rows": s.seeds.iter().map(|r| [
+                r.seed.to_string(),
+                format!("{:.4}", r.selected.final_val_loss),
+                format!("{:.4}", r.random.final_val_loss),
+                format!("{:.4}", r.selected.final_val_loss + r.all_minus_selected),
+                format!("{:+.4}", r.random_minus_selected),
+                format!("{:+.4}", r.all_minus_selected),
+            ]).collect::<Vec<_>>(),
+            "vs_random": format!("{}: {}", spread(&s.random_minus_selected), s.vs_random.statement),
+            "vs_all": format!("{}: {}", spread(&s.all_minus_selected), s.vs_all.statement),
+        })),
     });
     crate::report::render_html("compare.html", COMPARE_TEMPLATE, ctx)
 }
@@ -795,6 +968,12 @@ const COMPARE_TEMPLATE: &str = r#"<!doctype html><html><head><meta charset="utf-
 {% endfor %}</table>
 <ul><li><b>Contamination inflation</b> ((raw unleaked − raw leaked) − (clean unleaked − clean leaked), nats, over seeds): {% if inflation %}{{ inflation }}{% else %}not measured (a set is empty){% endif %}</li>
 <li><b>Memorisation of duplicates</b> ((raw unique − raw copies) − (clean unique − clean copies)): {% if memorisation %}{{ memorisation }}{% else %}not measured (a set is empty){% endif %}</li></ul>
+{% if selection %}<h2>Selected vs random vs all</h2>
+<p>Selection pipeline <code>{{ selection.pipeline }}</code> on the cleaned output kept {{ selection.records }} training records; the random arm is as many records of the cleaned set, drawn with each seed; all three train for the same steps and tokens.</p>
+<table><tr><th>seed</th><th>selected val</th><th>random val</th><th>all val</th><th>random − selected</th><th>all − selected</th></tr>
+{% for r in selection.rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<ul><li>random − selected: {{ selection.vs_random }}</li><li>all − selected: {{ selection.vs_all }}</li></ul>{% endif %}
 </body></html>
 "#;
 
@@ -869,6 +1048,28 @@ mod tests {
             ..item
         };
         assert!(item_conversation(&out_of_range).is_none());
+    }
+
+    #[test]
+    fn random_subsets_are_seeded_in_input_order_and_differ_by_seed() {
+        let all: Vec<Conversation> = (0..50).map(|i| conv(&format!("回答{i}"))).collect();
+        let a = random_subset(&all, 10, 1);
+        assert_eq!(a.len(), 10);
+        let texts = |v: &[Conversation]| v.iter().map(|c| c.turns[1].1.clone()).collect::<Vec<_>>();
+        assert_eq!(texts(&a), texts(&random_subset(&all, 10, 1)));
+        assert_ne!(texts(&a), texts(&random_subset(&all, 10, 2)));
+        let pos: Vec<usize> = a
+            .iter()
+            .map(|c| all.iter().position(|x| x.turns == c.turns).unwrap())
+            .collect();
+        assert!(pos.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(random_subset(&all, 80, 1).len(), 50);
+        let s = Significance::between(&[0.05, 0.06, 0.07], "selected", "random");
+        assert!(
+            s.statement.starts_with("selected beats random by"),
+            "{}",
+            s.statement
+        );
     }
 
     #[test]
