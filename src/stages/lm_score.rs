@@ -664,6 +664,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_selection_needs_a_prepass_and_refuses_sharded_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::lm_score::test_model::tiny_folder(dir.path());
+        let mut plain = build_in(dir.path(), "model = \".\"\nmax_ifd = 1.0", LmScore::new);
+        assert!(!plain.needs_prepass() && plain.use_sharded_prepass());
+        let mut select = build_in(
+            dir.path(),
+            "model = \".\"\nselect = { by = \"perplexity\", fraction = 0.5 }",
+            LmScore::new,
+        );
+        assert!(select.needs_prepass() && !select.use_sharded_prepass());
+        assert!(select.prepass().close_observe().is_err());
+        // Perplexity ranks lowest first by default.
+        assert_eq!(select.cfg.select.as_ref().unwrap().order(), Order::Lowest);
+    }
+
+    #[test]
     fn rejects_bad_configs() {
         let dir = tempfile::tempdir().unwrap();
         crate::lm_score::test_model::tiny_folder(dir.path());
