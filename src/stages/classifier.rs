@@ -151,11 +151,6 @@ impl ClassifierStage {
         })
     }
 
-    /// The label distribution of one text.
-    fn probs(&self, text: &str) -> Vec<f32> {
-        self.model.probs(text)
-    }
-
     /// `(probabilities, score)` of the record's selected views, or `None` without any.
     fn score(&self, record: &Record) -> Option<(Vec<f32>, f32)> {
         let texts = record
@@ -169,14 +164,14 @@ impl ClassifierStage {
                 if joined.is_empty() {
                     return None;
                 }
-                let ps = self.probs(&joined);
+                let ps = self.model.probs(&joined);
                 let s = ps[self.index];
                 Some((ps, s))
             }
             Aggregate::Min | Aggregate::Max => {
                 let mut best: Option<(Vec<f32>, f32)> = None;
                 for t in texts {
-                    let ps = self.probs(t);
+                    let ps = self.model.probs(t);
                     let s = ps[self.index];
                     let better = best.as_ref().is_none_or(|(_, b)| match self.cfg.aggregate {
                         Aggregate::Min => s < *b,
@@ -191,6 +186,7 @@ impl ClassifierStage {
         }
     }
 
+    /// Whether `score` is on the flagged side of the threshold.
     fn flagged(&self, score: f32) -> bool {
         match self.cfg.flag {
             FlagSide::Below => score < self.cfg.threshold,
