@@ -272,6 +272,14 @@ fn random_subset(all: &[Conversation], n: usize, seed: u64) -> Vec<Conversation>
     idx.into_iter().map(|i| all[i].clone()).collect()
 }
 
+/// A pipeline as compare runs it: without its `finetune` stage (compare trains), writing
+/// plain JSONL whatever it says (compare reads the kept and rejected records back).
+fn cleaning_only(pipeline: &mut Pipeline) {
+    pipeline.stages.retain(|s| s.kind != "finetune");
+    pipeline.output.format = crate::io::writer::OutputFormat::Jsonl;
+    pipeline.output.compression = crate::io::writer::Compression::None;
+}
+
 /// Run the selection pipeline on the cleaned output's kept parts into `OUTPUT/selected/`
 /// and read what it keeps.
 fn run_selection(
@@ -281,9 +289,7 @@ fn run_selection(
     fields: &crate::record::FieldMap,
 ) -> Result<(Vec<Conversation>, ReadTally)> {
     let mut select = Pipeline::load(path)?;
-    select.stages.retain(|s| s.kind != "finetune");
-    select.output.format = crate::io::writer::OutputFormat::Jsonl;
-    select.output.compression = crate::io::writer::Compression::None;
+    cleaning_only(&mut select);
     let dir = opts.output.join("selected");
     eprintln!(
         "compare: selecting with {} into {}",
@@ -367,7 +373,7 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
         Some(spec) => stage_params(spec, &pipeline.path)?,
         None => FinetuneConfig::default(),
     };
-    pipeline.stages.retain(|s| s.kind != "finetune");
+    cleaning_only(&mut pipeline);
     cfg.progress = false;
     cfg.train.keep_best = false;
     cfg.train.early_stopping = false;
@@ -382,9 +388,6 @@ pub fn compare(opts: &CompareOptions) -> Result<Comparison> {
              a clean set from another source than the input (a split of the cleaned output would favour the cleaned arm by construction)"
         ),
     };
-    // The probe sets read the rejected records back: plain JSONL, whatever the pipeline writes.
-    pipeline.output.format = crate::io::writer::OutputFormat::Jsonl;
-    pipeline.output.compression = crate::io::writer::Compression::None;
 
     std::fs::create_dir_all(&opts.output)
         .with_context(|| format!("{}: cannot create", opts.output.display()))?;
