@@ -4,7 +4,7 @@ each SFT set of the shared data, all through `curate run` (classifier stage):
 
     python3 filters/quality/evaluate.py [MODEL] [--threshold T] [--data SHARED_DATA] [--dir DIR]
 
-MODEL defaults to filters/quality/quality_zh_en.bin, T to 0.02 (the default threshold
+MODEL defaults to filters/quality/quality_zh_en.bin, T to 0.01 (the default threshold
 tune.py chose), DIR to target/quality_model (build_train.py's output: report.jsonl).
 Part 1: AUROC of P(hq), hq against lq, overall, per language, per source (the
 source's hq texts against the lq made from that source: its pages' boilerplate and
@@ -101,7 +101,7 @@ def sft_sets(model, th, data):
 
 
 def main(argv):
-    data, d, th = qdata.DEFAULT_DATA, qdata.DEFAULT_OUT, 0.02
+    data, d, th = qdata.DEFAULT_DATA, qdata.DEFAULT_OUT, 0.01
     for flag in ("--data", "--dir", "--threshold"):
         if flag in argv:
             i = argv.index(flag)
