@@ -9,9 +9,11 @@
 //! later global stage) reads this file instead of the input and starts at stage
 //! `k`; output and books are the same as running every stage again, for a fraction
 //! of the CPU (issue 20 measured 42–45% of the default pipeline's time in the
-//! repeat). The file is zstd (level 1) framed records; its size is about the
-//! input's after compression, on the output's disk, and it is removed when the
-//! run completes. Stage states after the prepass (`state-NNN.bin`) go beside it,
+//! repeat). The file is a sequence of batches, each its own zstd frame (level 1,
+//! compressed in one call: the streaming encoder copied every byte into its window
+//! and took the slower split-window path, ~0.6 CPU-s of the default pipeline on
+//! 100 MB); its size is about the input's after compression, on the output's disk,
+//! and it is removed when the run completes. Stage states after the prepass (`state-NNN.bin`) go beside it,
 //! so tallies such as exact_dedup's distinct count reach the report.
 //!
 //! The encoding is our own small binary form of `serde_json::Value` rather than
@@ -122,9 +124,17 @@ pub(super) struct SpillBatch {
 /// Writes a spill, one frame per batch.
 pub(super) struct SpillWriter {
     dir: PathBuf,
-    enc: zstd::stream::write::Encoder<'static, BufWriter<File>>,
+    out: BufWriter<File>,
+    zstd: zstd::bulk::Compressor<'static>,
     buf: Vec<u8>,
+    packed: Vec<u8>,
 }
+
+/// zstd level of the spill: its fastest regular level (the file is temporary).
+const SPILL_LEVEL: i32 = 1;
+
+/// No batch is near this; a header beyond it is a corrupt file, not an allocation.
+const MAX_BATCH_BYTES: usize = 1 << 34;
 
 /// The reader's marks of a batch.
 pub(super) struct BatchMarks<'a> {
@@ -141,12 +151,14 @@ impl SpillWriter {
         let _ = std::fs::remove_file(meta_path(dir));
         let path = spill_path(dir);
         let file = File::create(&path).with_context(|| format!("{}: cannot create", path.display()))?;
-        let enc = zstd::stream::write::Encoder::new(BufWriter::with_capacity(1 << 20, file), 1)
+        let zstd = zstd::bulk::Compressor::new(SPILL_LEVEL)
             .with_context(|| format!("{}: cannot start zstd", path.display()))?;
         Ok(SpillWriter {
             dir: dir.to_path_buf(),
-            enc,
+            out: BufWriter::with_capacity(1 << 20, file),
+            zstd,
             buf: Vec::with_capacity(1 << 20),
+            packed: Vec::new(),
         })
     }
 
@@ -192,9 +204,16 @@ impl SpillWriter {
                 }
             }
         }
-        let len = (self.buf.len() as u64).to_le_bytes();
-        self.enc.write_all(&len)?;
-        self.enc.write_all(&self.buf)?;
+        // Header: the batch's length, then its frame's.
+        self.packed.clear();
+        self.packed
+            .reserve(zstd::zstd_safe::compress_bound(self.buf.len()));
+        self.zstd
+            .compress_to_buffer(&self.buf, &mut self.packed)
+            .with_context(|| format!("{}: cannot compress", spill_path(&self.dir).display()))?;
+        self.out.write_all(&(self.buf.len() as u64).to_le_bytes())?;
+        self.out.write_all(&(self.packed.len() as u64).to_le_bytes())?;
+        self.out.write_all(&self.packed)?;
         Ok(())
     }
 
@@ -202,9 +221,9 @@ impl SpillWriter {
     pub(super) fn finish(self, meta: &SpillMeta, states: &[(usize, Vec<u8>)]) -> Result<()> {
         let path = spill_path(&self.dir);
         let file = self
-            .enc
-            .finish()
-            .and_then(|w| w.into_inner().map_err(|e| e.into_error()))
+            .out
+            .into_inner()
+            .map_err(|e| e.into_error())
             .with_context(|| format!("{}: cannot write", path.display()))?;
         file.sync_all()
             .with_context(|| format!("{}: cannot sync", path.display()))?;
@@ -262,20 +281,38 @@ pub(super) fn spill_reader_thread(job: SpillJob, tx: SyncSender<ReadMsg>) {
     let run = || -> Result<()> {
         let file = crate::io::CountedFile::open(&path)
             .with_context(|| format!("{}: cannot open", path.display()))?;
-        let mut dec = zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(1 << 20, file))?;
+        let mut input = BufReader::with_capacity(1 << 20, file);
+        let mut zstd = zstd::bulk::Decompressor::new()?;
         let mut sources: Vec<Arc<str>> = Vec::new();
         let mut pending: Option<SpillBatch> = None;
-        let mut frame = Vec::new();
+        let (mut packed, mut frame) = (Vec::new(), Vec::new());
         loop {
-            let mut len = [0u8; 8];
-            match read_full(&mut dec, &mut len)? {
+            let mut header = [0u8; 16];
+            match read_full(&mut input, &mut header)? {
                 0 => break,
-                8 => {}
+                16 => {}
                 _ => bail!("{}: truncated spill", path.display()),
             }
-            frame.resize(u64::from_le_bytes(len) as usize, 0);
-            dec.read_exact(&mut frame)
+            let raw_len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes")) as usize;
+            let packed_len = u64::from_le_bytes(header[8..].try_into().expect("8 bytes")) as usize;
+            if raw_len > MAX_BATCH_BYTES || packed_len > MAX_BATCH_BYTES {
+                bail!("{}: corrupt spill (a batch of {raw_len} bytes)", path.display());
+            }
+            packed.resize(packed_len, 0);
+            input
+                .read_exact(&mut packed)
                 .with_context(|| format!("{}: truncated spill", path.display()))?;
+            frame.clear();
+            frame.reserve(raw_len);
+            let n = zstd
+                .decompress_to_buffer(&packed, &mut frame)
+                .with_context(|| format!("{}: corrupt spill", path.display()))?;
+            if n != raw_len {
+                bail!(
+                    "{}: corrupt spill (a batch of {n} bytes, {raw_len} expected)",
+                    path.display()
+                );
+            }
             let batch = decode_batch(&frame, &job.map, &mut sources)
                 .with_context(|| format!("{}: corrupt spill", path.display()))?;
             if (batch.source, batch.chunk) < job.start {
