@@ -19,6 +19,11 @@ pub enum OutputFormat {
     Parquet,
 }
 
+/// zstd level of JSONL parts unless `compression_level` says otherwise: level 1
+/// compresses the pipeline's output at ~500 MB/s per core, level 3 at ~270 (its files
+/// are ~12% smaller); compression was ~10% of the default pipeline's CPU.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
+
 /// Compression of JSONL parts (Parquet parts always use zstd inside the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -160,7 +165,7 @@ impl PartWriter {
                 )),
                 Compression::Zstd => Encoder::Zstd(zstd::stream::write::Encoder::new(
                     buffered,
-                    self.level.unwrap_or(3),
+                    self.level.unwrap_or(DEFAULT_ZSTD_LEVEL),
                 )?),
             });
         }
