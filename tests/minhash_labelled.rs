@@ -26,6 +26,7 @@
 //! `verify = "segments"` settings in [`STAGE`]; clusters come from
 //! `clusters.jsonl`. `cargo test --release --test minhash_labelled -- --nocapture`
 //! prints both parts; the asserts are floors just under the held part's numbers.
+//! `CURATE_DEDUP_EVAL_PART=tune` builds and scores the tune part only.
 //! `CURATE_DEDUP_LABELLED_DUMP=DIR` also writes `DIR/{tune,held}.jsonl` (records)
 //! and `DIR/{tune,held}.labels.jsonl` (`id`, `group`, `kind`, `source`) and
 //! `DIR/{tune,held}.negatives.jsonl` for other tools. `CURATE_DEDUP_STAGE=FILE`
@@ -920,7 +921,15 @@ fn near_duplicates_on_the_held_aside_part() {
         );
         return;
     }
+    // `CURATE_DEDUP_EVAL_PART=tune`: the tune part only (sweeps look at nothing else).
+    let tune_only = std::env::var("CURATE_DEDUP_EVAL_PART").is_ok_and(|p| p == "tune");
     let tune = build(&data, false);
+    if tune_only {
+        let tmp = tempfile::tempdir().unwrap();
+        let pred = run_curate(&tune, tmp.path());
+        print("tune", &tune, &score(&tune, &pred));
+        return;
+    }
     let held = build(&data, true);
     if let Some(d) = std::env::var_os("CURATE_DEDUP_LABELLED_DUMP") {
         dump(Path::new(&d), "tune", &tune);
