@@ -13,6 +13,7 @@ pub mod chart;
 pub mod checkpoint;
 pub mod compare;
 pub mod config;
+pub mod cpu_ops;
 pub mod cuda_ops;
 pub mod data;
 pub mod export;

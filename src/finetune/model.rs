@@ -31,6 +31,7 @@ use candle_core::{DType, Device, Tensor, Var, D};
 use serde::{Deserialize, Serialize};
 
 use super::config::ModelConfig;
+use super::cpu_ops;
 use super::cuda_ops::{self, Kernels};
 use super::rng::Rng;
 
@@ -682,11 +683,14 @@ impl Model {
         }
         let k = repeat_kv(&k, h / kvh)?;
         let v = repeat_kv(&v, h / kvh)?;
-        let scores = q
-            .matmul(&k.t()?.contiguous()?)?
-            .affine(1.0 / (hd as f64).sqrt(), 0.0)?
-            .broadcast_add(mask)?;
-        let attn = softmax_last_dim(&scores)?.matmul(&v)?; // [B, H, T, hd]
+        let scores = q.matmul(&k.t()?.contiguous()?)?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let probs = if cpu_ops::applies(&[&scores]) {
+            cpu_ops::causal_softmax(&scores, scale, n_prefix)?
+        } else {
+            softmax_last_dim(&scores.affine(scale, 0.0)?.broadcast_add(mask)?)?
+        };
+        let attn = probs.matmul(&v)?; // [B, H, T, hd]
         Ok(attn.transpose(1, 2)?.contiguous()?.reshape((b * t, d))?)
     }
 
@@ -733,6 +737,7 @@ impl Model {
         let logits = logits.reshape(((), v))?;
         let nll = match &self.fused {
             Some(kern) => kern.cross_entropy(&logits, &targets.flatten_all()?)?,
+            None if cpu_ops::applies(&[&logits]) => cpu_ops::cross_entropy(&logits, &targets.flatten_all()?)?,
             None => nll_per_position(&logits, &targets.flatten_all()?)?,
         };
         let mask = mask.flatten_all()?.to_dtype(DType::F32)?;
@@ -923,8 +928,17 @@ fn fused_kernels(device: &Device, head_dim: usize) -> Option<Arc<Kernels>> {
     None
 }
 
-/// RMSNorm from basic ops: `x / sqrt(mean(x²) + eps) · w` over the last dimension.
+/// RMSNorm `x / sqrt(mean(x²) + eps) · w` over the last dimension: the fused CPU op
+/// ([`cpu_ops::rms_norm`]) on f32 CPU tensors, else [`rms_norm_basic`].
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
+    if cpu_ops::applies(&[x, w]) {
+        return Ok(cpu_ops::rms_norm(x, w, eps)?);
+    }
+    rms_norm_basic(x, w, eps)
+}
+
+/// RMSNorm from basic ops (any device and dtype).
+pub fn rms_norm_basic(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
     Ok(x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)?)
 }
