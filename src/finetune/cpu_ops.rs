@@ -575,7 +575,7 @@ mod tests {
             Tensor::from_vec((0..300u32).map(|i| i % 64).collect::<Vec<_>>(), 300, &Device::Cpu).unwrap();
         let run = || {
             let probe = randn(&[300], 8);
-            grads(&[logits.clone()], &probe, &|t| {
+            grads(std::slice::from_ref(&logits), &probe, &|t| {
                 cross_entropy(&t[0], &targets).unwrap()
             })
         };
