@@ -421,6 +421,214 @@ impl CustomOp2 for RmsNormGradW {
     }
 }
 
+/// SwiGLU's gating, `silu(gate) ⊙ up` (silu(x) = x / (1 + e^-x)), with gradients for both.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> CResult<Tensor> {
+    gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
+}
+
+struct SwiGlu;
+
+/// sigmoid(x), as candle's `silu` computes it (`x / (1 + exp(-x))` = x · sigmoid).
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Two equal-length f32 inputs.
+fn pair<'a>(
+    a: &'a CpuStorage,
+    al: &Layout,
+    b: &'a CpuStorage,
+    bl: &Layout,
+) -> CResult<(&'a [f32], &'a [f32])> {
+    let (a, b) = (f32s(a, al)?, f32s(b, bl)?);
+    if a.len() != b.len() {
+        return Err(msg("fused CPU op: shapes differ"));
+    }
+    Ok((a, b))
+}
+
+/// Element-wise `f` over equal-length inputs in parallel chunks.
+fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0f32; a.len()];
+    out.par_chunks_mut(4096)
+        .zip(a.par_chunks(4096).zip(b.par_chunks(4096)))
+        .for_each(|(o, (x, y))| {
+            for ((o, &x), &y) in o.iter_mut().zip(x).zip(y) {
+                *o = f(x, y);
+            }
+        });
+    out
+}
+
+impl CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "curate-cpu-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        gs: &CpuStorage,
+        gl: &Layout,
+        us: &CpuStorage,
+        ul: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (gate, up) = pair(gs, gl, us, ul)?;
+        let out = zip_map(gate, up, |g, u| g / (1.0 + (-g).exp()) * u);
+        Ok((CpuStorage::F32(out), gl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
+        let (gate, up, grad) = (gate.contiguous()?, up.contiguous()?, grad.contiguous()?);
+        // d gate = g ⊙ up ⊙ silu'(gate), silu'(x) = s (1 + x (1 - s)); d up = g ⊙ silu(gate).
+        let g_up = grad.apply_op2_no_bwd(&up, &Mul)?;
+        let d_gate = gate.apply_op2_no_bwd(&g_up, &SiluGradTimes)?;
+        let d_up = gate.apply_op2_no_bwd(&grad, &SiluTimes)?;
+        Ok((Some(d_gate), Some(d_up)))
+    }
+}
+
+/// a ⊙ b.
+struct Mul;
+
+impl CustomOp2 for Mul {
+    fn name(&self) -> &'static str {
+        "curate-cpu-mul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (a, b) = pair(a, al, b, bl)?;
+        Ok((CpuStorage::F32(zip_map(a, b, |x, y| x * y)), al.shape().clone()))
+    }
+}
+
+/// silu'(x) ⊙ b.
+struct SiluGradTimes;
+
+impl CustomOp2 for SiluGradTimes {
+    fn name(&self) -> &'static str {
+        "curate-cpu-silu-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (x, b) = pair(a, al, b, bl)?;
+        let out = zip_map(x, b, |x, b| {
+            let s = sigmoid(x);
+            s * (1.0 + x * (1.0 - s)) * b
+        });
+        Ok((CpuStorage::F32(out), al.shape().clone()))
+    }
+}
+
+/// silu(x) ⊙ b.
+struct SiluTimes;
+
+impl CustomOp2 for SiluTimes {
+    fn name(&self) -> &'static str {
+        "curate-cpu-silu-times"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        al: &Layout,
+        b: &CpuStorage,
+        bl: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let (x, b) = pair(a, al, b, bl)?;
+        let out = zip_map(x, b, |x, b| x / (1.0 + (-x).exp()) * b);
+        Ok((CpuStorage::F32(out), al.shape().clone()))
+    }
+}
+
+/// Rotary embedding of `x` `[B, H, T, hd]` with tables `cos`, `sin` `[T, hd/2]`:
+/// rotate-half pairs (i, i + hd/2) or interleaved (2i, 2i + 1), as `model::rope`; the
+/// gradient is the inverse rotation.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> CResult<Tensor> {
+    x.contiguous()?.apply_op1(Rope {
+        cos: cos.contiguous()?,
+        sin: sin.contiguous()?,
+        interleaved,
+        inverse: false,
+    })
+}
+
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    interleaved: bool,
+    /// Rotate by minus the angle (the backward pass).
+    inverse: bool,
+}
+
+impl CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "curate-cpu-rope"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> CResult<(CpuStorage, Shape)> {
+        let (_, _, t, hd) = l.shape().dims4()?;
+        let half = hd / 2;
+        if hd % 2 != 0 || self.cos.dims() != [t, half] || self.sin.dims() != [t, half] {
+            return Err(msg("rope: tables do not fit the input"));
+        }
+        let x = f32s(s, l)?;
+        let sign = if self.inverse { -1.0f32 } else { 1.0 };
+        let mut y = vec![0f32; x.len()];
+        with_f32s(&self.cos, |cos| {
+            with_f32s(&self.sin, |sin| {
+                y.par_chunks_mut(hd)
+                    .zip(x.par_chunks(hd))
+                    .enumerate()
+                    .with_min_len(ROWS_PER_TASK)
+                    .for_each(|(r, (out, row))| {
+                        let p = r % t;
+                        let (c, sn) = (&cos[p * half..(p + 1) * half], &sin[p * half..(p + 1) * half]);
+                        for i in 0..half {
+                            let (a, b) = if self.interleaved {
+                                (2 * i, 2 * i + 1)
+                            } else {
+                                (i, i + half)
+                            };
+                            let (x1, x2, si) = (row[a], row[b], sign * sn[i]);
+                            out[a] = x1 * c[i] - x2 * si;
+                            out[b] = x2 * c[i] + x1 * si;
+                        }
+                    });
+                Ok(())
+            })
+        })?;
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, _res: &Tensor, grad: &Tensor) -> CResult<Option<Tensor>> {
+        let inverse = Rope {
+            cos: self.cos.clone(),
+            sin: self.sin.clone(),
+            interleaved: self.interleaved,
+            inverse: !self.inverse,
+        };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&inverse)?))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +774,42 @@ mod tests {
         let a = values(&rms_norm(&x3, &w, 1e-6).unwrap());
         let b = values(&rms_norm_basic(&x3, &w, 1e-6).unwrap());
         assert_close(&a, &b, 1e-5, "rms_norm 3-d");
+    }
+
+    #[test]
+    fn swiglu_matches_basic_ops() {
+        let gate = randn(&[5, 24], 9).affine(3.0, 0.0).unwrap();
+        let up = randn(&[5, 24], 10);
+        check(
+            &[gate, up],
+            &|t| swiglu(&t[0], &t[1]).unwrap(),
+            &|t| (t[0].silu().unwrap() * &t[1]).unwrap(),
+            "swiglu",
+        );
+    }
+
+    #[test]
+    fn rope_matches_basic_ops_both_layouts() {
+        let (t, hd) = (6, 8);
+        let mut cos = Vec::new();
+        let mut sin = Vec::new();
+        for p in 0..t {
+            for i in 0..hd / 2 {
+                let a = p as f64 * 10000f64.powf(-(2.0 * i as f64) / hd as f64);
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+        let cos = Tensor::from_vec(cos, (t, hd / 2), &Device::Cpu).unwrap();
+        let sin = Tensor::from_vec(sin, (t, hd / 2), &Device::Cpu).unwrap();
+        for interleaved in [false, true] {
+            check(
+                &[randn(&[2, 3, t, hd], 11)],
+                &|x| rope(&x[0], &cos, &sin, interleaved).unwrap(),
+                &|x| crate::finetune::model::rope_basic(&x[0], &cos, &sin, interleaved).unwrap(),
+                &format!("rope interleaved {interleaved}"),
+            );
+        }
     }
 
     #[test]

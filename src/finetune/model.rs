@@ -539,7 +539,11 @@ impl Model {
         let hb = self.base_input(&hn)?;
         let gate = self.linear(&format!("{p}.mlp.gate_proj"), &hn, &hb, dropout.as_deref_mut())?;
         let up = self.linear(&format!("{p}.mlp.up_proj"), &hn, &hb, dropout.as_deref_mut())?;
-        let act = (gate.silu()? * up)?;
+        let act = if cpu_ops::applies(&[&gate, &up]) {
+            cpu_ops::swiglu(&gate, &up)?
+        } else {
+            (gate.silu()? * up)?
+        };
         let m = self.linear(
             &format!("{p}.mlp.down_proj"),
             &act,
@@ -981,8 +985,17 @@ fn rope_tables(c: &ModelConfig, offset: usize, t: usize, device: &Device) -> Res
     ))
 }
 
-/// Rotary embedding of `x` [B, H, T, hd]: rotate-half pairs (i, i+hd/2) or interleaved (2i, 2i+1).
+/// Rotary embedding of `x` [B, H, T, hd]: rotate-half pairs (i, i+hd/2) or interleaved
+/// (2i, 2i+1); the fused CPU op on f32 CPU tensors, else [`rope_basic`].
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
+    if cpu_ops::applies(&[x, cos, sin]) {
+        return Ok(cpu_ops::rope(x, cos, sin, interleaved)?);
+    }
+    rope_basic(x, cos, sin, interleaved)
+}
+
+/// [`rope`] from basic ops (any device and dtype).
+pub fn rope_basic(x: &Tensor, cos: &Tensor, sin: &Tensor, interleaved: bool) -> Result<Tensor> {
     let (b, h, t, hd) = x.dims4()?;
     let half = hd / 2;
     if interleaved {
