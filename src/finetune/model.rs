@@ -723,13 +723,22 @@ impl Model {
         targets: &Tensor,
         mask: &Tensor,
         count: f64,
-        dropout: Option<&mut Rng>,
+        mut dropout: Option<&mut Rng>,
     ) -> Result<Tensor> {
-        let logits = self.forward(ids, dropout)?;
+        // `forward` without its last reshape: logits stay `[N, vocab]` for the loss. On
+        // the CPU every reshape of the logits costs the backward pass a zeroed
+        // gradient buffer and an add of their size (candle's gradient accumulation).
+        let shape = self.shape_of(ids)?;
+        let mut x = self.stem(ids, &shape)?;
+        for i in 0..self.config.num_hidden_layers {
+            x = self.layer(i, &x, &shape, dropout.as_deref_mut())?;
+        }
+        let logits = self.logits_of_rows(&self.token_rows(&x, &shape)?)?;
         self.loss_from_logits(&logits, targets, mask, count)
     }
 
-    /// Mean cross-entropy of `logits` `[B, T, vocab]` over the `count` positions where `mask` is 1.
+    /// Mean cross-entropy of `logits` `[B, T, vocab]` or `[B*T, vocab]` over the `count`
+    /// positions where `mask` is 1.
     fn loss_from_logits(
         &self,
         logits: &Tensor,
@@ -738,7 +747,11 @@ impl Model {
         count: f64,
     ) -> Result<Tensor> {
         let v = self.config.vocab_size;
-        let logits = logits.reshape(((), v))?;
+        let logits = if logits.rank() == 2 {
+            logits.clone()
+        } else {
+            logits.reshape(((), v))?
+        };
         let nll = match &self.fused {
             Some(kern) => kern.cross_entropy(&logits, &targets.flatten_all()?)?,
             None if cpu_ops::applies(&[&logits]) => cpu_ops::cross_entropy(&logits, &targets.flatten_all()?)?,
