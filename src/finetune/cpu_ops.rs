@@ -472,7 +472,7 @@ struct SwiGlu;
 
 /// sigmoid(x), as candle's `silu` computes it (`x / (1 + exp(-x))` = x · sigmoid).
 fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
+    1.0 / (1.0 + exp_approx(-x))
 }
 
 /// Two equal-length f32 inputs.
@@ -515,7 +515,7 @@ impl CustomOp2 for SwiGlu {
         ul: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
         let (gate, up) = pair(gs, gl, us, ul)?;
-        let out = zip_map(gate, up, |g, u| g / (1.0 + (-g).exp()) * u);
+        let out = zip_map(gate, up, |g, u| g / (1.0 + exp_approx(-g)) * u);
         Ok((CpuStorage::F32(out), gl.shape().clone()))
     }
 
@@ -595,7 +595,7 @@ impl CustomOp2 for SiluTimes {
         bl: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
         let (x, b) = pair(a, al, b, bl)?;
-        let out = zip_map(x, b, |x, b| x / (1.0 + (-x).exp()) * b);
+        let out = zip_map(x, b, |x, b| x / (1.0 + exp_approx(-x)) * b);
         Ok((CpuStorage::F32(out), al.shape().clone()))
     }
 }
