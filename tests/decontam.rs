@@ -1169,8 +1169,8 @@ fn held_aside_eval_through_curate_run() {
     if show != "held" {
         return;
     }
-    // Held part, as measured (docs/benchmarks/decontam.md, Session 8): every
-    // positive kind >= 0.94 (issue target 0.97: light edits in English are 0.944),
+    // Held part, as measured (docs/benchmarks/decontam.md, Sessions 8 and 13): every
+    // positive kind >= 0.94 (issue target 0.97: light edits in English are 0.957),
     // ordinary records <= 1 in 1,000, exam-like hard negatives <= 3% (target 2%).
     let rate = |neg: bool, kinds: &[&str]| {
         let (f, t) = table

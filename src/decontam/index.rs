@@ -22,10 +22,10 @@
 //! its n-grams, so a short question still gives `Q` n-grams and options still
 //! count; an item with fewer tokens than the short size in all is skipped
 //! (counted in [`Index::skipped`]). An item whose n-grams are all common cannot
-//! match. A short question is generic (`教育是一种`), so for short items the
-//! question alone decides only when all its n-grams are found and it has at least
-//! [`MIN_SHORT_Q_TOKENS`] tokens; otherwise a matched n-gram must reach into the
-//! options.
+//! match. A short question is generic (`教育是一种`), so the question alone
+//! decides only when it has at least [`MIN_SHORT_Q_TOKENS`] tokens (any item) and,
+//! for short items, all its n-grams are found; otherwise a matched n-gram must
+//! reach into the options.
 //!
 //! Verified candidates (light edits, reordering, shuffled options): English items
 //! also get `verify_ngram_en`-word candidate n-grams, and every item keeps its
@@ -75,9 +75,9 @@ pub const MIN_HITS: u32 = 3;
 /// Fewest question n-grams for the question alone to decide a match.
 pub const MIN_Q: usize = 2;
 
-/// Fewest question tokens (English words, Chinese characters) for a short
-/// item's question alone to decide a match (and then only when all its n-grams
-/// are found).
+/// Fewest question tokens (English words, Chinese characters) for any item's
+/// question alone to decide a match (for a short item, only when all its n-grams
+/// are found too).
 pub const MIN_SHORT_Q_TOKENS: [u32; 2] = [8, 12];
 
 const P: u64 = 0x9e37_79b9_7f4a_7c15 | 1;
@@ -585,9 +585,9 @@ fn item_letters(item: &BenchItem, k: usize) -> Vec<(u64, bool)> {
 /// of the n-grams inside the question found (one that starts in it, for questions
 /// shorter than an n-gram): a shared option set alone is not a match, nor is one behind
 /// a question that only ends the same way (`…的是`).
-/// A short item's question is generic (`教育是一种`, `4的平方根是`): it needs an
-/// n-gram reaching into the options, or its whole question found with at least
-/// [`MIN_SHORT_Q_TOKENS`] tokens.
+/// A short question is generic (`教育是一种`, `4的平方根是`): it needs an n-gram
+/// reaching into the options, or at least [`MIN_SHORT_Q_TOKENS`] tokens (and, for a
+/// short item, its whole question found).
 fn overlap(g: &ItemGrams, [hq, hf, ht]: [u32; 3], q: u32, f: u32, short: bool) -> f64 {
     let mut o = 0.0;
     // Question evidence: a third of the n-grams inside the question (one starting
