@@ -136,7 +136,7 @@ fn main() {
         }
         println!(
             "  {name}: {} tokens, {} present ({:.1}%), {} windows probed ({:.2} per token), \
-             {} pass the key filter, {} found; {} keywords found, {} items checked character by character",
+             {} pass the key filter, {} found; {} keywords and word grams found, {} items checked character by character",
             c[0],
             c[1],
             100.0 * c[1] as f64 / c[0].max(1) as f64,

@@ -22,10 +22,10 @@
 //! its n-grams, so a short question still gives `Q` n-grams and options still
 //! count; an item with fewer tokens than the short size in all is skipped
 //! (counted in [`Index::skipped`]). An item whose n-grams are all common cannot
-//! match. A short question is generic (`教育是一种`), so for short items the
-//! question alone decides only when all its n-grams are found and it has at least
-//! [`MIN_SHORT_Q_TOKENS`] tokens; otherwise a matched n-gram must reach into the
-//! options.
+//! match. A short question is generic (`教育是一种`), so the question alone
+//! decides only when it has at least [`MIN_SHORT_Q_TOKENS`] tokens (any item) and,
+//! for short items, all its n-grams are found; otherwise a matched n-gram must
+//! reach into the options.
 //!
 //! Verified candidates (light edits, reordering, shuffled options): English items
 //! also get `verify_ngram_en`-word candidate n-grams, and every item keeps its
@@ -35,7 +35,15 @@
 //! `_zh`, is aligned with the text clause by clause, character by character
 //! (`Index::verify`), and matches with `min_similarity` ([`Evidence::Fuzzy`] or
 //! [`Evidence::Reordered`]). Options alone never match: the question must carry
-//! its share in both paths.
+//! its share in both paths; a question n-gram that one of the item's options
+//! repeats counts for the options, and text an option matched nearly in full is
+//! hidden from the question's alignment. English items also get word grams
+//! (`letter_gram_en`: from each word, the fewest whole words with 10+ bytes of
+//! text), which survive 2-5% changed letters; records dense in present
+//! smallest-size n-grams (15%+) look them up, and an item with
+//! `letter_threshold_en` of them found is checked the same way. An n-gram hit
+//! with an overlap below `ngram_verify_below` must align too (a shared phrase,
+//! `进入社会主义初级阶段的`, is not a copy).
 //!
 //! Scanning (the hot path, >= 50 MB/s per core) never builds an n-gram list per
 //! size: one pass makes prefix hashes of the tokens, then probes a Bloom filter of
@@ -67,10 +75,10 @@ pub const MIN_HITS: u32 = 3;
 /// Fewest question n-grams for the question alone to decide a match.
 pub const MIN_Q: usize = 2;
 
-/// Fewest question tokens (English words, Chinese characters) for a short
-/// item's question alone to decide a match (and then only when all its n-grams
-/// are found).
-pub const MIN_SHORT_Q_TOKENS: [u32; 2] = [8, 10];
+/// Fewest question tokens (English words, Chinese characters) for any item's
+/// question alone to decide a match (for a short item, only when all its n-grams
+/// are found too).
+pub const MIN_SHORT_Q_TOKENS: [u32; 2] = [8, 12];
 
 const P: u64 = 0x9e37_79b9_7f4a_7c15 | 1;
 
@@ -109,6 +117,17 @@ pub struct MatchConfig {
     pub keyword_threshold_en: f64,
     /// The same for Chinese items (character pairs: a copy keeps more of them).
     pub keyword_threshold_zh: f64,
+    /// Word grams of English items (0: off): from each word, the fewest whole words
+    /// with at least `letter_gram_en` bytes of text, so a changed letter spoils only
+    /// the one or two grams over its word. Looked up only in records where 15% of
+    /// the smallest-size n-grams are an item's.
+    pub letter_gram_en: usize,
+    /// Share of an English item's word grams found from which it is checked
+    /// character by character.
+    pub letter_threshold_en: f64,
+    /// An n-gram hit with an overlap below this must also align with the record
+    /// (`min_similarity`): a shared phrase is not a copy of the item.
+    pub ngram_verify_below: f64,
 }
 
 impl Default for MatchConfig {
@@ -123,6 +142,9 @@ impl Default for MatchConfig {
             verify_threshold: 0.2,
             keyword_threshold_en: 0.2,
             keyword_threshold_zh: 0.5,
+            letter_gram_en: 10,
+            letter_threshold_en: 0.3,
+            ngram_verify_below: 0.5,
         }
     }
 }
@@ -204,6 +226,8 @@ struct Scratch {
     found: Vec<u64>,
     /// Keyword keys of the text that are in the keyword map, sorted and distinct.
     kfound: Vec<u64>,
+    /// Word gram keys of the text that are in the word gram map, sorted and distinct.
+    lfound: Vec<u64>,
     /// (item, posting flags) of every found n-gram.
     counts: Vec<(u32, u32)>,
     /// Alignment rows of the character-level check.
@@ -225,6 +249,7 @@ impl Scratch {
             &mut self.keys,
             &mut self.found,
             &mut self.kfound,
+            &mut self.lfound,
         ] {
             if v.capacity() > KEEP {
                 *v = Vec::new();
@@ -268,6 +293,10 @@ pub struct ItemGrams {
     /// Keywords (rarest words / character pairs) and their summed weight.
     pub kn: u32,
     pub kw: u32,
+    /// Distinct non-common word grams ([`MatchConfig::letter_gram_en`]) inside the
+    /// question, and in all.
+    pub lq: u32,
+    pub lf: u32,
 }
 
 /// What a hit rests on.
@@ -325,6 +354,10 @@ pub struct Index {
     kmap: Map<(u32, u32)>,
     kpostings: Vec<u32>,
     kfilter: Bloom,
+    /// Word gram key -> (start, len) into `lpostings` (`item << 1 | in_question`).
+    lmap: Map<(u32, u32)>,
+    lpostings: Vec<u32>,
+    lfilter: Bloom,
     /// Items too short to index.
     pub skipped: usize,
     /// N-grams dropped as shared by too many items.
@@ -402,6 +435,15 @@ impl MatchConfig {
                 anyhow::bail!("keyword_threshold_en and keyword_threshold_zh must be in (0, 1]");
             }
         }
+        if self.letter_gram_en != 0 && !(4..=32).contains(&self.letter_gram_en) {
+            anyhow::bail!("letter_gram_en must be 0 (off) or in 4..=32");
+        }
+        if !(self.letter_threshold_en > 0.0 && self.letter_threshold_en <= 1.0) {
+            anyhow::bail!("letter_threshold_en must be in (0, 1]");
+        }
+        if !(0.0..=1.0).contains(&self.ngram_verify_below) {
+            anyhow::bail!("ngram_verify_below must be in [0, 1]");
+        }
         if self.max_items_per_ngram == 0 {
             anyhow::bail!("max_items_per_ngram must be at least 1");
         }
@@ -431,6 +473,8 @@ struct Per {
     cand: bool,
     /// All token hashes (question, then options), for the presence filter.
     hashes: Vec<u64>,
+    /// Word grams (English items): (key, in_question), deduplicated.
+    letters: Vec<(u64, bool)>,
 }
 
 /// (n, [(key, in_question)]) of one item, deduplicated.
@@ -438,23 +482,36 @@ fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
     let (toks, q) = item_tokens(item);
     let (n, short, zh) = cfg.size_for(&toks, q);
     let hashes: Vec<u64> = toks.iter().map(|t| t.hash).collect();
+    // (key, candidate, in_question, touches_question, inside_options)
     let mut g = Vec::new();
-    for_grams(&hashes, n, |i, k| g.push((k, false, i + n <= q, i < q)));
+    for_grams(&hashes, n, |i, k| g.push((k, false, i + n <= q, i < q, i >= q)));
     let c = cfg.verify_ngram_en;
     let cand = !zh && n > 0 && c >= 2 && c < n && q >= c;
     if cand {
-        for_grams(&hashes, c, |i, k| g.push((k, true, i + c <= q, i < q)));
+        for_grams(&hashes, c, |i, k| g.push((k, true, i + c <= q, i < q, i >= q)));
     }
-    // Keep one entry per (key, candidate), `in_question` / `touches` if any occurrence is.
+    // Keep one entry per (key, candidate), `in_question` / `touches` if any
+    // occurrence is and none lies inside the options: a question n-gram that an
+    // option repeats is evidence of the option, not of the question.
     g.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
     g.dedup_by(|x, keep| {
         let same = (x.0, x.1) == (keep.0, keep.1);
         if same {
             keep.2 |= x.2;
             keep.3 |= x.3;
+            keep.4 |= x.4;
         }
         same
     });
+    let g = g
+        .into_iter()
+        .map(|(k, c, q, t, o)| (k, c, q && !o, t && !o))
+        .collect();
+    let letters = if !zh && n > 0 && cfg.letter_gram_en > 0 {
+        item_letters(item, cfg.letter_gram_en)
+    } else {
+        Vec::new()
+    };
     Per {
         n,
         qtoks: q,
@@ -463,7 +520,61 @@ fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
         grams: g,
         cand,
         hashes,
+        letters,
     }
+}
+
+/// Key of a word gram from its hash.
+#[inline]
+fn letter_key(h: u64) -> u64 {
+    mix(h ^ 0x4c47_0000_0000_0001)
+}
+
+/// Call `f(first, last, key)` for every word gram of `toks`: from each word (not
+/// CJK character) on, the fewest whole tokens with at least `k` bytes of text
+/// (`of the` goes on to the next word, `photosynthesis` stands alone). A changed
+/// letter spoils only the grams over its word: shorter than the item's n-grams,
+/// and as rare in ordinary text as a long word or two.
+fn for_word_grams(toks: &[Token], k: usize, mut f: impl FnMut(usize, usize, u64)) {
+    for i in 0..toks.len() {
+        if toks[i].cjk {
+            continue;
+        }
+        let (mut h, mut len) = (0u64, 0usize);
+        let mut done = false;
+        for (j, t) in toks.iter().enumerate().skip(i) {
+            h = h.wrapping_mul(P).wrapping_add(t.hash);
+            len += (t.end - t.start) as usize;
+            if len >= k {
+                f(i, j, letter_key(h));
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            // Later words have less text after them.
+            return;
+        }
+    }
+}
+
+/// An item's word grams ([`for_word_grams`] over question plus options):
+/// (key, in_question), in_question only when no occurrence lies inside the options.
+fn item_letters(item: &BenchItem, k: usize) -> Vec<(u64, bool)> {
+    let (toks, q) = item_tokens(item);
+    // (key, in_question, inside_options)
+    let mut out: Vec<(u64, bool, bool)> = Vec::new();
+    for_word_grams(&toks, k, |i, j, key| out.push((key, j < q, i >= q)));
+    out.sort_unstable();
+    out.dedup_by(|x, keep| {
+        let same = x.0 == keep.0;
+        if same {
+            keep.1 |= x.1;
+            keep.2 |= x.2;
+        }
+        same
+    });
+    out.into_iter().map(|(k, q, o)| (k, q && !o)).collect()
 }
 
 /// Overlap of an item from its found (`hq` question, `hf` all, `ht` touching the
@@ -474,9 +585,9 @@ fn item_grams(cfg: &MatchConfig, item: &BenchItem) -> Per {
 /// of the n-grams inside the question found (one that starts in it, for questions
 /// shorter than an n-gram): a shared option set alone is not a match, nor is one behind
 /// a question that only ends the same way (`…的是`).
-/// A short item's question is generic (`教育是一种`, `4的平方根是`): it needs an
-/// n-gram reaching into the options, or its whole question found with at least
-/// [`MIN_SHORT_Q_TOKENS`] tokens.
+/// A short question is generic (`教育是一种`, `4的平方根是`): it needs an n-gram
+/// reaching into the options, or at least [`MIN_SHORT_Q_TOKENS`] tokens (and, for a
+/// short item, its whole question found).
 fn overlap(g: &ItemGrams, [hq, hf, ht]: [u32; 3], q: u32, f: u32, short: bool) -> f64 {
     let mut o = 0.0;
     // Question evidence: a third of the n-grams inside the question (one starting
@@ -485,11 +596,33 @@ fn overlap(g: &ItemGrams, [hq, hf, ht]: [u32; 3], q: u32, f: u32, short: bool) -
     if hf >= f.min(MIN_HITS) && asked && (!short || hf > hq) {
         o = hf as f64 / f.max(1) as f64;
     }
-    let q_ok = !short || (hq == q && g.q_alone);
+    let q_ok = g.q_alone && (!short || hq == q);
     if q_ok && q as usize >= MIN_Q && hq >= q.min(MIN_HITS) {
         o = f64::max(o, hq as f64 / q as f64);
     }
     o
+}
+
+/// Word grams are looked up only in records where at least this share (percent)
+/// of the windows are present smallest-size n-grams: an edited copy keeps some runs
+/// of intact words (chosen on the tune part: 10 and 15 found the same edits; 15
+/// is faster), ordinary text has 3.4% (Alpaca EN).
+const DENSE_RECORD_PERCENT: usize = 15;
+
+/// Whether a record's present smallest-size n-grams (`present` of `windows`) are
+/// dense enough to look up its word grams.
+fn dense_record(present: usize, windows: usize) -> bool {
+    present * 100 >= windows * DENSE_RECORD_PERCENT
+}
+
+/// Count flag of a found word gram (`LETTER | in_question`).
+const LETTER: u32 = 1 << 16;
+
+/// Whether an item's found word grams (`lq` in the question, `lf` in all) make it
+/// a candidate: `threshold` of them, at least [`MIN_HITS`] (all, for fewer), and
+/// one of those inside the question (one per hundred, for long questions).
+fn letters_found(g: &ItemGrams, lq: u32, lf: u32, threshold: f64) -> bool {
+    g.lf > 0 && lf >= g.lf.min(MIN_HITS) && lf as f64 >= threshold * g.lf as f64 && lq * 100 >= g.lq
 }
 
 /// Keywords kept per item (its rarest).
@@ -534,16 +667,24 @@ const MIN_VERIFY_UNITS: usize = 20;
 fn units_into(text: &str, toks: &[Token], out: &mut Vec<u32>) {
     for t in toks {
         if t.cjk {
-            out.push(t.hash as u32 | 1 << 31);
+            out.push(cjk_unit(t));
         } else if let Some(w) = text.get(t.start as usize..t.end as usize) {
-            out.extend(w.chars().filter(|c| c.is_alphanumeric()).map(|c| {
-                if c.is_ascii() {
-                    c.to_ascii_lowercase() as u32
-                } else {
-                    c.to_lowercase().next().unwrap_or(c) as u32
-                }
-            }));
+            out.extend(w.chars().filter(|c| c.is_alphanumeric()).map(char_unit));
         }
+    }
+}
+
+#[inline]
+fn cjk_unit(t: &Token) -> u32 {
+    t.hash as u32 | 1 << 31
+}
+
+#[inline]
+fn char_unit(c: char) -> u32 {
+    if c.is_ascii() {
+        c.to_ascii_lowercase() as u32
+    } else {
+        c.to_lowercase().next().unwrap_or(c) as u32
     }
 }
 
@@ -591,8 +732,9 @@ fn item_clauses(it: &BenchItem) -> Vec<(Vec<u32>, bool)> {
 }
 
 /// Best local alignment of `pat` in `text` (Smith-Waterman, match +1, substitution
-/// and gap -1): (characters of `pat` matched, end position in `text`).
-fn align(pat: &[u32], text: &[u32], dp: &mut Vec<(i32, u32)>) -> (usize, usize) {
+/// and gap -1): (characters of `pat` matched, end position in `text`). Of equally
+/// good alignments the first, or the last with `last`.
+fn align(pat: &[u32], text: &[u32], dp: &mut Vec<(i32, u32)>, last: bool) -> (usize, usize) {
     if pat.is_empty() {
         return (0, 0);
     }
@@ -628,7 +770,7 @@ fn align(pat: &[u32], text: &[u32], dp: &mut Vec<(i32, u32)>) -> (usize, usize) 
             if c.0 <= 0 {
                 c = (0, 0);
             }
-            if c > best {
+            if c > best || (last && c == best && c.0 > 0) {
                 best = c;
                 end = j;
             }
@@ -637,6 +779,9 @@ fn align(pat: &[u32], text: &[u32], dp: &mut Vec<(i32, u32)>) -> (usize, usize) 
     }
     (best.1 as usize, end)
 }
+
+/// A unit no clause has (text matched by an option, hidden from the question).
+const BLANK: u32 = 0x7fff_ffff;
 
 impl Index {
     /// Build the index (in parallel) over `items`.
@@ -710,7 +855,7 @@ impl Index {
                 n: p.n as u8,
                 short: p.short,
                 qtoks: p.qtoks as u32,
-                q_alone: !p.short || p.qtoks as u32 >= MIN_SHORT_Q_TOKENS[p.zh as usize],
+                q_alone: p.qtoks as u32 >= MIN_SHORT_Q_TOKENS[p.zh as usize],
                 cq: 0,
                 cf: 0,
                 q: 0,
@@ -718,8 +863,40 @@ impl Index {
                 zh: p.zh,
                 kn: 0,
                 kw: 0,
+                lq: 0,
+                lf: 0,
             })
             .collect();
+        // Word grams of English items, common ones dropped as for n-grams.
+        let mut lall: Vec<(u64, u32)> = per
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                p.letters
+                    .iter()
+                    .map(move |&(k, q)| (k, (i as u32) << 1 | q as u32))
+            })
+            .collect();
+        lall.par_sort_unstable();
+        let mut lmap: Map<(u32, u32)> = Map::default();
+        let mut lpostings = Vec::new();
+        for run in lall.chunk_by(|a, b| a.0 == b.0) {
+            if run.len() > cfg.max_items_per_ngram {
+                continue;
+            }
+            lmap.insert(run[0].0, (lpostings.len() as u32, run.len() as u32));
+            for &(_, p) in run {
+                lpostings.push(p);
+                let g = &mut grams[(p >> 1) as usize];
+                g.lf += 1;
+                g.lq += p & 1;
+            }
+        }
+        drop(lall);
+        let mut lfilter = Bloom::new(lmap.len(), 24);
+        for &k in lmap.keys() {
+            lfilter.insert(k);
+        }
         let mut all: Vec<(u64, u32)> = Vec::with_capacity(per.iter().map(|p| p.grams.len()).sum());
         for (i, p) in per.into_iter().enumerate() {
             all.extend(
@@ -779,6 +956,9 @@ impl Index {
             kmap,
             kpostings,
             kfilter,
+            lmap,
+            lpostings,
+            lfilter,
             skipped,
             common,
         }
@@ -888,6 +1068,37 @@ impl Index {
         s.kfound.dedup();
     }
 
+    /// The word gram keys of `toks` in the word gram map, sorted and distinct, into
+    /// `s.lfound`. Needs `s.run` from [`Index::find_keys`] on the same tokens: only
+    /// records dense in present smallest-size n-grams are looked at.
+    fn find_letters(&self, toks: &[Token], s: &mut Scratch) {
+        s.lfound.clear();
+        let k = self.cfg.letter_gram_en;
+        let m = self.sizes.first().map_or(usize::MAX, |x| x.0);
+        if self.lmap.is_empty() || k == 0 || toks.len() < m {
+            return;
+        }
+        let windows = toks.len() + 1 - m;
+        let present = s.run[..windows].iter().filter(|&&r| r > 0).count();
+        if !dense_record(present, windows) {
+            return;
+        }
+        self.word_grams_passing(toks, &mut s.keys, &mut s.lfound);
+        s.lfound.retain(|k| self.lmap.contains_key(k));
+        s.lfound.sort_unstable();
+        s.lfound.dedup();
+    }
+
+    /// The word grams of `toks` that pass `lfilter`, into `out` (`keys` is a buffer).
+    fn word_grams_passing(&self, toks: &[Token], keys: &mut Vec<u64>, out: &mut Vec<u64>) {
+        out.clear();
+        keys.clear();
+        for_word_grams(toks, self.cfg.letter_gram_en, |_, _, key| keys.push(key));
+        // Keys first, then the probes in a loop without data-dependent branches
+        // (many cache misses in flight at once).
+        out.extend(keys.iter().copied().filter(|&k| self.lfilter.contains(k)));
+    }
+
     /// [`Index::scan`] the plain way (fast2s, every window of every size looked up
     /// in the map), for checking that the fast path finds the same.
     #[doc(hidden)]
@@ -920,6 +1131,23 @@ impl Index {
         } else {
             std::borrow::Cow::Borrowed(text)
         };
+        // Word grams: every one looked up in the map.
+        let k = self.cfg.letter_gram_en;
+        let m = self.sizes.first().map_or(usize::MAX, |x| x.0);
+        let present = if toks.len() >= m {
+            let mut c = 0;
+            for_grams(&hashes, m, |_, key| c += self.present.contains(key) as usize);
+            c
+        } else {
+            0
+        };
+        if k > 0 && toks.len() >= m && dense_record(present, toks.len() + 1 - m) {
+            let mut keys = Vec::new();
+            self.word_grams_passing(&toks, &mut keys, &mut s.lfound);
+            s.lfound.retain(|key| self.lmap.contains_key(key));
+        }
+        s.lfound.sort_unstable();
+        s.lfound.dedup();
         self.hits(&conv, &toks, &mut s)
     }
 
@@ -942,7 +1170,8 @@ impl Index {
             s.found.len(),
         ];
         self.find_keywords(&toks, &mut s);
-        let kfound = s.kfound.len();
+        self.find_letters(&toks, &mut s);
+        let kfound = s.kfound.len() + s.lfound.len();
         self.hits(text, &toks, &mut s);
         [
             counts[0], counts[1], counts[2], counts[3], counts[4], kfound, s.verified,
@@ -952,13 +1181,14 @@ impl Index {
     fn scan_with(&self, text: &str, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
         self.find_keys(toks, s);
         self.find_keywords(toks, s);
+        self.find_letters(toks, s);
         self.hits(text, toks, s)
     }
 
     /// Items matched by the keys in `s.found`, best first. `text` is what the
     /// spans of `toks` point into (for the character-level check).
     fn hits(&self, text: &str, toks: &[Token], s: &mut Scratch) -> Vec<Hit> {
-        if s.found.is_empty() && s.kfound.is_empty() {
+        if s.found.is_empty() && s.kfound.is_empty() && s.lfound.is_empty() {
             return Vec::new();
         }
         // (item, posting flags) for every found n-gram, (item, 8 + weight) for every
@@ -980,6 +1210,14 @@ impl Index {
                     .map(|&p| (p >> 8, 8 + (p & 255))),
             );
         }
+        for k in &s.lfound {
+            let (start, len) = self.lmap[k];
+            s.counts.extend(
+                self.lpostings[start as usize..(start + len) as usize]
+                    .iter()
+                    .map(|&p| (p >> 1, LETTER | (p & 1))),
+            );
+        }
         s.counts.sort_unstable();
         let thr = self.cfg.threshold;
         let vthr = self.cfg.verify_threshold;
@@ -991,7 +1229,13 @@ impl Index {
             // [question, all, touching the question] n-grams found: main, candidate.
             let mut c = [[0u32; 3]; 2];
             let (mut kn, mut kw) = (0u32, 0u32);
+            let (mut lq, mut lf) = (0u32, 0u32);
             for &(_, p) in group {
+                if p >= LETTER {
+                    lf += 1;
+                    lq += p & 1;
+                    continue;
+                }
                 if p >= 8 {
                     kn += 1;
                     kw += p - 8;
@@ -1009,6 +1253,15 @@ impl Index {
                 0.0
             };
             if o >= thr {
+                // A low overlap may be a shared phrase: the item must align too.
+                if o < self.cfg.ngram_verify_below {
+                    s.verified += 1;
+                    let units = units.get_or_insert_with(|| text_units(text, toks));
+                    let (sim, _) = self.verify(item, units, &mut dp, self.cfg.min_similarity);
+                    if sim < self.cfg.min_similarity {
+                        continue;
+                    }
+                }
                 hits.push(Hit {
                     item,
                     overlap: o,
@@ -1031,7 +1284,10 @@ impl Index {
                 self.cfg.keyword_threshold_en
             };
             let keywords = kn >= MIN_KEYWORDS && kw as f64 >= kthr * g.kw as f64;
-            if ov < vthr && !(g.kn > 0 && keywords) {
+            if ov < vthr
+                && !(g.kn > 0 && keywords)
+                && !letters_found(&g, lq, lf, self.cfg.letter_threshold_en)
+            {
                 continue;
             }
             s.verified += 1;
@@ -1061,14 +1317,16 @@ impl Index {
     }
 
     /// Why `text` does or does not match `item`: (main overlap, candidate overlap,
-    /// keyword weight share, character-level share, reordered). For diagnosing misses.
+    /// keyword weight share, character-level share, reordered, word grams found
+    /// share). For diagnosing misses.
     #[doc(hidden)]
-    pub fn explain(&self, text: &str, item: u32) -> (f64, f64, f64, f64, bool) {
+    pub fn explain(&self, text: &str, item: u32) -> (f64, f64, f64, f64, bool, f64) {
         let mut s = Scratch::default();
         let mut toks = Vec::new();
         tokenize_into(text, &mut toks);
         self.find_keys(&toks, &mut s);
         self.find_keywords(&toks, &mut s);
+        self.find_letters(&toks, &mut s);
         let mut c = [[0u32; 3]; 2];
         for k in &s.found {
             let (start, len) = self.map[k];
@@ -1094,7 +1352,22 @@ impl Index {
                 }
             }
         }
-        (o, oc, kw as f64 / g.kw.max(1) as f64, sim, r)
+        let mut lf = 0;
+        for k in &s.lfound {
+            let (start, len) = self.lmap[k];
+            lf += self.lpostings[start as usize..(start + len) as usize]
+                .iter()
+                .filter(|&&p| p >> 1 == item)
+                .count();
+        }
+        (
+            o,
+            oc,
+            kw as f64 / g.kw.max(1) as f64,
+            sim,
+            r,
+            lf as f64 / g.lf.max(1) as f64,
+        )
     }
 
     /// How much of `item` aligns with the text `units`: (share of its characters
@@ -1114,6 +1387,8 @@ impl Index {
         let q_counts = g.q_alone && q_total >= MIN_VERIFY_UNITS;
         let (mut qm, mut ql, mut am, mut al) = (0usize, 0usize, 0usize, 0usize);
         let mut ends = Vec::new();
+        // Text spans (end, length) that options matched nearly in full.
+        let mut taken: Vec<(usize, usize)> = Vec::new();
         for (cl, in_q) in &clauses {
             // Best share still possible, if every clause left matched in full.
             let q_best = if q_counts {
@@ -1125,26 +1400,54 @@ impl Index {
             if q_best.max(all_best) < stop_below {
                 return (0.0, false);
             }
-            let (m, end) = align(cl, units, dp);
+            // Of equal matches an option takes the last (options follow the question).
+            let (m, end) = align(cl, units, dp, !*in_q);
             if *in_q {
                 qm += m;
                 ql += cl.len();
                 if m * 2 >= cl.len() {
                     ends.push(end);
                 }
+            } else if m > 0 && m * 10 >= cl.len() * 9 {
+                taken.push((end, cl.len()));
             }
             am += m;
             al += cl.len();
         }
-        let reordered = ends.windows(2).any(|w| w[1] < w[0]);
-        let q = if q_counts { qm as f64 / ql as f64 } else { 0.0 };
-        // The question must carry its share: options alone are no evidence.
-        let all = if al > 0 && qm * 2 >= ql {
-            am as f64 / al as f64
-        } else {
-            0.0
+        let share = |qm: usize, am: usize| {
+            let q = if q_counts { qm as f64 / ql as f64 } else { 0.0 };
+            // The question must carry its share: options alone are no evidence.
+            let all = if al > 0 && qm * 2 >= ql {
+                am as f64 / al as f64
+            } else {
+                0.0
+            };
+            q.max(all)
         };
-        (q.max(all), reordered)
+        let mut sim = share(qm, am);
+        if sim >= stop_below && !taken.is_empty() {
+            // The question again, on the text without what the options matched: a
+            // question that an option of the record repeats is not found twice.
+            let mut text = units.to_vec();
+            for &(end, len) in &taken {
+                text[(end + 1).saturating_sub(len)..=end].fill(BLANK);
+            }
+            let (mut qm2, mut am2) = (0, am - qm);
+            ends.clear();
+            for (cl, _) in clauses.iter().filter(|c| c.1) {
+                let (m, end) = align(cl, &text, dp, false);
+                qm2 += m;
+                am2 += m;
+                if m * 2 >= cl.len() {
+                    ends.push(end);
+                }
+            }
+            qm = qm2;
+            sim = share(qm, am2);
+        }
+        let _ = qm;
+        let reordered = ends.windows(2).any(|w| w[1] < w[0]);
+        (sim, reordered)
     }
 
     /// Byte spans of `text` (after t2s conversion, returned too) covered by n-grams of `item`,

@@ -65,6 +65,9 @@ pub struct DecontamConfig {
     pub verify_threshold: Option<f64>,
     pub keyword_threshold_en: Option<f64>,
     pub keyword_threshold_zh: Option<f64>,
+    pub letter_gram_en: Option<usize>,
+    pub letter_threshold_en: Option<f64>,
+    pub ngram_verify_below: Option<f64>,
     #[serde(default = "default_report_records")]
     pub report_records: usize,
     /// The pipeline's `[[benchmark]]` tables (paths resolved), filled in by the registry.
@@ -98,6 +101,9 @@ impl DecontamConfig {
             verify_threshold: self.verify_threshold.unwrap_or(d.verify_threshold),
             keyword_threshold_en: self.keyword_threshold_en.unwrap_or(d.keyword_threshold_en),
             keyword_threshold_zh: self.keyword_threshold_zh.unwrap_or(d.keyword_threshold_zh),
+            letter_gram_en: self.letter_gram_en.unwrap_or(d.letter_gram_en),
+            letter_threshold_en: self.letter_threshold_en.unwrap_or(d.letter_threshold_en),
+            ngram_verify_below: self.ngram_verify_below.unwrap_or(d.ngram_verify_below),
         }
     }
 }
