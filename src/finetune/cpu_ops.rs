@@ -47,6 +47,15 @@ fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [f32]> {
     Ok(&data[a..b])
 }
 
+/// The u32 elements (targets) a contiguous layout covers.
+fn u32s<'a>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [u32]> {
+    let data = s.as_slice::<u32>()?;
+    let (a, b) = l
+        .contiguous_offsets()
+        .ok_or_else(|| msg("fused CPU op: targets are not contiguous"))?;
+    Ok(&data[a..b])
+}
+
 /// [`f32s`] of a tensor held by an op (a gradient or a saved result).
 fn with_f32s<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> CResult<R>) -> CResult<R> {
     let (storage, layout) = t.storage_and_layout();
@@ -125,10 +134,7 @@ impl CustomOp2 for CrossEntropy {
     ) -> CResult<(CpuStorage, Shape)> {
         let (n, vocab) = xl.shape().dims2()?;
         let x = f32s(xs, xl)?;
-        let (a, b) = tl
-            .contiguous_offsets()
-            .ok_or_else(|| msg("fused CPU op: targets are not contiguous"))?;
-        let t = &ts.as_slice::<u32>()?[a..b];
+        let t = u32s(ts, tl)?;
         if t.len() != n || t.iter().any(|&k| k as usize >= vocab) {
             return Err(msg(
                 "cross-entropy: a target is outside the vocabulary or rows differ",
@@ -185,10 +191,7 @@ impl CustomOp2 for CrossEntropyGrad {
     ) -> CResult<(CpuStorage, Shape)> {
         let (n, vocab) = xl.shape().dims2()?;
         let x = f32s(xs, xl)?;
-        let (a, b) = tl
-            .contiguous_offsets()
-            .ok_or_else(|| msg("fused CPU op: targets are not contiguous"))?;
-        let t = &ts.as_slice::<u32>()?[a..b];
+        let t = u32s(ts, tl)?;
         let mut dx = vec![0f32; n * vocab];
         with_f32s(&self.grad, |g| {
             with_f32s(&self.nll, |nll| {
