@@ -10,7 +10,9 @@
 //! keep projections private (no LoRA). Why not candle-nn's fused ops: `rms_norm`,
 //! `softmax_last_dim` and `rope` were seen not to pass gradients to their input, so
 //! RMSNorm, softmax and RoPE here are written from basic tensor ops, and a test checks
-//! that every trainable tensor receives a gradient.
+//! that every trainable tensor receives a gradient. On the CPU (f32) the loss, causal
+//! softmax, RMSNorm, SwiGLU and RoPE run as the fused ops of [`cpu_ops`], which carry
+//! their own gradients; on CUDA attention, loss and RoPE run as [`cuda_ops`].
 //!
 //! What trains is chosen by [`Method`]: everything (full fine-tuning), LoRA pairs on
 //! chosen projections (base frozen: base weights are plain tensors, never variables),
