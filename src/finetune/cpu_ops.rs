@@ -56,6 +56,15 @@ fn u32s<'a>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [u32]> {
     Ok(&data[a..b])
 }
 
+/// The length of the rows (the last dimension) of a layout.
+fn row_width(l: &Layout) -> CResult<usize> {
+    l.shape()
+        .dims()
+        .last()
+        .copied()
+        .ok_or_else(|| msg("fused CPU op: a scalar has no rows"))
+}
+
 /// [`f32s`] of a tensor held by an op (a gradient or a saved result).
 fn with_f32s<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> CResult<R>) -> CResult<R> {
     let (storage, layout) = t.storage_and_layout();
@@ -286,11 +295,7 @@ impl CustomOp2 for SoftmaxGrad {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let width = *yl
-            .shape()
-            .dims()
-            .last()
-            .ok_or_else(|| msg("softmax grad: a scalar"))?;
+        let width = row_width(yl)?;
         let (y, g) = (f32s(ys, yl)?, f32s(gs, gl)?);
         if y.len() != g.len() {
             return Err(msg("softmax grad: shapes differ"));
@@ -333,7 +338,7 @@ fn inv_rms(row: &[f32], eps: f32) -> f32 {
 
 /// The width of the rows of `l` and `w`, checked to agree.
 fn norm_width(l: &Layout, wl: &Layout) -> CResult<usize> {
-    let d = *l.shape().dims().last().ok_or_else(|| msg("rms_norm: a scalar"))?;
+    let d = row_width(l)?;
     if wl.shape().elem_count() != d {
         return Err(msg("rms_norm: weight and rows differ"));
     }
@@ -446,11 +451,7 @@ impl CustomOp2 for RmsNormGradW {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let d = *xl
-            .shape()
-            .dims()
-            .last()
-            .ok_or_else(|| msg("rms_norm: a scalar"))?;
+        let d = row_width(xl)?;
         let (x, g) = (f32s(xs, xl)?, f32s(gs, gl)?);
         if g.len() != x.len() {
             return Err(msg("rms_norm grad: shapes differ"));
@@ -473,9 +474,14 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> CResult<Tensor> {
 
 struct SwiGlu;
 
-/// sigmoid(x), as candle's `silu` computes it (`x / (1 + exp(-x))` = x · sigmoid).
+/// sigmoid(x) = 1 / (1 + e^-x).
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp_approx(-x))
+}
+
+/// silu(x) = x / (1 + e^-x), as candle's `silu` computes it.
+fn silu(x: f32) -> f32 {
+    x / (1.0 + exp_approx(-x))
 }
 
 /// Two equal-length f32 inputs.
@@ -518,7 +524,7 @@ impl CustomOp2 for SwiGlu {
         ul: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
         let (gate, up) = pair(gs, gl, us, ul)?;
-        let out = zip_map(gate, up, |g, u| g / (1.0 + exp_approx(-g)) * u);
+        let out = zip_map(gate, up, |g, u| silu(g) * u);
         Ok((CpuStorage::F32(out), gl.shape().clone()))
     }
 
@@ -531,19 +537,32 @@ impl CustomOp2 for SwiGlu {
     ) -> CResult<(Option<Tensor>, Option<Tensor>)> {
         let (gate, up, grad) = (gate.contiguous()?, up.contiguous()?, grad.contiguous()?);
         // d gate = g ⊙ up ⊙ silu'(gate), silu'(x) = s (1 + x (1 - s)); d up = g ⊙ silu(gate).
-        let g_up = grad.apply_op2_no_bwd(&up, &Mul)?;
-        let d_gate = gate.apply_op2_no_bwd(&g_up, &SiluGradTimes)?;
-        let d_up = gate.apply_op2_no_bwd(&grad, &SiluTimes)?;
+        let silu_grad_times = Elementwise {
+            name: "curate-cpu-silu-grad-times",
+            f: |x, b| {
+                let s = sigmoid(x);
+                s * (1.0 + x * (1.0 - s)) * b
+            },
+        };
+        let silu_times = Elementwise {
+            name: "curate-cpu-silu-times",
+            f: |x, b| silu(x) * b,
+        };
+        let d_gate = gate.apply_op2_no_bwd(&grad.mul(&up)?, &silu_grad_times)?;
+        let d_up = gate.apply_op2_no_bwd(&grad, &silu_times)?;
         Ok((Some(d_gate), Some(d_up)))
     }
 }
 
-/// a ⊙ b.
-struct Mul;
+/// An element-wise op of two equal-length inputs (the SwiGLU gradients).
+struct Elementwise {
+    name: &'static str,
+    f: fn(f32, f32) -> f32,
+}
 
-impl CustomOp2 for Mul {
+impl CustomOp2 for Elementwise {
     fn name(&self) -> &'static str {
-        "curate-cpu-mul"
+        self.name
     }
 
     fn cpu_fwd(
@@ -554,52 +573,7 @@ impl CustomOp2 for Mul {
         bl: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
         let (a, b) = pair(a, al, b, bl)?;
-        Ok((CpuStorage::F32(zip_map(a, b, |x, y| x * y)), al.shape().clone()))
-    }
-}
-
-/// silu'(x) ⊙ b.
-struct SiluGradTimes;
-
-impl CustomOp2 for SiluGradTimes {
-    fn name(&self) -> &'static str {
-        "curate-cpu-silu-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        a: &CpuStorage,
-        al: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> CResult<(CpuStorage, Shape)> {
-        let (x, b) = pair(a, al, b, bl)?;
-        let out = zip_map(x, b, |x, b| {
-            let s = sigmoid(x);
-            s * (1.0 + x * (1.0 - s)) * b
-        });
-        Ok((CpuStorage::F32(out), al.shape().clone()))
-    }
-}
-
-/// silu(x) ⊙ b.
-struct SiluTimes;
-
-impl CustomOp2 for SiluTimes {
-    fn name(&self) -> &'static str {
-        "curate-cpu-silu-times"
-    }
-
-    fn cpu_fwd(
-        &self,
-        a: &CpuStorage,
-        al: &Layout,
-        b: &CpuStorage,
-        bl: &Layout,
-    ) -> CResult<(CpuStorage, Shape)> {
-        let (x, b) = pair(a, al, b, bl)?;
-        let out = zip_map(x, b, |x, b| x / (1.0 + exp_approx(-x)) * b);
-        Ok((CpuStorage::F32(out), al.shape().clone()))
+        Ok((CpuStorage::F32(zip_map(a, b, self.f)), al.shape().clone()))
     }
 }
 

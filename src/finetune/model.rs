@@ -474,13 +474,20 @@ impl Model {
     }
 
     /// Logits `[B, T, vocab]` for token ids `[B, T]`. `dropout` (training) drives LoRA dropout.
-    pub fn forward(&self, ids: &Tensor, mut dropout: Option<&mut Rng>) -> Result<Tensor> {
+    pub fn forward(&self, ids: &Tensor, dropout: Option<&mut Rng>) -> Result<Tensor> {
+        let (x, shape) = self.trunk(ids, dropout)?;
+        self.head(&x, &shape)
+    }
+
+    /// The last residual stream `[B*T, d]` for token ids `[B, T]` (stem and every
+    /// layer), with the pass's shape.
+    fn trunk(&self, ids: &Tensor, mut dropout: Option<&mut Rng>) -> Result<(Tensor, PassShape)> {
         let shape = self.shape_of(ids)?;
         let mut x = self.stem(ids, &shape)?;
         for i in 0..self.config.num_hidden_layers {
             x = self.layer(i, &x, &shape, dropout.as_deref_mut())?;
         }
-        self.head(&x, &shape)
+        Ok((x, shape))
     }
 
     /// Batch size, token count, prefix slots and prompt tokens of a forward pass on `ids`.
@@ -725,16 +732,11 @@ impl Model {
         targets: &Tensor,
         mask: &Tensor,
         count: f64,
-        mut dropout: Option<&mut Rng>,
+        dropout: Option<&mut Rng>,
     ) -> Result<Tensor> {
-        // `forward` without its last reshape: logits stay `[N, vocab]` for the loss. On
-        // the CPU every reshape of the logits costs the backward pass a zeroed
-        // gradient buffer and an add of their size (candle's gradient accumulation).
-        let shape = self.shape_of(ids)?;
-        let mut x = self.stem(ids, &shape)?;
-        for i in 0..self.config.num_hidden_layers {
-            x = self.layer(i, &x, &shape, dropout.as_deref_mut())?;
-        }
+        // `forward` without its last reshape: logits stay `[N, vocab]` for the loss, as
+        // every reshape of them is one more gradient of their size in the backward pass.
+        let (x, shape) = self.trunk(ids, dropout)?;
         let logits = self.logits_of_rows(&self.token_rows(&x, &shape)?)?;
         self.loss_from_logits(&logits, targets, mask, count)
     }
