@@ -9,12 +9,12 @@
 //! later global stage) reads this file instead of the input and starts at stage
 //! `k`; output and books are the same as running every stage again, for a fraction
 //! of the CPU (issue 20 measured 42–45% of the default pipeline's time in the
-//! repeat). The file is a sequence of batches, each its own zstd frame (level 1,
-//! compressed in one call: the streaming encoder copied every byte into its window
-//! and took the slower split-window path, ~0.6 CPU-s of the default pipeline on
-//! 100 MB); its size is about the input's after compression, on the output's disk,
-//! and it is removed when the run completes. Stage states after the prepass (`state-NNN.bin`) go beside it,
-//! so tallies such as exact_dedup's distinct count reach the report.
+//! repeat). The file is a sequence of batches, each its own zstd frame (level 1)
+//! compressed in one call (a streaming encoder copies every byte into its window
+//! and takes the split-window match finder; the gain measured within the noise);
+//! its size is about the input's after compression, on the output's disk, and it is
+//! removed when the run completes. Stage states after the prepass (`state-NNN.bin`)
+//! go beside it, so tallies such as exact_dedup's distinct count reach the report.
 //!
 //! The encoding is our own small binary form of `serde_json::Value` rather than
 //! JSON or a serde format: JSON would re-parse floats (serde_json's default parser
