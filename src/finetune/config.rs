@@ -182,6 +182,10 @@ pub struct TrainConfig {
     /// recompute each layer in the backward pass (about a third more compute, a fraction
     /// of the memory: `Model::loss_and_grads`).
     pub checkpoint_layers: bool,
+    /// On the CPU, each micro-batch is cut into this many slices of whole rows that the
+    /// threads compute side by side, their losses and gradients summed in slice order:
+    /// the numbers depend on this value, never on the thread count (`train::train`).
+    pub batch_slices: usize,
 }
 
 impl Default for TrainConfig {
@@ -207,6 +211,7 @@ impl Default for TrainConfig {
             early_stopping: false,
             keep_best: true,
             checkpoint_layers: false,
+            batch_slices: 4,
         }
     }
 }
@@ -214,8 +219,8 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Check the numbers make sense.
     pub fn validate(&self) -> Result<()> {
-        if self.seq_len < 2 || self.batch_size == 0 || self.grad_accum == 0 {
-            bail!("finetune: seq_len must be >= 2, batch_size and grad_accum >= 1");
+        if self.seq_len < 2 || self.batch_size == 0 || self.grad_accum == 0 || self.batch_slices == 0 {
+            bail!("finetune: seq_len must be >= 2, batch_size, grad_accum and batch_slices >= 1");
         }
         if !(self.lr > 0.0 && self.lr.is_finite() && (0.0..=1.0).contains(&self.min_lr_ratio)) {
             bail!("finetune: lr must be > 0 and min_lr_ratio in [0, 1]");

@@ -696,7 +696,8 @@ impl Model {
         }
         let k = repeat_kv(&k, h / kvh)?;
         let v = repeat_kv(&v, h / kvh)?;
-        let scores = q.matmul(&k.t()?.contiguous()?)?;
+        // gemm reads the transposed keys through their strides: no copy.
+        let scores = q.matmul(&k.t()?)?;
         let scale = 1.0 / (hd as f64).sqrt();
         let probs = if cpu_ops::applies(&[&scores]) {
             cpu_ops::causal_softmax(&scores, scale, n_prefix)?

@@ -1134,8 +1134,11 @@ mod tests {
                 None,
             )
             .unwrap();
-        assert_eq!(
-            loss.to_scalar::<f32>().unwrap() as f64,
+        // Equal up to rounding: the step summed its `batch_slices` slices' losses.
+        let direct = loss.to_scalar::<f32>().unwrap() as f64;
+        assert!(
+            (direct - out.report.step_log[0].train_loss).abs() < 1e-5,
+            "{direct} vs {}",
             out.report.step_log[0].train_loss
         );
         assert!(out.report.tokens_per_second > 0.0 && out.report.steady_tokens_per_second.unwrap() > 0.0);

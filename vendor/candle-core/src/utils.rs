@@ -360,6 +360,26 @@ impl Drop for BarrierPool {
     }
 }
 
+/// curate's change: runs `f` with this thread's CPU kernels on this thread alone (the
+/// barrier pool's element-wise splits run inline, as they do on its own workers, and
+/// matmuls are not split over rayon), for callers that already run several
+/// independent computations in parallel, one per thread.
+pub fn single_threaded<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IN_BARRIER_POOL.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(IN_BARRIER_POOL.with(|c| c.replace(true)));
+    f()
+}
+
+/// curate's change: whether this thread's kernels must stay on it (see [`single_threaded`]).
+pub(crate) fn kernels_single_threaded() -> bool {
+    IN_BARRIER_POOL.with(|c| c.get())
+}
+
 static BARRIER_POOL: OnceLock<BarrierPool> = OnceLock::new();
 
 /// Persistent barrier pool

@@ -1478,8 +1478,15 @@ impl Map2 for MatMul {
         let dst_rs = dst_strides[0];
         let dst_cs = dst_strides[1];
 
-        let mut dst = vec![T::zero(); b * m * n];
-        let num_threads = crate::utils::get_num_threads();
+        // curate's change: no zeroed buffer; with `read_dst = false` gemm writes every
+        // element of dst (zeros where k = 0) and never reads it.
+        let mut dst: Vec<T> = Vec::with_capacity(b * m * n);
+        // curate's change: a matmul inside `utils::single_threaded` stays on its thread.
+        let num_threads = if crate::utils::kernels_single_threaded() {
+            1
+        } else {
+            crate::utils::get_num_threads()
+        };
         let parallelism = if num_threads > 1 {
             Parallelism::Rayon(num_threads)
         } else {
@@ -1502,13 +1509,13 @@ impl Map2 for MatMul {
         for step in 0..b {
             let lhs_p = &lhs[step * a_skip..];
             let rhs_p = &rhs[step * b_skip..];
-            let dst_p = &mut dst[step * c_skip..];
+            let dst_p = unsafe { dst.as_mut_ptr().add(step * c_skip) };
             unsafe {
                 gemm(
                     /* m: usize = */ m,
                     /* n: usize = */ n,
                     /* k: usize = */ k,
-                    /* dst: *mut T = */ dst_p.as_mut_ptr(),
+                    /* dst: *mut T = */ dst_p,
                     /* dst_cs: isize = */ dst_cs as isize,
                     /* dst_rs: isize = */ dst_rs as isize,
                     /* read_dst: bool = */ false,
@@ -1527,6 +1534,8 @@ impl Map2 for MatMul {
                 )
             }
         }
+        // SAFETY: the gemm calls above wrote all b * m * n elements.
+        unsafe { dst.set_len(b * m * n) };
         Ok(dst)
     }
 
