@@ -27,6 +27,7 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::cpu_ops;
 use super::data::{pack, Example, Rows};
 use super::model::Model;
 use super::rng::Rng;
@@ -196,43 +197,89 @@ pub fn epoch_table_text(rows: &[EpochRow]) -> String {
 struct AdamW {
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    /// On the CPU with f32 parameters: the moments as host vectors, updated in place by
+    /// [`cpu_ops::adamw_step`] (then `m` and `v` stay empty).
+    host: Option<Vec<(Vec<f32>, Vec<f32>)>>,
     t: i32,
 }
 
 impl AdamW {
     fn new(model: &Model) -> Result<AdamW> {
-        let zeros = |var: &candle_core::Var| var.as_tensor().zeros_like();
+        let vars: Vec<&Tensor> = model.vars().iter().map(|(_, v)| v.as_tensor()).collect();
+        if cpu_ops::applies(&vars) {
+            let host = vars
+                .iter()
+                .map(|t| (vec![0f32; t.elem_count()], vec![0f32; t.elem_count()]));
+            return Ok(AdamW {
+                m: Vec::new(),
+                v: Vec::new(),
+                host: Some(host.collect()),
+                t: 0,
+            });
+        }
+        let zeros = |t: &&Tensor| t.zeros_like();
         Ok(AdamW {
-            m: model
-                .vars()
-                .iter()
-                .map(|(_, v)| zeros(v))
-                .collect::<candle_core::Result<_>>()?,
-            v: model
-                .vars()
-                .iter()
-                .map(|(_, v)| zeros(v))
-                .collect::<candle_core::Result<_>>()?,
+            m: vars.iter().map(zeros).collect::<candle_core::Result<_>>()?,
+            v: vars.iter().map(zeros).collect::<candle_core::Result<_>>()?,
+            host: None,
             t: 0,
         })
     }
 
-    fn step(&mut self, model: &Model, grads: &[Tensor], lr: f64, cfg: &TrainConfig) -> Result<()> {
+    /// Decoupled weight decay applies to matrices, not to norms, biases or prompt embeddings.
+    fn decay(name: &str, var: &candle_core::Var, cfg: &TrainConfig) -> f64 {
+        if var.rank() >= 2 && name != "prompt_embeddings" {
+            cfg.weight_decay
+        } else {
+            0.0
+        }
+    }
+
+    /// One step over every variable, the gradients first multiplied by `clip` (a scalar)
+    /// when given. On the CPU the variables are updated side by side on the rayon
+    /// threads, each in one pass (the same arithmetic per variable on any thread count).
+    fn step(
+        &mut self,
+        model: &Model,
+        grads: &[Tensor],
+        clip: Option<&Tensor>,
+        lr: f64,
+        cfg: &TrainConfig,
+    ) -> Result<()> {
         self.t += 1;
         let bc1 = 1.0 - cfg.beta1.powi(self.t);
         let bc2 = 1.0 - cfg.beta2.powi(self.t);
+        if let Some(host) = &mut self.host {
+            use rayon::prelude::*;
+            let clip = clip.map(|c| c.to_scalar::<f32>()).transpose()?.unwrap_or(1.0);
+            return host
+                .par_iter_mut()
+                .zip(model.vars())
+                .zip(grads)
+                .try_for_each(|(((m, v), (name, var)), g)| {
+                    let hyper = cpu_ops::AdamWHyper {
+                        lr: lr as f32,
+                        beta1: cfg.beta1 as f32,
+                        beta2: cfg.beta2 as f32,
+                        bc1: bc1 as f32,
+                        bc2: bc2 as f32,
+                        eps: cfg.adam_eps as f32,
+                        decay: AdamW::decay(name, var, cfg) as f32,
+                    };
+                    cpu_ops::adamw_step(var.as_tensor(), g, clip, m, v, hyper)
+                })
+                .map_err(Into::into);
+        }
         for (i, (name, var)) in model.vars().iter().enumerate() {
-            let g = &grads[i];
-            self.m[i] = ((&self.m[i] * cfg.beta1)? + (g * (1.0 - cfg.beta1))?)?;
+            let g = match clip {
+                Some(scale) => grads[i].broadcast_mul(scale)?,
+                None => grads[i].clone(),
+            };
+            self.m[i] = ((&self.m[i] * cfg.beta1)? + (&g * (1.0 - cfg.beta1))?)?;
             self.v[i] = ((&self.v[i] * cfg.beta2)? + (g.sqr()? * (1.0 - cfg.beta2))?)?;
             let update = (&self.m[i] / bc1)?.div(&((&self.v[i] / bc2)?.sqrt()? + cfg.adam_eps)?)?;
-            let decay = if var.rank() >= 2 && name != "prompt_embeddings" {
-                cfg.weight_decay
-            } else {
-                0.0
-            };
             let theta = var.as_tensor().detach();
-            let next = ((theta * (1.0 - lr * decay))? - (update * lr)?)?;
+            let next = ((theta * (1.0 - lr * AdamW::decay(name, var, cfg)))? - (update * lr)?)?;
             var.set(&next)?;
         }
         Ok(())
@@ -270,9 +317,19 @@ impl Optimizer {
         };
         // The global norm as a device scalar: the f32 sum of squares of each gradient,
         // added in f64 in order, then the square root (what the host would compute).
+        let square_sum = |g: &Tensor| g.sqr()?.sum_all()?.to_dtype(DType::F64);
+        let squares: Vec<candle_core::Result<Tensor>> = if model.device().is_cpu() {
+            use rayon::prelude::*;
+            grads
+                .par_iter()
+                .map(|g| candle_core::utils::single_threaded(|| square_sum(g)))
+                .collect()
+        } else {
+            grads.iter().map(square_sum).collect()
+        };
         let mut sq: Option<Tensor> = None;
-        for g in &grads {
-            let s = g.sqr()?.sum_all()?.to_dtype(DType::F64)?;
+        for s in squares {
+            let s = s?;
             sq = Some(match sq {
                 Some(prev) => (prev + s)?,
                 None => s,
@@ -282,23 +339,21 @@ impl Optimizer {
             Some(sq) => sq.sqrt()?,
             None => bail!("finetune: nothing to train"),
         };
-        let grads = if cfg.max_grad_norm > 0.0 {
+        let clip = if cfg.max_grad_norm > 0.0 {
             // min(1, max / norm) in f64, then f32: 1 leaves the gradients as they are, and a
             // norm above the limit scales them by max / norm.
-            let scale = grad_norm
-                .ones_like()?
-                .affine(cfg.max_grad_norm, 0.0)?
-                .div(&grad_norm)?
-                .minimum(1.0)?
-                .to_dtype(DType::F32)?;
-            grads
-                .iter()
-                .map(|g| g.broadcast_mul(&scale))
-                .collect::<candle_core::Result<Vec<_>>>()?
+            Some(
+                grad_norm
+                    .ones_like()?
+                    .affine(cfg.max_grad_norm, 0.0)?
+                    .div(&grad_norm)?
+                    .minimum(1.0)?
+                    .to_dtype(DType::F32)?,
+            )
         } else {
-            grads
+            None
         };
-        opt.step(model, &grads, lr, cfg)?;
+        opt.step(model, &grads, clip.as_ref(), lr, cfg)?;
         Ok(grad_norm)
     }
 }
