@@ -1060,14 +1060,16 @@ mod tests {
             val: examples(4, 6),
             pad: 0,
         };
-        // 5 rows in 3 slices: uneven slices; LoRA dropout draws in every slice.
+        // 5 rows in 3 slices: uneven slices.
+        let config = |slices: usize| TrainConfig {
+            max_steps: Some(8),
+            batch_size: 5,
+            batch_slices: slices,
+            ..small_train()
+        };
+        // LoRA dropout draws in every slice.
         let run = |slices: usize, threads: usize| {
-            let c = TrainConfig {
-                max_steps: Some(8),
-                batch_size: 5,
-                batch_slices: slices,
-                ..small_train()
-            };
+            let c = config(slices);
             let method = Method::Lora(LoraConfig {
                 dropout: 0.1,
                 ..LoraConfig::default()
@@ -1094,14 +1096,8 @@ mod tests {
         assert_eq!(one, three, "slices must not depend on the thread count");
         // Without dropout's per-slice streams the slices compute the unsliced step.
         let no_dropout = |slices: usize| {
-            let c = TrainConfig {
-                max_steps: Some(8),
-                batch_size: 5,
-                batch_slices: slices,
-                ..small_train()
-            };
             let model = Model::from_scratch(cfg(24), Method::Full, 7, &d).unwrap();
-            train(&model, &data, &c, None).unwrap()
+            train(&model, &data, &config(slices), None).unwrap()
         };
         let (whole, sliced) = (no_dropout(1), no_dropout(3));
         for (a, b) in whole.step_log.iter().zip(&sliced.step_log) {
