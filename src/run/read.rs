@@ -202,9 +202,13 @@ fn parse_payload(item: RawItem, cx: &ParseContext) -> Slot {
     let (fields, schema) = match item.payload {
         Payload::Malformed { detail, raw, raw_len } => return malformed(detail, &raw, raw_len),
         Payload::Json(bytes) => {
-            let text = match std::str::from_utf8(&bytes) {
+            // simdutf8 (already in the tree through arrow-json and encoding_rs) checks
+            // valid text several times faster than `std::str::from_utf8` (12% of a
+            // pass-through run); std only runs to place the error.
+            let text = match simdutf8::basic::from_utf8(&bytes) {
                 Ok(t) => t,
-                Err(e) => {
+                Err(_) => {
+                    let e = std::str::from_utf8(&bytes).expect_err("simdutf8 and std agree");
                     let cut = &bytes[..bytes.len().min(io::MALFORMED_KEEP_BYTES)];
                     return malformed(
                         format!("invalid UTF-8 at byte {} of the record", e.valid_up_to()),

@@ -77,8 +77,16 @@ fn observe_json(fields: &mut Shape, bytes: &[u8]) {
     if first != Some(&b'{') {
         return;
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let _ = ShapeSeed(fields).deserialize(&mut de);
+    // Valid UTF-8 (checked by SIMD) is parsed as a `str`, whose strings serde_json does
+    // not check again; anything else as bytes, as before (its readable head counts).
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(text) => {
+            let _ = ShapeSeed(fields).deserialize(&mut serde_json::Deserializer::from_str(text));
+        }
+        Err(_) => {
+            let _ = ShapeSeed(fields).deserialize(&mut serde_json::Deserializer::from_slice(bytes));
+        }
+    }
 }
 
 /// Widens a shape by the value it deserializes (the rules of [`Shape::observe`]).
