@@ -11,10 +11,10 @@
 //!
 //! The arithmetic follows the basic-op formulas in `model.rs` (same max shift, same
 //! order of operations per element); sums run in a different order, so results agree
-//! to float rounding, not bit for bit. Rows are independent and each row is summed in
-//! order on one thread, so the results do not depend on the thread count. Tests in
-//! `model.rs` compare values and gradients with the basic ops and with finite
-//! differences. `CURATE_FUSED_OPS=0` turns them off.
+//! to float rounding, not bit for bit. Rows are independent and each row is reduced
+//! in one fixed order (16 lanes, [`LANES`]) on one thread, so the results do not depend
+//! on the thread count. The tests below compare values and gradients with the basic
+//! ops and with finite differences. `CURATE_FUSED_OPS=0` turns them off.
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Error, InplaceOp1, Layout, Result as CResult,
