@@ -12,7 +12,7 @@
 //! The arithmetic follows the basic-op formulas in `model.rs` (same max shift, same
 //! order of operations per element); sums run in a different order, so results agree
 //! to float rounding, not bit for bit. Rows are independent and each row is reduced
-//! in one fixed order (16 lanes, [`LANES`]) on one thread, so the results do not depend
+//! in one fixed order (16 lanes, `LANES`) on one thread, so the results do not depend
 //! on the thread count. The tests below compare values and gradients with the basic
 //! ops and with finite differences. `CURATE_FUSED_OPS=0` turns them off.
 
