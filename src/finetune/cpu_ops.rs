@@ -18,7 +18,7 @@
 
 use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Device, Error, InplaceOp1, Layout, Result as CResult,
-    Shape, Storage, Tensor,
+    Shape, Storage, Tensor, WithDType,
 };
 use rayon::prelude::*;
 
@@ -39,22 +39,18 @@ fn msg(text: &str) -> Error {
     Error::Msg(text.to_string())
 }
 
-/// The f32 elements a contiguous layout covers.
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
+/// The elements (f32 values, u32 targets) a contiguous layout covers.
+fn elems<'a, T: WithDType>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [T]> {
+    let data = s.as_slice::<T>()?;
     let (a, b) = l
         .contiguous_offsets()
         .ok_or_else(|| msg("fused CPU op: input is not contiguous"))?;
     Ok(&data[a..b])
 }
 
-/// The u32 elements (targets) a contiguous layout covers.
-fn u32s<'a>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [u32]> {
-    let data = s.as_slice::<u32>()?;
-    let (a, b) = l
-        .contiguous_offsets()
-        .ok_or_else(|| msg("fused CPU op: targets are not contiguous"))?;
-    Ok(&data[a..b])
+/// [`elems`] as f32.
+fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [f32]> {
+    elems(s, l)
 }
 
 /// The length of the rows (the last dimension) of a layout.
@@ -231,7 +227,7 @@ impl CustomOp2 for CrossEntropy {
     ) -> CResult<(CpuStorage, Shape)> {
         let (n, vocab) = xl.shape().dims2()?;
         let x = f32s(xs, xl)?;
-        let t = u32s(ts, tl)?;
+        let t: &[u32] = elems(ts, tl)?;
         if t.len() != n || t.iter().any(|&k| k as usize >= vocab) {
             return Err(msg(
                 "cross-entropy: a target is outside the vocabulary or rows differ",
@@ -288,7 +284,7 @@ impl CustomOp2 for CrossEntropyGrad {
     ) -> CResult<(CpuStorage, Shape)> {
         let (_, vocab) = xl.shape().dims2()?;
         let x = f32s(xs, xl)?;
-        let t = u32s(ts, tl)?;
+        let t: &[u32] = elems(ts, tl)?;
         // Starts as a copy of the logits (one pass, no zeroed buffer), exponentiated in place.
         let mut dx = x.to_vec();
         with_f32s(&self.grad, |g| {
@@ -730,6 +726,81 @@ impl CustomOp1 for Rope {
     }
 }
 
+/// AdamW's settings for one step of one parameter (the bias corrections of this step).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamWHyper {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    /// `1 - beta1^t` and `1 - beta2^t`.
+    pub bc1: f32,
+    pub bc2: f32,
+    pub eps: f32,
+    /// Decoupled weight decay of this parameter (0 for norms and biases).
+    pub decay: f32,
+}
+
+/// One AdamW step on a CPU f32 parameter, in place: the gradient times `clip`, then the
+/// moments `m` and `v` (host vectors of the parameter's length) and the parameter,
+/// element by element in one pass. What the candle ops of `train::AdamW` compute, as
+/// ~12 passes with a fresh buffer each (4-5% of a training step of the `tiny` model).
+pub fn adamw_step(
+    theta: &Tensor,
+    grad: &Tensor,
+    clip: f32,
+    m: &mut [f32],
+    v: &mut [f32],
+    hyper: AdamWHyper,
+) -> CResult<()> {
+    let grad = grad.contiguous()?;
+    with_f32s(&grad, |g| {
+        if g.len() != m.len() || g.len() != v.len() || g.len() != theta.elem_count() {
+            return Err(msg("adamw: parameter, gradient and moments differ in size"));
+        }
+        theta.inplace_op1(&AdamWUpdate {
+            g,
+            clip,
+            moments: std::cell::RefCell::new((m, v)),
+            hyper,
+        })
+    })
+}
+
+struct AdamWUpdate<'a> {
+    g: &'a [f32],
+    clip: f32,
+    moments: std::cell::RefCell<(&'a mut [f32], &'a mut [f32])>,
+    hyper: AdamWHyper,
+}
+
+impl InplaceOp1 for AdamWUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "curate-cpu-adamw"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> CResult<()> {
+        let (a, b) = layout
+            .contiguous_offsets()
+            .ok_or_else(|| msg("adamw: the parameter is not contiguous"))?;
+        let theta = match storage {
+            CpuStorage::F32(data) => &mut data[a..b],
+            _ => return Err(msg("adamw: the parameter is not f32")),
+        };
+        let h = self.hyper;
+        let (keep, inv_bc1, inv_bc2) = (1.0 - h.lr * h.decay, 1.0 / h.bc1, 1.0 / h.bc2);
+        let mut moments = self.moments.borrow_mut();
+        let (m, v) = &mut *moments;
+        for (((p, &g), m), v) in theta.iter_mut().zip(self.g).zip(m.iter_mut()).zip(v.iter_mut()) {
+            let g = g * self.clip;
+            *m = *m * h.beta1 + g * (1.0 - h.beta1);
+            *v = *v * h.beta2 + g * g * (1.0 - h.beta2);
+            let update = (*m * inv_bc1) / ((*v * inv_bc2).sqrt() + h.eps);
+            *p = *p * keep - update * h.lr;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -989,80 +1060,5 @@ mod tests {
             .unwrap()
             .install(run);
         assert_eq!(one, two);
-    }
-}
-
-/// AdamW's settings for one step of one parameter (the bias corrections of this step).
-#[derive(Debug, Clone, Copy)]
-pub struct AdamWHyper {
-    pub lr: f32,
-    pub beta1: f32,
-    pub beta2: f32,
-    /// `1 - beta1^t` and `1 - beta2^t`.
-    pub bc1: f32,
-    pub bc2: f32,
-    pub eps: f32,
-    /// Decoupled weight decay of this parameter (0 for norms and biases).
-    pub decay: f32,
-}
-
-/// One AdamW step on a CPU f32 parameter, in place: the gradient times `clip`, then the
-/// moments `m` and `v` (host vectors of the parameter's length) and the parameter,
-/// element by element in one pass. What the candle ops of `train::AdamW` compute, as
-/// ~12 passes with a fresh buffer each (4-5% of a training step of the `tiny` model).
-pub fn adamw_step(
-    theta: &Tensor,
-    grad: &Tensor,
-    clip: f32,
-    m: &mut [f32],
-    v: &mut [f32],
-    hyper: AdamWHyper,
-) -> CResult<()> {
-    let grad = grad.contiguous()?;
-    with_f32s(&grad, |g| {
-        if g.len() != m.len() || g.len() != v.len() || g.len() != theta.elem_count() {
-            return Err(msg("adamw: parameter, gradient and moments differ in size"));
-        }
-        theta.inplace_op1(&AdamWUpdate {
-            g,
-            clip,
-            moments: std::cell::RefCell::new((m, v)),
-            hyper,
-        })
-    })
-}
-
-struct AdamWUpdate<'a> {
-    g: &'a [f32],
-    clip: f32,
-    moments: std::cell::RefCell<(&'a mut [f32], &'a mut [f32])>,
-    hyper: AdamWHyper,
-}
-
-impl InplaceOp1 for AdamWUpdate<'_> {
-    fn name(&self) -> &'static str {
-        "curate-cpu-adamw"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> CResult<()> {
-        let (a, b) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| msg("adamw: the parameter is not contiguous"))?;
-        let theta = match storage {
-            CpuStorage::F32(data) => &mut data[a..b],
-            _ => return Err(msg("adamw: the parameter is not f32")),
-        };
-        let h = self.hyper;
-        let (keep, inv_bc1, inv_bc2) = (1.0 - h.lr * h.decay, 1.0 / h.bc1, 1.0 / h.bc2);
-        let mut moments = self.moments.borrow_mut();
-        let (m, v) = &mut *moments;
-        for (((p, &g), m), v) in theta.iter_mut().zip(self.g).zip(m.iter_mut()).zip(v.iter_mut()) {
-            let g = g * self.clip;
-            *m = *m * h.beta1 + g * (1.0 - h.beta1);
-            *v = *v * h.beta2 + g * g * (1.0 - h.beta2);
-            let update = (*m * inv_bc1) / ((*v * inv_bc2).sqrt() + h.eps);
-            *p = *p * keep - update * h.lr;
-        }
-        Ok(())
     }
 }

@@ -195,35 +195,34 @@ pub fn epoch_table_text(rows: &[EpochRow]) -> String {
 
 /// AdamW with decoupled weight decay on matrices (not on norms, biases, prefixes).
 struct AdamW {
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
-    /// On the CPU with f32 parameters: the moments as host vectors, updated in place by
-    /// [`cpu_ops::adamw_step`] (then `m` and `v` stay empty).
-    host: Option<Vec<(Vec<f32>, Vec<f32>)>>,
+    /// First and second moments of every variable.
+    moments: Moments,
     t: i32,
+}
+
+/// Where AdamW keeps its moments.
+enum Moments {
+    /// On the CPU with f32 parameters: host vectors, updated in place by
+    /// [`cpu_ops::adamw_step`].
+    Host(Vec<(Vec<f32>, Vec<f32>)>),
+    /// Elsewhere: tensors, updated with candle ops.
+    Tensors { m: Vec<Tensor>, v: Vec<Tensor> },
 }
 
 impl AdamW {
     fn new(model: &Model) -> Result<AdamW> {
         let vars: Vec<&Tensor> = model.vars().iter().map(|(_, v)| v.as_tensor()).collect();
-        if cpu_ops::applies(&vars) {
-            let host = vars
-                .iter()
-                .map(|t| (vec![0f32; t.elem_count()], vec![0f32; t.elem_count()]));
-            return Ok(AdamW {
-                m: Vec::new(),
-                v: Vec::new(),
-                host: Some(host.collect()),
-                t: 0,
-            });
-        }
-        let zeros = |t: &&Tensor| t.zeros_like();
-        Ok(AdamW {
-            m: vars.iter().map(zeros).collect::<candle_core::Result<_>>()?,
-            v: vars.iter().map(zeros).collect::<candle_core::Result<_>>()?,
-            host: None,
-            t: 0,
-        })
+        let moments = if cpu_ops::applies(&vars) {
+            let zeros = |t: &&Tensor| (vec![0f32; t.elem_count()], vec![0f32; t.elem_count()]);
+            Moments::Host(vars.iter().map(zeros).collect())
+        } else {
+            let zeros = |t: &&Tensor| t.zeros_like();
+            Moments::Tensors {
+                m: vars.iter().map(zeros).collect::<candle_core::Result<_>>()?,
+                v: vars.iter().map(zeros).collect::<candle_core::Result<_>>()?,
+            }
+        };
+        Ok(AdamW { moments, t: 0 })
     }
 
     /// Decoupled weight decay applies to matrices, not to norms, biases or prompt embeddings.
@@ -249,35 +248,38 @@ impl AdamW {
         self.t += 1;
         let bc1 = 1.0 - cfg.beta1.powi(self.t);
         let bc2 = 1.0 - cfg.beta2.powi(self.t);
-        if let Some(host) = &mut self.host {
-            use rayon::prelude::*;
-            let clip = clip.map(|c| c.to_scalar::<f32>()).transpose()?.unwrap_or(1.0);
-            return host
-                .par_iter_mut()
-                .zip(model.vars())
-                .zip(grads)
-                .try_for_each(|(((m, v), (name, var)), g)| {
-                    let hyper = cpu_ops::AdamWHyper {
-                        lr: lr as f32,
-                        beta1: cfg.beta1 as f32,
-                        beta2: cfg.beta2 as f32,
-                        bc1: bc1 as f32,
-                        bc2: bc2 as f32,
-                        eps: cfg.adam_eps as f32,
-                        decay: AdamW::decay(name, var, cfg) as f32,
-                    };
-                    cpu_ops::adamw_step(var.as_tensor(), g, clip, m, v, hyper)
-                })
-                .map_err(Into::into);
-        }
+        let (m, v) = match &mut self.moments {
+            Moments::Tensors { m, v } => (m, v),
+            Moments::Host(host) => {
+                use rayon::prelude::*;
+                let clip = clip.map(|c| c.to_scalar::<f32>()).transpose()?.unwrap_or(1.0);
+                return host
+                    .par_iter_mut()
+                    .zip(model.vars())
+                    .zip(grads)
+                    .try_for_each(|(((m, v), (name, var)), g)| {
+                        let hyper = cpu_ops::AdamWHyper {
+                            lr: lr as f32,
+                            beta1: cfg.beta1 as f32,
+                            beta2: cfg.beta2 as f32,
+                            bc1: bc1 as f32,
+                            bc2: bc2 as f32,
+                            eps: cfg.adam_eps as f32,
+                            decay: AdamW::decay(name, var, cfg) as f32,
+                        };
+                        cpu_ops::adamw_step(var.as_tensor(), g, clip, m, v, hyper)
+                    })
+                    .map_err(Into::into);
+            }
+        };
         for (i, (name, var)) in model.vars().iter().enumerate() {
             let g = match clip {
                 Some(scale) => grads[i].broadcast_mul(scale)?,
                 None => grads[i].clone(),
             };
-            self.m[i] = ((&self.m[i] * cfg.beta1)? + (&g * (1.0 - cfg.beta1))?)?;
-            self.v[i] = ((&self.v[i] * cfg.beta2)? + (g.sqr()? * (1.0 - cfg.beta2))?)?;
-            let update = (&self.m[i] / bc1)?.div(&((&self.v[i] / bc2)?.sqrt()? + cfg.adam_eps)?)?;
+            m[i] = ((&m[i] * cfg.beta1)? + (&g * (1.0 - cfg.beta1))?)?;
+            v[i] = ((&v[i] * cfg.beta2)? + (g.sqr()? * (1.0 - cfg.beta2))?)?;
+            let update = (&m[i] / bc1)?.div(&((&v[i] / bc2)?.sqrt()? + cfg.adam_eps)?)?;
             let theta = var.as_tensor().detach();
             let next = ((theta * (1.0 - lr * AdamW::decay(name, var, cfg)))? - (update * lr)?)?;
             var.set(&next)?;
