@@ -167,6 +167,45 @@ impl Hasher for IdHasher {
 
 type Map<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
+/// Posting lists from `(key, posting)` pairs sorted by key: each key maps to
+/// `(start, len)` in one postings vector, and a Bloom filter (hash rotation `rotate`)
+/// holds the keys. A key with more than `max` postings is left out (common); `kept`
+/// sees every posting that goes in. Also returns how many keys were left out.
+fn posting_lists(
+    pairs: &[(u64, u32)],
+    max: usize,
+    rotate: u32,
+    mut kept: impl FnMut(u32),
+) -> (Map<(u32, u32)>, Vec<u32>, Bloom, usize) {
+    // The exact numbers of keys and postings (one pass over the sorted pairs): no
+    // rehash or regrowth while filling.
+    let (mut keys, mut kept_len) = (0, 0);
+    for run in pairs.chunk_by(|a, b| a.0 == b.0).filter(|run| run.len() <= max) {
+        keys += 1;
+        kept_len += run.len();
+    }
+    let mut map: Map<(u32, u32)> = Map::default();
+    map.reserve(keys);
+    let mut postings = Vec::with_capacity(kept_len);
+    let mut common = 0;
+    for run in pairs.chunk_by(|a, b| a.0 == b.0) {
+        if run.len() > max {
+            common += 1;
+            continue;
+        }
+        map.insert(run[0].0, (postings.len() as u32, run.len() as u32));
+        for &(_, p) in run {
+            postings.push(p);
+            kept(p);
+        }
+    }
+    let mut filter = Bloom::new(map.len(), rotate);
+    for &k in map.keys() {
+        filter.insert(k);
+    }
+    (map, postings, filter, common)
+}
+
 /// A blocked Bloom filter over 64-bit keys that are already mixed: each key sets
 /// three bits of one 64-bit word, so a probe touches one cache line. No false
 /// negatives; a cheap "no" before the map, which lives in main memory.
@@ -838,17 +877,8 @@ impl Index {
         }
         drop(per_item);
         kpairs.par_sort_unstable();
-        let mut kmap: Map<(u32, u32)> = Map::default();
-        let mut kpostings = Vec::with_capacity(kpairs.len());
-        for run in kpairs.chunk_by(|a, b| a.0 == b.0) {
-            kmap.insert(run[0].0, (kpostings.len() as u32, run.len() as u32));
-            kpostings.extend(run.iter().map(|x| x.1));
-        }
+        let (kmap, kpostings, kfilter, _) = posting_lists(&kpairs, usize::MAX, 16, |_| {});
         drop(kpairs);
-        let mut kfilter = Bloom::new(kmap.len(), 16);
-        for &k in kmap.keys() {
-            kfilter.insert(k);
-        }
         let mut grams: Vec<ItemGrams> = per
             .iter()
             .map(|p| ItemGrams {
@@ -878,25 +908,12 @@ impl Index {
             })
             .collect();
         lall.par_sort_unstable();
-        let mut lmap: Map<(u32, u32)> = Map::default();
-        let mut lpostings = Vec::new();
-        for run in lall.chunk_by(|a, b| a.0 == b.0) {
-            if run.len() > cfg.max_items_per_ngram {
-                continue;
-            }
-            lmap.insert(run[0].0, (lpostings.len() as u32, run.len() as u32));
-            for &(_, p) in run {
-                lpostings.push(p);
-                let g = &mut grams[(p >> 1) as usize];
-                g.lf += 1;
-                g.lq += p & 1;
-            }
-        }
+        let (lmap, lpostings, lfilter, _) = posting_lists(&lall, cfg.max_items_per_ngram, 24, |p| {
+            let g = &mut grams[(p >> 1) as usize];
+            g.lf += 1;
+            g.lq += p & 1;
+        });
         drop(lall);
-        let mut lfilter = Bloom::new(lmap.len(), 24);
-        for &k in lmap.keys() {
-            lfilter.insert(k);
-        }
         let mut all: Vec<(u64, u32)> = Vec::with_capacity(per.iter().map(|p| p.grams.len()).sum());
         for (i, p) in per.into_iter().enumerate() {
             all.extend(
@@ -906,43 +923,20 @@ impl Index {
             );
         }
         all.par_sort_unstable();
-        let mut map: Map<(u32, u32)> = Map::default();
-        map.reserve(all.len());
-        let mut postings = Vec::with_capacity(all.len());
-        let mut common = 0;
-        let mut i = 0;
-        while i < all.len() {
-            let k = all[i].0;
-            let mut j = i;
-            while j < all.len() && all[j].0 == k {
-                j += 1;
-            }
-            if j - i > cfg.max_items_per_ngram {
-                common += 1;
+        let (map, postings, filter, common) = posting_lists(&all, cfg.max_items_per_ngram, 0, |p| {
+            let g = &mut grams[(p >> 3) as usize];
+            if p & 2 == 0 {
+                g.f += 1;
+                g.q += p & 1;
             } else {
-                map.insert(k, (postings.len() as u32, (j - i) as u32));
-                for &(_, p) in &all[i..j] {
-                    postings.push(p);
-                    let g = &mut grams[(p >> 3) as usize];
-                    if p & 2 == 0 {
-                        g.f += 1;
-                        g.q += p & 1;
-                    } else {
-                        g.cf += 1;
-                        g.cq += p & 1;
-                    }
-                }
+                g.cf += 1;
+                g.cq += p & 1;
             }
-            i = j;
-        }
+        });
         for &p in &kpostings {
             let g = &mut grams[(p >> 8) as usize];
             g.kn += 1;
             g.kw += p & 255;
-        }
-        let mut filter = Bloom::new(map.len(), 0);
-        for &k in map.keys() {
-            filter.insert(k);
         }
         Index {
             filter,
