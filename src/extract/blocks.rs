@@ -30,7 +30,6 @@ fn is_ignored(tag: &str) -> bool {
             | "noscript"
             | "template"
             | "svg"
-            | "math"
             | "iframe"
             | "object"
             | "embed"
@@ -106,30 +105,76 @@ fn is_hidden(el: &Element) -> bool {
     el.attrs().any(|(name, value)| match name {
         "hidden" => true,
         "aria-hidden" => value.eq_ignore_ascii_case("true"),
-        // Not `visibility:hidden`: WeChat articles hide the body that way until a script shows it.
-        "style" => hides_display(value),
+        "style" => style_holds(value, b"display:none"),
         _ => false,
     })
 }
 
-/// Whether a `style` value holds `display:none`, whitespace and ASCII case aside
+/// Whether an element is made invisible by `visibility:hidden` (see [`Invisible`]).
+fn is_invisible(el: &Element) -> bool {
+    el.attr("style")
+        .is_some_and(|v| style_holds(v, b"visibility:hidden"))
+}
+
+/// Whether a `style` value holds `pattern` (lower case, no spaces, its first
+/// byte nowhere else in it), whitespace and ASCII case aside
 /// (`Display: none !important`), without building the folded copy.
-fn hides_display(style: &str) -> bool {
-    const PATTERN: &[u8] = b"display:none";
+fn style_holds(style: &str, pattern: &[u8]) -> bool {
     let mut matched = 0;
     for c in style.chars().filter(|c| !c.is_whitespace()) {
         let c = c.to_ascii_lowercase();
-        // `d` occurs only first in the pattern, so a mismatch restarts at 0 or 1.
-        matched = if c == PATTERN[matched] as char {
+        // The first byte occurs only first in the pattern, so a mismatch restarts at 0 or 1.
+        matched = if c == pattern[matched] as char {
             matched + 1
         } else {
-            usize::from(c == 'd')
+            usize::from(c == pattern[0] as char)
         };
-        if matched == PATTERN.len() {
+        if matched == pattern.len() {
             return true;
         }
     }
     false
+}
+
+/// Elements styled `visibility:hidden` are left out like hidden ones, except one
+/// that holds two thirds of the page's text or more: a body that a script reveals
+/// (WeChat articles ship `#js_content` so), which a reader does see.
+#[derive(Default)]
+struct Invisible {
+    /// Letters and digits of the page's text nodes, counted at the first such element.
+    page_chars: Option<usize>,
+    /// Inside an invisible element that was kept: those inside it are kept too
+    /// (each decision counts its subtree once, so nesting stays linear).
+    kept_depth: usize,
+}
+
+impl Invisible {
+    /// Whether the invisible element `node` is left out.
+    fn leaves_out(&mut self, doc: &Dom, node: NodeRef) -> bool {
+        if self.kept_depth > 0 {
+            self.kept_depth += 1;
+            return false;
+        }
+        let page = *self.page_chars.get_or_insert_with(|| text_chars(doc.root()));
+        if text_chars(node) * 3 < page * 2 {
+            return true;
+        }
+        self.kept_depth = 1;
+        false
+    }
+
+    /// Called when a kept invisible element closes.
+    fn close(&mut self) {
+        self.kept_depth = self.kept_depth.saturating_sub(1);
+    }
+}
+
+/// Letters and digits in the text nodes under `node`.
+fn text_chars(node: NodeRef) -> usize {
+    node.descendants()
+        .filter_map(|n| n.value().as_text())
+        .map(|t| t.chars().filter(|c| c.is_alphanumeric()).count())
+        .sum()
 }
 
 fn is_sentence_punct(c: char) -> bool {
@@ -146,8 +191,8 @@ struct Open {
     is_block: bool,
     in_link: bool,
     in_pre: bool,
-    /// Inside `<pre>` or `<code>`: a syntax highlighter's `class="token comment"`
-    /// names a code token, not page furniture.
+    /// Inside `<pre>`, `<code>` or a formula: a syntax highlighter's `class="token
+    /// comment"` names a code token, a formula renderer's classes its parts, not page furniture.
     in_code: bool,
     in_article: bool,
     kind: BlockKind,
@@ -194,6 +239,7 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
     let mut pending = Pending::default();
     // While inside an ignored or hidden subtree: the node that opened it.
     let mut skipping: Option<usize> = None;
+    let mut invisible = Invisible::default();
     // Inside the first <h1> (collected for the title).
     let mut in_first_h1 = false;
     let mut seen_h1 = false;
@@ -218,7 +264,10 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
                         if tag == "html" {
                             page.lang_attr = el.attr("lang").map(|s| s.trim().to_string());
                         }
-                        if is_ignored(tag) || is_hidden(el) {
+                        if is_ignored(tag)
+                            || is_hidden(el)
+                            || is_invisible(el) && invisible.leaves_out(doc, node)
+                        {
                             skipping = Some(node.id());
                             continue;
                         }
@@ -230,8 +279,11 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
                         let in_article = top.in_article || tag == "article" || tag == "main";
                         let class = class_names(el);
                         let hint = content_hint(tag, el, &class);
-                        let in_code = top.in_code || tag == "pre" || tag == "code";
-                        let own_mark = if top.in_code {
+                        // A formula (MathML, MathJax's `mjx-*` elements, a renderer's
+                        // wrapper) is text like code: no class inside it marks anything.
+                        let formula = class.formula || tag == "math" || tag.starts_with("mjx-");
+                        let in_code = top.in_code || tag == "pre" || tag == "code" || formula;
+                        let own_mark = if top.in_code || formula {
                             Mark::None
                         } else {
                             mark_of(tag, &class, top.in_article)
@@ -248,8 +300,9 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
                             push_newline(&mut pending);
                             continue;
                         }
-                        // A marked inline element (`<span class="share">`) is grouped like a block.
-                        let block = is_block(tag) || own_mark != Mark::None;
+                        // A marked inline element (`<span class="share">`) and an inline
+                        // caption are grouped like a block.
+                        let block = is_block(tag) || own_mark != Mark::None || class.caption;
                         let el_index = if block {
                             flush(&mut page, &mut pending, &stack);
                             let names = class.names;
@@ -305,6 +358,9 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
                 let Node::Element(el) = node.value() else {
                     continue;
                 };
+                if invisible.kept_depth > 0 && is_invisible(el) {
+                    invisible.close();
+                }
                 let tag = el.name();
                 if tag == "h1" {
                     in_first_h1 = false;
@@ -476,7 +532,7 @@ mod tests {
             "ddisplay:none",
             "display:\u{3000}none",
         ] {
-            assert!(super::hides_display(hidden), "{hidden}");
+            assert!(super::style_holds(hidden, b"display:none"), "{hidden}");
         }
         for shown in [
             "display:block",
@@ -484,7 +540,7 @@ mod tests {
             "display:non",
             "display:inline; none",
         ] {
-            assert!(!super::hides_display(shown), "{shown}");
+            assert!(!super::style_holds(shown, b"display:none"), "{shown}");
         }
     }
 

@@ -396,8 +396,24 @@ fn with_lead(page: &Page, el: usize) -> (usize, usize) {
             && !b.is_copyright()
             && named_lead(b)
     };
-    while first > page.elements[parent].first_block && lead(&page.blocks[first - 1]) {
-        first -= 1;
+    // A lead photo's linked caption or a share bar may sit between the lead and
+    // the body: up to two blocks that are never output are stepped over.
+    let skippable = |b: &Block| !b.is_container_text(false);
+    let floor = page.elements[parent].first_block;
+    let mut probe = first;
+    let mut skipped = 0;
+    while probe > floor {
+        let b = &page.blocks[probe - 1];
+        if lead(b) {
+            probe -= 1;
+            first = probe;
+            skipped = 0;
+        } else if skippable(b) && skipped < 2 {
+            probe -= 1;
+            skipped += 1;
+        } else {
+            break;
+        }
     }
     (first, end)
 }

@@ -111,6 +111,10 @@ pub(super) struct ClassNames {
     article_body: bool,
     /// Thread, lead and author names ([`Names`]), taxonomy classes left out.
     pub(super) names: Names,
+    /// A rendered formula ([`FORMULA_WORDS`]): its own words mark nothing.
+    pub(super) formula: bool,
+    /// A caption or credit ([`CAPTION_WORDS`]): its own block even when inline.
+    pub(super) caption: bool,
 }
 
 /// [`ClassNames`] of an element: each `class`/`id` value split into classes at
@@ -133,6 +137,8 @@ pub(super) fn class_names(el: &Element) -> ClassNames {
                 first.get_or_insert(kind);
                 all |= kind;
             });
+            out.formula |= all & FORMULA != 0;
+            out.caption |= all & CAPTION != 0;
             article |= all & ARTICLE != 0;
             body |= all & BODY != 0;
             if after_taxonomy {
@@ -211,9 +217,19 @@ pub(super) fn content_hint(tag: &str, el: &Element, names: &ClassNames) -> bool 
 const THREAD_WORDS: &[&str] = &["bbs", "forum", "thread", "topic", "question", "tieba"];
 
 /// Words of a `class`/`id` that name an article's summary or lead, which
-/// sites often set apart before the body (`art_summary`, `article-intro`; not
+/// sites often set apart before the body (`art_summary`, `article-intro`; the
+/// newsroom terms `standfirst`, `dek`, `perex` (Czech and Slovak press); not
 /// `lead`, which names lead photos as often).
-const LEAD_WORDS: &[&str] = &["summary", "intro", "abstract"];
+const LEAD_WORDS: &[&str] = &["summary", "intro", "abstract", "standfirst", "dek", "perex"];
+
+/// Words of a `class`/`id` that name a formula rendered by MathJax or KaTeX,
+/// whose other classes are the renderer's (`MathJax CtxtMenu_Attached_0` is no menu).
+const FORMULA_WORDS: &[&str] = &["mathjax", "katex"];
+
+/// Words of a `class`/`id` that name an image's caption or credit: a `<span>`
+/// of them inside a paragraph (`© Provided by ...`) is a line of its own, not
+/// the start of the paragraph's text.
+const CAPTION_WORDS: &[&str] = &["caption", "credit", "credits", "attribution"];
 
 /// Words of a `class`/`id` that name who wrote a post (`comment-user-title`,
 /// `user-name`, `author`): a label there is a name, not text.
@@ -326,6 +342,8 @@ const BODY: u16 = 1 << 5;
 const THREAD: u16 = 1 << 6;
 const LEAD: u16 = 1 << 7;
 const USER: u16 = 1 << 8;
+const FORMULA: u16 = 1 << 9;
+const CAPTION: u16 = 1 << 10;
 
 /// The lists a class word (any case) is in, as [`HARD`] | [`SOFT`] | ... bits.
 ///
@@ -336,7 +354,7 @@ fn word_kind(word: &str) -> u16 {
     static KINDS: OnceLock<crate::hash::HashKeyMap<u128, u16>> = OnceLock::new();
     let kinds = KINDS.get_or_init(|| {
         let mut map = crate::hash::HashKeyMap::default();
-        let lists: [(&[&str], u16); 9] = [
+        let lists: [(&[&str], u16); 11] = [
             (HARD_WORDS, HARD),
             (SOFT_WORDS, SOFT),
             (FLAG_WORDS, FLAG),
@@ -346,6 +364,8 @@ fn word_kind(word: &str) -> u16 {
             (THREAD_WORDS, THREAD),
             (LEAD_WORDS, LEAD),
             (USER_WORDS, USER),
+            (FORMULA_WORDS, FORMULA),
+            (CAPTION_WORDS, CAPTION),
         ];
         for (list, bit) in lists {
             for w in list {
