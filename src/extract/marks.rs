@@ -53,6 +53,9 @@ const HARD_WORDS: &[&str] = &[
     "recommended",
     "sidebar",
     "side",
+    // A news site's side column (`right-rail`, `rightRail`) and its most-read lists.
+    "rail",
+    "popular",
     "aside",
     "widget",
     "login",
