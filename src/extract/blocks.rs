@@ -13,9 +13,7 @@
 use std::time::Instant;
 
 use super::dom::{Dom, Edge, Element, Node, NodeRef};
-use super::marks::{
-    class_names, content_hint, mark_of, mark_teaser_lists, resolve_marks, shape_of, unit_shape_of,
-};
+use super::marks::{class_names, content_hint, mark_of, mark_teaser_lists, resolve_marks, unit_shape_of};
 use super::page::{Block, BlockKind, El, ListRole, Mark, Page};
 use super::parse::past;
 use super::ExtractError;
@@ -224,7 +222,6 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
         thread: false,
         lead: false,
         user: false,
-        shape: 0,
         unit_shape: 0,
     });
     let mut stack: Vec<Open> = vec![Open {
@@ -321,7 +318,6 @@ pub(super) fn collect_blocks(doc: &Dom, deadline: Option<Instant>) -> Result<Pag
                                 thread: names.thread,
                                 lead: names.lead,
                                 user: page.elements[top.el].user || names.user,
-                                shape: shape_of(tag, el),
                                 unit_shape: unit_shape_of(tag, el),
                             });
                             page.elements.len() - 1

@@ -247,12 +247,6 @@ pub(super) struct Names {
     pub(super) user: bool,
 }
 
-/// An element's [`El::shape`](super::page::El::shape): its tag and `class` value, hashed.
-pub(super) fn shape_of(tag: &str, el: &Element) -> u64 {
-    let class = el.attr("class").unwrap_or("");
-    fnv1a(fnv1a(fnv1a(FNV_OFFSET, tag.bytes()), [0xff]), class.bytes())
-}
-
 /// An element's [`El::unit_shape`](super::page::El::unit_shape): its tag and first
 /// `class` word, so the units of one template match whatever their parity or depth classes.
 pub(super) fn unit_shape_of(tag: &str, el: &Element) -> u64 {
@@ -448,7 +442,8 @@ const MAX_TEASER_TEXT: usize = 400;
 /// like prose. "Other people also read" feeds under a news story look exactly
 /// so, and their summaries would otherwise outweigh the story; a list in an
 /// article rarely gives every item a linked line of its own. Sites build the
-/// same feeds from `div` cards: 3+ siblings of one shape (tag and `class`),
+/// same feeds from `div` cards: 3+ siblings of one unit shape (tag and first
+/// `class` word without digits: `story-block sbpos-2 id12265` is one template),
 /// most of them opening with a linked headline of a few words over a short
 /// summary, are marked too (a forum post opens with a linked user name, too
 /// short for a headline, and runs longer).
@@ -456,17 +451,17 @@ pub(super) fn mark_teaser_lists(page: &mut Page) {
     let n = page.elements.len();
     let mut items = vec![0usize; n];
     let mut teasers = vec![0usize; n];
-    // Siblings per (parent, shape); only shapes repeated MIN_TEASERS times are
+    // Siblings per (parent, unit shape); only shapes repeated MIN_TEASERS times are
     // looked at as cards, so each element's blocks are not scanned for nothing.
     let mut cards: std::collections::HashMap<(usize, u64), (usize, usize)> = Default::default();
     for el in &page.elements[1..] {
-        cards.entry((el.parent, el.shape)).or_default().0 += 1;
+        cards.entry((el.parent, el.unit_shape)).or_default().0 += 1;
     }
     for i in 1..n {
         let el = &page.elements[i];
         let p = el.parent;
         let blocks = &page.blocks[el.first_block..el.end_block];
-        let card = cards.get_mut(&(p, el.shape)).expect("counted above");
+        let card = cards.get_mut(&(p, el.unit_shape)).expect("counted above");
         if card.0 >= MIN_TEASERS && is_teaser_card(blocks) {
             card.1 += 1;
         }
@@ -491,7 +486,7 @@ pub(super) fn mark_teaser_lists(page: &mut Page) {
     for i in 0..n {
         let el = &page.elements[i];
         let card_of_feed = i > 0 && {
-            let (count, teaser) = cards[&(el.parent, el.shape)];
+            let (count, teaser) = cards[&(el.parent, el.unit_shape)];
             teaser_feed(count, teaser)
         };
         if teaser_feed(items[i], teasers[i]) || card_of_feed {

@@ -73,12 +73,10 @@ pub(super) struct El {
     /// Inside an element named for a post's author ([`USER_WORDS`](super::marks::USER_WORDS)),
     /// for [`render`](super::print::render).
     pub(super) user: bool,
-    /// Hash of the tag and `class` value: siblings of one shape are repeated
-    /// cards of one template, for [`mark_teaser_lists`](super::marks::mark_teaser_lists).
-    pub(super) shape: u64,
     /// Hash of the tag and the first `class` word without digits or parity
     /// words (`comment even depth-1` and `comment odd alt` are one template):
-    /// units of one post template, for [`replies_are_posts`](super::posts::replies_are_posts).
+    /// units of one post template, for [`replies_are_posts`](super::posts::replies_are_posts),
+    /// and the cards of one teaser feed, for [`mark_teaser_lists`](super::marks::mark_teaser_lists).
     pub(super) unit_shape: u64,
 }
 
