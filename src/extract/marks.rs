@@ -155,7 +155,9 @@ pub(super) fn class_names(el: &Element) -> ClassNames {
             if first.is_some_and(|k| k & FLAG != 0) {
                 continue;
             }
-            if all & HARD != 0 {
+            // `content-right`, `right-module`, `col2right`: the right-hand column;
+            // `pull-right` or `text-right` only places an element.
+            if all & HARD != 0 || all & (RIGHT | REGION) == RIGHT | REGION {
                 out.mark = Mark::Hard;
             } else if all & SOFT != 0 && out.mark == Mark::None {
                 out.mark = Mark::Soft;
@@ -233,6 +235,26 @@ const FORMULA_WORDS: &[&str] = &["mathjax", "katex"];
 /// of them inside a paragraph (`© Provided by ...`) is a line of its own, not
 /// the start of the paragraph's text.
 const CAPTION_WORDS: &[&str] = &["caption", "credit", "credits", "attribution"];
+
+/// Words of a `class`/`id` that name a part of the page's layout: with `right`,
+/// the right-hand column, where sites put their sidebars.
+const REGION_WORDS: &[&str] = &[
+    "col",
+    "column",
+    "module",
+    "box",
+    "panel",
+    "bar",
+    "area",
+    "block",
+    "wrap",
+    "part",
+    "region",
+    "zone",
+    "section",
+    "container",
+    "content",
+];
 
 /// Words of a `class`/`id` that name who wrote a post (`comment-user-title`,
 /// `user-name`, `author`): a label there is a name, not text.
@@ -341,6 +363,8 @@ const LEAD: u16 = 1 << 7;
 const USER: u16 = 1 << 8;
 const FORMULA: u16 = 1 << 9;
 const CAPTION: u16 = 1 << 10;
+const RIGHT: u16 = 1 << 11;
+const REGION: u16 = 1 << 12;
 
 /// The lists a class word (any case) is in, as [`HARD`] | [`SOFT`] | ... bits.
 ///
@@ -351,7 +375,7 @@ fn word_kind(word: &str) -> u16 {
     static KINDS: OnceLock<crate::hash::HashKeyMap<u128, u16>> = OnceLock::new();
     let kinds = KINDS.get_or_init(|| {
         let mut map = crate::hash::HashKeyMap::default();
-        let lists: [(&[&str], u16); 11] = [
+        let lists: [(&[&str], u16); 13] = [
             (HARD_WORDS, HARD),
             (SOFT_WORDS, SOFT),
             (FLAG_WORDS, FLAG),
@@ -363,6 +387,8 @@ fn word_kind(word: &str) -> u16 {
             (USER_WORDS, USER),
             (FORMULA_WORDS, FORMULA),
             (CAPTION_WORDS, CAPTION),
+            (&["right"], RIGHT),
+            (REGION_WORDS, REGION),
         ];
         for (list, bit) in lists {
             for w in list {
