@@ -353,8 +353,12 @@ fn container_blocks(page: &Page, soft_counts: bool) -> Selection {
     let (best, score) = best_container(page, soft_counts);
     // No block reads like text anywhere: fall back to every output block.
     let el = if score <= 0.0 { 0 } else { best };
-    let (first, end) = with_lead(page, el);
-    let blocks: Vec<usize> = (first..end)
+    let mut ranges = vec![with_lead(page, el)];
+    ranges.extend(text_siblings(page, el, score, soft_counts));
+    ranges.sort_unstable();
+    let blocks: Vec<usize> = ranges
+        .iter()
+        .flat_map(|&(first, end)| first..end)
         .filter(|&i| page.blocks[i].is_container_text(soft_counts))
         .collect();
     let keep = drop_labels(page, &blocks);
@@ -365,6 +369,29 @@ fn container_blocks(page: &Page, soft_counts: bool) -> Selection {
         .map(|(&i, _)| page.blocks[i].chars)
         .sum();
     Selection { el, blocks, chars }
+}
+
+/// A sibling joins the container when it holds this share of the container's
+/// weight (Readability's sibling rule: a story cut in two by an ad slot or a
+/// rail between its paragraphs).
+const SIBLING_SHARE: f64 = 0.2;
+
+/// Block ranges of the container's siblings that hold [`SIBLING_SHARE`] of its
+/// weight: the rest of a story whose paragraphs are siblings of the chosen one.
+fn text_siblings(page: &Page, el: usize, score: f64, soft_counts: bool) -> Vec<(usize, usize)> {
+    // Only a container that is a single paragraph: a larger one already holds
+    // its story, and its prose siblings are other stories or an author's bio.
+    let own = &page.elements[el];
+    if el == 0 || score <= 0.0 || own.end_block - own.first_block != 1 {
+        return Vec::new();
+    }
+    let parent = page.elements[el].parent;
+    let sum = element_weights(page, soft_counts);
+    (1..page.elements.len())
+        .filter(|&e| e != el && page.elements[e].parent == parent)
+        .filter(|&e| sum[e] > 0.0 && sum[e] >= SIBLING_SHARE * score)
+        .map(|e| (page.elements[e].first_block, page.elements[e].end_block))
+        .collect()
 }
 
 /// The container's block range, widened by a summary or lead right before it
