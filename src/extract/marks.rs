@@ -398,7 +398,20 @@ fn word_kind(word: &str) -> u16 {
         }
         map
     });
-    pack_lower(word).and_then(|k| kinds.get(&k).copied()).unwrap_or(0)
+    let kind = |w: &str| pack_lower(w).and_then(|k| kinds.get(&k).copied()).unwrap_or(0);
+    let found = kind(word);
+    // `rightcolumn`, `colright`: the right-hand column written as one word.
+    // (Class words are ASCII, so byte offsets are char boundaries.)
+    if found == 0 && word.len() > 5 {
+        let (head, tail) = word.split_at(5);
+        let (front, back) = word.split_at(word.len() - 5);
+        if head.eq_ignore_ascii_case("right") && kind(tail) & REGION != 0
+            || back.eq_ignore_ascii_case("right") && kind(front) & REGION != 0
+        {
+            return RIGHT | REGION;
+        }
+    }
+    found
 }
 
 /// An ASCII word of up to 16 bytes, lower-cased, as one integer; `None` when longer.
