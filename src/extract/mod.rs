@@ -10,13 +10,17 @@
 //!    (`p`, `div`, `li`, `td`, headings, ...); `<br>` is a line break inside a
 //!    block. Each block counts its letters and digits (a CJK character is one),
 //!    those inside links, and its sentence punctuation (`，。！？；` and ASCII).
-//!    `script`, `style`, form controls, hidden elements and the like give no text.
+//!    `script`, `style`, form controls, hidden elements and the like give no text;
+//!    so does `visibility:hidden`, unless it holds two thirds of the page's text
+//!    (a body a script reveals). Formulas (MathML, MathJax, KaTeX) are text, and
+//!    an inline caption or photo credit is a line of its own.
 //! 2. **Boilerplate marks.** Elements that are navigation, footers, sidebars,
 //!    share bars, ads, cookie banners, breadcrumbs, related/recommended lists,
 //!    media players' controls or copyright lines, by tag (`nav`, `footer`,
 //!    `aside`, `header` outside `article`) or by a word of their `class`/`id`
 //!    (split at `-`, `_`, spaces and case changes, so `header` never matches
-//!    `ad`), mark their blocks *hard*: never output, and counted against the
+//!    `ad`; `right` with a layout word, `rightRail`, `content-right`, is the side
+//!    column, `pull-right` is not), mark their blocks *hard*: never output, and counted against the
 //!    container holding them. Comment sections (`comment`, `reply`, `discuss`,
 //!    `cmt`, `pinglun`, ...) are *soft*: left out under an article, kept on a
 //!    thread (step 5) and when the comments are all there is (a review page).
@@ -37,9 +41,12 @@
 //!    whose items are linked headlines with summaries (teaser feeds), and 3+
 //!    sibling cards of one tag and `class` built the same way, are hard
 //!    boilerplate. Inside `<pre>`/`<code>` no `class` marks anything (a
-//!    highlighter's `token comment` is code).
+//!    highlighter's `token comment` is code). A container that is a single
+//!    paragraph takes along its siblings with a fifth of its weight (a story
+//!    cut in two by a rail).
 //! 4. **Output.** The container's blocks in document order (with a summary or
-//!    lead set apart right before it, named so by its `class`), without hard or
+//!    lead set apart right before it, named so by its `class`, a photo or two
+//!    between them allowed), without hard or
 //!    (if excluded) soft boilerplate and without link lists; list items get
 //!    `- `, `<pre>` is kept verbatim in a ```` ``` ```` fence, table cells are
 //!    separate lines; runs of 6+ short label blocks (player buttons) and short
@@ -619,5 +626,141 @@ mod tests {
         let _ = text(&nested);
         let past = Instant::now() - std::time::Duration::from_secs(1);
         assert_eq!(extract(&deep, Some(past)), Err(ExtractError::Timeout));
+    }
+
+    /// Three paragraphs of plain English prose, `n` apart.
+    fn prose(n: usize) -> String {
+        (0..3)
+            .map(|i| {
+                format!(
+                    "<p>Paragraph {n}-{i} tells the reader a plain story in several words, \
+                     with commas, clauses and a full stop at its end.</p>"
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn formulas_are_text_whatever_their_renderer_calls_them() {
+        let html = format!(
+            r#"<article>{}<p>The roots are
+            <mjx-container class="MathJax CtxtMenu_Attached_0"><mjx-assistive-mml>
+            <math><mi>x</mi><mo>=</mo><mn>42</mn></math></mjx-assistive-mml></mjx-container>
+            and nothing else.</p></article>"#,
+            prose(0)
+        );
+        let got = text(&html);
+        assert!(
+            got.contains("The roots are x") && got.contains("42 and nothing else"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn visibility_hidden_hides_unless_it_holds_the_page() {
+        // A hidden block beside the visible story is left out.
+        let html = format!(
+            r#"<article><div style="visibility: hidden">{}</div><div>{}{}</div></article>"#,
+            prose(1),
+            prose(2),
+            prose(3)
+        );
+        let got = text(&html);
+        assert!(
+            got.contains("Paragraph 2-0") && !got.contains("Paragraph 1-0"),
+            "{got}"
+        );
+        // A body that a script reveals (WeChat's `#js_content`) is the page.
+        let html = format!(
+            r#"<div id="js_content" style="visibility:hidden">{}{}</div><p>Footer line.</p>"#,
+            prose(4),
+            prose(5)
+        );
+        assert!(text(&html).contains("Paragraph 5-2"));
+    }
+
+    #[test]
+    fn an_inline_photo_credit_does_not_take_its_paragraph_along() {
+        let html = format!(
+            r#"<article><p><span class="storyimage"><img src="a.jpg">
+            <span class="caption"><span class="attribution">© Provided by Some Agency</span></span></span>
+            Nintendo and Apple shocked the world earlier this year by announcing a game,
+            the company's first foray into mobile gaming.</p>{}</article>"#,
+            prose(0)
+        );
+        let got = text(&html);
+        assert!(got.contains("Nintendo and Apple shocked"), "{got}");
+    }
+
+    #[test]
+    fn a_named_lead_is_kept_across_a_photo_between_it_and_the_body() {
+        let html = format!(
+            r#"<div><div class="article__perex">A lead that sums up the story in one long sentence, as news sites set it apart.</div>
+            <div class="article__photo"><a href="/photo">A photo of the scene | Photo: Agency</a></div>
+            <div class="article__content">{}</div></div>
+            <div class="sidebar">{}</div>"#,
+            prose(0),
+            "<p>Other.</p>"
+        );
+        let got = text(&html);
+        assert!(got.starts_with("A lead that sums up"), "{got}");
+    }
+
+    #[test]
+    fn the_right_hand_column_is_furniture_but_a_right_float_is_not() {
+        let html = format!(
+            r#"<div><div class="main">{}<div class="pull-right"><p>A pulled quote that reads like a sentence of the story.</p></div></div>
+            <div id="rightcolumn"><p>About this blog: it is written by a team of reporters, every weekday.</p></div>
+            <div class="rightRail"><p>The most popular story of the week, in a sentence or two.</p></div></div>"#,
+            prose(0)
+        );
+        let got = text(&html);
+        assert!(got.contains("pulled quote"), "{got}");
+        assert!(
+            !got.contains("About this blog") && !got.contains("most popular"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn numbered_teaser_cards_are_one_feed() {
+        let card = |i: usize| {
+            format!(
+                r#"<div class="story-block sbpos-{i} id{i}00{i}"><h4><a href="/s{i}">A headline of story number {i}</a></h4>
+                <p>A short summary of story {i}, a sentence that reads like prose.</p></div>"#
+            )
+        };
+        let cards: String = (1..=5).map(card).collect();
+        let html = format!("<div><div>{}</div><div>{cards}</div></div>", prose(0));
+        let got = text(&html);
+        assert!(
+            got.contains("Paragraph 0-2") && !got.contains("summary of story"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn a_story_cut_in_two_by_a_rail_is_kept_whole() {
+        let part = |tag: &str, n: usize| {
+            format!(
+                "<p id=\"{tag}\">{}</p>",
+                format!("The {tag} part of the story goes on with its facts and quotes. ").repeat(n)
+            )
+        };
+        // The links around the two paragraphs outweigh the first one, so the
+        // second alone is the heaviest element; the first is its sibling.
+        let links: String = (0..12)
+            .map(|i| format!(r#"<li><a href="/s{i}">Share this on network number {i}</a></li>"#))
+            .collect();
+        let html = format!(
+            r#"<div>{}<div class="rail"><a href="/x">Ad</a></div>{}<ul>{links}</ul></div>"#,
+            part("first", 3),
+            part("second", 8)
+        );
+        let got = text(&html);
+        assert!(
+            got.contains("The first part") && got.contains("The second part"),
+            "{got}"
+        );
     }
 }
