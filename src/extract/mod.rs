@@ -548,6 +548,12 @@ mod tests {
             "{got}"
         );
         assert!(!got.contains("Copyright"), "{got}");
+        let html = format!(
+            "<article><p>5 min read</p><p>posted on April 21, 2015, at 11:29 a.m.</p>{}</article>",
+            prose(0)
+        );
+        let got = text(&html);
+        assert!(!got.contains("min read") && !got.contains("posted on"), "{got}");
         // A dated sentence is text.
         assert!(text("<p>2024年5月20日，这座城市的新地铁线正式开通运营。</p>").contains("地铁"));
         for (t, dated) in [

@@ -166,6 +166,12 @@ const UI_LABELS: &[&str] = &[
     "tweet",
     "readmore",
     "loadmore",
+    // A reading-time label (`5 min read`, `3 分钟阅读`).
+    "minread",
+    "minsread",
+    "minuteread",
+    "minutesread",
+    "分钟阅读",
     "showmore",
     "comments",
 ];
@@ -238,8 +244,11 @@ impl Block {
                 .text
                 .chars()
                 .any(|c| matches!(c, '，' | '。' | '！' | '？' | '；'))
-            // An English sentence ends so; a Chinese citation (`新华网. 2023-12-06.`) too.
+            // An English sentence ends so; a Chinese citation (`新华网. 2023-12-06.`) too;
+            // a clock time does not (`posted on April 21, 2015, at 11:29 a.m.`).
             && !(self.text.trim_end().ends_with(['.', '!', '?'])
+                && !self.text.trim_end().ends_with("a.m.")
+                && !self.text.trim_end().ends_with("p.m.")
                 && self.text.chars().filter(|c| is_cjk(*c)).count() * 3 < self.chars)
             && has_date_or_time(&self.text)
     }
