@@ -356,11 +356,14 @@ fn container_blocks(page: &Page, soft_counts: bool) -> Selection {
     let mut ranges = vec![with_lead(page, el)];
     ranges.extend(text_siblings(page, el, score, soft_counts));
     ranges.sort_unstable();
-    let blocks: Vec<usize> = ranges
+    let mut blocks: Vec<usize> = ranges
         .iter()
         .flat_map(|&(first, end)| first..end)
         .filter(|&i| page.blocks[i].is_container_text(soft_counts))
         .collect();
+    // A lead before the container may lie in a sibling taken along: each block once.
+    blocks.sort_unstable();
+    blocks.dedup();
     let keep = drop_labels(page, &blocks);
     let chars = blocks
         .iter()

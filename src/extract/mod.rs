@@ -768,5 +768,9 @@ mod tests {
             got.contains("The first part") && got.contains("The second part"),
             "{got}"
         );
+        // A first part named as a lead is both the lead and a sibling: printed once.
+        let html = html.replace("<p id=\"first\">", "<p class=\"intro\">");
+        let got = text(&html);
+        assert_eq!(got.matches("The first part of").count(), 3, "{got}");
     }
 }

@@ -239,17 +239,16 @@ impl Block {
     /// A byline or post header: short, dated, not a sentence
     /// (`发表于 2024-5-18 19:27:00 | 只看该作者`, `时间：2024.05.20 来源：...`).
     pub(super) fn is_meta_line(&self) -> bool {
+        // An English sentence ends so; a Chinese citation (`新华网. 2023-12-06.`) too;
+        // a clock time does not (`posted on April 21, 2015, at 11:29 a.m.`).
+        let end = self.text.trim_end();
+        let sentence_end = end.ends_with(['.', '!', '?']) && !end.ends_with("a.m.") && !end.ends_with("p.m.");
         self.chars <= 80
             && !self
                 .text
                 .chars()
                 .any(|c| matches!(c, '，' | '。' | '！' | '？' | '；'))
-            // An English sentence ends so; a Chinese citation (`新华网. 2023-12-06.`) too;
-            // a clock time does not (`posted on April 21, 2015, at 11:29 a.m.`).
-            && !(self.text.trim_end().ends_with(['.', '!', '?'])
-                && !self.text.trim_end().ends_with("a.m.")
-                && !self.text.trim_end().ends_with("p.m.")
-                && self.text.chars().filter(|c| is_cjk(*c)).count() * 3 < self.chars)
+            && !(sentence_end && self.text.chars().filter(|c| is_cjk(*c)).count() * 3 < self.chars)
             && has_date_or_time(&self.text)
     }
 
