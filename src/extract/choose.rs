@@ -25,11 +25,11 @@ const NESTED_BODY_SHARE: f64 = 0.9;
 /// Named bodies on one page from which they are taken to be a thread's posts.
 const MIN_POSTS: usize = 3;
 
-/// The element with the largest summed block weight (the deepest one on ties),
+/// The element with the largest summed block weight (`sum`, from [`element_weights`];
+/// the deepest one on ties),
 /// unless a named article body ([`content_hint`](super::marks::content_hint)) that is not
 /// inside it holds [`HINT_SHARE`] of its weight.
-fn best_container(page: &Page, soft_counts: bool) -> (usize, f64) {
-    let sum = element_weights(page, soft_counts);
+fn best_container(page: &Page, sum: &[f64], soft_counts: bool) -> (usize, f64) {
     let mut best = (0, f64::MIN);
     for (i, &s) in sum.iter().enumerate() {
         // `>` keeps the first (outermost) of equal sums; prefer the deeper one
@@ -198,7 +198,7 @@ pub(super) fn fallback_text(page: &Page) -> Option<String> {
 
 /// The chosen container and its weight, for [`super::explain`].
 pub(super) fn explain_choice(page: &Page) -> String {
-    let (el, score) = best_container(page, false);
+    let (el, score) = best_container(page, &element_weights(page, false), false);
     let e = &page.elements[el];
     format!(
         "container el {el} (blocks {}..{}, weight {score:.1}, parent {})",
@@ -350,18 +350,19 @@ fn replies_after(page: &Page, last: usize) -> (Vec<usize>, usize) {
 
 /// The best container's blocks that are its text ([`Block::is_container_text`]).
 fn container_blocks(page: &Page, soft_counts: bool) -> Selection {
-    let (best, score) = best_container(page, soft_counts);
+    let sum = element_weights(page, soft_counts);
+    let (best, score) = best_container(page, &sum, soft_counts);
     // No block reads like text anywhere: fall back to every output block.
     let el = if score <= 0.0 { 0 } else { best };
     let mut ranges = vec![with_lead(page, el)];
-    ranges.extend(text_siblings(page, el, score, soft_counts));
-    ranges.sort_unstable();
+    ranges.extend(text_siblings(page, &sum, el, score));
     let mut blocks: Vec<usize> = ranges
         .iter()
         .flat_map(|&(first, end)| first..end)
         .filter(|&i| page.blocks[i].is_container_text(soft_counts))
         .collect();
-    // A lead before the container may lie in a sibling taken along: each block once.
+    // In document order, each block once (a lead before the container may lie
+    // in a sibling taken along).
     blocks.sort_unstable();
     blocks.dedup();
     let keep = drop_labels(page, &blocks);
@@ -381,15 +382,14 @@ const SIBLING_SHARE: f64 = 0.2;
 
 /// Block ranges of the container's siblings that hold [`SIBLING_SHARE`] of its
 /// weight: the rest of a story whose paragraphs are siblings of the chosen one.
-fn text_siblings(page: &Page, el: usize, score: f64, soft_counts: bool) -> Vec<(usize, usize)> {
+fn text_siblings(page: &Page, sum: &[f64], el: usize, score: f64) -> Vec<(usize, usize)> {
     // Only a container that is a single paragraph: a larger one already holds
     // its story, and its prose siblings are other stories or an author's bio.
     let own = &page.elements[el];
     if el == 0 || score <= 0.0 || own.end_block - own.first_block != 1 {
         return Vec::new();
     }
-    let parent = page.elements[el].parent;
-    let sum = element_weights(page, soft_counts);
+    let parent = own.parent;
     (1..page.elements.len())
         .filter(|&e| e != el && page.elements[e].parent == parent)
         .filter(|&e| sum[e] > 0.0 && sum[e] >= SIBLING_SHARE * score)
@@ -428,7 +428,6 @@ fn with_lead(page: &Page, el: usize) -> (usize, usize) {
     };
     // A lead photo's linked caption or a share bar may sit between the lead and
     // the body: up to two blocks that are never output are stepped over.
-    let skippable = |b: &Block| !b.is_container_text(false);
     let floor = page.elements[parent].first_block;
     let mut probe = first;
     let mut skipped = 0;
@@ -438,7 +437,7 @@ fn with_lead(page: &Page, el: usize) -> (usize, usize) {
             probe -= 1;
             first = probe;
             skipped = 0;
-        } else if skippable(b) && skipped < 2 {
+        } else if !b.is_container_text(false) && skipped < 2 {
             probe -= 1;
             skipped += 1;
         } else {
