@@ -20,8 +20,8 @@
 //!    `aside`, `header` outside `article`) or by a word of their `class`/`id`
 //!    (split at `-`, `_`, spaces and case changes, so `header` never matches
 //!    `ad`; `right` with a layout word, `rightRail`, `content-right`, is the side
-//!    column, `pull-right` is not), mark their blocks *hard*: never output, and counted against the
-//!    container holding them. Comment sections (`comment`, `reply`, `discuss`,
+//!    column, `pull-right` is not), mark their blocks *hard*: never output, and
+//!    counted against the container holding them. Comment sections (`comment`, `reply`, `discuss`,
 //!    `cmt`, `pinglun`, ...) are *soft*: left out under an article, kept on a
 //!    thread (step 5) and when the comments are all there is (a review page).
 //! 3. **Container.** Each block gets a weight: its non-link characters when it
@@ -39,7 +39,7 @@
 //!    twice the best element's weight wins even when its link cards outweigh
 //!    that prose (a restaurant guide whose entries are cards of links). Lists
 //!    whose items are linked headlines with summaries (teaser feeds), and 3+
-//!    sibling cards of one tag and `class` built the same way, are hard
+//!    sibling cards of one tag and first `class` word built the same way, are hard
 //!    boilerplate. Inside `<pre>`/`<code>` no `class` marks anything (a
 //!    highlighter's `token comment` is code). A container that is a single
 //!    paragraph takes along its siblings with a fifth of its weight (a story
