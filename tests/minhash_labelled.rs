@@ -18,7 +18,9 @@
 //! removed), `combo` (two or three of these)); or a hard negative: `qa` (the same
 //! question with another record's answer) or `template` (two different records
 //! wrapped in the same long template, as one text or as instruction + answer); or a
-//! distractor. Real pairs: MMLU test rows that differ between the pre-release
+//! distractor. Per source, a template `family`: 40 items of one long two-slot
+//! template (the shape of MMLU's `moral_scenarios`) whose slot texts recur in other
+//! items, in either slot; every pair in it is a hard negative. Real pairs: MMLU test rows that differ between the pre-release
 //! (2020-09-08) and the final release (`mmlu`). The explicit hard-negative pairs are
 //! counted as `merged / pairs`; pairwise P/R/F1 is over all pairs of the part.
 //!
@@ -558,6 +560,9 @@ struct Set {
     negatives: Vec<(usize, usize, &'static str)>,
 }
 
+/// Items per template family (see [`build`]).
+const FAMILY: usize = 40;
+
 fn build(data: &Path, held: bool) -> Set {
     let t = s2t();
     let mut rng = Rng(if held { 0x4845_4c44 } else { 0x5455_4e45 });
@@ -680,6 +685,50 @@ fn build(data: &Path, held: bool) -> Set {
                 }
             }
         }
+        // A template family: FAMILY items of one long two-slot template whose slot
+        // texts come from a pool half as large, so each text recurs in several items
+        // with different partners (as MMLU's moral_scenarios reuses its scenarios).
+        // Every item is a question of its own: each pair in the family is a negative.
+        let zh = src.first().is_some_and(|s| s.zh);
+        let (h, m, tl) = if zh { LONG_ZH } else { LONG_EN };
+        let pool: Vec<String> = src
+            .iter()
+            .rev()
+            .map(|s| {
+                if s.prompt.is_empty() {
+                    &s.response
+                } else {
+                    &s.prompt
+                }
+            })
+            .map(|t| t.chars().take(60).collect::<String>())
+            .filter(|t| t.chars().count() >= 20)
+            .take(FAMILY / 2)
+            .collect();
+        if pool.len() == FAMILY / 2 {
+            let first = set.recs.len();
+            let seed = &src[0];
+            let mut used = HashSet::new();
+            for k in 0..FAMILY {
+                // Distinct pairs of texts, never one text twice, and never the same two
+                // texts swapped (`T A B` and `T B A` hold the same text reordered: a
+                // `reorder` duplicate, not a negative).
+                let n = pool.len();
+                let i = k % n;
+                let mut j = (i + 1 + (k * 7 + k / n * 5) % (n - 1)) % n;
+                while j == i || !used.insert((i.min(j), i.max(j))) {
+                    j = (j + 1) % n;
+                }
+                let (a, b) = (&pool[i], &pool[j]);
+                group += 1;
+                push(&mut set, group, "family", seed, None, format!("{h}{a}{m}{b}{tl}"));
+            }
+            for a in first..set.recs.len() {
+                for b in a + 1..set.recs.len() {
+                    set.negatives.push((a, b, "family"));
+                }
+            }
+        }
     }
     // Real pairs: MMLU rows that differ between the pre-release and the final release.
     let pre = data.join("mmlu/prerelease_2020-09-08/test");
@@ -750,12 +799,14 @@ const STAGE: &str = r#"[[stage]]
 kind = "minhash_dedup"
 fields = "all"
 shingle = "char"
-threshold = 0.6
+char_ngram = 3
+threshold = 0.5
 verify = "segments"
 candidate_threshold = 0.4
-containment = 0.9
+containment = 0.8
 edit_threshold = 0.9
-segment_threshold = 0.4
+segment_threshold = 0.3
+template_records = 32
 action = "drop"
 "#;
 
@@ -842,7 +893,12 @@ fn score(set: &Set, pred: &[usize]) -> Scores {
         }
     }
     for (i, rec) in set.recs.iter().enumerate() {
-        if rec.kind == "original" || rec.kind == "other" || rec.kind == "qa" || rec.kind == "template" {
+        if rec.kind == "original"
+            || rec.kind == "other"
+            || rec.kind == "qa"
+            || rec.kind == "template"
+            || rec.kind == "family"
+        {
             continue;
         }
         let e = by_kind.entry(rec.kind).or_default();
@@ -947,22 +1003,23 @@ fn near_duplicates_on_the_held_aside_part() {
         print(name, set, &s);
         results.push(s);
     }
-    // Floors just under the measured numbers (docs/benchmarks/dedup.md, Session 10).
-    // Tune (what the settings were chosen on): F1 0.985, every kind >= 0.917.
+    // Floors just under the measured numbers (docs/benchmarks/dedup.md, Session 16).
+    // Tune (what the settings were chosen on): F1 0.991, every kind >= 0.950.
     let t = &results[0];
-    assert!(t.f1 >= 0.97, "tune F1 {:.3}", t.f1);
-    // Held: P 0.915, R 0.959, F1 0.937, every kind >= 0.848, no hard negative
-    // merged (edit_threshold 0.85 chained MMLU moral_scenarios items: F1 0.461).
+    assert!(t.f1 >= 0.98, "tune F1 {:.3}", t.f1);
+    // Held: P 0.987, R 0.987, F1 0.987, every kind >= 0.924 (combo), hard negatives
+    // 6/3308 merged (template-family pairs). Issue 17's bars: F1 >= 0.96, every kind
+    // >= 0.90, at most 1 hard-negative pair in 300 merged.
     let h = &results[1];
-    assert!(h.r >= 0.95, "held recall {:.3}", h.r);
-    assert!(h.f1 >= 0.92, "held F1 {:.3}", h.f1);
+    assert!(h.r >= 0.97, "held recall {:.3}", h.r);
+    assert!(h.f1 >= 0.97, "held F1 {:.3}", h.f1);
     for (k, (found, n)) in &h.by_kind {
         let r = *found as f64 / (*n).max(1) as f64;
-        assert!(r >= 0.83, "held recall of {k}: {r:.3}");
+        assert!(r >= 0.90, "held recall of {k}: {r:.3}");
     }
     let (merged, pairs) = h.negatives.values().fold((0, 0), |(m, n), (a, b)| (m + a, n + b));
     assert!(
-        pairs >= 150 && merged <= 1,
+        pairs >= 3000 && merged * 300 <= pairs,
         "held hard negatives merged: {merged}/{pairs}"
     );
 }

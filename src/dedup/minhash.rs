@@ -21,6 +21,7 @@
 use serde::Deserialize;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use super::common::{remainder, CommonWindows, WINDOW};
 use crate::decontam::normalize::mix;
 use crate::text::{fold_width, is_cjk, simplify, t2s_table};
 
@@ -83,8 +84,8 @@ pub struct MinHasher {
     perms: Vec<(u64, u64)>,
     /// Densification probes for one-permutation signatures.
     probes: Probes,
-    /// The same for the response's [`RESPONSE_BINS`]-bin signature.
-    response_probes: Probes,
+    /// The same for the response's and the prompt's [`RESPONSE_BINS`]-bin signatures.
+    segment_probes: Probes,
 }
 
 impl MinHasher {
@@ -101,7 +102,7 @@ impl MinHasher {
             rows,
             perms,
             probes,
-            response_probes: Probes::new(RESPONSE_BINS),
+            segment_probes: Probes::new(RESPONSE_BINS),
         }
     }
 
@@ -144,8 +145,8 @@ impl MinHasher {
 
     /// The verification sketch of a record (see [`Verify`]): the document signature
     /// of `prompt` + `response` (the same as [`MinHasher::signature`] of the two
-    /// joined), then a [`RESPONSE_BINS`]-bin signature of `response` alone, the
-    /// document's shingle count, and a sample of at most [`SEQ_SLOTS`] of its
+    /// joined), then a [`RESPONSE_BINS`]-bin signature of `response` alone and one
+    /// of `prompt` alone ([`PROMPT_BINS`]), the document's shingle count, and a sample of at most [`SEQ_SLOTS`] of its
     /// characters in order; `split`: the record has a prompt side and a response
     /// side (the per-segment guard applies). `None` when it has no letter or digit.
     pub fn sketch(&self, prompt: &str, response: &str, split: bool) -> Option<Vec<u32>> {
@@ -174,7 +175,17 @@ impl MinHasher {
             } else {
                 sketch.reset(RESPONSE_BINS);
                 for_each_shingle(&self.cfg, units, by_char, words, |h| sketch.add(h));
-                out.extend(sketch.finish(&self.response_probes));
+                out.extend(sketch.finish(&self.segment_probes));
+            }
+            // The prompt alone: a short question beside a long answer keeps only a
+            // few characters in the sample below, too few to compare by runs.
+            normalize_into(prompt, self.cfg.fold_traditional, units);
+            if units.chars.is_empty() {
+                out.extend(std::iter::repeat_n(u32::MAX, PROMPT_BINS));
+            } else {
+                sketch.reset(PROMPT_BINS);
+                for_each_shingle(&self.cfg, units, by_char, words, |h| sketch.add(h));
+                out.extend(sketch.finish(&self.segment_probes));
             }
             out.push(n_shingles);
             // The prompt side is the document's characters before the response's.
@@ -623,9 +634,14 @@ fn shingles(cfg: &Shingling, text: &str) -> (Vec<u64>, bool) {
 pub const RESPONSE_BINS: usize = 32;
 /// Characters sampled into a verification sketch, at most.
 pub const SEQ_SLOTS: usize = 256;
-/// Words a verification sketch has after the document signature: the response
-/// signature, the shingle count, the sample's header (split, level, length) and the sample.
-pub const SKETCH_EXTRA: usize = RESPONSE_BINS + 3 + SEQ_SLOTS;
+/// Bins of the prompt-only signature in a verification sketch (as many as the response's).
+pub const PROMPT_BINS: usize = RESPONSE_BINS;
+/// Where the document's shingle count is, after the document signature.
+const COUNT_AT: usize = RESPONSE_BINS + PROMPT_BINS;
+/// Words a verification sketch has after the document signature: the response and
+/// prompt signatures, the shingle count, the sample's header (split, level, length)
+/// and the sample.
+pub const SKETCH_EXTRA: usize = COUNT_AT + 3 + SEQ_SLOTS;
 const SEQ_SEED: u64 = 0x7365_7100_0000_0001; // "seq"
 const HAS_SPLIT: u32 = 1 << 31;
 /// Estimated Jaccard below which a pair is not verified further.
@@ -722,6 +738,16 @@ fn lcs(a: &[u32], b: &[u32]) -> usize {
 /// [`gap_similarity`]; shorter ones (a typo breaks one or two) do not.
 const MAX_GAP: usize = 8;
 
+/// Gaps up to this many sampled characters on each side count in [`align`]'s
+/// typo-tolerant match.
+const TYPO_GAP: usize = 16;
+
+/// A long differing stretch whose characters match one by one (an LCS of single
+/// characters) at least this share of its longer side is a cluster of typos, not
+/// other text: a typo breaks runs of [`MIN_RUN`] but leaves most characters.
+/// Chosen on typo variants of the tune part's records (docs/benchmarks/dedup.md).
+const GAP_MATCH: f64 = 0.35;
+
 /// Window of [`covered`]: long enough that unrelated texts rarely share one.
 const MOVED_RUN: usize = 8;
 
@@ -754,9 +780,16 @@ fn covered(a: &[u32], b: &[u32]) -> Vec<bool> {
 /// sharing a long template differ in one long stretch, their content (as low as the
 /// template's share, however much of it matches by chance).
 fn gap_similarity(a: &[u32], b: &[u32]) -> f64 {
+    align(a, b).0
+}
+
+/// [`gap_similarity`], and the characters matched by the alignment's runs plus,
+/// inside each short gap between them (both sides at most [`TYPO_GAP`]), its
+/// characters matched one by one: an LCS that tolerates typos, which break runs.
+fn align(a: &[u32], b: &[u32]) -> (f64, usize) {
     let (n, m) = (a.len(), b.len());
     if n == 0 || m == 0 {
-        return if n == m { 1.0 } else { 0.0 };
+        return (if n == m { 1.0 } else { 0.0 }, 0);
     }
     let k = MIN_RUN;
     let w = m + 1;
@@ -789,12 +822,22 @@ fn gap_similarity(a: &[u32], b: &[u32]) -> f64 {
     let (mut i, mut j) = (n, m);
     let (mut next_i, mut next_j) = (n + 1, m + 1);
     let mut long = 0usize;
+    let mut typo_matched = dp[n * w + m] as usize;
     let mut gap = |i: usize, j: usize, next_i: usize, next_j: usize| {
         // 1-based positions i+1..next_i-1 of `a` (0-based i..next_i-1), likewise `b`.
+        let (sa, sb) = (&a[i..next_i - 1], &b[j..next_j - 1]);
+        if !sa.is_empty() && !sb.is_empty() && sa.len().max(sb.len()) <= TYPO_GAP {
+            typo_matched += single_lcs(sa, sb);
+        }
         let gi = moved_a[i..next_i - 1].iter().filter(|&&m| !m).count();
         let gj = moved_b[j..next_j - 1].iter().filter(|&&m| !m).count();
-        // Text on one side only (added, removed, cut) is not a difference here.
-        if gi.min(gj) > 2 && gi.max(gj) > MAX_GAP {
+        // Text on one side only (added, removed, cut) is not a difference here, nor
+        // a stretch where typos fall close together (its characters still match one
+        // by one, out of runs).
+        if gi.min(gj) > 2
+            && gi.max(gj) > MAX_GAP
+            && (single_lcs(sa, sb) as f64) < GAP_MATCH * sa.len().max(sb.len()) as f64
+        {
             long += gi.max(gj);
         }
     };
@@ -820,7 +863,55 @@ fn gap_similarity(a: &[u32], b: &[u32]) -> f64 {
         }
     }
     gap(0, 0, next_i, next_j);
-    (1.0 - long as f64 / ((n + m) as f64 / 2.0)).max(0.0)
+    (
+        (1.0 - long as f64 / ((n + m) as f64 / 2.0)).max(0.0),
+        typo_matched,
+    )
+}
+
+/// Order-free overlap of two character samples: how many runs of [`MIN_RUN`]
+/// characters they share (as multisets).
+fn run_overlap(a: &[u32], b: &[u32]) -> usize {
+    let runs = |s: &[u32]| {
+        let mut v: Vec<u64> = s
+            .windows(MIN_RUN)
+            .map(|w| w.iter().fold(0u64, |h, &x| h << 16 | (x & 0xffff) as u64))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let (ra, rb) = (runs(a), runs(b));
+    let (mut i, mut j, mut both) = (0, 0, 0usize);
+    while i < ra.len() && j < rb.len() {
+        match ra[i].cmp(&rb[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                both += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    both
+}
+
+/// The plain longest common subsequence of two short stretches of characters.
+fn single_lcs(a: &[u32], b: &[u32]) -> usize {
+    let mut row = vec![0usize; b.len() + 1];
+    for &x in a {
+        let mut diag = 0;
+        for (j, &y) in b.iter().enumerate() {
+            let up = row[j + 1];
+            row[j + 1] = if x & 0xffff == y & 0xffff {
+                diag + 1
+            } else {
+                up.max(row[j])
+            };
+            diag = up;
+        }
+    }
+    row[b.len()]
 }
 
 /// `2 * LCS / (|a| + |b|)`: 1 for equal samples (and two empty ones).
@@ -837,15 +928,27 @@ fn lcs_similarity(a: &[u32], b: &[u32]) -> f64 {
 ///
 /// 1. **per segment** (only when both records have a prompt side and a response
 ///    side): the prompts' character samples have LCS similarity at least
-///    `segment_threshold`, and the responses have it, or their estimated Jaccard
-///    does (a reordered answer keeps its shingles, not its order) — this is what
-///    separates "the same question with a different answer"; and
-/// 2. one of: estimated Jaccard of the documents at least `threshold`; estimated
+///    `segment_threshold`, or their estimated Jaccard does (a short prompt keeps few
+///    sampled characters), and the responses have one of the two too (a reordered
+///    answer keeps its shingles, not its order) — this is what separates "the same
+///    question with a different answer";
+/// 2. **not a template pair** (when the corpus's common text was counted,
+///    [`super::common`]): with the text that at least `template_records` records
+///    hold set aside, when both sides have content left, that content matches (LCS
+///    or runs in any order cover `coverage` of the shorter side) and has no long
+///    stretch that differs on both sides (`edit_threshold`, as in 4) — items of one
+///    exam template whose slot texts recur in other slots fail here;
+/// 3. estimated Jaccard at least `reorder_jaccard` (a reordered text keeps its
+///    shingles, not its order): a duplicate, whatever follows;
+/// 4. **no long difference**: [`gap_similarity`] at least `edit_threshold` (a long
+///    shared template with other content differs in one long two-sided stretch;
+///    typos leave short gaps, and a cluster of them still matches character by
+///    character);
+/// 5. one of: estimated Jaccard of the documents at least `threshold`; estimated
 ///    containment of the smaller document's shingles at least `containment`
-///    (truncation, a sentence or boilerplate added); LCS similarity of the
-///    documents' character samples at least `edit_threshold` (typos: each one
-///    breaks `n` shingles but only one character, so a long shared template with
-///    different content scores as low as its differing share).
+///    (truncation, a sentence or boilerplate added); typo-tolerant LCS similarity
+///    ([`align`]) of the character samples at least `coverage` (typos: each one
+///    breaks `n` shingles but only one or two sampled characters).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verify {
     pub num_perm: usize,
@@ -855,6 +958,9 @@ pub struct Verify {
     pub coverage: f64,
     pub reorder_jaccard: f64,
     pub segment_threshold: f64,
+    /// Records that must hold a window of text for it to count as a template
+    /// ([`super::common`]); 0 turns the template rule off.
+    pub template_records: u32,
 }
 
 impl Verify {
@@ -870,7 +976,7 @@ impl Verify {
 
     /// The character sample of a sketch at `level`, and how much of it is the prompt's.
     fn sample(&self, s: &[u32], level: u32) -> (Vec<u32>, usize) {
-        let p = self.num_perm + RESPONSE_BINS + 1;
+        let p = self.num_perm + COUNT_AT + 1;
         let split_at = (s[p] & 0xffff) as usize;
         let len = (s[p + 1] as usize).min(SEQ_SLOTS);
         let seq = &s[p + 2..p + 2 + len];
@@ -887,24 +993,52 @@ impl Verify {
         (out, prompt)
     }
 
-    /// Whether two sketches are near duplicates (the rules above).
-    pub fn matches(&self, a: &[u32], b: &[u32]) -> bool {
+    /// A sketch's own character sample and its level (what [`CommonWindows::add`] counts).
+    pub fn own_sample(&self, s: &[u32]) -> (Vec<u32>, u32) {
+        let level = (s[self.num_perm + COUNT_AT + 1] >> 16) & 0xff;
+        (self.sample(s, level).0, level)
+    }
+
+    /// Whether two sketches are near duplicates (the rules above), with the corpus's
+    /// common text when it was counted.
+    pub fn matches(&self, a: &[u32], b: &[u32], common: Option<&CommonWindows>) -> bool {
         let p = self.num_perm;
         let j = estimate(&a[..p], &b[..p]);
         // Below this no rule passes in practice (a text with 8% typos keeps ~0.45).
         if j < MIN_JACCARD {
             return false;
         }
-        let head = p + RESPONSE_BINS + 1;
+        let head = p + COUNT_AT + 1;
         let level = ((a[head] >> 16) & 0xff).max((b[head] >> 16) & 0xff);
         let ((sa, pa), (sb, pb)) = (self.sample(a, level), self.sample(b, level));
         if a[head] & HAS_SPLIT != 0 && b[head] & HAS_SPLIT != 0 {
-            if lcs_similarity(&sa[..pa], &sb[..pb]) < self.segment_threshold {
+            let jp = estimate(
+                &a[p + RESPONSE_BINS..p + COUNT_AT],
+                &b[p + RESPONSE_BINS..p + COUNT_AT],
+            );
+            if jp < self.segment_threshold && lcs_similarity(&sa[..pa], &sb[..pb]) < self.segment_threshold {
                 return false;
             }
             let jr = estimate(&a[p..p + RESPONSE_BINS], &b[p..p + RESPONSE_BINS]);
             if jr < self.segment_threshold && lcs_similarity(&sa[pa..], &sb[pb..]) < self.segment_threshold {
                 return false;
+            }
+        }
+        // The template veto: set aside text that many records hold; when both sides
+        // have content beyond it, that content must match (most of the shorter side,
+        // in order or in any order).
+        if let Some(c) = common {
+            let (ma, mb) = (c.common_mask(&sa, level), c.common_mask(&sb, level));
+            let (ra, rb) = (remainder(&sa, &ma, WINDOW), remainder(&sb, &mb, WINDOW));
+            let shared = ma.iter().any(|&m| m) || mb.iter().any(|&m| m);
+            if shared && !ra.is_empty() && !rb.is_empty() {
+                let (la, lb) = (ra.len() as f64, rb.len() as f64);
+                let (common_seq, runs) = (lcs(&ra, &rb) as f64, run_overlap(&ra, &rb) as f64);
+                let (na, nb) = ((la - 2.0).max(1.0), (lb - 2.0).max(1.0)); // runs per side
+                let within = (common_seq / la.min(lb)).max(runs / na.min(nb));
+                if within < self.coverage || gap_similarity(&ra, &rb) < self.edit_threshold {
+                    return false;
+                }
             }
         }
         // A reordered text keeps its shingles (high Jaccard) but not its order: no
@@ -914,18 +1048,19 @@ impl Verify {
         }
         // The veto: a long stretch that differs on both sides (a shared template
         // with other content), however similar the rest.
-        if gap_similarity(&sa, &sb) < self.edit_threshold {
+        let (gap, typo_matched) = align(&sa, &sb);
+        if gap < self.edit_threshold {
             return false;
         }
         if j >= self.threshold {
             return true;
         }
-        let (na, nb) = (a[p + RESPONSE_BINS] as f64, b[p + RESPONSE_BINS] as f64);
+        let (na, nb) = (a[p + COUNT_AT] as f64, b[p + COUNT_AT] as f64);
         let inter = j * (na + nb) / (1.0 + j);
         if na.min(nb) > 0.0 && inter / na.min(nb) >= self.containment {
             return true;
         }
-        lcs_similarity(&sa, &sb) >= self.coverage
+        2.0 * typo_matched as f64 / (sa.len() + sb.len()) as f64 >= self.coverage
     }
 }
 
@@ -1195,6 +1330,7 @@ mod tests {
             coverage: 0.75,
             reorder_jaccard: 0.8,
             segment_threshold: 0.4,
+            template_records: 32,
         }
     }
 
@@ -1223,17 +1359,17 @@ mod tests {
         let sk = |p: &str, r: &str| s.sketch(p, r, true).unwrap();
         let orig = sk(q, a);
         assert_eq!(orig.len(), v.width());
-        assert!(v.matches(&orig, &orig));
+        assert!(v.matches(&orig, &orig, None));
         // About 7% of the characters mistyped: Jaccard of 5-grams is far below 0.6.
         let typo = sk(&with_typos(q, 14), &with_typos(a, 14));
         assert!(v.similarity(&orig, &typo) < 0.6, "{}", v.similarity(&orig, &typo));
-        assert!(v.matches(&orig, &typo));
+        assert!(v.matches(&orig, &typo, None));
         // The same question with another answer.
-        assert!(!v.matches(&orig, &sk(q, b)));
+        assert!(!v.matches(&orig, &sk(q, b), None));
         // Sentences of the answer reordered.
         let mut ss: Vec<&str> = a.split_inclusive('。').collect();
         ss.rotate_left(1);
-        assert!(v.matches(&orig, &sk(q, &ss.concat())));
+        assert!(v.matches(&orig, &sk(q, &ss.concat()), None));
         // English: typos, and a long shared template with other content.
         let t = |x: &str, y: &str| {
             format!(
@@ -1260,13 +1396,101 @@ mod tests {
                 false,
             )
             .unwrap();
-        assert!(!v.matches(&e1, &e2), "template pair merged");
+        assert!(!v.matches(&e1, &e2, None), "template pair merged");
         let text = t(
             "I took the last cookie without asking anyone.",
             "I returned the wallet I found to its owner.",
         );
         let e3 = s.sketch("", &with_typos(&text, 16), false).unwrap();
-        assert!(v.matches(&e1, &e3));
+        assert!(v.matches(&e1, &e3, None));
+    }
+
+    /// The moral-scenarios shape: one long template, two slots, slot texts recurring
+    /// in other items and in either slot.
+    #[test]
+    fn template_items_sharing_a_slot_text_are_not_duplicates_once_the_template_is_counted() {
+        let s = hasher(Shingling {
+            shingle: ShingleMode::Char,
+            char_ngram: 3,
+            ..Shingling::default()
+        });
+        let v = Verify {
+            threshold: 0.5,
+            containment: 0.8,
+            edit_threshold: 0.9,
+            segment_threshold: 0.3,
+            ..verify()
+        };
+        let t = |x: &str, y: &str| {
+            format!("请阅读下面两个情景，判断主人公（使用第一人称）的做法是否明显违反了当今社会普遍认可的道德标准，并从选项中选出正确答案。情景一：{x} 情景二：{y}\nA. 违反，违反\nB. 违反，不违反\nC. 不违反，违反\nD. 不违反，不违反")
+        };
+        let slots: Vec<String> = (0..20).map(|i| random_text(100 + i, 12, true)).collect();
+        let items: Vec<Vec<u32>> = (0..40)
+            .map(|k| {
+                s.sketch("", &t(&slots[k % 20], &slots[(k * 7 + 3) % 20]), false)
+                    .unwrap()
+            })
+            .collect();
+        let mut common = CommonWindows::new(40 * 500, 1 << 20, v.template_records as u8);
+        for it in &items {
+            let (sample, level) = v.own_sample(it);
+            common.add(&sample, level);
+        }
+        // `T A B` against `T C A`: A aligns across the slots, B and C are one-sided.
+        let (a, b, c) = (&slots[1], &slots[2], &slots[3]);
+        let tab = s.sketch("", &t(a, b), false).unwrap();
+        let tca = s.sketch("", &t(c, a), false).unwrap();
+        assert!(
+            v.matches(&tab, &tca, None),
+            "without the counts the pair looks like a duplicate"
+        );
+        assert!(!v.matches(&tab, &tca, Some(&common)), "template pair merged");
+        // A real duplicate of a template item still is one: typos, and the same item.
+        let typo = s.sketch("", &with_typos(&t(a, b), 14), false).unwrap();
+        assert!(v.matches(&tab, &typo, Some(&common)));
+        assert!(v.matches(&tab, &tab, Some(&common)));
+    }
+
+    #[test]
+    fn a_short_prompt_with_a_typo_is_judged_by_its_shingles() {
+        let s = hasher(Shingling {
+            shingle: ShingleMode::Char,
+            char_ngram: 3,
+            ..Shingling::default()
+        });
+        let v = Verify {
+            segment_threshold: 0.3,
+            ..verify()
+        };
+        // A long answer puts the sample at a level where the prompt keeps a few characters.
+        let answer = random_text(5, 400, true);
+        let a = s.sketch("解释人类大脑如何处理语言信息。", &answer, true).unwrap();
+        let b = s.sketch("解释人类大脑怎样处理语言信息。", &answer, true).unwrap();
+        assert!(v.matches(&a, &b, None));
+        // Another question with the same answer is not a duplicate.
+        let c = s.sketch("请写一首关于秋天的诗歌并解释。", &answer, true).unwrap();
+        assert!(!v.matches(&a, &c, None));
+    }
+
+    #[test]
+    fn a_cluster_of_typos_is_not_a_long_difference() {
+        let seq = |t: &str| {
+            let mut u = Units::default();
+            normalize_into(t, true, &mut u);
+            let mut out = Vec::new();
+            sample_sequence(&u.chars, 0, false, &mut out);
+            out[2..2 + out[1] as usize].to_vec()
+        };
+        let a = seq("the quick brown fox jumps over the lazy dog and runs far away into the green forest");
+        // Every fourth letter changed over four words: no run of three survives there,
+        // half the characters still match one by one.
+        let b = seq("the quick brown fox juxps ower tke laqy dog and runs far away into the green forest");
+        let (gap, matched) = align(&a, &b);
+        assert_eq!(gap, 1.0);
+        assert!(matched > lcs(&a, &b), "{matched} vs {}", lcs(&a, &b));
+        // Other words of the same length are a long difference.
+        let c = seq("the quick brown fox sleeps under a tree dog and runs far away into the green forest");
+        assert!(gap_similarity(&a, &c) < 0.9, "{}", gap_similarity(&a, &c));
     }
 
     #[test]

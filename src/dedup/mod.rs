@@ -17,6 +17,7 @@
 //! The stages themselves (config, annotations, report) are in `src/stages/`; they
 //! implement [`crate::stage::GlobalStage`], which the executor drives.
 
+pub mod common;
 pub mod exact;
 pub mod minhash;
 pub mod span_split;

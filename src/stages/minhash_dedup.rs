@@ -107,6 +107,7 @@
 //! # edit_threshold = 0.9        # veto: long stretches differing on both sides
 //! # containment = 0.9           # smaller document's shingles contained
 //! # coverage = 0.75             # LCS similarity of the character samples
+//! # template_records = 32       # text held by this many records is a template
 //! ```
 //!
 //! **`verify = "segments"`** stores a verification sketch per record and confirms a
@@ -193,6 +194,10 @@ pub struct MinhashConfig {
     /// `verify = "segments"`: the per-segment floor (prompts, and responses).
     #[serde(default = "d_segment_threshold")]
     pub segment_threshold: f64,
+    /// `verify = "segments"`: records that must share a run of text for it to count
+    /// as a template, set aside before comparing (`src/dedup/common.rs`); 0 = off.
+    #[serde(default = "d_template_records")]
+    pub template_records: u32,
 }
 
 /// `verify`: how a candidate pair is confirmed.
@@ -220,6 +225,9 @@ fn d_coverage() -> f64 {
 }
 fn d_reorder_jaccard() -> f64 {
     0.8
+}
+fn d_template_records() -> u32 {
+    32
 }
 fn d_segment_threshold() -> f64 {
     0.5
@@ -329,6 +337,7 @@ impl Default for MinhashConfig {
             coverage: d_coverage(),
             reorder_jaccard: d_reorder_jaccard(),
             segment_threshold: d_segment_threshold(),
+            template_records: d_template_records(),
         }
     }
 }
@@ -453,6 +462,7 @@ impl MinhashDedup {
             coverage: cfg.coverage,
             reorder_jaccard: cfg.reorder_jaccard,
             segment_threshold: cfg.segment_threshold,
+            template_records: cfg.template_records,
         });
         let params = store::Params {
             num_perm: verify.map_or(cfg.num_perm, |v| v.width()),

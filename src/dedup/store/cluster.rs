@@ -16,6 +16,8 @@ use super::{
     create, open, read_u32, read_u64, round3, BigCluster, Entry, KeepRule, Params, Summary, BAND_MAGIC,
     BUCKET_WINDOW, DEC_MAGIC, REC_MAGIC,
 };
+use crate::dedup::common::CommonWindows;
+use crate::dedup::minhash::{Verify, SEQ_SLOTS};
 
 /// A sorted run of band entries: in memory (nothing spilled) or a `bands-NNNN.bin` file.
 /// A file run ends at the first entry of band `end` or later.
@@ -226,6 +228,22 @@ fn read_records(layout: &Layout, mut keep_id: impl FnMut(u32, String)) -> Result
     Ok(facts)
 }
 
+/// Document counts of every record's sample windows (the template rule of
+/// [`crate::dedup::minhash::Verify::matches`]), in a table of at most a quarter of
+/// `memory_limit` (`src/dedup/common.rs` says what a full table does).
+fn count_common(v: &Verify, sigs: &mut SigFile, exempt: &[bool], memory_limit: u64) -> Result<CommonWindows> {
+    let per = CommonWindows::windows_per_record(SEQ_SLOTS);
+    let min_records = v.template_records.min(255) as u8;
+    let mut table = CommonWindows::new(exempt.len() as u64 * per, memory_limit / 4, min_records);
+    let mut cur = vec![0u32; v.width()];
+    for (i, _) in exempt.iter().enumerate().filter(|(_, &e)| !e) {
+        sigs.read(i as u32, &mut cur)?;
+        let (sample, level) = v.own_sample(&cur);
+        table.add(&sample, level);
+    }
+    Ok(table)
+}
+
 /// Union-find over the sorted band entries of `runs`, the keep rule, then
 /// `decisions.bin` in each part and `clusters.jsonl` + `prepared.json` in `out`.
 pub(super) fn cluster(
@@ -239,6 +257,12 @@ pub(super) fn cluster(
     let n = layout.n;
     let facts = read_records(layout, |_, _| {})?;
     let mut sigs = SigFile::open(layout, p, params.memory_limit)?;
+    let common = match &params.verify {
+        Some(v) if v.template_records > 0 => {
+            Some(count_common(v, &mut sigs, &facts.exempt, params.memory_limit)?)
+        }
+        _ => None,
+    };
     let mut parent: Vec<u32> = (0..n).collect();
     let (mut compared, mut similar) = (0u64, 0u64);
 
@@ -266,7 +290,7 @@ pub(super) fn cluster(
                     compared += 1;
                     let slot = &ring[(j % BUCKET_WINDOW) * p..(j % BUCKET_WINDOW + 1) * p];
                     let same = match &params.verify {
-                        Some(v) => v.matches(&cur, slot),
+                        Some(v) => v.matches(&cur, slot, common.as_ref()),
                         None => similarity(&cur, slot) >= params.threshold,
                     };
                     if same {
