@@ -60,6 +60,17 @@ fn kill_9_in_span_dedup_resumes_byte_identical() {
     kill_and_resume(stages, 12_000, "part_records = 500", Some(2));
 }
 
+/// A global stage that comes first spills no record (the records reach it as read,
+/// so the main pass reads the input again); a later global stage's prepass reads the
+/// input too and spills. Killed in the main pass, the run resumes identical, books
+/// included.
+#[test]
+fn kill_9_with_a_first_global_stage_resumes_byte_identical() {
+    let stages = "[[stage]]\nkind = \"minhash_dedup\"\n\n[[stage]]\nkind = \"span_dedup\"\nmin_width = 6\n\n\
+                  [[stage]]\nkind = \"quality\"\n";
+    kill_and_resume(stages, 12_000, "part_records = 500", Some(1));
+}
+
 /// Run `stages` over 3 synthetic files of `per_file` records once uninterrupted and
 /// once killed (SIGKILL) and resumed; `spill_stage`: the stage whose prepass spills.
 fn kill_and_resume(stages: &str, per_file: usize, extra: &str, spill_stage: Option<usize>) {

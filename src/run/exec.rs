@@ -316,6 +316,9 @@ pub(super) struct MainPass<'a> {
     /// Read the records from this prepass spill, starting at its stage, instead of
     /// reading the input and running every stage.
     pub spill: Option<(SpillJob, usize)>,
+    /// Books of a prepass that spilled nothing (it read the input as this pass
+    /// does), added once when the pass starts from the beginning.
+    pub prepass_books: Vec<Books>,
     /// The one schema every part is written in.
     pub schema: &'a OutputSchema,
 }
@@ -334,6 +337,7 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
         started,
         cpu_started,
         spill,
+        prepass_books,
         schema,
     } = job;
     let rejected_shape = schema.rejected_shape();
@@ -398,6 +402,14 @@ pub(super) fn main_pass(job: MainPass<'_>, cp: &mut Checkpoint) -> Result<()> {
     let (mut unit_kept, mut unit_rejected) = (0u64, 0u64);
 
     let mut spilled_read_cpu = 0.0;
+    if cp.records_read == 0 {
+        if let Some(read) = prepass_books.first() {
+            spilled_read_cpu += read.cpu_nanos as f64 / 1e9;
+        }
+        for (c, books) in counters.iter().zip(prepass_books.iter().skip(1)) {
+            c.add_books(books);
+        }
+    }
     super::tally::init_scores(&mut cp.stats.stages, stages);
     for msg in read_rx {
         let batch = match msg {

@@ -172,7 +172,13 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
     // The records as they reached the last global stage were spilled by its
     // prepass: the main pass starts there. A fresh run takes the earlier stages'
     // states from the spill (a resumed one has them from its checkpoint).
+    let mut prepass_books = Vec::new();
     let spill = match prepass::main_pass_spill(pipeline, opts, &out, &stages)? {
+        // No record spilled (the global stage is the first): read the input again.
+        Some((job, _, meta)) if meta.reread_input => {
+            prepass_books = job.end_books;
+            None
+        }
         Some((job, k, meta)) => {
             if !resuming {
                 for (i, state) in prepass::spill_states(&job, &meta)? {
@@ -203,6 +209,7 @@ fn run_local(pipeline: &Pipeline, opts: &RunOptions) -> Result<RunStats> {
         started,
         cpu_started,
         spill,
+        prepass_books,
         schema: &schema,
     };
     exec::main_pass(job, &mut cp)?;

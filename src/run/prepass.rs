@@ -184,10 +184,12 @@ fn run_prepass(
             for (i, state) in spill::load_states(dir, meta)? {
                 pre[i].load_state(&state)?;
             }
-            (*j, meta.end_books.clone())
+            (if meta.reread_input { 0 } else { *j }, meta.end_books.clone())
         }
         None => (0, Vec::new()),
     };
+    // An earlier spill that holds no records: read the input (its books are carried).
+    let chained = chained.filter(|(_, _, meta)| !meta.reread_input);
     let read_size =
         super::read::pass_read_size(chained.as_ref().map(|(_, from, _)| from.as_path()), sources, opts);
     let mut progress = Progress::new(opts.quiet, 0, 0, read_size);
@@ -209,6 +211,8 @@ fn run_prepass(
     };
     let dir = prepass_folder(pipeline, opts, out, k);
     let mut spill = SpillWriter::create(&dir)?;
+    // The first stage sees the records as read: nothing to spill (see `SpillMeta`).
+    let reread_input = k == 0;
     let parser = BatchParser::new(pipeline)?;
     let meta_field = &pipeline.output.meta_field;
     let mut result = Ok(());
@@ -256,6 +260,10 @@ fn run_prepass(
         }
         read_records += slots.len() as u64;
         progress.update(read_records, marks.bytes, observed);
+        if reread_input {
+            add_books(&mut end_books, &books);
+            continue;
+        }
         let spilled = spill.write_batch(
             BatchMarks {
                 source: marks.source,
@@ -303,6 +311,7 @@ fn run_prepass(
         stage: k,
         end_books,
         states: states.iter().map(|(i, _)| *i).collect(),
+        reread_input,
     };
     spill.finish(&meta, &states)
 }

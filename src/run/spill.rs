@@ -106,6 +106,11 @@ pub(super) struct SpillMeta {
     pub(super) end_books: Vec<Books>,
     /// Stages (before `stage`) whose state after the prepass is in `state-NNN.bin`.
     pub(super) states: Vec<usize>,
+    /// No record was spilled: the global stage is the first, so the records reach it
+    /// exactly as read, and reading the input again costs less than a spill (zstd
+    /// both ways). The next pass reads the input; `end_books` hold every book.
+    #[serde(default)]
+    pub(super) reread_input: bool,
 }
 
 /// A batch read back from a spill: the reader's marks, its records as they reached
