@@ -97,9 +97,12 @@ impl CommonWindows {
     }
 }
 
+/// A window's key: its eight 16-bit characters packed into two words, mixed with
+/// the level (two mixes per window, not one per character).
 fn key(w: &[u32], level: u32) -> u64 {
-    w.iter()
-        .fold(mix(SEED ^ level as u64), |h, &x| mix(h ^ (x & 0xffff) as u64))
+    let pack = |half: &[u32]| half.iter().fold(0u64, |h, &x| h << 16 | (x & 0xffff) as u64);
+    let (lo, hi) = w.split_at(WINDOW / 2);
+    mix(pack(lo) ^ mix(pack(hi) ^ SEED ^ (level as u64) << 56))
 }
 
 /// The characters of `sample` outside common text, in order, taken only from

@@ -791,12 +791,30 @@ fn align(a: &[u32], b: &[u32]) -> (f64, usize) {
     if n == 0 || m == 0 {
         return (if n == m { 1.0 } else { 0.0 }, 0);
     }
+    ALIGN.with(|cell| {
+        let (dp, run) = &mut *cell.borrow_mut();
+        align_in(a, b, dp, run)
+    })
+}
+
+thread_local! {
+    /// [`align`]'s tables, reused: up to 257 x 257 cells each, every pair.
+    static ALIGN: std::cell::RefCell<(Vec<u16>, Vec<u16>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+fn align_in(a: &[u32], b: &[u32], dp: &mut Vec<u16>, run: &mut Vec<u16>) -> (f64, usize) {
+    let (n, m) = (a.len(), b.len());
     let k = MIN_RUN;
     let w = m + 1;
-    let mut dp = vec![0u16; (n + 1) * w];
-    let mut run = vec![0u16; (n + 1) * w];
+    // Row 0 and column 0 are zero; every other cell is written before it is read.
+    dp.resize((n + 1) * w, 0);
+    run.resize((n + 1) * w, 0);
+    dp[..w].fill(0);
+    run[..w].fill(0);
     for i in 1..=n {
         let x = a[i - 1] & 0xffff;
+        dp[i * w] = 0;
+        run[i * w] = 0;
         for j in 1..=m {
             let r = if x == b[j - 1] & 0xffff {
                 run[(i - 1) * w + j - 1] + 1
@@ -884,6 +902,30 @@ fn run_overlap(a: &[u32], b: &[u32]) -> usize {
     let (mut i, mut j, mut both) = (0, 0, 0usize);
     while i < ra.len() && j < rb.len() {
         match ra[i].cmp(&rb[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                both += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    both
+}
+
+/// Characters two samples share, counted as multisets: a bound on every common
+/// subsequence of the two.
+fn bag_overlap(a: &[u32], b: &[u32]) -> usize {
+    let chars = |s: &[u32]| {
+        let mut v: Vec<u16> = s.iter().map(|&x| x as u16).collect();
+        v.sort_unstable();
+        v
+    };
+    let (x, y) = (chars(a), chars(b));
+    let (mut i, mut j, mut both) = (0, 0, 0usize);
+    while i < x.len() && j < y.len() {
+        match x[i].cmp(&y[j]) {
             std::cmp::Ordering::Less => i += 1,
             std::cmp::Ordering::Greater => j += 1,
             std::cmp::Ordering::Equal => {
@@ -1011,6 +1053,19 @@ impl Verify {
         let head = p + COUNT_AT + 1;
         let level = ((a[head] >> 16) & 0xff).max((b[head] >> 16) & 0xff);
         let ((sa, pa), (sb, pb)) = (self.sample(a, level), self.sample(b, level));
+        // Most candidates fail every rule: the characters the samples share (as
+        // multisets) bound every LCS below, so no alignment is computed for a pair
+        // that no rule could pass (the result is the same, only sooner).
+        let (na, nb) = (a[p + COUNT_AT] as f64, b[p + COUNT_AT] as f64);
+        let inter = j * (na + nb) / (1.0 + j);
+        let contained = na.min(nb) > 0.0 && inter / na.min(nb) >= self.containment;
+        let shared = bag_overlap(&sa, &sb);
+        if j < self.threshold.min(self.reorder_jaccard)
+            && !contained
+            && 2.0 * (shared as f64) / ((sa.len() + sb.len()).max(1) as f64) < self.coverage
+        {
+            return false;
+        }
         if a[head] & HAS_SPLIT != 0 && b[head] & HAS_SPLIT != 0 {
             let jp = estimate(
                 &a[p + RESPONSE_BINS..p + COUNT_AT],
@@ -1055,9 +1110,7 @@ impl Verify {
         if j >= self.threshold {
             return true;
         }
-        let (na, nb) = (a[p + COUNT_AT] as f64, b[p + COUNT_AT] as f64);
-        let inter = j * (na + nb) / (1.0 + j);
-        if na.min(nb) > 0.0 && inter / na.min(nb) >= self.containment {
+        if contained {
             return true;
         }
         2.0 * typo_matched as f64 / (sa.len() + sb.len()) as f64 >= self.coverage
