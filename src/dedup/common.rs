@@ -16,14 +16,17 @@
 //! has `level` trailing zero bits); a pair is compared at the coarser of its two
 //! levels, so each record's windows are counted at its own level and the next one.
 //!
-//! **Memory** (the one index of this step): one saturating byte counter per slot of a
-//! hash table, `min(max_bytes, 2^ceil(log2(windows / 2)))` bytes for `windows` counted
-//! windows, at least 64 KiB. Colliding windows add up, so a full table reports
-//! too much sharing; at load `windows / slots = λ` a window held by one record reaches
-//! `min_records = 16` by collisions alone with Poisson probability `P(X >= 15 | λ)`:
-//! 1e-9 at λ = 2 (the default size), 1e-5 at λ = 4. Beyond the cap more text reads
-//! as common, which only weakens the template rule (the pair is then judged as
-//! before it), never merges a pair it would not merge without it.
+//! **Memory** (the one index of this step): a count-min sketch of saturating byte
+//! counters, each window counted in two slots of one table and read as the smaller,
+//! `min(max_bytes, 2^ceil(log2(windows / 2)))` bytes for `windows` counted windows,
+//! at least 64 KiB. Colliding windows add up, so a full table reports too much
+//! sharing: a window held by one record reads as common only when *both* its slots
+//! reach `min_records` (32) through other windows, either by many collisions (at load
+//! `2 windows / slots = λ`, Poisson `P(X >= 31 | λ)`: ~1e-18 at λ = 4, the default
+//! size) or by sharing both slots with common windows (`(c / slots)^2` for `c`
+//! distinct common windows). Beyond the cap more text reads as common, which only
+//! weakens the template rule (a pair whose text is all common is judged as before
+//! it), never merges a pair it would not merge without it.
 //!
 //! Counts are sums over records, so the table does not depend on record order or
 //! on how a sharded run split the corpus.
@@ -79,17 +82,32 @@ impl CommonWindows {
         keys.sort_unstable();
         keys.dedup();
         for &k in &keys {
-            let c = &mut self.counts[(k & self.mask) as usize];
-            *c = c.saturating_add(1);
+            let (i, j) = self.slots(k);
+            self.counts[i] = self.counts[i].saturating_add(1);
+            if j != i {
+                self.counts[j] = self.counts[j].saturating_add(1);
+            }
         }
         self.keys = keys;
+    }
+
+    /// A window's two slots (a count-min sketch of two rows in one table).
+    fn slots(&self, k: u64) -> (usize, usize) {
+        ((k & self.mask) as usize, ((k >> 32) & self.mask) as usize)
+    }
+
+    /// How many records hold a window: at least the true count, the smaller of its
+    /// two slots.
+    fn count(&self, k: u64) -> u8 {
+        let (i, j) = self.slots(k);
+        self.counts[i].min(self.counts[j])
     }
 
     /// Per character of `sample` (taken at `level`): whether it lies in a common window.
     pub fn common_mask(&self, sample: &[u32], level: u32) -> Vec<bool> {
         let mut out = vec![false; sample.len()];
         for (p, w) in sample.windows(WINDOW).enumerate() {
-            if self.counts[(key(w, level) & self.mask) as usize] >= self.min_records {
+            if self.count(key(w, level)) >= self.min_records {
                 out[p..p + WINDOW].iter_mut().for_each(|m| *m = true);
             }
         }
