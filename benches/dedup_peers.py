@@ -127,9 +127,20 @@ class CharTokenizer:
         return [(i, i + 1) for i, c in enumerate(text) if not c.isspace()]
 
 
-def curate_run(curate, texts, workdir):
-    """`curate run` with only minhash_dedup (defaults, threshold 0.7), one thread.
-    Returns (seconds, predicted cluster per text, set of removed indexes)."""
+def zh_sft_table():
+    """The minhash_dedup table of pipelines/zh_sft.toml (the default pipeline's settings)."""
+    import re
+
+    text = open(os.path.join(os.path.dirname(__file__), "..", "pipelines", "zh_sft.toml"), encoding="utf-8").read()
+    for table in re.split(r"(?m)^(?=\[)", text):
+        if table.startswith("[[stage]]") and 'kind = "minhash_dedup"' in table:
+            return table
+    raise SystemExit("pipelines/zh_sft.toml has no minhash_dedup table")
+
+
+def curate_run(curate, texts, workdir, table=None):
+    """`curate run` with only minhash_dedup (`table`, else defaults with threshold 0.7),
+    one thread. Returns (seconds, predicted cluster per text, set of removed indexes)."""
     import subprocess
 
     inp = os.path.join(workdir, "in.jsonl")
@@ -139,8 +150,8 @@ def curate_run(curate, texts, workdir):
     out = os.path.join(workdir, "out")
     toml = os.path.join(workdir, "p.toml")
     with open(toml, "w") as f:
-        f.write(f'[input]\npaths = ["{inp}"]\n[[stage]]\nkind = "minhash_dedup"\nthreshold = {THRESHOLD}\n'
-                f'[output]\ndir = "{out}"\ncompression = "none"\n')
+        stage = table or f'[[stage]]\nkind = "minhash_dedup"\nthreshold = {THRESHOLD}\n'
+        f.write(f'[input]\npaths = ["{inp}"]\n{stage}\n[output]\ndir = "{out}"\ncompression = "none"\n')
     def child_cpu():
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
         return r.ru_utime + r.ru_stime
@@ -209,19 +220,20 @@ def main():
     datasketch_clusters(docs)
     s = time.process_time() - t
     print(f"| datasketch | end to end (signatures + MinHashLSH query/insert) | {s:.1f} | {mb / s:.2f} |")
-    work = tempfile.mkdtemp()
-    try:
-        s, _, _ = curate_run(curate, docs, work)
-        print(f"| curate | end to end (`curate run`, minhash_dedup only, --threads 1, JSONL in/out) | {s:.1f} | {mb / s:.2f} |")
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    for label, table in [("`jaccard`, threshold 0.7", None), ("`pipelines/zh_sft.toml`'s table (`verify = \"segments\"`)", zh_sft_table())]:
+        work = tempfile.mkdtemp()
+        try:
+            s, _, removed = curate_run(curate, docs, work, table)
+            print(f"| curate | end to end (`curate run`, minhash_dedup only, --threads 1, JSONL in/out), {label}: {len(removed)} removed | {s:.2f} | {mb / s:.2f} |")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     datatrove_ok = True
     work = tempfile.mkdtemp()
     try:
         t = time.process_time()
-        datatrove_clusters(docs, work)
+        kept = datatrove_clusters(docs, work)
         s = time.process_time() - t
-        print(f"| datatrove | end to end (4 steps, character tokens) | {s:.1f} | {mb / s:.2f} |")
+        print(f"| datatrove | end to end (4 steps, character tokens): {len(docs) - len(kept)} removed | {s:.2f} | {mb / s:.2f} |")
     except Exception as e:  # report, do not hide
         datatrove_ok = False
         print(f"| datatrove | failed: {type(e).__name__}: {e} | | |")

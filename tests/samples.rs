@@ -421,7 +421,7 @@ fn report_shows_score_histograms_sources_and_examples_with_record_markup_escaped
         ("quality", "quality", "dup_line_frac", "0.5"),
         ("toxicity", "toxicity", "score", "0.65"),
         ("machine_text", "machine_text", "score", "0.9"),
-        ("minhash_dedup", "dedup", "similarity", "0.7"),
+        ("minhash_dedup", "dedup", "similarity", "0.5"),
     ] {
         let s = stage(name);
         let sc = s["scores"]

@@ -30,6 +30,7 @@ kind = "exact_dedup"
 kind = "minhash_dedup"
 shingle = "char"
 char_ngram = 3
+verify = "segments"
 
 [[stage]]
 kind = "pii"
@@ -52,7 +53,7 @@ fn setup_plain(dir: &Path) -> PathBuf {
     let plain = STAGES
         .replace("[[stage]]\nkind = \"exact_dedup\"\n\n", "")
         .replace(
-            "[[stage]]\nkind = \"minhash_dedup\"\nshingle = \"char\"\nchar_ngram = 3\n\n",
+            "[[stage]]\nkind = \"minhash_dedup\"\nshingle = \"char\"\nchar_ngram = 3\nverify = \"segments\"\n\n",
             "",
         );
     assert!(!plain.contains("dedup"), "{plain}");
