@@ -32,7 +32,10 @@
 //! `CURATE_DEDUP_LABELLED_DUMP=DIR` also writes `DIR/{tune,held}.jsonl` (records)
 //! and `DIR/{tune,held}.labels.jsonl` (`id`, `group`, `kind`, `source`) and
 //! `DIR/{tune,held}.negatives.jsonl` for other tools. `CURATE_DEDUP_STAGE=FILE`
-//! replaces the stage table with the one in FILE (sweeps). Without the shared data it
+//! replaces the stage table with the one in FILE (sweeps). `CURATE_DEDUP_SIBLINGS=1`
+//! adds a probe kind of hard negative, off by default: each short distractor record gets
+//! a *sibling*, one slot of its prompt (two CJK characters or an English word) replaced
+//! by one from another record's prompt, in prompt and answer alike. Without the shared data it
 //! prints a note and returns.
 
 mod common;
@@ -563,6 +566,57 @@ struct Set {
 /// Items per template family (see [`build`]).
 const FAMILY: usize = 40;
 
+/// A sibling of a short record: one slot of its prompt (two CJK characters, or an
+/// English word of 3+ letters) replaced by one from `donor`'s prompt, in the prompt
+/// and in the answer wherever it occurs. `None` when either has no such slot.
+fn sibling(prompt: &str, response: &str, donor: &str, zh: bool, rng: &mut Rng) -> Option<(String, String)> {
+    let slots = |t: &str| -> Vec<String> {
+        if zh {
+            let c: Vec<char> = t.chars().collect();
+            c.windows(2)
+                .filter(|w| w.iter().all(|&x| ('\u{4e00}'..='\u{9fff}').contains(&x)))
+                .map(|w| w.iter().collect())
+                .collect()
+        } else {
+            t.split(|c: char| !c.is_ascii_alphabetic())
+                .filter(|w| w.len() >= 3)
+                .map(str::to_string)
+                .collect()
+        }
+    };
+    let (ours, theirs) = (slots(prompt), slots(donor));
+    if ours.is_empty() || theirs.is_empty() {
+        return None;
+    }
+    let from = &ours[rng.below(ours.len())];
+    let to = &theirs[rng.below(theirs.len())];
+    if from == to || prompt.contains(to.as_str()) {
+        return None;
+    }
+    let swap = |t: &str| -> String {
+        if zh {
+            return t.replace(from.as_str(), to);
+        }
+        // Whole words only.
+        let mut out = String::new();
+        let mut rest = t;
+        while let Some(at) = rest.find(from.as_str()) {
+            let before = rest[..at].chars().last();
+            let after = rest[at + from.len()..].chars().next();
+            out.push_str(&rest[..at]);
+            if before.is_some_and(|c| c.is_ascii_alphabetic()) || after.is_some_and(|c| c.is_ascii_alphabetic()) {
+                out.push_str(from);
+            } else {
+                out.push_str(to);
+            }
+            rest = &rest[at + from.len()..];
+        }
+        out.push_str(rest);
+        out
+    };
+    Some((swap(prompt), swap(response)))
+}
+
 fn build(data: &Path, held: bool) -> Set {
     let t = s2t();
     let mut rng = Rng(if held { 0x4845_4c44 } else { 0x5455_4e45 });
@@ -572,6 +626,8 @@ fn build(data: &Path, held: bool) -> Set {
     };
     let mut kind_at = 0usize;
     let mut group = 0usize;
+    let siblings = std::env::var("CURATE_DEDUP_SIBLINGS").is_ok_and(|v| v == "1");
+    let mut sib_rng = Rng(if held { 0x5349_4231 } else { 0x5349_4230 });
     let push = |set: &mut Set, g: usize, kind: &'static str, s: &Seed, p: Option<String>, text: String| {
         let id = format!("{}-{}", s.source, set.recs.len());
         set.recs.push(Rec {
@@ -681,7 +737,18 @@ fn build(data: &Path, held: bool) -> Set {
                     }
                 }
                 _ => {
-                    push(&mut set, group, "other", s, as_rec(&s.prompt), s.response.clone());
+                    let a = push(&mut set, group, "other", s, as_rec(&s.prompt), s.response.clone());
+                    // `CURATE_DEDUP_SIBLINGS=1` (a probe, off by default: the set and its
+                    // floors stay as they are): a short record's sibling, one slot word
+                    // replaced throughout, another question of the same frame.
+                    if siblings && !doc && s.prompt.chars().count() + s.response.chars().count() <= 120 {
+                        let donor = &src[(i + 7) % src.len()];
+                        if let Some((p, r)) = sibling(&s.prompt, &s.response, &donor.prompt, s.zh, &mut sib_rng) {
+                            group += 1;
+                            let b = push(&mut set, group, "sibling", s, Some(p), r);
+                            set.negatives.push((a, b, "sibling"));
+                        }
+                    }
                 }
             }
         }
@@ -898,6 +965,7 @@ fn score(set: &Set, pred: &[usize]) -> Scores {
             || rec.kind == "qa"
             || rec.kind == "template"
             || rec.kind == "family"
+            || rec.kind == "sibling"
         {
             continue;
         }
