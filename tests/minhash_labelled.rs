@@ -604,7 +604,9 @@ fn sibling(prompt: &str, response: &str, donor: &str, zh: bool, rng: &mut Rng) -
             let before = rest[..at].chars().last();
             let after = rest[at + from.len()..].chars().next();
             out.push_str(&rest[..at]);
-            if before.is_some_and(|c| c.is_ascii_alphabetic()) || after.is_some_and(|c| c.is_ascii_alphabetic()) {
+            if before.is_some_and(|c| c.is_ascii_alphabetic())
+                || after.is_some_and(|c| c.is_ascii_alphabetic())
+            {
                 out.push_str(from);
             } else {
                 out.push_str(to);
@@ -743,7 +745,9 @@ fn build(data: &Path, held: bool) -> Set {
                     // replaced throughout, another question of the same frame.
                     if siblings && !doc && s.prompt.chars().count() + s.response.chars().count() <= 120 {
                         let donor = &src[(i + 7) % src.len()];
-                        if let Some((p, r)) = sibling(&s.prompt, &s.response, &donor.prompt, s.zh, &mut sib_rng) {
+                        if let Some((p, r)) =
+                            sibling(&s.prompt, &s.response, &donor.prompt, s.zh, &mut sib_rng)
+                        {
                             group += 1;
                             let b = push(&mut set, group, "sibling", s, Some(p), r);
                             set.negatives.push((a, b, "sibling"));

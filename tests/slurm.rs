@@ -53,9 +53,9 @@ fn setup_plain(dir: &Path) -> PathBuf {
     let plain = STAGES
         .replace("[[stage]]\nkind = \"exact_dedup\"\n\n", "")
         .replace(
-            "[[stage]]\nkind = \"minhash_dedup\"\nshingle = \"char\"\nchar_ngram = 3\nverify = \"segments\"\n\n",
-            "",
-        );
+        "[[stage]]\nkind = \"minhash_dedup\"\nshingle = \"char\"\nchar_ngram = 3\nverify = \"segments\"\n\n",
+        "",
+    );
     assert!(!plain.contains("dedup"), "{plain}");
     setup_with(dir, &plain)
 }
