@@ -890,39 +890,25 @@ fn align_in(a: &[u32], b: &[u32], dp: &mut Vec<u16>, run: &mut Vec<u16>) -> (f64
 /// Order-free overlap of two character samples: how many runs of [`MIN_RUN`]
 /// characters they share (as multisets).
 fn run_overlap(a: &[u32], b: &[u32]) -> usize {
-    let runs = |s: &[u32]| {
-        let mut v: Vec<u64> = s
-            .windows(MIN_RUN)
+    let runs = |s: &[u32]| -> Vec<u64> {
+        s.windows(MIN_RUN)
             .map(|w| w.iter().fold(0u64, |h, &x| h << 16 | (x & 0xffff) as u64))
-            .collect();
-        v.sort_unstable();
-        v
+            .collect()
     };
-    let (ra, rb) = (runs(a), runs(b));
-    let (mut i, mut j, mut both) = (0, 0, 0usize);
-    while i < ra.len() && j < rb.len() {
-        match ra[i].cmp(&rb[j]) {
-            std::cmp::Ordering::Less => i += 1,
-            std::cmp::Ordering::Greater => j += 1,
-            std::cmp::Ordering::Equal => {
-                both += 1;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    both
+    multiset_common(runs(a), runs(b))
 }
 
 /// Characters two samples share, counted as multisets: a bound on every common
 /// subsequence of the two.
 fn bag_overlap(a: &[u32], b: &[u32]) -> usize {
-    let chars = |s: &[u32]| {
-        let mut v: Vec<u16> = s.iter().map(|&x| x as u16).collect();
-        v.sort_unstable();
-        v
-    };
-    let (x, y) = (chars(a), chars(b));
+    let chars = |s: &[u32]| -> Vec<u64> { s.iter().map(|&x| (x & 0xffff) as u64).collect() };
+    multiset_common(chars(a), chars(b))
+}
+
+/// The size of the multiset intersection of `x` and `y` (sorted here).
+fn multiset_common(mut x: Vec<u64>, mut y: Vec<u64>) -> usize {
+    x.sort_unstable();
+    y.sort_unstable();
     let (mut i, mut j, mut both) = (0, 0, 0usize);
     while i < x.len() && j < y.len() {
         match x[i].cmp(&y[j]) {
@@ -1525,15 +1511,17 @@ mod tests {
         assert!(!v.matches(&a, &c, None));
     }
 
+    /// The level-0 character sample of a text (every letter and digit, in order).
+    fn seq(t: &str) -> Vec<u32> {
+        let mut u = Units::default();
+        normalize_into(t, true, &mut u);
+        let mut out = Vec::new();
+        sample_sequence(&u.chars, 0, false, &mut out);
+        out[2..2 + out[1] as usize].to_vec()
+    }
+
     #[test]
     fn a_cluster_of_typos_is_not_a_long_difference() {
-        let seq = |t: &str| {
-            let mut u = Units::default();
-            normalize_into(t, true, &mut u);
-            let mut out = Vec::new();
-            sample_sequence(&u.chars, 0, false, &mut out);
-            out[2..2 + out[1] as usize].to_vec()
-        };
         let a = seq("the quick brown fox jumps over the lazy dog and runs far away into the green forest");
         // Every fourth letter changed over four words: no run of three survives there,
         // half the characters still match one by one.
@@ -1548,13 +1536,6 @@ mod tests {
 
     #[test]
     fn gap_similarity_counts_long_two_sided_differences_only() {
-        let seq = |t: &str| {
-            let mut u = Units::default();
-            normalize_into(t, true, &mut u);
-            let mut out = Vec::new();
-            sample_sequence(&u.chars, 0, false, &mut out);
-            out[2..2 + out[1] as usize].to_vec()
-        };
         let a = seq("the quick brown fox jumps over the lazy dog and runs far away into the green forest");
         assert_eq!(gap_similarity(&a, &a), 1.0);
         // Text added at the end or removed: one-sided.
