@@ -453,6 +453,12 @@ impl MinhashDedup {
                 bail!("minhash_dedup: {k} must be in (0, 1], got {v}");
             }
         }
+        if cfg.template_records > 255 {
+            bail!(
+                "minhash_dedup: template_records must be at most 255 (its counters are bytes), got {}",
+                cfg.template_records
+            );
+        }
         let hasher = MinHasher::new(cfg.shingling(), bands, rows);
         let verify = (cfg.verify == VerifyMode::Segments).then_some(Verify {
             num_perm: cfg.num_perm,

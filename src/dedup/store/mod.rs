@@ -46,7 +46,9 @@
 //! similarity), the merge buffers, a window of signatures, and the ids of records
 //! in clusters with duplicates. Signatures are held in memory when all of them
 //! fit in `memory_limit` (4 x `num_perm` bytes per record), else read from
-//! `signatures.bin` by offset (the page cache does the rest).
+//! `signatures.bin` by offset (the page cache does the rest). With `verify =
+//! "segments"` and `template_records`, the counts of sampled-character windows
+//! (`src/dedup/common.rs`): 250-500 bytes per record, at most `memory_limit / 4`.
 
 mod cluster;
 mod decisions;
