@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Side by side: curate's minhash_dedup vs Python datasketch and datatrove, on the
 # same data (../shared/data/alpaca_zh_hikariming, or CURATE_SHARED_DATA), with
-# character 5-grams, 128 permutations, threshold 0.7, one core; plus F1 of each
-# on curate's labelled near-duplicate set (tests/minhash_quality.rs).
+# character 5-grams, 128 permutations, threshold 0.7, one core; curate also with the
+# minhash_dedup table of pipelines/zh_sft.toml (`verify = "segments"`); records removed
+# by each; plus F1 of each on curate's labelled near-duplicate set
+# (tests/minhash_quality.rs).
 #
 #   benches/dedup_peers.sh            # makes target/dedup_peers_venv on first use
 #
