@@ -130,6 +130,16 @@ impl<'a> SigFile<'a> {
         })
     }
 
+    /// Record `ord`'s signature where signatures are held in memory.
+    fn slice(&self, ord: u32) -> Result<&[u32]> {
+        let (part, local) = self.layout.locate(ord);
+        let at = local as usize * self.num_perm;
+        self.mem
+            .as_ref()
+            .and_then(|mem| mem[part].get(at..at + self.num_perm))
+            .with_context(|| format!("signatures.bin: no record {local} in part {part}"))
+    }
+
     fn read(&mut self, ord: u32, out: &mut [u32]) -> Result<()> {
         let (part, local) = self.layout.locate(ord);
         if let Some(mem) = &self.mem {
@@ -277,10 +287,15 @@ pub(super) fn cluster(
     let mut key: Option<(u32, u64)> = None;
     let mut ring = vec![0u32; BUCKET_WINDOW * p];
     let mut cur = vec![0u32; p];
+    // Signatures held in memory are compared in place; read from the file, each
+    // bucket member is read once and kept in a ring of the last BUCKET_WINDOW.
+    let in_memory = sigs.mem.is_some();
     let mut flush = |bucket: &mut Vec<u32>, parent: &mut Vec<u32>| -> Result<()> {
         if bucket.len() > 1 {
             for (i, &r) in bucket.iter().enumerate() {
-                sigs.read(r, &mut cur)?;
+                if !in_memory {
+                    sigs.read(r, &mut cur)?;
+                }
                 for j in (i.saturating_sub(BUCKET_WINDOW)..i).rev() {
                     let q = bucket[j];
                     let (a, b) = (find(parent, r), find(parent, q));
@@ -288,10 +303,17 @@ pub(super) fn cluster(
                         continue;
                     }
                     compared += 1;
-                    let slot = &ring[(j % BUCKET_WINDOW) * p..(j % BUCKET_WINDOW + 1) * p];
+                    let (this, slot) = if in_memory {
+                        (sigs.slice(r)?, sigs.slice(q)?)
+                    } else {
+                        (
+                            &cur[..],
+                            &ring[(j % BUCKET_WINDOW) * p..(j % BUCKET_WINDOW + 1) * p],
+                        )
+                    };
                     let same = match &params.verify {
-                        Some(v) => v.matches(&cur, slot, common.as_ref()),
-                        None => similarity(&cur, slot) >= params.threshold,
+                        Some(v) => v.matches(this, slot, common.as_ref()),
+                        None => similarity(this, slot) >= params.threshold,
                     };
                     if same {
                         similar += 1;
@@ -299,7 +321,9 @@ pub(super) fn cluster(
                         parent[hi as usize] = lo;
                     }
                 }
-                ring[(i % BUCKET_WINDOW) * p..(i % BUCKET_WINDOW + 1) * p].copy_from_slice(&cur);
+                if !in_memory {
+                    ring[(i % BUCKET_WINDOW) * p..(i % BUCKET_WINDOW + 1) * p].copy_from_slice(&cur);
+                }
             }
         }
         bucket.clear();
