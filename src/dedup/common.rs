@@ -44,7 +44,9 @@ pub struct CommonWindows {
     counts: Vec<u8>,
     mask: u64,
     min_records: u8,
+    /// Per-record scratch: the window keys, and the sample at one level.
     keys: Vec<u64>,
+    at: Vec<u32>,
 }
 
 impl CommonWindows {
@@ -59,6 +61,7 @@ impl CommonWindows {
             mask: slots - 1,
             min_records: min_records.max(1),
             keys: Vec::new(),
+            at: Vec::new(),
         }
     }
 
@@ -69,14 +72,11 @@ impl CommonWindows {
 
     /// Count one record's sample (`(selection << 16) | char` words at `level`).
     pub fn add(&mut self, sample: &[u32], level: u32) {
-        let mut keys = std::mem::take(&mut self.keys);
+        let (mut keys, mut at) = (std::mem::take(&mut self.keys), std::mem::take(&mut self.at));
         keys.clear();
         for l in level..=(level + EXTRA_LEVELS).min(16) {
-            let at: Vec<u32> = sample
-                .iter()
-                .copied()
-                .filter(|&w| (w >> 16).trailing_zeros() >= l)
-                .collect();
+            at.clear();
+            at.extend(sample.iter().filter(|&&w| (w >> 16).trailing_zeros() >= l));
             keys.extend(at.windows(WINDOW).map(|w| key(w, l)));
         }
         keys.sort_unstable();
@@ -88,7 +88,7 @@ impl CommonWindows {
                 self.counts[j] = self.counts[j].saturating_add(1);
             }
         }
-        self.keys = keys;
+        (self.keys, self.at) = (keys, at);
     }
 
     /// A window's two slots (a count-min sketch of two rows in one table).

@@ -146,8 +146,8 @@ impl MinHasher {
     /// The verification sketch of a record (see [`Verify`]): the document signature
     /// of `prompt` + `response` (the same as [`MinHasher::signature`] of the two
     /// joined), then a [`RESPONSE_BINS`]-bin signature of `response` alone and one
-    /// of `prompt` alone ([`PROMPT_BINS`]), the document's shingle count, and a sample of at most [`SEQ_SLOTS`] of its
-    /// characters in order; `split`: the record has a prompt side and a response
+    /// of `prompt` alone ([`PROMPT_BINS`]), the document's shingle count, and a
+    /// sample of at most [`SEQ_SLOTS`] of its characters in order; `split`: the record has a prompt side and a response
     /// side (the per-segment guard applies). `None` when it has no letter or digit.
     pub fn sketch(&self, prompt: &str, response: &str, split: bool) -> Option<Vec<u32>> {
         let p = self.cfg.num_perm;
@@ -844,18 +844,21 @@ fn align_in(a: &[u32], b: &[u32], dp: &mut Vec<u16>, run: &mut Vec<u16>) -> (f64
     let mut gap = |i: usize, j: usize, next_i: usize, next_j: usize| {
         // 1-based positions i+1..next_i-1 of `a` (0-based i..next_i-1), likewise `b`.
         let (sa, sb) = (&a[i..next_i - 1], &b[j..next_j - 1]);
-        if !sa.is_empty() && !sb.is_empty() && sa.len().max(sb.len()) <= TYPO_GAP {
-            typo_matched += single_lcs(sa, sb);
-        }
         let gi = moved_a[i..next_i - 1].iter().filter(|&&m| !m).count();
         let gj = moved_b[j..next_j - 1].iter().filter(|&&m| !m).count();
+        let short = !sa.is_empty() && !sb.is_empty() && sa.len().max(sb.len()) <= TYPO_GAP;
+        let two_sided_long = gi.min(gj) > 2 && gi.max(gj) > MAX_GAP;
+        if !short && !two_sided_long {
+            return;
+        }
+        let one_by_one = single_lcs(sa, sb);
+        if short {
+            typo_matched += one_by_one;
+        }
         // Text on one side only (added, removed, cut) is not a difference here, nor
         // a stretch where typos fall close together (its characters still match one
         // by one, out of runs).
-        if gi.min(gj) > 2
-            && gi.max(gj) > MAX_GAP
-            && (single_lcs(sa, sb) as f64) < GAP_MATCH * sa.len().max(sb.len()) as f64
-        {
+        if two_sided_long && (one_by_one as f64) < GAP_MATCH * sa.len().max(sb.len()) as f64 {
             long += gi.max(gj);
         }
     };
@@ -1002,9 +1005,19 @@ impl Verify {
         estimate(&a[..self.num_perm], &b[..self.num_perm])
     }
 
+    /// Where a sketch's sample header (split flag, level, prompt length) is.
+    fn head(&self) -> usize {
+        self.num_perm + COUNT_AT + 1
+    }
+
+    /// The level a sketch's sample was taken at.
+    fn level(&self, s: &[u32]) -> u32 {
+        (s[self.head()] >> 16) & 0xff
+    }
+
     /// The character sample of a sketch at `level`, and how much of it is the prompt's.
     fn sample(&self, s: &[u32], level: u32) -> (Vec<u32>, usize) {
-        let p = self.num_perm + COUNT_AT + 1;
+        let p = self.head();
         let split_at = (s[p] & 0xffff) as usize;
         let len = (s[p + 1] as usize).min(SEQ_SLOTS);
         let seq = &s[p + 2..p + 2 + len];
@@ -1023,7 +1036,7 @@ impl Verify {
 
     /// A sketch's own character sample and its level (what [`CommonWindows::add`] counts).
     pub fn own_sample(&self, s: &[u32]) -> (Vec<u32>, u32) {
-        let level = (s[self.num_perm + COUNT_AT + 1] >> 16) & 0xff;
+        let level = self.level(s);
         (self.sample(s, level).0, level)
     }
 
@@ -1036,8 +1049,8 @@ impl Verify {
         if j < MIN_JACCARD {
             return false;
         }
-        let head = p + COUNT_AT + 1;
-        let level = ((a[head] >> 16) & 0xff).max((b[head] >> 16) & 0xff);
+        let head = self.head();
+        let level = self.level(a).max(self.level(b));
         let ((sa, pa), (sb, pb)) = (self.sample(a, level), self.sample(b, level));
         // Most candidates fail every rule: the characters the samples share (as
         // multisets) bound every LCS below, so no alignment is computed for a pair
@@ -1071,12 +1084,12 @@ impl Verify {
         if let Some(c) = common {
             let (ma, mb) = (c.common_mask(&sa, level), c.common_mask(&sb, level));
             let (ra, rb) = (remainder(&sa, &ma, WINDOW), remainder(&sb, &mb, WINDOW));
-            let shared = ma.iter().any(|&m| m) || mb.iter().any(|&m| m);
-            if shared && !ra.is_empty() && !rb.is_empty() {
+            let has_template = ma.iter().any(|&m| m) || mb.iter().any(|&m| m);
+            if has_template && !ra.is_empty() && !rb.is_empty() {
                 let (la, lb) = (ra.len() as f64, rb.len() as f64);
                 let (common_seq, runs) = (lcs(&ra, &rb) as f64, run_overlap(&ra, &rb) as f64);
-                let (na, nb) = ((la - 2.0).max(1.0), (lb - 2.0).max(1.0)); // runs per side
-                let within = (common_seq / la.min(lb)).max(runs / na.min(nb));
+                let runs_per_side = (la.min(lb) - (MIN_RUN - 1) as f64).max(1.0);
+                let within = (common_seq / la.min(lb)).max(runs / runs_per_side);
                 if within < self.coverage || gap_similarity(&ra, &rb) < self.edit_threshold {
                     return false;
                 }

@@ -26,9 +26,9 @@ const NESTED_BODY_SHARE: f64 = 0.9;
 const MIN_POSTS: usize = 3;
 
 /// The element with the largest summed block weight (`sum`, from [`element_weights`];
-/// the deepest one on ties),
-/// unless a named article body ([`content_hint`](super::marks::content_hint)) that is not
-/// inside it holds [`HINT_SHARE`] of its weight.
+/// the deepest one on ties), unless a named article body
+/// ([`content_hint`](super::marks::content_hint)) that is not inside it holds
+/// [`HINT_SHARE`] of its weight.
 fn best_container(page: &Page, sum: &[f64], soft_counts: bool) -> (usize, f64) {
     let mut best = (0, f64::MIN);
     for (i, &s) in sum.iter().enumerate() {

@@ -21,8 +21,8 @@
 //!    (split at `-`, `_`, spaces and case changes, so `header` never matches
 //!    `ad`; `right` with a layout word, `rightRail`, `content-right`, is the side
 //!    column, `pull-right` is not), mark their blocks *hard*: never output, and
-//!    counted against the container holding them. Comment sections (`comment`, `reply`, `discuss`,
-//!    `cmt`, `pinglun`, ...) are *soft*: left out under an article, kept on a
+//!    counted against the container holding them. Comment sections (`comment`,
+//!    `reply`, `discuss`, `cmt`, `pinglun`, ...) are *soft*: left out under an article, kept on a
 //!    thread (step 5) and when the comments are all there is (a review page).
 //! 3. **Container.** Each block gets a weight: its non-link characters when it
 //!    reads like text (punctuation, or 30+ characters), minus its characters

@@ -247,8 +247,13 @@ fn count_common(v: &Verify, sigs: &mut SigFile, exempt: &[bool], memory_limit: u
     let mut table = CommonWindows::new(exempt.len() as u64 * per, memory_limit / 4, min_records);
     let mut cur = vec![0u32; v.width()];
     for (i, _) in exempt.iter().enumerate().filter(|(_, &e)| !e) {
-        sigs.read(i as u32, &mut cur)?;
-        let (sample, level) = v.own_sample(&cur);
+        let sketch = if sigs.mem.is_some() {
+            sigs.slice(i as u32)?
+        } else {
+            sigs.read(i as u32, &mut cur)?;
+            &cur[..]
+        };
+        let (sample, level) = v.own_sample(sketch);
         table.add(&sample, level);
     }
     Ok(table)
