@@ -925,6 +925,37 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
             }
         }
     }
+    // `CURATE_DECONTAM_STRESS=N` (a probe for rule design, off by default: the set
+    // and its floors stay as they are): N more English light edits per tune item,
+    // over every item of the tune part's indexed MMLU subjects (kind
+    // `light_edit_stress`), from a generator stream of their own.
+    let stress: usize = std::env::var("CURATE_DECONTAM_STRESS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if stress > 0 {
+        let mut srng = Rng(0x5354_5245_5353);
+        let pool: Vec<&BenchItem> = all
+            .iter()
+            .filter(|it| it.benchmark == "mmlu" && subject_role("mmlu", &it.subject) == (true, "tune"))
+            .collect();
+        let step = (pool.len() / 1000).max(1);
+        for it in pool.iter().step_by(step) {
+            for v in 0..stress {
+                let Some(text) = eval_positive(it, "light_edit", "", &mut srng) else {
+                    continue;
+                };
+                out.push(Labelled {
+                    id: format!("mmlu:{}:{}:{}:light_edit_stress{v}", it.split, it.subject, it.row),
+                    text,
+                    part: "tune",
+                    group: "en".into(),
+                    kind: "light_edit_stress".into(),
+                    positive: true,
+                });
+            }
+        }
+    }
     // Real light edits: MMLU pre-release test items that differ from the final
     // ones, paired by subject and row where the subject kept its row count.
     let pre = load(
@@ -1169,8 +1200,8 @@ fn held_aside_eval_through_curate_run() {
     if show != "held" {
         return;
     }
-    // Held part, as measured (docs/benchmarks/decontam.md, Sessions 8 and 13): every
-    // positive kind >= 0.94 (issue target 0.97: light edits in English are 0.957),
+    // Held part, as measured (docs/benchmarks/decontam.md, Sessions 8, 13 and 17):
+    // every positive kind >= 0.97 (issue 19's target; the lowest is 0.980),
     // ordinary records <= 1 in 1,000, exam-like hard negatives <= 3% (target 2%).
     let rate = |neg: bool, kinds: &[&str]| {
         let (f, t) = table
@@ -1182,7 +1213,7 @@ fn held_aside_eval_through_curate_run() {
     for kind in POS_KINDS {
         for g in ["en", "zh"] {
             if let Some((f, t)) = table.get(&(false, kind.to_string(), g.to_string())) {
-                assert!(*f as f64 >= 0.94 * *t as f64, "{kind} {g}: {f}/{t}");
+                assert!(*f as f64 >= 0.97 * *t as f64, "{kind} {g}: {f}/{t}");
             }
         }
     }

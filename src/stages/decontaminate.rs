@@ -68,6 +68,7 @@ pub struct DecontamConfig {
     pub letter_gram_en: Option<usize>,
     pub letter_threshold_en: Option<f64>,
     pub ngram_verify_below: Option<f64>,
+    pub rare_word_threshold_en: Option<f64>,
     #[serde(default = "default_report_records")]
     pub report_records: usize,
     /// The pipeline's `[[benchmark]]` tables (paths resolved), filled in by the registry.
@@ -104,6 +105,7 @@ impl DecontamConfig {
             letter_gram_en: self.letter_gram_en.unwrap_or(d.letter_gram_en),
             letter_threshold_en: self.letter_threshold_en.unwrap_or(d.letter_threshold_en),
             ngram_verify_below: self.ngram_verify_below.unwrap_or(d.ngram_verify_below),
+            rare_word_threshold_en: self.rare_word_threshold_en.unwrap_or(d.rare_word_threshold_en),
         }
     }
 }
