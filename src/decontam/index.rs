@@ -642,6 +642,13 @@ fn item_letters(item: &BenchItem, k: usize) -> Vec<(u64, bool)> {
     // (key, in_question, inside_options)
     let mut out: Vec<(u64, bool, bool)> = Vec::new();
     for_word_grams(&toks, k, |i, j, key| out.push((key, j < q, i >= q)));
+    question_keys(out)
+}
+
+/// `(key, in_question, inside_options)` occurrences to one `(key, in_question)` per
+/// key: in the question only when no occurrence lies inside the options (a question
+/// word that an option repeats is evidence of the option).
+fn question_keys(mut out: Vec<(u64, bool, bool)>) -> Vec<(u64, bool)> {
     out.sort_unstable();
     out.dedup_by(|x, keep| {
         let same = x.0 == keep.0;
@@ -682,16 +689,7 @@ fn item_words(item: &BenchItem) -> Vec<(u64, bool)> {
     let (toks, q) = item_tokens(item);
     let mut out: Vec<(u64, bool, bool)> = Vec::new();
     for_long_words(&toks, |i, key| out.push((key, i < q, i >= q)));
-    out.sort_unstable();
-    out.dedup_by(|x, keep| {
-        let same = x.0 == keep.0;
-        if same {
-            keep.1 |= x.1;
-            keep.2 |= x.2;
-        }
-        same
-    });
-    out.into_iter().map(|(k, q, o)| (k, q && !o)).collect()
+    question_keys(out)
 }
 
 /// Share of an item's distinct long words that a candidate found by rare words
