@@ -548,6 +548,11 @@ fn noisy(s: &str, zh: bool, p: f64, rng: &mut Rng) -> String {
 /// Clauses moved around: the question cut at commas, semicolons and colons, the
 /// first clause moved to the end (None when it has one clause).
 fn reorder(q: &str, zh: bool) -> Option<String> {
+    reorder_with(q, zh, |v| v.rotate_left(1))
+}
+
+/// [`reorder`] with the clauses put in the order `permute` leaves them in.
+fn reorder_with(q: &str, zh: bool, permute: impl FnOnce(&mut Vec<String>)) -> Option<String> {
     let mut clauses: Vec<String> = Vec::new();
     let mut cur = String::new();
     let mut math = false;
@@ -581,8 +586,7 @@ fn reorder(q: &str, zh: bool) -> Option<String> {
             .to_string()
     };
     let mut v: Vec<String> = clauses.iter().map(|c| end(c)).collect();
-    let first = v.remove(0);
-    v.push(first);
+    permute(&mut v);
     Some(if zh {
         format!("{}？", v.join("，"))
     } else {
@@ -940,6 +944,49 @@ fn build_eval_set(d: &Path, bench: &Path) -> Vec<Labelled> {
             .filter(|it| it.benchmark == "mmlu" && subject_role("mmlu", &it.subject) == (true, "tune"))
             .collect();
         let step = (pool.len() / 1000).max(1);
+        // Chinese clauses in a random order (not only the first moved last), with
+        // 1-3% of the characters changed and the options shuffled (kind
+        // `reordered_stress`, a stream of its own), for questions of 8+ CJK characters.
+        let mut zrng = Rng(0x5a48_5354_5245_5353);
+        for b in ["ceval", "cmmlu"] {
+            let zpool: Vec<&BenchItem> = all
+                .iter()
+                .filter(|it| it.benchmark == b && subject_role(b, &it.subject) == (true, "tune"))
+                .collect();
+            for it in zpool.iter().step_by((zpool.len() / 1000).max(1)) {
+                // A number series in another order is another question.
+                if it.question.chars().filter(|c| curate::text::is_cjk(*c)).count() < 8 {
+                    continue;
+                }
+                for v in 0..stress {
+                    let p = 0.01 + 0.02 * zrng.unit();
+                    let q = noisy(&it.question, true, p, &mut zrng);
+                    let mut order: Vec<(u64, usize)> = Vec::new();
+                    let Some(q) = reorder_with(&q, true, |c| {
+                        order = (0..c.len()).map(|i| (zrng.next(), i)).collect();
+                        order.sort_unstable();
+                        if order.iter().enumerate().all(|(i, o)| o.1 == i) {
+                            order.rotate_left(1);
+                        }
+                        let old = std::mem::take(c);
+                        c.extend(order.iter().map(|o| old[o.1].clone()));
+                    }) else {
+                        continue;
+                    };
+                    let mut o: Vec<String> =
+                        it.options.iter().map(|o| noisy(o, true, p, &mut zrng)).collect();
+                    o.rotate_left(1 + zrng.below(3));
+                    out.push(Labelled {
+                        id: format!("{b}:{}:{}:{}:reordered_stress{v}", it.split, it.subject, it.row),
+                        text: lettered(&q, &o, &["A. ", "B. ", "C. ", "D. "], "\n"),
+                        part: "tune",
+                        group: "zh".into(),
+                        kind: "reordered_stress".into(),
+                        positive: true,
+                    });
+                }
+            }
+        }
         for it in pool.iter().step_by(step) {
             for v in 0..stress {
                 let Some(text) = eval_positive(it, "light_edit", "", &mut srng) else {
