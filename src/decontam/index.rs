@@ -1399,7 +1399,13 @@ impl Index {
                     .map(|&p| (p >> 1, LETTER | (p & 1))),
             );
         }
-        for (k, at) in &s.wfound {
+        // An item needs MIN_HITS rare words: fewer in the whole text decide nothing.
+        let rare = if s.wfound.len() >= MIN_HITS as usize {
+            &s.wfound[..]
+        } else {
+            &[]
+        };
+        for (k, at) in rare {
             let (start, len) = self.wmap[k];
             let at = (*at).min(MAX_WORD_POS) << 1;
             s.counts.extend(
