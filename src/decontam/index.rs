@@ -41,7 +41,11 @@
 //! (`letter_gram_en`: from each word, the fewest whole words with 10+ bytes of
 //! text), which survive 2-5% changed letters; records dense in present
 //! smallest-size n-grams (15%+) look them up, and an item with
-//! `letter_threshold_en` of them found is checked the same way. An n-gram hit
+//! `letter_threshold_en` of them found is checked the same way. English items also
+//! keep their rare single words (4+ bytes, in at most 15 items), probed in every
+//! record: an item with `rare_word_threshold_en` of them (3+) within a stretch
+//! about twice its length, and half its long words in the record, is checked the
+//! same way too (copies with most words but no word runs intact). An n-gram hit
 //! with an overlap below `ngram_verify_below` must align too (a shared phrase,
 //! `进入社会主义初级阶段的`, is not a copy).
 //!
@@ -129,9 +133,11 @@ pub struct MatchConfig {
     /// (`min_similarity`): a shared phrase is not a copy of the item.
     pub ngram_verify_below: f64,
     /// Share of an English item's rare words (single words of at least
-    /// [`RARE_WORD_BYTES`] bytes in at most [`RARE_WORD_MAX_ITEMS`] items), found
-    /// anywhere in any record, from which it is checked character by character
-    /// (0: off). Heavily edited copies keep few intact word runs but most words.
+    /// [`RARE_WORD_BYTES`] bytes in at most [`RARE_WORD_MAX_ITEMS`] items), found in
+    /// any record within a stretch about twice the item's length (at least
+    /// [`MIN_HITS`], one in the question), from which it is checked character by
+    /// character once half its long words are in the record too (0: off). Heavily
+    /// edited copies keep few intact word runs but most words.
     pub rare_word_threshold_en: f64,
 }
 
@@ -714,9 +720,10 @@ fn long_words_present(item: &BenchItem, words: &[u64]) -> f64 {
     found as f64 / mine.len().max(1) as f64
 }
 
-/// Whether an item's found rare words (`wq` in the question, `wf` in all) make it
-/// a candidate: `threshold` of them, at least [`MIN_HITS`] (all, for fewer), and
-/// one of those inside the question when the question has any.
+/// Whether an item's found rare words (`wq` in the question, `wf` in all, both
+/// within one stretch of the text) make it a candidate: `threshold` of them, at
+/// least [`MIN_HITS`] (an item with fewer cannot use this path: one or two words
+/// are in too many ordinary records), one of them inside the question.
 fn rare_words_found(g: &ItemGrams, wq: u32, wf: u32, threshold: f64) -> bool {
     threshold > 0.0 && g.wf > 0 && wf >= MIN_HITS && wf as f64 >= threshold * g.wf as f64 && wq > 0
 }
