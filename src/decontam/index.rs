@@ -284,6 +284,8 @@ struct Scratch {
     wfound: Vec<(u64, u32)>,
     /// Every long word of the text: (key, token position).
     wkeys: Vec<(u64, u32)>,
+    /// (item, position << 1 | in_question) of every found rare word.
+    wcounts: Vec<(u32, u32)>,
     /// (item, posting flags) of every found n-gram.
     counts: Vec<(u32, u32)>,
     /// Alignment rows of the character-level check.
@@ -319,6 +321,9 @@ impl Scratch {
         }
         if self.wkeys.capacity() > KEEP {
             self.wkeys = Vec::new();
+        }
+        if self.wcounts.capacity() > KEEP {
+            self.wcounts = Vec::new();
         }
         if self.counts.capacity() > KEEP {
             self.counts = Vec::new();
@@ -769,9 +774,12 @@ fn dense_record(present: usize, windows: usize) -> bool {
 /// Count flag of a found word gram (`LETTER | in_question`).
 const LETTER: u32 = 1 << 16;
 
-/// Count flag of a found rare word (`RARE_WORD | position << 1 | in_question`): above
-/// every other flag.
+/// Count flag of an item's rare words (`RARE_WORD | in_question << 15 | all`, the
+/// counts of its best stretch): above every other flag.
 const RARE_WORD: u32 = 1 << 31;
+
+/// Largest count a rare-word entry holds.
+const WORDS_MAX: u32 = (1 << 15) - 1;
 
 /// Token positions of rare words beyond this count as this one.
 const MAX_WORD_POS: u32 = (1 << 30) - 1;
@@ -787,10 +795,10 @@ fn rare_word_span(g: &ItemGrams) -> u32 {
     2 * g.toks + 16
 }
 
-/// The most rare words of one item (`RARE_WORD` entries sorted by position) within
-/// `span` tokens: (in the question, all).
+/// The most rare words of one item (`(item, position << 1 | in_question)` sorted by
+/// position) within `span` tokens: (in the question, all).
 fn rare_words_near(entries: &[(u32, u32)], span: u32) -> (u32, u32) {
-    let pos = |p: u32| (p & !RARE_WORD) >> 1;
+    let pos = |p: u32| p >> 1;
     let (mut best, mut lo, mut q) = ((0u32, 0u32), 0usize, 0u32);
     for hi in 0..entries.len() {
         q += entries[hi].1 & 1;
@@ -1412,14 +1420,28 @@ impl Index {
         } else {
             &[]
         };
+        // Rare words by item, apart: most items get one or two, which decide
+        // nothing; an item with enough gets one entry, its best stretch.
+        s.wcounts.clear();
         for (k, at) in rare {
             let (start, len) = self.wmap[k];
             let at = (*at).min(MAX_WORD_POS) << 1;
-            s.counts.extend(
+            s.wcounts.extend(
                 self.wpostings[start as usize..(start + len) as usize]
                     .iter()
-                    .map(|&p| (p >> 1, RARE_WORD | at | (p & 1))),
+                    .map(|&p| (p >> 1, at | (p & 1))),
             );
+        }
+        s.wcounts.sort_unstable();
+        for group in s.wcounts.chunk_by(|a, b| a.0 == b.0) {
+            if group.len() >= MIN_HITS as usize {
+                let item = group[0].0;
+                let (wq, wf) = rare_words_near(group, rare_word_span(&self.grams[item as usize]));
+                if wf >= MIN_HITS {
+                    s.counts
+                        .push((item, RARE_WORD | wq.min(WORDS_MAX) << 15 | wf.min(WORDS_MAX)));
+                }
+            }
         }
         s.counts.sort_unstable();
         let thr = self.cfg.threshold;
@@ -1434,10 +1456,11 @@ impl Index {
             let mut c = [[0u32; 3]; 2];
             let (mut kn, mut kw) = (0u32, 0u32);
             let (mut lq, mut lf) = (0u32, 0u32);
-            // Rare words come last in the group, by position: the most of them
-            // within a stretch of the text about as long as the item.
+            // The rare-word entry, if any, comes last in the group.
             let words = group.partition_point(|&(_, p)| p < RARE_WORD);
-            let (wq, wf) = rare_words_near(&group[words..], rare_word_span(&self.grams[item as usize]));
+            let (wq, wf) = group
+                .get(words)
+                .map_or((0, 0), |&(_, p)| (p >> 15 & WORDS_MAX, p & WORDS_MAX));
             for &(_, p) in &group[..words] {
                 if p >= LETTER {
                     lf += 1;
