@@ -435,6 +435,10 @@ pub struct Index {
     wmap: Map<(u32, u32)>,
     wpostings: Vec<u32>,
     wfilter: Bloom,
+    /// Every English item's distinct long words (keys, sorted): item `i`'s are
+    /// `long[long_at[i]..long_at[i + 1]]`.
+    long: Vec<u64>,
+    long_at: Vec<u32>,
     /// Items too short to index.
     pub skipped: usize,
     /// N-grams dropped as shared by too many items.
@@ -694,8 +698,8 @@ fn for_long_words(toks: &[Token], mut f: impl FnMut(usize, u64)) {
     }
 }
 
-/// An item's long words (question plus options): (key, in_question), in_question
-/// only when no occurrence lies inside the options.
+/// An item's long words (question plus options): (key, in_question), sorted and
+/// distinct by key, in_question only when no occurrence lies inside the options.
 fn item_words(item: &BenchItem) -> Vec<(u64, bool)> {
     let (toks, q) = item_tokens(item);
     let mut out: Vec<(u64, bool, bool)> = Vec::new();
@@ -716,11 +720,9 @@ fn long_words(toks: &[Token]) -> Vec<u64> {
     v
 }
 
-/// Share of `item`'s distinct long words (question and options) in `words`
-/// ([`long_words`] of the text).
-fn long_words_present(item: &BenchItem, words: &[u64]) -> f64 {
-    let (toks, _) = item_tokens(item);
-    let mine = long_words(&toks);
+/// Share of an item's distinct long words (`mine`) in `words` ([`long_words`] of
+/// the text).
+fn long_words_present(mine: &[u64], words: &[u64]) -> f64 {
     let found = mine.iter().filter(|k| words.binary_search(k).is_ok()).count();
     found as f64 / mine.len().max(1) as f64
 }
@@ -1074,7 +1076,15 @@ impl Index {
             g.lq += p & 1;
         });
         drop(lall);
-        // Rare words of English items: those in few items.
+        // Long words of English items (kept for the check before alignment), and
+        // their rare ones: those in few items.
+        let mut long_at = Vec::with_capacity(per.len() + 1);
+        long_at.push(0u32);
+        let mut long = Vec::new();
+        for p in &per {
+            long.extend(p.words.iter().map(|w| w.0));
+            long_at.push(long.len() as u32);
+        }
         let mut wall: Vec<(u64, u32)> = per
             .iter()
             .enumerate()
@@ -1129,6 +1139,8 @@ impl Index {
             wmap,
             wpostings,
             wfilter,
+            long,
+            long_at,
             skipped,
             common,
         }
@@ -1526,7 +1538,9 @@ impl Index {
                     continue;
                 }
                 let words = text_words.get_or_insert_with(|| long_words(toks));
-                if long_words_present(&self.items[item as usize], words) < LONG_WORDS_PRESENT {
+                let mine = &self.long
+                    [self.long_at[item as usize] as usize..self.long_at[item as usize + 1] as usize];
+                if long_words_present(mine, words) < LONG_WORDS_PRESENT {
                     continue;
                 }
             }

@@ -147,8 +147,9 @@ impl MinHasher {
     /// of `prompt` + `response` (the same as [`MinHasher::signature`] of the two
     /// joined), then a [`RESPONSE_BINS`]-bin signature of `response` alone and one
     /// of `prompt` alone ([`PROMPT_BINS`]), the document's shingle count, and a
-    /// sample of at most [`SEQ_SLOTS`] of its characters in order; `split`: the record has a prompt side and a response
-    /// side (the per-segment guard applies). `None` when it has no letter or digit.
+    /// sample of at most [`SEQ_SLOTS`] of its characters in order; `split`: the
+    /// record has a prompt side and a response side (the per-segment guard
+    /// applies). `None` when it has no letter or digit.
     pub fn sketch(&self, prompt: &str, response: &str, split: bool) -> Option<Vec<u32>> {
         let p = self.cfg.num_perm;
         let mut out = Vec::with_capacity(p + SKETCH_EXTRA);

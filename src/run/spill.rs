@@ -14,9 +14,10 @@
 //! and takes the split-window match finder; the gain measured within the noise);
 //! its size is about the input's after compression, on the output's disk, and it is
 //! removed when the run completes. A global stage that comes first spills no record
-//! (they reach it exactly as read): its `spill.json` says `reread_input`, and the next
-//! pass reads the input again, which costs less than zstd both ways. Stage states after the prepass (`state-NNN.bin`)
-//! go beside it, so tallies such as exact_dedup's distinct count reach the report.
+//! (they reach it exactly as read): its `spill.json` says `reread_input`, and the
+//! next pass reads the input again, which costs less than zstd both ways. Stage
+//! states after the prepass (`state-NNN.bin`) go beside it, so tallies such as
+//! exact_dedup's distinct count reach the report.
 //!
 //! The encoding is our own small binary form of `serde_json::Value` rather than
 //! JSON or a serde format: JSON would re-parse floats (serde_json's default parser

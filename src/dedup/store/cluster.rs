@@ -298,9 +298,12 @@ pub(super) fn cluster(
     let mut flush = |bucket: &mut Vec<u32>, parent: &mut Vec<u32>| -> Result<()> {
         if bucket.len() > 1 {
             for (i, &r) in bucket.iter().enumerate() {
-                if !in_memory {
+                let this: &[u32] = if in_memory {
+                    sigs.slice(r)?
+                } else {
                     sigs.read(r, &mut cur)?;
-                }
+                    &cur
+                };
                 for j in (i.saturating_sub(BUCKET_WINDOW)..i).rev() {
                     let q = bucket[j];
                     let (a, b) = (find(parent, r), find(parent, q));
@@ -308,13 +311,10 @@ pub(super) fn cluster(
                         continue;
                     }
                     compared += 1;
-                    let (this, slot) = if in_memory {
-                        (sigs.slice(r)?, sigs.slice(q)?)
+                    let slot = if in_memory {
+                        sigs.slice(q)?
                     } else {
-                        (
-                            &cur[..],
-                            &ring[(j % BUCKET_WINDOW) * p..(j % BUCKET_WINDOW + 1) * p],
-                        )
+                        &ring[(j % BUCKET_WINDOW) * p..(j % BUCKET_WINDOW + 1) * p]
                     };
                     let same = match &params.verify {
                         Some(v) => v.matches(this, slot, common.as_ref()),
